@@ -1,0 +1,1 @@
+//! Balancers: pick one instance of a snapshot (pure, no I/O).

@@ -1,0 +1,142 @@
+//! Error types, one enum per concern.
+//!
+//! * [`ValidationError`]: bad input (names, addresses, tags, configuration),
+//!   always reported before anything is written to Redis.
+//! * [`RegistryError`]: registering, heartbeating or deregistering failed.
+//! * [`ResolveError`]: reading a service's instances failed.
+//!
+//! The tower layer has its own error, [`DiscoveryError`](crate::layer::DiscoveryError).
+
+use std::time::Duration;
+
+/// Input that the crate refuses: nothing was sent to Redis.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// A service name must not be empty.
+    #[error("invalid service name: it is empty")]
+    EmptyServiceName,
+    /// A service name is longer than [`ServiceName::MAX_LEN`](crate::ServiceName::MAX_LEN).
+    #[error("invalid service name: it is {len} bytes long, at most 255 are allowed")]
+    ServiceNameTooLong {
+        /// Length of the rejected name in bytes.
+        len: usize,
+    },
+    /// A service name holds a character outside `[A-Za-z0-9._-]`.
+    #[error(
+        "invalid service name {name:?}: character {character:?} at position {position} is not allowed (use A-Z a-z 0-9 . _ -)"
+    )]
+    ServiceNameCharacter {
+        /// The rejected name.
+        name: String,
+        /// The first offending character.
+        character: char,
+        /// Its byte position in the name.
+        position: usize,
+    },
+    /// An instance address is not `host:port`.
+    #[error("invalid address {addr:?}: {reason}")]
+    Address {
+        /// The rejected address.
+        addr: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// More tags than [`Instance::MAX_TAGS`](crate::Instance::MAX_TAGS).
+    #[error("invalid tags: {count} tags, at most 64 are allowed")]
+    TooManyTags {
+        /// The number of tags asked for.
+        count: usize,
+    },
+    /// A tag key or value is longer than [`Instance::MAX_TAG_LEN`](crate::Instance::MAX_TAG_LEN) bytes.
+    #[error("invalid tag {key:?}: keys and values are at most 256 bytes")]
+    TagTooLong {
+        /// The key of the rejected tag (cut to 64 bytes).
+        key: String,
+    },
+    /// A tag key is empty.
+    #[error("invalid tag: the key is empty")]
+    EmptyTagKey,
+    /// The stored form of an instance would exceed [`Instance::MAX_ENTRY_LEN`](crate::Instance::MAX_ENTRY_LEN).
+    #[error(
+        "invalid instance: its registry entry would be {len} bytes, at most 16384 are allowed"
+    )]
+    EntryTooLarge {
+        /// The encoded length.
+        len: usize,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A Redis URL could not be parsed.
+    #[error("invalid Redis URL {url:?}: {reason}")]
+    RedisUrl {
+        /// The URL with any password removed.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Registering, heartbeating or deregistering an instance failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The input was refused; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Redis answered with an error or the connection failed.
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The registry was shut down.
+    #[error("the registry has been shut down")]
+    Shutdown,
+}
+
+/// Reading the instances of a service failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The service name was refused.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Redis answered with an error or the connection failed.
+    #[error("resolving {service}: redis error: {message}")]
+    Redis {
+        /// The service being resolved.
+        service: String,
+        /// The Redis error, as text (so the error is `Clone` and can be
+        /// shared by every caller of a single-flight resolve).
+        message: String,
+    },
+    /// Redis did not answer in time.
+    #[error("resolving {service}: redis did not answer within {timeout:?}")]
+    Timeout {
+        /// The service being resolved.
+        service: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The last good list is older than the configured maximum staleness.
+    #[error("resolving {service}: the last known instances are {age:?} old, more than the allowed {max:?}")]
+    Stale {
+        /// The service being resolved.
+        service: String,
+        /// How old the last good list is.
+        age: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+    /// A static resolver does not know the service.
+    #[error("unknown service {service}")]
+    UnknownService {
+        /// The service asked for.
+        service: String,
+    },
+    /// The resolver was shut down.
+    #[error("the resolver has been shut down")]
+    Shutdown,
+}

@@ -1,0 +1,1 @@
+//! The tower layer that sends requests for `http://SERVICE/…` to an instance.

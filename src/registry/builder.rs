@@ -1,0 +1,144 @@
+//! Options of a [`RedisRegistry`].
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{RedisRegistry, Shared};
+use crate::connection::{self, Timeouts};
+use crate::error::{RegistryError, ValidationError};
+use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
+
+/// Configures and connects a [`RedisRegistry`].
+///
+/// Every option is checked in [`connect`](Self::connect) before Redis is
+/// contacted.
+///
+/// | option | default |
+/// | --- | --- |
+/// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) |
+/// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) |
+/// | [`prefix`](Self::prefix) | `sd` |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`] |
+/// | [`connect_timeout`](Self::connect_timeout) | 2 s |
+/// | [`command_timeout`](Self::command_timeout) | 2 s |
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RegistryBuilder {
+    url: String,
+    ttl: Option<Duration>,
+    heartbeat: Option<Duration>,
+    prefix: String,
+    schema: KeySchema,
+    timeouts: Timeouts,
+}
+
+impl RegistryBuilder {
+    pub(super) fn new(url: String) -> Self {
+        RegistryBuilder {
+            url,
+            ttl: None,
+            heartbeat: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            schema: KeySchema::Native,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// How long an instance stays listed after its last heartbeat. Must be
+    /// at least two heartbeat intervals, so one lost heartbeat is survived.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// How often each registration renews its lease.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat = Some(interval);
+        self
+    }
+
+    /// The key prefix of the native schema (ignored by the Hertz schema).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key schema.
+    pub fn schema(mut self, schema: KeySchema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// How long to wait for a connection to Redis.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long to wait for Redis to answer one command.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.command = timeout;
+        self
+    }
+
+    /// Checks the options and connects. Fails if Redis does not answer
+    /// within the connect timeout.
+    pub async fn connect(self) -> Result<RedisRegistry, RegistryError> {
+        let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
+        let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
+        validate_lease(ttl, heartbeat)?;
+        self.timeouts.validate()?;
+        let keyspace = Keyspace::new(self.schema, &self.prefix)?;
+        let client = connection::client(&self.url)?;
+        let conn = connection::manager(client, self.timeouts).await?;
+        Ok(RedisRegistry {
+            shared: Arc::new(Shared {
+                conn,
+                keyspace,
+                ttl,
+                heartbeat,
+                timeouts: self.timeouts,
+                leases: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+/// The lease rules: both non-zero, TTL at least two heartbeats.
+pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), ValidationError> {
+    if ttl.is_zero() {
+        return Err(ValidationError::Config(
+            "lease TTL must be greater than zero".into(),
+        ));
+    }
+    if heartbeat.is_zero() {
+        return Err(ValidationError::Config(
+            "heartbeat interval must be greater than zero".into(),
+        ));
+    }
+    if ttl < heartbeat * 2 {
+        return Err(ValidationError::Config(format!(
+            "lease TTL ({ttl:?}) must be at least two heartbeat intervals ({heartbeat:?} each), so one missed heartbeat does not drop the instance"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_rules() {
+        let s = Duration::from_secs;
+        assert!(validate_lease(s(15), s(5)).is_ok());
+        assert!(validate_lease(s(10), s(5)).is_ok());
+        assert!(validate_lease(s(0), s(5)).is_err());
+        assert!(validate_lease(s(15), s(0)).is_err());
+        let e = validate_lease(s(9), s(5)).unwrap_err().to_string();
+        assert!(e.contains("two heartbeat intervals"), "{e}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The server side: register instances, keep them alive, deregister them.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use redis_discovery::{Instance, RedisRegistry};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = RedisRegistry::builder("redis://127.0.0.1:6379")
+//!     .lease_ttl(Duration::from_secs(15))
+//!     .heartbeat_interval(Duration::from_secs(5))
+//!     .connect()
+//!     .await?;
+//!
+//! // Written to Redis now, renewed every 5 s by a background heartbeat.
+//! let registration = registry
+//!     .register("orders", Instance::new("10.0.0.7:8080")?.with_weight(20))
+//!     .await?;
+//!
+//! // ... serve ...
+//!
+//! registration.deregister().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Leases and heartbeats
+//!
+//! In the native schema every instance has its own lease: an instance whose
+//! process dies is gone from the service after its lease TTL, whatever its
+//! siblings do. Every heartbeat is an idempotent upsert, so an instance lost
+//! to a Redis restart, `FLUSHALL` or failover is back within one heartbeat
+//! interval. Heartbeat errors are logged with `tracing` and retried with
+//! backoff (from 250 ms up to the interval); they never end the heartbeat.
+//!
+//! # Ending a registration
+//!
+//! * [`Registration::deregister`] stops the heartbeat, removes the instance
+//!   and publishes a `deregister` event.
+//! * Dropping a [`Registration`] stops its heartbeat at once and
+//!   deregisters in a task on the runtime it was registered on. If that
+//!   runtime is gone (for example the process is exiting), nothing is
+//!   removed: the instance disappears when its lease runs out.
+//! * [`RedisRegistry::shutdown`] deregisters everything the registry
+//!   registered and refuses new registrations.
+//!
+//! Registering an address that this registry already registered for the
+//! same service updates it (weight, tags) and publishes an `update`; the
+//! older [`Registration`] handle is detached from then on: its heartbeat
+//! stops, and dropping or deregistering it changes nothing.
+
+mod builder;
+mod heartbeat;
+mod registration;
+
+pub use builder::RegistryBuilder;
+pub use registration::Registration;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::connection::Timeouts;
+use crate::error::RegistryError;
+use crate::instance::{Instance, ServiceName};
+use crate::schema::{KeySchema, Keyspace, Upserted};
+
+use heartbeat::Lease;
+
+/// Registers instances in Redis and keeps them alive. Cheap to clone; all
+/// clones share one connection.
+///
+/// Built with [`RedisRegistry::builder`]; see the [module docs](self).
+#[derive(Clone)]
+pub struct RedisRegistry {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    conn: ConnectionManager,
+    keyspace: Keyspace,
+    ttl: Duration,
+    heartbeat: Duration,
+    timeouts: Timeouts,
+    /// The current owner of each registered (service, address).
+    leases: Mutex<HashMap<(ServiceName, String), Arc<Lease>>>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for RedisRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRegistry")
+            .field("schema", &self.shared.keyspace.schema())
+            .field("prefix", &self.shared.keyspace.prefix())
+            .field("lease_ttl", &self.shared.ttl)
+            .field("heartbeat_interval", &self.shared.heartbeat)
+            .field("registrations", &self.shared.lock().len())
+            .finish()
+    }
+}
+
+impl RedisRegistry {
+    /// Starts configuring a registry for the Redis at `url`.
+    pub fn builder(url: impl Into<String>) -> RegistryBuilder {
+        RegistryBuilder::new(url.into())
+    }
+
+    /// Connects with the default options.
+    pub async fn connect(url: impl Into<String>) -> Result<Self, RegistryError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Registers `instance` under `service` and starts its heartbeat.
+    ///
+    /// Returns once Redis has the entry. Fails without writing anything if
+    /// the name or the instance is invalid, and with a timeout error if
+    /// Redis does not answer within the command timeout.
+    pub async fn register<S>(
+        &self,
+        service: S,
+        instance: Instance,
+    ) -> Result<Registration, RegistryError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<RegistryError>,
+    {
+        let service: ServiceName = service.try_into().map_err(Into::into)?;
+        let json: Arc<str> = instance.to_json(&service)?.into();
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(RegistryError::Shutdown);
+        }
+        let key = (service.clone(), instance.addr().to_owned());
+        // Stop the previous owner's heartbeat first, so it cannot write the
+        // old value after ours.
+        let previous = self.shared.lock().remove(&key);
+        if let Some(previous) = previous {
+            previous.stop().await;
+        }
+        let upserted = self.shared.upsert(&service, instance.addr(), &json).await?;
+        tracing::debug!(%service, addr = instance.addr(), ?upserted, "registered");
+        let lease = Arc::new(Lease::new(service, instance, json));
+        self.shared.lock().insert(key, lease.clone());
+        heartbeat::spawn(self.shared.clone(), lease.clone());
+        Ok(Registration::new(self.shared.clone(), lease))
+    }
+
+    /// Removes an instance by address, whoever registered it (the CLI's
+    /// `deregister`). Returns whether it was registered. A heartbeat of this
+    /// registry for that address is stopped first.
+    pub async fn deregister<S>(&self, service: S, addr: &str) -> Result<bool, RegistryError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<RegistryError>,
+    {
+        let service: ServiceName = service.try_into().map_err(Into::into)?;
+        let instance = Instance::new(addr)?;
+        let lease = self
+            .shared
+            .lock()
+            .remove(&(service.clone(), addr.to_owned()));
+        if let Some(lease) = lease {
+            lease.stop().await;
+        }
+        self.shared.remove(&service, instance.addr()).await
+    }
+
+    /// Deregisters every instance this registry registered and refuses new
+    /// registrations. Tries all of them; returns the first error.
+    pub async fn shutdown(&self) -> Result<(), RegistryError> {
+        self.shared.closed.store(true, Ordering::Release);
+        let leases: Vec<Arc<Lease>> = self.shared.lock().drain().map(|(_, l)| l).collect();
+        let mut first_error = None;
+        for lease in leases {
+            lease.stop().await;
+            if let Err(e) = self.shared.remove(lease.service(), lease.addr()).await {
+                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The key schema in use.
+    pub fn schema(&self) -> KeySchema {
+        self.shared.keyspace.schema()
+    }
+
+    /// The lease TTL of every registration.
+    pub fn lease_ttl(&self) -> Duration {
+        self.shared.ttl
+    }
+
+    /// The heartbeat interval of every registration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.shared.heartbeat
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(ServiceName, String), Arc<Lease>>> {
+        // The map holds no invariant a panic could break: keep going.
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn upsert(
+        &self,
+        service: &ServiceName,
+        addr: &str,
+        json: &str,
+    ) -> Result<Upserted, RegistryError> {
+        let mut conn = self.conn.clone();
+        let call = self
+            .keyspace
+            .upsert(&mut conn, service, addr, json, self.ttl);
+        match tokio::time::timeout(self.timeouts.command, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RegistryError::Timeout(self.timeouts.command)),
+        }
+    }
+
+    async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
+        let mut conn = self.conn.clone();
+        let call = self.keyspace.remove(&mut conn, service, addr);
+        let removed = match tokio::time::timeout(self.timeouts.command, call).await {
+            Ok(result) => result?,
+            Err(_) => return Err(RegistryError::Timeout(self.timeouts.command)),
+        };
+        tracing::debug!(%service, addr, removed, "deregistered");
+        Ok(removed)
+    }
+
+    /// Ends `lease` if it is still the owner of its address: stops the
+    /// heartbeat and removes the instance. A detached lease only stops.
+    async fn retire(&self, lease: &Arc<Lease>) -> Result<bool, RegistryError> {
+        let key = (lease.service().clone(), lease.addr().to_owned());
+        let owned = {
+            let mut map = self.lock();
+            match map.get(&key) {
+                Some(current) if Arc::ptr_eq(current, lease) => {
+                    map.remove(&key);
+                    true
+                }
+                _ => false,
+            }
+        };
+        lease.stop().await;
+        if owned {
+            self.remove(lease.service(), lease.addr()).await
+        } else {
+            Ok(false)
+        }
+    }
+}

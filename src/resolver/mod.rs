@@ -1,0 +1,1 @@
+//! The client side: service name to live instances.

@@ -1,0 +1,113 @@
+//! hertz-contrib's Redis registry layout, byte for byte: one HASH
+//! `/hertz/{svc}/server` per service, field = address, value = JSON, one
+//! `EXPIRE` for the whole hash, no events.
+//!
+//! Unlike Hertz, our heartbeat re-runs `HSET` + `EXPIRE` (Hertz's keepalive
+//! is `EXPIRE` alone), so an entry lost to a restart or flush comes back.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::RedisResult;
+
+use super::script::LuaScript;
+use super::{RawEntry, Upserted};
+use crate::instance::ServiceName;
+
+pub(super) fn key(service: &str) -> String {
+    format!("/hertz/{service}/server")
+}
+
+/// KEYS: hash. ARGV: addr, json, ttl seconds. Returns 0 renewed, 1 created,
+/// 2 updated. What Hertz runs is the `HSET` and `EXPIRE`; the `HGET` only
+/// tells us what changed.
+const UPSERT: &str = r#"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if not old then return 1 elseif old ~= ARGV[2] then return 2 end
+return 0
+"#;
+
+static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSERT));
+
+pub(super) async fn upsert(
+    conn: &mut ConnectionManager,
+    service: &ServiceName,
+    addr: &str,
+    json: &str,
+    ttl: Duration,
+) -> RedisResult<Upserted> {
+    // EXPIRE takes whole seconds; round up so the lease is never shorter.
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    let code: i64 = UPSERT_SCRIPT
+        .run(&[&key(service.as_str())], &[&addr, &json, &secs], conn)
+        .await?;
+    Ok(match code {
+        1 => Upserted::Created,
+        2 => Upserted::Updated,
+        _ => Upserted::Renewed,
+    })
+}
+
+pub(super) async fn remove(
+    conn: &mut ConnectionManager,
+    service: &ServiceName,
+    addr: &str,
+) -> RedisResult<bool> {
+    let removed: i64 = redis::cmd("HDEL")
+        .arg(key(service.as_str()))
+        .arg(addr)
+        .query_async(conn)
+        .await?;
+    Ok(removed > 0)
+}
+
+pub(super) async fn read(
+    conn: &mut ConnectionManager,
+    service: &ServiceName,
+) -> RedisResult<Vec<RawEntry>> {
+    let k = key(service.as_str());
+    let (entries, ttl): (Vec<(String, Vec<u8>)>, i64) = redis::pipe()
+        .cmd("HGETALL")
+        .arg(&k)
+        .cmd("PTTL")
+        .arg(&k)
+        .query_async(conn)
+        .await?;
+    let lease_left = u64::try_from(ttl).ok().map(Duration::from_millis);
+    Ok(entries
+        .into_iter()
+        .map(|(field, value)| RawEntry {
+            field,
+            value: Some(value),
+            lease_left,
+        })
+        .collect())
+}
+
+/// Hertz keeps no list of services: find the hashes with `SCAN`.
+pub(super) async fn services(conn: &mut ConnectionManager) -> RedisResult<Vec<String>> {
+    let mut cursor: u64 = 0;
+    let mut names = Vec::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("/hertz/*/server")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        names.extend(keys.into_iter().filter_map(|k| {
+            k.strip_prefix("/hertz/")
+                .and_then(|r| r.strip_suffix("/server"))
+                .map(str::to_owned)
+        }));
+        if next == 0 {
+            return Ok(names);
+        }
+        cursor = next;
+    }
+}

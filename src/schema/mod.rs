@@ -1,0 +1,264 @@
+//! Key schemas: where instances live in Redis and the scripts that read and
+//! write them.
+//!
+//! Two schemas exist:
+//!
+//! * [`KeySchema::Native`] (the default): per-instance leases, atomic
+//!   register/heartbeat, change events on pub/sub. Keys for service `svc`
+//!   and prefix `sd`:
+//!
+//!   | key | type | content |
+//!   | --- | --- | --- |
+//!   | `sd:{svc}:instances` | HASH | field = `host:port`, value = JSON `{"service_name","addr","weight","tags"}` |
+//!   | `sd:{svc}:leases` | ZSET | member = `host:port`, score = lease deadline (ms since the epoch, Redis `TIME`) |
+//!   | `sd:{svc}:events` | pub/sub channel | JSON `{"event":"register"\|"update"\|"deregister"\|"expire","addr":…}` |
+//!   | `sd:services` | SET | names of services that have had an instance |
+//!
+//! * [`KeySchema::Hertz`]: exactly what hertz-contrib's Redis registry
+//!   reads and writes, so Go Hertz and Rust services can share a registry:
+//!   one HASH `/hertz/{svc}/server` per service, field = address, value =
+//!   the same JSON, one `EXPIRE` for the whole hash, no events.
+//!   Its weakness is inherent: a crashed instance stays listed for as long
+//!   as any sibling keeps the hash alive. Prefer the native schema.
+
+mod hertz;
+mod native;
+mod script;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::error::ValidationError;
+use crate::instance::{EntryError, Instance, ServiceName};
+
+/// Which keys and values the registry and resolver use in Redis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeySchema {
+    /// Per-instance leases, change events, cluster-friendly keys.
+    #[default]
+    Native,
+    /// Byte-compatible with hertz-contrib's Redis registry.
+    Hertz,
+}
+
+impl KeySchema {
+    /// The lease TTL that fits the schema when none is configured: 15 s
+    /// native, 60 s for Hertz (what Hertz sets; a shorter expiry on the
+    /// shared hash could drop Go siblings that only refresh every 30 s).
+    pub fn default_ttl(self) -> Duration {
+        match self {
+            KeySchema::Native => Duration::from_secs(15),
+            KeySchema::Hertz => Duration::from_secs(60),
+        }
+    }
+
+    /// The heartbeat interval that fits the schema: 5 s native, 30 s Hertz.
+    pub fn default_heartbeat(self) -> Duration {
+        match self {
+            KeySchema::Native => Duration::from_secs(5),
+            KeySchema::Hertz => Duration::from_secs(30),
+        }
+    }
+}
+
+impl FromStr for KeySchema {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "native" => Ok(KeySchema::Native),
+            "hertz" => Ok(KeySchema::Hertz),
+            other => Err(ValidationError::Config(format!(
+                "unknown key schema {other:?}: expected \"native\" or \"hertz\""
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for KeySchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeySchema::Native => "native",
+            KeySchema::Hertz => "hertz",
+        })
+    }
+}
+
+/// The default key prefix of the native schema.
+pub const DEFAULT_PREFIX: &str = "sd";
+
+/// A schema with its prefix: computes key names and runs the scripts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keyspace {
+    schema: KeySchema,
+    prefix: String,
+}
+
+/// One entry as stored, before decoding.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEntry {
+    /// The hash field (the address it was registered under).
+    pub field: String,
+    /// The stored value, if the hash still has one.
+    pub value: Option<Vec<u8>>,
+    /// Time left on the lease (native), or on the whole hash (Hertz).
+    pub lease_left: Option<Duration>,
+}
+
+/// What a register or heartbeat changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Upserted {
+    /// The entry was already there, unchanged.
+    Renewed,
+    /// The entry was new (first registration, or lost and re-created).
+    Created,
+    /// The entry existed with another value.
+    Updated,
+}
+
+impl Keyspace {
+    pub fn new(schema: KeySchema, prefix: &str) -> Result<Self, ValidationError> {
+        validate_prefix(prefix)?;
+        Ok(Keyspace {
+            schema,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn schema(&self) -> KeySchema {
+        self.schema
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The pub/sub channel of a service's change events (native only).
+    pub fn events_channel(&self, service: &str) -> Option<String> {
+        match self.schema {
+            KeySchema::Native => Some(native::events(&self.prefix, service)),
+            KeySchema::Hertz => None,
+        }
+    }
+
+    /// Writes (or renews) one instance. Idempotent.
+    pub async fn upsert(
+        &self,
+        conn: &mut ConnectionManager,
+        service: &ServiceName,
+        addr: &str,
+        json: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Upserted> {
+        match self.schema {
+            KeySchema::Native => native::upsert(conn, &self.prefix, service, addr, json, ttl).await,
+            KeySchema::Hertz => hertz::upsert(conn, service, addr, json, ttl).await,
+        }
+    }
+
+    /// Removes one instance. Returns whether it was there.
+    pub async fn remove(
+        &self,
+        conn: &mut ConnectionManager,
+        service: &ServiceName,
+        addr: &str,
+    ) -> redis::RedisResult<bool> {
+        match self.schema {
+            KeySchema::Native => native::remove(conn, &self.prefix, service, addr).await,
+            KeySchema::Hertz => hertz::remove(conn, service, addr).await,
+        }
+    }
+
+    /// Reads the live entries of a service in one round trip, writing nothing.
+    pub async fn read(
+        &self,
+        conn: &mut ConnectionManager,
+        service: &ServiceName,
+    ) -> redis::RedisResult<Vec<RawEntry>> {
+        match self.schema {
+            KeySchema::Native => native::read(conn, &self.prefix, service).await,
+            KeySchema::Hertz => hertz::read(conn, service).await,
+        }
+    }
+
+    /// Decodes one stored entry by the schema's rules.
+    pub fn decode(&self, entry: &RawEntry) -> Result<Instance, EntryError> {
+        let value = entry.value.as_deref().ok_or(EntryError::Missing("value"))?;
+        match self.schema {
+            KeySchema::Native => {
+                let instance = Instance::from_json(value)?;
+                if instance.addr() != entry.field {
+                    return Err(EntryError::Json(format!(
+                        "field `addr` {:?} differs from the hash field {:?}",
+                        instance.addr(),
+                        entry.field
+                    )));
+                }
+                Ok(instance)
+            }
+            // Hertz takes the address from the JSON, not the field.
+            KeySchema::Hertz => Instance::from_hertz_json(value),
+        }
+    }
+
+    /// The names of known services, sorted.
+    pub async fn services(&self, conn: &mut ConnectionManager) -> redis::RedisResult<Vec<String>> {
+        let mut names: Vec<String> = match self.schema {
+            KeySchema::Native => native::services(conn, &self.prefix).await?,
+            KeySchema::Hertz => hertz::services(conn).await?,
+        };
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ValidationError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::Config(format!(
+            "key prefix {prefix:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ - : /"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert!(Keyspace::new(KeySchema::Native, "sd").is_ok());
+        assert!(Keyspace::new(KeySchema::Native, "team-a:sd").is_ok());
+        for bad in ["", "a b", "{x}", "a*", &"p".repeat(65)] {
+            assert!(Keyspace::new(KeySchema::Native, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn key_names() {
+        assert_eq!(native::instances("sd", "orders"), "sd:{orders}:instances");
+        assert_eq!(native::leases("sd", "orders"), "sd:{orders}:leases");
+        assert_eq!(native::events("sd", "orders"), "sd:{orders}:events");
+        assert_eq!(native::services_key("sd"), "sd:services");
+        assert_eq!(
+            hertz::key("hertz.test.demo"),
+            "/hertz/hertz.test.demo/server"
+        );
+    }
+
+    #[test]
+    fn schema_names() {
+        assert_eq!("hertz".parse::<KeySchema>().unwrap(), KeySchema::Hertz);
+        assert_eq!(KeySchema::default().to_string(), "native");
+        assert!("etcd".parse::<KeySchema>().is_err());
+    }
+}

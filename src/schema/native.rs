@@ -1,0 +1,200 @@
+//! The native schema: per-instance leases in a ZSET beside the HASH of
+//! entries, all keys of a service in one cluster slot (`{svc}` hash tag).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::RedisResult;
+
+use super::script::LuaScript;
+use super::{RawEntry, Upserted};
+use crate::instance::ServiceName;
+
+pub(super) fn instances(prefix: &str, service: &str) -> String {
+    format!("{prefix}:{{{service}}}:instances")
+}
+
+pub(super) fn leases(prefix: &str, service: &str) -> String {
+    format!("{prefix}:{{{service}}}:leases")
+}
+
+pub(super) fn events(prefix: &str, service: &str) -> String {
+    format!("{prefix}:{{{service}}}:events")
+}
+
+pub(super) fn services_key(prefix: &str) -> String {
+    format!("{prefix}:services")
+}
+
+/// Register and heartbeat, atomically, in one round trip.
+///
+/// KEYS: instances, leases. ARGV: addr, json, ttl ms, events channel.
+/// Returns 0 renewed, 1 created, 2 updated.
+///
+/// The lease deadline comes from Redis `TIME`, one clock for every client.
+/// Expired leases of the service are pruned (at most 100 per call, so one
+/// call stays short) and announced as `expire` events. Both keys expire a
+/// grace period after the latest lease, so a dead service leaves nothing.
+const UPSERT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local addr, json, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local old = redis.call('HGET', KEYS[1], addr)
+local score = redis.call('ZSCORE', KEYS[2], addr)
+local live = old and score and tonumber(score) >= now
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
+for _, a in ipairs(expired) do
+  if a ~= addr then
+    redis.call('HDEL', KEYS[1], a)
+    redis.call('ZREM', KEYS[2], a)
+    redis.call('PUBLISH', channel, '{"event":"expire","addr":"' .. a .. '"}')
+  end
+end
+redis.call('HSET', KEYS[1], addr, json)
+redis.call('ZADD', KEYS[2], now + ttl, addr)
+local last = redis.call('ZRANGE', KEYS[2], 0, 0, 'REV', 'WITHSCORES')
+local gc = tonumber(last[2]) + 60000
+redis.call('PEXPIREAT', KEYS[1], gc)
+redis.call('PEXPIREAT', KEYS[2], gc)
+if not live then
+  redis.call('PUBLISH', channel, '{"event":"register","addr":"' .. addr .. '"}')
+  return 1
+elseif old ~= json then
+  redis.call('PUBLISH', channel, '{"event":"update","addr":"' .. addr .. '"}')
+  return 2
+end
+return 0
+"#;
+
+/// KEYS: instances, leases. ARGV: addr, events channel. Returns 1 if removed.
+const REMOVE: &str = r#"
+local n = redis.call('HDEL', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+if n > 0 then
+  redis.call('PUBLISH', ARGV[2], '{"event":"deregister","addr":"' .. ARGV[1] .. '"}')
+  return 1
+end
+return 0
+"#;
+
+/// Read-only: the live leases joined with their entries.
+///
+/// KEYS: instances, leases. Returns `{now, addr1, deadline1, json1, …}`
+/// where a missing json is nil (false in Lua). HMGET is chunked because
+/// Lua's `unpack` is limited to a few thousand values.
+const READ: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf', 'WITHSCORES')
+local out = {now}
+local chunk = 1000
+for i = 1, #live / 2, chunk do
+  local addrs = {}
+  for j = i, math.min(i + chunk - 1, #live / 2) do
+    addrs[#addrs + 1] = live[2 * j - 1]
+  end
+  local values = redis.call('HMGET', KEYS[1], unpack(addrs))
+  for k = 1, #addrs do
+    local j = i + k - 1
+    out[#out + 1] = live[2 * j - 1]
+    out[#out + 1] = live[2 * j]
+    out[#out + 1] = values[k]
+  end
+end
+return out
+"#;
+
+static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSERT));
+static REMOVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REMOVE));
+static READ_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ));
+
+pub(super) async fn upsert(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    service: &ServiceName,
+    addr: &str,
+    json: &str,
+    ttl: Duration,
+) -> RedisResult<Upserted> {
+    let s = service.as_str();
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let code: i64 = UPSERT_SCRIPT
+        .run(
+            &[&instances(prefix, s), &leases(prefix, s)],
+            &[&addr, &json, &ttl_ms, &events(prefix, s)],
+            conn,
+        )
+        .await?;
+    let upserted = match code {
+        1 => Upserted::Created,
+        2 => Upserted::Updated,
+        _ => Upserted::Renewed,
+    };
+    if upserted == Upserted::Created {
+        // A separate command: the services set lives in another cluster slot.
+        // Only on creation, which also covers re-creation after a FLUSHALL.
+        redis::cmd("SADD")
+            .arg(services_key(prefix))
+            .arg(s)
+            .exec_async(conn)
+            .await?;
+    }
+    Ok(upserted)
+}
+
+pub(super) async fn remove(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    service: &ServiceName,
+    addr: &str,
+) -> RedisResult<bool> {
+    let s = service.as_str();
+    let removed: i64 = REMOVE_SCRIPT
+        .run(
+            &[&instances(prefix, s), &leases(prefix, s)],
+            &[&addr, &events(prefix, s)],
+            conn,
+        )
+        .await?;
+    Ok(removed == 1)
+}
+
+pub(super) async fn read(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    service: &ServiceName,
+) -> RedisResult<Vec<RawEntry>> {
+    let s = service.as_str();
+    let reply: Vec<redis::Value> = READ_SCRIPT
+        .run_read_only(&[&instances(prefix, s), &leases(prefix, s)], &[], conn)
+        .await?;
+    let mut values = reply.into_iter();
+    let now: i64 = match values.next() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => return Ok(Vec::new()),
+    };
+    let mut entries = Vec::with_capacity(values.len() / 3);
+    while let (Some(field), Some(deadline), Some(value)) =
+        (values.next(), values.next(), values.next())
+    {
+        let deadline: i64 = redis::from_redis_value(deadline)?;
+        entries.push(RawEntry {
+            field: redis::from_redis_value(field)?,
+            value: redis::from_redis_value(value)?,
+            lease_left: Some(Duration::from_millis(
+                u64::try_from(deadline.saturating_sub(now)).unwrap_or(0),
+            )),
+        });
+    }
+    Ok(entries)
+}
+
+pub(super) async fn services(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+) -> RedisResult<Vec<String>> {
+    redis::cmd("SMEMBERS")
+        .arg(services_key(prefix))
+        .query_async(conn)
+        .await
+}
