@@ -246,11 +246,25 @@ impl Instance {
     ///
     /// Fails if it would be larger than [`MAX_ENTRY_LEN`](Self::MAX_ENTRY_LEN).
     pub fn to_json(&self, service: &ServiceName) -> Result<String, ValidationError> {
+        self.encode(service, false)
+    }
+
+    /// The form Go's Hertz writes: as [`to_json`](Self::to_json), but no
+    /// tags are `"tags":null` (Go's nil map).
+    pub fn to_hertz_json(&self, service: &ServiceName) -> Result<String, ValidationError> {
+        self.encode(service, true)
+    }
+
+    fn encode(
+        &self,
+        service: &ServiceName,
+        null_if_no_tags: bool,
+    ) -> Result<String, ValidationError> {
         let entry = EntryRef {
             service_name: service.as_str(),
             addr: self.addr(),
             weight: self.weight,
-            tags: &self.tags,
+            tags: (!(null_if_no_tags && self.tags.is_empty())).then_some(&self.tags),
         };
         // Serializing strings and integers cannot fail.
         let json = serde_json::to_string(&entry).unwrap_or_default();
@@ -348,7 +362,7 @@ struct EntryRef<'a> {
     service_name: &'a str,
     addr: &'a str,
     weight: u32,
-    tags: &'a Tags,
+    tags: Option<&'a Tags>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +569,12 @@ mod tests {
             r#"{"service_name":"orders","addr":"10.0.0.1:80","weight":0,"tags":{"zone":"a"}}"#
         );
         assert_eq!(Instance::from_json(json.as_bytes()).unwrap(), i);
+        let bare = Instance::new("10.0.0.1:80").unwrap();
+        assert_eq!(
+            bare.to_hertz_json(&svc).unwrap(),
+            r#"{"service_name":"orders","addr":"10.0.0.1:80","weight":10,"tags":null}"#
+        );
+        assert!(bare.to_json(&svc).unwrap().ends_with(r#""tags":{}}"#));
     }
 
     #[test]

@@ -41,7 +41,10 @@ async fn register_writes_the_native_keys() {
     let server = RedisServer::start();
     let registry = registry(&server).await;
     let reg = registry
-        .register("orders", instance(8080).with_weight(7).with_tag("zone", "a").unwrap())
+        .register(
+            "orders",
+            instance(8080).with_weight(7).with_tag("zone", "a").unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -60,9 +63,15 @@ async fn register_writes_the_native_keys() {
     let now_ms = time[0].parse::<i64>().unwrap() * 1000;
     let score: f64 = server.cmd(&["ZSCORE", "sd:{orders}:leases", "127.0.0.1:8080"]);
     let left = score as i64 - now_ms;
-    assert!(left > 0 && left <= TTL.as_millis() as i64 + 1000, "lease left {left} ms");
+    assert!(
+        left > 0 && left <= TTL.as_millis() as i64 + 1000,
+        "lease left {left} ms"
+    );
     let pttl: i64 = server.cmd(&["PTTL", "sd:{orders}:instances"]);
-    assert!(pttl > TTL.as_millis() as i64, "keys expire after the last lease: {pttl}");
+    assert!(
+        pttl > TTL.as_millis() as i64,
+        "keys expire after the last lease: {pttl}"
+    );
     assert!(reg.deregister().await.unwrap());
 }
 
@@ -107,7 +116,10 @@ async fn crashed_instance_expires_while_siblings_stay() {
     .await;
     // And the live ones keep being renewed well past the crashed lease.
     tokio::time::sleep(TTL * 2).await;
-    assert_eq!(listed(&server, "orders"), set(&["127.0.0.1:1", "127.0.0.1:2"]));
+    assert_eq!(
+        listed(&server, "orders"),
+        set(&["127.0.0.1:1", "127.0.0.1:2"])
+    );
 }
 
 /// Issue 2, test 2: FLUSHALL and a restart lose the entries; the next
@@ -127,10 +139,8 @@ async fn entries_come_back_after_flushall_and_restart() {
     }
     // Everything the registrations wrote, except the lease scores (time).
     let state = |server: &RedisServer| {
-        let mut orders: Vec<(String, String)> =
-            server.cmd(&["HGETALL", "sd:{orders}:instances"]);
-        let mut billing: Vec<(String, String)> =
-            server.cmd(&["HGETALL", "sd:{billing}:instances"]);
+        let mut orders: Vec<(String, String)> = server.cmd(&["HGETALL", "sd:{orders}:instances"]);
+        let mut billing: Vec<(String, String)> = server.cmd(&["HGETALL", "sd:{billing}:instances"]);
         let leases: Vec<String> = server.cmd(&["ZRANGE", "sd:{orders}:leases", "0", "-1"]);
         orders.sort();
         billing.sort();
@@ -178,7 +188,10 @@ async fn deregister_removes_one_and_publishes() {
     let mut messages = pubsub.into_on_message();
 
     assert!(a.deregister().await.unwrap());
-    assert_eq!(listed(&server, "orders"), set(&["127.0.0.1:2", "127.0.0.1:3"]));
+    assert_eq!(
+        listed(&server, "orders"),
+        set(&["127.0.0.1:2", "127.0.0.1:3"])
+    );
     assert_eq!(
         server.cmd::<Option<f64>>(&["ZSCORE", "sd:{orders}:leases", "127.0.0.1:1"]),
         None
@@ -210,12 +223,18 @@ async fn registering_again_updates_and_publishes() {
     let mut messages = pubsub.into_on_message();
 
     let old = registry.register("orders", instance(1)).await.unwrap();
-    assert_eq!(next(&mut messages).await, r#"{"event":"register","addr":"127.0.0.1:1"}"#);
+    assert_eq!(
+        next(&mut messages).await,
+        r#"{"event":"register","addr":"127.0.0.1:1"}"#
+    );
     let new = registry
         .register("orders", instance(1).with_weight(3))
         .await
         .unwrap();
-    assert_eq!(next(&mut messages).await, r#"{"event":"update","addr":"127.0.0.1:1"}"#);
+    assert_eq!(
+        next(&mut messages).await,
+        r#"{"event":"update","addr":"127.0.0.1:1"}"#
+    );
     let json: String = server.cmd(&["HGET", "sd:{orders}:instances", "127.0.0.1:1"]);
     assert!(json.contains(r#""weight":3"#), "{json}");
 
@@ -226,7 +245,10 @@ async fn registering_again_updates_and_publishes() {
 
     // update() drains in place.
     new.update(instance(1).with_weight(0)).await.unwrap();
-    assert_eq!(next(&mut messages).await, r#"{"event":"update","addr":"127.0.0.1:1"}"#);
+    assert_eq!(
+        next(&mut messages).await,
+        r#"{"event":"update","addr":"127.0.0.1:1"}"#
+    );
     let json: String = server.cmd(&["HGET", "sd:{orders}:instances", "127.0.0.1:1"]);
     assert!(json.contains(r#""weight":0"#), "{json}");
     assert!(matches!(
@@ -287,15 +309,28 @@ async fn invalid_input_writes_nothing() {
             .connect()
             .await
             .unwrap_err();
-        assert!(matches!(err, RegistryError::Invalid(ValidationError::Config(_))), "{err}");
+        assert!(
+            matches!(err, RegistryError::Invalid(ValidationError::Config(_))),
+            "{err}"
+        );
     }
     for prefix in ["", "a b", "{sd}"] {
-        let err = RedisRegistry::builder(url.clone()).prefix(prefix).connect().await.unwrap_err();
+        let err = RedisRegistry::builder(url.clone())
+            .prefix(prefix)
+            .connect()
+            .await
+            .unwrap_err();
         assert!(matches!(err, RegistryError::Invalid(_)), "{err}");
     }
     for bad_url in ["", "http://127.0.0.1:6379", "127.0.0.1:6379"] {
         let err = RedisRegistry::connect(bad_url).await.unwrap_err();
-        assert!(matches!(err, RegistryError::Invalid(ValidationError::RedisUrl { .. })), "{err}");
+        assert!(
+            matches!(
+                err,
+                RegistryError::Invalid(ValidationError::RedisUrl { .. })
+            ),
+            "{err}"
+        );
     }
     let err = RedisRegistry::builder(url.clone())
         .command_timeout(Duration::ZERO)
@@ -305,7 +340,15 @@ async fn invalid_input_writes_nothing() {
     assert!(matches!(err, RegistryError::Invalid(_)), "{err}");
 
     let registry = registry(&server).await;
-    for name in ["", "a b", "{orders}", "a:b", "a/b", "zürich", &"x".repeat(256)] {
+    for name in [
+        "",
+        "a b",
+        "{orders}",
+        "a:b",
+        "a/b",
+        "zürich",
+        &"x".repeat(256),
+    ] {
         let err = registry.register(name, instance(1)).await.unwrap_err();
         assert!(matches!(err, RegistryError::Invalid(_)), "{name:?}: {err}");
     }
@@ -313,9 +356,21 @@ async fn invalid_input_writes_nothing() {
         .with_tags((0..64).map(|n| (format!("key-{n}"), "v".repeat(256))))
         .unwrap();
     let err = registry.register("orders", too_big).await.unwrap_err();
-    assert!(matches!(err, RegistryError::Invalid(ValidationError::EntryTooLarge { .. })), "{err}");
-    let err = registry.deregister("orders", "not-an-address").await.unwrap_err();
-    assert!(matches!(err, RegistryError::Invalid(ValidationError::Address { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            RegistryError::Invalid(ValidationError::EntryTooLarge { .. })
+        ),
+        "{err}"
+    );
+    let err = registry
+        .deregister("orders", "not-an-address")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Invalid(ValidationError::Address { .. })),
+        "{err}"
+    );
     for addr in ["", "host", "host:0", "host:70000", "::1:80", "a b:1"] {
         assert!(Instance::new(addr).is_err(), "{addr:?}");
     }
@@ -388,7 +443,10 @@ async fn redis_down_is_an_error_not_a_hang() {
         matches!(err, RegistryError::Redis(_) | RegistryError::Timeout(_)),
         "{err}"
     );
-    eprintln!("register with Redis down failed after {:?}: {err}", started.elapsed());
+    eprintln!(
+        "register with Redis down failed after {:?}: {err}",
+        started.elapsed()
+    );
     // Bounded by the timeouts, not a hang (loose: the machine may be busy).
     assert!(started.elapsed() < Duration::from_secs(10));
 

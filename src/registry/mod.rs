@@ -128,7 +128,7 @@ impl RedisRegistry {
         S::Error: Into<RegistryError>,
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
-        let json: Arc<str> = instance.to_json(&service)?.into();
+        let json: Arc<str> = self.shared.keyspace.encode(&service, &instance)?.into();
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(RegistryError::Shutdown);
         }

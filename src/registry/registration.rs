@@ -55,7 +55,11 @@ impl Registration {
             ))
             .into());
         }
-        let json = instance.to_json(self.lease.service())?.into();
+        let json = self
+            .shared
+            .keyspace
+            .encode(self.lease.service(), &instance)?
+            .into();
         self.lease.update(&self.shared, instance, json).await
     }
 

@@ -144,6 +144,18 @@ impl Keyspace {
         }
     }
 
+    /// The stored form of an instance in this schema.
+    pub fn encode(
+        &self,
+        service: &ServiceName,
+        instance: &Instance,
+    ) -> Result<String, ValidationError> {
+        match self.schema {
+            KeySchema::Native => instance.to_json(service),
+            KeySchema::Hertz => instance.to_hertz_json(service),
+        }
+    }
+
     /// Writes (or renews) one instance. Idempotent.
     pub async fn upsert(
         &self,
