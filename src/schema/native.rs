@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use super::script::LuaScript;
+use super::script::{LuaScript, ScriptArg};
 use super::{RawEntry, Upserted};
 use crate::instance::ServiceName;
 
@@ -67,14 +67,14 @@ end
 return 0
 "#;
 
-/// KEYS: instances, leases. ARGV: addr, events channel. Returns 1 if removed.
+/// KEYS: instances, leases. ARGV: addr, events channel. Returns 0 if the
+/// instance was not there, 1 if removed, 2 if removed and it was the last.
 const REMOVE: &str = r#"
 local n = redis.call('HDEL', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
-if n > 0 then
-  redis.call('PUBLISH', ARGV[2], '{"event":"deregister","addr":"' .. ARGV[1] .. '"}')
-  return 1
-end
-return 0
+if n == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], '{"event":"deregister","addr":"' .. ARGV[1] .. '"}')
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
+return 1
 "#;
 
 /// Read-only: the live leases joined with their entries.
@@ -118,28 +118,26 @@ pub(super) async fn upsert(
 ) -> RedisResult<Upserted> {
     let s = service.as_str();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let code: i64 = UPSERT_SCRIPT
-        .run(
-            &[&instances(prefix, s), &leases(prefix, s)],
-            &[&addr, &json, &ttl_ms, &events(prefix, s)],
-            conn,
-        )
-        .await?;
-    let upserted = match code {
+    let (instances_key, leases_key, channel) =
+        (instances(prefix, s), leases(prefix, s), events(prefix, s));
+    let mut index_conn = conn.clone();
+    // The services set lives in another cluster slot, so it is a separate
+    // command; sent alongside the script on the multiplexed connection it
+    // costs no extra round trip. Every heartbeat re-adds the name, which
+    // heals a concurrent remove of the service's last instance.
+    let mut sadd = redis::cmd("SADD");
+    sadd.arg(services_key(prefix)).arg(s);
+    let keys = [instances_key.as_str(), leases_key.as_str()];
+    let args: [&dyn ScriptArg; 4] = [&addr, &json, &ttl_ms, &channel];
+    let (code, ()) = tokio::try_join!(
+        UPSERT_SCRIPT.run::<i64>(&keys, &args, conn),
+        sadd.exec_async(&mut index_conn),
+    )?;
+    Ok(match code {
         1 => Upserted::Created,
         2 => Upserted::Updated,
         _ => Upserted::Renewed,
-    };
-    if upserted == Upserted::Created {
-        // A separate command: the services set lives in another cluster slot.
-        // Only on creation, which also covers re-creation after a FLUSHALL.
-        redis::cmd("SADD")
-            .arg(services_key(prefix))
-            .arg(s)
-            .exec_async(conn)
-            .await?;
-    }
-    Ok(upserted)
+    })
 }
 
 pub(super) async fn remove(
@@ -156,7 +154,16 @@ pub(super) async fn remove(
             conn,
         )
         .await?;
-    Ok(removed == 1)
+    if removed == 2 {
+        // The last instance is gone: drop the name from the index. A
+        // registration racing with this is re-added by its next heartbeat.
+        redis::cmd("SREM")
+            .arg(services_key(prefix))
+            .arg(s)
+            .exec_async(conn)
+            .await?;
+    }
+    Ok(removed > 0)
 }
 
 pub(super) async fn read(
