@@ -391,7 +391,7 @@ impl Shared {
         });
     }
 
-    async fn read_loop(&self, entry: &Entry) {
+    async fn read_loop(&self, entry: &Arc<Entry>) {
         if let Some(subscribed) = entry.take_subscription() {
             // Ok, Err (subscriber down: resubscribes and refreshes on
             // reconnect) and timeout all mean: read now.
@@ -417,7 +417,7 @@ impl Shared {
                     }
                 }
             }
-            if !entry.complete(result) {
+            if !self.cache.complete(entry, result) {
                 return;
             }
         }
