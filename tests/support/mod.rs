@@ -182,12 +182,10 @@ impl RedisServer {
     /// Total number of write-ish commands: scripts and hash/zset writes.
     pub fn writes(&self) -> u64 {
         let stats = self.commandstats();
-        [
-            "evalsha", "eval", "hset", "hdel", "zadd", "zrem", "sadd", "expire", "publish",
-        ]
-        .iter()
-        .map(|c| stats.get(*c).copied().unwrap_or(0))
-        .sum()
+        ["evalsha", "eval", "hset", "hdel", "zadd", "zrem", "sadd", "expire", "publish"]
+            .iter()
+            .map(|c| stats.get(*c).copied().unwrap_or(0))
+            .sum()
     }
 }
 
