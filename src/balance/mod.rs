@@ -30,27 +30,32 @@
 //! | balancer | pick | order |
 //! | --- | --- | --- |
 //! | [`WeightedRandom`] (the default) | O(1), alias table | random, share proportional to weight |
+//! | [`RoundRobin`] | O(1), one atomic increment | nginx's smooth weighted round robin (a golden-ratio sequence for very large cycles) |
 //!
 //! In all of them a weight of `0` means *drained*: the instance is never
 //! picked, and a picker over instances that all have weight `0` (or over no
 //! instance) returns `None`.
 //!
-//! Building is O(n).
+//! Building is O(n) for [`WeightedRandom`] and about that for [`RoundRobin`]
+//! (bounded work: see its docs).
 //!
 //! # Retries
 //!
 //! The `attempt` argument of [`Pick::pick`] is `0` for the first pick of a
 //! request and counts up for its retries; balancers use it to move away from
 //! the instance of the first attempt where they can: [`WeightedRandom`] draws
-//! again.
+//! again and [`RoundRobin`] takes the next pick of its sequence.
 
 use std::fmt::Debug;
 
 use crate::Instance;
 
+mod lookup;
 mod rng;
+mod round_robin;
 mod weighted_random;
 
+pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 
 /// Builds a picker once per snapshot change. Pickers are cached by the caller
