@@ -44,6 +44,27 @@ impl Lookup {
         }
     }
 
+    /// From sorted points and their `starts` (as [`Lookup::new`] computes
+    /// them, for `Lookup::buckets(points.len())` buckets).
+    pub(crate) fn from_parts(points: Box<[u64]>, starts: Box<[u32]>) -> Self {
+        let shift = Self::shift(Self::buckets(points.len()));
+        debug_assert_eq!(starts.len(), Self::buckets(points.len()) + 1);
+        Lookup {
+            points,
+            starts,
+            shift,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn points(&self) -> &[u64] {
+        &self.points
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
+
     /// The index of the first point `>= x`, or `len()` if there is none.
     #[inline]
     pub(crate) fn first_at_or_after(&self, x: u64) -> usize {

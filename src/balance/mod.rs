@@ -31,30 +31,37 @@
 //! | --- | --- | --- |
 //! | [`WeightedRandom`] (the default) | O(1), alias table | random, share proportional to weight |
 //! | [`RoundRobin`] | O(1), one atomic increment | nginx's smooth weighted round robin (a golden-ratio sequence for very large cycles) |
+//! | [`ConsistentHash`] | O(1) expected, hash ring | the same key goes to the same instance |
 //!
 //! In all of them a weight of `0` means *drained*: the instance is never
 //! picked, and a picker over instances that all have weight `0` (or over no
 //! instance) returns `None`.
 //!
 //! Building is O(n) for [`WeightedRandom`] and about that for [`RoundRobin`]
-//! (bounded work: see its docs).
+//! (bounded work: see its docs); [`ConsistentHash`] hashes and sorts its
+//! ring, up to a million nodes by default, which takes tens of milliseconds
+//! for thousands of instances: build pickers when a snapshot changes rather
+//! than on a request's path where that matters.
 //!
 //! # Retries
 //!
 //! The `attempt` argument of [`Pick::pick`] is `0` for the first pick of a
 //! request and counts up for its retries; balancers use it to move away from
-//! the instance of the first attempt where they can: [`WeightedRandom`] draws
-//! again and [`RoundRobin`] takes the next pick of its sequence.
+//! the instance of the first attempt where they can: [`ConsistentHash`] walks
+//! to the next distinct instance on the ring, [`WeightedRandom`] draws again
+//! and [`RoundRobin`] takes the next pick of its sequence.
 
 use std::fmt::Debug;
 
 use crate::Instance;
 
+mod consistent_hash;
 mod lookup;
 mod rng;
 mod round_robin;
 mod weighted_random;
 
+pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
 pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 
