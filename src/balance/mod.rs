@@ -50,18 +50,26 @@
 //! the instance of the first attempt where they can: [`ConsistentHash`] walks
 //! to the next distinct instance on the ring, [`WeightedRandom`] draws again
 //! and [`RoundRobin`] takes the next pick of its sequence.
+//!
+//! # Tag filters
+//!
+//! [`TagFilter`] selects the instances that carry some tags (`zone=a`), and
+//! [`Fallback`] says what happens when none does. Filtering happens before
+//! [`Balance::build`]: [`TagFilter::select`] gives the slice to build from.
 
 use std::fmt::Debug;
 
 use crate::Instance;
 
 mod consistent_hash;
+mod filter;
 mod lookup;
 mod rng;
 mod round_robin;
 mod weighted_random;
 
 pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
+pub use filter::{Fallback, ParseTagFilterError, TagFilter};
 pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 
