@@ -1,0 +1,633 @@
+//! Consistent hashing: a ring of virtual nodes proportional to weight.
+
+use std::fmt;
+
+use super::lookup::Lookup;
+use super::rng::{mix64, thread_u64, GAMMA};
+use super::{index_limit, Balance, Pick};
+use crate::Instance;
+
+/// Sends the same key to the same instance, and moves few keys when
+/// instances come and go.
+///
+/// Every instance with weight > 0 gets virtual nodes on a ring of `u64`
+/// points, as many as its weight relative to the mean weight
+/// (`vnodes × weight / mean weight`, at least one; weight `0` gets none); a
+/// key goes to the first node clockwise from its point. Adding or removing an
+/// instance only moves the keys of its own nodes, about `1/n` of them (plus a
+/// little when the mean weight changes, since the other instances' node
+/// counts follow it).
+///
+/// The ring depends only on the instances' addresses and weights, not on
+/// their order or on the process: every client with the same snapshot sends
+/// a key to the same address. Node points are SplitMix64 outputs seeded with
+/// the XXH64 hash of the address; key points are the key through the
+/// SplitMix64 output function, so that small integer keys (user ids) spread
+/// over the ring too.
+///
+/// The key comes from the request, e.g. a header value through
+/// [`key_of`](Self::key_of). Without a key the picker takes a random point
+/// (so a weighted random pick). `attempt` `k` goes to the `k`-th distinct
+/// instance clockwise (modulo the number of instances); from the 8th retry on,
+/// to the instance of a point derived from the key and the attempt instead,
+/// which may repeat an earlier one.
+///
+/// A pick is a table lookup and a short binary search (O(1) expected). The
+/// ring has about `vnodes × instances` nodes, at most about
+/// [`max_ring_size`](Self::max_ring_size) (16 bytes a node): with the defaults,
+/// 160 nodes per instance up to 6 553 instances, fewer beyond (about 100 each
+/// at 10 000 instances: a 16 MB ring that takes tens of milliseconds to
+/// build; lower the cap to trade evenness for memory and build time).
+///
+/// ```
+/// use redis_discovery::balance::{Balance, ConsistentHash, Pick};
+/// use redis_discovery::Instance;
+///
+/// let instances = [
+///     Instance::new("10.0.0.1:80")?,
+///     Instance::new("10.0.0.2:80")?.with_weight(0), // drained: no nodes
+///     Instance::new("10.0.0.3:80")?,
+/// ];
+/// let picker = ConsistentHash::new().build(&instances);
+/// let session = ConsistentHash::key_of(b"session-3f2a");
+/// let home = picker.pick(Some(session), 0).expect("an instance");
+/// assert_ne!(home, 1);
+/// assert_eq!(picker.pick(Some(session), 0), Some(home));
+/// // A retry goes to the other live instance.
+/// assert_eq!(picker.pick(Some(session), 1), Some(2 - home));
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistentHash {
+    vnodes: u32,
+    max_ring_size: usize,
+}
+
+impl Default for ConsistentHash {
+    fn default() -> Self {
+        ConsistentHash::new()
+    }
+}
+
+impl ConsistentHash {
+    /// Virtual nodes of an instance of mean weight, unless set otherwise.
+    pub const DEFAULT_VNODES: u32 = 160;
+    /// The largest ring, in nodes, unless set otherwise.
+    pub const DEFAULT_MAX_RING_SIZE: usize = 1 << 20;
+    /// Retries up to this attempt walk to distinct instances (see the type's docs).
+    const MAX_WALK: usize = 8;
+
+    /// A ring with [`DEFAULT_VNODES`](Self::DEFAULT_VNODES) nodes per
+    /// instance of mean weight and at most about
+    /// [`DEFAULT_MAX_RING_SIZE`](Self::DEFAULT_MAX_RING_SIZE) nodes.
+    pub fn new() -> Self {
+        ConsistentHash {
+            vnodes: Self::DEFAULT_VNODES,
+            max_ring_size: Self::DEFAULT_MAX_RING_SIZE,
+        }
+    }
+
+    /// Sets the virtual nodes of an instance of mean weight (at least 1).
+    /// More nodes spread the keys more evenly and cost memory and build time.
+    pub fn vnodes(mut self, per_instance: u32) -> Self {
+        self.vnodes = per_instance.max(1);
+        self
+    }
+
+    /// Caps the ring (1 to 2^31 nodes): with more than
+    /// `max_ring_size / vnodes` instances, each gets fewer nodes (still at
+    /// least one). The ring can exceed the cap by one node per instance.
+    pub fn max_ring_size(mut self, nodes: usize) -> Self {
+        self.max_ring_size = nodes.clamp(1, 1 << 31);
+        self
+    }
+
+    /// The key of some bytes (a header value, a user id, …): XXH64 with seed
+    /// 0, the same in every process, version and language.
+    ///
+    /// ```
+    /// use redis_discovery::balance::ConsistentHash;
+    ///
+    /// assert_eq!(ConsistentHash::key_of(b"abc"), 0x44BC_2CF5_AD77_0999);
+    /// ```
+    pub fn key_of(bytes: &[u8]) -> u64 {
+        xxh64(bytes, 0)
+    }
+}
+
+impl Balance for ConsistentHash {
+    type Picker = ConsistentHashPicker;
+
+    fn build(&self, instances: &[Instance]) -> ConsistentHashPicker {
+        let instances = index_limit(instances);
+        let positive: Vec<(u32, &Instance)> = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, instance)| instance.weight() > 0)
+            .map(|(i, instance)| (i as u32, instance))
+            .collect();
+        let count = positive.len() as u128;
+        let total: u128 = positive.iter().map(|(_, i)| u128::from(i.weight())).sum();
+        if count == 0 {
+            return ConsistentHashPicker::empty();
+        }
+        let per_instance = u128::from(self.vnodes).min((self.max_ring_size as u128 / count).max(1));
+        // Rounded `per_instance × weight / mean`, at least 1: the sum stays
+        // within `per_instance × count + count`.
+        let nodes_of = |weight: u32| -> u64 {
+            let twice = 2 * per_instance * u128::from(weight) * count;
+            ((twice + total) / (2 * total)).max(1) as u64
+        };
+        let size: u64 = positive.iter().map(|(_, i)| nodes_of(i.weight())).sum();
+        let mut ring = Vec::with_capacity(size as usize);
+        for &(index, instance) in &positive {
+            let mut state = xxh64(instance.addr().as_bytes(), 0);
+            for _ in 0..nodes_of(instance.weight()) {
+                state = state.wrapping_add(GAMMA);
+                ring.push((mix64(state), index));
+            }
+        }
+        // Ties (a 2^-64 chance) are broken by address, not by position in
+        // the slice, so that every client builds the same ring.
+        let addr = |i: u32| instances.get(i as usize).map(Instance::addr);
+        ConsistentHashPicker::new(ring, positive.len(), |a, b| {
+            a.0.cmp(&b.0).then_with(|| addr(a.1).cmp(&addr(b.1)))
+        })
+    }
+}
+
+/// The picker of [`ConsistentHash`]: the ring.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, ConsistentHash};
+/// use redis_discovery::Instance;
+///
+/// let instances = [Instance::new("10.0.0.1:80")?, Instance::new("10.0.0.2:80")?];
+/// let picker = ConsistentHash::new().vnodes(100).build(&instances);
+/// assert_eq!(picker.ring_size(), 200);
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+pub struct ConsistentHashPicker {
+    /// Node points, ascending.
+    ring: Lookup,
+    /// The instance of each node.
+    owners: Box<[u32]>,
+    /// Instances on the ring.
+    instances: usize,
+}
+
+impl ConsistentHashPicker {
+    fn empty() -> Self {
+        ConsistentHashPicker {
+            ring: Lookup::new(Box::new([])),
+            owners: Box::new([]),
+            instances: 0,
+        }
+    }
+
+    /// Sorts the ring with a bucket sort on the points' top bits (they are
+    /// uniform: about two nodes a bucket, the buckets of the lookup table).
+    fn new(
+        ring: Vec<(u64, u32)>,
+        instances: usize,
+        order: impl Fn(&(u64, u32), &(u64, u32)) -> std::cmp::Ordering,
+    ) -> Self {
+        let shift = Lookup::shift(Lookup::buckets(ring.len()));
+        let bucket_of = |point: u64| (point >> shift) as usize;
+        // ends[b + 1] counts bucket b, then (prefix sums) is its end: ends[b]
+        // is the start of bucket b.
+        let mut ends = vec![0u32; Lookup::buckets(ring.len()) + 1];
+        for &(point, _) in &ring {
+            if let Some(count) = ends.get_mut(bucket_of(point) + 1) {
+                *count += 1;
+            }
+        }
+        for b in 1..ends.len() {
+            ends[b] += ends[b - 1];
+        }
+        let mut next = ends.clone();
+        let mut sorted = vec![(0u64, 0u32); ring.len()];
+        for node in ring {
+            if let Some(slot) = next.get_mut(bucket_of(node.0)) {
+                if let Some(place) = sorted.get_mut(*slot as usize) {
+                    *place = node;
+                }
+                *slot += 1;
+            }
+        }
+        for bucket in ends.windows(2) {
+            if let Some(nodes) = sorted.get_mut(bucket[0] as usize..bucket[1] as usize) {
+                small_sort(nodes, &order);
+            }
+        }
+        let (points, owners): (Vec<u64>, Vec<u32>) = sorted.into_iter().unzip();
+        // The start of each bucket, then the number of nodes: the lookup's table.
+        let starts = ends;
+        ConsistentHashPicker {
+            ring: Lookup::from_parts(points.into_boxed_slice(), starts.into_boxed_slice()),
+            owners: owners.into_boxed_slice(),
+            instances,
+        }
+    }
+
+    /// The number of virtual nodes on the ring.
+    pub fn ring_size(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// The first node at or clockwise after `point`.
+    #[inline]
+    fn node_at(&self, point: u64) -> usize {
+        let node = self.ring.first_at_or_after(point);
+        if node >= self.ring.len() {
+            0
+        } else {
+            node
+        }
+    }
+
+    fn owner(&self, node: usize) -> Option<usize> {
+        self.owners.get(node).map(|&i| i as usize)
+    }
+}
+
+/// Insertion sort for the few nodes of a bucket.
+fn small_sort<T: Copy>(nodes: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if nodes.len() > 16 {
+        return nodes.sort_unstable_by(order);
+    }
+    for i in 1..nodes.len() {
+        let mut j = i;
+        while j > 0 && order(&nodes[j - 1], &nodes[j]).is_gt() {
+            nodes.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+impl Pick for ConsistentHashPicker {
+    fn pick(&self, key: Option<u64>, attempt: u32) -> Option<usize> {
+        if self.instances == 0 {
+            return None;
+        }
+        let point = match key {
+            Some(key) => mix64(key.wrapping_add(GAMMA)),
+            None => thread_u64(),
+        };
+        let start = self.node_at(point);
+        if attempt == 0 {
+            return self.owner(start);
+        }
+        let nth = attempt as usize % self.instances;
+        if nth == 0 {
+            return self.owner(start);
+        }
+        if nth >= ConsistentHash::MAX_WALK {
+            let point = mix64(point ^ u64::from(attempt).wrapping_mul(GAMMA));
+            return self.owner(self.node_at(point));
+        }
+        // Walk clockwise to the nth distinct instance (there are more than
+        // nth of them, so at most one turn).
+        let mut seen = [0u32; ConsistentHash::MAX_WALK];
+        let mut found = 0;
+        let len = self.owners.len();
+        let mut node = start;
+        for _ in 0..len {
+            let owner = *self.owners.get(node)?;
+            if !seen[..found].contains(&owner) {
+                if found == nth {
+                    return Some(owner as usize);
+                }
+                seen[found] = owner;
+                found += 1;
+            }
+            node = if node + 1 == len { 0 } else { node + 1 };
+        }
+        self.owner(start)
+    }
+}
+
+impl fmt::Debug for ConsistentHashPicker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsistentHashPicker")
+            .field("instances", &self.instances)
+            .field("ring_size", &self.ring.len())
+            .finish()
+    }
+}
+
+const P1: u64 = 0x9E37_79B1_85EB_CA87;
+const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+const P3: u64 = 0x1656_67B1_9E37_79F9;
+const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+const P5: u64 = 0x27D4_EB2F_1656_67C5;
+
+fn xxh64_round(acc: u64, lane: u64) -> u64 {
+    acc.wrapping_add(lane.wrapping_mul(P2))
+        .rotate_left(31)
+        .wrapping_mul(P1)
+}
+
+fn xxh64_merge(acc: u64, v: u64) -> u64 {
+    (acc ^ xxh64_round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+}
+
+/// XXH64 (Yann Collet's xxHash, 64-bit), as specified in xxhash_spec.md.
+fn xxh64(input: &[u8], seed: u64) -> u64 {
+    let (stripes, rest) = input.as_chunks::<32>();
+    let mut hash = if stripes.is_empty() {
+        seed.wrapping_add(P5)
+    } else {
+        let mut v = [
+            seed.wrapping_add(P1).wrapping_add(P2),
+            seed.wrapping_add(P2),
+            seed,
+            seed.wrapping_sub(P1),
+        ];
+        for stripe in stripes {
+            let (lanes, _) = stripe.as_chunks::<8>();
+            for (acc, lane) in v.iter_mut().zip(lanes) {
+                *acc = xxh64_round(*acc, u64::from_le_bytes(*lane));
+            }
+        }
+        let mut hash = v[0]
+            .rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18));
+        for acc in v {
+            hash = xxh64_merge(hash, acc);
+        }
+        hash
+    };
+    hash = hash.wrapping_add(input.len() as u64);
+    let (words, rest) = rest.as_chunks::<8>();
+    for word in words {
+        hash ^= xxh64_round(0, u64::from_le_bytes(*word));
+        hash = hash.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+    }
+    let mut rest = rest;
+    if let Some((word, tail)) = rest.split_first_chunk::<4>() {
+        hash ^= u64::from(u32::from_le_bytes(*word)).wrapping_mul(P1);
+        hash = hash.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = tail;
+    }
+    for &byte in rest {
+        hash ^= u64::from(byte).wrapping_mul(P5);
+        hash = hash.rotate_left(11).wrapping_mul(P1);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(P2);
+    hash ^= hash >> 29;
+    hash = hash.wrapping_mul(P3);
+    hash ^ (hash >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::test_support::{histogram, instances};
+    use rand::{rngs::SmallRng, Rng as _, SeedableRng};
+
+    fn keys(n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|i| ConsistentHash::key_of(format!("key-{i}").as_bytes()))
+            .collect()
+    }
+
+    /// The address each key goes to.
+    fn route(instances: &[Instance], keys: &[u64]) -> Vec<String> {
+        let picker = ConsistentHash::new().build(instances);
+        keys.iter()
+            .map(|&k| {
+                let i = picker.pick(Some(k), 0).expect("a pick");
+                instances[i].addr().to_owned()
+            })
+            .collect()
+    }
+
+    fn moved(a: &[String], b: &[String]) -> f64 {
+        a.iter().zip(b).filter(|(a, b)| a != b).count() as f64 / a.len() as f64
+    }
+
+    #[test]
+    fn xxh64_reference_values() {
+        // From the reference implementation (xxhash-rust 0.8.21).
+        let long: Vec<u8> = (0..100u8).collect();
+        for (input, expected) in [
+            (&b""[..], 0xEF46_DB37_51D8_E999),
+            (b"a", 0xD24E_C4F1_A98C_6E5B),
+            (b"abc", 0x44BC_2CF5_AD77_0999),
+            (b"user-42", 0x397E_9D3A_76AF_7C81),
+            (b"0123456789abcdef0123456789abcdef", 0x642A_9495_8E71_E6C5),
+            (
+                b"The quick brown fox jumps over the lazy dog",
+                0x0B24_2D36_1FDA_71BC,
+            ),
+            (&long, 0x6AC1_E580_3216_6597),
+        ] {
+            assert_eq!(xxh64(input, 0), expected, "{input:?}");
+        }
+        assert_eq!(xxh64(b"abc", 7), 0x9E75_5206_1566_76D7);
+    }
+
+    #[test]
+    fn same_key_same_instance() {
+        let instances = instances(&[10; 20]);
+        let picker = ConsistentHash::new().build(&instances);
+        for key in keys(1000) {
+            let first = picker.pick(Some(key), 0);
+            assert!(first.is_some());
+            assert_eq!(picker.pick(Some(key), 0), first);
+        }
+    }
+
+    #[test]
+    fn adding_an_instance_moves_about_one_nth() {
+        let keys = keys(10_000);
+        // Equal weights: only the new instance's keys move.
+        let mut before = instances(&[10; 51]);
+        let added = before.pop().expect("51 instances");
+        let mut after = before.clone();
+        after.insert(17, added.clone());
+        let (a, b) = (route(&before, &keys), route(&after, &keys));
+        let fraction = moved(&a, &b);
+        assert!(fraction < 2.0 / 51.0, "{fraction}");
+        assert!(fraction > 0.2 / 51.0, "{fraction}");
+        // The keys that moved went to the new instance.
+        assert!(a.iter().zip(&b).all(|(a, b)| a == b || b == added.addr()));
+
+        // Random weights, and a new instance of another weight.
+        let mut rng = SmallRng::seed_from_u64(1);
+        let weights: Vec<u32> = (0..50).map(|_| rng.random_range(1..=100)).collect();
+        let before = instances(&weights);
+        let mut after = before.clone();
+        after.push(
+            Instance::new("192.168.0.1:80")
+                .expect("valid")
+                .with_weight(80),
+        );
+        let (a, b) = (route(&before, &keys), route(&after, &keys));
+        // The new instance takes its share; the others' node counts follow
+        // the new mean weight, which moves a little more, also O(1/n).
+        let total: u32 = weights.iter().sum::<u32>() + 80;
+        let share = 80.0 / f64::from(total);
+        let to_new = a
+            .iter()
+            .zip(&b)
+            .filter(|(a, b)| a != b && *b == "192.168.0.1:80")
+            .count() as f64
+            / keys.len() as f64;
+        let fraction = moved(&a, &b);
+        assert!((to_new - share).abs() < share / 2.0, "{to_new} {share}");
+        assert!(fraction - to_new < 1.0 / 51.0, "{fraction} {to_new}");
+
+        // Removing an instance (of mean weight) moves only its own keys.
+        let before = instances(&[10; 50]);
+        let mut fewer = before.clone();
+        let removed = fewer.remove(3);
+        let (a, b) = (route(&before, &keys), route(&fewer, &keys));
+        assert!(a.iter().zip(&b).all(|(a, b)| a == b || a == removed.addr()));
+    }
+
+    #[test]
+    fn order_of_instances_does_not_matter() {
+        let keys = keys(2000);
+        let mut instances = instances(&[3, 0, 7, 10, 1, 25]);
+        let a = route(&instances, &keys);
+        instances.reverse();
+        assert_eq!(a, route(&instances, &keys));
+    }
+
+    #[test]
+    fn shares_follow_weights() {
+        let weights = [1, 2, 3, 4, 0];
+        let picker = ConsistentHash::new()
+            .vnodes(2000)
+            .build(&instances(&weights));
+        let mut key = 0u64;
+        let counts = histogram(weights.len(), 200_000, || {
+            key += 1;
+            picker.pick(Some(key), 0)
+        });
+        assert_eq!(counts[4], 0);
+        for (i, &c) in counts[..4].iter().enumerate() {
+            let share = c as f64 / 200_000.0;
+            let expected = f64::from(weights[i]) / 10.0;
+            assert!((share - expected).abs() < 0.1 * expected, "{counts:?}");
+        }
+        // Without a key: random points, same shares.
+        let counts = histogram(weights.len(), 200_000, || picker.pick(None, 0));
+        assert_eq!(counts[4], 0);
+        assert!(counts[3] > counts[0] * 3, "{counts:?}");
+    }
+
+    #[test]
+    fn attempts_walk_to_distinct_instances() {
+        let weights = [10, 0, 10, 30, 5, 10];
+        let picker = ConsistentHash::new().build(&instances(&weights));
+        for key in keys(500) {
+            let walk: Vec<usize> = (0..5)
+                .map(|a| picker.pick(Some(key), a).expect("a pick"))
+                .collect();
+            let mut distinct = walk.clone();
+            distinct.sort_unstable();
+            assert_eq!(distinct, [0, 2, 3, 4, 5], "{walk:?}");
+            // Attempts wrap around the live instances.
+            assert_eq!(picker.pick(Some(key), 5), Some(walk[0]));
+            assert_eq!(picker.pick(Some(key), 7), Some(walk[2]));
+            // Deep retries stay on live instances.
+            for attempt in [8, 9, 100, u32::MAX] {
+                let i = picker.pick(Some(key), attempt).expect("a pick");
+                assert_ne!(weights[i], 0);
+            }
+        }
+        // Many instances: the first 8 attempts are distinct.
+        let picker = ConsistentHash::new().build(&instances(&[1; 100]));
+        for key in keys(100) {
+            let mut walk: Vec<usize> = (0..8)
+                .map(|a| picker.pick(Some(key), a).expect("a pick"))
+                .collect();
+            walk.sort_unstable();
+            walk.dedup();
+            assert_eq!(walk.len(), 8);
+        }
+    }
+
+    #[test]
+    fn empty_and_drained() {
+        let picker = ConsistentHash::new().build(&[]);
+        assert_eq!(picker.pick(Some(1), 0), None);
+        assert_eq!(picker.pick(None, 1), None);
+        let picker = ConsistentHash::new().build(&instances(&[0, 0, 0]));
+        assert_eq!(picker.pick(Some(1), 0), None);
+        assert_eq!(picker.ring_size(), 0);
+        let picker = ConsistentHash::new().build(&instances(&[0, 1, 0]));
+        assert!((0..20).all(|a| picker.pick(Some(u64::from(a)), a) == Some(1)));
+        assert_eq!(picker.ring_size(), 160);
+    }
+
+    #[test]
+    fn ring_sizes() {
+        // Huge weights: node counts follow the mean, not the raw weights.
+        let picker = ConsistentHash::new().build(&instances(&[u32::MAX, u32::MAX, 1]));
+        assert_eq!(picker.ring_size(), 240 + 240 + 1);
+        // A small cap: one node per instance at least.
+        let picker = ConsistentHash::new()
+            .max_ring_size(10)
+            .build(&instances(&[5; 40]));
+        assert_eq!(picker.ring_size(), 40);
+        let picker = ConsistentHash::new().vnodes(0).build(&instances(&[5; 3]));
+        assert_eq!(picker.ring_size(), 3);
+    }
+
+    #[test]
+    fn ten_thousand_instances() {
+        let weights: Vec<u32> = (0..10_000).map(|i| (i % 100) as u32).collect();
+        let picker = ConsistentHash::new()
+            .max_ring_size(1 << 16)
+            .build(&instances(&weights));
+        assert!(picker.ring_size() >= 9_900);
+        for key in keys(10_000) {
+            let i = picker.pick(Some(key), 0).expect("a pick");
+            assert_ne!(weights[i], 0);
+            let j = picker.pick(Some(key), 1).expect("a pick");
+            assert_ne!(i, j);
+        }
+    }
+
+    #[test]
+    fn ring_lookup() {
+        let mut rng = SmallRng::seed_from_u64(4);
+        for n in [1, 2, 3, 10, 333] {
+            let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..=20)).collect();
+            let picker = ConsistentHash::new().build(&instances(&weights));
+            assert!(picker.ring.points().windows(2).all(|w| w[0] <= w[1]));
+            if picker.ring.points().is_empty() {
+                continue;
+            }
+            let len = picker.ring.points().len();
+            for point in (0..10_000)
+                .map(|_| rng.random::<u64>())
+                .chain([0, 1, u64::MAX])
+            {
+                let expected = picker.ring.points().partition_point(|&p| p < point) % len;
+                assert_eq!(picker.node_at(point), expected);
+            }
+            for &point in picker.ring.points().iter() {
+                assert_eq!(picker.ring.points()[picker.node_at(point)], point);
+            }
+        }
+    }
+
+    #[test]
+    fn small_integer_keys_spread() {
+        let picker = ConsistentHash::new().build(&instances(&[1; 10]));
+        let mut key = 0u64;
+        let counts = histogram(10, 10_000, || {
+            key += 1;
+            picker.pick(Some(key), 0)
+        });
+        assert!(counts.iter().all(|&c| c > 500), "{counts:?}");
+    }
+}

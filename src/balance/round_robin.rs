@@ -1,0 +1,481 @@
+//! Smooth weighted round robin (nginx), precomputed per snapshot.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::lookup::Lookup;
+use super::rng::{thread_u64, GAMMA};
+use super::{index_limit, Balance, Pick};
+use crate::Instance;
+
+/// Smooth weighted round robin, in nginx's exact order.
+///
+/// Each pick, nginx adds every instance's weight to its `current` value,
+/// chooses the instance with the largest `current` (the first one on a tie)
+/// and subtracts the total weight from the chosen one. With weights
+/// `a=5, b=1, c=1` that gives `a a b a c a a`, then again: every instance gets
+/// its share of each cycle of `sum(weights)` picks, spread out rather than in
+/// bursts.
+///
+/// [`build`](Balance::build) runs that algorithm for one cycle (of the weights
+/// divided by their greatest common divisor) and stores the sequence; a pick
+/// is one atomic increment and one table read, lock-free. Weight `0` is never
+/// picked.
+///
+/// **Large cycles.** The sequence is stored when the cycle has at most
+/// [`MAX_CYCLE`](Self::MAX_CYCLE) picks and computing it costs at most
+/// [`MAX_BUILD_STEPS`](Self::MAX_BUILD_STEPS) (`cycle × distinct weights`).
+/// Beyond that (for instance 1 000 instances with weights from 1 to 100: a
+/// cycle of about 50 000 picks, 100 distinct weights) the order is a
+/// golden-ratio sequence instead of nginx's: the weights are laid end to end
+/// over the `u64` range and pick `k` goes to the instance owning point
+/// `k × 2^64 / φ` (mod 2^64). Those points fill the range evenly at every
+/// length (a low-discrepancy sequence), so each instance gets its share in
+/// every window of picks to within a few picks, spread out over the window,
+/// and exactly over the whole period; a pick stays O(1) (one table lookup).
+///
+/// Every picker starts at the beginning of the cycle, as nginx does after a
+/// reload. [`random_start`](Self::random_start) starts each picker at a random
+/// point instead, so that many clients rebuilding at the same time do not
+/// all send their first request to the same instance.
+///
+/// A retry (`attempt > 0`) takes the next pick of the shared sequence.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, Pick, RoundRobin};
+/// use redis_discovery::Instance;
+///
+/// let instances = [
+///     Instance::new("10.0.0.1:80")?.with_weight(5), // a
+///     Instance::new("10.0.0.2:80")?.with_weight(1), // b
+///     Instance::new("10.0.0.3:80")?.with_weight(1), // c
+/// ];
+/// let picker = RoundRobin::new().build(&instances);
+/// let order: String = (0..7)
+///     .map(|_| match picker.pick(None, 0) {
+///         Some(0) => 'a',
+///         Some(1) => 'b',
+///         _ => 'c',
+///     })
+///     .collect();
+/// assert_eq!(order, "aabacaa");
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundRobin {
+    random_start: bool,
+}
+
+impl RoundRobin {
+    /// The longest cycle stored as a table (picks; 4 bytes each).
+    pub const MAX_CYCLE: u64 = 1 << 16;
+    /// The most steps (`cycle × distinct weights`) spent computing nginx's
+    /// order in [`build`](Balance::build).
+    pub const MAX_BUILD_STEPS: u64 = 1 << 22;
+
+    /// A balancer whose pickers start at the beginning of the cycle.
+    pub fn new() -> Self {
+        RoundRobin {
+            random_start: false,
+        }
+    }
+
+    /// Whether each picker starts at a random point of its cycle.
+    pub fn random_start(mut self, random_start: bool) -> Self {
+        self.random_start = random_start;
+        self
+    }
+}
+
+impl Balance for RoundRobin {
+    type Picker = RoundRobinPicker;
+
+    fn build(&self, instances: &[Instance]) -> RoundRobinPicker {
+        let schedule = Schedule::new(index_limit(instances));
+        let start = match (&schedule, self.random_start) {
+            (_, false) | (Schedule::Empty, true) => 0,
+            (Schedule::Table(table), true) => thread_u64() % table.len().max(1) as u64,
+            (Schedule::Golden { .. }, true) => thread_u64(),
+        };
+        RoundRobinPicker {
+            schedule,
+            next: AtomicU64::new(start),
+        }
+    }
+}
+
+/// The picker of [`RoundRobin`]: a stored cycle, or the golden-ratio sequence.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, Pick, RoundRobin};
+/// use redis_discovery::Instance;
+///
+/// let instances = [Instance::new("10.0.0.1:80")?, Instance::new("10.0.0.2:80")?];
+/// let picker = RoundRobin::new().build(&instances);
+/// assert_eq!([picker.pick(None, 0), picker.pick(None, 0)], [Some(0), Some(1)]);
+/// assert_eq!(picker.pick(None, 0), Some(0));
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+pub struct RoundRobinPicker {
+    schedule: Schedule,
+    /// The number of the next pick.
+    next: AtomicU64,
+}
+
+enum Schedule {
+    /// No instance with weight > 0.
+    Empty,
+    /// One cycle of nginx's order: instance indices.
+    Table(Box<[u32]>),
+    /// The golden-ratio sequence.
+    Golden {
+        /// The last point of each instance with weight > 0, ascending: the
+        /// weights laid end to end over the `u64` range.
+        bounds: Lookup,
+        /// Their indices.
+        index: Box<[u32]>,
+        /// The sum of the (reduced) weights.
+        total: u64,
+    },
+}
+
+impl Schedule {
+    fn new(instances: &[Instance]) -> Self {
+        let positive: Vec<(u32, u64)> = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, instance)| instance.weight() > 0)
+            .map(|(i, instance)| (i as u32, u64::from(instance.weight())))
+            .collect();
+        let divisor = positive.iter().fold(0, |g, &(_, w)| gcd(g, w));
+        if divisor == 0 {
+            return Schedule::Empty;
+        }
+        let reduced: Vec<u64> = positive.iter().map(|&(_, w)| w / divisor).collect();
+        // At most u32::MAX instances of at most u32::MAX each: fits in u64.
+        let total: u64 = reduced.iter().sum();
+        if total <= RoundRobin::MAX_CYCLE {
+            let classes = classes(&positive, &reduced);
+            if total * classes.len() as u64 <= RoundRobin::MAX_BUILD_STEPS {
+                return Schedule::Table(nginx_cycle(classes, total));
+            }
+        }
+        // Instance j owns the points from ⌊E(j-1)·2^64/T⌋ to ⌊E(j)·2^64/T⌋ - 1,
+        // where E are the cumulative weights: at least one point each, and
+        // the last one ends at u64::MAX.
+        let mut end = 0u64;
+        let bounds: Vec<u64> = reduced
+            .iter()
+            .map(|&w| {
+                end += w;
+                (((u128::from(end) << 64) / u128::from(total)) - 1) as u64
+            })
+            .collect();
+        Schedule::Golden {
+            bounds: Lookup::new(bounds.into_boxed_slice()),
+            index: positive.iter().map(|&(i, _)| i).collect(),
+            total,
+        }
+    }
+}
+
+/// Runs nginx's smooth weighted round robin for one cycle, in
+/// O(cycle × distinct weights).
+///
+/// After `t` steps an instance's `current` is `t × weight - cycle × picks`,
+/// so among instances of equal weight the one with the fewest picks (then
+/// the lowest index) leads: they take turns in index order, and only the
+/// leader of each weight class competes, with nginx's tie rule (the lowest
+/// index wins).
+fn nginx_cycle(classes: Vec<Class>, cycle: u64) -> Box<[u32]> {
+    let mut classes = classes;
+    let total = cycle as i64;
+    let mut sequence = Vec::with_capacity(cycle as usize);
+    for t in 1..=cycle as i64 {
+        // (current, instance, class) of the best leader so far.
+        let mut best: Option<(i64, u32, usize)> = None;
+        for (c, class) in classes.iter().enumerate() {
+            let Some(&leader) = class.members.get(class.next) else {
+                continue;
+            };
+            let current = t * class.weight - total * class.rounds;
+            if best.is_none_or(|(v, i, _)| current > v || (current == v && leader < i)) {
+                best = Some((current, leader, c));
+            }
+        }
+        let Some((_, instance, c)) = best else {
+            break;
+        };
+        sequence.push(instance);
+        if let Some(class) = classes.get_mut(c) {
+            class.next += 1;
+            if class.next == class.members.len() {
+                class.next = 0;
+                class.rounds += 1;
+            }
+        }
+    }
+    sequence.into_boxed_slice()
+}
+
+/// The instances of one (reduced) weight, during [`nginx_cycle`].
+struct Class {
+    weight: i64,
+    /// Instance indices, ascending.
+    members: Vec<u32>,
+    /// The member whose turn it is.
+    next: usize,
+    /// Times every member has been picked (members before `next` once more).
+    rounds: i64,
+}
+
+/// Groups the instances by weight.
+fn classes(positive: &[(u32, u64)], reduced: &[u64]) -> Vec<Class> {
+    let mut by_weight: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+    for (&(index, _), &weight) in positive.iter().zip(reduced) {
+        by_weight.entry(weight).or_default().push(index);
+    }
+    by_weight
+        .into_iter()
+        .map(|(weight, members)| Class {
+            // A reduced weight is at most the cycle (<= MAX_CYCLE) here.
+            weight: weight as i64,
+            members,
+            next: 0,
+            rounds: 0,
+        })
+        .collect()
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+impl Pick for RoundRobinPicker {
+    #[inline]
+    fn pick(&self, _key: Option<u64>, _attempt: u32) -> Option<usize> {
+        match &self.schedule {
+            Schedule::Empty => None,
+            Schedule::Table(table) => {
+                let k = self.next.fetch_add(1, Ordering::Relaxed) % table.len() as u64;
+                table.get(k as usize).map(|&i| i as usize)
+            }
+            Schedule::Golden { bounds, index, .. } => {
+                let k = self.next.fetch_add(1, Ordering::Relaxed);
+                let slot = bounds.first_at_or_after(k.wrapping_mul(GAMMA));
+                index.get(slot).map(|&i| i as usize)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RoundRobinPicker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut f = f.debug_struct("RoundRobinPicker");
+        match &self.schedule {
+            Schedule::Empty => f.field("mode", &"empty"),
+            Schedule::Table(table) => f.field("mode", &"nginx").field("cycle", &table.len()),
+            Schedule::Golden { index, total, .. } => f
+                .field("mode", &"golden-ratio")
+                .field("instances", &index.len())
+                .field("total_weight", total),
+        };
+        f.field("next", &self.next.load(Ordering::Relaxed)).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::test_support::{histogram, instances};
+    use rand::{rngs::SmallRng, Rng as _, SeedableRng};
+
+    /// nginx's algorithm as written in ngx_http_upstream_round_robin.c, on
+    /// the unreduced weights, skipping weight 0.
+    fn nginx(weights: &[u32], picks: usize) -> Vec<usize> {
+        let mut current = vec![0i64; weights.len()];
+        let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+        (0..picks)
+            .map(|_| {
+                let mut best: Option<usize> = None;
+                for (i, &w) in weights.iter().enumerate() {
+                    if w == 0 {
+                        continue;
+                    }
+                    current[i] += i64::from(w);
+                    if best.is_none_or(|b| current[i] > current[b]) {
+                        best = Some(i);
+                    }
+                }
+                let best = best.expect("a positive weight");
+                current[best] -= total;
+                best
+            })
+            .collect()
+    }
+
+    fn picks(picker: &RoundRobinPicker, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| picker.pick(None, 0).expect("a pick"))
+            .collect()
+    }
+
+    #[test]
+    fn nginx_sequence() {
+        let picker = RoundRobin::new().build(&instances(&[5, 1, 1]));
+        let order: String = picks(&picker, 14)
+            .into_iter()
+            .map(|i| (b'a' + i as u8) as char)
+            .collect();
+        assert_eq!(order, "aabacaaaabacaa");
+        assert!(format!("{picker:?}").contains(r#"mode: "nginx""#));
+    }
+
+    #[test]
+    fn matches_nginx_reference() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        for round in 0..200 {
+            let n = rng.random_range(1..=12);
+            let weights: Vec<u32> = (0..n)
+                .map(|_| match rng.random_range(0..4) {
+                    0 => 0,
+                    1 => 10 * rng.random_range(1..=5), // common divisor
+                    _ => rng.random_range(1..=40),
+                })
+                .collect();
+            let total: u32 = weights.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let picker = RoundRobin::new().build(&instances(&weights));
+            let count = 2 * total as usize + 3;
+            assert_eq!(
+                picks(&picker, count),
+                nginx(&weights, count),
+                "round {round}: {weights:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_instances_of_few_weights_match_nginx() {
+        let weights: Vec<u32> = (0..300).map(|i| [3, 1, 0, 2, 3, 7][i % 6]).collect();
+        let picker = RoundRobin::new().build(&instances(&weights));
+        assert!(format!("{picker:?}").contains(r#"mode: "nginx""#));
+        let total: u32 = weights.iter().sum();
+        let count = 2 * total as usize;
+        assert_eq!(picks(&picker, count), nginx(&weights, count));
+        // 500 instances, weights 1..=100: still nginx's order.
+        let mut rng = SmallRng::seed_from_u64(3);
+        let weights: Vec<u32> = (0..500).map(|_| rng.random_range(1..=100)).collect();
+        let picker = RoundRobin::new().build(&instances(&weights));
+        assert!(format!("{picker:?}").contains(r#"mode: "nginx""#));
+        assert_eq!(picks(&picker, 20_000), nginx(&weights, 20_000));
+    }
+
+    #[test]
+    fn weight_zero_skipped() {
+        let weights = [0, 3, 0, 2, 0];
+        let picker = RoundRobin::new().build(&instances(&weights));
+        let got = picks(&picker, 50);
+        assert!(got.iter().all(|&i| i == 1 || i == 3));
+        assert_eq!(got, nginx(&weights, 50));
+    }
+
+    #[test]
+    fn empty_and_drained() {
+        assert_eq!(RoundRobin::new().build(&[]).pick(None, 0), None);
+        let picker = RoundRobin::new()
+            .random_start(true)
+            .build(&instances(&[0, 0]));
+        assert_eq!(picker.pick(None, 0), None);
+        assert_eq!(picker.pick(Some(1), 3), None);
+        let picker = RoundRobin::new().build(&instances(&[0, 9, 0]));
+        assert!((0..10).all(|a| picker.pick(None, a) == Some(1)));
+    }
+
+    /// The largest difference, over the instances, between picks and
+    /// weight (reduced) in windows of one cycle.
+    fn worst_window(weights: &[u32], balance: &RoundRobin) -> u64 {
+        let picker = balance.build(&instances(weights));
+        let divisor = weights.iter().fold(0, |g, &w| gcd(g, u64::from(w)));
+        let cycle: u64 = weights.iter().map(|&w| u64::from(w) / divisor).sum();
+        let mut worst = 0;
+        for _ in 0..3 {
+            // Windows at any offset.
+            for _ in 0..cycle / 3 {
+                picker.pick(None, 0);
+            }
+            let counts = histogram(weights.len(), cycle as usize, || picker.pick(None, 0));
+            for (&w, &c) in weights.iter().zip(&counts) {
+                worst = worst.max((c as u64).abs_diff(u64::from(w) / divisor));
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn shares_per_cycle() {
+        // nginx: exact in every window of one cycle.
+        for weights in [
+            &[5, 1, 1][..],
+            &[30, 0, 20, 10],
+            &[1; 7],
+            &[2, 3, 0, 5, 7, 11],
+        ] {
+            assert_eq!(worst_window(weights, &RoundRobin::new()), 0);
+            let random = RoundRobin::new().random_start(true);
+            assert_eq!(worst_window(weights, &random), 0);
+        }
+        // Golden-ratio sequence: within a few picks (2 at most, measured).
+        let mut rng = SmallRng::seed_from_u64(2);
+        let weights: Vec<u32> = (0..3000)
+            .map(|i| {
+                if i % 10 == 0 {
+                    0
+                } else {
+                    rng.random_range(1..=100)
+                }
+            })
+            .collect();
+        let picker = RoundRobin::new().build(&instances(&weights));
+        assert!(format!("{picker:?}").contains("golden-ratio"), "{picker:?}");
+        let w1 = worst_window(&weights, &RoundRobin::new());
+        let w2 = worst_window(&weights, &RoundRobin::new().random_start(true));
+        assert!(w1 <= 3 && w2 <= 3);
+        let got = picks(&picker, 100_000);
+        assert!(got.iter().all(|&i| weights[i] > 0));
+        // Smooth: no instance (each has less than 38% of the weight) gets
+        // two picks in a row.
+        assert!(got.windows(2).all(|w| w[0] != w[1]));
+        // Skewed weights, many distinct.
+        let weights: Vec<u32> = (1..=100).map(|i| i * i).collect();
+        assert!(worst_window(&weights, &RoundRobin::new()) <= 3);
+    }
+
+    #[test]
+    fn huge_weights() {
+        let weights = [u32::MAX, 0, u32::MAX - 1, 1];
+        let picker = RoundRobin::new().build(&instances(&weights));
+        let got = picks(&picker, 10_000);
+        assert!(got.iter().all(|&i| i != 1));
+        let heavy = got.iter().filter(|&&i| i == 0 || i == 2).count();
+        assert!(heavy > 9_990);
+    }
+
+    #[test]
+    fn ten_thousand_instances() {
+        let weights: Vec<u32> = (0..10_000).map(|i| (i % 100) as u32).collect();
+        let picker = RoundRobin::new().build(&instances(&weights));
+        assert!(picks(&picker, 100_000).iter().all(|&i| weights[i] > 0));
+        // Equal weights: plain rotation (a stored cycle of 10 000).
+        let picker = RoundRobin::new().build(&instances(&[1; 10_000]));
+        assert_eq!(
+            picks(&picker, 20_000),
+            (0..20_000).map(|i| i % 10_000).collect::<Vec<_>>()
+        );
+    }
+}

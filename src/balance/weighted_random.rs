@@ -1,0 +1,317 @@
+//! Weighted random: an alias table (Vose), one random draw per pick.
+
+use std::fmt;
+
+use super::rng::Rng;
+use super::{index_limit, Balance, Pick};
+use crate::Instance;
+
+/// Picks a random instance with probability proportional to its weight (the
+/// default balancer).
+///
+/// [`build`](Balance::build) makes a Walker/Vose alias table in O(n) with
+/// exact integer arithmetic (weights sum as `u64`, so any number of
+/// `u32::MAX` weights is fine); a pick is one 64-bit draw, one table read and
+/// one comparison, whatever the number of instances. Weight `0` is never
+/// picked.
+///
+/// The random numbers come from a per-thread SplitMix64 generator (fast, not
+/// cryptographic, seeded from the OS once per thread). [`seeded`](Self::seeded)
+/// gives pickers a deterministic, lock-free (atomic) generator instead, for
+/// tests and simulations.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, Pick, WeightedRandom};
+/// use redis_discovery::Instance;
+///
+/// let instances = [
+///     Instance::new("10.0.0.1:80")?.with_weight(3),
+///     Instance::new("10.0.0.2:80")?.with_weight(1),
+/// ];
+/// let picker = WeightedRandom::seeded(42).build(&instances);
+/// let first = (0..10_000).filter(|_| picker.pick(None, 0) == Some(0)).count();
+/// assert!((7_000..8_000).contains(&first)); // about 3 in 4
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WeightedRandom {
+    seed: Option<u64>,
+}
+
+impl WeightedRandom {
+    /// A balancer whose pickers use the fast thread-local generator.
+    pub fn new() -> Self {
+        WeightedRandom { seed: None }
+    }
+
+    /// A balancer whose pickers draw from a deterministic sequence starting at
+    /// `seed` (every picker it builds starts afresh). Picks from one thread
+    /// are reproducible; picks from several threads share the sequence.
+    pub fn seeded(seed: u64) -> Self {
+        WeightedRandom { seed: Some(seed) }
+    }
+}
+
+impl Balance for WeightedRandom {
+    type Picker = WeightedRandomPicker;
+
+    fn build(&self, instances: &[Instance]) -> WeightedRandomPicker {
+        let weights: Vec<u32> = index_limit(instances)
+            .iter()
+            .map(Instance::weight)
+            .collect();
+        WeightedRandomPicker {
+            total: weights.iter().map(|&w| u64::from(w)).sum(),
+            table: alias_table(&weights),
+            rng: Rng::new(self.seed),
+        }
+    }
+}
+
+/// The picker of [`WeightedRandom`]: an alias table.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, Pick, WeightedRandom};
+/// use redis_discovery::Instance;
+///
+/// let instances = vec![Instance::new("10.0.0.1:80")?.with_weight(u32::MAX); 3];
+/// let picker = WeightedRandom::new().build(&instances);
+/// assert_eq!(picker.total_weight(), 3 * u64::from(u32::MAX));
+/// assert!(picker.pick(None, 0).is_some());
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+pub struct WeightedRandomPicker {
+    /// One column per instance; empty when no weight is above 0.
+    table: Box<[Column]>,
+    total: u64,
+    rng: Rng,
+}
+
+/// A column of the alias table: the column's own instance is chosen when the
+/// low 32 bits of the draw are below `threshold`, else `alias`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Column {
+    threshold: u32,
+    alias: u32,
+}
+
+impl WeightedRandomPicker {
+    /// The sum of the weights.
+    pub fn total_weight(&self) -> u64 {
+        self.total
+    }
+}
+
+impl Pick for WeightedRandomPicker {
+    #[inline]
+    fn pick(&self, _key: Option<u64>, _attempt: u32) -> Option<usize> {
+        let n = self.table.len() as u64;
+        if n == 0 {
+            return None;
+        }
+        let r = self.rng.next_u64();
+        // High 32 bits: the column (Lemire's multiply-shift, n <= u32::MAX);
+        // low 32 bits: the coin.
+        let column = ((r >> 32) * n) >> 32;
+        let Column { threshold, alias } = *self.table.get(column as usize)?;
+        // A coin flip: a branch would be mispredicted half the time.
+        Some(std::hint::select_unpredictable(
+            (r as u32) < threshold,
+            column as usize,
+            alias as usize,
+        ))
+    }
+}
+
+impl fmt::Debug for WeightedRandomPicker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeightedRandomPicker")
+            .field("instances", &self.table.len())
+            .field("total_weight", &self.total)
+            .field("rng", &self.rng)
+            .finish()
+    }
+}
+
+/// Vose's alias method in integers: with `n` columns of height `total`,
+/// instance `i` brings `w_i * n` units (at most `u32::MAX * u32::MAX`, so
+/// `u64` is enough) and every column is filled by at most two instances.
+/// Empty when every weight is 0.
+fn alias_table(weights: &[u32]) -> Box<[Column]> {
+    let n = weights.len() as u64;
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    let Some(first_positive) = weights.iter().position(|&w| w > 0) else {
+        return Box::new([]);
+    };
+    let mut units: Vec<u64> = weights.iter().map(|&w| u64::from(w) * n).collect();
+    // Until filled, a column is full (its own instance, always).
+    let mut table: Vec<Column> = (0..weights.len() as u32)
+        .map(|i| Column {
+            threshold: u32::MAX,
+            alias: i,
+        })
+        .collect();
+    let (mut small, mut large): (Vec<u32>, Vec<u32>) =
+        (0..weights.len() as u32).partition(|&i| units[i as usize] < total);
+    while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
+        small.pop();
+        let s_units = units[s as usize];
+        // s_units < total, so the quotient is below 2^32.
+        let threshold = ((u128::from(s_units) << 32) / u128::from(total)) as u32;
+        table[s as usize] = Column {
+            threshold,
+            alias: l,
+        };
+        // The large instance fills the rest of column s: total - s_units <= its units.
+        units[l as usize] -= total - s_units;
+        if units[l as usize] < total {
+            large.pop();
+            small.push(l);
+        }
+    }
+    // With exact arithmetic the units left over are exactly `total` per
+    // column, so only full columns remain (already set). Should a small one
+    // remain anyway, it must not pick a drained instance.
+    for s in small {
+        if weights[s as usize] == 0 {
+            table[s as usize] = Column {
+                threshold: 0,
+                alias: first_positive as u32,
+            };
+        }
+    }
+    table.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balance::test_support::{histogram, instances};
+
+    const PICKS: usize = 1_000_000;
+
+    /// Asserts that each share is within 1% (absolute) of its weight's share.
+    fn assert_shares(weights: &[u32], seed: u64) {
+        let picker = WeightedRandom::seeded(seed).build(&instances(weights));
+        let counts = histogram(weights.len(), PICKS, || picker.pick(None, 0));
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        for (i, (&w, &c)) in weights.iter().zip(&counts).enumerate() {
+            let expected = w as f64 / total as f64;
+            let got = c as f64 / PICKS as f64;
+            assert!(
+                (expected - got).abs() < 0.01,
+                "instance {i} (weight {w}): share {got}, expected {expected}; {counts:?}"
+            );
+            if w == 0 {
+                assert_eq!(c, 0, "drained instance {i} was picked");
+            }
+        }
+    }
+
+    #[test]
+    fn distribution_follows_weights() {
+        assert_shares(&[5, 1, 1], 1);
+        assert_shares(&[10, 20, 30, 40], 2);
+        assert_shares(&[1, 100, 7, 0, 33, 2, 90, 0, 1, 50], 3);
+        assert_shares(&[1; 17], 4);
+    }
+
+    #[test]
+    fn outer_instances_of_one_zero_one() {
+        // Volo picked wrongly around a zero weight.
+        assert_shares(&[1, 0, 1], 5);
+        assert_shares(&[0, 1, 0, 1, 0], 6);
+        assert_shares(&[7, 0, 0, 0, 7], 7);
+    }
+
+    #[test]
+    fn huge_weights_sum_beyond_u32() {
+        let weights = [u32::MAX, u32::MAX, u32::MAX / 2, 0, u32::MAX];
+        assert_shares(&weights, 8);
+        let picker = WeightedRandom::new().build(&instances(&weights));
+        assert_eq!(
+            picker.total_weight(),
+            3 * u64::from(u32::MAX) + u64::from(u32::MAX / 2)
+        );
+    }
+
+    #[test]
+    fn skewed_weights() {
+        let mut weights = vec![1; 99];
+        weights.push(10_000);
+        let picker = WeightedRandom::seeded(9).build(&instances(&weights));
+        let counts = histogram(weights.len(), PICKS, || picker.pick(None, 0));
+        let heavy = counts[99] as f64 / PICKS as f64;
+        assert!((heavy - 10_000.0 / 10_099.0).abs() < 0.01, "{heavy}");
+        assert!(counts[..99].iter().all(|&c| c > 0));
+    }
+
+    #[test]
+    fn empty_and_drained() {
+        let picker = WeightedRandom::new().build(&[]);
+        assert_eq!(picker.pick(None, 0), None);
+        assert_eq!(picker.pick(Some(3), 2), None);
+        let picker = WeightedRandom::new().build(&instances(&[0, 0, 0]));
+        assert_eq!(picker.pick(None, 0), None);
+        let picker = WeightedRandom::new().build(&instances(&[0, 0, 4]));
+        assert!((0..1000).all(|a| picker.pick(None, a) == Some(2)));
+    }
+
+    #[test]
+    fn alias_table_is_exact() {
+        // Each instance's probability, summed over the columns, is its share.
+        for weights in [
+            &[5, 1, 1][..],
+            &[1, 0, 1],
+            &[3, 3, 3, 3],
+            &[0, 9, 2, 0, 1, 6],
+        ] {
+            let table = alias_table(weights);
+            let n = weights.len() as f64;
+            let total: u32 = weights.iter().sum();
+            let mut p = vec![0.0; weights.len()];
+            for (i, column) in table.iter().enumerate() {
+                let own = if column.alias as usize == i {
+                    1.0
+                } else {
+                    f64::from(column.threshold) / 2f64.powi(32)
+                };
+                p[i] += own / n;
+                p[column.alias as usize] += (1.0 - own) / n;
+            }
+            for (i, &w) in weights.iter().enumerate() {
+                let expected = f64::from(w) / f64::from(total);
+                assert!((p[i] - expected).abs() < 1e-9, "{weights:?}: {p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ten_thousand_instances() {
+        let weights: Vec<u32> = (0..10_000).map(|i| (i % 100) as u32).collect();
+        let picker = WeightedRandom::seeded(10).build(&instances(&weights));
+        for _ in 0..100_000 {
+            let i = picker.pick(None, 0).expect("a pick");
+            assert_ne!(weights[i], 0);
+        }
+    }
+
+    #[test]
+    fn seeded_pickers_repeat() {
+        let instances = instances(&[1, 2, 3, 4]);
+        let a = WeightedRandom::seeded(11).build(&instances);
+        let b = WeightedRandom::seeded(11).build(&instances);
+        let a: Vec<_> = (0..100).map(|_| a.pick(None, 0)).collect();
+        let b: Vec<_> = (0..100).map(|_| b.pick(None, 0)).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn pickers_are_send_sync_debug() {
+        fn check<P: Pick>(_: &P) {}
+        let picker = WeightedRandom::new().build(&instances(&[1]));
+        check(&picker);
+        let debug = format!("{picker:?}");
+        assert!(debug.contains("instances: 1"), "{debug}");
+    }
+}
