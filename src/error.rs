@@ -112,6 +112,14 @@ pub enum ResolveError {
         /// shared by every caller of a single-flight resolve).
         message: String,
     },
+    /// The resolver could not connect to Redis when it was created.
+    #[error("cannot connect to Redis at {url}: {message}")]
+    Connect {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Redis did not answer in time.
     #[error("resolving {service}: redis did not answer within {timeout:?}")]
     Timeout {

@@ -135,10 +135,6 @@ where
         }
     }
 
-    pub fn resolver(&self) -> &R {
-        &self.resolver
-    }
-
     /// The picker for `snapshot`, built once per snapshot change.
     fn built(&self, snapshot: &Snapshot) -> Result<Arc<Built<B::Picker>>, DiscoveryError> {
         if let Some(built) = self.built.load().get(snapshot.service().as_str()) {

@@ -1,1 +1,136 @@
 //! The client side: service name to live instances.
+//!
+//! ```no_run
+//! use redis_discovery::ServiceName;
+//! use redis_discovery::resolver::{RedisResolver, Resolve};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let resolver = RedisResolver::connect("redis://127.0.0.1:6379").await?;
+//! let orders = ServiceName::new("orders")?;
+//!
+//! // First call: one read (shared by every concurrent caller), then cached.
+//! let snapshot = resolver.resolve(&orders).await?;
+//! println!("{} live instances, read {:?} ago", snapshot.len(), snapshot.age());
+//!
+//! // Hot path: synchronous, lock-free, no I/O.
+//! if let Some(snapshot) = resolver.cached("orders") {
+//!     for instance in snapshot.instances() {
+//!         println!("{instance} weight {}", instance.weight());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! * [`Resolve`]: what the tower layer asks — a synchronous
+//!   [`cached`](Resolve::cached) for the hot path, an async
+//!   [`resolve`](Resolve::resolve) for misses.
+//! * [`RedisResolver`]: the cached resolver backed by Redis.
+//! * [`StaticResolver`]: a fixed map, for tests and for users without Redis.
+//! * [`Snapshot`]: an immutable list of the live instances of one service.
+//!
+//! # How the Redis resolver keeps its cache
+//!
+//! * **Reads.** A service is read in one round trip by a read-only script
+//!   (`EVALSHA_RO`): the instances whose lease has not run out, by the Redis
+//!   clock, whether or not anything pruned the expired ones yet. Nothing is
+//!   written, so a read-only ACL user is enough (`~PREFIX:*`, `&PREFIX:*`,
+//!   `+evalsha_ro +eval_ro +smembers +subscribe +unsubscribe +ping` and the
+//!   commands the client sends on connect). Corrupt entries are skipped with
+//!   one warning each, naming the service and the field.
+//! * **Single flight.** At most one read per service runs at a time. Callers
+//!   that miss join the running read and all get its result.
+//! * **Events** (native schema). One pub/sub connection per resolver is
+//!   subscribed to the events channel of every cached service. An event
+//!   marks its service dirty: one read follows, however many events arrived
+//!   meanwhile. The first read of a new service waits until its channel is
+//!   subscribed, so no change can fall between the two. When the connection
+//!   drops it is re-established with backoff (100 ms to 5 s), every channel
+//!   is subscribed again and every cached service is read again. It is
+//!   pinged every refresh interval to detect a silently dead connection.
+//! * **Periodic refresh.** Every cached service is read again each refresh
+//!   interval (the safety net for lost events; the only refresh of the
+//!   Hertz schema, which has no events).
+//! * **Outages.** An error never replaces a good snapshot: callers keep the
+//!   last known instances, whose [`age`](Snapshot::age) grows, unless a
+//!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.
+//! * **Idle expiry.** A service not asked for during the idle expiry is
+//!   dropped and unsubscribed. A hit only reads a per-service flag (and sets
+//!   it on the first hit after a sweep), so it stays cheap.
+//! * **Shutdown.** When the last clone is dropped, every background task ends
+//!   and both connections close.
+
+mod builder;
+mod cache;
+mod fixed;
+mod pubsub;
+mod redis;
+mod snapshot;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use self::builder::ResolverBuilder;
+pub use self::fixed::StaticResolver;
+pub use self::redis::RedisResolver;
+pub use self::snapshot::{Listed, Snapshot};
+
+use crate::error::ResolveError;
+use crate::instance::ServiceName;
+
+/// Service name to its current [`Snapshot`]. Implemented by
+/// [`RedisResolver`] and [`StaticResolver`]; the tower layer is generic over
+/// it.
+///
+/// ```
+/// use redis_discovery::{Instance, ServiceName};
+/// use redis_discovery::resolver::{Resolve, StaticResolver};
+///
+/// async fn first_addr(resolver: &impl Resolve, service: &ServiceName) -> Option<String> {
+///     // Hot path first; await a resolve only on a miss.
+///     let snapshot = match resolver.cached(service.as_str()) {
+///         Some(snapshot) => snapshot,
+///         None => resolver.resolve(service).await.ok()?,
+///     };
+///     snapshot.instances().first().map(|i| i.addr().to_owned())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), redis_discovery::ValidationError> {
+/// let resolver = StaticResolver::new().with_service("a", [Instance::new("h:1")?])?;
+/// assert_eq!(first_addr(&resolver, &"a".parse()?).await.as_deref(), Some("h:1"));
+/// # Ok(())
+/// # }
+/// ```
+pub trait Resolve: Send + Sync + 'static {
+    /// The current snapshot of `service`: from the cache when fresh, else
+    /// from one read shared by every concurrent caller. A service with no
+    /// live instance is an empty snapshot, not an error.
+    fn resolve(
+        &self,
+        service: &ServiceName,
+    ) -> impl Future<Output = Result<Snapshot, ResolveError>> + Send;
+
+    /// The hot path: the cached snapshot of `service`, synchronously, with
+    /// no I/O, no lock and no allocation (one `Arc` clone). `None` means
+    /// not cached, or cached but older than the configured maximum
+    /// staleness: call [`resolve`](Self::resolve), which reads again or
+    /// says why it cannot ([`ResolveError::Stale`]).
+    fn cached(&self, service: &str) -> Option<Snapshot> {
+        let _ = service;
+        None
+    }
+}
+
+impl<R: Resolve> Resolve for Arc<R> {
+    fn resolve(
+        &self,
+        service: &ServiceName,
+    ) -> impl Future<Output = Result<Snapshot, ResolveError>> + Send {
+        (**self).resolve(service)
+    }
+
+    fn cached(&self, service: &str) -> Option<Snapshot> {
+        (**self).cached(service)
+    }
+}

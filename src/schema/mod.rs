@@ -156,6 +156,15 @@ impl Keyspace {
         }
     }
 
+    /// The service whose events channel is `channel` (the inverse of
+    /// [`events_channel`](Self::events_channel)).
+    pub fn service_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        match self.schema {
+            KeySchema::Native => native::service_of_events(&self.prefix, channel),
+            KeySchema::Hertz => None,
+        }
+    }
+
     /// Writes (or renews) one instance. Idempotent.
     pub async fn upsert(
         &self,
@@ -261,6 +270,11 @@ mod tests {
         assert_eq!(native::leases("sd", "orders"), "sd:{orders}:leases");
         assert_eq!(native::events("sd", "orders"), "sd:{orders}:events");
         assert_eq!(native::services_key("sd"), "sd:services");
+        let ks = Keyspace::new(KeySchema::Native, "team:sd").unwrap();
+        let channel = ks.events_channel("orders").unwrap();
+        assert_eq!(ks.service_of_channel(&channel), Some("orders"));
+        assert_eq!(ks.service_of_channel("sd:{orders}:events"), None);
+        assert_eq!(ks.service_of_channel("team:sd:{orders}:leases"), None);
         assert_eq!(
             hertz::key("hertz.test.demo"),
             "/hertz/hertz.test.demo/server"

@@ -23,6 +23,13 @@ pub(super) fn events(prefix: &str, service: &str) -> String {
     format!("{prefix}:{{{service}}}:events")
 }
 
+pub(super) fn service_of_events<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+    channel
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:events")
+}
+
 pub(super) fn services_key(prefix: &str) -> String {
     format!("{prefix}:services")
 }

@@ -1,0 +1,185 @@
+//! Options of a [`RedisResolver`].
+
+use std::time::Duration;
+
+use super::RedisResolver;
+use crate::connection::{self, Timeouts};
+use crate::error::{ResolveError, ValidationError};
+use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
+
+/// Configures and connects a [`RedisResolver`].
+///
+/// Every option is checked in [`connect`](Self::connect) before Redis is
+/// contacted; a bad value is a [`ValidationError::Config`].
+///
+/// | option | default |
+/// | --- | --- |
+/// | [`refresh_interval`](Self::refresh_interval) | 10 s |
+/// | [`idle_expiry`](Self::idle_expiry) | 5 min |
+/// | [`max_staleness`](Self::max_staleness) | none: serve the last known instances for as long as Redis is away |
+/// | [`prefix`](Self::prefix) | `sd` |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`] |
+/// | [`connect_timeout`](Self::connect_timeout) | 2 s |
+/// | [`command_timeout`](Self::command_timeout) | 2 s |
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_discovery::resolver::RedisResolver;
+///
+/// # async fn run() -> Result<(), redis_discovery::ResolveError> {
+/// let resolver = RedisResolver::builder("redis://127.0.0.1:6379")
+///     .refresh_interval(Duration::from_secs(30))
+///     .max_staleness(Duration::from_secs(300))
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ResolverBuilder {
+    pub(super) url: String,
+    pub(super) refresh_interval: Duration,
+    pub(super) idle_expiry: Duration,
+    pub(super) max_staleness: Option<Duration>,
+    pub(super) prefix: String,
+    pub(super) schema: KeySchema,
+    pub(super) timeouts: Timeouts,
+}
+
+impl ResolverBuilder {
+    pub(super) fn new(url: String) -> Self {
+        ResolverBuilder {
+            url,
+            refresh_interval: Duration::from_secs(10),
+            idle_expiry: Duration::from_secs(300),
+            max_staleness: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            schema: KeySchema::Native,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// How often every cached service is read again, whatever events say
+    /// (the safety net for lost events, and the only refresh of the Hertz
+    /// schema). Also how often the event connection is checked with `PING`.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+
+    /// A service not asked for during this long is dropped from the cache
+    /// and unsubscribed (within a quarter of this period more). A service
+    /// with a live [`watch`](RedisResolver::watch) receiver is never dropped.
+    pub fn idle_expiry(mut self, expiry: Duration) -> Self {
+        self.idle_expiry = expiry;
+        self
+    }
+
+    /// The oldest snapshot still served. A cached snapshot older than this
+    /// (Redis unreachable for that long) is no longer returned by
+    /// [`cached`](super::Resolve::cached); [`resolve`](super::Resolve::resolve)
+    /// then tries a read and fails with [`ResolveError::Stale`] if it fails.
+    /// Must be longer than the refresh interval.
+    pub fn max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = Some(max);
+        self
+    }
+
+    /// The key prefix of the native schema (ignored by the Hertz schema).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The key schema. [`KeySchema::Hertz`] has no change events: changes
+    /// are seen at the next periodic refresh.
+    pub fn schema(mut self, schema: KeySchema) -> Self {
+        self.schema = schema;
+        self
+    }
+
+    /// How long to wait for a connection to Redis.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long to wait for Redis to answer one command.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.command = timeout;
+        self
+    }
+
+    /// Both timeouts at once.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Checks every option without connecting.
+    pub(super) fn validate(&self) -> Result<(Keyspace, redis::Client), ValidationError> {
+        let config = |msg: String| Err(ValidationError::Config(msg));
+        if self.refresh_interval.is_zero() {
+            return config("refresh interval must be greater than zero".into());
+        }
+        if self.idle_expiry.is_zero() {
+            return config("idle expiry must be greater than zero".into());
+        }
+        if let Some(max) = self.max_staleness {
+            if max <= self.refresh_interval {
+                return config(format!(
+                    "max staleness ({max:?}) must be longer than the refresh interval ({:?}), or healthy snapshots would go stale between refreshes",
+                    self.refresh_interval
+                ));
+            }
+        }
+        self.timeouts.validate()?;
+        let keyspace = Keyspace::new(self.schema, &self.prefix)?;
+        let client = connection::client(&self.url)?;
+        Ok((keyspace, client))
+    }
+
+    /// Checks the options and connects: one connection for reads and, with
+    /// the native schema, one for change events. Fails if Redis does not
+    /// answer within the connect timeout.
+    pub async fn connect(self) -> Result<RedisResolver, ResolveError> {
+        RedisResolver::from_builder(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(b: ResolverBuilder) -> Result<(), ValidationError> {
+        b.validate().map(drop)
+    }
+
+    #[test]
+    fn validation() {
+        let b = || ResolverBuilder::new("redis://127.0.0.1:1".into());
+        let s = Duration::from_secs;
+        assert!(check(b()).is_ok());
+        assert!(check(b().max_staleness(s(11))).is_ok());
+        for bad in [
+            b().refresh_interval(s(0)),
+            b().idle_expiry(s(0)),
+            b().max_staleness(s(10)),
+            b().refresh_interval(s(60)).max_staleness(s(30)),
+            b().connect_timeout(s(0)),
+            b().command_timeout(s(0)),
+            b().prefix(""),
+            b().prefix("a b"),
+        ] {
+            assert!(
+                matches!(check(bad.clone()), Err(ValidationError::Config(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            check(ResolverBuilder::new("http://x".into())),
+            Err(ValidationError::RedisUrl { .. })
+        ));
+    }
+}

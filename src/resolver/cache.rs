@@ -1,0 +1,475 @@
+//! The snapshot cache: lock-free reads, copy-on-write inserts, single-flight
+//! reads and coalesced refreshes per service.
+//!
+//! Layout: 16 shards, each an `ArcSwap` of an immutable hash table of
+//! `Arc<Entry>`; an entry holds its current snapshot in an `ArcSwapOption`.
+//! A hit is one hash of the name, two `ArcSwap` loads, one `Arc` clone and
+//! no lock. Inserting or evicting a service copies one shard (1/16 of the
+//! services) under that shard's write lock; both are rare (first use, idle
+//! expiry).
+//!
+//! Reads of an entry are serialized by its [`ReadState`]: at most one read
+//! runs per service. Callers that miss *join* the running read (or start
+//! one); events and periodic refreshes mark the entry *dirty*, which runs
+//! one more read after the running one, so a burst of events costs at most
+//! two reads.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use hashbrown::HashTable;
+use tokio::sync::{oneshot, watch};
+
+use super::snapshot::{Inner as SnapshotInner, Snapshot};
+use crate::error::ResolveError;
+use crate::instance::ServiceName;
+
+const SHARDS: usize = 16;
+
+/// The result of one read, as seen by the callers waiting for it.
+pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
+
+pub(crate) struct Cache {
+    hasher: foldhash::fast::RandomState,
+    shards: Box<[Shard]>,
+    max_staleness: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: ArcSwap<HashTable<Arc<Entry>>>,
+    write: Mutex<()>,
+}
+
+/// One cached service.
+pub(crate) struct Entry {
+    service: ServiceName,
+    hash: u64,
+    /// The events channel (native schema).
+    channel: Option<String>,
+    snapshot: ArcSwapOption<SnapshotInner>,
+    /// Set on every use; cleared by the idle sweep.
+    used: AtomicBool,
+    /// Last sweep that saw the entry used, ms since the resolver started.
+    last_used_ms: AtomicU64,
+    /// The latest read failed (to log a failure once, not at every retry).
+    failing: AtomicBool,
+    state: Mutex<ReadState>,
+    outcome: watch::Sender<Outcome>,
+    watchers: OnceLock<watch::Sender<Snapshot>>,
+}
+
+#[derive(Default)]
+struct ReadState {
+    running: bool,
+    dirty: bool,
+    /// Confirmation that the events channel is subscribed; the first read
+    /// waits for it so no change can slip between the read and the
+    /// subscription.
+    subscribed: Option<oneshot::Receiver<()>>,
+}
+
+impl Cache {
+    pub fn new(max_staleness: Option<Duration>) -> Self {
+        Cache {
+            hasher: foldhash::fast::RandomState::default(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            max_staleness,
+        }
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    fn shard(&self, hash: u64) -> &Shard {
+        // Bits the table itself does not use: the low bits pick a bucket,
+        // the top 7 are the control tag.
+        &self.shards[(hash >> 32) as usize % SHARDS]
+    }
+
+    /// The hot path: the fresh snapshot of a cached service, marking it used.
+    pub fn cached(&self, name: &str) -> Option<Snapshot> {
+        let hash = self.hash(name);
+        let map = self.shard(hash).map.load();
+        let entry = map.find(hash, |e| e.service.as_str() == name)?;
+        entry.touch();
+        entry.fresh(self.max_staleness)
+    }
+
+    /// The entry of a service, without marking it used.
+    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        let hash = self.hash(name);
+        let map = self.shard(hash).map.load();
+        map.find(hash, |e| e.service.as_str() == name).cloned()
+    }
+
+    /// The entry of a service, inserted if missing; `true` if inserted.
+    pub fn get_or_insert(
+        &self,
+        name: &ServiceName,
+        channel: impl FnOnce() -> Option<String>,
+        now_ms: u64,
+        on_insert: impl FnOnce(&Entry),
+    ) -> (Arc<Entry>, bool) {
+        let hash = self.hash(name.as_str());
+        let shard = self.shard(hash);
+        let find = |map: &HashTable<Arc<Entry>>| {
+            map.find(hash, |e| e.service.as_str() == name.as_str())
+                .cloned()
+        };
+        if let Some(entry) = find(&shard.map.load()) {
+            return (entry, false);
+        }
+        let _write = lock(&shard.write);
+        let current = shard.map.load_full();
+        if let Some(entry) = find(&current) {
+            return (entry, false);
+        }
+        let entry = Arc::new(Entry::new(name.clone(), hash, channel(), now_ms));
+        on_insert(&entry);
+        let mut map = HashTable::clone(&current);
+        map.insert_unique(hash, entry.clone(), |e| e.hash);
+        shard.map.store(Arc::new(map));
+        (entry, true)
+    }
+
+    /// Removes `entry` if it is still the cached entry of its service and
+    /// `keep` does not say otherwise; both checked, and `on_remove` run,
+    /// under the shard's write lock.
+    pub fn remove_if(
+        &self,
+        entry: &Arc<Entry>,
+        keep: impl Fn(&Entry) -> bool,
+        on_remove: impl FnOnce(&Entry),
+    ) -> bool {
+        let shard = self.shard(entry.hash);
+        let _write = lock(&shard.write);
+        let current = shard.map.load_full();
+        let found = current
+            .find(entry.hash, |e| Arc::ptr_eq(e, entry))
+            .is_some();
+        if !found || keep(entry) {
+            return false;
+        }
+        let mut map = HashTable::clone(&current);
+        if let Ok(e) = map.find_entry(entry.hash, |e| Arc::ptr_eq(e, entry)) {
+            e.remove();
+        }
+        map.shrink_to_fit(|e| e.hash);
+        shard.map.store(Arc::new(map));
+        on_remove(entry);
+        true
+    }
+
+    /// Every cached entry (a copy of the list, in no particular order).
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut all = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            all.extend(shard.map.load().iter().cloned());
+        }
+        all
+    }
+
+    /// The number of cached services.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.map.load().len()).sum()
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let _write = lock(&shard.write);
+            shard.map.store(Arc::default());
+        }
+    }
+}
+
+impl Entry {
+    fn new(service: ServiceName, hash: u64, channel: Option<String>, now_ms: u64) -> Self {
+        Entry {
+            service,
+            hash,
+            channel,
+            snapshot: ArcSwapOption::empty(),
+            used: AtomicBool::new(true),
+            last_used_ms: AtomicU64::new(now_ms),
+            failing: AtomicBool::new(false),
+            state: Mutex::new(ReadState::default()),
+            outcome: watch::Sender::new(None),
+            watchers: OnceLock::new(),
+        }
+    }
+
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
+
+    pub fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
+    }
+
+    /// Marks the entry used: a load, and a store only on the first use
+    /// since the last sweep (no cache-line ping-pong between cores).
+    #[inline]
+    pub fn touch(&self) {
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The current snapshot, if any.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.snapshot.load_full().map(Snapshot::from_arc)
+    }
+
+    /// The current snapshot if it is no older than `max_staleness`.
+    #[inline]
+    pub fn fresh(&self, max_staleness: Option<Duration>) -> Option<Snapshot> {
+        let inner = self.snapshot.load_full()?;
+        if let Some(max) = max_staleness {
+            if tokio::time::Instant::now().saturating_duration_since(inner.read_at()) > max {
+                return None;
+            }
+        }
+        Some(Snapshot::from_arc(inner))
+    }
+
+    /// For the idle sweep: whether the entry was used since the last sweep
+    /// (clears the flag) or is watched; records `now_ms` as its last use if
+    /// so. Returns how long it has been idle.
+    pub fn idle_for(&self, now_ms: u64) -> Duration {
+        if self.used.swap(false, Ordering::Relaxed) || self.is_watched() {
+            self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        }
+        Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Whether the entry has been used since the last sweep or is watched.
+    pub fn in_use(&self) -> bool {
+        self.used.load(Ordering::Relaxed) || self.is_watched()
+    }
+
+    fn is_watched(&self) -> bool {
+        self.watchers
+            .get()
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// A receiver of read outcomes that has seen the current one.
+    pub fn outcomes(&self) -> watch::Receiver<Outcome> {
+        self.outcome.subscribe()
+    }
+
+    /// A caller needs a read: returns `true` if the caller must start one
+    /// (none is running, and none has finished since `seen` was taken).
+    pub fn join_or_start(&self, seen: &watch::Receiver<Outcome>) -> bool {
+        let mut state = lock(&self.state);
+        if state.running || seen.has_changed().unwrap_or(true) {
+            return false;
+        }
+        state.running = true;
+        true
+    }
+
+    /// Something changed (event, periodic refresh, reconnect): returns
+    /// `true` if the caller must start a read; otherwise the running read
+    /// is followed by one more.
+    pub fn mark_dirty(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.running {
+            state.dirty = true;
+            return false;
+        }
+        state.running = true;
+        true
+    }
+
+    /// Records that the first read must wait for `subscribed`.
+    pub fn set_subscription(&self, subscribed: oneshot::Receiver<()>) {
+        lock(&self.state).subscribed = Some(subscribed);
+    }
+
+    /// The pending subscription confirmation, if the first read has not
+    /// waited for it yet.
+    pub fn take_subscription(&self) -> Option<oneshot::Receiver<()>> {
+        lock(&self.state).subscribed.take()
+    }
+
+    /// Records the result of a read and wakes its waiters. A failure never
+    /// replaces a good snapshot. An unchanged list keeps the current
+    /// snapshot and only moves its `read_at`. Returns `true` if the entry
+    /// was marked dirty meanwhile and must be read again.
+    pub fn complete(&self, result: Result<Snapshot, ResolveError>) -> bool {
+        let outcome = match result {
+            Ok(new) => {
+                let _state = lock(&self.state); // orders stores and watchers
+                let current = self.snapshot.load_full();
+                let snapshot = match current {
+                    Some(current) if current.instances() == new.instances() => {
+                        let current = Snapshot::from_arc(current);
+                        current.confirm(new.read_at());
+                        current
+                    }
+                    _ => {
+                        self.snapshot.store(Some(new.clone().into_arc()));
+                        if let Some(tx) = self.watchers.get() {
+                            tx.send_replace(new.clone());
+                        }
+                        new
+                    }
+                };
+                Ok(snapshot)
+            }
+            Err(e) => Err(e),
+        };
+        self.outcome.send_replace(Some(outcome));
+        let mut state = lock(&self.state);
+        if state.dirty {
+            state.dirty = false;
+            return true;
+        }
+        state.running = false;
+        false
+    }
+
+    /// Ends a read that was cut short (shutdown) without an outcome.
+    pub fn abandon(&self) {
+        let mut state = lock(&self.state);
+        state.running = false;
+        state.dirty = false;
+    }
+
+    /// A receiver of every new snapshot, starting with the current one
+    /// (`fallback` if there is none yet).
+    pub fn watch(&self, fallback: Snapshot) -> watch::Receiver<Snapshot> {
+        let _state = lock(&self.state);
+        self.watchers
+            .get_or_init(|| watch::Sender::new(self.snapshot().unwrap_or(fallback)))
+            .subscribe()
+    }
+
+    /// Records whether the latest read failed; returns the previous state.
+    pub fn set_failing(&self, failing: bool) -> bool {
+        self.failing.swap(failing, Ordering::Relaxed)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing a panic could leave half-done is protected: carry on.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Instance;
+
+    fn name(s: &str) -> ServiceName {
+        ServiceName::new(s).unwrap()
+    }
+
+    fn snap(s: &str, addrs: &[&str]) -> Snapshot {
+        Snapshot::new(
+            name(s),
+            addrs.iter().map(|a| Instance::new(a).unwrap()).collect(),
+        )
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let cache = Cache::new(None);
+        let (a, inserted) = cache.get_or_insert(&name("a"), || Some("ch".into()), 0, |_| {});
+        assert!(inserted);
+        let (again, inserted) = cache.get_or_insert(&name("a"), || unreachable!(), 0, |_| {});
+        assert!(!inserted && Arc::ptr_eq(&a, &again));
+        assert_eq!(a.channel(), Some("ch"));
+        assert!(cache.cached("a").is_none(), "no snapshot yet");
+        a.complete(Ok(snap("a", &["h:1"])));
+        assert_eq!(cache.cached("a").unwrap().len(), 1);
+        assert!(cache.cached("b").is_none());
+        for i in 0..1000 {
+            cache.get_or_insert(&name(&format!("s{i}")), || None, 0, |_| {});
+        }
+        assert_eq!(cache.len(), 1001);
+        assert_eq!(cache.entries().len(), 1001);
+        assert!(cache.cached("a").is_some());
+        assert!(!cache.remove_if(&a, |_| true, |_| panic!()), "kept");
+        let mut removed = false;
+        assert!(cache.remove_if(&a, |_| false, |_| removed = true));
+        assert!(removed);
+        assert!(
+            !cache.remove_if(&a, |_| false, |_| panic!()),
+            "already gone"
+        );
+        assert!(cache.get("a").is_none());
+        assert_eq!(cache.len(), 1000);
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn unchanged_reads_keep_the_snapshot_and_errors_never_replace_it() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        let rx = e.outcomes();
+        assert!(e.join_or_start(&rx));
+        assert!(!e.join_or_start(&rx), "a read is running");
+        assert!(!e.complete(Ok(snap("a", &["h:1", "h:2"]))));
+        let first = e.snapshot().unwrap();
+        assert!(!e.join_or_start(&rx), "a read finished since rx was taken");
+        assert!(e.mark_dirty());
+        assert!(!e.mark_dirty(), "running: marked dirty instead");
+        assert!(
+            e.complete(Ok(snap("a", &["h:2", "h:1"]))),
+            "dirty: read again"
+        );
+        assert!(
+            Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
+            "same list"
+        );
+        assert!(!e.complete(Err(ResolveError::Shutdown)));
+        assert!(Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "kept");
+        assert!(matches!(&*e.outcomes().borrow(), Some(Err(_))));
+        assert!(e.mark_dirty());
+        e.complete(Ok(snap("a", &["h:3"])));
+        assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_staleness_hides_old_snapshots() {
+        let cache = Cache::new(Some(Duration::from_secs(5)));
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        e.complete(Ok(snap("a", &["h:1"])));
+        assert!(cache.cached("a").is_some());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(cache.cached("a").is_none());
+        assert!(e.snapshot().is_some(), "still known");
+        assert!(e.mark_dirty());
+        e.complete(Ok(snap("a", &["h:1"])));
+        assert!(cache.cached("a").is_some(), "confirmed again");
+    }
+
+    #[test]
+    fn idle_tracking_and_watchers() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 1_000, |_| {});
+        assert_eq!(e.idle_for(1_500), Duration::ZERO, "used at creation");
+        assert_eq!(e.idle_for(4_000), Duration::from_millis(2_500));
+        cache.cached("a");
+        assert!(e.in_use());
+        assert_eq!(e.idle_for(5_000), Duration::ZERO);
+        assert_eq!(e.idle_for(9_000), Duration::from_secs(4));
+        let rx = e.watch(snap("a", &[]));
+        assert!(e.in_use());
+        assert_eq!(e.idle_for(10_000), Duration::ZERO);
+        assert!(e.mark_dirty());
+        e.complete(Ok(snap("a", &["h:1"])));
+        assert_eq!(rx.borrow().len(), 1);
+        drop(rx);
+        assert!(!e.in_use());
+    }
+}

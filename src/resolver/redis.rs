@@ -1,0 +1,548 @@
+//! [`RedisResolver`]: the cached resolver backed by Redis.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::builder::ResolverBuilder;
+use super::cache::{Cache, Entry};
+use super::pubsub::{self, Command};
+use super::snapshot::{Listed, Snapshot};
+use super::Resolve;
+use crate::connection::{self, Timeouts};
+use crate::error::ResolveError;
+use crate::instance::{Instance, ServiceName};
+use crate::schema::{KeySchema, Keyspace, RawEntry};
+
+/// Reads running at once, per resolver: a periodic refresh of thousands of
+/// services is spread over this many in-flight reads.
+const MAX_CONCURRENT_READS: usize = 32;
+
+/// The user-facing resolver: service name to live instances, from Redis,
+/// cached. Cheap to clone; clones share one cache and one set of
+/// connections.
+///
+/// * [`Resolve::cached`] answers from memory: lock-free, no I/O.
+/// * [`Resolve::resolve`] answers from the cache, or reads the service once
+///   (one round trip, a read-only script) however many callers wait.
+/// * Cached services are kept fresh by change events (native schema, one
+///   pub/sub connection per resolver) and by a periodic refresh.
+/// * An error never replaces a good snapshot: while Redis is unreachable,
+///   the last known instances are served and their
+///   [`age`](Snapshot::age) grows.
+/// * Services not asked for during the idle expiry are dropped.
+/// * When the last clone is dropped (or on [`shutdown`](Self::shutdown))
+///   every background task ends and the connections close.
+///
+/// See the [module docs](super) for an example.
+#[derive(Clone)]
+pub struct RedisResolver {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the clones of the resolver only (background tasks hold
+/// `Shared`): its drop ends everything.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+pub(super) struct Shared {
+    conn: ConnectionManager,
+    client: redis::Client,
+    url: String,
+    pub(super) keyspace: Keyspace,
+    pub(super) cache: Cache,
+    refresh_interval: Duration,
+    idle_expiry: Duration,
+    max_staleness: Option<Duration>,
+    pub(super) timeouts: Timeouts,
+    pub(super) cancel: CancellationToken,
+    runtime: tokio::runtime::Handle,
+    reads: Semaphore,
+    started: Instant,
+    subscriptions: Option<mpsc::UnboundedSender<Command>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl RedisResolver {
+    /// Starts configuring a resolver for the Redis at `url`.
+    pub fn builder(url: impl Into<String>) -> ResolverBuilder {
+        ResolverBuilder::new(url.into())
+    }
+
+    /// Connects with the default options.
+    pub async fn connect(url: impl Into<String>) -> Result<Self, ResolveError> {
+        Self::builder(url).connect().await
+    }
+
+    pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
+        let (keyspace, client) = b.validate()?;
+        let url = connection::redact(&b.url);
+        let connect_error = |e: redis::RedisError| ResolveError::Connect {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let conn = connection::manager(client.clone(), b.timeouts)
+            .await
+            .map_err(connect_error)?;
+        let events = match keyspace.schema() {
+            KeySchema::Native => Some(
+                pubsub::connect(&client, b.timeouts.connect)
+                    .await
+                    .map_err(connect_error)?,
+            ),
+            _ => None,
+        };
+        let (subscriptions, commands) = match events {
+            Some(_) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            conn,
+            client,
+            url: url.clone(),
+            keyspace,
+            cache: Cache::new(b.max_staleness),
+            refresh_interval: b.refresh_interval,
+            idle_expiry: b.idle_expiry,
+            max_staleness: b.max_staleness,
+            timeouts: b.timeouts,
+            cancel: CancellationToken::new(),
+            runtime: tokio::runtime::Handle::current(),
+            reads: Semaphore::new(MAX_CONCURRENT_READS),
+            started: Instant::now(),
+            subscriptions,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
+        if let (Some(events), Some(commands)) = (events, commands) {
+            tasks.push(tokio::spawn(pubsub::run(shared.clone(), events, commands)));
+        }
+        *shared.lock_tasks() = tasks;
+        tracing::debug!(url = %url, schema = %shared.keyspace.schema(), "resolver connected");
+        Ok(RedisResolver {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Reads a service now, bypassing the cache: one round trip, a
+    /// read-only script, nothing written and nothing cached. Corrupt
+    /// entries are skipped with a warning.
+    ///
+    /// ```no_run
+    /// # use redis_discovery::resolver::RedisResolver;
+    /// # async fn run(resolver: RedisResolver) -> Result<(), redis_discovery::ResolveError> {
+    /// let snapshot = resolver.fetch("orders").await?;
+    /// for instance in snapshot.instances() {
+    ///     println!("{} weight {}", instance.addr(), instance.weight());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn fetch<S>(&self, service: S) -> Result<Snapshot, ResolveError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<ResolveError>,
+    {
+        let service = service.try_into().map_err(Into::into)?;
+        self.shared().fetch(&service).await
+    }
+
+    /// Lists a service's live instances with the time left on each lease,
+    /// sorted by address (the CLI's `list SERVICE`). Uncached, like
+    /// [`fetch`](Self::fetch).
+    pub async fn list<S>(&self, service: S) -> Result<Vec<Listed>, ResolveError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<ResolveError>,
+    {
+        let service = service.try_into().map_err(Into::into)?;
+        let shared = self.shared();
+        let raw = shared.read(&service).await?;
+        let mut listed: Vec<Listed> = shared
+            .decode(&service, raw)
+            .map(|(instance, lease_left)| Listed {
+                instance,
+                lease_left,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.instance.addr().cmp(b.instance.addr()));
+        Ok(listed)
+    }
+
+    /// The names of the services in the registry, sorted (the CLI's
+    /// `list`). The native schema keeps a set of every service that has had
+    /// an instance; the Hertz schema scans for its keys.
+    pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
+        let shared = self.shared();
+        let mut conn = shared.conn.clone();
+        let call = shared.keyspace.services(&mut conn);
+        shared.timed("(service list)", call).await
+    }
+
+    /// Watches a service: the receiver starts with its current snapshot and
+    /// gets every new one (a new snapshot is made only when the list of
+    /// instances changed, after an event or a refresh). While any receiver
+    /// lives the service stays cached and subscribed; when the resolver is
+    /// dropped, [`changed`](watch::Receiver::changed) returns an error.
+    ///
+    /// Fails like [`resolve`](Resolve::resolve) if the service cannot be
+    /// read now.
+    ///
+    /// ```no_run
+    /// # use redis_discovery::resolver::RedisResolver;
+    /// # async fn run(resolver: RedisResolver) -> Result<(), redis_discovery::ResolveError> {
+    /// let mut updates = resolver.watch("orders").await?;
+    /// while updates.changed().await.is_ok() {
+    ///     let snapshot = updates.borrow_and_update().clone();
+    ///     println!("orders now has {} instances", snapshot.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn watch<S>(&self, service: S) -> Result<watch::Receiver<Snapshot>, ResolveError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<ResolveError>,
+    {
+        let service = service.try_into().map_err(Into::into)?;
+        let shared = self.shared();
+        let snapshot = shared.resolve(&service).await?;
+        let (entry, inserted) = shared.entry(&service);
+        if inserted && entry.mark_dirty() {
+            // Dropped by the idle sweep meanwhile: read it again.
+            shared.spawn_read(entry.clone());
+        }
+        Ok(entry.watch(snapshot))
+    }
+
+    /// The number of services in the cache.
+    pub fn cached_services(&self) -> usize {
+        self.shared().cache.len()
+    }
+
+    /// Ends every background task and closes the connections now, for
+    /// every clone; waits for the tasks to end. Afterwards `resolve` fails
+    /// with [`ResolveError::Shutdown`] and `cached` answers `None`.
+    /// Dropping the last clone does the same without waiting.
+    pub async fn shutdown(&self) {
+        self.shared().close();
+        let tasks = std::mem::take(&mut *self.shared().lock_tasks());
+        for task in tasks {
+            // A JoinError only means the task panicked or was aborted.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Resolve for RedisResolver {
+    fn resolve(
+        &self,
+        service: &ServiceName,
+    ) -> impl Future<Output = Result<Snapshot, ResolveError>> + Send {
+        self.shared().resolve(service)
+    }
+
+    #[inline]
+    fn cached(&self, service: &str) -> Option<Snapshot> {
+        self.shared().cache.cached(service)
+    }
+}
+
+impl fmt::Debug for RedisResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.shared();
+        f.debug_struct("RedisResolver")
+            .field("url", &s.url)
+            .field("schema", &s.keyspace.schema())
+            .field("prefix", &s.keyspace.prefix())
+            .field("refresh_interval", &s.refresh_interval)
+            .field("idle_expiry", &s.idle_expiry)
+            .field("max_staleness", &s.max_staleness)
+            .field("cached_services", &s.cache.len())
+            .field("closed", &s.cancel.is_cancelled())
+            .finish()
+    }
+}
+
+impl Shared {
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        if !self.cancel.is_cancelled() {
+            tracing::debug!(url = %self.url, "resolver shutting down");
+        }
+        self.cancel.cancel();
+        self.cache.clear();
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The cached entry of a service, created (and subscribed) if missing.
+    fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
+        self.cache.get_or_insert(
+            service,
+            || self.keyspace.events_channel(service.as_str()),
+            self.now_ms(),
+            |entry| {
+                // Under the shard lock, before anyone can see the entry: the
+                // first read waits until the subscription is confirmed.
+                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
+                    let (ack, subscribed) = oneshot::channel();
+                    entry.set_subscription(subscribed);
+                    // If the subscriber is gone, the dropped ack releases
+                    // the read at once.
+                    let _ = commands.send(Command::Subscribe(channel.to_owned(), ack));
+                }
+            },
+        )
+    }
+
+    /// The cached resolve: hit, or join (or start) the single read.
+    pub(super) async fn resolve(
+        self: &Arc<Self>,
+        service: &ServiceName,
+    ) -> Result<Snapshot, ResolveError> {
+        if let Some(snapshot) = self.cache.cached(service.as_str()) {
+            return Ok(snapshot);
+        }
+        if self.cancel.is_cancelled() {
+            return Err(ResolveError::Shutdown);
+        }
+        let (entry, _) = self.entry(service);
+        entry.touch();
+        // Subscribe to outcomes before looking, so a read that ends between
+        // the look and the wait is not missed.
+        let mut outcomes = entry.outcomes();
+        if let Some(snapshot) = entry.fresh(self.max_staleness) {
+            return Ok(snapshot);
+        }
+        if entry.join_or_start(&outcomes) {
+            self.spawn_read(entry.clone());
+        }
+        tokio::select! {
+            _ = self.cancel.cancelled() => return Err(ResolveError::Shutdown),
+            changed = outcomes.changed() => {
+                if changed.is_err() {
+                    return Err(ResolveError::Shutdown);
+                }
+            }
+        }
+        let outcome = outcomes.borrow_and_update().clone();
+        match outcome {
+            Some(Ok(snapshot)) => Ok(snapshot),
+            Some(Err(error)) => match (entry.snapshot(), self.max_staleness) {
+                (Some(last), None) => Ok(last),
+                (Some(last), Some(max)) if last.age() <= max => Ok(last),
+                (Some(last), Some(max)) => Err(ResolveError::Stale {
+                    service: service.to_string(),
+                    age: last.age(),
+                    max,
+                }),
+                (None, _) => Err(error),
+            },
+            None => Err(ResolveError::Shutdown),
+        }
+    }
+
+    /// Starts the read task of an entry (the caller won the right to).
+    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => entry.abandon(),
+                _ = shared.read_loop(&entry) => {}
+            }
+        });
+    }
+
+    async fn read_loop(&self, entry: &Entry) {
+        if let Some(subscribed) = entry.take_subscription() {
+            // Ok, Err (subscriber down: resubscribes and refreshes on
+            // reconnect) and timeout all mean: read now.
+            let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
+        }
+        loop {
+            let result = {
+                let _permit = self.reads.acquire().await;
+                self.fetch(entry.service()).await
+            };
+            match &result {
+                Ok(snapshot) => {
+                    if entry.set_failing(false) {
+                        tracing::info!(service = %entry.service(), instances = snapshot.len(), "service read again after failures");
+                    }
+                }
+                Err(error) => {
+                    let age = entry.snapshot().map(|s| s.age());
+                    if entry.set_failing(true) {
+                        tracing::debug!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed again");
+                    } else {
+                        tracing::warn!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed; serving the last known instances");
+                    }
+                }
+            }
+            if !entry.complete(result) {
+                return;
+            }
+        }
+    }
+
+    /// An event arrived on `channel`: refresh its service if cached.
+    pub(super) fn on_event(self: &Arc<Self>, channel: &str, payload: &[u8]) {
+        let Some(service) = self.keyspace.service_of_channel(channel) else {
+            return;
+        };
+        tracing::trace!(service, event = %String::from_utf8_lossy(payload), "change event");
+        if let Some(entry) = self.cache.get(service) {
+            if entry.mark_dirty() {
+                self.spawn_read(entry);
+            }
+        }
+    }
+
+    /// Reads every cached service again (coalesced with running reads).
+    pub(super) fn refresh_all(self: &Arc<Self>) {
+        for entry in self.cache.entries() {
+            if entry.mark_dirty() {
+                self.spawn_read(entry);
+            }
+        }
+    }
+
+    /// Every cached entry's events channel.
+    pub(super) fn channels(&self) -> Vec<String> {
+        self.cache
+            .entries()
+            .iter()
+            .filter_map(|e| e.channel().map(str::to_owned))
+            .collect()
+    }
+
+    /// Drops services idle for longer than the idle expiry.
+    fn sweep(&self) {
+        let now = self.now_ms();
+        for entry in self.cache.entries() {
+            if entry.idle_for(now) < self.idle_expiry {
+                continue;
+            }
+            let removed = self.cache.remove_if(&entry, Entry::in_use, |entry| {
+                // Under the shard lock, so a later re-insert's subscribe
+                // is queued after this unsubscribe.
+                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
+                    let _ = commands.send(Command::Unsubscribe(channel.to_owned()));
+                }
+            });
+            if removed {
+                tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+            }
+        }
+    }
+
+    pub(super) fn refresh_interval(&self) -> Duration {
+        self.refresh_interval
+    }
+
+    pub(super) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// One uncached read, decoded.
+    async fn fetch(&self, service: &ServiceName) -> Result<Snapshot, ResolveError> {
+        let read_at = Instant::now();
+        let raw = self.read(service).await?;
+        let instances: Vec<Instance> = self.decode(service, raw).map(|(i, _)| i).collect();
+        Ok(Snapshot::read_at_instant(
+            service.clone(),
+            instances,
+            read_at,
+        ))
+    }
+
+    async fn read(&self, service: &ServiceName) -> Result<Vec<RawEntry>, ResolveError> {
+        let mut conn = self.conn.clone();
+        let call = self.keyspace.read(&mut conn, service);
+        self.timed(service.as_str(), call).await
+    }
+
+    /// Runs a Redis call with the command timeout, mapping errors.
+    async fn timed<T>(
+        &self,
+        service: &str,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ResolveError> {
+        match tokio::time::timeout(self.timeouts.command, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ResolveError::Redis {
+                service: service.to_owned(),
+                message: e.to_string(),
+            }),
+            Err(_) => Err(ResolveError::Timeout {
+                service: service.to_owned(),
+                timeout: self.timeouts.command,
+            }),
+        }
+    }
+
+    /// Decodes entries, skipping (and logging) corrupt ones.
+    fn decode<'a>(
+        &'a self,
+        service: &'a ServiceName,
+        raw: Vec<RawEntry>,
+    ) -> impl Iterator<Item = (Instance, Option<Duration>)> + 'a {
+        raw.into_iter()
+            .filter_map(move |entry| match self.keyspace.decode(&entry) {
+                Ok(instance) => Some((instance, entry.lease_left)),
+                Err(error) => {
+                    let field: String = entry.field.chars().take(256).collect();
+                    tracing::warn!(%service, %field, %error, "skipping a corrupt registry entry");
+                    None
+                }
+            })
+    }
+}
+
+/// Periodic refresh and idle sweep, until the resolver is dropped.
+async fn maintain(shared: Arc<Shared>) {
+    let refresh_every = shared.refresh_interval;
+    let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
+    refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let sweep_every = (shared.idle_expiry / 4).max(Duration::from_millis(10));
+    let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.cancel.cancelled() => return,
+            _ = refresh.tick() => {
+                tracing::trace!(services = shared.cache.len(), "periodic refresh");
+                shared.refresh_all();
+            }
+            _ = sweep.tick() => shared.sweep(),
+        }
+    }
+}

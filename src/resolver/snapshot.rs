@@ -1,0 +1,208 @@
+//! [`Snapshot`]: the live instances of one service at one point in time.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::instance::{Instance, ServiceName};
+
+/// The live instances of one service, as read at one time. Immutable and
+/// cheap to clone (one `Arc`).
+///
+/// Instances are sorted by address, so two snapshots of the same list
+/// compare equal element by element and a diff is a merge.
+///
+/// # Time
+///
+/// [`read_at`](Self::read_at) is a [`tokio::time::Instant`] (so tests can
+/// run it on a paused clock): the start of the latest read from the source
+/// that returned exactly this list. A cached resolver keeps the same
+/// snapshot (same `Arc`, see [`ptr_eq`](Self::ptr_eq)) when a refresh finds
+/// nothing changed and only moves its `read_at` forward; the instances
+/// never change. While the source is unreachable nothing confirms the list,
+/// so [`age`](Self::age) grows: it tells how stale the answer may be.
+///
+/// ```
+/// use redis_discovery::{Instance, ServiceName};
+/// use redis_discovery::resolver::Snapshot;
+///
+/// let snapshot = Snapshot::new(
+///     ServiceName::new("orders")?,
+///     vec![Instance::new("10.0.0.2:80")?, Instance::new("10.0.0.1:80")?],
+/// );
+/// assert_eq!(snapshot.service().as_str(), "orders");
+/// assert_eq!(snapshot.instances()[0].addr(), "10.0.0.1:80"); // sorted
+/// assert_eq!(snapshot.len(), 2);
+/// assert!(Snapshot::ptr_eq(&snapshot, &snapshot.clone()));
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+#[derive(Clone)]
+pub struct Snapshot {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    service: ServiceName,
+    instances: Box<[Instance]>,
+    /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
+    created: Instant,
+    confirmed_nanos: AtomicU64,
+}
+
+impl Snapshot {
+    /// A snapshot of `instances`, read now. Sorts the instances by address
+    /// and keeps only the first of several with the same address.
+    pub fn new(service: ServiceName, instances: Vec<Instance>) -> Self {
+        Self::read_at_instant(service, instances, Instant::now())
+    }
+
+    /// A snapshot of `instances` read at `read_at`.
+    pub(crate) fn read_at_instant(
+        service: ServiceName,
+        mut instances: Vec<Instance>,
+        read_at: Instant,
+    ) -> Self {
+        instances.sort_by(|a, b| a.addr().cmp(b.addr()));
+        instances.dedup_by(|later, first| later.addr() == first.addr());
+        Snapshot {
+            inner: Arc::new(Inner {
+                service,
+                instances: instances.into_boxed_slice(),
+                created: read_at,
+                confirmed_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The service these instances belong to.
+    pub fn service(&self) -> &ServiceName {
+        &self.inner.service
+    }
+
+    /// The live instances, sorted by address. Includes drained (weight 0)
+    /// instances: balancers skip them.
+    pub fn instances(&self) -> &[Instance] {
+        &self.inner.instances
+    }
+
+    /// Whether the service has no live instance (a normal answer).
+    pub fn is_empty(&self) -> bool {
+        self.inner.instances.is_empty()
+    }
+
+    /// The number of live instances.
+    pub fn len(&self) -> usize {
+        self.inner.instances.len()
+    }
+
+    /// When this list was last read from the source (see [Time](#time)).
+    pub fn read_at(&self) -> Instant {
+        self.inner.read_at()
+    }
+
+    /// Time since [`read_at`](Self::read_at): grows while the source is
+    /// unreachable.
+    pub fn age(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.read_at())
+    }
+
+    /// Whether `a` and `b` are the same snapshot (not just equal lists):
+    /// a new snapshot is made only when the list changed, so callers can
+    /// cache work per snapshot (e.g. a balancer's pick table).
+    pub fn ptr_eq(a: &Snapshot, b: &Snapshot) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// Moves `read_at` forward to `at` (never backward): a read at `at`
+    /// returned the same list.
+    pub(crate) fn confirm(&self, at: Instant) {
+        let offset = at.saturating_duration_since(self.inner.created).as_nanos();
+        let offset = u64::try_from(offset).unwrap_or(u64::MAX);
+        self.inner
+            .confirmed_nanos
+            .fetch_max(offset, Ordering::Relaxed);
+    }
+
+    pub(crate) fn into_arc(self) -> Arc<Inner> {
+        self.inner
+    }
+
+    pub(crate) fn from_arc(inner: Arc<Inner>) -> Self {
+        Snapshot { inner }
+    }
+}
+
+impl Inner {
+    pub(crate) fn read_at(&self) -> Instant {
+        self.created + Duration::from_nanos(self.confirmed_nanos.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("service", self.service())
+            .field("instances", &self.instances())
+            .field("age", &self.age())
+            .finish()
+    }
+}
+
+/// One instance as listed by [`RedisResolver::list`](super::RedisResolver::list):
+/// the instance and the time left on its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listed {
+    /// The instance.
+    pub instance: Instance,
+    /// Time left on its lease (native schema), or on the whole service
+    /// hash (Hertz schema); `None` if Redis reported no expiry.
+    pub lease_left: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> ServiceName {
+        ServiceName::new("svc").unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn age_grows_and_confirm_resets_it() {
+        let s = Snapshot::new(name(), vec![Instance::new("h:1").unwrap()]);
+        assert_eq!(s.age(), Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(s.age(), Duration::from_secs(5));
+        let clone = s.clone();
+        s.confirm(Instant::now() - Duration::from_secs(1));
+        assert_eq!(clone.age(), Duration::from_secs(1));
+        // Never backward.
+        s.confirm(Instant::now() - Duration::from_secs(3));
+        assert_eq!(s.age(), Duration::from_secs(1));
+        assert!(Snapshot::ptr_eq(&s, &clone));
+        let other = Snapshot::new(name(), vec![Instance::new("h:1").unwrap()]);
+        assert!(!Snapshot::ptr_eq(&s, &other));
+    }
+
+    #[test]
+    fn sorted_and_empty() {
+        let s = Snapshot::new(
+            name(),
+            vec![Instance::new("b:1").unwrap(), Instance::new("a:2").unwrap()],
+        );
+        let addrs: Vec<_> = s.instances().iter().map(Instance::addr).collect();
+        assert_eq!(addrs, ["a:2", "b:1"]);
+        assert!(!s.is_empty());
+        assert!(Snapshot::new(name(), vec![]).is_empty());
+        let debug = format!("{s:?}");
+        assert!(debug.contains("a:2") && debug.contains("svc"), "{debug}");
+    }
+}
