@@ -56,6 +56,8 @@ pub(crate) struct Ctx<S, Req> {
     /// A copy of the request to send if this attempt cannot connect.
     pub replay: Option<Req>,
     pub attempt: u32,
+    /// Also retry when a connection closed before any response.
+    pub idempotent: bool,
     pub key: Option<u64>,
     pub filter: Option<TagFilter>,
 }
@@ -146,13 +148,14 @@ where
                     let Some(ctx) = this.ctx.as_mut() else {
                         return Poll::Ready(Err(error));
                     };
-                    if !is_connect_error(&*error) {
-                        return Poll::Ready(Err(error));
-                    }
                     let Some(failed) = ctx.picked.clone() else {
                         return Poll::Ready(Err(error));
                     };
-                    ctx.router.eject(&failed);
+                    match classify(&*error) {
+                        Failure::Connect => ctx.router.eject(&failed),
+                        Failure::ConnectionLost if ctx.idempotent => {}
+                        _ => return Poll::Ready(Err(error)),
+                    }
                     let Some(req) = ctx.replay.take() else {
                         return Poll::Ready(Err(error));
                     };
@@ -243,27 +246,56 @@ fn polled_after_completion() -> BoxError {
     "discovery ResponseFuture polled after completion".into()
 }
 
-/// Whether the request certainly did not reach the server: the connection
-/// was never established (refused, or the client's connect phase failed).
-pub(crate) fn is_connect_error(error: &(dyn StdError + 'static)) -> bool {
+/// What a failed attempt tells about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection was established (refused, or the client's connect
+    /// phase failed): the request certainly did not reach the server.
+    Connect,
+    /// The connection closed or was reset before a response: the server
+    /// may or may not have seen the request.
+    ConnectionLost,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies an error by walking its source chain.
+pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
+    use std::io::ErrorKind;
+    let mut lost = false;
     let mut current = Some(error);
     while let Some(e) = current {
         #[cfg(feature = "hyper-util")]
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(|e| e.is_connect())
         {
-            return true;
+            return Failure::Connect;
         }
         #[cfg(feature = "reqwest")]
         if e.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_connect()) {
-            return true;
+            return Failure::Connect;
         }
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        #[cfg(any(feature = "hyper-util", feature = "reqwest"))]
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled())
         {
-            return true;
+            lost = true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return Failure::Connect,
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof => lost = true,
+                _ => {}
+            }
         }
         current = e.source();
     }
-    false
+    if lost {
+        Failure::ConnectionLost
+    } else {
+        Failure::Other
+    }
 }

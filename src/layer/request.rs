@@ -45,6 +45,10 @@ pub trait DiscoverRequest: Sized + Send + 'static {
     /// The URI, for error messages.
     fn uri_string(&self) -> String;
 
+    /// Whether the method is idempotent (RFC 9110, section 9.2.2): such a
+    /// request is also retried when a connection closed before any response.
+    fn is_idempotent(&self) -> bool;
+
     /// A per-request tag filter, if the request carries one.
     fn tag_filter(&self) -> Option<&TagFilter> {
         None
@@ -114,6 +118,11 @@ where
     }
 }
 
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE, Method::PUT, Method::DELETE].contains(method)
+}
+
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     crate::balance::ConsistentHash::key_of(bytes)
 }
@@ -132,6 +141,10 @@ where
 
     fn uri_string(&self) -> String {
         self.uri().to_string()
+    }
+
+    fn is_idempotent(&self) -> bool {
+        is_idempotent(self.method())
     }
 
     fn tag_filter(&self) -> Option<&TagFilter> {
@@ -183,6 +196,10 @@ impl DiscoverRequest for reqwest::Request {
 
     fn uri_string(&self) -> String {
         self.url().to_string()
+    }
+
+    fn is_idempotent(&self) -> bool {
+        is_idempotent(self.method())
     }
 
     fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {

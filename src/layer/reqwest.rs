@@ -32,7 +32,7 @@ mod middleware {
     use reqwest_middleware::{Middleware, Next};
 
     use super::super::error::DiscoveryError;
-    use super::super::future::is_connect_error;
+    use super::super::future::{classify, Failure};
     use super::super::request::{DiscoverRequest, Discover};
     use super::super::router::{PickRequest, Route};
     use super::super::DiscoveryLayer;
@@ -135,9 +135,15 @@ mod middleware {
                 .map_err(fail)?;
                 req.route_to(&picked.authority, picked.host.as_ref()).map_err(fail)?;
                 let replay = (attempt < options.retries).then(|| req.replay()).flatten();
+                let idempotent = req.is_idempotent();
                 match next.clone().run(req, extensions).await {
-                    Err(reqwest_middleware::Error::Reqwest(e)) if is_connect_error(&e) => {
-                        self.router.eject(&picked);
+                    Err(reqwest_middleware::Error::Reqwest(e))
+                        if matches!(classify(&e), Failure::Connect)
+                            || (idempotent && classify(&e) == Failure::ConnectionLost) =>
+                    {
+                        if classify(&e) == Failure::Connect {
+                            self.router.eject(&picked);
+                        }
                         match replay {
                             Some(copy) => {
                                 tracing::debug!(%service, failed = %picked.authority, error = %e, "connect failed; retrying on another instance");

@@ -107,6 +107,7 @@ where
                     inner: retry.then(|| self.inner.clone()),
                     replay: None,
                     attempt: 0,
+                    idempotent: req.is_idempotent(),
                     key,
                     filter,
                 };
@@ -135,6 +136,7 @@ where
                     inner: Some(ready),
                     replay: None,
                     attempt: 0,
+                    idempotent: req.is_idempotent(),
                     key,
                     filter,
                 };
