@@ -47,7 +47,9 @@ where
 }
 
 fn request(flagged: bool) -> Request<()> {
-    let mut req = Request::get("http://orders/v1/items?page=2").body(()).expect("valid request");
+    let mut req = Request::get("http://orders/v1/items?page=2")
+        .body(())
+        .expect("valid request");
     if flagged {
         req.extensions_mut().insert(Discover);
     }
@@ -56,20 +58,31 @@ fn request(flagged: bool) -> Request<()> {
 
 fn layer_overhead(c: &mut Criterion) {
     let instances: Vec<Instance> = (1..=10)
-        .map(|i| Instance::new(format!("10.0.0.{i}:8080")).expect("valid").with_weight(i))
+        .map(|i| {
+            Instance::new(format!("10.0.0.{i}:8080"))
+                .expect("valid")
+                .with_weight(i)
+        })
         .collect();
-    let resolver = StaticResolver::new().with_service("orders", instances).expect("valid");
+    let resolver = StaticResolver::new()
+        .with_service("orders", instances)
+        .expect("valid");
     let mut group = c.benchmark_group("layer");
 
     let mut bare = Noop;
-    group.bench_function("no-op inner alone", |b| b.iter(|| send(&mut bare, request(true))));
+    group.bench_function("no-op inner alone", |b| {
+        b.iter(|| send(&mut bare, request(true)))
+    });
 
     let mut layered = DiscoveryLayer::new(resolver.clone()).layer(Noop);
     group.bench_function("layer + no-op inner (hit, retries on)", |b| {
         b.iter(|| send(&mut layered, request(true)))
     });
 
-    let mut no_retry = DiscoveryLayer::builder(resolver.clone()).retries(0).build().layer(Noop);
+    let mut no_retry = DiscoveryLayer::builder(resolver.clone())
+        .retries(0)
+        .build()
+        .layer(Noop);
     group.bench_function("layer + no-op inner (hit, retries off)", |b| {
         b.iter(|| send(&mut no_retry, request(true)))
     });

@@ -192,7 +192,9 @@ impl Server {
         F: FnOnce(Registration) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Option<Registration>, BoxError>> + Send,
     {
-        let Some(rt) = &self.runtime else { return Ok(()) };
+        let Some(rt) = &self.runtime else {
+            return Ok(());
+        };
         let slot = self.registration.clone();
         rt.spawn(async move {
             let mut slot = slot.lock().await;
@@ -215,11 +217,16 @@ impl Drop for Server {
 
 async fn serve(listener: tokio::net::TcpListener, addr: SocketAddr) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| async move {
-                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(addr.to_string()))))
-            });
+            let service =
+                hyper::service::service_fn(move |_req: hyper::Request<Incoming>| async move {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        addr.to_string(),
+                    ))))
+                });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -254,20 +261,31 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
     }
 
     let resolver = RedisResolver::connect(url).await?;
-    let client: HttpClient =
-        DiscoveryLayer::new(resolver.clone()).layer(Client::builder(TokioExecutor::new()).build_http());
+    let client: HttpClient = DiscoveryLayer::new(resolver.clone())
+        .layer(Client::builder(TokioExecutor::new()).build_http());
 
-    println!("\n2. Sending {REQUESTS} requests to http://{SERVICE}/hello through the discovery layer");
+    println!(
+        "\n2. Sending {REQUESTS} requests to http://{SERVICE}/hello through the discovery layer"
+    );
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..REQUESTS {
         *counts.entry(get(&client, "/hello").await?).or_default() += 1;
     }
     let total_weight: u32 = WEIGHTS.iter().sum();
-    println!("   {:<22} {:>6} {:>9} {:>9}", "instance", "weight", "expected", "observed");
+    println!(
+        "   {:<22} {:>6} {:>9} {:>9}",
+        "instance", "weight", "expected", "observed"
+    );
     for s in &servers {
         let expected = s.weight as f64 / total_weight as f64;
         let observed = *counts.get(&s.addr.to_string()).unwrap_or(&0) as f64 / REQUESTS as f64;
-        println!("   {:<22} {:>6} {:>8.1}% {:>8.1}%", s.addr, s.weight, expected * 100.0, observed * 100.0);
+        println!(
+            "   {:<22} {:>6} {:>8.1}% {:>8.1}%",
+            s.addr,
+            s.weight,
+            expected * 100.0,
+            observed * 100.0
+        );
         report.shares.push((s.weight, expected, observed));
     }
 
@@ -283,7 +301,11 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
             println!("   request failed: {e}");
         }
         let listed = resolver.resolve(&name).await?;
-        if !listed.instances().iter().any(|i| i.addr() == crashed.to_string()) {
+        if !listed
+            .instances()
+            .iter()
+            .any(|i| i.addr() == crashed.to_string())
+        {
             break;
         }
         if started.elapsed() > Duration::from_secs(20) {
@@ -309,7 +331,11 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
     let started = Instant::now();
     loop {
         let listed = resolver.resolve(&name).await?;
-        if listed.instances().iter().any(|i| i.addr() == drained.to_string() && i.weight() == 0) {
+        if listed
+            .instances()
+            .iter()
+            .any(|i| i.addr() == drained.to_string() && i.weight() == 0)
+        {
             break;
         }
         if started.elapsed() > Duration::from_secs(20) {
@@ -317,7 +343,10 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("   the client saw the change after {:.0} ms (pushed by Redis pub/sub)", started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "   the client saw the change after {:.0} ms (pushed by Redis pub/sub)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let failed_before = report.failed;
     for _ in 0..300 {
         match get(&client, "/after-drain").await {
@@ -326,7 +355,11 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
             Err(_) => report.failed += 1,
         }
     }
-    println!("   300 requests: {} to the drained instance, {} failed", report.to_drained, report.failed - failed_before);
+    println!(
+        "   300 requests: {} to the drained instance, {} failed",
+        report.to_drained,
+        report.failed - failed_before
+    );
 
     println!("\n5. Deregistering everything");
     for s in &servers {
@@ -339,9 +372,18 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
     drop(client);
     resolver.shutdown().await;
     drop(servers);
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("sd:{{{SERVICE}}}:*")).query_async(&mut conn).await?;
-    let indexed: bool = redis::cmd("SISMEMBER").arg("sd:services").arg(SERVICE).query_async(&mut conn).await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("sd:{{{SERVICE}}}:*"))
+        .query_async(&mut conn)
+        .await?;
+    let indexed: bool = redis::cmd("SISMEMBER")
+        .arg("sd:services")
+        .arg(SERVICE)
+        .query_async(&mut conn)
+        .await?;
     report.keys_left = keys.len() + usize::from(indexed);
     println!("   keys left behind for {SERVICE}: {}", report.keys_left);
     Ok(report)

@@ -86,7 +86,19 @@ fn sidecar_register_list_watch_and_sigterm() {
 
     let mut sidecar = spawn(
         &redis,
-        &["register", "orders", "127.0.0.1:8080", "--weight", "7", "--tag", "zone=a", "--ttl", "3", "--heartbeat", "1"],
+        &[
+            "register",
+            "orders",
+            "127.0.0.1:8080",
+            "--weight",
+            "7",
+            "--tag",
+            "zone=a",
+            "--ttl",
+            "3",
+            "--heartbeat",
+            "1",
+        ],
     );
     let sidecar_lines = lines(&mut sidecar);
     wait_for_line(&sidecar_lines, "registered 127.0.0.1:8080");
@@ -95,12 +107,21 @@ fn sidecar_register_list_watch_and_sigterm() {
 
     let list = cli(&redis, &["list"]);
     assert!(list.status.success(), "{}", stderr(&list));
-    assert!(stdout(&list).lines().any(|l| l.starts_with("orders") && l.ends_with(" 1")), "{}", stdout(&list));
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|l| l.starts_with("orders") && l.ends_with(" 1")),
+        "{}",
+        stdout(&list)
+    );
 
     let list = cli(&redis, &["list", "orders"]);
     assert!(list.status.success(), "{}", stderr(&list));
     let text = stdout(&list);
-    let row = text.lines().find(|l| l.starts_with("127.0.0.1:8080")).expect("a row for the instance");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:8080"))
+        .expect("a row for the instance");
     assert!(row.contains(" 7 ") && row.ends_with("zone=a"), "{row}");
 
     let json = cli(&redis, &["list", "orders", "--json"]);
@@ -112,15 +133,25 @@ fn sidecar_register_list_watch_and_sigterm() {
     assert!(lease > 0 && lease <= 3000, "{lease}");
     let json = cli(&redis, &["list", "--json"]);
     let services: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
-    assert_eq!(services, serde_json::json!([{"service": "orders", "instances": 1}]));
+    assert_eq!(
+        services,
+        serde_json::json!([{"service": "orders", "instances": 1}])
+    );
 
     // SIGTERM: the sidecar deregisters and exits 0; the watcher sees it.
     sigterm(&sidecar);
     assert!(wait_exit(&mut sidecar).success());
     wait_for_line(&sidecar_lines, "deregistered 127.0.0.1:8080");
-    assert_eq!(wait_for_line(&watch_lines, "127.0.0.1:8080"), "- 127.0.0.1:8080");
+    assert_eq!(
+        wait_for_line(&watch_lines, "127.0.0.1:8080"),
+        "- 127.0.0.1:8080"
+    );
     let json = cli(&redis, &["list", "orders", "--json"]);
-    assert!(!json.status.success(), "the service is gone: {}", stdout(&json));
+    assert!(
+        !json.status.success(),
+        "the service is gone: {}",
+        stdout(&json)
+    );
 
     sigterm(&watch);
     assert!(wait_exit(&mut watch).success());
@@ -129,7 +160,18 @@ fn sidecar_register_list_watch_and_sigterm() {
 #[test]
 fn deregister_command() {
     let redis = RedisServer::start();
-    let mut sidecar = spawn(&redis, &["register", "orders", "127.0.0.1:9000", "--ttl", "30", "--heartbeat", "10"]);
+    let mut sidecar = spawn(
+        &redis,
+        &[
+            "register",
+            "orders",
+            "127.0.0.1:9000",
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
     let sidecar_lines = lines(&mut sidecar);
     wait_for_line(&sidecar_lines, "registered");
     let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
@@ -146,11 +188,28 @@ fn deregister_command() {
 fn bad_input_exits_non_zero_with_one_clear_line() {
     let redis = RedisServer::start();
     let cases: &[(&[&str], &str)] = &[
-        (&["register", "bad name", "127.0.0.1:1"], "invalid service name"),
+        (
+            &["register", "bad name", "127.0.0.1:1"],
+            "invalid service name",
+        ),
         (&["register", "orders", "127.0.0.1"], "invalid address"),
         (&["register", "orders", "127.0.0.1:0"], "invalid address"),
-        (&["register", "orders", "127.0.0.1:1", "--tag", "novalue"], "invalid tag"),
-        (&["register", "orders", "127.0.0.1:1", "--ttl", "1", "--heartbeat", "1"], "two heartbeat intervals"),
+        (
+            &["register", "orders", "127.0.0.1:1", "--tag", "novalue"],
+            "invalid tag",
+        ),
+        (
+            &[
+                "register",
+                "orders",
+                "127.0.0.1:1",
+                "--ttl",
+                "1",
+                "--heartbeat",
+                "1",
+            ],
+            "two heartbeat intervals",
+        ),
         (&["list", "nobody"], "unknown service nobody"),
         (&["list", "a/b"], "invalid service name"),
         (&["deregister", "orders", "nope"], "invalid address"),
@@ -160,10 +219,17 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         let out = cli(&redis, args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = stderr(&out);
-        assert!(err.starts_with("error: ") && err.contains(message), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(message),
+            "{args:?}: {err}"
+        );
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
-    assert!(redis.keys().is_empty(), "bad input wrote {:?}", redis.keys());
+    assert!(
+        redis.keys().is_empty(),
+        "bad input wrote {:?}",
+        redis.keys()
+    );
 
     // Redis unreachable: a clear error, quickly.
     let out = Command::new(BIN)
@@ -172,14 +238,27 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
-    let out = Command::new(BIN).args(["--redis", "http://x", "list"]).output().unwrap();
-    assert!(stderr(&out).contains("invalid Redis URL"), "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .args(["--redis", "http://x", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("invalid Redis URL"),
+        "{}",
+        stderr(&out)
+    );
     let _ = Duration::ZERO;
 }
 
 #[test]
 fn help_has_examples() {
-    for cmd in [&["--help"][..], &["list", "--help"], &["watch", "--help"], &["register", "--help"], &["deregister", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["list", "--help"],
+        &["watch", "--help"],
+        &["register", "--help"],
+        &["deregister", "--help"],
+    ] {
         let out = Command::new(BIN).args(cmd).output().unwrap();
         assert!(out.status.success());
         assert!(stdout(&out).contains("redis-discovery "), "{cmd:?}");

@@ -27,20 +27,23 @@ async fn spawn_server() -> (SocketAddr, JoinHandle<()>) {
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
-                    let host = req
-                        .headers()
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("")
-                        .to_owned();
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                        "{addr} {host} {}",
-                        req.uri()
-                    )))))
-                });
+                let service =
+                    hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
+                        let host = req
+                            .headers()
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
+                            "{addr} {host} {}",
+                            req.uri()
+                        )))))
+                    });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -67,7 +70,12 @@ async fn fleet(weights: &[u32]) -> Fleet {
         let (addr, task) = spawn_server().await;
         registrations.push(
             registry
-                .register("orders", Instance::from_socket_addr(addr).unwrap().with_weight(weight))
+                .register(
+                    "orders",
+                    Instance::from_socket_addr(addr)
+                        .unwrap()
+                        .with_weight(weight),
+                )
                 .await
                 .unwrap(),
         );
@@ -89,7 +97,11 @@ fn hyper_client(layer: &DiscoveryLayer) -> HyperClient {
 }
 
 /// GET through the layer; the body names the server that answered.
-async fn get(client: &HyperClient, uri: &str, discover: bool) -> Result<String, redis_discovery::layer::BoxError> {
+async fn get(
+    client: &HyperClient,
+    uri: &str,
+    discover: bool,
+) -> Result<String, redis_discovery::layer::BoxError> {
     let mut request = http::Request::get(uri).body(String::new()).unwrap();
     if discover {
         request = request.discover();
@@ -99,7 +111,11 @@ async fn get(client: &HyperClient, uri: &str, discover: bool) -> Result<String, 
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-fn shares(counts: &HashMap<String, usize>, total: usize, servers: &[(SocketAddr, JoinHandle<()>)]) -> Vec<f64> {
+fn shares(
+    counts: &HashMap<String, usize>,
+    total: usize,
+    servers: &[(SocketAddr, JoinHandle<()>)],
+) -> Vec<f64> {
     servers
         .iter()
         .map(|(addr, _)| *counts.get(&addr.to_string()).unwrap_or(&0) as f64 / total as f64)
@@ -110,7 +126,10 @@ fn assert_shares(observed: &[f64], weights: &[u32]) {
     let sum: u32 = weights.iter().sum();
     for (o, &w) in observed.iter().zip(weights) {
         let expected = w as f64 / sum as f64;
-        assert!((o - expected).abs() < 0.05, "observed {observed:?} for weights {weights:?}");
+        assert!(
+            (o - expected).abs() < 0.05,
+            "observed {observed:?} for weights {weights:?}"
+        );
     }
 }
 
@@ -122,9 +141,15 @@ async fn hyper_requests_follow_the_weights() {
     let mut counts = HashMap::new();
     let total = 2000;
     for i in 0..total {
-        let body = get(&client, &format!("http://orders/items?n={i}"), true).await.unwrap();
+        let body = get(&client, &format!("http://orders/items?n={i}"), true)
+            .await
+            .unwrap();
         let mut parts = body.split(' ');
-        let (server, host, uri) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        let (server, host, uri) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
         // Host is the logical name; path and query are kept.
         assert_eq!(host, "orders");
         assert_eq!(uri, format!("/items?n={i}"));
@@ -182,7 +207,14 @@ async fn reqwest_middleware_discovers_flagged_requests() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     // Unflagged: where the URL says.
     let direct = fleet.servers[0].0;
-    let body = client.get(format!("http://{direct}/")).send().await.unwrap().text().await.unwrap();
+    let body = client
+        .get(format!("http://{direct}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(body.starts_with(&direct.to_string()), "{body}");
 }
 
@@ -191,7 +223,9 @@ async fn unflagged_requests_go_where_their_uri_says() {
     let fleet = fleet(&[1, 1, 1]).await;
     let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
     for (addr, _) in &fleet.servers {
-        let body = get(&client, &format!("http://{addr}/direct"), false).await.unwrap();
+        let body = get(&client, &format!("http://{addr}/direct"), false)
+            .await
+            .unwrap();
         assert_eq!(body, format!("{addr} {addr} /direct"));
     }
     // The layer never resolved anything for them.
@@ -203,12 +237,27 @@ async fn errors_name_the_service() {
     let fleet = fleet(&[0]).await; // one drained instance
     let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
     let err = get(&client, "http://orders/", true).await.unwrap_err();
-    let err = err.downcast_ref::<DiscoveryError>().expect("a DiscoveryError");
-    assert!(matches!(err, DiscoveryError::NoInstance { service, .. } if service == "orders"), "{err}");
+    let err = err
+        .downcast_ref::<DiscoveryError>()
+        .expect("a DiscoveryError");
+    assert!(
+        matches!(err, DiscoveryError::NoInstance { service, .. } if service == "orders"),
+        "{err}"
+    );
     let err = get(&client, "http://nobody/", true).await.unwrap_err();
-    assert!(err.to_string().contains("no live instance of service nobody"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no live instance of service nobody"),
+        "{err}"
+    );
     let err = get(&client, "/relative", true).await.unwrap_err();
-    assert!(matches!(err.downcast_ref::<DiscoveryError>(), Some(DiscoveryError::NoHost { .. })), "{err}");
+    assert!(
+        matches!(
+            err.downcast_ref::<DiscoveryError>(),
+            Some(DiscoveryError::NoHost { .. })
+        ),
+        "{err}"
+    );
 }
 
 /// A killed instance costs no failed GET: the refused connection is
@@ -224,8 +273,12 @@ async fn killed_instance_causes_no_failed_request() {
     task.abort();
     let mut counts = HashMap::new();
     for _ in 0..300 {
-        let body = get(&client, "http://orders/", true).await.expect("no request fails");
-        *counts.entry(body.split(' ').next().unwrap().to_owned()).or_insert(0) += 1;
+        let body = get(&client, "http://orders/", true)
+            .await
+            .expect("no request fails");
+        *counts
+            .entry(body.split(' ').next().unwrap().to_owned())
+            .or_insert(0) += 1;
     }
     assert_eq!(counts.get(&dead.to_string()), None, "{counts:?}");
     assert_eq!(counts.len(), 2, "{counts:?}");
@@ -236,7 +289,9 @@ async fn killed_instance_causes_no_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_instance_is_ejected() {
     let fleet = fleet(&[1, 1, 1]).await;
-    let layer = DiscoveryLayer::builder(fleet.resolver.clone()).retries(0).build();
+    let layer = DiscoveryLayer::builder(fleet.resolver.clone())
+        .retries(0)
+        .build();
     let client = hyper_client(&layer);
     get(&client, "http://orders/", true).await.unwrap();
     fleet.servers[0].1.abort();

@@ -30,7 +30,9 @@ pub enum DiscoveryError {
         source: ResolveError,
     },
     /// The request URI has no host to take the service name from.
-    #[error("request flagged for discovery has no host in its URI ({uri}); use http://SERVICE/path")]
+    #[error(
+        "request flagged for discovery has no host in its URI ({uri}); use http://SERVICE/path"
+    )]
     NoHost {
         /// The request URI.
         uri: String,

@@ -84,7 +84,10 @@ where
 
     pub(crate) fn resolve(fut: ResolveFuture, req: Req, ctx: Ctx<S, Req>) -> Self {
         ResponseFuture {
-            state: State::Resolve { fut, req: Some(req) },
+            state: State::Resolve {
+                fut,
+                req: Some(req),
+            },
             ctx: Some(ctx),
             span: tracing::Span::none(),
         }
@@ -108,7 +111,10 @@ where
     fn request(&self, attempt: u32) -> PickRequest<'_> {
         PickRequest {
             key: self.key,
-            filter: self.filter.as_ref().or(self.router.options().filter.as_ref()),
+            filter: self
+                .filter
+                .as_ref()
+                .or(self.router.options().filter.as_ref()),
             attempt,
             avoid: self.picked.as_ref().map(|p| &p.authority),
         }
@@ -160,7 +166,10 @@ where
                         return Poll::Ready(Err(error));
                     };
                     ctx.attempt += 1;
-                    let picked = match ctx.router.pick_cached(ctx.service.as_str(), ctx.request(ctx.attempt)) {
+                    let picked = match ctx
+                        .router
+                        .pick_cached(ctx.service.as_str(), ctx.request(ctx.attempt))
+                    {
                         Some(Ok(picked)) => picked,
                         _ => return Poll::Ready(Err(error)),
                     };
@@ -212,9 +221,7 @@ where
                     this.state.set(State::Call { fut });
                 }
                 StateProj::Failed { error } => {
-                    let error = error
-                        .take()
-                        .unwrap_or_else(polled_after_completion);
+                    let error = error.take().unwrap_or_else(polled_after_completion);
                     return Poll::Ready(Err(error));
                 }
             }
@@ -272,7 +279,9 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
             return Failure::Connect;
         }
         #[cfg(feature = "reqwest")]
-        if e.downcast_ref::<reqwest::Error>().is_some_and(|e| e.is_connect()) {
+        if e.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
             return Failure::Connect;
         }
         #[cfg(any(feature = "hyper-util", feature = "reqwest"))]

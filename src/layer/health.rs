@@ -93,7 +93,13 @@ impl Health {
             .filter(|(a, e)| a.as_str() != addr && e.until > now)
             .count();
         if (ejected_now + 1) * 2 > live {
-            tracing::warn!(service, addr, ejected_now, live, "not ejecting: at most half of the instances may be ejected");
+            tracing::warn!(
+                service,
+                addr,
+                ejected_now,
+                live,
+                "not ejecting: at most half of the instances may be ejected"
+            );
             self.entries.store(count(&map), Ordering::Release);
             return false;
         }
@@ -108,7 +114,13 @@ impl Health {
             .saturating_mul(1u32 << (entry.strikes - 1).min(16))
             .min(self.config.max);
         entry.until = now + period;
-        tracing::warn!(service, addr, ?period, strikes = entry.strikes, "ejected instance after a connect failure");
+        tracing::warn!(
+            service,
+            addr,
+            ?period,
+            strikes = entry.strikes,
+            "ejected instance after a connect failure"
+        );
         self.entries.store(count(&map), Ordering::Release);
         true
     }

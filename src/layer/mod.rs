@@ -63,9 +63,9 @@ mod future;
 mod health;
 #[allow(clippy::module_inception)]
 mod layer;
+mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
-mod request;
 mod router;
 mod service;
 
@@ -73,9 +73,9 @@ pub use error::DiscoveryError;
 pub use future::ResponseFuture;
 pub use health::Ejection;
 pub use layer::{DiscoveryLayer, DiscoveryLayerBuilder};
+pub use request::{Discover, DiscoverRequest, HashKey, ReplayBody, DISCOVER_HEADER};
 #[cfg(feature = "reqwest-middleware")]
 pub use reqwest::DiscoveryMiddleware;
-pub use request::{DiscoverRequest, Discover, HashKey, ReplayBody, DISCOVER_HEADER};
 pub use router::HostHeader;
 pub use service::DiscoveryService;
 

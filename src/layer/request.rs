@@ -59,7 +59,11 @@ pub trait DiscoverRequest: Sized + Send + 'static {
 
     /// Points the request at `authority`; sets `Host` to `host` if given and
     /// the request has no `Host` yet.
-    fn route_to(&mut self, authority: &Authority, host: Option<&HeaderValue>) -> Result<(), DiscoveryError>;
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError>;
 
     /// A copy to send again if the first attempt could not connect; `None`
     /// if the body cannot be replayed (then the request is not retried).
@@ -120,7 +124,15 @@ where
 
 fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
-    [Method::GET, Method::HEAD, Method::OPTIONS, Method::TRACE, Method::PUT, Method::DELETE].contains(method)
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
@@ -160,7 +172,11 @@ where
             .map(|v| hash_bytes(v.as_bytes()))
     }
 
-    fn route_to(&mut self, authority: &Authority, host: Option<&HeaderValue>) -> Result<(), DiscoveryError> {
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError> {
         let mut parts = std::mem::take(self.uri_mut()).into_parts();
         parts.authority = Some(authority.clone());
         *self.uri_mut() = Uri::from_parts(parts).map_err(|e| DiscoveryError::Rewrite {
@@ -168,7 +184,9 @@ where
             reason: e.to_string(),
         })?;
         if let Some(host) = host {
-            self.headers_mut().entry(HOST).or_insert_with(|| host.clone());
+            self.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
         }
         Ok(())
     }
@@ -208,7 +226,11 @@ impl DiscoverRequest for reqwest::Request {
             .map(|v| hash_bytes(v.as_bytes()))
     }
 
-    fn route_to(&mut self, authority: &Authority, host: Option<&HeaderValue>) -> Result<(), DiscoveryError> {
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError> {
         let fail = |reason: String| DiscoveryError::Rewrite {
             addr: authority.to_string(),
             reason,
@@ -219,7 +241,9 @@ impl DiscoverRequest for reqwest::Request {
         url.set_port(authority.port_u16())
             .map_err(|()| fail("the URL cannot take a port".into()))?;
         if let Some(host) = host {
-            self.headers_mut().entry(HOST).or_insert_with(|| host.clone());
+            self.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
         }
         Ok(())
     }
@@ -232,6 +256,7 @@ impl DiscoverRequest for reqwest::Request {
 #[cfg(feature = "reqwest")]
 impl ReplayBody for reqwest::Body {
     fn replay(&self) -> Option<Self> {
-        self.as_bytes().map(|b| reqwest::Body::from(Bytes::copy_from_slice(b)))
+        self.as_bytes()
+            .map(|b| reqwest::Body::from(Bytes::copy_from_slice(b)))
     }
 }

@@ -33,7 +33,7 @@ mod middleware {
 
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
-    use super::super::request::{DiscoverRequest, Discover};
+    use super::super::request::{Discover, DiscoverRequest};
     use super::super::router::{PickRequest, Route};
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
@@ -123,17 +123,20 @@ mod middleware {
                 let picked = match self.router.pick_cached(service.as_str(), request) {
                     Some(picked) => picked,
                     None => {
-                        let snapshot = self.router.clone().resolve(service.clone()).await.map_err(|source| {
-                            fail(DiscoveryError::Resolve {
-                                service: service.to_string(),
-                                source,
-                            })
-                        })?;
+                        let snapshot = self.router.clone().resolve(service.clone()).await.map_err(
+                            |source| {
+                                fail(DiscoveryError::Resolve {
+                                    service: service.to_string(),
+                                    source,
+                                })
+                            },
+                        )?;
                         self.router.pick_from(&snapshot, request)
                     }
                 }
                 .map_err(fail)?;
-                req.route_to(&picked.authority, picked.host.as_ref()).map_err(fail)?;
+                req.route_to(&picked.authority, picked.host.as_ref())
+                    .map_err(fail)?;
                 let replay = (attempt < options.retries).then(|| req.replay()).flatten();
                 let idempotent = req.is_idempotent();
                 match next.clone().run(req, extensions).await {

@@ -78,17 +78,26 @@ pub(crate) struct PickRequest<'a> {
     pub avoid: Option<&'a Authority>,
 }
 
-pub(crate) type ResolveFuture = Pin<Box<dyn Future<Output = Result<Snapshot, ResolveError>> + Send>>;
+pub(crate) type ResolveFuture =
+    Pin<Box<dyn Future<Output = Result<Snapshot, ResolveError>> + Send>>;
 
 /// Object-safe view of the router, so futures need not name the resolver
 /// and balancer types.
 pub(crate) trait Route: Send + Sync + 'static {
     fn options(&self) -> &Options;
     /// The hit path: `None` when the service is not cached.
-    fn pick_cached(&self, service: &str, request: PickRequest<'_>) -> Option<Result<Picked, DiscoveryError>>;
+    fn pick_cached(
+        &self,
+        service: &str,
+        request: PickRequest<'_>,
+    ) -> Option<Result<Picked, DiscoveryError>>;
     /// The miss path: one (single-flight) resolve.
     fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture;
-    fn pick_from(&self, snapshot: &Snapshot, request: PickRequest<'_>) -> Result<Picked, DiscoveryError>;
+    fn pick_from(
+        &self,
+        snapshot: &Snapshot,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError>;
     fn eject(&self, picked: &Picked);
 }
 
@@ -143,8 +152,10 @@ where
             }
         }
         let built = Arc::new(self.build(snapshot, self.options.filter.as_ref())?);
-        self.health
-            .retain_listed(snapshot.service().as_str(), snapshot.instances().iter().map(|i| i.addr()));
+        self.health.retain_listed(
+            snapshot.service().as_str(),
+            snapshot.instances().iter().map(|i| i.addr()),
+        );
         let service = snapshot.service().clone();
         self.built.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -154,20 +165,29 @@ where
         Ok(built)
     }
 
-    fn build(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> Result<Built<B::Picker>, DiscoveryError> {
+    fn build(
+        &self,
+        snapshot: &Snapshot,
+        filter: Option<&TagFilter>,
+    ) -> Result<Built<B::Picker>, DiscoveryError> {
         let instances = snapshot.instances();
         let mut members: Vec<usize> = match filter {
-            Some(f) => (0..instances.len()).filter(|&i| f.matches(&instances[i])).collect(),
+            Some(f) => (0..instances.len())
+                .filter(|&i| f.matches(&instances[i]))
+                .collect(),
             None => (0..instances.len()).collect(),
         };
-        if members.is_empty() && filter.is_some() && self.options.fallback == Fallback::AllInstances {
+        if members.is_empty() && filter.is_some() && self.options.fallback == Fallback::AllInstances
+        {
             members = (0..instances.len()).collect();
         }
         let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
         let picker = self.balance.build(&selected);
-        let host = HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| DiscoveryError::Rewrite {
-            addr: snapshot.service().to_string(),
-            reason: e.to_string(),
+        let host = HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| {
+            DiscoveryError::Rewrite {
+                addr: snapshot.service().to_string(),
+                reason: e.to_string(),
+            }
         })?;
         Ok(Built {
             snapshot: snapshot.clone(),
@@ -177,7 +197,11 @@ where
         })
     }
 
-    fn pick_built(&self, built: &Built<B::Picker>, request: PickRequest<'_>) -> Result<Picked, DiscoveryError> {
+    fn pick_built(
+        &self,
+        built: &Built<B::Picker>,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError> {
         let instances = built.snapshot.instances();
         let service = built.snapshot.service();
         let eligible = |i: usize| {
@@ -200,7 +224,8 @@ where
         }
         let chosen = chosen
             .or_else(|| {
-                (0..built.members.len()).find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
+                (0..built.members.len())
+                    .find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
             })
             .or_else(|| built.picker.pick(request.key, request.attempt));
         let Some(i) = chosen else {
@@ -228,7 +253,11 @@ where
         &self.options
     }
 
-    fn pick_cached(&self, service: &str, request: PickRequest<'_>) -> Option<Result<Picked, DiscoveryError>> {
+    fn pick_cached(
+        &self,
+        service: &str,
+        request: PickRequest<'_>,
+    ) -> Option<Result<Picked, DiscoveryError>> {
         let snapshot = self.resolver.cached(service)?;
         Some(self.pick_from(&snapshot, request))
     }
@@ -237,7 +266,11 @@ where
         Box::pin(async move { self.resolver.resolve(&service).await })
     }
 
-    fn pick_from(&self, snapshot: &Snapshot, request: PickRequest<'_>) -> Result<Picked, DiscoveryError> {
+    fn pick_from(
+        &self,
+        snapshot: &Snapshot,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError> {
         match request.filter {
             // A per-request filter builds a picker for this request only.
             Some(filter) if request.filter != self.options.filter.as_ref() => {
@@ -252,7 +285,10 @@ where
     }
 
     fn eject(&self, picked: &Picked) {
-        self.health
-            .eject(picked.service.as_str(), picked.authority.as_str(), picked.listed);
+        self.health.eject(
+            picked.service.as_str(),
+            picked.authority.as_str(),
+            picked.listed,
+        );
     }
 }

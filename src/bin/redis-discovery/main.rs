@@ -12,7 +12,9 @@ use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
 /// Service registry in Redis: list, watch, register and deregister instances.
 #[derive(Debug, Parser)]
 #[command(name = "redis-discovery", version, propagate_version = true)]
-#[command(after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders --json\n  redis-discovery watch orders\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a\n  redis-discovery deregister orders 10.0.0.7:8080")]
+#[command(
+    after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders --json\n  redis-discovery watch orders\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a\n  redis-discovery deregister orders 10.0.0.7:8080"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -23,7 +25,12 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Redis URL (redis://[user:password@]host:port[/db], rediss://…).
-    #[arg(long = "redis", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     redis: String,
     /// Key schema: `native` (leases, events) or `hertz` (hertz-contrib's layout).
     #[arg(long, default_value = "native", global = true)]
@@ -36,7 +43,9 @@ struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// List services, or the instances of one service.
-    #[command(after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders\n  redis-discovery list orders --json")]
+    #[command(
+        after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders\n  redis-discovery list orders --json"
+    )]
     List {
         /// The service whose instances to list; all services if omitted.
         service: Option<String>,
@@ -55,7 +64,9 @@ enum Command {
     },
     /// Register an instance and keep it alive until SIGINT/SIGTERM (a sidecar
     /// for services not written in Rust), then deregister it.
-    #[command(after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5")]
+    #[command(
+        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5"
+    )]
     Register {
         /// The service name.
         service: String,
@@ -108,7 +119,10 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), Error> {
     let g = &cli.global;
     match cli.command {
-        Command::List { service: None, json } => list_services(g, json).await,
+        Command::List {
+            service: None,
+            json,
+        } => list_services(g, json).await,
         Command::List {
             service: Some(service),
             json,
@@ -163,7 +177,13 @@ async fn list_instances(g: &Global, service: &str, json: bool) -> Result<(), Err
     let service = ServiceName::new(service)?;
     let resolver = resolver(g, Duration::from_secs(10)).await?;
     let listed = resolver.list(service.clone()).await?;
-    if listed.is_empty() && !resolver.services().await?.iter().any(|s| s == service.as_str()) {
+    if listed.is_empty()
+        && !resolver
+            .services()
+            .await?
+            .iter()
+            .any(|s| s == service.as_str())
+    {
         return Err(format!("unknown service {service}").into());
     }
     if json {
@@ -237,7 +257,10 @@ async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
     let resolver = resolver(g, Duration::from_secs(resync)).await?;
     let mut updates = resolver.watch(service.clone()).await?;
     let mut current = updates.borrow_and_update().clone();
-    println!("watching {service}: {} instances (Ctrl-C to stop)", current.len());
+    println!(
+        "watching {service}: {} instances (Ctrl-C to stop)",
+        current.len()
+    );
     for i in current.instances() {
         println!("  {}", describe(i));
     }
@@ -288,7 +311,10 @@ async fn register(
     }
     let registry = builder.connect().await?;
     let registration = registry.register(service.clone(), instance).await?;
-    println!("registered {} in {service}; heartbeating until SIGINT/SIGTERM", describe(&registration.instance()));
+    println!(
+        "registered {} in {service}; heartbeating until SIGINT/SIGTERM",
+        describe(&registration.instance())
+    );
     shutdown_signal().await;
     registration.deregister().await?;
     println!("deregistered {addr} from {service}");
