@@ -1,5 +1,6 @@
 //! Options of a [`RedisResolver`].
 
+use std::fmt;
 use std::time::Duration;
 
 use super::RedisResolver;
@@ -35,7 +36,7 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ResolverBuilder {
     pub(super) url: String,
@@ -45,6 +46,20 @@ pub struct ResolverBuilder {
     pub(super) prefix: String,
     pub(super) schema: KeySchema,
     pub(super) timeouts: Timeouts,
+}
+
+impl fmt::Debug for ResolverBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolverBuilder")
+            .field("url", &connection::redact(&self.url))
+            .field("refresh_interval", &self.refresh_interval)
+            .field("idle_expiry", &self.idle_expiry)
+            .field("max_staleness", &self.max_staleness)
+            .field("prefix", &self.prefix)
+            .field("schema", &self.schema)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 impl ResolverBuilder {
@@ -177,6 +192,8 @@ mod tests {
                 "{bad:?}"
             );
         }
+        let debug = format!("{:?}", ResolverBuilder::new("redis://u:secret@h".into()));
+        assert!(!debug.contains("secret"), "{debug}");
         assert!(matches!(
             check(ResolverBuilder::new("http://x".into())),
             Err(ValidationError::RedisUrl { .. })

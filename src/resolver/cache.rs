@@ -2,11 +2,13 @@
 //! reads and coalesced refreshes per service.
 //!
 //! Layout: 16 shards, each an `ArcSwap` of an immutable hash table of
-//! `Arc<Entry>`; an entry holds its current snapshot in an `ArcSwapOption`.
-//! A hit is one hash of the name, two `ArcSwap` loads, one `Arc` clone and
-//! no lock. Inserting or evicting a service copies one shard (1/16 of the
-//! services) under that shard's write lock; both are rare (first use, idle
-//! expiry).
+//! slots; a slot is a service's `Arc<Entry>` (its mutable state) and its
+//! current snapshot. A hit is one hash of the name, one `ArcSwap` load, one
+//! table probe, one `Arc` clone and no lock. Inserting or evicting a
+//! service, or a *changed* snapshot, copies one shard (1/16 of the
+//! services: two `Arc` clones per service) under that shard's write lock;
+//! all three are rare next to hits (a refresh that finds nothing changed
+//! copies nothing).
 //!
 //! Reads of an entry are serialized by its [`ReadState`]: at most one read
 //! runs per service. Callers that miss *join* the running read (or start
@@ -40,8 +42,15 @@ pub(crate) struct Cache {
 
 #[derive(Default)]
 struct Shard {
-    map: ArcSwap<HashTable<Arc<Entry>>>,
+    map: ArcSwap<HashTable<Slot>>,
     write: Mutex<()>,
+}
+
+#[derive(Clone)]
+struct Slot {
+    entry: Arc<Entry>,
+    /// The entry's current snapshot, copied here for the hot path.
+    snapshot: Option<Snapshot>,
 }
 
 /// One cached service.
@@ -50,6 +59,7 @@ pub(crate) struct Entry {
     hash: u64,
     /// The events channel (native schema).
     channel: Option<String>,
+    /// The current snapshot (also in the entry's slot, for hits).
     snapshot: ArcSwapOption<SnapshotInner>,
     /// Set on every use; cleared by the idle sweep.
     used: AtomicBool,
@@ -95,16 +105,23 @@ impl Cache {
     pub fn cached(&self, name: &str) -> Option<Snapshot> {
         let hash = self.hash(name);
         let map = self.shard(hash).map.load();
-        let entry = map.find(hash, |e| e.service.as_str() == name)?;
-        entry.touch();
-        entry.fresh(self.max_staleness)
+        let slot = map.find(hash, |s| s.entry.service.as_str() == name)?;
+        slot.entry.touch();
+        let snapshot = slot.snapshot.as_ref()?;
+        if let Some(max) = self.max_staleness {
+            if snapshot.age() > max {
+                return None;
+            }
+        }
+        Some(snapshot.clone())
     }
 
     /// The entry of a service, without marking it used.
     pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
         let hash = self.hash(name);
         let map = self.shard(hash).map.load();
-        map.find(hash, |e| e.service.as_str() == name).cloned()
+        map.find(hash, |s| s.entry.service.as_str() == name)
+            .map(|s| s.entry.clone())
     }
 
     /// The entry of a service, inserted if missing; `true` if inserted.
@@ -117,9 +134,9 @@ impl Cache {
     ) -> (Arc<Entry>, bool) {
         let hash = self.hash(name.as_str());
         let shard = self.shard(hash);
-        let find = |map: &HashTable<Arc<Entry>>| {
-            map.find(hash, |e| e.service.as_str() == name.as_str())
-                .cloned()
+        let find = |map: &HashTable<Slot>| {
+            map.find(hash, |s| s.entry.service.as_str() == name.as_str())
+                .map(|s| s.entry.clone())
         };
         if let Some(entry) = find(&shard.map.load()) {
             return (entry, false);
@@ -132,7 +149,11 @@ impl Cache {
         let entry = Arc::new(Entry::new(name.clone(), hash, channel(), now_ms));
         on_insert(&entry);
         let mut map = HashTable::clone(&current);
-        map.insert_unique(hash, entry.clone(), |e| e.hash);
+        let slot = Slot {
+            entry: entry.clone(),
+            snapshot: None,
+        };
+        map.insert_unique(hash, slot, |s| s.entry.hash);
         shard.map.store(Arc::new(map));
         (entry, true)
     }
@@ -150,16 +171,16 @@ impl Cache {
         let _write = lock(&shard.write);
         let current = shard.map.load_full();
         let found = current
-            .find(entry.hash, |e| Arc::ptr_eq(e, entry))
+            .find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))
             .is_some();
         if !found || keep(entry) {
             return false;
         }
         let mut map = HashTable::clone(&current);
-        if let Ok(e) = map.find_entry(entry.hash, |e| Arc::ptr_eq(e, entry)) {
-            e.remove();
+        if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
+            found.remove();
         }
-        map.shrink_to_fit(|e| e.hash);
+        map.shrink_to_fit(|s| s.entry.hash);
         shard.map.store(Arc::new(map));
         on_remove(entry);
         true
@@ -169,7 +190,7 @@ impl Cache {
     pub fn entries(&self) -> Vec<Arc<Entry>> {
         let mut all = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
-            all.extend(shard.map.load().iter().cloned());
+            all.extend(shard.map.load().iter().map(|s| s.entry.clone()));
         }
         all
     }
@@ -177,6 +198,61 @@ impl Cache {
     /// The number of cached services.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.map.load().len()).sum()
+    }
+
+    /// Records the result of a read and wakes its waiters. A failure never
+    /// replaces a good snapshot. An unchanged list keeps the current
+    /// snapshot and only moves its `read_at`. Returns `true` if the entry
+    /// was marked dirty meanwhile and must be read again.
+    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Snapshot, ResolveError>) -> bool {
+        let outcome = match result {
+            Ok(new) => {
+                let _state = lock(&entry.state); // orders stores and watchers
+                let current = entry.snapshot.load_full();
+                let snapshot = match current {
+                    Some(current) if current.instances() == new.instances() => {
+                        let current = Snapshot::from_arc(current);
+                        current.confirm(new.read_at());
+                        current
+                    }
+                    _ => {
+                        entry.snapshot.store(Some(new.clone().into_arc()));
+                        self.publish(entry, &new);
+                        if let Some(tx) = entry.watchers.get() {
+                            tx.send_replace(new.clone());
+                        }
+                        new
+                    }
+                };
+                Ok(snapshot)
+            }
+            Err(e) => Err(e),
+        };
+        entry.outcome.send_replace(Some(outcome));
+        let mut state = lock(&entry.state);
+        if state.dirty {
+            state.dirty = false;
+            return true;
+        }
+        state.running = false;
+        false
+    }
+
+    /// Copies a new snapshot into the entry's slot, if the entry is still
+    /// cached.
+    fn publish(&self, entry: &Arc<Entry>, snapshot: &Snapshot) {
+        let shard = self.shard(entry.hash);
+        let _write = lock(&shard.write);
+        let current = shard.map.load_full();
+        let is_ours = |s: &Slot| Arc::ptr_eq(&s.entry, entry);
+        if current.find(entry.hash, is_ours).is_none() {
+            return; // evicted
+        }
+        let mut map = HashTable::clone(&current);
+        if let Some(slot) = map.find_mut(entry.hash, is_ours) {
+            slot.snapshot = Some(snapshot.clone());
+        }
+        shard.map.store(Arc::new(map));
     }
 
     /// Drops every entry.
@@ -299,43 +375,6 @@ impl Entry {
         lock(&self.state).subscribed.take()
     }
 
-    /// Records the result of a read and wakes its waiters. A failure never
-    /// replaces a good snapshot. An unchanged list keeps the current
-    /// snapshot and only moves its `read_at`. Returns `true` if the entry
-    /// was marked dirty meanwhile and must be read again.
-    pub fn complete(&self, result: Result<Snapshot, ResolveError>) -> bool {
-        let outcome = match result {
-            Ok(new) => {
-                let _state = lock(&self.state); // orders stores and watchers
-                let current = self.snapshot.load_full();
-                let snapshot = match current {
-                    Some(current) if current.instances() == new.instances() => {
-                        let current = Snapshot::from_arc(current);
-                        current.confirm(new.read_at());
-                        current
-                    }
-                    _ => {
-                        self.snapshot.store(Some(new.clone().into_arc()));
-                        if let Some(tx) = self.watchers.get() {
-                            tx.send_replace(new.clone());
-                        }
-                        new
-                    }
-                };
-                Ok(snapshot)
-            }
-            Err(e) => Err(e),
-        };
-        self.outcome.send_replace(Some(outcome));
-        let mut state = lock(&self.state);
-        if state.dirty {
-            state.dirty = false;
-            return true;
-        }
-        state.running = false;
-        false
-    }
-
     /// Ends a read that was cut short (shutdown) without an outcome.
     pub fn abandon(&self) {
         let mut state = lock(&self.state);
@@ -388,7 +427,7 @@ mod tests {
         assert!(!inserted && Arc::ptr_eq(&a, &again));
         assert_eq!(a.channel(), Some("ch"));
         assert!(cache.cached("a").is_none(), "no snapshot yet");
-        a.complete(Ok(snap("a", &["h:1"])));
+        cache.complete(&a, Ok(snap("a", &["h:1"])));
         assert_eq!(cache.cached("a").unwrap().len(), 1);
         assert!(cache.cached("b").is_none());
         for i in 0..1000 {
@@ -418,24 +457,24 @@ mod tests {
         let rx = e.outcomes();
         assert!(e.join_or_start(&rx));
         assert!(!e.join_or_start(&rx), "a read is running");
-        assert!(!e.complete(Ok(snap("a", &["h:1", "h:2"]))));
+        assert!(!cache.complete(&e, Ok(snap("a", &["h:1", "h:2"]))));
         let first = e.snapshot().unwrap();
         assert!(!e.join_or_start(&rx), "a read finished since rx was taken");
         assert!(e.mark_dirty());
         assert!(!e.mark_dirty(), "running: marked dirty instead");
         assert!(
-            e.complete(Ok(snap("a", &["h:2", "h:1"]))),
+            cache.complete(&e, Ok(snap("a", &["h:2", "h:1"]))),
             "dirty: read again"
         );
         assert!(
             Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
             "same list"
         );
-        assert!(!e.complete(Err(ResolveError::Shutdown)));
+        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)));
         assert!(Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "kept");
         assert!(matches!(&*e.outcomes().borrow(), Some(Err(_))));
         assert!(e.mark_dirty());
-        e.complete(Ok(snap("a", &["h:3"])));
+        cache.complete(&e, Ok(snap("a", &["h:3"])));
         assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
     }
 
@@ -443,13 +482,13 @@ mod tests {
     async fn max_staleness_hides_old_snapshots() {
         let cache = Cache::new(Some(Duration::from_secs(5)));
         let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        e.complete(Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(snap("a", &["h:1"])));
         assert!(cache.cached("a").is_some());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(cache.cached("a").is_none());
         assert!(e.snapshot().is_some(), "still known");
         assert!(e.mark_dirty());
-        e.complete(Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(snap("a", &["h:1"])));
         assert!(cache.cached("a").is_some(), "confirmed again");
     }
 
@@ -467,7 +506,7 @@ mod tests {
         assert!(e.in_use());
         assert_eq!(e.idle_for(10_000), Duration::ZERO);
         assert!(e.mark_dirty());
-        e.complete(Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(snap("a", &["h:1"])));
         assert_eq!(rx.borrow().len(), 1);
         drop(rx);
         assert!(!e.in_use());

@@ -34,10 +34,11 @@
 //! * **Reads.** A service is read in one round trip by a read-only script
 //!   (`EVALSHA_RO`): the instances whose lease has not run out, by the Redis
 //!   clock, whether or not anything pruned the expired ones yet. Nothing is
-//!   written, so a read-only ACL user is enough (`~PREFIX:*`, `&PREFIX:*`,
-//!   `+evalsha_ro +eval_ro +smembers +subscribe +unsubscribe +ping` and the
-//!   commands the client sends on connect). Corrupt entries are skipped with
-//!   one warning each, naming the service and the field.
+//!   written, so a read-only ACL user is enough (the script also reads the
+//!   Redis clock with `TIME`), e.g.
+//!   `ACL SETUSER reader on >PASSWORD ~sd:* &sd:* -@all +@read +time +evalsha_ro +eval_ro +subscribe +unsubscribe +ping`.
+//!   Corrupt entries are skipped with one warning each, naming the service
+//!   and the field.
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
 //! * **Events** (native schema). One pub/sub connection per resolver is

@@ -60,7 +60,8 @@ impl Drop for Handle {
 }
 
 pub(super) struct Shared {
-    conn: ConnectionManager,
+    /// Taken on shutdown, which closes the connection.
+    conn: Mutex<Option<ConnectionManager>>,
     client: redis::Client,
     url: String,
     pub(super) keyspace: Keyspace,
@@ -114,7 +115,7 @@ impl RedisResolver {
             None => (None, None),
         };
         let shared = Arc::new(Shared {
-            conn,
+            conn: Mutex::new(Some(conn)),
             client,
             url: url.clone(),
             keyspace,
@@ -195,7 +196,7 @@ impl RedisResolver {
     /// an instance; the Hertz schema scans for its keys.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let shared = self.shared();
-        let mut conn = shared.conn.clone();
+        let mut conn = shared.conn()?;
         let call = shared.keyspace.services(&mut conn);
         shared.timed("(service list)", call).await
     }
@@ -296,6 +297,16 @@ impl Shared {
         }
         self.cancel.cancel();
         self.cache.clear();
+        drop(self.lock_conn().take());
+    }
+
+    fn lock_conn(&self) -> std::sync::MutexGuard<'_, Option<ConnectionManager>> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle on the read connection, unless shut down.
+    fn conn(&self) -> Result<ConnectionManager, ResolveError> {
+        self.lock_conn().clone().ok_or(ResolveError::Shutdown)
     }
 
     fn now_ms(&self) -> u64 {
@@ -380,7 +391,7 @@ impl Shared {
         });
     }
 
-    async fn read_loop(&self, entry: &Entry) {
+    async fn read_loop(&self, entry: &Arc<Entry>) {
         if let Some(subscribed) = entry.take_subscription() {
             // Ok, Err (subscriber down: resubscribes and refreshes on
             // reconnect) and timeout all mean: read now.
@@ -406,7 +417,7 @@ impl Shared {
                     }
                 }
             }
-            if !entry.complete(result) {
+            if !self.cache.complete(entry, result) {
                 return;
             }
         }
@@ -484,7 +495,7 @@ impl Shared {
     }
 
     async fn read(&self, service: &ServiceName) -> Result<Vec<RawEntry>, ResolveError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let call = self.keyspace.read(&mut conn, service);
         self.timed(service.as_str(), call).await
     }

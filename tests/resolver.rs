@@ -1,0 +1,751 @@
+//! The resolver against a real, private redis-server (tests/support).
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder, Snapshot};
+use redis_discovery::{
+    Instance, KeySchema, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
+};
+use support::{eventually, init_tracing, RedisServer, DEADLINE};
+use tokio::time::Instant;
+
+/// A resolver whose periodic refresh will not happen during a test, so
+/// whatever it sees came from events, reconnects or the first read.
+fn no_refresh(server: &RedisServer) -> ResolverBuilder {
+    RedisResolver::builder(server.url()).refresh_interval(Duration::from_secs(60))
+}
+
+async fn registry(server: &RedisServer) -> RedisRegistry {
+    RedisRegistry::builder(server.url())
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect("registry connects")
+}
+
+fn name(s: &str) -> ServiceName {
+    ServiceName::new(s).expect("valid name")
+}
+
+fn instance(addr: &str) -> Instance {
+    Instance::new(addr).expect("valid address")
+}
+
+fn addrs(snapshot: &Snapshot) -> Vec<String> {
+    snapshot
+        .instances()
+        .iter()
+        .map(|i| i.addr().to_owned())
+        .collect()
+}
+
+fn cached_addrs(resolver: &RedisResolver, service: &str) -> Option<Vec<String>> {
+    resolver.cached(service).map(|s| addrs(&s))
+}
+
+/// Redis `TIME` in ms since the epoch.
+fn redis_now_ms(server: &RedisServer) -> i64 {
+    let (secs, micros): (i64, i64) = server.cmd(&["TIME"]);
+    secs * 1000 + micros / 1000
+}
+
+/// Writes an entry by hand, with a lease ending `lease_ms` from now
+/// (negative: already expired), publishing nothing.
+fn write_raw(server: &RedisServer, service: &str, field: &str, value: &str, lease_ms: i64) {
+    let deadline = (redis_now_ms(server) + lease_ms).to_string();
+    server.cmd::<()>(&["HSET", &format!("sd:{{{service}}}:instances"), field, value]);
+    server.cmd::<()>(&[
+        "ZADD",
+        &format!("sd:{{{service}}}:leases"),
+        &deadline,
+        field,
+    ]);
+}
+
+fn numsub(server: &RedisServer, channel: &str) -> i64 {
+    let (_, n): (String, i64) = server.cmd(&["PUBSUB", "NUMSUB", channel]);
+    n
+}
+
+/// Client connections other than the one asking.
+fn clients(server: &RedisServer) -> Vec<String> {
+    let list: String = server.cmd(&["CLIENT", "LIST"]);
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn read_calls(server: &RedisServer) -> u64 {
+    server.calls("evalsha_ro") + server.calls("eval_ro")
+}
+
+#[tokio::test]
+async fn resolves_registered_instances_with_weights_and_tags() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let mut held: Vec<Registration> = Vec::new();
+    for (addr, weight, zone) in [
+        ("10.0.0.1:80", 10, "a"),
+        ("10.0.0.2:80", 20, "b"),
+        ("[::1]:8080", 0, "a"),
+    ] {
+        let i = instance(addr)
+            .with_weight(weight)
+            .with_tag("zone", zone)
+            .unwrap();
+        held.push(registry.register("orders", i).await.unwrap());
+    }
+    // An entry whose lease ran out a minute ago, never pruned.
+    write_raw(
+        &server,
+        "orders",
+        "10.0.0.9:80",
+        r#"{"service_name":"orders","addr":"10.0.0.9:80","weight":10,"tags":null}"#,
+        -60_000,
+    );
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let snapshot = resolver.resolve(&name("orders")).await.unwrap();
+    assert_eq!(
+        addrs(&snapshot),
+        ["10.0.0.1:80", "10.0.0.2:80", "[::1]:8080"]
+    );
+    let by_addr = |a: &str| {
+        snapshot
+            .instances()
+            .iter()
+            .find(|i| i.addr() == a)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_addr("10.0.0.2:80").weight(), 20);
+    assert_eq!(by_addr("10.0.0.2:80").tag("zone"), Some("b"));
+    assert_eq!(by_addr("[::1]:8080").weight(), 0, "drained is still listed");
+    assert_eq!(snapshot.service().as_str(), "orders");
+    // Same answer from the hot path, same snapshot.
+    let cached = resolver.cached("orders").unwrap();
+    assert!(Snapshot::ptr_eq(&snapshot, &cached));
+    // The uncached read and the listing agree, with lease times.
+    assert_eq!(
+        addrs(&resolver.fetch("orders").await.unwrap()),
+        addrs(&snapshot)
+    );
+    let listed = resolver.list("orders").await.unwrap();
+    assert_eq!(listed.len(), 3);
+    for l in &listed {
+        let left = l.lease_left.expect("native leases have a deadline");
+        assert!(left <= Duration::from_secs(3), "{left:?}");
+    }
+    assert_eq!(resolver.services().await.unwrap(), ["orders"]);
+    // The expired entry is still stored: nobody pruned it, the read
+    // filtered it.
+    let stored: bool = server.cmd(&["HEXISTS", "sd:{orders}:instances", "10.0.0.9:80"]);
+    assert!(stored);
+    // A service nobody registered is a normal, empty, cached answer.
+    let empty = resolver.resolve(&name("nobody")).await.unwrap();
+    assert!(empty.is_empty());
+    assert!(resolver.cached("nobody").unwrap().is_empty());
+    // Invalid names are refused before Redis.
+    assert!(matches!(
+        resolver.fetch("not a name").await,
+        Err(ResolveError::Invalid(_))
+    ));
+    drop(held);
+}
+
+#[test]
+fn an_instance_whose_heartbeat_stopped_disappears_before_anything_prunes_it() {
+    init_tracing();
+    let server = RedisServer::start();
+    // A registry on its own runtime, ended abruptly: no deregister, no
+    // more heartbeats, as if the process had crashed.
+    let crashed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url();
+    let held = crashed.block_on(async {
+        let registry = RedisRegistry::builder(url)
+            .lease_ttl(Duration::from_secs(2))
+            .heartbeat_interval(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap();
+        let a = registry
+            .register("pay", instance("10.0.1.1:80"))
+            .await
+            .unwrap();
+        let b = registry
+            .register("pay", instance("10.0.1.2:80"))
+            .await
+            .unwrap();
+        (registry, a, b)
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let resolver = no_refresh(&server).connect().await.unwrap();
+        let first = resolver.fetch("pay").await.unwrap();
+        assert_eq!(addrs(&first), ["10.0.1.1:80", "10.0.1.2:80"]);
+        crashed.shutdown_background();
+        std::mem::forget(held); // its runtime is gone: nothing to run a drop on
+        eventually("the crashed instances' leases run out", || async {
+            resolver
+                .fetch("pay")
+                .await
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        })
+        .await;
+        let stored: i64 = server.cmd(&["HLEN", "sd:{pay}:instances"]);
+        assert_eq!(stored, 2, "still stored: filtered by lease, not pruned");
+    });
+}
+
+#[tokio::test]
+async fn registrations_and_deregistrations_are_pushed_within_a_second() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _one = registry
+        .register("push", instance("10.0.2.1:80"))
+        .await
+        .unwrap();
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let snapshot = resolver.resolve(&name("push")).await.unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.2.1:80"]);
+
+    let started = Instant::now();
+    let two = registry
+        .register("push", instance("10.0.2.2:80"))
+        .await
+        .unwrap();
+    until(|| cached_addrs(&resolver, "push").is_some_and(|a| a.len() == 2)).await;
+    let latency = started.elapsed();
+    eprintln!("register visible through the cache {latency:?} after the call started");
+    assert!(
+        latency < Duration::from_secs(1),
+        "register took {latency:?}"
+    );
+
+    let started = Instant::now();
+    two.deregister().await.unwrap();
+    until(|| cached_addrs(&resolver, "push").is_some_and(|a| a.len() == 1)).await;
+    let latency = started.elapsed();
+    eprintln!("deregister visible through the cache {latency:?} after the call started");
+    assert!(
+        latency < Duration::from_secs(1),
+        "deregister took {latency:?}"
+    );
+    assert_eq!(cached_addrs(&resolver, "push").unwrap(), ["10.0.2.1:80"]);
+}
+
+/// Polls `check` every millisecond until it holds.
+async fn until(mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return;
+        }
+        if started.elapsed() > DEADLINE {
+            panic!("condition not met within {DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn after_the_event_connection_drops_it_resubscribes_and_refreshes() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _one = registry
+        .register("resync", instance("10.0.3.1:80"))
+        .await
+        .unwrap();
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    resolver.resolve(&name("resync")).await.unwrap();
+    let channel = "sd:{resync}:events";
+    assert_eq!(numsub(&server, channel), 1);
+
+    // A change whose event is lost: written by hand, nothing published.
+    write_raw(
+        &server,
+        "resync",
+        "10.0.3.2:80",
+        r#"{"service_name":"resync","addr":"10.0.3.2:80","weight":10,"tags":null}"#,
+        60_000,
+    );
+    let killed: i64 = server.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(killed, 1, "one event connection per resolver");
+    // And one registered while it may still be down.
+    let _three = registry
+        .register("resync", instance("10.0.3.3:80"))
+        .await
+        .unwrap();
+    eventually("both changes after the reconnect", || async {
+        let seen = cached_addrs(&resolver, "resync")?;
+        (seen == ["10.0.3.1:80", "10.0.3.2:80", "10.0.3.3:80"]).then_some(())
+    })
+    .await;
+    eventually("resubscribed", || async {
+        (numsub(&server, channel) == 1).then_some(())
+    })
+    .await;
+    // Events flow again.
+    let _four = registry
+        .register("resync", instance("10.0.3.4:80"))
+        .await
+        .unwrap();
+    eventually("an event after the reconnect", || async {
+        (cached_addrs(&resolver, "resync")?.len() == 4).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_outage_serves_the_last_instances_then_recovers() {
+    init_tracing();
+    let mut server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _a = registry
+        .register("outage", instance("10.0.4.1:80"))
+        .await
+        .unwrap();
+    let _b = registry
+        .register("outage", instance("10.0.4.2:80"))
+        .await
+        .unwrap();
+    let refresh = Duration::from_secs(1);
+    let resolver = RedisResolver::builder(server.url())
+        .refresh_interval(refresh)
+        .command_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let service = name("outage");
+    let before = resolver.resolve(&service).await.unwrap();
+    assert_eq!(addrs(&before), ["10.0.4.1:80", "10.0.4.2:80"]);
+
+    server.stop();
+    let stopped = Instant::now();
+    // For the whole outage (three refresh intervals) both paths keep
+    // answering with the last instances, older and older.
+    let mut last_age = Duration::ZERO;
+    while stopped.elapsed() < refresh * 3 {
+        let cached = resolver.cached("outage").expect("still cached");
+        assert_eq!(addrs(&cached), ["10.0.4.1:80", "10.0.4.2:80"]);
+        assert!(cached.age() >= last_age);
+        last_age = cached.age();
+        let resolved = resolver.resolve(&service).await.expect("no error");
+        assert_eq!(addrs(&resolved), addrs(&cached));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(last_age >= refresh * 2, "age grew to {last_age:?}");
+    eprintln!("age after {:?} of outage: {last_age:?}", stopped.elapsed());
+
+    server.restart(); // empty: the registry's heartbeats re-create entries
+    let restarted = Instant::now();
+    let _c = eventually("the registry reconnects", || async {
+        registry
+            .register("outage", instance("10.0.4.3:80"))
+            .await
+            .ok()
+    })
+    .await;
+    eventually("fresh data after the restart", || async {
+        let snapshot = resolver.cached("outage")?;
+        (addrs(&snapshot) == ["10.0.4.1:80", "10.0.4.2:80", "10.0.4.3:80"]
+            && snapshot.read_at() > restarted)
+            .then_some(())
+    })
+    .await;
+    eprintln!("fresh again {:?} after the restart", restarted.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_resolves_share_one_read() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _a = registry
+        .register("flight", instance("10.0.5.1:80"))
+        .await
+        .unwrap();
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    // Load the script into the script cache first (EVALSHA_RO then
+    // EVAL_RO on NOSCRIPT), so the count below is of reads only.
+    resolver.fetch("warm-up").await.unwrap();
+    let before = read_calls(&server);
+
+    let service = name("flight");
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (resolver, service) = (resolver.clone(), service.clone());
+            tokio::spawn(async move { resolver.resolve(&service).await })
+        })
+        .collect();
+    let mut snapshots = Vec::new();
+    for task in tasks {
+        snapshots.push(task.await.unwrap().unwrap());
+    }
+    assert!(snapshots.iter().all(|s| Snapshot::ptr_eq(s, &snapshots[0])));
+    assert_eq!(addrs(&snapshots[0]), ["10.0.5.1:80"]);
+    assert_eq!(read_calls(&server) - before, 1, "one read for 1000 callers");
+}
+
+/// Collects formatted log lines.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn corrupt_entries_are_skipped_and_logged() {
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _good = registry
+        .register("messy", instance("10.0.6.1:80").with_weight(5))
+        .await
+        .unwrap();
+    let huge = format!(
+        r#"{{"service_name":"messy","addr":"10.0.6.5:80","weight":1,"tags":{{"x":"{}"}}}}"#,
+        "a".repeat(1 << 20)
+    );
+    let corrupt = [
+        ("10.0.6.2:80", "not json".to_owned()),
+        (
+            "bad-address",
+            r#"{"service_name":"messy","addr":"bad-address","weight":1}"#.to_owned(),
+        ),
+        (
+            "10.0.6.3:80",
+            r#"{"service_name":"messy","addr":"10.0.6.3:80","weight":-1}"#.to_owned(),
+        ),
+        (
+            "10.0.6.4:80",
+            r#"{"service_name":"messy","addr":"10.0.6.4:80","weight":"heavy"}"#.to_owned(),
+        ),
+        ("10.0.6.5:80", huge),
+    ];
+    for (field, value) in &corrupt {
+        write_raw(&server, "messy", field, value, 60_000);
+    }
+    let resolver = no_refresh(&server).connect().await.unwrap();
+
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let snapshot = {
+        // The read runs on this (current-thread) runtime's thread.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        resolver.resolve(&name("messy")).await.unwrap()
+    };
+    assert_eq!(addrs(&snapshot), ["10.0.6.1:80"]);
+    assert_eq!(snapshot.instances()[0].weight(), 5);
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("skipping a corrupt registry entry"))
+        .collect();
+    assert_eq!(warnings.len(), corrupt.len(), "{logs}");
+    for (field, _) in &corrupt {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(field) && w.contains("service=messy")),
+            "no warning for {field}: {logs}"
+        );
+    }
+    assert!(logs.len() < 10_000, "the 1 MiB value is not logged");
+}
+
+#[tokio::test]
+async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
+    init_tracing();
+    let server = RedisServer::start();
+    eventually("no other client", || async {
+        clients(&server).is_empty().then_some(())
+    })
+    .await;
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let watcher = resolver.clone();
+    let mut updates = watcher.watch("dropped").await.unwrap();
+    assert!(updates.borrow_and_update().is_empty());
+    eventually("two connections: reads and events", || async {
+        (clients(&server).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        clients(&server)
+            .iter()
+            .filter(|c| c.contains("sub=1"))
+            .count(),
+        1
+    );
+    drop(resolver);
+    assert_eq!(numsub(&server, "sd:{dropped}:events"), 1, "a clone lives");
+    drop(watcher);
+    eventually("the connections close", || async {
+        clients(&server).is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        updates.changed().await.is_err(),
+        "watchers see the end of the resolver"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_clone() {
+    let server = RedisServer::start();
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let clone = resolver.clone();
+    resolver.resolve(&name("x")).await.unwrap();
+    resolver.shutdown().await;
+    assert!(clone.cached("x").is_none());
+    assert!(matches!(
+        clone.resolve(&name("x")).await,
+        Err(ResolveError::Shutdown)
+    ));
+    eventually("the connections close", || async {
+        clients(&server).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
+    init_tracing();
+    let server = RedisServer::start();
+    // Long enough that a stalled test thread does not see "idle" dropped
+    // before it checked the subscription.
+    let resolver = no_refresh(&server)
+        .idle_expiry(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    resolver.resolve(&name("idle")).await.unwrap();
+    let mut watched = resolver.watch("watched").await.unwrap();
+    assert_eq!(numsub(&server, "sd:{idle}:events"), 1);
+    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    eventually("the idle service is dropped and unsubscribed", || async {
+        (resolver.cached_services() == 1 && numsub(&server, "sd:{idle}:events") == 0).then_some(())
+    })
+    .await;
+    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    // The watched one stays, and keeps getting changes.
+    let registry = registry(&server).await;
+    let _w = registry
+        .register("watched", instance("10.0.7.1:80"))
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, watched.changed())
+        .await
+        .expect("a change within the deadline")
+        .unwrap();
+    assert_eq!(addrs(&watched.borrow_and_update()), ["10.0.7.1:80"]);
+    drop(watched);
+    eventually("dropped once unwatched", || async {
+        (resolver.cached_services() == 0 && numsub(&server, "sd:{watched}:events") == 0)
+            .then_some(())
+    })
+    .await;
+    // Asked for again: cached and subscribed again.
+    let again = resolver.resolve(&name("watched")).await.unwrap();
+    assert_eq!(addrs(&again), ["10.0.7.1:80"]);
+    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+}
+
+#[tokio::test]
+async fn too_old_snapshots_are_refused_with_max_staleness() {
+    init_tracing();
+    let mut server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _a = registry
+        .register("stale", instance("10.0.8.1:80"))
+        .await
+        .unwrap();
+    let resolver = RedisResolver::builder(server.url())
+        .refresh_interval(Duration::from_millis(500))
+        .max_staleness(Duration::from_secs(1))
+        .command_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let service = name("stale");
+    resolver.resolve(&service).await.unwrap();
+    server.stop();
+    eventually("the snapshot goes stale", || async {
+        resolver.cached("stale").is_none().then_some(())
+    })
+    .await;
+    match resolver.resolve(&service).await {
+        Err(ResolveError::Stale { service, age, max }) => {
+            assert_eq!(service, "stale");
+            assert!(age > max, "{age:?} {max:?}");
+            assert_eq!(max, Duration::from_secs(1));
+        }
+        other => panic!("expected Stale, got {other:?}"),
+    }
+    server.restart();
+    eventually("fresh again", || async {
+        let s = resolver.resolve(&service).await.ok()?;
+        (addrs(&s) == ["10.0.8.1:80"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_read_only_user_is_enough() {
+    init_tracing();
+    let server = RedisServer::start();
+    server.cmd::<()>(&[
+        "ACL",
+        "SETUSER",
+        "reader",
+        "on",
+        ">pw",
+        "resetkeys",
+        "~sd:*",
+        "resetchannels",
+        "&sd:*",
+        "-@all",
+        "+@read",
+        "+time",
+        "+evalsha_ro",
+        "+eval_ro",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+    ]);
+    let registry = registry(&server).await;
+    let _a = registry
+        .register("ro", instance("10.0.9.1:80"))
+        .await
+        .unwrap();
+    let url = server.url().replace("redis://", "redis://reader:pw@");
+    let resolver = RedisResolver::builder(url)
+        .refresh_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let snapshot = resolver.resolve(&name("ro")).await.unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.9.1:80"]);
+    assert_eq!(resolver.services().await.unwrap(), ["ro"]);
+    assert_eq!(resolver.list("ro").await.unwrap().len(), 1);
+    let _b = registry
+        .register("ro", instance("10.0.9.2:80"))
+        .await
+        .unwrap();
+    eventually("events reach the read-only user", || async {
+        (cached_addrs(&resolver, "ro")?.len() == 2).then_some(())
+    })
+    .await;
+    // And it really cannot write.
+    let mut conn = redis::Client::open(server.url().replace("redis://", "redis://reader:pw@"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let write: redis::RedisResult<()> = redis::cmd("HSET")
+        .arg("sd:{ro}:instances")
+        .arg("x")
+        .arg("y")
+        .query_async(&mut conn)
+        .await;
+    assert!(write.is_err());
+}
+
+#[tokio::test]
+async fn the_hertz_schema_refreshes_periodically() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = RedisRegistry::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let _a = registry
+        .register("hertz.demo", instance("10.0.10.1:80"))
+        .await
+        .unwrap();
+    let resolver = RedisResolver::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .refresh_interval(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let snapshot = resolver.resolve(&name("hertz.demo")).await.unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.10.1:80"]);
+    assert!(
+        clients(&server)
+            .iter()
+            .all(|c| !c.contains("flags=P") && !c.contains("sub=1")),
+        "no event connection with the Hertz schema"
+    );
+    let _b = registry
+        .register("hertz.demo", instance("10.0.10.2:80"))
+        .await
+        .unwrap();
+    eventually("seen at a refresh", || async {
+        (cached_addrs(&resolver, "hertz.demo")?.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(resolver.services().await.unwrap(), ["hertz.demo"]);
+}
+
+#[tokio::test]
+async fn bad_options_are_refused_before_connecting() {
+    // Nothing listens on port 1: a connection attempt would fail with
+    // Connect, so Invalid proves nothing was tried.
+    let b = || RedisResolver::builder("redis://127.0.0.1:1");
+    for (builder, what) in [
+        (b().refresh_interval(Duration::ZERO), "refresh interval"),
+        (b().idle_expiry(Duration::ZERO), "idle expiry"),
+        (b().max_staleness(Duration::from_secs(5)), "max staleness"),
+        (b().command_timeout(Duration::ZERO), "timeouts"),
+        (b().prefix("has space"), "prefix"),
+    ] {
+        match builder.connect().await {
+            Err(ResolveError::Invalid(ValidationError::Config(message))) => {
+                assert!(message.contains(what), "{message}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        RedisResolver::connect("http://127.0.0.1").await,
+        Err(ResolveError::Invalid(ValidationError::RedisUrl { .. }))
+    ));
+    match b()
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+    {
+        Err(e @ ResolveError::Connect { .. }) => {
+            assert!(e.to_string().contains("127.0.0.1:1"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
