@@ -109,15 +109,33 @@ async fn resolver_reads_what_hertz_writes() {
     let server = RedisServer::start();
     let entries = [
         // What Go's json.Marshal writes for an instance without tags.
-        ("127.0.0.1:8001", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8001","weight":10,"tags":null}"#),
-        ("127.0.0.1:8002", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8002","weight":3,"tags":{"zone":"a"}}"#),
+        (
+            "127.0.0.1:8001",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8001","weight":10,"tags":null}"#,
+        ),
+        (
+            "127.0.0.1:8002",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8002","weight":3,"tags":{"zone":"a"}}"#,
+        ),
         // No tags field at all.
-        ("127.0.0.1:8003", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8003","weight":7}"#),
+        (
+            "127.0.0.1:8003",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8003","weight":7}"#,
+        ),
         // Weight 0 and -5: Hertz reads them as 10.
-        ("127.0.0.1:8004", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8004","weight":0,"tags":null}"#),
-        ("127.0.0.1:8005", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8005","weight":-5,"tags":null}"#),
+        (
+            "127.0.0.1:8004",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8004","weight":0,"tags":null}"#,
+        ),
+        (
+            "127.0.0.1:8005",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8005","weight":-5,"tags":null}"#,
+        ),
         // The address is taken from the JSON, not from the field.
-        ("field-is-ignored", r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8006","weight":1,"tags":null}"#),
+        (
+            "field-is-ignored",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8006","weight":1,"tags":null}"#,
+        ),
         // Not JSON: skipped with a warning.
         ("127.0.0.1:8007", "this is not json"),
     ];
@@ -140,7 +158,10 @@ async fn resolver_reads_what_hertz_writes() {
             (
                 i.addr().to_owned(),
                 i.weight(),
-                i.tags().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                i.tags()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             )
         })
         .collect();
@@ -199,6 +220,9 @@ async fn hertz_registry_and_resolver_agree() {
     // cannot drain, and we follow its rules here.
     assert_eq!(listed[0].instance.weight(), 10);
     let left = listed[0].lease_left.expect("the hash has an expiry");
-    assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50), "{left:?}");
+    assert!(
+        left <= Duration::from_secs(60) && left > Duration::from_secs(50),
+        "{left:?}"
+    );
     assert_eq!(resolver.services().await.unwrap(), vec!["hertz.test.demo"]);
 }

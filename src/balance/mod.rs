@@ -1,1 +1,159 @@
 //! Balancers: pick one instance of a snapshot (pure, no I/O).
+//!
+//! A [`Balance`] turns the instances of one snapshot into a [`Pick`]er, once
+//! per snapshot change; the picker then chooses an instance for every request
+//! without allocating and without taking a lock. The caller keeps the picker
+//! next to the snapshot it was built from: [`Pick::pick`] returns an index into
+//! that slice.
+//!
+//! ```
+//! use redis_discovery::balance::{Balance, Pick, WeightedRandom};
+//! use redis_discovery::Instance;
+//!
+//! let instances = vec![
+//!     Instance::new("10.0.0.1:8080")?.with_weight(30),
+//!     Instance::new("10.0.0.2:8080")?.with_weight(10),
+//!     Instance::new("10.0.0.3:8080")?.with_weight(0), // drained: never picked
+//! ];
+//! let picker = WeightedRandom::new().build(&instances);
+//! let index = picker.pick(None, 0).expect("two instances have a weight");
+//! assert!(index < 2);
+//! println!("sending to {}", instances[index].addr());
+//!
+//! // No instance with a weight above 0: no pick, never a panic.
+//! assert_eq!(WeightedRandom::new().build(&[]).pick(None, 0), None);
+//! # Ok::<(), redis_discovery::ValidationError>(())
+//! ```
+//!
+//! # Balancers
+//!
+//! | balancer | pick | order |
+//! | --- | --- | --- |
+//! | [`WeightedRandom`] (the default) | O(1), alias table | random, share proportional to weight |
+//! | [`RoundRobin`] | O(1) (O(log n) for very large cycles) | nginx's smooth weighted round robin |
+//! | [`ConsistentHash`] | O(1) expected, hash ring | the same key goes to the same instance |
+//!
+//! In all of them a weight of `0` means *drained*: the instance is never
+//! picked, and a picker over instances that all have weight `0` (or over no
+//! instance) returns `None`.
+//!
+//! # Retries
+//!
+//! The `attempt` argument of [`Pick::pick`] is `0` for the first pick of a
+//! request and counts up for its retries; balancers use it to move away from
+//! the instance of the first attempt where they can: [`ConsistentHash`] walks
+//! to the next distinct instance on the ring, [`WeightedRandom`] draws again
+//! and [`RoundRobin`] takes the next pick of its sequence.
+//!
+//! # Tag filters
+//!
+//! [`TagFilter`] selects the instances that carry some tags (`zone=a`), and
+//! [`Fallback`] says what happens when none does. Filtering happens before
+//! [`Balance::build`]: [`TagFilter::select`] gives the slice to build from.
+
+use std::fmt::Debug;
+
+use crate::Instance;
+
+mod consistent_hash;
+mod filter;
+mod rng;
+mod round_robin;
+mod weighted_random;
+
+pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
+pub use filter::{Fallback, ParseTagFilterError, TagFilter};
+pub use round_robin::{RoundRobin, RoundRobinPicker};
+pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
+
+/// Builds a picker once per snapshot change. Pickers are cached by the caller
+/// with the snapshot.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, Pick, RoundRobin};
+/// use redis_discovery::Instance;
+///
+/// fn first_two<B: Balance>(balance: &B, instances: &[Instance]) -> Vec<Option<usize>> {
+///     let picker = balance.build(instances);
+///     vec![picker.pick(None, 0), picker.pick(None, 0)]
+/// }
+///
+/// let instances = [
+///     Instance::new("10.0.0.1:80")?.with_weight(1),
+///     Instance::new("10.0.0.2:80")?.with_weight(1),
+/// ];
+/// assert_eq!(first_two(&RoundRobin::new(), &instances), [Some(0), Some(1)]);
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+pub trait Balance: Send + Sync + 'static + Debug {
+    /// The picker this balancer builds.
+    type Picker: Pick;
+
+    /// Builds a picker over `instances`. Never panics: an empty slice or one
+    /// where every weight is `0` gives a picker that always returns `None`.
+    fn build(&self, instances: &[Instance]) -> Self::Picker;
+}
+
+/// Picks an instance; no allocation, no lock.
+///
+/// ```
+/// use redis_discovery::balance::{Balance, ConsistentHash, Pick};
+/// use redis_discovery::Instance;
+///
+/// let instances = [
+///     Instance::new("10.0.0.1:80")?,
+///     Instance::new("10.0.0.2:80")?,
+///     Instance::new("10.0.0.3:80")?,
+/// ];
+/// let picker = ConsistentHash::new().build(&instances);
+/// let key = ConsistentHash::key_of(b"user-42");
+/// let first = picker.pick(Some(key), 0);
+/// assert_eq!(picker.pick(Some(key), 0), first); // same key, same instance
+/// assert_ne!(picker.pick(Some(key), 1), first); // a retry goes elsewhere
+/// # Ok::<(), redis_discovery::ValidationError>(())
+/// ```
+pub trait Pick: Send + Sync + 'static + Debug {
+    /// Index into the slice given to `build`, or None if no instance has weight > 0.
+    /// `key`: the request's hash key (used by ConsistentHash; others ignore it).
+    /// `attempt`: 0 for the first pick of a request, 1, 2, ... for retries of the same
+    /// request: return a different instance where possible (next on the ring, a fresh
+    /// random draw, the next in sequence).
+    fn pick(&self, key: Option<u64>, attempt: u32) -> Option<usize>;
+}
+
+/// The index type of the tables: instances beyond `u32::MAX` (which no
+/// process could hold anyway) are ignored.
+fn index_limit(instances: &[Instance]) -> &[Instance] {
+    &instances[..instances.len().min(u32::MAX as usize)]
+}
+
+#[cfg(test)]
+mod test_support {
+    use crate::Instance;
+
+    /// Instances `10.0.<i/256>.<i%256>:80` with the given weights.
+    pub(crate) fn instances(weights: &[u32]) -> Vec<Instance> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                Instance::new(format!("10.{}.{}.{}:80", i >> 16, (i >> 8) & 255, i & 255))
+                    .expect("valid address")
+                    .with_weight(w)
+            })
+            .collect()
+    }
+
+    /// Counts the picks of `picks` draws, per index.
+    pub(crate) fn histogram(
+        n: usize,
+        picks: usize,
+        mut pick: impl FnMut() -> Option<usize>,
+    ) -> Vec<usize> {
+        let mut counts = vec![0; n];
+        for _ in 0..picks {
+            counts[pick().expect("a pick")] += 1;
+        }
+        counts
+    }
+}
