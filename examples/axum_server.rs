@@ -1,4 +1,5 @@
-//! An axum server that registers itself on start and deregisters on Ctrl-C.
+//! An axum server that registers itself on start and deregisters on Ctrl-C
+//! or SIGTERM.
 //!
 //! ```sh
 //! cargo run --example axum_server                 # service "example.hello", a free port
@@ -35,9 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("serving {service} on http://{addr}/ (Ctrl-C to stop)");
 
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
 
     // Deregister before exiting, so clients stop picking this instance now
@@ -45,4 +44,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     registration.deregister().await?;
     eprintln!("deregistered {addr}");
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what process managers send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

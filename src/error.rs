@@ -148,3 +148,17 @@ pub enum ResolveError {
     #[error("the resolver has been shut down")]
     Shutdown,
 }
+
+// `S: TryInto<ServiceName>` arguments also take a `ServiceName` itself,
+// whose conversion cannot fail.
+impl From<std::convert::Infallible> for RegistryError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+impl From<std::convert::Infallible> for ResolveError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}

@@ -1,5 +1,52 @@
 //! Service registration, discovery and client-side load balancing for HTTP
 //! services, with Redis as the registry.
+//!
+//! Servers register instances ([`RedisRegistry`]); clients resolve a service
+//! name to its live instances ([`RedisResolver`], cached, pushed by pub/sub)
+//! and a tower layer ([`layer::DiscoveryLayer`]) sends each request for
+//! `http://SERVICE/…` to one of them, picked by weight ([`balance`]).
+//!
+//! ```no_run
+//! use http_body_util::Empty;
+//! use hyper::body::Bytes;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
+//! use redis_discovery::{Instance, RedisRegistry, RedisResolver};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let redis = "redis://127.0.0.1:6379";
+//!
+//! // Server side: register, heartbeat in the background, deregister on shutdown.
+//! let registry = RedisRegistry::connect(redis).await?;
+//! let registration = registry
+//!     .register("orders", Instance::new("127.0.0.1:8080")?.with_weight(10))
+//!     .await?;
+//!
+//! // Client side: the layer resolves `orders` and picks an instance.
+//! let resolver = RedisResolver::connect(redis).await?;
+//! let client = DiscoveryLayer::new(resolver)
+//!     .layer(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+//! let request = http::Request::get("http://orders/v1/items")
+//!     .discover()
+//!     .body(Empty::new())?;
+//! let response = client.oneshot(request).await?; // sent to 127.0.0.1:8080
+//!
+//! registration.deregister().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`registry`] | server side: [`RedisRegistry`], [`Registration`], heartbeats |
+//! | [`resolver`] | client side: [`Resolve`], [`RedisResolver`], [`StaticResolver`], the cache |
+//! | [`balance`] | pickers: `WeightedRandom`, `RoundRobin`, `ConsistentHash`, tag filters |
+//! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
+//! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
+//!
+//! The README covers configuration, guarantees under failure and running
+//! beside Go Hertz services.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -18,3 +65,8 @@ pub use instance::{EntryError, Instance, ServiceName, Tags};
 pub use registry::{RedisRegistry, Registration};
 pub use resolver::{RedisResolver, Resolve, Snapshot, StaticResolver};
 pub use schema::KeySchema;
+
+// The README's code blocks compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -99,3 +99,130 @@ async fn heartbeat_recreates_lost_hertz_entries() {
     let ttl: i64 = server.cmd(&["TTL", KEY]);
     assert!((1..=4).contains(&ttl), "TTL {ttl}");
 }
+
+/// Entries written with raw commands exactly as Go Hertz writes them, read
+/// by our resolver with Hertz's rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolver_reads_what_hertz_writes() {
+    use redis_discovery::RedisResolver;
+
+    let server = RedisServer::start();
+    let entries = [
+        // What Go's json.Marshal writes for an instance without tags.
+        (
+            "127.0.0.1:8001",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8001","weight":10,"tags":null}"#,
+        ),
+        (
+            "127.0.0.1:8002",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8002","weight":3,"tags":{"zone":"a"}}"#,
+        ),
+        // No tags field at all.
+        (
+            "127.0.0.1:8003",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8003","weight":7}"#,
+        ),
+        // Weight 0 and -5: Hertz reads them as 10.
+        (
+            "127.0.0.1:8004",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8004","weight":0,"tags":null}"#,
+        ),
+        (
+            "127.0.0.1:8005",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8005","weight":-5,"tags":null}"#,
+        ),
+        // The address is taken from the JSON, not from the field.
+        (
+            "field-is-ignored",
+            r#"{"service_name":"hertz.test.demo","addr":"127.0.0.1:8006","weight":1,"tags":null}"#,
+        ),
+        // Not JSON: skipped with a warning.
+        ("127.0.0.1:8007", "this is not json"),
+    ];
+    for (field, value) in entries {
+        server.cmd::<i64>(&["HSET", KEY, field, value]);
+    }
+    server.cmd::<i64>(&["EXPIRE", KEY, "60"]);
+    let writes = server.writes();
+
+    let resolver = RedisResolver::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let snapshot = resolver.fetch("hertz.test.demo").await.unwrap();
+    let mut got: Vec<(String, u32, Vec<(String, String)>)> = snapshot
+        .instances()
+        .iter()
+        .map(|i| {
+            (
+                i.addr().to_owned(),
+                i.weight(),
+                i.tags()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    got.sort();
+    let zone = vec![("zone".to_owned(), "a".to_owned())];
+    assert_eq!(
+        got,
+        vec![
+            ("127.0.0.1:8001".into(), 10, vec![]),
+            ("127.0.0.1:8002".into(), 3, zone),
+            ("127.0.0.1:8003".into(), 7, vec![]),
+            ("127.0.0.1:8004".into(), 10, vec![]),
+            ("127.0.0.1:8005".into(), 10, vec![]),
+            ("127.0.0.1:8006".into(), 1, vec![]),
+        ]
+    );
+    // The resolver only read: no write reached the server.
+    assert_eq!(server.writes(), writes);
+
+    // Through the cache too (no pub/sub in this schema: periodic refresh).
+    let cached = redis_discovery::Resolve::resolve(&resolver, &"hertz.test.demo".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 6);
+    server.cmd::<i64>(&["HDEL", KEY, "127.0.0.1:8001"]);
+    assert_eq!(resolver.fetch("hertz.test.demo").await.unwrap().len(), 5);
+}
+
+/// A registration in our Hertz schema is found by our Hertz resolver,
+/// i.e. the bytes round-trip through the layout Go reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hertz_registry_and_resolver_agree() {
+    use redis_discovery::RedisResolver;
+
+    let server = RedisServer::start();
+    let registry = RedisRegistry::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let _reg = registry
+        .register(
+            "hertz.test.demo",
+            Instance::new("127.0.0.1:8888").unwrap().with_weight(0),
+        )
+        .await
+        .unwrap();
+    let resolver = RedisResolver::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let listed = resolver.list("hertz.test.demo").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // Weight 0 written by us reads back as Hertz's 10 in this schema: Hertz
+    // cannot drain, and we follow its rules here.
+    assert_eq!(listed[0].instance.weight(), 10);
+    let left = listed[0].lease_left.expect("the hash has an expiry");
+    assert!(
+        left <= Duration::from_secs(60) && left > Duration::from_secs(50),
+        "{left:?}"
+    );
+    assert_eq!(resolver.services().await.unwrap(), vec!["hertz.test.demo"]);
+}

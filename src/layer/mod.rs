@@ -1,1 +1,107 @@
-//! The tower layer that sends requests for `http://SERVICE/…` to an instance.
+//! The tower layer that sends requests for `http://SERVICE/…` to a live
+//! instance of SERVICE.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
+//! use redis_discovery::resolver::StaticResolver;
+//! use redis_discovery::Instance;
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // Any resolver: RedisResolver in production, a fixed map here.
+//! let resolver = StaticResolver::new()
+//!     .with_service("orders", [Instance::new("10.0.0.7:8080")?])?;
+//!
+//! // The inner service would be a hyper or reqwest client; this one echoes
+//! // where the request was sent.
+//! let client = service_fn(|req: http::Request<String>| async move {
+//!     Ok::<_, Infallible>(format!("{} Host: {:?}", req.uri(), req.headers()["host"]))
+//! });
+//! let client = DiscoveryLayer::new(resolver).layer(client);
+//!
+//! let request = http::Request::get("http://orders/v1/items?page=2")
+//!     .discover() // flag it; unflagged requests pass through untouched
+//!     .body(String::new())?;
+//! let sent_to = client.oneshot(request).await?;
+//! assert_eq!(sent_to, r#"http://10.0.0.7:8080/v1/items?page=2 Host: "orders""#);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The request path
+//!
+//! 1. A request not flagged with [`Discover`] (and the layer not set to
+//!    [`discover_all`](DiscoveryLayerBuilder::discover_all)) goes to the
+//!    inner service untouched.
+//! 2. A flagged request's URI host is the service name. The resolver's
+//!    cached snapshot is read without a lock or I/O and the balancer picks
+//!    from a picker built once per snapshot. On a cache miss the request
+//!    waits for one resolve shared by all callers of that service.
+//! 3. The URI authority becomes the instance's `host:port`; scheme, path
+//!    and query stay. `Host` is set to the service name unless configured
+//!    otherwise ([`HostHeader`]).
+//! 4. If the instance refuses the connection, it is ejected (skipped for
+//!    10 s, doubling on repeats, never more than half the instances) and a
+//!    request whose body can be replayed ([`ReplayBody`]) is sent to another
+//!    instance. A request that may have reached a server is never retried.
+//! 5. No instance to pick, a failed resolve, a URI without host: a
+//!    [`DiscoveryError`] (as tower's `BoxError`), never a panic.
+//!
+//! # reqwest
+//!
+//! `reqwest::Client` is a `tower::Service<reqwest::Request>`, so the same
+//! layer wraps it (feature `reqwest`). reqwest hides request extensions, so
+//! a reqwest request is flagged with a header the layer removes before
+//! sending: `client.get("http://orders/").discover()` ([`DiscoverExt`]).
+//! With the feature `reqwest-middleware`,
+//! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
+
+mod error;
+mod future;
+mod health;
+#[allow(clippy::module_inception)]
+mod layer;
+mod request;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+mod router;
+mod service;
+
+pub use error::DiscoveryError;
+pub use future::ResponseFuture;
+pub use health::Ejection;
+pub use layer::{DiscoveryLayer, DiscoveryLayerBuilder};
+pub use request::{Discover, DiscoverRequest, HashKey, ReplayBody, DISCOVER_HEADER};
+#[cfg(feature = "reqwest-middleware")]
+pub use reqwest::DiscoveryMiddleware;
+pub use router::HostHeader;
+pub use service::DiscoveryService;
+
+/// The layer's error type, as in tower: a [`DiscoveryError`] or the inner
+/// service's error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Flags a request for discovery in one call: `.discover()`.
+///
+/// For `http::Request` and its builder it adds the [`Discover`] extension;
+/// for reqwest (feature `reqwest`) it adds the [`DISCOVER_HEADER`] that the
+/// layer removes before sending.
+pub trait DiscoverExt {
+    /// Flags the request for discovery.
+    fn discover(self) -> Self;
+}
+
+impl DiscoverExt for http::request::Builder {
+    fn discover(self) -> Self {
+        self.extension(Discover)
+    }
+}
+
+impl<B> DiscoverExt for http::Request<B> {
+    fn discover(mut self) -> Self {
+        self.extensions_mut().insert(Discover);
+        self
+    }
+}

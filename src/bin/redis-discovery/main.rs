@@ -1,1 +1,360 @@
-fn main() {}
+//! `redis-discovery`: list, watch, register and deregister service
+//! instances in a Redis registry.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
+
+/// Service registry in Redis: list, watch, register and deregister instances.
+#[derive(Debug, Parser)]
+#[command(name = "redis-discovery", version, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders --json\n  redis-discovery watch orders\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a\n  redis-discovery deregister orders 10.0.0.7:8080"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Redis URL (redis://[user:password@]host:port[/db], rediss://…).
+    #[arg(
+        long = "redis",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    redis: String,
+    /// Key schema: `native` (leases, events) or `hertz` (hertz-contrib's layout).
+    #[arg(long, default_value = "native", global = true)]
+    schema: KeySchema,
+    /// Key prefix of the native schema.
+    #[arg(long, default_value = "sd", global = true)]
+    prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List services, or the instances of one service.
+    #[command(
+        after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders\n  redis-discovery list orders --json"
+    )]
+    List {
+        /// The service whose instances to list; all services if omitted.
+        service: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every change of a service as it happens, until Ctrl-C.
+    #[command(after_help = "Example:\n  redis-discovery watch orders")]
+    Watch {
+        /// The service to watch.
+        service: String,
+        /// Re-read the service this often (seconds) besides change events.
+        #[arg(long, default_value_t = 10)]
+        resync: u64,
+    },
+    /// Register an instance and keep it alive until SIGINT/SIGTERM (a sidecar
+    /// for services not written in Rust), then deregister it.
+    #[command(
+        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5"
+    )]
+    Register {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+        /// Relative weight; 0 drains the instance.
+        #[arg(long, default_value_t = Instance::DEFAULT_WEIGHT)]
+        weight: u32,
+        /// A tag, key=value; repeat for more.
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Lease TTL in seconds (default 15, Hertz schema 60).
+        #[arg(long)]
+        ttl: Option<u64>,
+        /// Heartbeat interval in seconds (default 5, Hertz schema 30).
+        #[arg(long)]
+        heartbeat: Option<u64>,
+    },
+    /// Remove an instance now.
+    #[command(after_help = "Example:\n  redis-discovery deregister orders 10.0.0.7:8080")]
+    Deregister {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+    },
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::List {
+            service: None,
+            json,
+        } => list_services(g, json).await,
+        Command::List {
+            service: Some(service),
+            json,
+        } => list_instances(g, &service, json).await,
+        Command::Watch { service, resync } => watch(g, &service, resync).await,
+        Command::Register {
+            service,
+            addr,
+            weight,
+            tags,
+            ttl,
+            heartbeat,
+        } => register(g, &service, &addr, weight, &tags, ttl, heartbeat).await,
+        Command::Deregister { service, addr } => deregister(g, &service, &addr).await,
+    }
+}
+
+async fn resolver(g: &Global, refresh: Duration) -> Result<RedisResolver, Error> {
+    Ok(RedisResolver::builder(g.redis.as_str())
+        .schema(g.schema)
+        .prefix(g.prefix.as_str())
+        .refresh_interval(refresh)
+        .connect()
+        .await?)
+}
+
+async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
+    let resolver = resolver(g, Duration::from_secs(10)).await?;
+    let mut rows = Vec::new();
+    for name in resolver.services().await? {
+        let instances = resolver.list(name.as_str()).await?.len();
+        rows.push((name, instances));
+    }
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(s, n)| serde_json::json!({"service": s, "instances": n}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if rows.is_empty() {
+        eprintln!("no services registered");
+    } else {
+        println!("{:<40} INSTANCES", "SERVICE");
+        for (s, n) in rows {
+            println!("{s:<40} {n}");
+        }
+    }
+    Ok(())
+}
+
+async fn list_instances(g: &Global, service: &str, json: bool) -> Result<(), Error> {
+    let service = ServiceName::new(service)?;
+    let resolver = resolver(g, Duration::from_secs(10)).await?;
+    let listed = resolver.list(service.clone()).await?;
+    if listed.is_empty()
+        && !resolver
+            .services()
+            .await?
+            .iter()
+            .any(|s| s == service.as_str())
+    {
+        return Err(format!("unknown service {service}").into());
+    }
+    if json {
+        let rows: Vec<_> = listed.iter().map(listed_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<30} {:>6} {:>10}  TAGS", "ADDRESS", "WEIGHT", "LEASE");
+    for l in &listed {
+        let lease = l
+            .lease_left
+            .map(|d| format!("{:.1}s", d.as_secs_f64()))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<30} {:>6} {:>10}  {}",
+            l.instance.addr(),
+            l.instance.weight(),
+            lease,
+            tags_text(l.instance.tags())
+        );
+    }
+    Ok(())
+}
+
+fn listed_json(l: &Listed) -> serde_json::Value {
+    serde_json::json!({
+        "addr": l.instance.addr(),
+        "weight": l.instance.weight(),
+        "tags": l.instance.tags(),
+        "lease_left_ms": l.lease_left.map(|d| d.as_millis() as u64),
+    })
+}
+
+fn tags_text(tags: &BTreeMap<String, String>) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn describe(i: &Instance) -> String {
+    let tags = tags_text(i.tags());
+    if tags.is_empty() {
+        format!("{} weight={}", i.addr(), i.weight())
+    } else {
+        format!("{} weight={} tags={tags}", i.addr(), i.weight())
+    }
+}
+
+/// Prints what changed from `old` to `new`: `+` added, `-` removed, `~` changed.
+fn print_changes(old: &Snapshot, new: &Snapshot) {
+    let before: BTreeMap<&str, &Instance> = old.instances().iter().map(|i| (i.addr(), i)).collect();
+    let after: BTreeMap<&str, &Instance> = new.instances().iter().map(|i| (i.addr(), i)).collect();
+    for (addr, i) in &after {
+        match before.get(addr) {
+            None => println!("+ {}", describe(i)),
+            Some(was) if was != i => println!("~ {}", describe(i)),
+            Some(_) => {}
+        }
+    }
+    for (addr, _) in before.iter().filter(|(a, _)| !after.contains_key(*a)) {
+        println!("- {addr}");
+    }
+}
+
+async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
+    let service = ServiceName::new(service)?;
+    if resync == 0 {
+        return Err("--resync must be at least 1 second".into());
+    }
+    let resolver = resolver(g, Duration::from_secs(resync)).await?;
+    let mut updates = resolver.watch(service.clone()).await?;
+    let mut current = updates.borrow_and_update().clone();
+    println!(
+        "watching {service}: {} instances (Ctrl-C to stop)",
+        current.len()
+    );
+    for i in current.instances() {
+        println!("  {}", describe(i));
+    }
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return Err("the resolver stopped".into());
+                }
+                let next = updates.borrow_and_update().clone();
+                print_changes(&current, &next);
+                current = next;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn register(
+    g: &Global,
+    service: &str,
+    addr: &str,
+    weight: u32,
+    tags: &[String],
+    ttl: Option<u64>,
+    heartbeat: Option<u64>,
+) -> Result<(), Error> {
+    let service = ServiceName::new(service)?;
+    let tags = tags
+        .iter()
+        .map(|t| {
+            t.split_once('=')
+                .ok_or_else(|| format!("invalid tag {t:?}: expected KEY=VALUE"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let instance = Instance::new(addr)?.with_weight(weight).with_tags(tags)?;
+    let mut builder = RedisRegistry::builder(g.redis.as_str())
+        .schema(g.schema)
+        .prefix(g.prefix.as_str());
+    if let Some(ttl) = ttl {
+        builder = builder.lease_ttl(Duration::from_secs(ttl));
+    }
+    if let Some(heartbeat) = heartbeat {
+        builder = builder.heartbeat_interval(Duration::from_secs(heartbeat));
+    }
+    let registry = builder.connect().await?;
+    let registration = registry.register(service.clone(), instance).await?;
+    println!(
+        "registered {} in {service}; heartbeating until SIGINT/SIGTERM",
+        describe(&registration.instance())
+    );
+    shutdown_signal().await;
+    registration.deregister().await?;
+    println!("deregistered {addr} from {service}");
+    Ok(())
+}
+
+async fn deregister(g: &Global, service: &str, addr: &str) -> Result<(), Error> {
+    let service = ServiceName::new(service)?;
+    let registry = RedisRegistry::builder(g.redis.as_str())
+        .schema(g.schema)
+        .prefix(g.prefix.as_str())
+        .connect()
+        .await?;
+    if registry.deregister(service.clone(), addr).await? {
+        println!("deregistered {addr} from {service}");
+        Ok(())
+    } else {
+        Err(format!("{addr} is not registered in {service}").into())
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

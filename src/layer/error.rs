@@ -1,0 +1,58 @@
+//! Errors of the discovery layer.
+
+use crate::balance::TagFilter;
+use crate::error::{ResolveError, ValidationError};
+
+/// Why a request flagged for discovery could not be routed.
+///
+/// The layer's error type is tower's `BoxError`; errors of the inner
+/// service pass through as they are, and this type can be found with
+/// `err.downcast_ref::<DiscoveryError>()`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The service has no instance that may be picked (none registered,
+    /// all drained to weight 0, or none matching the tag filter).
+    #[error("no live instance of service {service}{}", filter_note(.filter))]
+    NoInstance {
+        /// The service asked for.
+        service: String,
+        /// The tag filter in force, if any.
+        filter: Option<TagFilter>,
+    },
+    /// The instances of the service could not be read.
+    #[error("cannot resolve service {service}: {source}")]
+    Resolve {
+        /// The service asked for.
+        service: String,
+        /// What went wrong.
+        #[source]
+        source: ResolveError,
+    },
+    /// The request URI has no host to take the service name from.
+    #[error(
+        "request flagged for discovery has no host in its URI ({uri}); use http://SERVICE/path"
+    )]
+    NoHost {
+        /// The request URI.
+        uri: String,
+    },
+    /// The URI host is not a valid service name.
+    #[error(transparent)]
+    InvalidService(#[from] ValidationError),
+    /// The picked instance could not be put into the request URI.
+    #[error("cannot route the request to {addr}: {reason}")]
+    Rewrite {
+        /// The picked instance.
+        addr: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn filter_note(filter: &Option<TagFilter>) -> String {
+    match filter {
+        Some(f) => format!(" matching tags {f}"),
+        None => String::new(),
+    }
+}

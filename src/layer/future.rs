@@ -1,0 +1,310 @@
+//! The response future of [`DiscoveryService`](super::DiscoveryService).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::error::DiscoveryError;
+use super::request::DiscoverRequest;
+use super::router::{PickRequest, Picked, ResolveFuture, Route};
+use super::BoxError;
+use crate::balance::TagFilter;
+use crate::instance::ServiceName;
+
+pin_project! {
+    /// The future of a request through the discovery layer. Not boxed: on a
+    /// cache hit it wraps the inner service's future directly.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future, Req>,
+        ctx: Option<Ctx<S, Req>>,
+        span: tracing::Span,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, Req> {
+        // The inner service's call is under way.
+        Call { #[pin] fut: F },
+        // Cache miss: waiting for the single-flight resolve.
+        Resolve { fut: ResolveFuture, req: Option<Req> },
+        // Routed, waiting for the inner service to be ready (retries).
+        Ready { req: Option<Req> },
+        // Routing failed before anything was sent.
+        Failed { error: Option<BoxError> },
+    }
+}
+
+/// What a discovered request needs after it was first sent.
+pub(crate) struct Ctx<S, Req> {
+    pub router: Arc<dyn Route>,
+    pub service: ServiceName,
+    pub picked: Option<Picked>,
+    /// A clone of the inner service for a retry (or the ready service on a
+    /// cache miss).
+    pub inner: Option<S>,
+    /// A copy of the request to send if this attempt cannot connect.
+    pub replay: Option<Req>,
+    pub attempt: u32,
+    /// Also retry when a connection closed before any response.
+    pub idempotent: bool,
+    pub key: Option<u64>,
+    pub filter: Option<TagFilter>,
+}
+
+impl<S, Req> ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn passthrough(fut: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Call { fut },
+            ctx: None,
+            span: tracing::Span::none(),
+        }
+    }
+
+    pub(crate) fn call(fut: S::Future, ctx: Ctx<S, Req>, span: tracing::Span) -> Self {
+        ResponseFuture {
+            state: State::Call { fut },
+            ctx: Some(ctx),
+            span,
+        }
+    }
+
+    pub(crate) fn resolve(fut: ResolveFuture, req: Req, ctx: Ctx<S, Req>) -> Self {
+        ResponseFuture {
+            state: State::Resolve {
+                fut,
+                req: Some(req),
+            },
+            ctx: Some(ctx),
+            span: tracing::Span::none(),
+        }
+    }
+
+    pub(crate) fn failed(error: DiscoveryError) -> Self {
+        ResponseFuture {
+            state: State::Failed {
+                error: Some(error.into()),
+            },
+            ctx: None,
+            span: tracing::Span::none(),
+        }
+    }
+}
+
+impl<S, Req> Ctx<S, Req>
+where
+    Req: DiscoverRequest,
+{
+    fn request(&self, attempt: u32) -> PickRequest<'_> {
+        PickRequest {
+            key: self.key,
+            filter: self
+                .filter
+                .as_ref()
+                .or(self.router.options().filter.as_ref()),
+            attempt,
+            avoid: self.picked.as_ref().map(|p| &p.authority),
+        }
+    }
+
+    /// Routes `req` to `picked`, keeping a copy for a retry if one is allowed.
+    pub(crate) fn route(&mut self, mut req: Req, picked: Picked) -> Result<Req, DiscoveryError> {
+        req.route_to(&picked.authority, picked.host.as_ref())?;
+        self.replay = if self.attempt < self.router.options().retries && self.inner.is_some() {
+            req.replay()
+        } else {
+            None
+        };
+        self.picked = Some(picked);
+        Ok(req)
+    }
+}
+
+impl<S, Req> Future for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: DiscoverRequest,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Call { fut } => {
+                    let error: BoxError = match ready!(fut.poll(cx)) {
+                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Err(e) => e.into(),
+                    };
+                    let Some(ctx) = this.ctx.as_mut() else {
+                        return Poll::Ready(Err(error));
+                    };
+                    let Some(failed) = ctx.picked.clone() else {
+                        return Poll::Ready(Err(error));
+                    };
+                    match classify(&*error) {
+                        Failure::Connect => ctx.router.eject(&failed),
+                        Failure::ConnectionLost if ctx.idempotent => {}
+                        _ => return Poll::Ready(Err(error)),
+                    }
+                    let Some(req) = ctx.replay.take() else {
+                        return Poll::Ready(Err(error));
+                    };
+                    ctx.attempt += 1;
+                    let picked = match ctx
+                        .router
+                        .pick_cached(ctx.service.as_str(), ctx.request(ctx.attempt))
+                    {
+                        Some(Ok(picked)) => picked,
+                        _ => return Poll::Ready(Err(error)),
+                    };
+                    if picked.authority == failed.authority {
+                        return Poll::Ready(Err(error));
+                    }
+                    tracing::debug!(service = %ctx.service, failed = %failed.authority, retry = %picked.authority, %error, "connect failed; retrying on another instance");
+                    match ctx.route(req, picked) {
+                        Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                        Err(_) => return Poll::Ready(Err(error)),
+                    }
+                }
+                StateProj::Resolve { fut, req } => {
+                    let result = ready!(fut.as_mut().poll(cx));
+                    let Some(ctx) = this.ctx.as_mut() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let routed = result
+                        .map_err(|source| DiscoveryError::Resolve {
+                            service: ctx.service.to_string(),
+                            source,
+                        })
+                        .and_then(|snapshot| {
+                            let picked = ctx.router.pick_from(&snapshot, ctx.request(0))?;
+                            ctx.route(req, picked)
+                        });
+                    match routed {
+                        Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                        Err(e) => return Poll::Ready(Err(e.into())),
+                    }
+                }
+                StateProj::Ready { req } => {
+                    let Some(ctx) = this.ctx.as_mut() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let Some(inner) = ctx.inner.as_mut() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    if let Err(e) = ready!(inner.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let Some(req) = req.take() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
+                    let fut = inner.call(req);
+                    this.state.set(State::Call { fut });
+                }
+                StateProj::Failed { error } => {
+                    let error = error.take().unwrap_or_else(polled_after_completion);
+                    return Poll::Ready(Err(error));
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req> fmt::Debug for ResponseFuture<S, Req>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Call { .. } => "call",
+            State::Resolve { .. } => "resolve",
+            State::Ready { .. } => "ready",
+            State::Failed { .. } => "failed",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("service", &self.ctx.as_ref().map(|c| &c.service))
+            .field("attempt", &self.ctx.as_ref().map(|c| c.attempt))
+            .finish()
+    }
+}
+
+/// The states that lack their data only after the future has completed.
+fn polled_after_completion() -> BoxError {
+    "discovery ResponseFuture polled after completion".into()
+}
+
+/// What a failed attempt tells about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection was established (refused, or the client's connect
+    /// phase failed): the request certainly did not reach the server.
+    Connect,
+    /// The connection closed or was reset before a response: the server
+    /// may or may not have seen the request.
+    ConnectionLost,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies an error by walking its source chain.
+pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
+    use std::io::ErrorKind;
+    let mut lost = false;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        #[cfg(feature = "hyper-util")]
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
+            return Failure::Connect;
+        }
+        #[cfg(feature = "reqwest")]
+        if e.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect())
+        {
+            return Failure::Connect;
+        }
+        #[cfg(any(feature = "hyper-util", feature = "reqwest"))]
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled())
+        {
+            lost = true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return Failure::Connect,
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof => lost = true,
+                _ => {}
+            }
+        }
+        current = e.source();
+    }
+    if lost {
+        Failure::ConnectionLost
+    } else {
+        Failure::Other
+    }
+}

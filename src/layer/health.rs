@@ -1,0 +1,178 @@
+//! Passive health: instances that refused a connection are skipped for a
+//! while.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How long an instance is ejected after failing to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ejection {
+    /// The first ejection of an instance (default 10 s).
+    pub base: Duration,
+    /// Repeated ejections double the period up to this (default 160 s).
+    pub max: Duration,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Ejection {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(160),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ejected {
+    until: Instant,
+    strikes: u32,
+}
+
+/// Ejected instances per (service, address). Reads are a single atomic
+/// load while nothing is ejected, so the hot path pays nothing for it.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    config: Ejection,
+    entries: AtomicUsize,
+    /// service -> address -> ejection; nested so lookups take `&str`.
+    ejected: Mutex<HashMap<String, HashMap<String, Ejected>>>,
+}
+
+type Map = HashMap<String, HashMap<String, Ejected>>;
+
+fn count(map: &Map) -> usize {
+    map.values().map(HashMap::len).sum()
+}
+
+impl Health {
+    pub fn new(config: Ejection) -> Self {
+        Health {
+            config,
+            ..Default::default()
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Map> {
+        self.ejected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether any instance is (or recently was) ejected.
+    pub fn any(&self) -> bool {
+        self.entries.load(Ordering::Acquire) > 0
+    }
+
+    pub fn is_ejected(&self, service: &str, addr: &str) -> bool {
+        if !self.any() {
+            return false;
+        }
+        let now = Instant::now();
+        self.lock()
+            .get(service)
+            .and_then(|m| m.get(addr))
+            .is_some_and(|e| e.until > now)
+    }
+
+    /// Ejects `addr` unless that would eject more than half of the `live`
+    /// instances of `service`. Returns whether it was ejected.
+    pub fn eject(&self, service: &str, addr: &str, live: usize) -> bool {
+        let now = Instant::now();
+        let mut map = self.lock();
+        // Forget old strikes: an instance that behaved for a while starts over.
+        let forget = self.config.max * 2;
+        for instances in map.values_mut() {
+            instances.retain(|_, e| e.until + forget > now);
+        }
+        map.retain(|_, instances| !instances.is_empty());
+        let instances = map.entry(service.to_owned()).or_default();
+        let ejected_now = instances
+            .iter()
+            .filter(|(a, e)| a.as_str() != addr && e.until > now)
+            .count();
+        if (ejected_now + 1) * 2 > live {
+            tracing::warn!(
+                service,
+                addr,
+                ejected_now,
+                live,
+                "not ejecting: at most half of the instances may be ejected"
+            );
+            self.entries.store(count(&map), Ordering::Release);
+            return false;
+        }
+        let entry = instances.entry(addr.to_owned()).or_insert(Ejected {
+            until: now,
+            strikes: 0,
+        });
+        entry.strikes = entry.strikes.saturating_add(1);
+        let period = self
+            .config
+            .base
+            .saturating_mul(1u32 << (entry.strikes - 1).min(16))
+            .min(self.config.max);
+        entry.until = now + period;
+        tracing::warn!(
+            service,
+            addr,
+            ?period,
+            strikes = entry.strikes,
+            "ejected instance after a connect failure"
+        );
+        self.entries.store(count(&map), Ordering::Release);
+        true
+    }
+
+    /// Drops the ejections of `service` whose address is not in `live`.
+    pub fn retain_listed<'a>(&self, service: &str, live: impl Iterator<Item = &'a str>) {
+        if !self.any() {
+            return;
+        }
+        let live: std::collections::HashSet<&str> = live.collect();
+        let mut map = self.lock();
+        if let Some(instances) = map.get_mut(service) {
+            instances.retain(|a, _| live.contains(a.as_str()));
+        }
+        map.retain(|_, instances| !instances.is_empty());
+        self.entries.store(count(&map), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn ejection_grows_expires_and_is_capped_at_half() {
+        let health = Health::new(Ejection::default());
+        assert!(!health.is_ejected("s", "a:1"));
+        assert!(health.eject("s", "a:1", 4));
+        assert!(health.is_ejected("s", "a:1"));
+        assert!(health.eject("s", "b:1", 4));
+        // A third of four would be more than half.
+        assert!(!health.eject("s", "c:1", 4));
+        assert!(!health.is_ejected("s", "c:1"));
+        // Other services are independent.
+        assert!(health.eject("t", "c:1", 2));
+
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!health.is_ejected("s", "a:1"));
+        // A second strike doubles the period.
+        assert!(health.eject("s", "a:1", 4));
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(health.is_ejected("s", "a:1"));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(!health.is_ejected("s", "a:1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlisted_instances_are_put_back() {
+        let health = Health::new(Ejection::default());
+        assert!(health.eject("s", "a:1", 2));
+        health.retain_listed("s", ["b:1"].into_iter());
+        assert!(!health.is_ejected("s", "a:1"));
+        assert!(!health.any());
+    }
+}

@@ -1,0 +1,154 @@
+//! [`DiscoveryLayer`] and its builder.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use tower_layer::Layer;
+
+use super::health::Ejection;
+use super::router::{HostHeader, Options, Route, Router};
+use super::service::DiscoveryService;
+use crate::balance::{Balance, Fallback, TagFilter, WeightedRandom};
+use crate::resolver::Resolve;
+
+/// A tower [`Layer`] that routes requests for `http://SERVICE/…` to a live
+/// instance of SERVICE. See the [module docs](super).
+///
+/// Clones share the picker cache and the passive-health state.
+#[derive(Clone)]
+pub struct DiscoveryLayer {
+    router: Arc<dyn Route>,
+}
+
+impl DiscoveryLayer {
+    /// A layer with the default options: weighted random, only flagged
+    /// requests, `Host` set to the service name, 2 retries on connect
+    /// failures, 10 s ejection.
+    pub fn new<R: Resolve>(resolver: R) -> Self {
+        Self::builder(resolver).build()
+    }
+
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn router(&self) -> Arc<dyn Route> {
+        self.router.clone()
+    }
+
+    /// Starts configuring a layer.
+    pub fn builder<R: Resolve>(resolver: R) -> DiscoveryLayerBuilder<R, WeightedRandom> {
+        DiscoveryLayerBuilder {
+            resolver,
+            balance: WeightedRandom::new(),
+            options: Options::default(),
+        }
+    }
+}
+
+impl<S> Layer<S> for DiscoveryLayer {
+    type Service = DiscoveryService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DiscoveryService::new(inner, self.router.clone())
+    }
+}
+
+impl fmt::Debug for DiscoveryLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveryLayer")
+            .field("options", self.router.options())
+            .finish()
+    }
+}
+
+/// Options of a [`DiscoveryLayer`].
+///
+/// | option | default |
+/// | --- | --- |
+/// | [`balance`](Self::balance) | [`WeightedRandom`] |
+/// | [`tag_filter`](Self::tag_filter) | none |
+/// | [`fallback`](Self::fallback) | [`Fallback::Fail`] |
+/// | [`host_header`](Self::host_header) | [`HostHeader::Service`] |
+/// | [`discover_all`](Self::discover_all) | `false`: only requests flagged with [`Discover`](super::Discover) |
+/// | [`hash_header`](Self::hash_header) | none |
+/// | [`retries`](Self::retries) | 2 |
+/// | [`ejection`](Self::ejection) | 10 s, doubling up to 160 s |
+#[must_use]
+pub struct DiscoveryLayerBuilder<R, B> {
+    resolver: R,
+    balance: B,
+    options: Options,
+}
+
+impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
+    /// The balancer, e.g. [`RoundRobin`](crate::balance::RoundRobin) or
+    /// [`ConsistentHash`](crate::balance::ConsistentHash).
+    pub fn balance<B2: Balance>(self, balance: B2) -> DiscoveryLayerBuilder<R, B2> {
+        DiscoveryLayerBuilder {
+            resolver: self.resolver,
+            balance,
+            options: self.options,
+        }
+    }
+
+    /// Only instances whose tags match (a request may carry its own
+    /// [`TagFilter`] extension instead).
+    pub fn tag_filter(mut self, filter: TagFilter) -> Self {
+        self.options.filter = Some(filter);
+        self
+    }
+
+    /// What to do when no instance matches the tag filter.
+    pub fn fallback(mut self, fallback: Fallback) -> Self {
+        self.options.fallback = fallback;
+        self
+    }
+
+    /// What `Host` header discovered requests carry.
+    pub fn host_header(mut self, host: HostHeader) -> Self {
+        self.options.host = host;
+        self
+    }
+
+    /// Discover every request (its URI host is always a service name), not
+    /// only flagged ones.
+    pub fn discover_all(mut self, all: bool) -> Self {
+        self.options.discover_all = all;
+        self
+    }
+
+    /// Take the consistent-hash key from this request header.
+    pub fn hash_header(mut self, header: HeaderName) -> Self {
+        self.options.hash_header = Some(header);
+        self
+    }
+
+    /// How many other instances to try when an instance refuses the
+    /// connection (only for requests whose body can be replayed; never
+    /// after the request may have reached a server). `0` disables retries.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.options.retries = retries;
+        self
+    }
+
+    /// How long an instance that failed to connect is skipped.
+    pub fn ejection(mut self, ejection: Ejection) -> Self {
+        self.options.ejection = ejection;
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(self) -> DiscoveryLayer {
+        DiscoveryLayer {
+            router: Arc::new(Router::new(self.resolver, self.balance, self.options)),
+        }
+    }
+}
+
+impl<R, B: fmt::Debug> fmt::Debug for DiscoveryLayerBuilder<R, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveryLayerBuilder")
+            .field("balance", &self.balance)
+            .field("options", &self.options)
+            .finish()
+    }
+}

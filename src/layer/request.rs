@@ -1,0 +1,262 @@
+//! What the layer needs from a request type: the flag, the logical host,
+//! rewriting it to an instance, and replaying it for a retry.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::uri::{Authority, Uri};
+
+use super::error::DiscoveryError;
+use crate::balance::TagFilter;
+
+/// Marks an `http::Request` for discovery: its URI host is a service name.
+///
+/// ```
+/// use redis_discovery::layer::Discover;
+///
+/// let request = http::Request::get("http://orders/v1/items")
+///     .extension(Discover)
+///     .body(String::new())?;
+/// # Ok::<(), http::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Discover;
+
+/// A request's key for [`ConsistentHash`](crate::balance::ConsistentHash),
+/// set as a request extension. (The layer can also take the key from a
+/// header: [`DiscoveryLayerBuilder::hash_header`](super::DiscoveryLayerBuilder::hash_header).)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashKey(pub u64);
+
+/// The header that flags a `reqwest::Request` for discovery, since reqwest
+/// does not expose request extensions. The layer removes it before the
+/// request is sent. Set it with [`DiscoverExt::discover`](super::DiscoverExt).
+pub const DISCOVER_HEADER: HeaderName = HeaderName::from_static("x-redis-discovery");
+
+/// A request type the discovery layer can route: `http::Request<B>` (with
+/// a [`ReplayBody`]) and, with the `reqwest` feature, `reqwest::Request`.
+pub trait DiscoverRequest: Sized + Send + 'static {
+    /// Whether the request is flagged for discovery. Removes a flag that
+    /// must not reach the server.
+    fn take_flag(&mut self) -> bool;
+
+    /// The URI host: the logical service name.
+    fn host(&self) -> Option<&str>;
+
+    /// The URI, for error messages.
+    fn uri_string(&self) -> String;
+
+    /// Whether the method is idempotent (RFC 9110, section 9.2.2): such a
+    /// request is also retried when a connection closed before any response.
+    fn is_idempotent(&self) -> bool;
+
+    /// A per-request tag filter, if the request carries one.
+    fn tag_filter(&self) -> Option<&TagFilter> {
+        None
+    }
+
+    /// The key for consistent hashing: a [`HashKey`] or the value of `header`.
+    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64>;
+
+    /// Points the request at `authority`; sets `Host` to `host` if given and
+    /// the request has no `Host` yet.
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError>;
+
+    /// A copy to send again if the first attempt could not connect; `None`
+    /// if the body cannot be replayed (then the request is not retried).
+    fn replay(&self) -> Option<Self>;
+}
+
+/// A request body that can be sent again: cloned when it is bytes in
+/// memory, or re-created when it is empty.
+///
+/// Implemented for the usual client bodies: `String`, `Vec<u8>`, `Bytes`,
+/// `()`, `http_body_util::{Full, Empty}`, and `BoxBody`/`UnsyncBoxBody`
+/// when they are empty. A streaming body is not replayed.
+pub trait ReplayBody: Sized {
+    /// A copy of the body, or `None` if it cannot be replayed.
+    fn replay(&self) -> Option<Self>;
+}
+
+macro_rules! replay_by_clone {
+    ($($t:ty),*) => {$(
+        impl ReplayBody for $t {
+            fn replay(&self) -> Option<Self> {
+                Some(self.clone())
+            }
+        }
+    )*};
+}
+replay_by_clone!(String, Vec<u8>, Bytes, (), &'static str, &'static [u8]);
+
+impl<D: Clone> ReplayBody for http_body_util::Full<D> {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D> ReplayBody for http_body_util::Empty<D> {
+    fn replay(&self) -> Option<Self> {
+        Some(http_body_util::Empty::new())
+    }
+}
+
+impl<D, E> ReplayBody for http_body_util::combinators::BoxBody<D, E>
+where
+    D: bytes::Buf + Send + Sync + 'static,
+{
+    fn replay(&self) -> Option<Self> {
+        http_body::Body::is_end_stream(self).then(Self::default)
+    }
+}
+
+impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E>
+where
+    D: bytes::Buf + Send + 'static,
+{
+    fn replay(&self) -> Option<Self> {
+        http_body::Body::is_end_stream(self).then(Self::default)
+    }
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
+    crate::balance::ConsistentHash::key_of(bytes)
+}
+
+impl<B> DiscoverRequest for http::Request<B>
+where
+    B: ReplayBody + Send + 'static,
+{
+    fn take_flag(&mut self) -> bool {
+        self.extensions().get::<Discover>().is_some()
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.uri().host()
+    }
+
+    fn uri_string(&self) -> String {
+        self.uri().to_string()
+    }
+
+    fn is_idempotent(&self) -> bool {
+        is_idempotent(self.method())
+    }
+
+    fn tag_filter(&self) -> Option<&TagFilter> {
+        self.extensions().get::<TagFilter>()
+    }
+
+    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
+        if let Some(HashKey(key)) = self.extensions().get::<HashKey>() {
+            return Some(*key);
+        }
+        header
+            .and_then(|h| self.headers().get(h))
+            .map(|v| hash_bytes(v.as_bytes()))
+    }
+
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError> {
+        let mut parts = std::mem::take(self.uri_mut()).into_parts();
+        parts.authority = Some(authority.clone());
+        *self.uri_mut() = Uri::from_parts(parts).map_err(|e| DiscoveryError::Rewrite {
+            addr: authority.to_string(),
+            reason: e.to_string(),
+        })?;
+        if let Some(host) = host {
+            self.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
+        }
+        Ok(())
+    }
+
+    fn replay(&self) -> Option<Self> {
+        let mut copy = http::Request::new(self.body().replay()?);
+        *copy.method_mut() = self.method().clone();
+        *copy.uri_mut() = self.uri().clone();
+        *copy.version_mut() = self.version();
+        *copy.headers_mut() = self.headers().clone();
+        *copy.extensions_mut() = self.extensions().clone();
+        Some(copy)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl DiscoverRequest for reqwest::Request {
+    fn take_flag(&mut self) -> bool {
+        self.headers_mut().remove(&DISCOVER_HEADER).is_some()
+    }
+
+    fn host(&self) -> Option<&str> {
+        self.url().host_str()
+    }
+
+    fn uri_string(&self) -> String {
+        self.url().to_string()
+    }
+
+    fn is_idempotent(&self) -> bool {
+        is_idempotent(self.method())
+    }
+
+    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
+        header
+            .and_then(|h| self.headers().get(h))
+            .map(|v| hash_bytes(v.as_bytes()))
+    }
+
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+    ) -> Result<(), DiscoveryError> {
+        let fail = |reason: String| DiscoveryError::Rewrite {
+            addr: authority.to_string(),
+            reason,
+        };
+        let url = self.url_mut();
+        url.set_host(Some(authority.host()))
+            .map_err(|e| fail(e.to_string()))?;
+        url.set_port(authority.port_u16())
+            .map_err(|()| fail("the URL cannot take a port".into()))?;
+        if let Some(host) = host {
+            self.headers_mut()
+                .entry(HOST)
+                .or_insert_with(|| host.clone());
+        }
+        Ok(())
+    }
+
+    fn replay(&self) -> Option<Self> {
+        self.try_clone()
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ReplayBody for reqwest::Body {
+    fn replay(&self) -> Option<Self> {
+        self.as_bytes()
+            .map(|b| reqwest::Body::from(Bytes::copy_from_slice(b)))
+    }
+}

@@ -1,0 +1,165 @@
+//! reqwest support: flagging reqwest requests, and (feature
+//! `reqwest-middleware`) a `reqwest_middleware::Middleware`.
+
+use http::HeaderValue;
+
+use super::request::DISCOVER_HEADER;
+use super::DiscoverExt;
+
+impl DiscoverExt for reqwest::RequestBuilder {
+    fn discover(self) -> Self {
+        self.header(DISCOVER_HEADER, HeaderValue::from_static("1"))
+    }
+}
+
+impl DiscoverExt for reqwest::Request {
+    fn discover(mut self) -> Self {
+        self.headers_mut()
+            .insert(DISCOVER_HEADER, HeaderValue::from_static("1"));
+        self
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::DiscoveryMiddleware;
+
+#[cfg(feature = "reqwest-middleware")]
+mod middleware {
+    use std::fmt;
+    use std::sync::Arc;
+
+    use http::Extensions;
+    use reqwest_middleware::{Middleware, Next};
+
+    use super::super::error::DiscoveryError;
+    use super::super::future::{classify, Failure};
+    use super::super::request::{Discover, DiscoverRequest};
+    use super::super::router::{PickRequest, Route};
+    use super::super::DiscoveryLayer;
+    use crate::instance::ServiceName;
+
+    /// Discovery as a `reqwest_middleware::Middleware`: a request flagged
+    /// with the [`Discover`] extension
+    /// (`client.get("http://orders/").with_extension(Discover)`) or with
+    /// `.discover()` goes to an instance of the service, with the same
+    /// picking, ejection and retries as the layer.
+    ///
+    /// ```no_run
+    /// use redis_discovery::layer::{Discover, DiscoveryLayer};
+    /// use redis_discovery::RedisResolver;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let resolver = RedisResolver::connect("redis://127.0.0.1:6379").await?;
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(DiscoveryLayer::new(resolver).middleware())
+    ///     .build();
+    /// let body = client
+    ///     .get("http://orders/v1/items")
+    ///     .with_extension(Discover)
+    ///     .send()
+    ///     .await?
+    ///     .text()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[derive(Clone)]
+    pub struct DiscoveryMiddleware {
+        router: Arc<dyn Route>,
+    }
+
+    impl DiscoveryLayer {
+        /// The same discovery as a `reqwest_middleware::Middleware`, sharing
+        /// this layer's pickers and health state.
+        pub fn middleware(&self) -> DiscoveryMiddleware {
+            DiscoveryMiddleware {
+                router: self.router(),
+            }
+        }
+    }
+
+    impl fmt::Debug for DiscoveryMiddleware {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("DiscoveryMiddleware")
+                .field("options", self.router.options())
+                .finish()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Middleware for DiscoveryMiddleware {
+        async fn handle(
+            &self,
+            mut req: reqwest::Request,
+            extensions: &mut Extensions,
+            next: Next<'_>,
+        ) -> reqwest_middleware::Result<reqwest::Response> {
+            let options = self.router.options();
+            let flagged = req.take_flag() | extensions.get::<Discover>().is_some();
+            if !flagged && !options.discover_all {
+                return next.run(req, extensions).await;
+            }
+            let fail = reqwest_middleware::Error::middleware;
+            let Some(host) = req.host() else {
+                return Err(fail(DiscoveryError::NoHost {
+                    uri: req.uri_string(),
+                }));
+            };
+            let service = ServiceName::new(host).map_err(|e| fail(DiscoveryError::from(e)))?;
+            let key = req.hash_key(options.hash_header.as_ref());
+            let filter = extensions
+                .get::<crate::balance::TagFilter>()
+                .cloned()
+                .or_else(|| options.filter.clone());
+            let mut avoid = None;
+            let mut attempt = 0;
+            loop {
+                let request = PickRequest {
+                    key,
+                    filter: filter.as_ref(),
+                    attempt,
+                    avoid: avoid.as_ref(),
+                };
+                let picked = match self.router.pick_cached(service.as_str(), request) {
+                    Some(picked) => picked,
+                    None => {
+                        let snapshot = self.router.clone().resolve(service.clone()).await.map_err(
+                            |source| {
+                                fail(DiscoveryError::Resolve {
+                                    service: service.to_string(),
+                                    source,
+                                })
+                            },
+                        )?;
+                        self.router.pick_from(&snapshot, request)
+                    }
+                }
+                .map_err(fail)?;
+                req.route_to(&picked.authority, picked.host.as_ref())
+                    .map_err(fail)?;
+                let replay = (attempt < options.retries).then(|| req.replay()).flatten();
+                let idempotent = req.is_idempotent();
+                match next.clone().run(req, extensions).await {
+                    Err(reqwest_middleware::Error::Reqwest(e))
+                        if matches!(classify(&e), Failure::Connect)
+                            || (idempotent && classify(&e) == Failure::ConnectionLost) =>
+                    {
+                        if classify(&e) == Failure::Connect {
+                            self.router.eject(&picked);
+                        }
+                        match replay {
+                            Some(copy) => {
+                                tracing::debug!(%service, failed = %picked.authority, error = %e, "connect failed; retrying on another instance");
+                                req = copy;
+                                attempt += 1;
+                                avoid = Some(picked.authority);
+                            }
+                            None => return Err(reqwest_middleware::Error::Reqwest(e)),
+                        }
+                    }
+                    other => return other,
+                }
+            }
+        }
+    }
+}

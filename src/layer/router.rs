@@ -1,0 +1,294 @@
+//! The layer's shared state: resolver, balancer, pickers cached per
+//! snapshot, passive health. Synchronous on the hit path.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::Authority;
+
+use super::error::DiscoveryError;
+use super::health::{Ejection, Health};
+use crate::balance::{Balance, Fallback, Pick, TagFilter};
+use crate::error::ResolveError;
+use crate::instance::ServiceName;
+use crate::resolver::{Resolve, Snapshot};
+
+/// What `Host` header a discovered request carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostHeader {
+    /// `Host: SERVICE`, the logical name (the default), unless the request
+    /// already has a `Host` header. Virtual hosts on the instances keep
+    /// working as they would behind a load balancer.
+    #[default]
+    Service,
+    /// The instance address: no `Host` is added, so the HTTP client sets it
+    /// from the rewritten URI.
+    Instance,
+}
+
+/// The options of a [`DiscoveryLayer`](super::DiscoveryLayer).
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub filter: Option<TagFilter>,
+    pub fallback: Fallback,
+    pub host: HostHeader,
+    pub discover_all: bool,
+    pub hash_header: Option<HeaderName>,
+    pub retries: u32,
+    pub ejection: Ejection,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            filter: None,
+            fallback: Fallback::Fail,
+            host: HostHeader::Service,
+            discover_all: false,
+            hash_header: None,
+            retries: 2,
+            ejection: Ejection::default(),
+        }
+    }
+}
+
+/// The instance chosen for one attempt of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Picked {
+    pub authority: Authority,
+    pub host: Option<HeaderValue>,
+    pub service: ServiceName,
+    /// How many instances the snapshot listed (bounds ejection).
+    pub listed: usize,
+}
+
+/// What one request asks of the router.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PickRequest<'a> {
+    pub key: Option<u64>,
+    pub filter: Option<&'a TagFilter>,
+    pub attempt: u32,
+    /// The instance that just failed, to avoid on a retry.
+    pub avoid: Option<&'a Authority>,
+}
+
+pub(crate) type ResolveFuture =
+    Pin<Box<dyn Future<Output = Result<Snapshot, ResolveError>> + Send>>;
+
+/// Object-safe view of the router, so futures need not name the resolver
+/// and balancer types.
+pub(crate) trait Route: Send + Sync + 'static {
+    fn options(&self) -> &Options;
+    /// The hit path: `None` when the service is not cached.
+    fn pick_cached(
+        &self,
+        service: &str,
+        request: PickRequest<'_>,
+    ) -> Option<Result<Picked, DiscoveryError>>;
+    /// The miss path: one (single-flight) resolve.
+    fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture;
+    fn pick_from(
+        &self,
+        snapshot: &Snapshot,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError>;
+    fn eject(&self, picked: &Picked);
+}
+
+/// A picker built for one snapshot (and the layer's tag filter).
+struct Built<P> {
+    snapshot: Snapshot,
+    /// Snapshot indexes of the instances the picker was built over.
+    members: Vec<usize>,
+    picker: P,
+    host: HeaderValue,
+}
+
+pub(crate) struct Router<R, B: Balance> {
+    resolver: R,
+    balance: B,
+    options: Options,
+    health: Health,
+    /// Copy-on-write: replaced only when a service's snapshot changes.
+    built: ArcSwap<HashMap<ServiceName, Arc<Built<B::Picker>>>>,
+}
+
+impl<R: fmt::Debug, B: Balance> fmt::Debug for Router<R, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("resolver", &self.resolver)
+            .field("balance", &self.balance)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<R, B> Router<R, B>
+where
+    R: Resolve,
+    B: Balance,
+{
+    pub fn new(resolver: R, balance: B, options: Options) -> Self {
+        Router {
+            resolver,
+            balance,
+            health: Health::new(options.ejection),
+            options,
+            built: ArcSwap::default(),
+        }
+    }
+
+    /// The picker for `snapshot`, built once per snapshot change.
+    fn built(&self, snapshot: &Snapshot) -> Result<Arc<Built<B::Picker>>, DiscoveryError> {
+        if let Some(built) = self.built.load().get(snapshot.service().as_str()) {
+            if Snapshot::ptr_eq(&built.snapshot, snapshot) {
+                return Ok(built.clone());
+            }
+        }
+        let built = Arc::new(self.build(snapshot, self.options.filter.as_ref())?);
+        self.health.retain_listed(
+            snapshot.service().as_str(),
+            snapshot.instances().iter().map(|i| i.addr()),
+        );
+        let service = snapshot.service().clone();
+        self.built.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(service.clone(), built.clone());
+            map
+        });
+        Ok(built)
+    }
+
+    fn build(
+        &self,
+        snapshot: &Snapshot,
+        filter: Option<&TagFilter>,
+    ) -> Result<Built<B::Picker>, DiscoveryError> {
+        let instances = snapshot.instances();
+        let mut members: Vec<usize> = match filter {
+            Some(f) => (0..instances.len())
+                .filter(|&i| f.matches(&instances[i]))
+                .collect(),
+            None => (0..instances.len()).collect(),
+        };
+        if members.is_empty() && filter.is_some() && self.options.fallback == Fallback::AllInstances
+        {
+            members = (0..instances.len()).collect();
+        }
+        let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
+        let picker = self.balance.build(&selected);
+        let host = HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| {
+            DiscoveryError::Rewrite {
+                addr: snapshot.service().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Built {
+            snapshot: snapshot.clone(),
+            members,
+            picker,
+            host,
+        })
+    }
+
+    fn pick_built(
+        &self,
+        built: &Built<B::Picker>,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError> {
+        let instances = built.snapshot.instances();
+        let service = built.snapshot.service();
+        let eligible = |i: usize| {
+            let instance = &instances[built.members[i]];
+            request.avoid != Some(instance.authority())
+                && !self.health.is_ejected(service.as_str(), instance.addr())
+        };
+        // A few draws skip ejected or just-failed instances; then a scan;
+        // then, rather than failing, any instance the balancer picks.
+        let mut chosen = None;
+        for attempt in request.attempt..request.attempt.saturating_add(8) {
+            match built.picker.pick(request.key, attempt) {
+                Some(i) if eligible(i) => {
+                    chosen = Some(i);
+                    break;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let chosen = chosen
+            .or_else(|| {
+                (0..built.members.len())
+                    .find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
+            })
+            .or_else(|| built.picker.pick(request.key, request.attempt));
+        let Some(i) = chosen else {
+            return Err(DiscoveryError::NoInstance {
+                service: service.to_string(),
+                filter: request.filter.or(self.options.filter.as_ref()).cloned(),
+            });
+        };
+        let instance = &instances[built.members[i]];
+        Ok(Picked {
+            authority: instance.authority().clone(),
+            host: (self.options.host == HostHeader::Service).then(|| built.host.clone()),
+            service: service.clone(),
+            listed: instances.len(),
+        })
+    }
+}
+
+impl<R, B> Route for Router<R, B>
+where
+    R: Resolve,
+    B: Balance,
+{
+    fn options(&self) -> &Options {
+        &self.options
+    }
+
+    fn pick_cached(
+        &self,
+        service: &str,
+        request: PickRequest<'_>,
+    ) -> Option<Result<Picked, DiscoveryError>> {
+        let snapshot = self.resolver.cached(service)?;
+        Some(self.pick_from(&snapshot, request))
+    }
+
+    fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture {
+        Box::pin(async move { self.resolver.resolve(&service).await })
+    }
+
+    fn pick_from(
+        &self,
+        snapshot: &Snapshot,
+        request: PickRequest<'_>,
+    ) -> Result<Picked, DiscoveryError> {
+        match request.filter {
+            // A per-request filter builds a picker for this request only.
+            Some(filter) if request.filter != self.options.filter.as_ref() => {
+                let built = self.build(snapshot, Some(filter))?;
+                self.pick_built(&built, request)
+            }
+            _ => {
+                let built = self.built(snapshot)?;
+                self.pick_built(&built, request)
+            }
+        }
+    }
+
+    fn eject(&self, picked: &Picked) {
+        self.health.eject(
+            picked.service.as_str(),
+            picked.authority.as_str(),
+            picked.listed,
+        );
+    }
+}

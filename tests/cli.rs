@@ -1,0 +1,266 @@
+//! The `redis-discovery` binary against a private redis-server.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::{eventually_sync, RedisServer, DEADLINE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_redis-discovery");
+
+fn cli(redis: &RedisServer, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--redis", &redis.url()])
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn spawn(redis: &RedisServer, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["--redis", &redis.url()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI")
+}
+
+/// Lines of a child's stdout, as they come.
+fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line containing {what:?} within {DEADLINE:?}"),
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    eventually_sync("the child to exit", || child.try_wait().ok().flatten())
+}
+
+#[test]
+fn sidecar_register_list_watch_and_sigterm() {
+    let redis = RedisServer::start();
+
+    let mut watch = spawn(&redis, &["watch", "orders", "--resync", "1"]);
+    let watch_lines = lines(&mut watch);
+    wait_for_line(&watch_lines, "watching orders: 0 instances");
+
+    let mut sidecar = spawn(
+        &redis,
+        &[
+            "register",
+            "orders",
+            "127.0.0.1:8080",
+            "--weight",
+            "7",
+            "--tag",
+            "zone=a",
+            "--ttl",
+            "3",
+            "--heartbeat",
+            "1",
+        ],
+    );
+    let sidecar_lines = lines(&mut sidecar);
+    wait_for_line(&sidecar_lines, "registered 127.0.0.1:8080");
+    let added = wait_for_line(&watch_lines, "127.0.0.1:8080");
+    assert_eq!(added, "+ 127.0.0.1:8080 weight=7 tags=zone=a");
+
+    let list = cli(&redis, &["list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|l| l.starts_with("orders") && l.ends_with(" 1")),
+        "{}",
+        stdout(&list)
+    );
+
+    let list = cli(&redis, &["list", "orders"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1:8080"))
+        .expect("a row for the instance");
+    assert!(row.contains(" 7 ") && row.ends_with("zone=a"), "{row}");
+
+    let json = cli(&redis, &["list", "orders", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    assert_eq!(rows[0]["addr"], "127.0.0.1:8080");
+    assert_eq!(rows[0]["weight"], 7);
+    assert_eq!(rows[0]["tags"]["zone"], "a");
+    let lease = rows[0]["lease_left_ms"].as_u64().expect("a lease");
+    assert!(lease > 0 && lease <= 3000, "{lease}");
+    let json = cli(&redis, &["list", "--json"]);
+    let services: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    assert_eq!(
+        services,
+        serde_json::json!([{"service": "orders", "instances": 1}])
+    );
+
+    // SIGTERM: the sidecar deregisters and exits 0; the watcher sees it.
+    sigterm(&sidecar);
+    assert!(wait_exit(&mut sidecar).success());
+    wait_for_line(&sidecar_lines, "deregistered 127.0.0.1:8080");
+    assert_eq!(
+        wait_for_line(&watch_lines, "127.0.0.1:8080"),
+        "- 127.0.0.1:8080"
+    );
+    let json = cli(&redis, &["list", "orders", "--json"]);
+    assert!(
+        !json.status.success(),
+        "the service is gone: {}",
+        stdout(&json)
+    );
+
+    sigterm(&watch);
+    assert!(wait_exit(&mut watch).success());
+}
+
+#[test]
+fn deregister_command() {
+    let redis = RedisServer::start();
+    let mut sidecar = spawn(
+        &redis,
+        &[
+            "register",
+            "orders",
+            "127.0.0.1:9000",
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
+    let sidecar_lines = lines(&mut sidecar);
+    wait_for_line(&sidecar_lines, "registered");
+    let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deregistered 127.0.0.1:9000"));
+    let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not registered"), "{}", stderr(&out));
+    let _ = sidecar.kill();
+    let _ = sidecar.wait();
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_one_clear_line() {
+    let redis = RedisServer::start();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["register", "bad name", "127.0.0.1:1"],
+            "invalid service name",
+        ),
+        (&["register", "orders", "127.0.0.1"], "invalid address"),
+        (&["register", "orders", "127.0.0.1:0"], "invalid address"),
+        (
+            &["register", "orders", "127.0.0.1:1", "--tag", "novalue"],
+            "invalid tag",
+        ),
+        (
+            &[
+                "register",
+                "orders",
+                "127.0.0.1:1",
+                "--ttl",
+                "1",
+                "--heartbeat",
+                "1",
+            ],
+            "two heartbeat intervals",
+        ),
+        (&["list", "nobody"], "unknown service nobody"),
+        (&["list", "a/b"], "invalid service name"),
+        (&["deregister", "orders", "nope"], "invalid address"),
+        (&["--prefix", "{x}", "list"], "invalid configuration"),
+    ];
+    for (args, message) in cases {
+        let out = cli(&redis, args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("error: ") && err.contains(message),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+    assert!(
+        redis.keys().is_empty(),
+        "bad input wrote {:?}",
+        redis.keys()
+    );
+
+    // Redis unreachable: a clear error, quickly.
+    let out = Command::new(BIN)
+        .args(["--redis", "redis://127.0.0.1:1", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .args(["--redis", "http://x", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("invalid Redis URL"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = Duration::ZERO;
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in [
+        &["--help"][..],
+        &["list", "--help"],
+        &["watch", "--help"],
+        &["register", "--help"],
+        &["deregister", "--help"],
+    ] {
+        let out = Command::new(BIN).args(cmd).output().unwrap();
+        assert!(out.status.success());
+        assert!(stdout(&out).contains("redis-discovery "), "{cmd:?}");
+    }
+}

@@ -1,0 +1,324 @@
+//! The discovery layer over real HTTP servers registered in a real Redis,
+//! with hyper-util's client and with reqwest.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use redis_discovery::layer::{DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService};
+use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
+use support::RedisServer;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::{Layer, ServiceExt};
+
+/// An HTTP server on a free loopback port that answers with its own
+/// address. Aborting the handle kills it with all its connections, as a
+/// crash would.
+async fn spawn_server() -> (SocketAddr, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            connections.spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
+                        let host = req
+                            .headers()
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
+                            "{addr} {host} {}",
+                            req.uri()
+                        )))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+struct Fleet {
+    _redis: RedisServer,
+    _registrations: Vec<Registration>,
+    servers: Vec<(SocketAddr, JoinHandle<()>)>,
+    resolver: RedisResolver,
+}
+
+/// `weights.len()` servers registered as `orders` with those weights.
+async fn fleet(weights: &[u32]) -> Fleet {
+    let redis = RedisServer::start();
+    let registry = RedisRegistry::connect(redis.url()).await.unwrap();
+    let mut servers = Vec::new();
+    let mut registrations = Vec::new();
+    for &weight in weights {
+        let (addr, task) = spawn_server().await;
+        registrations.push(
+            registry
+                .register(
+                    "orders",
+                    Instance::from_socket_addr(addr)
+                        .unwrap()
+                        .with_weight(weight),
+                )
+                .await
+                .unwrap(),
+        );
+        servers.push((addr, task));
+    }
+    let resolver = RedisResolver::connect(redis.url()).await.unwrap();
+    Fleet {
+        _redis: redis,
+        _registrations: registrations,
+        servers,
+        resolver,
+    }
+}
+
+type HyperClient = DiscoveryService<Client<HttpConnector, String>>;
+
+fn hyper_client(layer: &DiscoveryLayer) -> HyperClient {
+    layer.layer(Client::builder(TokioExecutor::new()).build_http())
+}
+
+/// GET through the layer; the body names the server that answered.
+async fn get(
+    client: &HyperClient,
+    uri: &str,
+    discover: bool,
+) -> Result<String, redis_discovery::layer::BoxError> {
+    let mut request = http::Request::get(uri).body(String::new()).unwrap();
+    if discover {
+        request = request.discover();
+    }
+    let response = client.clone().oneshot(request).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn shares(
+    counts: &HashMap<String, usize>,
+    total: usize,
+    servers: &[(SocketAddr, JoinHandle<()>)],
+) -> Vec<f64> {
+    servers
+        .iter()
+        .map(|(addr, _)| *counts.get(&addr.to_string()).unwrap_or(&0) as f64 / total as f64)
+        .collect()
+}
+
+fn assert_shares(observed: &[f64], weights: &[u32]) {
+    let sum: u32 = weights.iter().sum();
+    for (o, &w) in observed.iter().zip(weights) {
+        let expected = w as f64 / sum as f64;
+        assert!(
+            (o - expected).abs() < 0.05,
+            "observed {observed:?} for weights {weights:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_requests_follow_the_weights() {
+    let weights = [1, 3, 6];
+    let fleet = fleet(&weights).await;
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    let mut counts = HashMap::new();
+    let total = 2000;
+    for i in 0..total {
+        let body = get(&client, &format!("http://orders/items?n={i}"), true)
+            .await
+            .unwrap();
+        let mut parts = body.split(' ');
+        let (server, host, uri) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        // Host is the logical name; path and query are kept.
+        assert_eq!(host, "orders");
+        assert_eq!(uri, format!("/items?n={i}"));
+        *counts.entry(server.to_owned()).or_insert(0) += 1;
+    }
+    let observed = shares(&counts, total, &fleet.servers);
+    eprintln!("hyper shares {observed:?} for weights {weights:?}");
+    assert_shares(&observed, &weights);
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_requests_follow_the_weights() {
+    let weights = [1, 3, 6];
+    let fleet = fleet(&weights).await;
+    let http = reqwest::Client::new();
+    let client = DiscoveryLayer::new(fleet.resolver.clone()).layer(http.clone());
+    let mut counts = HashMap::new();
+    let total = 2000;
+    for _ in 0..total {
+        let request = http.get("http://orders/x").discover().build().unwrap();
+        let response = client.clone().oneshot(request).await.unwrap();
+        let body = response.text().await.unwrap();
+        let mut parts = body.split(' ');
+        let server = parts.next().unwrap().to_owned();
+        assert_eq!(parts.next(), Some("orders"));
+        *counts.entry(server).or_insert(0) += 1;
+    }
+    let observed = shares(&counts, total, &fleet.servers);
+    eprintln!("reqwest shares {observed:?} for weights {weights:?}");
+    assert_shares(&observed, &weights);
+}
+
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_middleware_discovers_flagged_requests() {
+    let weights = [1, 1];
+    let fleet = fleet(&weights).await;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(DiscoveryLayer::new(fleet.resolver.clone()).middleware())
+        .build();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let body = client
+            .get("http://orders/mw")
+            .with_extension(redis_discovery::layer::Discover)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        seen.insert(body.split(' ').next().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // Unflagged: where the URL says.
+    let direct = fleet.servers[0].0;
+    let body = client
+        .get(format!("http://{direct}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.starts_with(&direct.to_string()), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unflagged_requests_go_where_their_uri_says() {
+    let fleet = fleet(&[1, 1, 1]).await;
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    for (addr, _) in &fleet.servers {
+        let body = get(&client, &format!("http://{addr}/direct"), false)
+            .await
+            .unwrap();
+        assert_eq!(body, format!("{addr} {addr} /direct"));
+    }
+    // The layer never resolved anything for them.
+    assert_eq!(fleet.resolver.cached_services(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_the_service() {
+    let fleet = fleet(&[0]).await; // one drained instance
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    let err = get(&client, "http://orders/", true).await.unwrap_err();
+    let err = err
+        .downcast_ref::<DiscoveryError>()
+        .expect("a DiscoveryError");
+    assert!(
+        matches!(err, DiscoveryError::NoInstance { service, .. } if service == "orders"),
+        "{err}"
+    );
+    let err = get(&client, "http://nobody/", true).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no live instance of service nobody"),
+        "{err}"
+    );
+    let err = get(&client, "/relative", true).await.unwrap_err();
+    assert!(
+        matches!(
+            err.downcast_ref::<DiscoveryError>(),
+            Some(DiscoveryError::NoHost { .. })
+        ),
+        "{err}"
+    );
+}
+
+/// A killed instance costs no failed GET: the refused connection is
+/// retried on another instance, and the instance is ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_instance_causes_no_failed_request() {
+    let fleet = fleet(&[1, 1, 1]).await;
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    for _ in 0..30 {
+        get(&client, "http://orders/", true).await.unwrap();
+    }
+    let (dead, task) = &fleet.servers[0];
+    task.abort();
+    let mut counts = HashMap::new();
+    for _ in 0..300 {
+        let body = get(&client, "http://orders/", true)
+            .await
+            .expect("no request fails");
+        *counts
+            .entry(body.split(' ').next().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(&dead.to_string()), None, "{counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+}
+
+/// Without retries, a killed instance fails the request that finds it dead
+/// and is then ejected: later requests avoid it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_instance_is_ejected() {
+    let fleet = fleet(&[1, 1, 1]).await;
+    let layer = DiscoveryLayer::builder(fleet.resolver.clone())
+        .retries(0)
+        .build();
+    let client = hyper_client(&layer);
+    get(&client, "http://orders/", true).await.unwrap();
+    fleet.servers[0].1.abort();
+    let mut failures = 0;
+    for _ in 0..300 {
+        if get(&client, "http://orders/", true).await.is_err() {
+            failures += 1;
+        }
+    }
+    // Without ejection about a third would fail; with it, the first only
+    // (a pooled connection may add one more).
+    assert!((1..=2).contains(&failures), "{failures} failed requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_requests_share_one_resolve() {
+    let fleet = fleet(&[1]).await;
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    // Load the read script first, so a NOSCRIPT retry does not count twice.
+    fleet.resolver.fetch("warm.up").await.unwrap();
+    let before = fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro");
+    let requests = (0..50).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move { get(&client, "http://orders/", true).await.map(drop) })
+    });
+    for r in futures_util::future::join_all(requests).await {
+        r.unwrap().unwrap();
+    }
+    let after = fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro");
+    assert_eq!(after - before, 1);
+}
