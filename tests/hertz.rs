@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use redis_discovery::{Instance, KeySchema, RedisRegistry};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, Tags};
 use support::{eventually, RedisServer};
 
 const KEY: &str = "/hertz/hertz.test.demo/server";
@@ -151,31 +151,23 @@ async fn resolver_reads_what_hertz_writes() {
         .await
         .unwrap();
     let snapshot = resolver.fetch("hertz.test.demo").await.unwrap();
-    let mut got: Vec<(String, u32, Vec<(String, String)>)> = snapshot
+    let mut got: Vec<(String, u32, Tags)> = snapshot
         .instances()
         .iter()
-        .map(|i| {
-            (
-                i.addr().to_owned(),
-                i.weight(),
-                i.tags()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        })
+        .map(|i| (i.addr().to_owned(), i.weight(), i.tags().clone()))
         .collect();
     got.sort();
-    let zone = vec![("zone".to_owned(), "a".to_owned())];
+    let zone = Tags::from([("zone".to_owned(), "a".to_owned())]);
+    let none = Tags::new;
     assert_eq!(
         got,
         vec![
-            ("127.0.0.1:8001".into(), 10, vec![]),
+            ("127.0.0.1:8001".into(), 10, none()),
             ("127.0.0.1:8002".into(), 3, zone),
-            ("127.0.0.1:8003".into(), 7, vec![]),
-            ("127.0.0.1:8004".into(), 10, vec![]),
-            ("127.0.0.1:8005".into(), 10, vec![]),
-            ("127.0.0.1:8006".into(), 1, vec![]),
+            ("127.0.0.1:8003".into(), 7, none()),
+            ("127.0.0.1:8004".into(), 10, none()),
+            ("127.0.0.1:8005".into(), 10, none()),
+            ("127.0.0.1:8006".into(), 1, none()),
         ]
     );
     // The resolver only read: no write reached the server.
