@@ -26,9 +26,15 @@ impl Default for Timeouts {
 
 impl Timeouts {
     pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+        let hour = Duration::from_secs(3600);
         if self.connect.is_zero() || self.command.is_zero() {
             return Err(ValidationError::Config(
                 "Redis connect and command timeouts must be greater than zero".into(),
+            ));
+        }
+        if self.connect > hour || self.command > hour {
+            return Err(ValidationError::Config(
+                "Redis connect and command timeouts must be at most one hour".into(),
             ));
         }
         Ok(())
@@ -75,8 +81,27 @@ pub(crate) async fn manager(
     }
 }
 
-/// The URL with its password replaced, for error messages and logs.
+/// The URL with its password replaced, for error messages and logs: the
+/// userinfo password, and a `pass=` query parameter (unix socket URLs).
 pub(crate) fn redact(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
@@ -104,5 +129,9 @@ mod tests {
         assert!(!e.contains("secret"), "{e}");
         assert_eq!(redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=1&pass=secret"),
+            "unix:///run/redis.sock?db=1&pass=***"
+        );
     }
 }

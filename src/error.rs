@@ -94,6 +94,10 @@ pub enum RegistryError {
     /// The registry was shut down.
     #[error("the registry has been shut down")]
     Shutdown,
+    /// This registration no longer owns its instance: it was deregistered,
+    /// or the same address was registered again by a newer handle.
+    #[error("this registration was deregistered or replaced by a newer registration of the same address")]
+    Detached,
 }
 
 /// Reading the instances of a service failed.

@@ -170,7 +170,9 @@ impl Instance {
 
     /// An instance at a socket address, e.g. the local address of a listener.
     ///
-    /// Fails only for port 0.
+    /// Fails for port 0, for an unspecified address (`0.0.0.0`, `[::]`: a
+    /// listener bound to all interfaces must register the address clients
+    /// reach it at) and for IPv6 addresses with a scope id.
     pub fn from_socket_addr(addr: SocketAddr) -> Result<Self, ValidationError> {
         Self::new(addr.to_string())
     }
@@ -425,6 +427,19 @@ fn parse_addr(addr: &str) -> Result<Authority, ValidationError> {
     if let Some(host) = host {
         validate_host(host).map_err(err)?;
     }
+    let unspecified = match host {
+        Some(h) => h.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_unspecified()),
+        None => addr
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .and_then(|(v6, _)| v6.parse::<Ipv6Addr>().ok())
+            .is_some_and(|ip| ip.is_unspecified()),
+    };
+    if unspecified {
+        return Err(err(
+            "0.0.0.0 and [::] cannot be reached by clients; register the address they connect to",
+        ));
+    }
     Authority::from_str(addr).map_err(|_| err("not a valid URI authority"))
 }
 
@@ -534,6 +549,8 @@ mod tests {
             "-bad.example:80",
             "a..b:80",
             "http://host:80",
+            "0.0.0.0:80",
+            "[::]:80",
         ] {
             assert!(
                 matches!(Instance::new(bad), Err(ValidationError::Address { .. })),

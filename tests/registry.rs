@@ -459,3 +459,94 @@ async fn redis_down_is_an_error_not_a_hang() {
     assert!(matches!(err, RegistryError::Redis(_)), "{err}");
     assert!(err.to_string().contains("redis"), "{err}");
 }
+
+/// Dropping a registration and at once registering the same address again
+/// (a restart in place) must leave the new registration listed: the
+/// dropped handle's background deregister cannot remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_then_register_same_address_keeps_the_new_one() {
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    for round in 0..20 {
+        let old = registry
+            .register("orders", instance(1).with_weight(round))
+            .await
+            .unwrap();
+        drop(old);
+        let new = registry
+            .register("orders", instance(1).with_weight(100 + round))
+            .await
+            .unwrap();
+        // Let the dropped handle's background deregister run, if it will.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            listed(&server, "orders"),
+            set(&["127.0.0.1:1"]),
+            "round {round}"
+        );
+        let json: String = server.cmd(&["HGET", "sd:{orders}:instances", "127.0.0.1:1"]);
+        assert!(
+            json.contains(&format!(r#""weight":{}"#, 100 + round)),
+            "{json}"
+        );
+        new.deregister().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detached_handles_change_nothing() {
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let old = registry.register("orders", instance(1)).await.unwrap();
+    let new = registry
+        .register("orders", instance(1).with_weight(5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        old.update(instance(1).with_weight(9)).await,
+        Err(RegistryError::Detached)
+    ));
+    assert!(!old.deregister().await.unwrap());
+    let json: String = server.cmd(&["HGET", "sd:{orders}:instances", "127.0.0.1:1"]);
+    assert!(json.contains(r#""weight":5"#), "{json}");
+
+    // Removed by address: the handle is detached too, and stays removed.
+    assert!(registry.deregister("orders", "127.0.0.1:1").await.unwrap());
+    assert!(matches!(
+        new.update(instance(1).with_weight(7)).await,
+        Err(RegistryError::Detached)
+    ));
+    tokio::time::sleep(HEARTBEAT * 3).await;
+    assert!(listed(&server, "orders").is_empty());
+    drop(new);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_settings_are_refused() {
+    let server = RedisServer::start();
+    let err = RedisRegistry::builder(server.url())
+        .lease_ttl(Duration::MAX)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 24 hours"), "{err}");
+    let err = RedisRegistry::builder(server.url())
+        .heartbeat_interval(Duration::MAX)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Invalid(_)), "{err}");
+    assert!(Instance::new("0.0.0.0:80").is_err());
+    // Weight 0 cannot drain in the Hertz schema: refused, not silently 10.
+    let hertz = RedisRegistry::builder(server.url())
+        .schema(redis_discovery::KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let err = hertz
+        .register("h", instance(1).with_weight(0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Hertz schema"), "{err}");
+    assert!(server.keys().is_empty());
+}

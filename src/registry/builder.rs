@@ -1,7 +1,7 @@
 //! Options of a [`RedisRegistry`].
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,12 +102,18 @@ impl RegistryBuilder {
                 timeouts: self.timeouts,
                 leases: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                ops: tokio::sync::Mutex::new(()),
+                next_ticket: AtomicU64::new(0),
             }),
         })
     }
 }
 
-/// The lease rules: both non-zero, TTL at least two heartbeats.
+/// The longest lease TTL accepted.
+pub(crate) const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The lease rules: both non-zero, TTL at least two heartbeats, at most a
+/// day (lease deadlines are milliseconds in a Redis score and key expiry).
 pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), ValidationError> {
     if ttl.is_zero() {
         return Err(ValidationError::Config(
@@ -119,7 +125,12 @@ pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), V
             "heartbeat interval must be greater than zero".into(),
         ));
     }
-    if ttl < heartbeat * 2 {
+    if ttl > MAX_LEASE_TTL {
+        return Err(ValidationError::Config(format!(
+            "lease TTL ({ttl:?}) must be at most 24 hours"
+        )));
+    }
+    if heartbeat.checked_mul(2).is_none_or(|twice| ttl < twice) {
         return Err(ValidationError::Config(format!(
             "lease TTL ({ttl:?}) must be at least two heartbeat intervals ({heartbeat:?} each), so one missed heartbeat does not drop the instance"
         )));
@@ -138,6 +149,8 @@ mod tests {
         assert!(validate_lease(s(10), s(5)).is_ok());
         assert!(validate_lease(s(0), s(5)).is_err());
         assert!(validate_lease(s(15), s(0)).is_err());
+        assert!(validate_lease(Duration::MAX, s(5)).is_err());
+        assert!(validate_lease(s(15), Duration::MAX).is_err());
         let e = validate_lease(s(9), s(5)).unwrap_err().to_string();
         assert!(e.contains("two heartbeat intervals"), "{e}");
     }

@@ -1,5 +1,6 @@
 //! The per-registration heartbeat task.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::Upserted;
 
@@ -23,11 +25,19 @@ pub(super) struct Lease {
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
     addr: String,
+    /// The ticket of the handle that owns this lease.
+    owner: AtomicU64,
 }
 
 impl Lease {
-    pub(super) fn new(service: ServiceName, instance: Instance, json: Arc<str>) -> Self {
+    pub(super) fn new(
+        service: ServiceName,
+        instance: Instance,
+        json: Arc<str>,
+        ticket: u64,
+    ) -> Self {
         Lease {
+            owner: AtomicU64::new(ticket),
             service,
             addr: instance.addr().to_owned(),
             current: Mutex::new((instance, json)),
@@ -57,33 +67,56 @@ impl Lease {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes a new value now and makes the heartbeat write it from then on.
+    pub(super) fn owner(&self) -> u64 {
+        self.owner.load(Ordering::Acquire)
+    }
+
+    /// Writes a new value now and makes the heartbeat write it from then
+    /// on, if the handle `ticket` still owns the lease.
     pub(super) async fn update(
+        &self,
+        shared: &Shared,
+        ticket: u64,
+        instance: Instance,
+        json: Arc<str>,
+    ) -> Result<(), RegistryError> {
+        let _write = self.write.lock().await;
+        if self.cancel.is_cancelled() || self.owner() != ticket {
+            return Err(RegistryError::Detached);
+        }
+        shared.upsert(&self.service, &self.addr, &json).await?;
+        *self.lock_current() = (instance, json);
+        Ok(())
+    }
+
+    /// Like `update`, for a new registration of the same address: writes
+    /// the value and hands the lease to `ticket`, atomically with respect
+    /// to the older handle's updates.
+    pub(super) async fn take_over(
         &self,
         shared: &Shared,
         instance: Instance,
         json: Arc<str>,
-    ) -> Result<(), crate::RegistryError> {
+        ticket: u64,
+    ) -> Result<(), RegistryError> {
         let _write = self.write.lock().await;
         shared.upsert(&self.service, &self.addr, &json).await?;
         *self.lock_current() = (instance, json);
+        self.owner.store(ticket, Ordering::Release);
         Ok(())
     }
 
     /// Stops the heartbeat at once (no new write starts) and waits for a
     /// write in flight to finish.
     pub(super) async fn stop(&self) {
-        self.cancel();
+        self.cancel.cancel();
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             // The task ends by itself; a JoinError only means it was aborted.
             let _ = task.await;
         }
-    }
-
-    /// Stops the heartbeat without waiting (usable in `Drop`).
-    pub(super) fn cancel(&self) {
-        self.cancel.cancel();
+        // An update in flight holds the write lock: let it finish too.
+        drop(self.write.lock().await);
     }
 }
 

@@ -36,8 +36,8 @@
 //!
 //! * [`Registration::deregister`] stops the heartbeat, removes the instance
 //!   and publishes a `deregister` event.
-//! * Dropping a [`Registration`] stops its heartbeat at once and
-//!   deregisters in a task on the runtime it was registered on. If that
+//! * Dropping a [`Registration`] stops its heartbeat and deregisters in a
+//!   task on the runtime it was registered on. If that
 //!   runtime is gone (for example the process is exiting), nothing is
 //!   removed: the instance disappears when its lease runs out.
 //! * [`RedisRegistry::shutdown`] deregisters everything the registry
@@ -45,8 +45,14 @@
 //!
 //! Registering an address that this registry already registered for the
 //! same service updates it (weight, tags) and publishes an `update`; the
-//! older [`Registration`] handle is detached from then on: its heartbeat
-//! stops, and dropping or deregistering it changes nothing.
+//! new [`Registration`] takes over the running heartbeat and the older
+//! handle is detached: dropping or deregistering it changes nothing, and
+//! its [`update`](Registration::update) fails with
+//! [`RegistryError::Detached`].
+//!
+//! Registering, deregistering and shutting down are serialised per
+//! registry, so a dropped handle's background deregister never races a new
+//! registration of the same address.
 
 mod builder;
 mod heartbeat;
@@ -57,7 +63,7 @@ pub use registration::Registration;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -88,6 +94,12 @@ struct Shared {
     /// The current owner of each registered (service, address).
     leases: Mutex<HashMap<(ServiceName, String), Arc<Lease>>>,
     closed: AtomicBool,
+    /// Serialises register, deregister, retire and shutdown, so a drop's
+    /// background deregister never races a new registration of the same
+    /// address, nor a registration a shutdown.
+    ops: tokio::sync::Mutex<()>,
+    /// Tells the handles of one lease apart: the newest owns it.
+    next_ticket: AtomicU64,
 }
 
 impl fmt::Debug for RedisRegistry {
@@ -129,22 +141,28 @@ impl RedisRegistry {
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
         let json: Arc<str> = self.shared.keyspace.encode(&service, &instance)?.into();
+        let _ops = self.shared.ops.lock().await;
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(RegistryError::Shutdown);
         }
+        let ticket = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
         let key = (service.clone(), instance.addr().to_owned());
-        // Stop the previous owner's heartbeat first, so it cannot write the
-        // old value after ours.
-        let previous = self.shared.lock().remove(&key);
-        if let Some(previous) = previous {
-            previous.stop().await;
+        let existing = self.shared.lock().get(&key).cloned();
+        if let Some(lease) = existing {
+            // The same address again: update it in place and take it over.
+            // Its heartbeat carries on; the older handle is detached.
+            lease
+                .take_over(&self.shared, instance, json, ticket)
+                .await?;
+            tracing::debug!(%service, addr = lease.addr(), "registration updated");
+            return Ok(Registration::new(self.shared.clone(), lease, ticket));
         }
         let upserted = self.shared.upsert(&service, instance.addr(), &json).await?;
         tracing::debug!(%service, addr = instance.addr(), ?upserted, "registered");
-        let lease = Arc::new(Lease::new(service, instance, json));
+        let lease = Arc::new(Lease::new(service, instance, json, ticket));
         self.shared.lock().insert(key, lease.clone());
         heartbeat::spawn(self.shared.clone(), lease.clone());
-        Ok(Registration::new(self.shared.clone(), lease))
+        Ok(Registration::new(self.shared.clone(), lease, ticket))
     }
 
     /// Removes an instance by address, whoever registered it (the CLI's
@@ -157,6 +175,7 @@ impl RedisRegistry {
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
         let instance = Instance::new(addr)?;
+        let _ops = self.shared.ops.lock().await;
         let lease = self
             .shared
             .lock()
@@ -170,6 +189,7 @@ impl RedisRegistry {
     /// Deregisters every instance this registry registered and refuses new
     /// registrations. Tries all of them; returns the first error.
     pub async fn shutdown(&self) -> Result<(), RegistryError> {
+        let _ops = self.shared.ops.lock().await;
         self.shared.closed.store(true, Ordering::Release);
         let leases: Vec<Arc<Lease>> = self.shared.lock().drain().map(|(_, l)| l).collect();
         let mut first_error = None;
@@ -232,25 +252,27 @@ impl Shared {
         Ok(removed)
     }
 
-    /// Ends `lease` if it is still the owner of its address: stops the
-    /// heartbeat and removes the instance. A detached lease only stops.
-    async fn retire(&self, lease: &Arc<Lease>) -> Result<bool, RegistryError> {
+    /// Ends the registration `ticket` of `lease` if it still owns its
+    /// address: stops the heartbeat and removes the instance. A detached
+    /// handle (replaced by a newer registration, or already ended) changes
+    /// nothing.
+    async fn retire(&self, lease: &Arc<Lease>, ticket: u64) -> Result<bool, RegistryError> {
+        let _ops = self.ops.lock().await;
         let key = (lease.service().clone(), lease.addr().to_owned());
         let owned = {
             let mut map = self.lock();
             match map.get(&key) {
-                Some(current) if Arc::ptr_eq(current, lease) => {
+                Some(current) if Arc::ptr_eq(current, lease) && lease.owner() == ticket => {
                     map.remove(&key);
                     true
                 }
                 _ => false,
             }
         };
-        lease.stop().await;
-        if owned {
-            self.remove(lease.service(), lease.addr()).await
-        } else {
-            Ok(false)
+        if !owned {
+            return Ok(false);
         }
+        lease.stop().await;
+        self.remove(lease.service(), lease.addr()).await
     }
 }

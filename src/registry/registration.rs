@@ -19,14 +19,18 @@ pub struct Registration {
     shared: Arc<Shared>,
     lease: Arc<Lease>,
     runtime: tokio::runtime::Handle,
+    /// This handle's claim on the lease; a newer registration of the same
+    /// address takes it over.
+    ticket: u64,
     ended: bool,
 }
 
 impl Registration {
-    pub(super) fn new(shared: Arc<Shared>, lease: Arc<Lease>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, lease: Arc<Lease>, ticket: u64) -> Self {
         Registration {
             shared,
             lease,
+            ticket,
             // register() is async, so it always runs inside a runtime.
             runtime: tokio::runtime::Handle::current(),
             ended: false,
@@ -45,7 +49,8 @@ impl Registration {
 
     /// Changes the weight or tags now (e.g. weight 0 to drain) and keeps
     /// heartbeating the new value. The address cannot change: register the
-    /// new address instead.
+    /// new address instead. Fails with [`RegistryError::Detached`] once the
+    /// registration was deregistered or replaced by a newer one.
     pub async fn update(&self, instance: Instance) -> Result<(), RegistryError> {
         if instance.addr() != self.lease.addr() {
             return Err(ValidationError::Config(format!(
@@ -60,14 +65,16 @@ impl Registration {
             .keyspace
             .encode(self.lease.service(), &instance)?
             .into();
-        self.lease.update(&self.shared, instance, json).await
+        self.lease
+            .update(&self.shared, self.ticket, instance, json)
+            .await
     }
 
     /// Stops the heartbeat and removes the instance from Redis, publishing a
     /// `deregister` event. Returns whether Redis still had it.
     pub async fn deregister(mut self) -> Result<bool, RegistryError> {
         self.ended = true;
-        self.shared.retire(&self.lease).await
+        self.shared.retire(&self.lease, self.ticket).await
     }
 }
 
@@ -76,11 +83,10 @@ impl Drop for Registration {
         if self.ended {
             return;
         }
-        self.lease.cancel();
-        let (shared, lease) = (self.shared.clone(), self.lease.clone());
+        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
         // If the runtime is gone this does nothing and the lease expires.
         drop(self.runtime.spawn(async move {
-            if let Err(error) = shared.retire(&lease).await {
+            if let Err(error) = shared.retire(&lease, ticket).await {
                 tracing::warn!(service = %lease.service(), addr = lease.addr(), %error, "deregister on drop failed");
             }
         }));

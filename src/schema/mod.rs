@@ -152,6 +152,11 @@ impl Keyspace {
     ) -> Result<String, ValidationError> {
         match self.schema {
             KeySchema::Native => instance.to_json(service),
+            // Hertz reads weights <= 0 as 10: a "drained" entry would get traffic.
+            KeySchema::Hertz if instance.weight() == 0 => Err(ValidationError::Config(format!(
+                "weight 0 cannot drain {} in the Hertz schema: Hertz reads weights of 0 or less as 10; deregister the instance instead",
+                instance.addr()
+            ))),
             KeySchema::Hertz => instance.to_hertz_json(service),
         }
     }

@@ -60,7 +60,7 @@ for _, a in ipairs(expired) do
 end
 redis.call('HSET', KEYS[1], addr, json)
 redis.call('ZADD', KEYS[2], now + ttl, addr)
-local last = redis.call('ZRANGE', KEYS[2], 0, 0, 'REV', 'WITHSCORES')
+local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local gc = tonumber(last[2]) + 60000
 redis.call('PEXPIREAT', KEYS[1], gc)
 redis.call('PEXPIREAT', KEYS[2], gc)
