@@ -25,7 +25,7 @@ pin_project! {
         S: Service<Req>,
     {
         #[pin]
-        state: State<S::Future, Req>,
+        state: State<S::Future>,
         ctx: Option<Ctx<S, Req>>,
         span: tracing::Span,
     }
@@ -33,13 +33,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, Req> {
+    enum State<F> {
         // The inner service's call is under way.
         Call { #[pin] fut: F },
-        // Cache miss: waiting for the single-flight resolve.
-        Resolve { fut: ResolveFuture, req: Option<Req> },
-        // Routed, waiting for the inner service to be ready (retries).
-        Ready { req: Option<Req> },
+        // Cache miss: waiting for the single-flight resolve of `ctx.pending`.
+        Resolve { fut: ResolveFuture },
+        // `ctx.pending` is routed; waiting for the inner service to be ready.
+        Ready,
         // Routing failed before anything was sent.
         Failed { error: Option<BoxError> },
     }
@@ -53,6 +53,9 @@ pub(crate) struct Ctx<S, Req> {
     /// A clone of the inner service for a retry (or the ready service on a
     /// cache miss).
     pub inner: Option<S>,
+    /// The request waiting for the resolve or for the inner service (boxed:
+    /// only the miss and retry paths need it, and it keeps the future small).
+    pub pending: Option<Box<Req>>,
     /// A copy of the request to send if this attempt cannot connect.
     pub replay: Option<Req>,
     pub attempt: u32,
@@ -82,12 +85,9 @@ where
         }
     }
 
-    pub(crate) fn resolve(fut: ResolveFuture, req: Req, ctx: Ctx<S, Req>) -> Self {
+    pub(crate) fn resolve(fut: ResolveFuture, ctx: Ctx<S, Req>) -> Self {
         ResponseFuture {
-            state: State::Resolve {
-                fut,
-                req: Some(req),
-            },
+            state: State::Resolve { fut },
             ctx: Some(ctx),
             span: tracing::Span::none(),
         }
@@ -116,13 +116,13 @@ where
                 .as_ref()
                 .or(self.router.options().filter.as_ref()),
             attempt,
-            avoid: self.picked.as_ref().map(|p| &p.authority),
+            avoid: self.picked.as_ref().map(Picked::authority),
         }
     }
 
     /// Routes `req` to `picked`, keeping a copy for a retry if one is allowed.
     pub(crate) fn route(&mut self, mut req: Req, picked: Picked) -> Result<Req, DiscoveryError> {
-        req.route_to(&picked.authority, picked.host.as_ref())?;
+        req.route_to(picked.authority(), picked.host())?;
         self.replay = if self.attempt < self.router.options().retries && self.inner.is_some() {
             req.replay()
         } else {
@@ -173,23 +173,27 @@ where
                         Some(Ok(picked)) => picked,
                         _ => return Poll::Ready(Err(error)),
                     };
-                    if picked.authority == failed.authority {
+                    if picked.authority() == failed.authority() {
                         return Poll::Ready(Err(error));
                     }
-                    tracing::debug!(service = %ctx.service, failed = %failed.authority, retry = %picked.authority, %error, "connect failed; retrying on another instance");
+                    tracing::debug!(service = %ctx.service, failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
                     match ctx.route(req, picked) {
-                        Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                        Ok(req) => {
+                            ctx.pending = Some(Box::new(req));
+                            this.state.set(State::Ready);
+                        }
                         Err(_) => return Poll::Ready(Err(error)),
                     }
                 }
-                StateProj::Resolve { fut, req } => {
+                StateProj::Resolve { fut } => {
                     let result = ready!(fut.as_mut().poll(cx));
                     let Some(ctx) = this.ctx.as_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let Some(req) = req.take() else {
+                    let Some(req) = ctx.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    let req = *req;
                     let routed = result
                         .map_err(|source| DiscoveryError::Resolve {
                             service: ctx.service.to_string(),
@@ -200,11 +204,14 @@ where
                             ctx.route(req, picked)
                         });
                     match routed {
-                        Ok(req) => this.state.set(State::Ready { req: Some(req) }),
+                        Ok(req) => {
+                            ctx.pending = Some(Box::new(req));
+                            this.state.set(State::Ready);
+                        }
                         Err(e) => return Poll::Ready(Err(e.into())),
                     }
                 }
-                StateProj::Ready { req } => {
+                StateProj::Ready => {
                     let Some(ctx) = this.ctx.as_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
@@ -214,10 +221,10 @@ where
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
-                    let Some(req) = req.take() else {
+                    let Some(req) = ctx.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let fut = inner.call(req);
+                    let fut = inner.call(*req);
                     this.state.set(State::Call { fut });
                 }
                 StateProj::Failed { error } => {
@@ -237,7 +244,7 @@ where
         let state = match &self.state {
             State::Call { .. } => "call",
             State::Resolve { .. } => "resolve",
-            State::Ready { .. } => "ready",
+            State::Ready => "ready",
             State::Failed { .. } => "failed",
         };
         f.debug_struct("ResponseFuture")

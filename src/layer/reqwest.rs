@@ -135,7 +135,7 @@ mod middleware {
                     }
                 }
                 .map_err(fail)?;
-                req.route_to(&picked.authority, picked.host.as_ref())
+                req.route_to(picked.authority(), picked.host())
                     .map_err(fail)?;
                 let replay = (attempt < options.retries).then(|| req.replay()).flatten();
                 let idempotent = req.is_idempotent();
@@ -149,10 +149,10 @@ mod middleware {
                         }
                         match replay {
                             Some(copy) => {
-                                tracing::debug!(%service, failed = %picked.authority, error = %e, "connect failed; retrying on another instance");
+                                tracing::debug!(%service, failed = %picked.authority(), error = %e, "retrying on another instance");
                                 req = copy;
                                 attempt += 1;
-                                avoid = Some(picked.authority);
+                                avoid = Some(picked.authority().clone());
                             }
                             None => return Err(reqwest_middleware::Error::Reqwest(e)),
                         }

@@ -2,7 +2,6 @@
 //! snapshot, passive health. Synchronous on the hit path.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,14 +57,36 @@ impl Default for Options {
     }
 }
 
-/// The instance chosen for one attempt of a request.
-#[derive(Debug, Clone)]
+/// A picker built for one snapshot (and one tag filter).
+struct Built {
+    snapshot: Snapshot,
+    /// Snapshot indexes of the instances the picker was built over.
+    members: Vec<usize>,
+    picker: Box<dyn Pick>,
+    /// `Host: SERVICE`, or `None` under [`HostHeader::Instance`].
+    host: Option<HeaderValue>,
+}
+
+/// The instance chosen for one attempt of a request: a reference into the
+/// snapshot's picker state, so choosing copies nothing.
+#[derive(Clone)]
 pub(crate) struct Picked {
-    pub authority: Authority,
-    pub host: Option<HeaderValue>,
-    pub service: ServiceName,
-    /// How many instances the snapshot listed (bounds ejection).
-    pub listed: usize,
+    built: Arc<Built>,
+    index: usize,
+}
+
+impl Picked {
+    pub fn authority(&self) -> &Authority {
+        self.built.snapshot.instances()[self.index].authority()
+    }
+
+    pub fn host(&self) -> Option<&HeaderValue> {
+        self.built.host.as_ref()
+    }
+
+    pub fn service(&self) -> &ServiceName {
+        self.built.snapshot.service()
+    }
 }
 
 /// What one request asks of the router.
@@ -98,35 +119,17 @@ pub(crate) trait Route: Send + Sync + 'static {
         snapshot: &Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError>;
+    /// The picked instance refused a connection.
     fn eject(&self, picked: &Picked);
 }
 
-/// A picker built for one snapshot (and the layer's tag filter).
-struct Built<P> {
-    snapshot: Snapshot,
-    /// Snapshot indexes of the instances the picker was built over.
-    members: Vec<usize>,
-    picker: P,
-    host: HeaderValue,
-}
-
-pub(crate) struct Router<R, B: Balance> {
+pub(crate) struct Router<R, B> {
     resolver: R,
     balance: B,
     options: Options,
     health: Health,
     /// Copy-on-write: replaced only when a service's snapshot changes.
-    built: ArcSwap<HashMap<ServiceName, Arc<Built<B::Picker>>>>,
-}
-
-impl<R: fmt::Debug, B: Balance> fmt::Debug for Router<R, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Router")
-            .field("resolver", &self.resolver)
-            .field("balance", &self.balance)
-            .field("options", &self.options)
-            .finish()
-    }
+    built: ArcSwap<HashMap<ServiceName, Arc<Built>, foldhash::fast::RandomState>>,
 }
 
 impl<R, B> Router<R, B>
@@ -144,8 +147,9 @@ where
         }
     }
 
-    /// The picker for `snapshot`, built once per snapshot change.
-    fn built(&self, snapshot: &Snapshot) -> Result<Arc<Built<B::Picker>>, DiscoveryError> {
+    /// The picker for `snapshot` and the layer's filter, built once per
+    /// snapshot change.
+    fn built(&self, snapshot: &Snapshot) -> Result<Arc<Built>, DiscoveryError> {
         if let Some(built) = self.built.load().get(snapshot.service().as_str()) {
             if Snapshot::ptr_eq(&built.snapshot, snapshot) {
                 return Ok(built.clone());
@@ -169,7 +173,7 @@ where
         &self,
         snapshot: &Snapshot,
         filter: Option<&TagFilter>,
-    ) -> Result<Built<B::Picker>, DiscoveryError> {
+    ) -> Result<Built, DiscoveryError> {
         let instances = snapshot.instances();
         let mut members: Vec<usize> = match filter {
             Some(f) => (0..instances.len())
@@ -177,18 +181,27 @@ where
                 .collect(),
             None => (0..instances.len()).collect(),
         };
-        if members.is_empty() && filter.is_some() && self.options.fallback == Fallback::AllInstances
-        {
+        let usable = members.iter().any(|&i| instances[i].weight() > 0);
+        if !usable && filter.is_some() && self.options.fallback == Fallback::AllInstances {
             members = (0..instances.len()).collect();
         }
-        let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
-        let picker = self.balance.build(&selected);
-        let host = HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| {
-            DiscoveryError::Rewrite {
-                addr: snapshot.service().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
+        let picker: Box<dyn Pick> = if members.len() == instances.len() {
+            Box::new(self.balance.build(instances))
+        } else {
+            let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
+            Box::new(self.balance.build(&selected))
+        };
+        let host = match self.options.host {
+            HostHeader::Service => Some(
+                HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| {
+                    DiscoveryError::Rewrite {
+                        addr: snapshot.service().to_string(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
+            HostHeader::Instance => None,
+        };
         Ok(Built {
             snapshot: snapshot.clone(),
             members,
@@ -199,18 +212,19 @@ where
 
     fn pick_built(
         &self,
-        built: &Built<B::Picker>,
+        built: Arc<Built>,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError> {
         let instances = built.snapshot.instances();
-        let service = built.snapshot.service();
+        let service = built.snapshot.service().as_str();
         let eligible = |i: usize| {
             let instance = &instances[built.members[i]];
             request.avoid != Some(instance.authority())
-                && !self.health.is_ejected(service.as_str(), instance.addr())
+                && !self.health.is_ejected(service, instance.addr())
         };
-        // A few draws skip ejected or just-failed instances; then a scan;
-        // then, rather than failing, any instance the balancer picks.
+        // The first draw almost always does. Otherwise a few more draws skip
+        // ejected or just-failed instances; then a scan; then, rather than
+        // failing, whatever the balancer picks.
         let mut chosen = None;
         for attempt in request.attempt..request.attempt.saturating_add(8) {
             match built.picker.pick(request.key, attempt) {
@@ -228,19 +242,16 @@ where
                     .find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
             })
             .or_else(|| built.picker.pick(request.key, request.attempt));
-        let Some(i) = chosen else {
-            return Err(DiscoveryError::NoInstance {
-                service: service.to_string(),
-                filter: request.filter.or(self.options.filter.as_ref()).cloned(),
-            });
-        };
-        let instance = &instances[built.members[i]];
-        Ok(Picked {
-            authority: instance.authority().clone(),
-            host: (self.options.host == HostHeader::Service).then(|| built.host.clone()),
-            service: service.clone(),
-            listed: instances.len(),
-        })
+        match chosen {
+            Some(i) => Ok(Picked {
+                index: built.members[i],
+                built,
+            }),
+            None => Err(DiscoveryError::NoInstance {
+                service: service.to_owned(),
+                filter: request.filter.cloned(),
+            }),
+        }
     }
 }
 
@@ -271,24 +282,21 @@ where
         snapshot: &Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError> {
-        match request.filter {
-            // A per-request filter builds a picker for this request only.
+        let built = match request.filter {
+            // A request's own filter builds a picker for this request only.
             Some(filter) if request.filter != self.options.filter.as_ref() => {
-                let built = self.build(snapshot, Some(filter))?;
-                self.pick_built(&built, request)
+                Arc::new(self.build(snapshot, Some(filter))?)
             }
-            _ => {
-                let built = self.built(snapshot)?;
-                self.pick_built(&built, request)
-            }
-        }
+            _ => self.built(snapshot)?,
+        };
+        self.pick_built(built, request)
     }
 
     fn eject(&self, picked: &Picked) {
         self.health.eject(
-            picked.service.as_str(),
-            picked.authority.as_str(),
-            picked.listed,
+            picked.service().as_str(),
+            picked.authority().as_str(),
+            picked.built.snapshot.len(),
         );
     }
 }

@@ -98,13 +98,14 @@ where
         match self.router.pick_cached(host, first) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
-                let span = tracing::debug_span!("discovery", service = %picked.service, instance = %picked.authority);
+                let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 let retry = options.retries > 0;
                 let mut ctx = Ctx {
                     router: self.router.clone(),
-                    service: picked.service.clone(),
+                    service: picked.service().clone(),
                     picked: None,
                     inner: retry.then(|| self.inner.clone()),
+                    pending: None,
                     replay: None,
                     attempt: 0,
                     idempotent: req.is_idempotent(),
@@ -129,18 +130,20 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let fut = self.router.clone().resolve(service.clone());
-                let ctx = Ctx {
+                let mut ctx = Ctx {
                     router: self.router.clone(),
                     service,
                     picked: None,
                     inner: Some(ready),
+                    pending: None,
                     replay: None,
                     attempt: 0,
                     idempotent: req.is_idempotent(),
                     key,
                     filter,
                 };
-                ResponseFuture::resolve(fut, req, ctx)
+                ctx.pending = Some(Box::new(req));
+                ResponseFuture::resolve(fut, ctx)
             }
         }
     }
