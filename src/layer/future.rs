@@ -108,6 +108,30 @@ impl<S, Req> Ctx<S, Req>
 where
     Req: DiscoverRequest,
 {
+    /// The context of a request's first attempt; `inner` is the service to
+    /// call again for a retry (or, on a cache miss, the ready one).
+    pub(crate) fn new(
+        router: Arc<dyn Route>,
+        service: ServiceName,
+        inner: Option<S>,
+        req: &Req,
+        key: Option<u64>,
+        filter: Option<TagFilter>,
+    ) -> Self {
+        Ctx {
+            router,
+            service,
+            picked: None,
+            inner,
+            pending: None,
+            replay: None,
+            attempt: 0,
+            idempotent: req.is_idempotent(),
+            key,
+            filter,
+        }
+    }
+
     fn request(&self, attempt: u32) -> PickRequest<'_> {
         PickRequest {
             key: self.key,

@@ -100,18 +100,14 @@ where
             Some(Ok(picked)) => {
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 let retry = options.retries > 0;
-                let mut ctx = Ctx {
-                    router: self.router.clone(),
-                    service: picked.service().clone(),
-                    picked: None,
-                    inner: retry.then(|| self.inner.clone()),
-                    pending: None,
-                    replay: None,
-                    attempt: 0,
-                    idempotent: req.is_idempotent(),
+                let mut ctx = Ctx::new(
+                    self.router.clone(),
+                    picked.service().clone(),
+                    retry.then(|| self.inner.clone()),
+                    &req,
                     key,
                     filter,
-                };
+                );
                 match ctx.route(req, picked) {
                     Ok(req) => {
                         let fut = span.in_scope(|| self.inner.call(req));
@@ -130,18 +126,8 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let fut = self.router.clone().resolve(service.clone());
-                let mut ctx = Ctx {
-                    router: self.router.clone(),
-                    service,
-                    picked: None,
-                    inner: Some(ready),
-                    pending: None,
-                    replay: None,
-                    attempt: 0,
-                    idempotent: req.is_idempotent(),
-                    key,
-                    filter,
-                };
+                let mut ctx =
+                    Ctx::new(self.router.clone(), service, Some(ready), &req, key, filter);
                 ctx.pending = Some(Box::new(req));
                 ResponseFuture::resolve(fut, ctx)
             }

@@ -44,11 +44,7 @@ pub(super) async fn upsert(
     let code: i64 = UPSERT_SCRIPT
         .run(&[&key(service.as_str())], &[&addr, &json, &secs], conn)
         .await?;
-    Ok(match code {
-        1 => Upserted::Created,
-        2 => Upserted::Updated,
-        _ => Upserted::Renewed,
-    })
+    Ok(Upserted::from_code(code))
 }
 
 pub(super) async fn remove(

@@ -119,6 +119,17 @@ pub(crate) enum Upserted {
     Updated,
 }
 
+impl Upserted {
+    /// The scripts' return codes: 1 created, 2 updated, else renewed.
+    pub(super) fn from_code(code: i64) -> Self {
+        match code {
+            1 => Upserted::Created,
+            2 => Upserted::Updated,
+            _ => Upserted::Renewed,
+        }
+    }
+}
+
 impl Keyspace {
     pub fn new(schema: KeySchema, prefix: &str) -> Result<Self, ValidationError> {
         validate_prefix(prefix)?;

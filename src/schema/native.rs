@@ -140,11 +140,7 @@ pub(super) async fn upsert(
         UPSERT_SCRIPT.run::<i64>(&keys, &args, conn),
         sadd.exec_async(&mut index_conn),
     )?;
-    Ok(match code {
-        1 => Upserted::Created,
-        2 => Upserted::Updated,
-        _ => Upserted::Renewed,
-    })
+    Ok(Upserted::from_code(code))
 }
 
 pub(super) async fn remove(
