@@ -204,10 +204,16 @@ impl Cache {
     /// replaces a good snapshot. An unchanged list keeps the current
     /// snapshot and only moves its `read_at`. Returns `true` if the entry
     /// was marked dirty meanwhile and must be read again.
+    ///
+    /// The outcome is sent and `running` cleared in one critical section
+    /// with [`Entry::join_or_start`]: a caller either joins before the
+    /// outcome is sent (and is woken by it), or sees it, or finds no read
+    /// running and starts one. It can never join a read that has already
+    /// sent its outcome and then wait for nothing.
     pub fn complete(&self, entry: &Arc<Entry>, result: Result<Snapshot, ResolveError>) -> bool {
+        let mut state = lock(&entry.state); // also orders stores and watchers
         let outcome = match result {
             Ok(new) => {
-                let _state = lock(&entry.state); // orders stores and watchers
                 let current = entry.snapshot.load_full();
                 let snapshot = match current {
                     Some(current) if current.instances() == new.instances() => {
@@ -229,7 +235,6 @@ impl Cache {
             Err(e) => Err(e),
         };
         entry.outcome.send_replace(Some(outcome));
-        let mut state = lock(&entry.state);
         if state.dirty {
             state.dirty = false;
             return true;
@@ -510,5 +515,37 @@ mod tests {
         assert_eq!(rx.borrow().len(), 1);
         drop(rx);
         assert!(!e.in_use());
+    }
+
+    /// Regression: `complete` used to send the outcome before clearing
+    /// `running`, so a caller could subscribe after the outcome, see the
+    /// read still running, join it and wait for an outcome that never came.
+    /// Races a completing read against a joining caller many times; after
+    /// both, a caller that joined must have an outcome to wake up to.
+    #[test]
+    fn a_caller_never_joins_a_read_that_already_ended() {
+        let cache = Arc::new(Cache::new(None));
+        let service = name("a");
+        for round in 0..10_000 {
+            let (e, _) = cache.get_or_insert(&service, || None, 0, |_| {});
+            assert!(e.mark_dirty());
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let reader = {
+                let (cache, e, barrier) = (cache.clone(), e.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.complete(&e, Err(ResolveError::Shutdown));
+                })
+            };
+            barrier.wait();
+            let seen = e.outcomes();
+            let joined = !e.join_or_start(&seen);
+            reader.join().unwrap();
+            assert!(
+                !joined || seen.has_changed().unwrap(),
+                "round {round}: joined a read that had already ended"
+            );
+            cache.remove_if(&e, |_| false, |_| {});
+        }
     }
 }
