@@ -726,6 +726,19 @@ async fn bad_options_are_refused_before_connecting() {
         (b().max_staleness(Duration::from_secs(5)), "max staleness"),
         (b().command_timeout(Duration::ZERO), "timeouts"),
         (b().prefix("has space"), "prefix"),
+        // Too long to add to an instant: refused, not a panic in a task.
+        (b().refresh_interval(Duration::MAX), "refresh interval"),
+        (
+            b().refresh_interval(Duration::from_secs(2 * 24 * 3600)),
+            "at most",
+        ),
+        (b().idle_expiry(Duration::MAX), "idle expiry"),
+        (b().max_staleness(Duration::MAX), "max staleness"),
+        (b().connect_timeout(Duration::MAX), "connect timeout"),
+        (
+            b().command_timeout(Duration::from_secs(2 * 3600)),
+            "command timeout",
+        ),
     ] {
         match builder.connect().await {
             Err(ResolveError::Invalid(ValidationError::Config(message))) => {

@@ -540,10 +540,10 @@ impl Shared {
 /// Periodic refresh and idle sweep, until the resolver is dropped.
 async fn maintain(shared: Arc<Shared>) {
     let refresh_every = shared.refresh_interval;
-    let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
+    let mut refresh = tokio::time::interval_at(after(refresh_every), refresh_every);
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let sweep_every = (shared.idle_expiry / 4).max(Duration::from_millis(10));
-    let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+    let mut sweep = tokio::time::interval_at(after(sweep_every), sweep_every);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -556,4 +556,13 @@ async fn maintain(shared: Arc<Shared>) {
             _ = sweep.tick() => shared.sweep(),
         }
     }
+}
+
+/// `delay` from now, without overflowing: a delay too long to represent is
+/// a year (the builder bounds every configured period far below either).
+pub(super) fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 60 * 60)))
+        .unwrap_or(now)
 }
