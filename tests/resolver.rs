@@ -762,3 +762,117 @@ async fn bad_options_are_refused_before_connecting() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_read_dropped_with_its_runtime_answers_its_callers() {
+    init_tracing();
+    let server = RedisServer::start();
+    // The resolver's background tasks and reads run on the runtime it was
+    // created on; that runtime goes away while the resolver lives on.
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let resolver = first
+        .block_on(no_refresh(&server).connect())
+        .expect("connects");
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        for attempt in 0..2 {
+            // Used to wait forever: the read task was dropped unpolled and
+            // the service stayed marked as being read.
+            let result = tokio::time::timeout(DEADLINE, resolver.resolve(&name("orphan")))
+                .await
+                .expect("an answer, not a hang");
+            assert!(
+                matches!(result, Err(ResolveError::Interrupted { ref service }) if service == "orphan"),
+                "attempt {attempt}: {result:?}"
+            );
+        }
+    });
+}
+
+/// Stops a redis-server process (SIGSTOP): connections stay open and
+/// nothing answers, like a network blackhole. Resumed when dropped.
+struct Frozen(String);
+
+impl Frozen {
+    fn new(server: &RedisServer) -> Frozen {
+        let info: String = server.cmd(&["INFO", "server"]);
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .expect("INFO server has process_id")
+            .trim()
+            .to_owned();
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_miss_during_a_blackhole_fails_fast_instead_of_queueing_behind_refreshes() {
+    init_tracing();
+    let server = RedisServer::start();
+    let command = Duration::from_millis(300);
+    // A long connect timeout makes the caller's overall limit (connect +
+    // 2 x command = 4.6 s) far longer than one read of its own (at most
+    // 2 x command = 0.6 s), so the error says which one ended the wait.
+    let connect = Duration::from_secs(4);
+    let resolver = RedisResolver::builder(server.url())
+        .refresh_interval(Duration::from_millis(500))
+        .command_timeout(command)
+        .connect_timeout(connect)
+        .connect()
+        .await
+        .unwrap();
+    // Many cached services: once Redis stops answering, each periodic
+    // refresh queues a read per service, each taking a command timeout.
+    let services: Vec<ServiceName> = (0..1000).map(|i| name(&format!("svc-{i}"))).collect();
+    let reads = services.iter().map(|s| resolver.resolve(s));
+    for result in futures_util::future::join_all(reads).await {
+        result.expect("resolves while Redis is up");
+    }
+    let frozen = Frozen::new(&server);
+    // Let the refreshes pile up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Cached services still answer at once.
+    assert!(resolver.resolve(&services[0]).await.is_ok());
+    // A miss gets its own read (subscription wait and read, each bounded
+    // by the command timeout) and fails, rather than waiting in line
+    // behind hundreds of background reads until the overall limit.
+    let asked = Instant::now();
+    let cold = tokio::time::timeout(DEADLINE, resolver.resolve(&name("cold")))
+        .await
+        .expect("an answer, not a hang");
+    eprintln!(
+        "a miss during the blackhole failed after {:?}: {cold:?}",
+        asked.elapsed()
+    );
+    match cold {
+        Err(ResolveError::Timeout { timeout, .. }) => assert_eq!(
+            timeout, command,
+            "the read's own command timeout, not the caller's overall limit"
+        ),
+        Err(ResolveError::Redis { .. }) => {}
+        other => panic!("expected a failed read, got {other:?}"),
+    }
+    drop(frozen);
+    eventually("Redis answers again", || async {
+        resolver.resolve(&name("cold")).await.ok()
+    })
+    .await;
+}

@@ -139,6 +139,10 @@ impl ResolverBuilder {
 
     /// How long to wait for Redis to answer one command. At most
     /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
+    ///
+    /// A [`resolve`](super::Resolve::resolve) that has to read waits at
+    /// most the connect timeout plus twice this, then fails with
+    /// [`ResolveError::Timeout`].
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.command = timeout;
         self

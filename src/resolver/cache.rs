@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hashbrown::HashTable;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::snapshot::{Inner as SnapshotInner, Snapshot};
 use crate::error::ResolveError;
@@ -68,6 +68,9 @@ pub(crate) struct Entry {
     /// The latest read failed (to log a failure once, not at every retry).
     failing: AtomicBool,
     state: Mutex<ReadState>,
+    /// Wakes a read waiting for a refresh permit when a caller starts
+    /// waiting for it (it then takes a caller permit instead).
+    wanted_notify: Notify,
     outcome: watch::Sender<Outcome>,
     watchers: OnceLock<watch::Sender<Snapshot>>,
 }
@@ -76,6 +79,9 @@ pub(crate) struct Entry {
 struct ReadState {
     running: bool,
     dirty: bool,
+    /// A caller waits for the outcome of the running (or next) read: it
+    /// must not queue behind background refreshes.
+    wanted: bool,
     /// Confirmation that the events channel is subscribed; the first read
     /// waits for it so no change can slip between the read and the
     /// subscription.
@@ -235,6 +241,7 @@ impl Cache {
             Err(e) => Err(e),
         };
         entry.outcome.send_replace(Some(outcome));
+        state.wanted = false; // every waiting caller has its outcome
         if state.dirty {
             state.dirty = false;
             return true;
@@ -280,6 +287,7 @@ impl Entry {
             last_used_ms: AtomicU64::new(now_ms),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
+            wanted_notify: Notify::new(),
             outcome: watch::Sender::new(None),
             watchers: OnceLock::new(),
         }
@@ -347,22 +355,54 @@ impl Entry {
 
     /// A caller needs a read: returns `true` if the caller must start one
     /// (none is running, and none has finished since `seen` was taken).
+    /// Either way the read the caller waits for is marked
+    /// [wanted](Self::is_wanted).
     pub fn join_or_start(&self, seen: &watch::Receiver<Outcome>) -> bool {
         let mut state = lock(&self.state);
-        if state.running || seen.has_changed().unwrap_or(true) {
+        if seen.has_changed().unwrap_or(true) {
+            return false; // an outcome is already there
+        }
+        state.wanted = true;
+        if state.running {
+            drop(state);
+            // The read may be queued for a refresh permit: let it jump.
+            self.wanted_notify.notify_one();
             return false;
         }
         state.running = true;
         true
     }
 
-    /// Something changed (event, periodic refresh, reconnect): returns
-    /// `true` if the caller must start a read; otherwise the running read
-    /// is followed by one more.
+    /// Whether a caller waits for the running read.
+    pub fn is_wanted(&self) -> bool {
+        lock(&self.state).wanted
+    }
+
+    /// Completes when a caller may have started waiting for the read (see
+    /// [`is_wanted`](Self::is_wanted); can also wake spuriously).
+    pub async fn wanted(&self) {
+        self.wanted_notify.notified().await;
+    }
+
+    /// Something changed (event, reconnect): returns `true` if the caller
+    /// must start a read; otherwise the running read is followed by one
+    /// more.
     pub fn mark_dirty(&self) -> bool {
         let mut state = lock(&self.state);
         if state.running {
             state.dirty = true;
+            return false;
+        }
+        state.running = true;
+        true
+    }
+
+    /// The periodic refresh: returns `true` if the caller must start a
+    /// read, `false` if one is running already (it is recent enough: not
+    /// marked dirty, so a slow Redis does not grow a backlog of reads).
+    pub fn start_if_idle(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.running {
             return false;
         }
         state.running = true;
@@ -380,11 +420,15 @@ impl Entry {
         lock(&self.state).subscribed.take()
     }
 
-    /// Ends a read that was cut short (shutdown) without an outcome.
-    pub fn abandon(&self) {
+    /// Ends a read that was cut short (shutdown, its runtime gone, a
+    /// panic): waiting callers get `error`, and the next caller or refresh
+    /// starts a new read. One critical section, like [`Cache::complete`].
+    pub fn interrupt(&self, error: ResolveError) {
         let mut state = lock(&self.state);
+        self.outcome.send_replace(Some(Err(error)));
         state.running = false;
         state.dirty = false;
+        state.wanted = false;
     }
 
     /// A receiver of every new snapshot, starting with the current one
@@ -481,6 +525,37 @@ mod tests {
         assert!(e.mark_dirty());
         cache.complete(&e, Ok(snap("a", &["h:3"])));
         assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
+    }
+
+    #[tokio::test]
+    async fn callers_mark_reads_wanted_and_periodic_refreshes_do_not_pile_up() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        // A background refresh starts; the periodic one finds it running
+        // and neither starts another nor marks it dirty.
+        assert!(e.start_if_idle());
+        assert!(!e.start_if_idle());
+        assert!(!e.is_wanted());
+        // A caller joins: the read becomes wanted, and a read waiting for
+        // a refresh permit is woken.
+        let rx = e.outcomes();
+        assert!(!e.join_or_start(&rx));
+        assert!(e.is_wanted());
+        tokio::time::timeout(Duration::from_secs(10), e.wanted())
+            .await
+            .expect("woken");
+        assert!(!cache.complete(&e, Ok(snap("a", &[]))), "not dirty");
+        assert!(!e.is_wanted(), "the outcome answered every caller");
+        // A caller that starts a read wants it too.
+        let rx = e.outcomes();
+        assert!(e.join_or_start(&rx));
+        assert!(e.is_wanted());
+        // Cut short: the caller gets an error and the next one can start.
+        e.interrupt(ResolveError::Shutdown);
+        assert!(matches!(&*rx.borrow(), Some(Err(ResolveError::Shutdown))));
+        assert!(!e.is_wanted());
+        let rx = e.outcomes();
+        assert!(e.join_or_start(&rx), "not running any more");
     }
 
     #[tokio::test(start_paused = true)]

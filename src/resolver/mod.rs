@@ -41,6 +41,16 @@
 //!   and the field.
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
+//! * **Bounded waits.** A caller that misses waits at most the connect
+//!   timeout plus twice the command timeout (6 s by default: the
+//!   subscription of a new service, then the read), then gets
+//!   [`ResolveError::Timeout`] (or the last known instances, if it has
+//!   some). Reads that callers wait for have their own pool of in-flight
+//!   reads, so they never queue behind background refreshes; a periodic
+//!   refresh skips a service whose read is still running, so a slow Redis
+//!   does not grow a backlog. A read cut short (the runtime the resolver
+//!   was created on shut down) answers its callers with
+//!   [`ResolveError::Interrupted`].
 //! * **Events** (native schema). One pub/sub connection per resolver is
 //!   subscribed to the events channel of every cached service. An event
 //!   marks its service dirty: one read follows, however many events arrived

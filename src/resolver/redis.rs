@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -21,9 +21,15 @@ use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, RawEntry};
 
-/// Reads running at once, per resolver: a periodic refresh of thousands of
-/// services is spread over this many in-flight reads.
-const MAX_CONCURRENT_READS: usize = 32;
+/// Background reads (events, periodic refresh, reconnect) running at once,
+/// per resolver: a periodic refresh of thousands of services is spread
+/// over this many in-flight reads.
+const MAX_REFRESH_READS: usize = 32;
+
+/// Reads that callers wait for (misses), running at once, per resolver. A
+/// pool of their own: a miss never queues behind background refreshes,
+/// which pile up when Redis is slow or unreachable.
+const MAX_CALLER_READS: usize = 32;
 
 /// The user-facing resolver: service name to live instances, from Redis,
 /// cached. Cheap to clone; clones share one cache and one set of
@@ -31,7 +37,9 @@ const MAX_CONCURRENT_READS: usize = 32;
 ///
 /// * [`Resolve::cached`] answers from memory: lock-free, no I/O.
 /// * [`Resolve::resolve`] answers from the cache, or reads the service once
-///   (one round trip, a read-only script) however many callers wait.
+///   (one round trip, a read-only script) however many callers wait; a
+///   caller waits at most the connect timeout plus twice the command
+///   timeout.
 /// * Cached services are kept fresh by change events (native schema, one
 ///   pub/sub connection per resolver) and by a periodic refresh.
 /// * An error never replaces a good snapshot: while Redis is unreachable,
@@ -72,7 +80,8 @@ pub(super) struct Shared {
     pub(super) timeouts: Timeouts,
     pub(super) cancel: CancellationToken,
     runtime: tokio::runtime::Handle,
-    reads: Semaphore,
+    refresh_reads: Semaphore,
+    caller_reads: Semaphore,
     started: Instant,
     subscriptions: Option<mpsc::UnboundedSender<Command>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -126,7 +135,8 @@ impl RedisResolver {
             timeouts: b.timeouts,
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
-            reads: Semaphore::new(MAX_CONCURRENT_READS),
+            refresh_reads: Semaphore::new(MAX_REFRESH_READS),
+            caller_reads: Semaphore::new(MAX_CALLER_READS),
             started: Instant::now(),
             subscriptions,
             tasks: Mutex::new(Vec::new()),
@@ -355,15 +365,24 @@ impl Shared {
         if entry.join_or_start(&outcomes) {
             self.spawn_read(entry.clone());
         }
-        tokio::select! {
-            _ = self.cancel.cancelled() => return Err(ResolveError::Shutdown),
-            changed = outcomes.changed() => {
-                if changed.is_err() {
-                    return Err(ResolveError::Shutdown);
-                }
+        let limit = self.resolve_timeout();
+        let waited = tokio::time::timeout(limit, async {
+            tokio::select! {
+                _ = self.cancel.cancelled() => false,
+                changed = outcomes.changed() => changed.is_ok(),
             }
-        }
-        let outcome = outcomes.borrow_and_update().clone();
+        })
+        .await;
+        let outcome = match waited {
+            Ok(true) => outcomes.borrow_and_update().clone(),
+            Ok(false) => return Err(ResolveError::Shutdown),
+            // The read goes on and will update the cache; this caller has
+            // waited long enough.
+            Err(_) => Some(Err(ResolveError::Timeout {
+                service: service.to_string(),
+                timeout: limit,
+            })),
+        };
         match outcome {
             Some(Ok(snapshot)) => Ok(snapshot),
             Some(Err(error)) => match (entry.snapshot(), self.max_staleness) {
@@ -380,13 +399,31 @@ impl Shared {
         }
     }
 
+    /// The longest a caller waits for a read: the subscription of a new
+    /// service and the read itself (one command timeout each), plus a
+    /// connect timeout for a reconnect.
+    fn resolve_timeout(&self) -> Duration {
+        self.timeouts
+            .connect
+            .saturating_add(self.timeouts.command.saturating_mul(2))
+    }
+
     /// Starts the read task of an entry (the caller won the right to).
     pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
-        let shared = self.clone();
+        // Made before spawning and moved into the task, so it also runs if
+        // the task is dropped without ever being polled (the runtime is
+        // gone).
+        let guard = ReadGuard {
+            shared: self.clone(),
+            entry,
+            finished: false,
+        };
         self.runtime.spawn(async move {
+            let mut guard = guard;
+            let shared = guard.shared.clone();
             tokio::select! {
-                _ = shared.cancel.cancelled() => entry.abandon(),
-                _ = shared.read_loop(&entry) => {}
+                _ = shared.cancel.cancelled() => {}
+                _ = shared.read_loop(&guard.entry) => guard.finished = true,
             }
         });
     }
@@ -399,7 +436,7 @@ impl Shared {
         }
         loop {
             let result = {
-                let _permit = self.reads.acquire().await;
+                let _permit = self.permit(entry).await;
                 self.fetch(entry.service()).await
             };
             match &result {
@@ -423,6 +460,22 @@ impl Shared {
         }
     }
 
+    /// A permit to read `entry`: from the caller pool if a caller waits
+    /// for the read, else from the refresh pool, switching pools if a
+    /// caller starts waiting meanwhile.
+    async fn permit(&self, entry: &Entry) -> Option<SemaphorePermit<'_>> {
+        loop {
+            if entry.is_wanted() {
+                return self.caller_reads.acquire().await.ok();
+            }
+            tokio::select! {
+                biased;
+                _ = entry.wanted() => {}
+                permit = self.refresh_reads.acquire() => return permit.ok(),
+            }
+        }
+    }
+
     /// An event arrived on `channel`: refresh its service if cached.
     pub(super) fn on_event(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         let Some(service) = self.keyspace.service_of_channel(channel) else {
@@ -436,10 +489,22 @@ impl Shared {
         }
     }
 
-    /// Reads every cached service again (coalesced with running reads).
+    /// Reads every cached service again, after the running reads (which
+    /// may have missed events): on reconnect of the event connection.
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
             if entry.mark_dirty() {
+                self.spawn_read(entry);
+            }
+        }
+    }
+
+    /// The periodic refresh: reads every cached service that is not being
+    /// read already. A running read stands for this one, so when Redis is
+    /// slow the queue of reads drains instead of growing.
+    fn refresh_periodic(self: &Arc<Self>) {
+        for entry in self.cache.entries() {
+            if entry.start_if_idle() {
                 self.spawn_read(entry);
             }
         }
@@ -537,6 +602,33 @@ impl Shared {
     }
 }
 
+/// Owns a read task's right to read its entry (`running`): if the task is
+/// dropped before it finished (shutdown, runtime gone, panic), the entry
+/// is released and its waiting callers get an error instead of waiting
+/// for an outcome that will never come.
+struct ReadGuard {
+    shared: Arc<Shared>,
+    entry: Arc<Entry>,
+    finished: bool,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let error = if self.shared.cancel.is_cancelled() {
+            ResolveError::Shutdown
+        } else {
+            tracing::warn!(service = %self.entry.service(), "a read was dropped before it finished; has the runtime the resolver was created on shut down?");
+            ResolveError::Interrupted {
+                service: self.entry.service().to_string(),
+            }
+        };
+        self.entry.interrupt(error);
+    }
+}
+
 /// Periodic refresh and idle sweep, until the resolver is dropped.
 async fn maintain(shared: Arc<Shared>) {
     let refresh_every = shared.refresh_interval;
@@ -551,7 +643,7 @@ async fn maintain(shared: Arc<Shared>) {
             _ = shared.cancel.cancelled() => return,
             _ = refresh.tick() => {
                 tracing::trace!(services = shared.cache.len(), "periodic refresh");
-                shared.refresh_all();
+                shared.refresh_periodic();
             }
             _ = sweep.tick() => shared.sweep(),
         }
