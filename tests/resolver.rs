@@ -876,3 +876,80 @@ async fn a_miss_during_a_blackhole_fails_fast_instead_of_queueing_behind_refresh
     })
     .await;
 }
+
+#[tokio::test]
+async fn after_a_flushall_instances_stay_until_their_leases_run_out_or_an_event_removes_them() {
+    init_tracing();
+    let server = RedisServer::start();
+    let all = ["10.0.11.1:80", "10.0.11.2:80", "10.0.11.3:80"];
+    let value = |addr: &str| {
+        format!(r#"{{"service_name":"flush","addr":"{addr}","weight":10,"tags":null}}"#)
+    };
+    let event = |kind: &str, addr: &str| {
+        let message = format!(r#"{{"event":"{kind}","addr":"{addr}"}}"#);
+        server.cmd::<i64>(&["PUBLISH", "sd:{flush}:events", &message]);
+    };
+    // Leases written by hand, so nothing heartbeats them back.
+    let lease = Duration::from_secs(6);
+    let written = Instant::now();
+    for addr in all {
+        write_raw(
+            &server,
+            "flush",
+            addr,
+            &value(addr),
+            lease.as_millis() as i64,
+        );
+    }
+    // No periodic refresh: only events, and the lease deadlines, drive it.
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let first = resolver.resolve(&name("flush")).await.unwrap();
+    let resolved = Instant::now();
+    assert_eq!(addrs(&first), all);
+    // The resolver counts a lease from the start of its read, with the
+    // time left by the Redis clock: its deadlines are no earlier than
+    // this (a margin for clock rounding).
+    let leases_last_until = written + lease - (resolved - written) - Duration::from_millis(200);
+
+    // The registry is lost; one instance comes back and says so.
+    server.flushall();
+    write_raw(&server, "flush", all[0], &value(all[0]), 60_000);
+    let published = Instant::now();
+    event("register", all[0]);
+    let after = eventually("a read after the register event", || async {
+        let snapshot = resolver.cached("flush")?;
+        (snapshot.read_at() >= published).then_some(snapshot)
+    })
+    .await;
+    assert_eq!(
+        addrs(&resolver.fetch("flush").await.unwrap()),
+        [all[0]],
+        "Redis lists one"
+    );
+    if Instant::now() < leases_last_until {
+        assert_eq!(addrs(&after), all, "the cache keeps the other two");
+    }
+
+    // An event removes one of the kept instances at once.
+    event("deregister", all[1]);
+    let after = eventually("the deregistered instance leaves", || async {
+        let seen = cached_addrs(&resolver, "flush")?;
+        (!seen.iter().any(|a| a == all[1])).then_some(seen)
+    })
+    .await;
+    if Instant::now() < leases_last_until {
+        assert_eq!(after, [all[0], all[2]], "the other one is still kept");
+    }
+
+    // The last kept lease runs out: only the live instance is left,
+    // without any event or periodic refresh.
+    eventually(
+        "the kept instance leaves when its lease runs out",
+        || async { (cached_addrs(&resolver, "flush")? == [all[0]]).then_some(()) },
+    )
+    .await;
+    assert!(
+        Instant::now() >= leases_last_until,
+        "an instance left before its last known lease ran out"
+    );
+}

@@ -15,7 +15,15 @@
 //! one); events and periodic refreshes mark the entry *dirty*, which runs
 //! one more read after the running one, so a burst of events costs at most
 //! two reads.
+//!
+//! A read does not simply replace the list (see [`Cache::complete`]): an
+//! instance of the previous list that the read misses is kept until its
+//! last known lease runs out, unless an event removed it. The entry tracks
+//! each instance's lease deadline and the removals announced by events,
+//! stamped with a per-entry event generation so a read that started
+//! before a removal cannot bring the instance back.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -24,15 +32,49 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::Instant;
 
 use super::snapshot::{Inner as SnapshotInner, Snapshot};
 use crate::error::ResolveError;
-use crate::instance::ServiceName;
+use crate::instance::{Instance, ServiceName};
 
 const SHARDS: usize = 16;
 
 /// The result of one read, as seen by the callers waiting for it.
 pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
+
+/// What one successful read of a service found.
+pub(crate) struct Read {
+    /// The listed instances, each with the deadline of its lease (native
+    /// schema; `None` where there is no per-instance lease).
+    pub instances: Vec<(Instance, Option<Instant>)>,
+    /// When the read started.
+    pub read_at: Instant,
+    /// The entry's [event generation](Entry::begin_read) when the read
+    /// started.
+    pub generation: u64,
+}
+
+/// What [`Cache::complete`] asks of the read task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// The entry was marked dirty meanwhile: read it again.
+    pub again: bool,
+    /// The list keeps instances the read did not find: read again at this
+    /// time, when the first of their leases has run out.
+    pub recheck: Option<Instant>,
+}
+
+/// A change event, as far as the cache cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// `register` or `update`: the instance is (back) in the registry.
+    Listed(&'a str),
+    /// `deregister` or `expire`: the instance left the registry.
+    Removed(&'a str),
+    /// Anything else.
+    Other,
+}
 
 pub(crate) struct Cache {
     hasher: foldhash::fast::RandomState,
@@ -86,6 +128,62 @@ struct ReadState {
     /// waits for it so no change can slip between the read and the
     /// subscription.
     subscribed: Option<oneshot::Receiver<()>>,
+    /// Events received so far (a read records it when it starts).
+    generation: u64,
+    /// The deadline of the last known lease of each instance of the
+    /// current list that has one (native schema).
+    leases: HashMap<Box<str>, Instant>,
+    /// Instances that an event removed, with the event's generation: a read
+    /// that started before it still lists them and must not bring them
+    /// back. Dropped once a read started after the event completed.
+    removed: HashMap<Box<str>, u64>,
+    /// When a re-read is scheduled to drop kept instances.
+    recheck: Option<Instant>,
+}
+
+impl ReadState {
+    /// The list a read makes, given the `previous` list (the rule of the
+    /// module docs): every instance the read lists, except those an event
+    /// removed after the read started; plus every instance of the previous
+    /// list that the read does not list, whose last known lease has not run
+    /// out at `now` and that no event removed. Returns the list and the
+    /// earliest lease deadline among the kept instances.
+    fn merge(
+        &mut self,
+        read: Read,
+        previous: &[Instance],
+        now: Instant,
+    ) -> (Vec<Instance>, Option<Instant>) {
+        let mut leases = HashMap::with_capacity(read.instances.len());
+        let mut list = Vec::with_capacity(read.instances.len());
+        for (instance, deadline) in read.instances {
+            let addr = instance.addr();
+            if self.removed.get(addr).is_some_and(|&g| g > read.generation) {
+                continue; // removed after the read started
+            }
+            if let Some(deadline) = deadline {
+                leases.insert(Box::from(addr), deadline);
+            }
+            list.push(instance);
+        }
+        let mut recheck: Option<Instant> = None;
+        for instance in previous {
+            let addr = instance.addr();
+            let Some(&deadline) = self.leases.get(addr) else {
+                continue; // no lease known, or removed by an event
+            };
+            if deadline <= now || leases.contains_key(addr) || self.removed.contains_key(addr) {
+                continue; // lease over, or listed by this read
+            }
+            recheck = Some(recheck.map_or(deadline, |r| r.min(deadline)));
+            leases.insert(Box::from(addr), deadline);
+            list.push(instance.clone());
+        }
+        self.leases = leases;
+        // A removal older than the read is reflected in it.
+        self.removed.retain(|_, g| *g > read.generation);
+        (list, recheck)
+    }
 }
 
 impl Cache {
@@ -207,20 +305,36 @@ impl Cache {
     }
 
     /// Records the result of a read and wakes its waiters. A failure never
-    /// replaces a good snapshot. An unchanged list keeps the current
-    /// snapshot and only moves its `read_at`. Returns `true` if the entry
-    /// was marked dirty meanwhile and must be read again.
+    /// replaces a good snapshot. A successful read makes the new list by
+    /// the rule of the module docs ([`ReadState::merge`]): instances it
+    /// misses are kept until their last known lease runs out, unless an
+    /// event removed them. An unchanged list keeps the current snapshot
+    /// and only moves its `read_at`.
     ///
     /// The outcome is sent and `running` cleared in one critical section
     /// with [`Entry::join_or_start`]: a caller either joins before the
     /// outcome is sent (and is woken by it), or sees it, or finds no read
     /// running and starts one. It can never join a read that has already
     /// sent its outcome and then wait for nothing.
-    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Snapshot, ResolveError>) -> bool {
+    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Read, ResolveError>) -> Completed {
         let mut state = lock(&entry.state); // also orders stores and watchers
+        let mut recheck = None;
         let outcome = match result {
-            Ok(new) => {
+            Ok(read) => {
+                let read_at = read.read_at;
+                let now = Instant::now();
                 let current = entry.snapshot.load_full();
+                let previous = current.as_deref().map_or(&[][..], SnapshotInner::instances);
+                let (list, keep_until) = state.merge(read, previous, now);
+                if let Some(at) = keep_until {
+                    // One pending re-read at a time, the earliest needed (a
+                    // past one was lost: its task never ran).
+                    if state.recheck.is_none_or(|r| r > at || r <= now) {
+                        state.recheck = Some(at);
+                        recheck = Some(at);
+                    }
+                }
+                let new = Snapshot::read_at_instant(entry.service.clone(), list, read_at);
                 let snapshot = match current {
                     Some(current) if current.instances() == new.instances() => {
                         let current = Snapshot::from_arc(current);
@@ -242,12 +356,13 @@ impl Cache {
         };
         entry.outcome.send_replace(Some(outcome));
         state.wanted = false; // every waiting caller has its outcome
-        if state.dirty {
+        let again = state.dirty;
+        if again {
             state.dirty = false;
-            return true;
+        } else {
+            state.running = false;
         }
-        state.running = false;
-        false
+        Completed { again, recheck }
     }
 
     /// Copies a new snapshot into the entry's slot, if the entry is still
@@ -409,6 +524,38 @@ impl Entry {
         true
     }
 
+    /// A read starts: returns the entry's event generation, to hand back
+    /// in its [`Read`].
+    pub fn begin_read(&self) -> u64 {
+        lock(&self.state).generation
+    }
+
+    /// Records a change event about one instance (the read it triggers
+    /// is started separately, with [`mark_dirty`](Self::mark_dirty)).
+    pub fn on_event(&self, event: Event<'_>) {
+        let mut state = lock(&self.state);
+        state.generation += 1;
+        match event {
+            Event::Removed(addr) => {
+                let generation = state.generation;
+                state.leases.remove(addr);
+                state.removed.insert(Box::from(addr), generation);
+            }
+            Event::Listed(addr) => {
+                state.removed.remove(addr);
+            }
+            Event::Other => {}
+        }
+    }
+
+    /// The re-read scheduled for `at` is due: another may be scheduled.
+    pub fn recheck_due(&self, at: Instant) {
+        let mut state = lock(&self.state);
+        if state.recheck == Some(at) {
+            state.recheck = None;
+        }
+    }
+
     /// Records that the first read must wait for `subscribed`.
     pub fn set_subscription(&self, subscribed: oneshot::Receiver<()>) {
         lock(&self.state).subscribed = Some(subscribed);
@@ -460,6 +607,18 @@ mod tests {
         ServiceName::new(s).unwrap()
     }
 
+    /// A read listing `addrs`, without leases (like the Hertz schema).
+    fn read(addrs: &[&str]) -> Read {
+        Read {
+            instances: addrs
+                .iter()
+                .map(|a| (Instance::new(a).unwrap(), None))
+                .collect(),
+            read_at: Instant::now(),
+            generation: 0,
+        }
+    }
+
     fn snap(s: &str, addrs: &[&str]) -> Snapshot {
         Snapshot::new(
             name(s),
@@ -476,7 +635,7 @@ mod tests {
         assert!(!inserted && Arc::ptr_eq(&a, &again));
         assert_eq!(a.channel(), Some("ch"));
         assert!(cache.cached("a").is_none(), "no snapshot yet");
-        cache.complete(&a, Ok(snap("a", &["h:1"])));
+        cache.complete(&a, Ok(read(&["h:1"])));
         assert_eq!(cache.cached("a").unwrap().len(), 1);
         assert!(cache.cached("b").is_none());
         for i in 0..1000 {
@@ -506,25 +665,124 @@ mod tests {
         let rx = e.outcomes();
         assert!(e.join_or_start(&rx));
         assert!(!e.join_or_start(&rx), "a read is running");
-        assert!(!cache.complete(&e, Ok(snap("a", &["h:1", "h:2"]))));
+        assert!(!cache.complete(&e, Ok(read(&["h:1", "h:2"]))).again);
         let first = e.snapshot().unwrap();
         assert!(!e.join_or_start(&rx), "a read finished since rx was taken");
         assert!(e.mark_dirty());
         assert!(!e.mark_dirty(), "running: marked dirty instead");
         assert!(
-            cache.complete(&e, Ok(snap("a", &["h:2", "h:1"]))),
+            cache.complete(&e, Ok(read(&["h:2", "h:1"]))).again,
             "dirty: read again"
         );
         assert!(
             Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
             "same list"
         );
-        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)));
+        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)).again);
         assert!(Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "kept");
         assert!(matches!(&*e.outcomes().borrow(), Some(Err(_))));
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:3"])));
+        cache.complete(&e, Ok(read(&["h:3"])));
         assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
+    }
+
+    /// Addresses of the entry's current snapshot.
+    fn listed(e: &Entry) -> Vec<String> {
+        e.snapshot()
+            .unwrap()
+            .instances()
+            .iter()
+            .map(|i| i.addr().to_owned())
+            .collect()
+    }
+
+    /// A read started now (generation taken now) listing `leases`:
+    /// address and seconds left on its lease.
+    fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
+        let now = Instant::now();
+        Read {
+            instances: leases
+                .iter()
+                .map(|&(a, secs)| {
+                    let deadline = now + Duration::from_secs(secs);
+                    (Instance::new(a).unwrap(), Some(deadline))
+                })
+                .collect(),
+            read_at: now,
+            generation: e.begin_read(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_removes_them() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        let start = Instant::now();
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10), ("h:3", 10)])));
+        assert_eq!(done.recheck, None, "nothing kept");
+        let first = e.snapshot().unwrap();
+
+        // The registry lost everything (FLUSHALL); one instance is back.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(
+            listed(&e),
+            ["h:1", "h:2", "h:3"],
+            "kept until their leases end"
+        );
+        assert!(
+            Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
+            "same list"
+        );
+        let recheck = start + Duration::from_secs(10);
+        assert_eq!(
+            done.recheck,
+            Some(recheck),
+            "read again when the first ends"
+        );
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(done.recheck, None, "already scheduled");
+
+        // An event removes one at once: the next read drops it.
+        e.on_event(Event::Removed("h:2"));
+        cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:3"]);
+
+        // A read that started before a removal does not bring it back, even
+        // though it lists it; one started after the removal may.
+        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
+        e.on_event(Event::Removed("h:4"));
+        cache.complete(&e, Ok(before));
+        assert_eq!(listed(&e), ["h:1", "h:3"]);
+        cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:4", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"], "registered again");
+        // A re-registration announced while a read runs counts too.
+        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
+        e.on_event(Event::Removed("h:4"));
+        e.on_event(Event::Listed("h:4"));
+        cache.complete(&e, Ok(before));
+        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"]);
+
+        // The kept leases run out: gone at the next read. h:4's lease was
+        // read a second later than h:3's.
+        tokio::time::sleep_until(recheck).await;
+        e.recheck_due(recheck);
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:4"]);
+        let recheck = start + Duration::from_secs(11);
+        assert_eq!(done.recheck, Some(recheck));
+        tokio::time::sleep_until(recheck).await;
+        e.recheck_due(recheck);
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1"]);
+        assert_eq!(done.recheck, None);
+
+        // Without leases (Hertz) a read is the whole truth.
+        let (h, _) = cache.get_or_insert(&name("h"), || None, 0, |_| {});
+        cache.complete(&h, Ok(read(&["h:1", "h:2"])));
+        let done = cache.complete(&h, Ok(read(&["h:1"])));
+        assert_eq!(listed(&h), ["h:1"]);
+        assert_eq!(done.recheck, None);
     }
 
     #[tokio::test]
@@ -544,7 +802,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), e.wanted())
             .await
             .expect("woken");
-        assert!(!cache.complete(&e, Ok(snap("a", &[]))), "not dirty");
+        assert!(!cache.complete(&e, Ok(read(&[]))).again, "not dirty");
         assert!(!e.is_wanted(), "the outcome answered every caller");
         // A caller that starts a read wants it too.
         let rx = e.outcomes();
@@ -562,13 +820,13 @@ mod tests {
     async fn max_staleness_hides_old_snapshots() {
         let cache = Cache::new(Some(Duration::from_secs(5)));
         let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert!(cache.cached("a").is_some());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(cache.cached("a").is_none());
         assert!(e.snapshot().is_some(), "still known");
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert!(cache.cached("a").is_some(), "confirmed again");
     }
 
@@ -586,7 +844,7 @@ mod tests {
         assert!(e.in_use());
         assert_eq!(e.idle_for(10_000), Duration::ZERO);
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert_eq!(rx.borrow().len(), 1);
         drop(rx);
         assert!(!e.in_use());

@@ -62,6 +62,22 @@
 //! * **Periodic refresh.** Every cached service is read again each refresh
 //!   interval (the safety net for lost events; the only refresh of the
 //!   Hertz schema, which has no events).
+//! * **Instances outlive a lost registry** (native schema). A read does
+//!   not simply replace the list: an instance of the previous list that a
+//!   read misses stays listed until its last known lease runs out (the
+//!   lease deadline read with it last time, counted from the start of
+//!   that read), unless a `deregister` or `expire` event named it. In
+//!   short, an instance leaves a client's view when Redis says it was
+//!   deregistered or expired, or when its last known lease has run out; a
+//!   read that lists it with a new lease keeps it. After a `FLUSHALL`, or
+//!   a failover to a replica that lost writes, clients keep the whole list
+//!   while the registrations heal (every heartbeat re-creates its entry),
+//!   instead of sending all traffic to the first instance back. The cost
+//!   is bounded by the lease TTL, as for a crashed instance. When the first
+//!   kept lease runs out the service is read again. The Hertz schema has
+//!   no per-instance lease: there a read is the whole list.
+//!   [`RedisResolver::fetch`] and [`RedisResolver::list`] show what Redis
+//!   holds now, nothing kept.
 //! * **Outages.** An error never replaces a good snapshot: callers keep the
 //!   last known instances, whose [`age`](Snapshot::age) grows, unless a
 //!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::ResolverBuilder;
-use super::cache::{Cache, Entry};
+use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub::{self, Command};
 use super::snapshot::{Listed, Snapshot};
 use super::Resolve;
@@ -42,6 +42,10 @@ const MAX_CALLER_READS: usize = 32;
 ///   timeout.
 /// * Cached services are kept fresh by change events (native schema, one
 ///   pub/sub connection per resolver) and by a periodic refresh.
+/// * An instance a read misses is kept until its last known lease runs
+///   out, unless an event said it was deregistered or expired (native
+///   schema; see the [module docs](super)): a `FLUSHALL` or a failover does
+///   not shrink the list while registrations heal.
 /// * An error never replaces a good snapshot: while Redis is unreachable,
 ///   the last known instances are served and their
 ///   [`age`](Snapshot::age) grows.
@@ -158,7 +162,8 @@ impl RedisResolver {
 
     /// Reads a service now, bypassing the cache: one round trip, a
     /// read-only script, nothing written and nothing cached. Corrupt
-    /// entries are skipped with a warning.
+    /// entries are skipped with a warning. What Redis holds now: unlike the
+    /// cache, it keeps no instance whose entry is missing.
     ///
     /// ```no_run
     /// # use redis_discovery::resolver::RedisResolver;
@@ -428,7 +433,7 @@ impl Shared {
         });
     }
 
-    async fn read_loop(&self, entry: &Arc<Entry>) {
+    async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
         if let Some(subscribed) = entry.take_subscription() {
             // Ok, Err (subscriber down: resubscribes and refreshes on
             // reconnect) and timeout all mean: read now.
@@ -437,12 +442,12 @@ impl Shared {
         loop {
             let result = {
                 let _permit = self.permit(entry).await;
-                self.fetch(entry.service()).await
+                self.read_cached(entry).await
             };
             match &result {
-                Ok(snapshot) => {
+                Ok(read) => {
                     if entry.set_failing(false) {
-                        tracing::info!(service = %entry.service(), instances = snapshot.len(), "service read again after failures");
+                        tracing::info!(service = %entry.service(), instances = read.instances.len(), "service read again after failures");
                     }
                 }
                 Err(error) => {
@@ -454,10 +459,62 @@ impl Shared {
                     }
                 }
             }
-            if !self.cache.complete(entry, result) {
+            let completed = self.cache.complete(entry, result);
+            if let Some(at) = completed.recheck {
+                self.recheck_at(entry.clone(), at);
+            }
+            if !completed.again {
                 return;
             }
         }
+    }
+
+    /// One read for the cache: the instances with their lease deadlines
+    /// (native schema: the Hertz schema has no per-instance lease).
+    async fn read_cached(&self, entry: &Entry) -> Result<Read, ResolveError> {
+        let generation = entry.begin_read();
+        let read_at = Instant::now();
+        let service = entry.service();
+        let raw = self.read(service).await?;
+        let leased = self.keyspace.schema() == KeySchema::Native;
+        let instances = self
+            .decode(service, raw)
+            .map(|(instance, lease_left)| {
+                // Counted from the start of the read: a little early, never
+                // late.
+                let deadline = lease_left
+                    .filter(|_| leased)
+                    .and_then(|left| read_at.checked_add(left));
+                (instance, deadline)
+            })
+            .collect();
+        Ok(Read {
+            instances,
+            read_at,
+            generation,
+        })
+    }
+
+    /// Reads `entry` again at `at`, when the first lease of the instances
+    /// its list keeps without Redis listing them runs out.
+    fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => {}
+                _ = tokio::time::sleep_until(at) => {
+                    entry.recheck_due(at);
+                    let cached = shared
+                        .cache
+                        .get(entry.service().as_str())
+                        .is_some_and(|e| Arc::ptr_eq(&e, &entry));
+                    // A running read drops the expired instances itself.
+                    if cached && entry.start_if_idle() {
+                        shared.spawn_read(entry);
+                    }
+                }
+            }
+        });
     }
 
     /// A permit to read `entry`: from the caller pool if a caller waits
@@ -483,6 +540,12 @@ impl Shared {
         };
         tracing::trace!(service, event = %String::from_utf8_lossy(payload), "change event");
         if let Some(entry) = self.cache.get(service) {
+            let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
+            entry.on_event(match &message {
+                Some(m) if matches!(&*m.event, "register" | "update") => Event::Listed(&m.addr),
+                Some(m) if matches!(&*m.event, "deregister" | "expire") => Event::Removed(&m.addr),
+                _ => Event::Other,
+            });
             if entry.mark_dirty() {
                 self.spawn_read(entry);
             }
@@ -600,6 +663,16 @@ impl Shared {
                 }
             })
     }
+}
+
+/// A change event as published by the registry's scripts:
+/// `{"event":"register"|"update"|"deregister"|"expire","addr":"host:port"}`.
+#[derive(serde::Deserialize)]
+struct EventMessage<'a> {
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    addr: std::borrow::Cow<'a, str>,
 }
 
 /// Owns a read task's right to read its entry (`running`): if the task is
