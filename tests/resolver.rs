@@ -953,3 +953,34 @@ async fn after_a_flushall_instances_stay_until_their_leases_run_out_or_an_event_
         "an instance left before its last known lease ran out"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_first_read_does_not_claim_to_serve_instances() {
+    let mut server = RedisServer::start();
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    server.stop();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let result = {
+        // The read runs on this (current-thread) runtime's thread.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        resolver.resolve(&name("never-read")).await
+    };
+    assert!(result.is_err(), "{result:?}");
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("no instances known yet") && logs.contains("never-read"),
+        "{logs}"
+    );
+    assert!(!logs.contains("serving the last known instances"), "{logs}");
+}

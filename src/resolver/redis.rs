@@ -451,11 +451,21 @@ impl Shared {
                     }
                 }
                 Err(error) => {
+                    let service = entry.service();
                     let age = entry.snapshot().map(|s| s.age());
-                    if entry.set_failing(true) {
-                        tracing::debug!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed again");
-                    } else {
-                        tracing::warn!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed; serving the last known instances");
+                    match (entry.set_failing(true), age) {
+                        (true, _) => {
+                            tracing::debug!(%service, %error, last_known_age = ?age, "read failed again")
+                        }
+                        (false, Some(age)) if self.max_staleness.is_some_and(|max| age > max) => {
+                            tracing::warn!(%service, %error, last_known_age = ?age, max_staleness = ?self.max_staleness, "read failed; the last known instances are too old to serve: callers get an error")
+                        }
+                        (false, Some(age)) => {
+                            tracing::warn!(%service, %error, last_known_age = ?age, "read failed; serving the last known instances")
+                        }
+                        (false, None) => {
+                            tracing::warn!(%service, %error, "read failed; no instances known yet: callers get the error")
+                        }
                     }
                 }
             }
