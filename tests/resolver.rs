@@ -205,6 +205,12 @@ fn an_instance_whose_heartbeat_stopped_disappears_before_anything_prunes_it() {
         .await;
         let stored: i64 = server.cmd(&["HLEN", "sd:{pay}:instances"]);
         assert_eq!(stored, 2, "still stored: filtered by lease, not pruned");
+        // Only a clean deregister of the last instance removes the name.
+        assert_eq!(
+            resolver.services().await.unwrap(),
+            ["pay"],
+            "a known service, with no live instance"
+        );
     });
 }
 

@@ -206,9 +206,19 @@ impl RedisResolver {
         Ok(listed)
     }
 
-    /// The names of the services in the registry, sorted (the CLI's
-    /// `list`). The native schema keeps a set of every service that has had
-    /// an instance; the Hertz schema scans for its keys.
+    /// The names of the services known to the registry, sorted: services
+    /// that have had an instance, **not necessarily with a live one now**.
+    /// Use [`list`](Self::list) or [`fetch`](Self::fetch) for the live
+    /// instances of each (the CLI's `list` prints the count next to every
+    /// name, 0 included).
+    ///
+    /// * Native schema: the members of the `PREFIX:services` set. Every
+    ///   register and heartbeat adds the name; only a clean deregister of a
+    ///   service's last instance removes it. A service whose instances all
+    ///   crashed stays listed (even once its keys have expired), with no
+    ///   live instance.
+    /// * Hertz schema: a `SCAN` for `/hertz/*/server` keys: services whose
+    ///   hash has not expired yet, which may hold only dead instances.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let shared = self.shared();
         let mut conn = shared.conn()?;
