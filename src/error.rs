@@ -142,6 +142,14 @@ pub enum ResolveError {
         /// The configured maximum.
         max: Duration,
     },
+    /// The read of the service was dropped before it finished, without a
+    /// result: the Tokio runtime the resolver was created on has shut
+    /// down, or the read panicked. The next resolve tries again.
+    #[error("resolving {service}: the read was dropped before it finished (has the runtime the resolver was created on shut down?)")]
+    Interrupted {
+        /// The service being resolved.
+        service: String,
+    },
     /// A static resolver does not know the service.
     #[error("unknown service {service}")]
     UnknownService {

@@ -205,6 +205,12 @@ fn an_instance_whose_heartbeat_stopped_disappears_before_anything_prunes_it() {
         .await;
         let stored: i64 = server.cmd(&["HLEN", "sd:{pay}:instances"]);
         assert_eq!(stored, 2, "still stored: filtered by lease, not pruned");
+        // Only a clean deregister of the last instance removes the name.
+        assert_eq!(
+            resolver.services().await.unwrap(),
+            ["pay"],
+            "a known service, with no live instance"
+        );
     });
 }
 
@@ -726,6 +732,19 @@ async fn bad_options_are_refused_before_connecting() {
         (b().max_staleness(Duration::from_secs(5)), "max staleness"),
         (b().command_timeout(Duration::ZERO), "timeouts"),
         (b().prefix("has space"), "prefix"),
+        // Too long to add to an instant: refused, not a panic in a task.
+        (b().refresh_interval(Duration::MAX), "refresh interval"),
+        (
+            b().refresh_interval(Duration::from_secs(2 * 24 * 3600)),
+            "at most",
+        ),
+        (b().idle_expiry(Duration::MAX), "idle expiry"),
+        (b().max_staleness(Duration::MAX), "max staleness"),
+        (b().connect_timeout(Duration::MAX), "connect timeout"),
+        (
+            b().command_timeout(Duration::from_secs(2 * 3600)),
+            "command timeout",
+        ),
     ] {
         match builder.connect().await {
             Err(ResolveError::Invalid(ValidationError::Config(message))) => {
@@ -748,4 +767,226 @@ async fn bad_options_are_refused_before_connecting() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_read_dropped_with_its_runtime_answers_its_callers() {
+    init_tracing();
+    let server = RedisServer::start();
+    // The resolver's background tasks and reads run on the runtime it was
+    // created on; that runtime goes away while the resolver lives on.
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let resolver = first
+        .block_on(no_refresh(&server).connect())
+        .expect("connects");
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        for attempt in 0..2 {
+            // Used to wait forever: the read task was dropped unpolled and
+            // the service stayed marked as being read.
+            let result = tokio::time::timeout(DEADLINE, resolver.resolve(&name("orphan")))
+                .await
+                .expect("an answer, not a hang");
+            assert!(
+                matches!(result, Err(ResolveError::Interrupted { ref service }) if service == "orphan"),
+                "attempt {attempt}: {result:?}"
+            );
+        }
+    });
+}
+
+/// Stops a redis-server process (SIGSTOP): connections stay open and
+/// nothing answers, like a network blackhole. Resumed when dropped.
+struct Frozen(String);
+
+impl Frozen {
+    fn new(server: &RedisServer) -> Frozen {
+        let info: String = server.cmd(&["INFO", "server"]);
+        let pid = info
+            .lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .expect("INFO server has process_id")
+            .trim()
+            .to_owned();
+        let status = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_miss_during_a_blackhole_fails_fast_instead_of_queueing_behind_refreshes() {
+    init_tracing();
+    let server = RedisServer::start();
+    let command = Duration::from_millis(300);
+    // A long connect timeout makes the caller's overall limit (connect +
+    // 2 x command = 4.6 s) far longer than one read of its own (at most
+    // 2 x command = 0.6 s), so the error says which one ended the wait.
+    let connect = Duration::from_secs(4);
+    let resolver = RedisResolver::builder(server.url())
+        .refresh_interval(Duration::from_millis(500))
+        .command_timeout(command)
+        .connect_timeout(connect)
+        .connect()
+        .await
+        .unwrap();
+    // Many cached services: once Redis stops answering, each periodic
+    // refresh queues a read per service, each taking a command timeout.
+    let services: Vec<ServiceName> = (0..1000).map(|i| name(&format!("svc-{i}"))).collect();
+    let reads = services.iter().map(|s| resolver.resolve(s));
+    for result in futures_util::future::join_all(reads).await {
+        result.expect("resolves while Redis is up");
+    }
+    let frozen = Frozen::new(&server);
+    // Let the refreshes pile up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Cached services still answer at once.
+    assert!(resolver.resolve(&services[0]).await.is_ok());
+    // A miss gets its own read (subscription wait and read, each bounded
+    // by the command timeout) and fails, rather than waiting in line
+    // behind hundreds of background reads until the overall limit.
+    let asked = Instant::now();
+    let cold = tokio::time::timeout(DEADLINE, resolver.resolve(&name("cold")))
+        .await
+        .expect("an answer, not a hang");
+    eprintln!(
+        "a miss during the blackhole failed after {:?}: {cold:?}",
+        asked.elapsed()
+    );
+    match cold {
+        Err(ResolveError::Timeout { timeout, .. }) => assert_eq!(
+            timeout, command,
+            "the read's own command timeout, not the caller's overall limit"
+        ),
+        Err(ResolveError::Redis { .. }) => {}
+        other => panic!("expected a failed read, got {other:?}"),
+    }
+    drop(frozen);
+    eventually("Redis answers again", || async {
+        resolver.resolve(&name("cold")).await.ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_flushall_instances_stay_until_their_leases_run_out_or_an_event_removes_them() {
+    init_tracing();
+    let server = RedisServer::start();
+    let all = ["10.0.11.1:80", "10.0.11.2:80", "10.0.11.3:80"];
+    let value = |addr: &str| {
+        format!(r#"{{"service_name":"flush","addr":"{addr}","weight":10,"tags":null}}"#)
+    };
+    let event = |kind: &str, addr: &str| {
+        let message = format!(r#"{{"event":"{kind}","addr":"{addr}"}}"#);
+        server.cmd::<i64>(&["PUBLISH", "sd:{flush}:events", &message]);
+    };
+    // Leases written by hand, so nothing heartbeats them back.
+    let lease = Duration::from_secs(6);
+    let written = Instant::now();
+    for addr in all {
+        write_raw(
+            &server,
+            "flush",
+            addr,
+            &value(addr),
+            lease.as_millis() as i64,
+        );
+    }
+    // No periodic refresh: only events, and the lease deadlines, drive it.
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let first = resolver.resolve(&name("flush")).await.unwrap();
+    let resolved = Instant::now();
+    assert_eq!(addrs(&first), all);
+    // The resolver counts a lease from the start of its read, with the
+    // time left by the Redis clock: its deadlines are no earlier than
+    // this (a margin for clock rounding).
+    let leases_last_until = written + lease - (resolved - written) - Duration::from_millis(200);
+
+    // The registry is lost; one instance comes back and says so.
+    server.flushall();
+    write_raw(&server, "flush", all[0], &value(all[0]), 60_000);
+    let published = Instant::now();
+    event("register", all[0]);
+    let after = eventually("a read after the register event", || async {
+        let snapshot = resolver.cached("flush")?;
+        (snapshot.read_at() >= published).then_some(snapshot)
+    })
+    .await;
+    assert_eq!(
+        addrs(&resolver.fetch("flush").await.unwrap()),
+        [all[0]],
+        "Redis lists one"
+    );
+    if Instant::now() < leases_last_until {
+        assert_eq!(addrs(&after), all, "the cache keeps the other two");
+    }
+
+    // An event removes one of the kept instances at once.
+    event("deregister", all[1]);
+    let after = eventually("the deregistered instance leaves", || async {
+        let seen = cached_addrs(&resolver, "flush")?;
+        (!seen.iter().any(|a| a == all[1])).then_some(seen)
+    })
+    .await;
+    if Instant::now() < leases_last_until {
+        assert_eq!(after, [all[0], all[2]], "the other one is still kept");
+    }
+
+    // The last kept lease runs out: only the live instance is left,
+    // without any event or periodic refresh.
+    eventually(
+        "the kept instance leaves when its lease runs out",
+        || async { (cached_addrs(&resolver, "flush")? == [all[0]]).then_some(()) },
+    )
+    .await;
+    assert!(
+        Instant::now() >= leases_last_until,
+        "an instance left before its last known lease ran out"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_first_read_does_not_claim_to_serve_instances() {
+    let mut server = RedisServer::start();
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    server.stop();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let result = {
+        // The read runs on this (current-thread) runtime's thread.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        resolver.resolve(&name("never-read")).await
+    };
+    assert!(result.is_err(), "{result:?}");
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("no instances known yet") && logs.contains("never-read"),
+        "{logs}"
+    );
+    assert!(!logs.contains("serving the last known instances"), "{logs}");
 }

@@ -11,17 +11,19 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// Configures and connects a [`RedisResolver`].
 ///
 /// Every option is checked in [`connect`](Self::connect) before Redis is
-/// contacted; a bad value is a [`ValidationError::Config`].
+/// contacted; a bad value (zero, or above its bound) is a
+/// [`ValidationError::Config`]. The bounds are far beyond any useful value;
+/// they keep deadlines computed from the options representable.
 ///
-/// | option | default |
-/// | --- | --- |
-/// | [`refresh_interval`](Self::refresh_interval) | 10 s |
-/// | [`idle_expiry`](Self::idle_expiry) | 5 min |
-/// | [`max_staleness`](Self::max_staleness) | none: serve the last known instances for as long as Redis is away |
-/// | [`prefix`](Self::prefix) | `sd` |
-/// | [`schema`](Self::schema) | [`KeySchema::Native`] |
-/// | [`connect_timeout`](Self::connect_timeout) | 2 s |
-/// | [`command_timeout`](Self::command_timeout) | 2 s |
+/// | option | default | allowed |
+/// | --- | --- | --- |
+/// | [`refresh_interval`](Self::refresh_interval) | 10 s | up to 1 day ([`MAX_REFRESH_INTERVAL`](Self::MAX_REFRESH_INTERVAL)) |
+/// | [`idle_expiry`](Self::idle_expiry) | 5 min | up to 30 days ([`MAX_IDLE_EXPIRY`](Self::MAX_IDLE_EXPIRY)) |
+/// | [`max_staleness`](Self::max_staleness) | none: serve the last known instances for as long as Redis is away | longer than the refresh interval, up to 30 days ([`MAX_STALENESS`](Self::MAX_STALENESS)) |
+/// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`] | |
+/// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+/// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -63,6 +65,17 @@ impl fmt::Debug for ResolverBuilder {
 }
 
 impl ResolverBuilder {
+    /// The longest allowed [`refresh_interval`](Self::refresh_interval):
+    /// one day.
+    pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The longest allowed [`idle_expiry`](Self::idle_expiry): 30 days.
+    pub const MAX_IDLE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest allowed [`max_staleness`](Self::max_staleness): 30 days.
+    pub const MAX_STALENESS: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest allowed [`connect_timeout`](Self::connect_timeout) and
+    /// [`command_timeout`](Self::command_timeout): one hour.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
     pub(super) fn new(url: String) -> Self {
         ResolverBuilder {
             url,
@@ -78,6 +91,7 @@ impl ResolverBuilder {
     /// How often every cached service is read again, whatever events say
     /// (the safety net for lost events, and the only refresh of the Hertz
     /// schema). Also how often the event connection is checked with `PING`.
+    /// At most [`MAX_REFRESH_INTERVAL`](Self::MAX_REFRESH_INTERVAL).
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -86,6 +100,7 @@ impl ResolverBuilder {
     /// A service not asked for during this long is dropped from the cache
     /// and unsubscribed (within a quarter of this period more). A service
     /// with a live [`watch`](RedisResolver::watch) receiver is never dropped.
+    /// At most [`MAX_IDLE_EXPIRY`](Self::MAX_IDLE_EXPIRY).
     pub fn idle_expiry(mut self, expiry: Duration) -> Self {
         self.idle_expiry = expiry;
         self
@@ -95,7 +110,8 @@ impl ResolverBuilder {
     /// (Redis unreachable for that long) is no longer returned by
     /// [`cached`](super::Resolve::cached); [`resolve`](super::Resolve::resolve)
     /// then tries a read and fails with [`ResolveError::Stale`] if it fails.
-    /// Must be longer than the refresh interval.
+    /// Must be longer than the refresh interval, and at most
+    /// [`MAX_STALENESS`](Self::MAX_STALENESS).
     pub fn max_staleness(mut self, max: Duration) -> Self {
         self.max_staleness = Some(max);
         self
@@ -114,13 +130,19 @@ impl ResolverBuilder {
         self
     }
 
-    /// How long to wait for a connection to Redis.
+    /// How long to wait for a connection to Redis. At most
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.connect = timeout;
         self
     }
 
-    /// How long to wait for Redis to answer one command.
+    /// How long to wait for Redis to answer one command. At most
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
+    ///
+    /// A [`resolve`](super::Resolve::resolve) that has to read waits at
+    /// most the connect timeout plus twice this, then fails with
+    /// [`ResolveError::Timeout`].
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.command = timeout;
         self
@@ -138,14 +160,45 @@ impl ResolverBuilder {
         if self.refresh_interval.is_zero() {
             return config("refresh interval must be greater than zero".into());
         }
+        if self.refresh_interval > Self::MAX_REFRESH_INTERVAL {
+            return config(format!(
+                "refresh interval ({:?}) must be at most {:?} (one day)",
+                self.refresh_interval,
+                Self::MAX_REFRESH_INTERVAL
+            ));
+        }
         if self.idle_expiry.is_zero() {
             return config("idle expiry must be greater than zero".into());
+        }
+        if self.idle_expiry > Self::MAX_IDLE_EXPIRY {
+            return config(format!(
+                "idle expiry ({:?}) must be at most {:?} (30 days)",
+                self.idle_expiry,
+                Self::MAX_IDLE_EXPIRY
+            ));
         }
         if let Some(max) = self.max_staleness {
             if max <= self.refresh_interval {
                 return config(format!(
                     "max staleness ({max:?}) must be longer than the refresh interval ({:?}), or healthy snapshots would go stale between refreshes",
                     self.refresh_interval
+                ));
+            }
+            if max > Self::MAX_STALENESS {
+                return config(format!(
+                    "max staleness ({max:?}) must be at most {:?} (30 days); leave it unset to serve the last known instances however old",
+                    Self::MAX_STALENESS
+                ));
+            }
+        }
+        for (what, timeout) in [
+            ("connect timeout", self.timeouts.connect),
+            ("command timeout", self.timeouts.command),
+        ] {
+            if timeout > Self::MAX_TIMEOUT {
+                return config(format!(
+                    "Redis {what} ({timeout:?}) must be at most {:?} (one hour)",
+                    Self::MAX_TIMEOUT
                 ));
             }
         }
@@ -177,6 +230,14 @@ mod tests {
         let s = Duration::from_secs;
         assert!(check(b()).is_ok());
         assert!(check(b().max_staleness(s(11))).is_ok());
+        let at_the_bounds = b()
+            .refresh_interval(ResolverBuilder::MAX_REFRESH_INTERVAL)
+            .idle_expiry(ResolverBuilder::MAX_IDLE_EXPIRY)
+            .max_staleness(ResolverBuilder::MAX_STALENESS)
+            .connect_timeout(ResolverBuilder::MAX_TIMEOUT)
+            .command_timeout(ResolverBuilder::MAX_TIMEOUT);
+        assert!(check(at_the_bounds).is_ok());
+        let over = |d: Duration| d + Duration::from_millis(1);
         for bad in [
             b().refresh_interval(s(0)),
             b().idle_expiry(s(0)),
@@ -184,6 +245,18 @@ mod tests {
             b().refresh_interval(s(60)).max_staleness(s(30)),
             b().connect_timeout(s(0)),
             b().command_timeout(s(0)),
+            b().refresh_interval(over(ResolverBuilder::MAX_REFRESH_INTERVAL)),
+            b().refresh_interval(Duration::MAX),
+            b().idle_expiry(over(ResolverBuilder::MAX_IDLE_EXPIRY)),
+            b().idle_expiry(Duration::MAX),
+            b().max_staleness(over(ResolverBuilder::MAX_STALENESS)),
+            b().max_staleness(Duration::MAX),
+            b().connect_timeout(over(ResolverBuilder::MAX_TIMEOUT)),
+            b().command_timeout(Duration::MAX),
+            b().timeouts(Timeouts {
+                connect: Duration::MAX,
+                command: Duration::MAX,
+            }),
             b().prefix(""),
             b().prefix("a b"),
         ] {

@@ -15,7 +15,15 @@
 //! one); events and periodic refreshes mark the entry *dirty*, which runs
 //! one more read after the running one, so a burst of events costs at most
 //! two reads.
+//!
+//! A read does not simply replace the list (see [`Cache::complete`]): an
+//! instance of the previous list that the read misses is kept until its
+//! last known lease runs out, unless an event removed it. The entry tracks
+//! each instance's lease deadline and the removals announced by events,
+//! stamped with a per-entry event generation so a read that started
+//! before a removal cannot bring the instance back.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -23,16 +31,50 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hashbrown::HashTable;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::time::Instant;
 
 use super::snapshot::{Inner as SnapshotInner, Snapshot};
 use crate::error::ResolveError;
-use crate::instance::ServiceName;
+use crate::instance::{Instance, ServiceName};
 
 const SHARDS: usize = 16;
 
 /// The result of one read, as seen by the callers waiting for it.
 pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
+
+/// What one successful read of a service found.
+pub(crate) struct Read {
+    /// The listed instances, each with the deadline of its lease (native
+    /// schema; `None` where there is no per-instance lease).
+    pub instances: Vec<(Instance, Option<Instant>)>,
+    /// When the read started.
+    pub read_at: Instant,
+    /// The entry's [event generation](Entry::begin_read) when the read
+    /// started.
+    pub generation: u64,
+}
+
+/// What [`Cache::complete`] asks of the read task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// The entry was marked dirty meanwhile: read it again.
+    pub again: bool,
+    /// The list keeps instances the read did not find: read again at this
+    /// time, when the first of their leases has run out.
+    pub recheck: Option<Instant>,
+}
+
+/// A change event, as far as the cache cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// `register` or `update`: the instance is (back) in the registry.
+    Listed(&'a str),
+    /// `deregister` or `expire`: the instance left the registry.
+    Removed(&'a str),
+    /// Anything else.
+    Other,
+}
 
 pub(crate) struct Cache {
     hasher: foldhash::fast::RandomState,
@@ -68,6 +110,9 @@ pub(crate) struct Entry {
     /// The latest read failed (to log a failure once, not at every retry).
     failing: AtomicBool,
     state: Mutex<ReadState>,
+    /// Wakes a read waiting for a refresh permit when a caller starts
+    /// waiting for it (it then takes a caller permit instead).
+    wanted_notify: Notify,
     outcome: watch::Sender<Outcome>,
     watchers: OnceLock<watch::Sender<Snapshot>>,
 }
@@ -76,10 +121,69 @@ pub(crate) struct Entry {
 struct ReadState {
     running: bool,
     dirty: bool,
+    /// A caller waits for the outcome of the running (or next) read: it
+    /// must not queue behind background refreshes.
+    wanted: bool,
     /// Confirmation that the events channel is subscribed; the first read
     /// waits for it so no change can slip between the read and the
     /// subscription.
     subscribed: Option<oneshot::Receiver<()>>,
+    /// Events received so far (a read records it when it starts).
+    generation: u64,
+    /// The deadline of the last known lease of each instance of the
+    /// current list that has one (native schema).
+    leases: HashMap<Box<str>, Instant>,
+    /// Instances that an event removed, with the event's generation: a read
+    /// that started before it still lists them and must not bring them
+    /// back. Dropped once a read started after the event completed.
+    removed: HashMap<Box<str>, u64>,
+    /// When a re-read is scheduled to drop kept instances.
+    recheck: Option<Instant>,
+}
+
+impl ReadState {
+    /// The list a read makes, given the `previous` list (the rule of the
+    /// module docs): every instance the read lists, except those an event
+    /// removed after the read started; plus every instance of the previous
+    /// list that the read does not list, whose last known lease has not run
+    /// out at `now` and that no event removed. Returns the list and the
+    /// earliest lease deadline among the kept instances.
+    fn merge(
+        &mut self,
+        read: Read,
+        previous: &[Instance],
+        now: Instant,
+    ) -> (Vec<Instance>, Option<Instant>) {
+        let mut leases = HashMap::with_capacity(read.instances.len());
+        let mut list = Vec::with_capacity(read.instances.len());
+        for (instance, deadline) in read.instances {
+            let addr = instance.addr();
+            if self.removed.get(addr).is_some_and(|&g| g > read.generation) {
+                continue; // removed after the read started
+            }
+            if let Some(deadline) = deadline {
+                leases.insert(Box::from(addr), deadline);
+            }
+            list.push(instance);
+        }
+        let mut recheck: Option<Instant> = None;
+        for instance in previous {
+            let addr = instance.addr();
+            let Some(&deadline) = self.leases.get(addr) else {
+                continue; // no lease known, or removed by an event
+            };
+            if deadline <= now || leases.contains_key(addr) || self.removed.contains_key(addr) {
+                continue; // lease over, or listed by this read
+            }
+            recheck = Some(recheck.map_or(deadline, |r| r.min(deadline)));
+            leases.insert(Box::from(addr), deadline);
+            list.push(instance.clone());
+        }
+        self.leases = leases;
+        // A removal older than the read is reflected in it.
+        self.removed.retain(|_, g| *g > read.generation);
+        (list, recheck)
+    }
 }
 
 impl Cache {
@@ -201,14 +305,36 @@ impl Cache {
     }
 
     /// Records the result of a read and wakes its waiters. A failure never
-    /// replaces a good snapshot. An unchanged list keeps the current
-    /// snapshot and only moves its `read_at`. Returns `true` if the entry
-    /// was marked dirty meanwhile and must be read again.
-    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Snapshot, ResolveError>) -> bool {
+    /// replaces a good snapshot. A successful read makes the new list by
+    /// the rule of the module docs ([`ReadState::merge`]): instances it
+    /// misses are kept until their last known lease runs out, unless an
+    /// event removed them. An unchanged list keeps the current snapshot
+    /// and only moves its `read_at`.
+    ///
+    /// The outcome is sent and `running` cleared in one critical section
+    /// with [`Entry::join_or_start`]: a caller either joins before the
+    /// outcome is sent (and is woken by it), or sees it, or finds no read
+    /// running and starts one. It can never join a read that has already
+    /// sent its outcome and then wait for nothing.
+    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Read, ResolveError>) -> Completed {
+        let mut state = lock(&entry.state); // also orders stores and watchers
+        let mut recheck = None;
         let outcome = match result {
-            Ok(new) => {
-                let _state = lock(&entry.state); // orders stores and watchers
+            Ok(read) => {
+                let read_at = read.read_at;
+                let now = Instant::now();
                 let current = entry.snapshot.load_full();
+                let previous = current.as_deref().map_or(&[][..], SnapshotInner::instances);
+                let (list, keep_until) = state.merge(read, previous, now);
+                if let Some(at) = keep_until {
+                    // One pending re-read at a time, the earliest needed (a
+                    // past one was lost: its task never ran).
+                    if state.recheck.is_none_or(|r| r > at || r <= now) {
+                        state.recheck = Some(at);
+                        recheck = Some(at);
+                    }
+                }
+                let new = Snapshot::read_at_instant(entry.service.clone(), list, read_at);
                 let snapshot = match current {
                     Some(current) if current.instances() == new.instances() => {
                         let current = Snapshot::from_arc(current);
@@ -229,13 +355,14 @@ impl Cache {
             Err(e) => Err(e),
         };
         entry.outcome.send_replace(Some(outcome));
-        let mut state = lock(&entry.state);
-        if state.dirty {
+        state.wanted = false; // every waiting caller has its outcome
+        let again = state.dirty;
+        if again {
             state.dirty = false;
-            return true;
+        } else {
+            state.running = false;
         }
-        state.running = false;
-        false
+        Completed { again, recheck }
     }
 
     /// Copies a new snapshot into the entry's slot, if the entry is still
@@ -275,6 +402,7 @@ impl Entry {
             last_used_ms: AtomicU64::new(now_ms),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
+            wanted_notify: Notify::new(),
             outcome: watch::Sender::new(None),
             watchers: OnceLock::new(),
         }
@@ -342,18 +470,38 @@ impl Entry {
 
     /// A caller needs a read: returns `true` if the caller must start one
     /// (none is running, and none has finished since `seen` was taken).
+    /// Either way the read the caller waits for is marked
+    /// [wanted](Self::is_wanted).
     pub fn join_or_start(&self, seen: &watch::Receiver<Outcome>) -> bool {
         let mut state = lock(&self.state);
-        if state.running || seen.has_changed().unwrap_or(true) {
+        if seen.has_changed().unwrap_or(true) {
+            return false; // an outcome is already there
+        }
+        state.wanted = true;
+        if state.running {
+            drop(state);
+            // The read may be queued for a refresh permit: let it jump.
+            self.wanted_notify.notify_one();
             return false;
         }
         state.running = true;
         true
     }
 
-    /// Something changed (event, periodic refresh, reconnect): returns
-    /// `true` if the caller must start a read; otherwise the running read
-    /// is followed by one more.
+    /// Whether a caller waits for the running read.
+    pub fn is_wanted(&self) -> bool {
+        lock(&self.state).wanted
+    }
+
+    /// Completes when a caller may have started waiting for the read (see
+    /// [`is_wanted`](Self::is_wanted); can also wake spuriously).
+    pub async fn wanted(&self) {
+        self.wanted_notify.notified().await;
+    }
+
+    /// Something changed (event, reconnect): returns `true` if the caller
+    /// must start a read; otherwise the running read is followed by one
+    /// more.
     pub fn mark_dirty(&self) -> bool {
         let mut state = lock(&self.state);
         if state.running {
@@ -362,6 +510,50 @@ impl Entry {
         }
         state.running = true;
         true
+    }
+
+    /// The periodic refresh: returns `true` if the caller must start a
+    /// read, `false` if one is running already (it is recent enough: not
+    /// marked dirty, so a slow Redis does not grow a backlog of reads).
+    pub fn start_if_idle(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.running {
+            return false;
+        }
+        state.running = true;
+        true
+    }
+
+    /// A read starts: returns the entry's event generation, to hand back
+    /// in its [`Read`].
+    pub fn begin_read(&self) -> u64 {
+        lock(&self.state).generation
+    }
+
+    /// Records a change event about one instance (the read it triggers
+    /// is started separately, with [`mark_dirty`](Self::mark_dirty)).
+    pub fn on_event(&self, event: Event<'_>) {
+        let mut state = lock(&self.state);
+        state.generation += 1;
+        match event {
+            Event::Removed(addr) => {
+                let generation = state.generation;
+                state.leases.remove(addr);
+                state.removed.insert(Box::from(addr), generation);
+            }
+            Event::Listed(addr) => {
+                state.removed.remove(addr);
+            }
+            Event::Other => {}
+        }
+    }
+
+    /// The re-read scheduled for `at` is due: another may be scheduled.
+    pub fn recheck_due(&self, at: Instant) {
+        let mut state = lock(&self.state);
+        if state.recheck == Some(at) {
+            state.recheck = None;
+        }
     }
 
     /// Records that the first read must wait for `subscribed`.
@@ -375,11 +567,15 @@ impl Entry {
         lock(&self.state).subscribed.take()
     }
 
-    /// Ends a read that was cut short (shutdown) without an outcome.
-    pub fn abandon(&self) {
+    /// Ends a read that was cut short (shutdown, its runtime gone, a
+    /// panic): waiting callers get `error`, and the next caller or refresh
+    /// starts a new read. One critical section, like [`Cache::complete`].
+    pub fn interrupt(&self, error: ResolveError) {
         let mut state = lock(&self.state);
+        self.outcome.send_replace(Some(Err(error)));
         state.running = false;
         state.dirty = false;
+        state.wanted = false;
     }
 
     /// A receiver of every new snapshot, starting with the current one
@@ -411,6 +607,18 @@ mod tests {
         ServiceName::new(s).unwrap()
     }
 
+    /// A read listing `addrs`, without leases (like the Hertz schema).
+    fn read(addrs: &[&str]) -> Read {
+        Read {
+            instances: addrs
+                .iter()
+                .map(|a| (Instance::new(a).unwrap(), None))
+                .collect(),
+            read_at: Instant::now(),
+            generation: 0,
+        }
+    }
+
     fn snap(s: &str, addrs: &[&str]) -> Snapshot {
         Snapshot::new(
             name(s),
@@ -427,7 +635,7 @@ mod tests {
         assert!(!inserted && Arc::ptr_eq(&a, &again));
         assert_eq!(a.channel(), Some("ch"));
         assert!(cache.cached("a").is_none(), "no snapshot yet");
-        cache.complete(&a, Ok(snap("a", &["h:1"])));
+        cache.complete(&a, Ok(read(&["h:1"])));
         assert_eq!(cache.cached("a").unwrap().len(), 1);
         assert!(cache.cached("b").is_none());
         for i in 0..1000 {
@@ -457,38 +665,168 @@ mod tests {
         let rx = e.outcomes();
         assert!(e.join_or_start(&rx));
         assert!(!e.join_or_start(&rx), "a read is running");
-        assert!(!cache.complete(&e, Ok(snap("a", &["h:1", "h:2"]))));
+        assert!(!cache.complete(&e, Ok(read(&["h:1", "h:2"]))).again);
         let first = e.snapshot().unwrap();
         assert!(!e.join_or_start(&rx), "a read finished since rx was taken");
         assert!(e.mark_dirty());
         assert!(!e.mark_dirty(), "running: marked dirty instead");
         assert!(
-            cache.complete(&e, Ok(snap("a", &["h:2", "h:1"]))),
+            cache.complete(&e, Ok(read(&["h:2", "h:1"]))).again,
             "dirty: read again"
         );
         assert!(
             Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
             "same list"
         );
-        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)));
+        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)).again);
         assert!(Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "kept");
         assert!(matches!(&*e.outcomes().borrow(), Some(Err(_))));
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:3"])));
+        cache.complete(&e, Ok(read(&["h:3"])));
         assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
+    }
+
+    /// Addresses of the entry's current snapshot.
+    fn listed(e: &Entry) -> Vec<String> {
+        e.snapshot()
+            .unwrap()
+            .instances()
+            .iter()
+            .map(|i| i.addr().to_owned())
+            .collect()
+    }
+
+    /// A read started now (generation taken now) listing `leases`:
+    /// address and seconds left on its lease.
+    fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
+        let now = Instant::now();
+        Read {
+            instances: leases
+                .iter()
+                .map(|&(a, secs)| {
+                    let deadline = now + Duration::from_secs(secs);
+                    (Instance::new(a).unwrap(), Some(deadline))
+                })
+                .collect(),
+            read_at: now,
+            generation: e.begin_read(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_removes_them() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        let start = Instant::now();
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10), ("h:3", 10)])));
+        assert_eq!(done.recheck, None, "nothing kept");
+        let first = e.snapshot().unwrap();
+
+        // The registry lost everything (FLUSHALL); one instance is back.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(
+            listed(&e),
+            ["h:1", "h:2", "h:3"],
+            "kept until their leases end"
+        );
+        assert!(
+            Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
+            "same list"
+        );
+        let recheck = start + Duration::from_secs(10);
+        assert_eq!(
+            done.recheck,
+            Some(recheck),
+            "read again when the first ends"
+        );
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(done.recheck, None, "already scheduled");
+
+        // An event removes one at once: the next read drops it.
+        e.on_event(Event::Removed("h:2"));
+        cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:3"]);
+
+        // A read that started before a removal does not bring it back, even
+        // though it lists it; one started after the removal may.
+        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
+        e.on_event(Event::Removed("h:4"));
+        cache.complete(&e, Ok(before));
+        assert_eq!(listed(&e), ["h:1", "h:3"]);
+        cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:4", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"], "registered again");
+        // A re-registration announced while a read runs counts too.
+        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
+        e.on_event(Event::Removed("h:4"));
+        e.on_event(Event::Listed("h:4"));
+        cache.complete(&e, Ok(before));
+        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"]);
+
+        // The kept leases run out: gone at the next read. h:4's lease was
+        // read a second later than h:3's.
+        tokio::time::sleep_until(recheck).await;
+        e.recheck_due(recheck);
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1", "h:4"]);
+        let recheck = start + Duration::from_secs(11);
+        assert_eq!(done.recheck, Some(recheck));
+        tokio::time::sleep_until(recheck).await;
+        e.recheck_due(recheck);
+        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+        assert_eq!(listed(&e), ["h:1"]);
+        assert_eq!(done.recheck, None);
+
+        // Without leases (Hertz) a read is the whole truth.
+        let (h, _) = cache.get_or_insert(&name("h"), || None, 0, |_| {});
+        cache.complete(&h, Ok(read(&["h:1", "h:2"])));
+        let done = cache.complete(&h, Ok(read(&["h:1"])));
+        assert_eq!(listed(&h), ["h:1"]);
+        assert_eq!(done.recheck, None);
+    }
+
+    #[tokio::test]
+    async fn callers_mark_reads_wanted_and_periodic_refreshes_do_not_pile_up() {
+        let cache = Cache::new(None);
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        // A background refresh starts; the periodic one finds it running
+        // and neither starts another nor marks it dirty.
+        assert!(e.start_if_idle());
+        assert!(!e.start_if_idle());
+        assert!(!e.is_wanted());
+        // A caller joins: the read becomes wanted, and a read waiting for
+        // a refresh permit is woken.
+        let rx = e.outcomes();
+        assert!(!e.join_or_start(&rx));
+        assert!(e.is_wanted());
+        tokio::time::timeout(Duration::from_secs(10), e.wanted())
+            .await
+            .expect("woken");
+        assert!(!cache.complete(&e, Ok(read(&[]))).again, "not dirty");
+        assert!(!e.is_wanted(), "the outcome answered every caller");
+        // A caller that starts a read wants it too.
+        let rx = e.outcomes();
+        assert!(e.join_or_start(&rx));
+        assert!(e.is_wanted());
+        // Cut short: the caller gets an error and the next one can start.
+        e.interrupt(ResolveError::Shutdown);
+        assert!(matches!(&*rx.borrow(), Some(Err(ResolveError::Shutdown))));
+        assert!(!e.is_wanted());
+        let rx = e.outcomes();
+        assert!(e.join_or_start(&rx), "not running any more");
     }
 
     #[tokio::test(start_paused = true)]
     async fn max_staleness_hides_old_snapshots() {
         let cache = Cache::new(Some(Duration::from_secs(5)));
         let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert!(cache.cached("a").is_some());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(cache.cached("a").is_none());
         assert!(e.snapshot().is_some(), "still known");
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert!(cache.cached("a").is_some(), "confirmed again");
     }
 
@@ -506,9 +844,41 @@ mod tests {
         assert!(e.in_use());
         assert_eq!(e.idle_for(10_000), Duration::ZERO);
         assert!(e.mark_dirty());
-        cache.complete(&e, Ok(snap("a", &["h:1"])));
+        cache.complete(&e, Ok(read(&["h:1"])));
         assert_eq!(rx.borrow().len(), 1);
         drop(rx);
         assert!(!e.in_use());
+    }
+
+    /// Regression: `complete` used to send the outcome before clearing
+    /// `running`, so a caller could subscribe after the outcome, see the
+    /// read still running, join it and wait for an outcome that never came.
+    /// Races a completing read against a joining caller many times; after
+    /// both, a caller that joined must have an outcome to wake up to.
+    #[test]
+    fn a_caller_never_joins_a_read_that_already_ended() {
+        let cache = Arc::new(Cache::new(None));
+        let service = name("a");
+        for round in 0..10_000 {
+            let (e, _) = cache.get_or_insert(&service, || None, 0, |_| {});
+            assert!(e.mark_dirty());
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let reader = {
+                let (cache, e, barrier) = (cache.clone(), e.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.complete(&e, Err(ResolveError::Shutdown));
+                })
+            };
+            barrier.wait();
+            let seen = e.outcomes();
+            let joined = !e.join_or_start(&seen);
+            reader.join().unwrap();
+            assert!(
+                !joined || seen.has_changed().unwrap(),
+                "round {round}: joined a read that had already ended"
+            );
+            cache.remove_if(&e, |_| false, |_| {});
+        }
     }
 }

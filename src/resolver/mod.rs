@@ -41,6 +41,16 @@
 //!   and the field.
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
+//! * **Bounded waits.** A caller that misses waits at most the connect
+//!   timeout plus twice the command timeout (6 s by default: the
+//!   subscription of a new service, then the read), then gets
+//!   [`ResolveError::Timeout`] (or the last known instances, if it has
+//!   some). Reads that callers wait for have their own pool of in-flight
+//!   reads, so they never queue behind background refreshes; a periodic
+//!   refresh skips a service whose read is still running, so a slow Redis
+//!   does not grow a backlog. A read cut short (the runtime the resolver
+//!   was created on shut down) answers its callers with
+//!   [`ResolveError::Interrupted`].
 //! * **Events** (native schema). One pub/sub connection per resolver is
 //!   subscribed to the events channel of every cached service. An event
 //!   marks its service dirty: one read follows, however many events arrived
@@ -52,6 +62,22 @@
 //! * **Periodic refresh.** Every cached service is read again each refresh
 //!   interval (the safety net for lost events; the only refresh of the
 //!   Hertz schema, which has no events).
+//! * **Instances outlive a lost registry** (native schema). A read does
+//!   not simply replace the list: an instance of the previous list that a
+//!   read misses stays listed until its last known lease runs out (the
+//!   lease deadline read with it last time, counted from the start of
+//!   that read), unless a `deregister` or `expire` event named it. In
+//!   short, an instance leaves a client's view when Redis says it was
+//!   deregistered or expired, or when its last known lease has run out; a
+//!   read that lists it with a new lease keeps it. After a `FLUSHALL`, or
+//!   a failover to a replica that lost writes, clients keep the whole list
+//!   while the registrations heal (every heartbeat re-creates its entry),
+//!   instead of sending all traffic to the first instance back. The cost
+//!   is bounded by the lease TTL, as for a crashed instance. When the first
+//!   kept lease runs out the service is read again. The Hertz schema has
+//!   no per-instance lease: there a read is the whole list.
+//!   [`RedisResolver::fetch`] and [`RedisResolver::list`] show what Redis
+//!   holds now, nothing kept.
 //! * **Outages.** An error never replaces a good snapshot: callers keep the
 //!   last known instances, whose [`age`](Snapshot::age) grows, unless a
 //!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.

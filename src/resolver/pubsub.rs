@@ -10,9 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
-use super::redis::Shared;
+use super::redis::{after, Shared};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -133,7 +133,7 @@ async fn serve(
 ) -> Result<(), String> {
     // Pub/sub connections are otherwise silent: a PING finds a dead one.
     let every = shared.refresh_interval();
-    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    let mut ping = tokio::time::interval_at(after(every), every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {

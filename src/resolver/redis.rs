@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::ResolverBuilder;
-use super::cache::{Cache, Entry};
+use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub::{self, Command};
 use super::snapshot::{Listed, Snapshot};
 use super::Resolve;
@@ -21,9 +21,15 @@ use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, RawEntry};
 
-/// Reads running at once, per resolver: a periodic refresh of thousands of
-/// services is spread over this many in-flight reads.
-const MAX_CONCURRENT_READS: usize = 32;
+/// Background reads (events, periodic refresh, reconnect) running at once,
+/// per resolver: a periodic refresh of thousands of services is spread
+/// over this many in-flight reads.
+const MAX_REFRESH_READS: usize = 32;
+
+/// Reads that callers wait for (misses), running at once, per resolver. A
+/// pool of their own: a miss never queues behind background refreshes,
+/// which pile up when Redis is slow or unreachable.
+const MAX_CALLER_READS: usize = 32;
 
 /// The user-facing resolver: service name to live instances, from Redis,
 /// cached. Cheap to clone; clones share one cache and one set of
@@ -31,9 +37,15 @@ const MAX_CONCURRENT_READS: usize = 32;
 ///
 /// * [`Resolve::cached`] answers from memory: lock-free, no I/O.
 /// * [`Resolve::resolve`] answers from the cache, or reads the service once
-///   (one round trip, a read-only script) however many callers wait.
+///   (one round trip, a read-only script) however many callers wait; a
+///   caller waits at most the connect timeout plus twice the command
+///   timeout.
 /// * Cached services are kept fresh by change events (native schema, one
 ///   pub/sub connection per resolver) and by a periodic refresh.
+/// * An instance a read misses is kept until its last known lease runs
+///   out, unless an event said it was deregistered or expired (native
+///   schema; see the [module docs](super)): a `FLUSHALL` or a failover does
+///   not shrink the list while registrations heal.
 /// * An error never replaces a good snapshot: while Redis is unreachable,
 ///   the last known instances are served and their
 ///   [`age`](Snapshot::age) grows.
@@ -72,7 +84,8 @@ pub(super) struct Shared {
     pub(super) timeouts: Timeouts,
     pub(super) cancel: CancellationToken,
     runtime: tokio::runtime::Handle,
-    reads: Semaphore,
+    refresh_reads: Semaphore,
+    caller_reads: Semaphore,
     started: Instant,
     subscriptions: Option<mpsc::UnboundedSender<Command>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -126,7 +139,8 @@ impl RedisResolver {
             timeouts: b.timeouts,
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
-            reads: Semaphore::new(MAX_CONCURRENT_READS),
+            refresh_reads: Semaphore::new(MAX_REFRESH_READS),
+            caller_reads: Semaphore::new(MAX_CALLER_READS),
             started: Instant::now(),
             subscriptions,
             tasks: Mutex::new(Vec::new()),
@@ -148,7 +162,8 @@ impl RedisResolver {
 
     /// Reads a service now, bypassing the cache: one round trip, a
     /// read-only script, nothing written and nothing cached. Corrupt
-    /// entries are skipped with a warning.
+    /// entries are skipped with a warning. What Redis holds now: unlike the
+    /// cache, it keeps no instance whose entry is missing.
     ///
     /// ```no_run
     /// # use redis_discovery::resolver::RedisResolver;
@@ -191,9 +206,19 @@ impl RedisResolver {
         Ok(listed)
     }
 
-    /// The names of the services in the registry, sorted (the CLI's
-    /// `list`). The native schema keeps a set of every service that has had
-    /// an instance; the Hertz schema scans for its keys.
+    /// The names of the services known to the registry, sorted: services
+    /// that have had an instance, **not necessarily with a live one now**.
+    /// Use [`list`](Self::list) or [`fetch`](Self::fetch) for the live
+    /// instances of each (the CLI's `list` prints the count next to every
+    /// name, 0 included).
+    ///
+    /// * Native schema: the members of the `PREFIX:services` set. Every
+    ///   register and heartbeat adds the name; only a clean deregister of a
+    ///   service's last instance removes it. A service whose instances all
+    ///   crashed stays listed (even once its keys have expired), with no
+    ///   live instance.
+    /// * Hertz schema: a `SCAN` for `/hertz/*/server` keys: services whose
+    ///   hash has not expired yet, which may hold only dead instances.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let shared = self.shared();
         let mut conn = shared.conn()?;
@@ -355,15 +380,24 @@ impl Shared {
         if entry.join_or_start(&outcomes) {
             self.spawn_read(entry.clone());
         }
-        tokio::select! {
-            _ = self.cancel.cancelled() => return Err(ResolveError::Shutdown),
-            changed = outcomes.changed() => {
-                if changed.is_err() {
-                    return Err(ResolveError::Shutdown);
-                }
+        let limit = self.resolve_timeout();
+        let waited = tokio::time::timeout(limit, async {
+            tokio::select! {
+                _ = self.cancel.cancelled() => false,
+                changed = outcomes.changed() => changed.is_ok(),
             }
-        }
-        let outcome = outcomes.borrow_and_update().clone();
+        })
+        .await;
+        let outcome = match waited {
+            Ok(true) => outcomes.borrow_and_update().clone(),
+            Ok(false) => return Err(ResolveError::Shutdown),
+            // The read goes on and will update the cache; this caller has
+            // waited long enough.
+            Err(_) => Some(Err(ResolveError::Timeout {
+                service: service.to_string(),
+                timeout: limit,
+            })),
+        };
         match outcome {
             Some(Ok(snapshot)) => Ok(snapshot),
             Some(Err(error)) => match (entry.snapshot(), self.max_staleness) {
@@ -380,18 +414,36 @@ impl Shared {
         }
     }
 
+    /// The longest a caller waits for a read: the subscription of a new
+    /// service and the read itself (one command timeout each), plus a
+    /// connect timeout for a reconnect.
+    fn resolve_timeout(&self) -> Duration {
+        self.timeouts
+            .connect
+            .saturating_add(self.timeouts.command.saturating_mul(2))
+    }
+
     /// Starts the read task of an entry (the caller won the right to).
     pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
-        let shared = self.clone();
+        // Made before spawning and moved into the task, so it also runs if
+        // the task is dropped without ever being polled (the runtime is
+        // gone).
+        let guard = ReadGuard {
+            shared: self.clone(),
+            entry,
+            finished: false,
+        };
         self.runtime.spawn(async move {
+            let mut guard = guard;
+            let shared = guard.shared.clone();
             tokio::select! {
-                _ = shared.cancel.cancelled() => entry.abandon(),
-                _ = shared.read_loop(&entry) => {}
+                _ = shared.cancel.cancelled() => {}
+                _ = shared.read_loop(&guard.entry) => guard.finished = true,
             }
         });
     }
 
-    async fn read_loop(&self, entry: &Arc<Entry>) {
+    async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
         if let Some(subscribed) = entry.take_subscription() {
             // Ok, Err (subscriber down: resubscribes and refreshes on
             // reconnect) and timeout all mean: read now.
@@ -399,26 +451,104 @@ impl Shared {
         }
         loop {
             let result = {
-                let _permit = self.reads.acquire().await;
-                self.fetch(entry.service()).await
+                let _permit = self.permit(entry).await;
+                self.read_cached(entry).await
             };
             match &result {
-                Ok(snapshot) => {
+                Ok(read) => {
                     if entry.set_failing(false) {
-                        tracing::info!(service = %entry.service(), instances = snapshot.len(), "service read again after failures");
+                        tracing::info!(service = %entry.service(), instances = read.instances.len(), "service read again after failures");
                     }
                 }
                 Err(error) => {
+                    let service = entry.service();
                     let age = entry.snapshot().map(|s| s.age());
-                    if entry.set_failing(true) {
-                        tracing::debug!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed again");
-                    } else {
-                        tracing::warn!(service = %entry.service(), %error, last_known_age = ?age, "refresh failed; serving the last known instances");
+                    match (entry.set_failing(true), age) {
+                        (true, _) => {
+                            tracing::debug!(%service, %error, last_known_age = ?age, "read failed again")
+                        }
+                        (false, Some(age)) if self.max_staleness.is_some_and(|max| age > max) => {
+                            tracing::warn!(%service, %error, last_known_age = ?age, max_staleness = ?self.max_staleness, "read failed; the last known instances are too old to serve: callers get an error")
+                        }
+                        (false, Some(age)) => {
+                            tracing::warn!(%service, %error, last_known_age = ?age, "read failed; serving the last known instances")
+                        }
+                        (false, None) => {
+                            tracing::warn!(%service, %error, "read failed; no instances known yet: callers get the error")
+                        }
                     }
                 }
             }
-            if !self.cache.complete(entry, result) {
+            let completed = self.cache.complete(entry, result);
+            if let Some(at) = completed.recheck {
+                self.recheck_at(entry.clone(), at);
+            }
+            if !completed.again {
                 return;
+            }
+        }
+    }
+
+    /// One read for the cache: the instances with their lease deadlines
+    /// (native schema: the Hertz schema has no per-instance lease).
+    async fn read_cached(&self, entry: &Entry) -> Result<Read, ResolveError> {
+        let generation = entry.begin_read();
+        let read_at = Instant::now();
+        let service = entry.service();
+        let raw = self.read(service).await?;
+        let leased = self.keyspace.schema() == KeySchema::Native;
+        let instances = self
+            .decode(service, raw)
+            .map(|(instance, lease_left)| {
+                // Counted from the start of the read: a little early, never
+                // late.
+                let deadline = lease_left
+                    .filter(|_| leased)
+                    .and_then(|left| read_at.checked_add(left));
+                (instance, deadline)
+            })
+            .collect();
+        Ok(Read {
+            instances,
+            read_at,
+            generation,
+        })
+    }
+
+    /// Reads `entry` again at `at`, when the first lease of the instances
+    /// its list keeps without Redis listing them runs out.
+    fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => {}
+                _ = tokio::time::sleep_until(at) => {
+                    entry.recheck_due(at);
+                    let cached = shared
+                        .cache
+                        .get(entry.service().as_str())
+                        .is_some_and(|e| Arc::ptr_eq(&e, &entry));
+                    // A running read drops the expired instances itself.
+                    if cached && entry.start_if_idle() {
+                        shared.spawn_read(entry);
+                    }
+                }
+            }
+        });
+    }
+
+    /// A permit to read `entry`: from the caller pool if a caller waits
+    /// for the read, else from the refresh pool, switching pools if a
+    /// caller starts waiting meanwhile.
+    async fn permit(&self, entry: &Entry) -> Option<SemaphorePermit<'_>> {
+        loop {
+            if entry.is_wanted() {
+                return self.caller_reads.acquire().await.ok();
+            }
+            tokio::select! {
+                biased;
+                _ = entry.wanted() => {}
+                permit = self.refresh_reads.acquire() => return permit.ok(),
             }
         }
     }
@@ -430,16 +560,34 @@ impl Shared {
         };
         tracing::trace!(service, event = %String::from_utf8_lossy(payload), "change event");
         if let Some(entry) = self.cache.get(service) {
+            let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
+            entry.on_event(match &message {
+                Some(m) if matches!(&*m.event, "register" | "update") => Event::Listed(&m.addr),
+                Some(m) if matches!(&*m.event, "deregister" | "expire") => Event::Removed(&m.addr),
+                _ => Event::Other,
+            });
             if entry.mark_dirty() {
                 self.spawn_read(entry);
             }
         }
     }
 
-    /// Reads every cached service again (coalesced with running reads).
+    /// Reads every cached service again, after the running reads (which
+    /// may have missed events): on reconnect of the event connection.
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
             if entry.mark_dirty() {
+                self.spawn_read(entry);
+            }
+        }
+    }
+
+    /// The periodic refresh: reads every cached service that is not being
+    /// read already. A running read stands for this one, so when Redis is
+    /// slow the queue of reads drains instead of growing.
+    fn refresh_periodic(self: &Arc<Self>) {
+        for entry in self.cache.entries() {
+            if entry.start_if_idle() {
                 self.spawn_read(entry);
             }
         }
@@ -537,13 +685,50 @@ impl Shared {
     }
 }
 
+/// A change event as published by the registry's scripts:
+/// `{"event":"register"|"update"|"deregister"|"expire","addr":"host:port"}`.
+#[derive(serde::Deserialize)]
+struct EventMessage<'a> {
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    addr: std::borrow::Cow<'a, str>,
+}
+
+/// Owns a read task's right to read its entry (`running`): if the task is
+/// dropped before it finished (shutdown, runtime gone, panic), the entry
+/// is released and its waiting callers get an error instead of waiting
+/// for an outcome that will never come.
+struct ReadGuard {
+    shared: Arc<Shared>,
+    entry: Arc<Entry>,
+    finished: bool,
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let error = if self.shared.cancel.is_cancelled() {
+            ResolveError::Shutdown
+        } else {
+            tracing::warn!(service = %self.entry.service(), "a read was dropped before it finished; has the runtime the resolver was created on shut down?");
+            ResolveError::Interrupted {
+                service: self.entry.service().to_string(),
+            }
+        };
+        self.entry.interrupt(error);
+    }
+}
+
 /// Periodic refresh and idle sweep, until the resolver is dropped.
 async fn maintain(shared: Arc<Shared>) {
     let refresh_every = shared.refresh_interval;
-    let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
+    let mut refresh = tokio::time::interval_at(after(refresh_every), refresh_every);
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let sweep_every = (shared.idle_expiry / 4).max(Duration::from_millis(10));
-    let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+    let mut sweep = tokio::time::interval_at(after(sweep_every), sweep_every);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -551,9 +736,18 @@ async fn maintain(shared: Arc<Shared>) {
             _ = shared.cancel.cancelled() => return,
             _ = refresh.tick() => {
                 tracing::trace!(services = shared.cache.len(), "periodic refresh");
-                shared.refresh_all();
+                shared.refresh_periodic();
             }
             _ = sweep.tick() => shared.sweep(),
         }
     }
+}
+
+/// `delay` from now, without overflowing: a delay too long to represent is
+/// a year (the builder bounds every configured period far below either).
+pub(super) fn after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 60 * 60)))
+        .unwrap_or(now)
 }

@@ -19,7 +19,10 @@ use crate::instance::{Instance, ServiceName};
 ///
 /// [`read_at`](Self::read_at) is a [`tokio::time::Instant`] (so tests can
 /// run it on a paused clock): the start of the latest read from the source
-/// that returned exactly this list. A cached resolver keeps the same
+/// that made exactly this list (the Redis resolver's list can also keep
+/// instances a read missed, until their leases run out: see
+/// [the module docs](super#how-the-redis-resolver-keeps-its-cache)). A
+/// cached resolver keeps the same
 /// snapshot (same `Arc`, see [`ptr_eq`](Self::ptr_eq)) when a refresh finds
 /// nothing changed and only moves its `read_at` forward; the instances
 /// never change. While the source is unreachable nothing confirms the list,
