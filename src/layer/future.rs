@@ -48,7 +48,8 @@ pin_project! {
 /// What a discovered request needs after it was first sent.
 pub(crate) struct Ctx<S, Req> {
     pub router: Arc<dyn Route>,
-    pub service: ServiceName,
+    /// The service, until an instance is picked (then `picked` names it).
+    pub service: Option<ServiceName>,
     pub picked: Option<Picked>,
     /// A clone of the inner service for a retry (or the ready service on a
     /// cache miss).
@@ -104,6 +105,16 @@ where
     }
 }
 
+impl<S, Req> Ctx<S, Req> {
+    fn service(&self) -> &str {
+        match (&self.picked, &self.service) {
+            (Some(picked), _) => picked.service().as_str(),
+            (None, Some(service)) => service.as_str(),
+            (None, None) => "",
+        }
+    }
+}
+
 impl<S, Req> Ctx<S, Req>
 where
     Req: DiscoverRequest,
@@ -112,7 +123,7 @@ where
     /// call again for a retry (or, on a cache miss, the ready one).
     pub(crate) fn new(
         router: Arc<dyn Route>,
-        service: ServiceName,
+        service: Option<ServiceName>,
         inner: Option<S>,
         req: &Req,
         key: Option<u64>,
@@ -192,7 +203,7 @@ where
                     ctx.attempt += 1;
                     let picked = match ctx
                         .router
-                        .pick_cached(ctx.service.as_str(), ctx.request(ctx.attempt))
+                        .pick_cached(ctx.service(), ctx.request(ctx.attempt))
                     {
                         Some(Ok(picked)) => picked,
                         _ => return Poll::Ready(Err(error)),
@@ -200,7 +211,7 @@ where
                     if picked.authority() == failed.authority() {
                         return Poll::Ready(Err(error));
                     }
-                    tracing::debug!(service = %ctx.service, failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
+                    tracing::debug!(service = ctx.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
                     match ctx.route(req, picked) {
                         Ok(req) => {
                             ctx.pending = Some(Box::new(req));
@@ -220,7 +231,7 @@ where
                     let req = *req;
                     let routed = result
                         .map_err(|source| DiscoveryError::Resolve {
-                            service: ctx.service.to_string(),
+                            service: ctx.service().to_owned(),
                             source,
                         })
                         .and_then(|snapshot| {
@@ -273,7 +284,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("service", &self.ctx.as_ref().map(|c| &c.service))
+            .field("service", &self.ctx.as_ref().map(|c| c.service()))
             .field("attempt", &self.ctx.as_ref().map(|c| c.attempt))
             .finish()
     }

@@ -102,7 +102,7 @@ where
                 let retry = options.retries > 0;
                 let mut ctx = Ctx::new(
                     self.router.clone(),
-                    picked.service().clone(),
+                    None,
                     retry.then(|| self.inner.clone()),
                     &req,
                     key,
@@ -126,8 +126,14 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let fut = self.router.clone().resolve(service.clone());
-                let mut ctx =
-                    Ctx::new(self.router.clone(), service, Some(ready), &req, key, filter);
+                let mut ctx = Ctx::new(
+                    self.router.clone(),
+                    Some(service),
+                    Some(ready),
+                    &req,
+                    key,
+                    filter,
+                );
                 ctx.pending = Some(Box::new(req));
                 ResponseFuture::resolve(fut, ctx)
             }
