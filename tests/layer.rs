@@ -322,3 +322,47 @@ async fn first_requests_share_one_resolve() {
     let after = fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro");
     assert_eq!(after - before, 1);
 }
+
+/// Every discovered request runs in a `discovery` span naming the service
+/// and the chosen instance, on the hit and on the miss path.
+#[tokio::test(flavor = "current_thread")]
+async fn discovered_requests_get_a_tracing_span() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(FmtSpan::NEW)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fleet = fleet(&[1]).await;
+    let (addr, _) = &fleet.servers[0];
+    let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    get(&client, "http://orders/first", true).await.unwrap(); // miss
+    get(&client, "http://orders/second", true).await.unwrap(); // hit
+    let logged = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let spans = logged
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("discovery{{service=orders instance={addr}}}"))
+                && l.ends_with(" new")
+        })
+        .count();
+    assert_eq!(spans, 2, "{logged}");
+}

@@ -178,11 +178,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let _entered = this.span.enter();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Call { fut } => {
-                    let error: BoxError = match ready!(fut.poll(cx)) {
+                    let polled = {
+                        let _entered = this.span.enter();
+                        fut.poll(cx)
+                    };
+                    let error: BoxError = match ready!(polled) {
                         Ok(response) => return Poll::Ready(Ok(response)),
                         Err(e) => e.into(),
                     };
@@ -240,6 +243,9 @@ where
                         });
                     match routed {
                         Ok(req) => {
+                            if let Some(picked) = &ctx.picked {
+                                *this.span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
+                            }
                             ctx.pending = Some(Box::new(req));
                             this.state.set(State::Ready);
                         }
@@ -259,7 +265,10 @@ where
                     let Some(req) = ctx.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let fut = inner.call(*req);
+                    let fut = {
+                        let _entered = this.span.enter();
+                        inner.call(*req)
+                    };
                     this.state.set(State::Call { fut });
                 }
                 StateProj::Failed { error } => {
