@@ -5,37 +5,15 @@
 mod support;
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use redis_discovery::{Instance, RedisRegistry, RedisResolver};
 use tower::{service_fn, Layer, ServiceExt};
-use tracing_subscriber::fmt::format::FmtSpan;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn discovered_requests_get_a_tracing_span() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(FmtSpan::NEW)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let logs = support::LogCapture::default();
+    tracing::subscriber::set_global_default(logs.subscriber(tracing::Level::DEBUG, true)).unwrap();
 
     let redis = support::RedisServer::start();
     let registry = RedisRegistry::connect(redis.url()).await.unwrap();
@@ -57,7 +35,7 @@ async fn discovered_requests_get_a_tracing_span() {
         let sent_to = client.clone().oneshot(request).await.unwrap();
         assert_eq!(sent_to, format!("http://10.0.0.7:8080{path}"));
     }
-    let logged = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    let logged = logs.text();
     let spans = logged
         .lines()
         .filter(|l| {

@@ -2,15 +2,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder, Snapshot};
 use redis_discovery::{
     Instance, KeySchema, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
 };
-use support::{eventually, init_tracing, RedisServer, DEADLINE};
+use support::{eventually, init_tracing, LogCapture, RedisServer, DEADLINE};
 use tokio::time::Instant;
 
 /// A resolver whose periodic refresh will not happen during a test, so
@@ -407,20 +405,6 @@ async fn concurrent_first_resolves_share_one_read() {
     assert_eq!(read_calls(&server) - before, 1, "one read for 1000 callers");
 }
 
-/// Collects formatted log lines.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn corrupt_entries_are_skipped_and_logged() {
     let server = RedisServer::start();
@@ -454,13 +438,8 @@ async fn corrupt_entries_are_skipped_and_logged() {
     }
     let resolver = no_refresh(&server).connect().await.unwrap();
 
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
+    let logs = LogCapture::default();
+    let subscriber = logs.subscriber(tracing::Level::WARN, false);
     let snapshot = {
         // The read runs on this (current-thread) runtime's thread.
         let _guard = tracing::subscriber::set_default(subscriber);
@@ -469,7 +448,7 @@ async fn corrupt_entries_are_skipped_and_logged() {
     assert_eq!(addrs(&snapshot), ["10.0.6.1:80"]);
     assert_eq!(snapshot.instances()[0].weight(), 5);
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("skipping a corrupt registry entry"))
@@ -970,20 +949,15 @@ async fn a_failed_first_read_does_not_claim_to_serve_instances() {
         .await
         .unwrap();
     server.stop();
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
+    let logs = LogCapture::default();
+    let subscriber = logs.subscriber(tracing::Level::WARN, false);
     let result = {
         // The read runs on this (current-thread) runtime's thread.
         let _guard = tracing::subscriber::set_default(subscriber);
         resolver.resolve(&name("never-read")).await
     };
     assert!(result.is_err(), "{result:?}");
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("no instances known yet") && logs.contains("never-read"),
         "{logs}"

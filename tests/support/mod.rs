@@ -245,3 +245,49 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Captures what a `tracing` subscriber writes, for tests that check logs.
+#[derive(Clone, Default)]
+pub struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// A subscriber writing plain text at `level` and above into this
+    /// capture; with `spans`, also a line when a span is created.
+    pub fn subscriber(
+        &self,
+        level: tracing::Level,
+        spans: bool,
+    ) -> impl tracing::Subscriber + Send + Sync {
+        let writer = self.clone();
+        let events = if spans {
+            tracing_subscriber::fmt::format::FmtSpan::NEW
+        } else {
+            tracing_subscriber::fmt::format::FmtSpan::NONE
+        };
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(level)
+            .with_span_events(events)
+            .finish()
+    }
+
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
