@@ -25,17 +25,25 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// The longest connect or command timeout accepted: one hour.
+    pub const MAX: Duration = Duration::from_secs(60 * 60);
+
     pub(crate) fn validate(&self) -> Result<(), ValidationError> {
-        let hour = Duration::from_secs(3600);
-        if self.connect.is_zero() || self.command.is_zero() {
-            return Err(ValidationError::Config(
-                "Redis connect and command timeouts must be greater than zero".into(),
-            ));
-        }
-        if self.connect > hour || self.command > hour {
-            return Err(ValidationError::Config(
-                "Redis connect and command timeouts must be at most one hour".into(),
-            ));
+        for (what, timeout) in [
+            ("connect timeout", self.connect),
+            ("command timeout", self.command),
+        ] {
+            if timeout.is_zero() {
+                return Err(ValidationError::Config(format!(
+                    "Redis {what} must be greater than zero"
+                )));
+            }
+            if timeout > Self::MAX {
+                return Err(ValidationError::Config(format!(
+                    "Redis {what} ({timeout:?}) must be at most {:?} (one hour)",
+                    Self::MAX
+                )));
+            }
         }
         Ok(())
     }

@@ -709,7 +709,7 @@ async fn bad_options_are_refused_before_connecting() {
         (b().refresh_interval(Duration::ZERO), "refresh interval"),
         (b().idle_expiry(Duration::ZERO), "idle expiry"),
         (b().max_staleness(Duration::from_secs(5)), "max staleness"),
-        (b().command_timeout(Duration::ZERO), "timeouts"),
+        (b().command_timeout(Duration::ZERO), "command timeout"),
         (b().prefix("has space"), "prefix"),
         // Too long to add to an instant: refused, not a panic in a task.
         (b().refresh_interval(Duration::MAX), "refresh interval"),

@@ -74,7 +74,7 @@ impl ResolverBuilder {
     pub const MAX_STALENESS: Duration = Duration::from_secs(30 * 24 * 60 * 60);
     /// The longest allowed [`connect_timeout`](Self::connect_timeout) and
     /// [`command_timeout`](Self::command_timeout): one hour.
-    pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+    pub const MAX_TIMEOUT: Duration = Timeouts::MAX;
 
     pub(super) fn new(url: String) -> Self {
         ResolverBuilder {
@@ -188,17 +188,6 @@ impl ResolverBuilder {
                 return config(format!(
                     "max staleness ({max:?}) must be at most {:?} (30 days); leave it unset to serve the last known instances however old",
                     Self::MAX_STALENESS
-                ));
-            }
-        }
-        for (what, timeout) in [
-            ("connect timeout", self.timeouts.connect),
-            ("command timeout", self.timeouts.command),
-        ] {
-            if timeout > Self::MAX_TIMEOUT {
-                return config(format!(
-                    "Redis {what} ({timeout:?}) must be at most {:?} (one hour)",
-                    Self::MAX_TIMEOUT
                 ));
             }
         }
