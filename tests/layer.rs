@@ -322,3 +322,63 @@ async fn first_requests_share_one_resolve() {
     let after = fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro");
     assert_eq!(after - before, 1);
 }
+
+/// A resolver with no cache (`cached` is optional in `Resolve`): every
+/// request resolves, and retries pick from the snapshot of the first try.
+#[derive(Clone)]
+struct Uncached(RedisResolver);
+
+impl redis_discovery::Resolve for Uncached {
+    fn resolve(
+        &self,
+        service: &redis_discovery::ServiceName,
+    ) -> impl std::future::Future<
+        Output = Result<redis_discovery::Snapshot, redis_discovery::ResolveError>,
+    > + Send {
+        redis_discovery::Resolve::resolve(&self.0, service)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_work_without_a_resolver_cache() {
+    let fleet = fleet(&[1, 1, 1]).await;
+    let client = hyper_client(&DiscoveryLayer::new(Uncached(fleet.resolver.clone())));
+    fleet.servers[0].1.abort();
+    for _ in 0..100 {
+        get(&client, "http://orders/", true)
+            .await
+            .expect("no request fails");
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_middleware_honours_hash_keys() {
+    use redis_discovery::balance::ConsistentHash;
+    use redis_discovery::layer::{Discover, HashKey};
+
+    let fleet = fleet(&[1, 1, 1, 1]).await;
+    let layer = DiscoveryLayer::builder(fleet.resolver.clone())
+        .balance(ConsistentHash::new())
+        .build();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build();
+    for key in 0..20u64 {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let body = client
+                .get("http://orders/sticky")
+                .with_extension(Discover)
+                .with_extension(HashKey(key))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            seen.insert(body.split(' ').next().unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 1, "key {key} went to {seen:?}");
+    }
+}

@@ -195,21 +195,25 @@ where
                     let Some(failed) = ctx.picked.clone() else {
                         return Poll::Ready(Err(error));
                     };
+                    let lost_retry = ctx.idempotent && ctx.router.options().retry_lost_connections;
                     match classify(&*error) {
                         Failure::Connect => ctx.router.eject(&failed),
-                        Failure::ConnectionLost if ctx.idempotent => {}
+                        Failure::ConnectionLost if lost_retry => {}
                         _ => return Poll::Ready(Err(error)),
                     }
                     let Some(req) = ctx.replay.take() else {
                         return Poll::Ready(Err(error));
                     };
                     ctx.attempt += 1;
-                    let picked = match ctx
-                        .router
-                        .pick_cached(ctx.service(), ctx.request(ctx.attempt))
-                    {
-                        Some(Ok(picked)) => picked,
-                        _ => return Poll::Ready(Err(error)),
+                    // The current snapshot; a resolver without a cache
+                    // (`cached` is optional) retries from the first one.
+                    let request = ctx.request(ctx.attempt);
+                    let picked = match ctx.router.pick_cached(ctx.service(), request) {
+                        Some(picked) => picked,
+                        None => ctx.router.pick_from(failed.snapshot(), request),
+                    };
+                    let Ok(picked) = picked else {
+                        return Poll::Ready(Err(error));
                     };
                     if picked.authority() == failed.authority() {
                         return Poll::Ready(Err(error));

@@ -30,22 +30,30 @@ impl Default for Ejection {
 struct Ejected {
     until: Instant,
     strikes: u32,
+    /// Counted in `Health::active` (set when ejected, cleared by the first
+    /// lookup after `until`).
+    active: bool,
 }
 
-/// Ejected instances per (service, address). Reads are a single atomic
-/// load while nothing is ejected, so the hot path pays nothing for it.
+/// Ejected instances per (service, address), with their strikes. Reads are
+/// a single atomic load while no ejection is in force, so the hot path pays
+/// nothing for it once ejected instances are back.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     config: Ejection,
-    entries: AtomicUsize,
+    /// Entries whose ejection may still be in force.
+    active: AtomicUsize,
     /// service -> address -> ejection; nested so lookups take `&str`.
     ejected: Mutex<HashMap<String, HashMap<String, Ejected>>>,
 }
 
 type Map = HashMap<String, HashMap<String, Ejected>>;
 
-fn count(map: &Map) -> usize {
-    map.values().map(HashMap::len).sum()
+fn count_active(map: &Map) -> usize {
+    map.values()
+        .flat_map(HashMap::values)
+        .filter(|e| e.active)
+        .count()
 }
 
 impl Health {
@@ -60,9 +68,9 @@ impl Health {
         self.ejected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether any instance is (or recently was) ejected.
+    /// Whether an ejection may be in force.
     pub fn any(&self) -> bool {
-        self.entries.load(Ordering::Acquire) > 0
+        self.active.load(Ordering::Acquire) > 0
     }
 
     pub fn is_ejected(&self, service: &str, addr: &str) -> bool {
@@ -70,10 +78,19 @@ impl Health {
             return false;
         }
         let now = Instant::now();
-        self.lock()
-            .get(service)
-            .and_then(|m| m.get(addr))
-            .is_some_and(|e| e.until > now)
+        let mut map = self.lock();
+        let Some(entry) = map.get_mut(service).and_then(|m| m.get_mut(addr)) else {
+            return false;
+        };
+        if entry.until > now {
+            return true;
+        }
+        if entry.active {
+            // Back in rotation: stop paying for the lock once none is left.
+            entry.active = false;
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        false
     }
 
     /// Ejects `addr` unless that would eject more than half of the `live`
@@ -100,14 +117,21 @@ impl Health {
                 live,
                 "not ejecting: at most half of the instances may be ejected"
             );
-            self.entries.store(count(&map), Ordering::Release);
+            self.active.store(count_active(&map), Ordering::Release);
             return false;
         }
         let entry = instances.entry(addr.to_owned()).or_insert(Ejected {
             until: now,
             strikes: 0,
+            active: false,
         });
+        if entry.until > now {
+            // Already ejected: the other requests that were in flight when
+            // it failed are no new evidence.
+            return true;
+        }
         entry.strikes = entry.strikes.saturating_add(1);
+        entry.active = true;
         let period = self
             .config
             .base
@@ -121,7 +145,7 @@ impl Health {
             strikes = entry.strikes,
             "ejected instance after a connect failure"
         );
-        self.entries.store(count(&map), Ordering::Release);
+        self.active.store(count_active(&map), Ordering::Release);
         true
     }
 
@@ -136,7 +160,7 @@ impl Health {
             instances.retain(|a, _| live.contains(a.as_str()));
         }
         map.retain(|_, instances| !instances.is_empty());
-        self.entries.store(count(&map), Ordering::Release);
+        self.active.store(count_active(&map), Ordering::Release);
     }
 }
 
@@ -165,6 +189,19 @@ mod tests {
         assert!(health.is_ejected("s", "a:1"));
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(!health.is_ejected("s", "a:1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_ejected_are_not_new_strikes() {
+        let health = Health::new(Ejection::default());
+        // Twenty requests were in flight when the instance went away.
+        for _ in 0..20 {
+            assert!(health.eject("s", "a:1", 4));
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!health.is_ejected("s", "a:1"), "back after one base period");
+        // Once nothing is ejected any more, lookups are lock-free again.
+        assert!(!health.any());
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,7 @@ impl fmt::Debug for DiscoveryLayer {
 /// | [`discover_all`](Self::discover_all) | `false`: only requests flagged with [`Discover`](super::Discover) |
 /// | [`hash_header`](Self::hash_header) | none |
 /// | [`retries`](Self::retries) | 2 |
+/// | [`retry_lost_connections`](Self::retry_lost_connections) | `true` (idempotent methods only) |
 /// | [`ejection`](Self::ejection) | 10 s, doubling up to 160 s |
 #[must_use]
 pub struct DiscoveryLayerBuilder<R, B> {
@@ -122,11 +123,27 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
         self
     }
 
-    /// How many other instances to try when an instance refuses the
-    /// connection (only for requests whose body can be replayed; never
-    /// after the request may have reached a server). `0` disables retries.
+    /// How many other instances to try when an attempt fails before the
+    /// request can have been processed: the connection was refused (any
+    /// method), or, for idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT,
+    /// DELETE), a connection closed before any response (see
+    /// [`retry_lost_connections`](Self::retry_lost_connections)). Only
+    /// requests whose body can be replayed ([`ReplayBody`](super::ReplayBody))
+    /// are retried; the copy is made before each send, so prefer `Bytes` or
+    /// `Full<Bytes>` bodies (cheap to clone) over `String`/`Vec<u8>` for
+    /// large uploads. `0` disables retries.
     pub fn retries(mut self, retries: u32) -> Self {
         self.options.retries = retries;
+        self
+    }
+
+    /// Whether idempotent requests are also retried when a connection
+    /// closed or was reset before any response (default `true`: a pooled
+    /// keep-alive connection to a crashed instance fails that way). Such a
+    /// request may have reached the server; turn this off if your PUT or
+    /// DELETE handlers are not truly idempotent.
+    pub fn retry_lost_connections(mut self, retry: bool) -> Self {
+        self.options.retry_lost_connections = retry;
         self
     }
 

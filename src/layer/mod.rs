@@ -41,11 +41,19 @@
 //!    waits for one resolve shared by all callers of that service.
 //! 3. The URI authority becomes the instance's `host:port`; scheme, path
 //!    and query stay. `Host` is set to the service name unless configured
-//!    otherwise ([`HostHeader`]).
+//!    otherwise ([`HostHeader`]) or the request is HTTP/2 (whose
+//!    `:authority` must match `Host`).
+//!
+//! `https://SERVICE/…` works only with a connector that verifies the
+//! instance's certificate against the service name: the URI carries the
+//! instance's address, which is what TLS checks by default.
 //! 4. If the instance refuses the connection, it is ejected (skipped for
-//!    10 s, doubling on repeats, never more than half the instances) and a
-//!    request whose body can be replayed ([`ReplayBody`]) is sent to another
-//!    instance. A request that may have reached a server is never retried.
+//!    10 s, doubling on repeats, never more than half the usable instances)
+//!    and a request whose body can be replayed ([`ReplayBody`]) is sent to
+//!    another instance. A request that may have reached a server is retried
+//!    only if its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
+//!    DELETE) and the connection closed before any response
+//!    ([`retry_lost_connections`](DiscoveryLayerBuilder::retry_lost_connections)).
 //! 5. No instance to pick, a failed resolve, a URI without host: a
 //!    [`DiscoveryError`] (as tower's `BoxError`), never a panic.
 //!

@@ -75,7 +75,8 @@ pub trait DiscoverRequest: Sized + Send + 'static {
 ///
 /// Implemented for the usual client bodies: `String`, `Vec<u8>`, `Bytes`,
 /// `()`, `http_body_util::{Full, Empty}`, and `BoxBody`/`UnsyncBoxBody`
-/// when they are empty. A streaming body is not replayed.
+/// when they are empty. Streaming bodies (`StreamBody`, hyper's `Incoming`
+/// when proxying) go through the layer but are never replayed.
 pub trait ReplayBody: Sized {
     /// A copy of the body, or `None` if it cannot be replayed.
     fn replay(&self) -> Option<Self>;
@@ -135,6 +136,19 @@ fn is_idempotent(method: &http::Method) -> bool {
     .contains(method)
 }
 
+impl<S> ReplayBody for http_body_util::StreamBody<S> {
+    fn replay(&self) -> Option<Self> {
+        None
+    }
+}
+
+#[cfg(any(feature = "hyper-util", feature = "reqwest"))]
+impl ReplayBody for hyper::body::Incoming {
+    fn replay(&self) -> Option<Self> {
+        None
+    }
+}
+
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     crate::balance::ConsistentHash::key_of(bytes)
 }
@@ -183,7 +197,9 @@ where
             addr: authority.to_string(),
             reason: e.to_string(),
         })?;
-        if let Some(host) = host {
+        // HTTP/2 sends the URI authority as `:authority`, which `Host`
+        // must not contradict (RFC 9113, section 8.3.1).
+        if let (Some(host), false) = (host, self.version() == http::Version::HTTP_2) {
             self.headers_mut()
                 .entry(HOST)
                 .or_insert_with(|| host.clone());
@@ -240,7 +256,9 @@ impl DiscoverRequest for reqwest::Request {
             .map_err(|e| fail(e.to_string()))?;
         url.set_port(authority.port_u16())
             .map_err(|()| fail("the URL cannot take a port".into()))?;
-        if let Some(host) = host {
+        // HTTP/2 sends the URI authority as `:authority`, which `Host`
+        // must not contradict (RFC 9113, section 8.3.1).
+        if let (Some(host), false) = (host, self.version() == http::Version::HTTP_2) {
             self.headers_mut()
                 .entry(HOST)
                 .or_insert_with(|| host.clone());

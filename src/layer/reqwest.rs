@@ -33,7 +33,7 @@ mod middleware {
 
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
-    use super::super::request::{Discover, DiscoverRequest};
+    use super::super::request::{Discover, DiscoverRequest, HashKey};
     use super::super::router::{PickRequest, Route};
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
@@ -106,7 +106,10 @@ mod middleware {
                 }));
             };
             let service = ServiceName::new(host).map_err(|e| fail(DiscoveryError::from(e)))?;
-            let key = req.hash_key(options.hash_header.as_ref());
+            let key = extensions
+                .get::<HashKey>()
+                .map(|k| k.0)
+                .or_else(|| req.hash_key(options.hash_header.as_ref()));
             let filter = extensions
                 .get::<crate::balance::TagFilter>()
                 .cloned()
@@ -142,7 +145,9 @@ mod middleware {
                 match next.clone().run(req, extensions).await {
                     Err(reqwest_middleware::Error::Reqwest(e))
                         if matches!(classify(&e), Failure::Connect)
-                            || (idempotent && classify(&e) == Failure::ConnectionLost) =>
+                            || (idempotent
+                                && options.retry_lost_connections
+                                && classify(&e) == Failure::ConnectionLost) =>
                     {
                         if classify(&e) == Failure::Connect {
                             self.router.eject(&picked);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
@@ -40,6 +40,7 @@ pub(crate) struct Options {
     pub discover_all: bool,
     pub hash_header: Option<HeaderName>,
     pub retries: u32,
+    pub retry_lost_connections: bool,
     pub ejection: Ejection,
 }
 
@@ -52,6 +53,7 @@ impl Default for Options {
             discover_all: false,
             hash_header: None,
             retries: 2,
+            retry_lost_connections: true,
             ejection: Ejection::default(),
         }
     }
@@ -65,6 +67,9 @@ struct Built {
     picker: Box<dyn Pick>,
     /// `Host: SERVICE`, or `None` under [`HostHeader::Instance`].
     host: Option<HeaderValue>,
+    /// Members with a weight above 0: what "half the instances" means for
+    /// ejection.
+    usable: usize,
 }
 
 /// The instance chosen for one attempt of a request: a reference into the
@@ -86,6 +91,11 @@ impl Picked {
 
     pub fn service(&self) -> &ServiceName {
         self.built.snapshot.service()
+    }
+
+    /// The snapshot this pick was made from.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.built.snapshot
     }
 }
 
@@ -130,7 +140,13 @@ pub(crate) struct Router<R, B> {
     health: Health,
     /// Copy-on-write: replaced only when a service's snapshot changes.
     built: ArcSwap<HashMap<ServiceName, Arc<Built>, foldhash::fast::RandomState>>,
+    /// Pickers for requests that carry their own tag filter (slow path),
+    /// so stateful balancers (round robin) keep their state across them.
+    filtered: Mutex<HashMap<(ServiceName, TagFilter), Arc<Built>>>,
 }
+
+/// The most per-request-filter pickers kept; beyond, the cache starts over.
+const MAX_FILTERED_PICKERS: usize = 1024;
 
 impl<R, B> Router<R, B>
 where
@@ -144,6 +160,7 @@ where
             health: Health::new(options.ejection),
             options,
             built: ArcSwap::default(),
+            filtered: Mutex::default(),
         }
     }
 
@@ -169,6 +186,28 @@ where
         Ok(built)
     }
 
+    /// The picker for a request's own tag filter, cached per (snapshot,
+    /// filter) under a lock: the slow path.
+    fn built_filtered(
+        &self,
+        snapshot: &Snapshot,
+        filter: &TagFilter,
+    ) -> Result<Arc<Built>, DiscoveryError> {
+        let key = (snapshot.service().clone(), filter.clone());
+        let mut cache = self.filtered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(built) = cache.get(&key) {
+            if Snapshot::ptr_eq(&built.snapshot, snapshot) {
+                return Ok(built.clone());
+            }
+        }
+        let built = Arc::new(self.build(snapshot, Some(filter))?);
+        if cache.len() >= MAX_FILTERED_PICKERS {
+            cache.clear();
+        }
+        cache.insert(key, built.clone());
+        Ok(built)
+    }
+
     fn build(
         &self,
         snapshot: &Snapshot,
@@ -181,10 +220,19 @@ where
                 .collect(),
             None => (0..instances.len()).collect(),
         };
-        let usable = members.iter().any(|&i| instances[i].weight() > 0);
-        if !usable && filter.is_some() && self.options.fallback == Fallback::AllInstances {
+        let weighted = |members: &[usize]| {
+            members
+                .iter()
+                .filter(|&&i| instances[i].weight() > 0)
+                .count()
+        };
+        if weighted(&members) == 0
+            && filter.is_some()
+            && self.options.fallback == Fallback::AllInstances
+        {
             members = (0..instances.len()).collect();
         }
+        let usable = weighted(&members);
         let picker: Box<dyn Pick> = if members.len() == instances.len() {
             Box::new(self.balance.build(instances))
         } else {
@@ -207,6 +255,7 @@ where
             members,
             picker,
             host,
+            usable,
         })
     }
 
@@ -283,9 +332,8 @@ where
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError> {
         let built = match request.filter {
-            // A request's own filter builds a picker for this request only.
             Some(filter) if request.filter != self.options.filter.as_ref() => {
-                Arc::new(self.build(snapshot, Some(filter))?)
+                self.built_filtered(snapshot, filter)?
             }
             _ => self.built(snapshot)?,
         };
@@ -296,7 +344,7 @@ where
         self.health.eject(
             picked.service().as_str(),
             picked.authority().as_str(),
-            picked.built.snapshot.len(),
+            picked.built.usable,
         );
     }
 }
