@@ -264,3 +264,25 @@ fn help_has_examples() {
         assert!(stdout(&out).contains("redis-discovery "), "{cmd:?}");
     }
 }
+
+/// A closed stdout (`| head -1`) ends the command quietly, not with a panic.
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    let redis = RedisServer::start();
+    let mut sidecar = spawn(&redis, &["register", "orders", "127.0.0.1:9100", "--ttl", "30", "--heartbeat", "10"]);
+    let sidecar_lines = lines(&mut sidecar);
+    wait_for_line(&sidecar_lines, "registered");
+    let mut list = Command::new(BIN)
+        .args(["--redis", &redis.url(), "list", "orders"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take()); // the reader is gone before anything is written
+    let out = list.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+    let _ = sidecar.kill();
+    let _ = sidecar.wait();
+}

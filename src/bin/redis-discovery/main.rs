@@ -97,6 +97,15 @@ enum Command {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// closed (`redis-discovery watch orders | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -109,6 +118,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): stop quietly, like other tools.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -161,13 +177,13 @@ async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
             .iter()
             .map(|(s, n)| serde_json::json!({"service": s, "instances": n}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
     } else if rows.is_empty() {
         eprintln!("no services registered");
     } else {
-        println!("{:<40} INSTANCES", "SERVICE");
+        out!("{:<40} INSTANCES", "SERVICE");
         for (s, n) in rows {
-            println!("{s:<40} {n}");
+            out!("{s:<40} {n}");
         }
     }
     Ok(())
@@ -188,16 +204,16 @@ async fn list_instances(g: &Global, service: &str, json: bool) -> Result<(), Err
     }
     if json {
         let rows: Vec<_> = listed.iter().map(listed_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!("{:<30} {:>6} {:>10}  TAGS", "ADDRESS", "WEIGHT", "LEASE");
+    out!("{:<30} {:>6} {:>10}  TAGS", "ADDRESS", "WEIGHT", "LEASE");
     for l in &listed {
         let lease = l
             .lease_left
             .map(|d| format!("{:.1}s", d.as_secs_f64()))
             .unwrap_or_else(|| "-".into());
-        println!(
+        out!(
             "{:<30} {:>6} {:>10}  {}",
             l.instance.addr(),
             l.instance.weight(),
@@ -234,19 +250,20 @@ fn describe(i: &Instance) -> String {
 }
 
 /// Prints what changed from `old` to `new`: `+` added, `-` removed, `~` changed.
-fn print_changes(old: &Snapshot, new: &Snapshot) {
+fn print_changes(old: &Snapshot, new: &Snapshot) -> Result<(), Error> {
     let before: BTreeMap<&str, &Instance> = old.instances().iter().map(|i| (i.addr(), i)).collect();
     let after: BTreeMap<&str, &Instance> = new.instances().iter().map(|i| (i.addr(), i)).collect();
     for (addr, i) in &after {
         match before.get(addr) {
-            None => println!("+ {}", describe(i)),
-            Some(was) if was != i => println!("~ {}", describe(i)),
+            None => out!("+ {}", describe(i)),
+            Some(was) if was != i => out!("~ {}", describe(i)),
             Some(_) => {}
         }
     }
     for (addr, _) in before.iter().filter(|(a, _)| !after.contains_key(*a)) {
-        println!("- {addr}");
+        out!("- {addr}");
     }
+    Ok(())
 }
 
 async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
@@ -257,12 +274,12 @@ async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
     let resolver = resolver(g, Duration::from_secs(resync)).await?;
     let mut updates = resolver.watch(service.clone()).await?;
     let mut current = updates.borrow_and_update().clone();
-    println!(
+    out!(
         "watching {service}: {} instances (Ctrl-C to stop)",
         current.len()
     );
     for i in current.instances() {
-        println!("  {}", describe(i));
+        out!("  {}", describe(i));
     }
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -274,7 +291,7 @@ async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
                     return Err("the resolver stopped".into());
                 }
                 let next = updates.borrow_and_update().clone();
-                print_changes(&current, &next);
+                print_changes(&current, &next)?;
                 current = next;
             }
         }
@@ -309,15 +326,25 @@ async fn register(
     if let Some(heartbeat) = heartbeat {
         builder = builder.heartbeat_interval(Duration::from_secs(heartbeat));
     }
-    let registry = builder.connect().await?;
-    let registration = registry.register(service.clone(), instance).await?;
-    println!(
+    // Listen for signals before registering: a SIGTERM during start-up
+    // must not leave an entry behind.
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let start = async {
+        let registry = builder.connect().await?;
+        Ok::<_, Error>(registry.register(service.clone(), instance).await?)
+    };
+    let registration = tokio::select! {
+        registration = start => registration?,
+        _ = &mut stop => return Ok(()),
+    };
+    out!(
         "registered {} in {service}; heartbeating until SIGINT/SIGTERM",
         describe(&registration.instance())
     );
-    shutdown_signal().await;
+    stop.await;
     registration.deregister().await?;
-    println!("deregistered {addr} from {service}");
+    out!("deregistered {addr} from {service}");
     Ok(())
 }
 
@@ -329,7 +356,7 @@ async fn deregister(g: &Global, service: &str, addr: &str) -> Result<(), Error> 
         .connect()
         .await?;
     if registry.deregister(service.clone(), addr).await? {
-        println!("deregistered {addr} from {service}");
+        out!("deregistered {addr} from {service}");
         Ok(())
     } else {
         Err(format!("{addr} is not registered in {service}").into())
