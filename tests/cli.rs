@@ -269,7 +269,18 @@ fn help_has_examples() {
 #[test]
 fn closed_stdout_is_not_a_panic() {
     let redis = RedisServer::start();
-    let mut sidecar = spawn(&redis, &["register", "orders", "127.0.0.1:9100", "--ttl", "30", "--heartbeat", "10"]);
+    let mut sidecar = spawn(
+        &redis,
+        &[
+            "register",
+            "orders",
+            "127.0.0.1:9100",
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
     let sidecar_lines = lines(&mut sidecar);
     wait_for_line(&sidecar_lines, "registered");
     let mut list = Command::new(BIN)
