@@ -154,6 +154,10 @@ impl Balance for ConsistentHash {
             a.0.cmp(&b.0).then_with(|| addr(a.1).cmp(&addr(b.1)))
         })
     }
+
+    fn uses_key(&self) -> bool {
+        true
+    }
 }
 
 /// The picker of [`ConsistentHash`]: the ring.

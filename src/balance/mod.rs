@@ -121,6 +121,12 @@ pub trait Balance: Send + Sync + 'static + Debug {
     /// Builds a picker over `instances`. Never panics: an empty slice or one
     /// where every weight is `0` gives a picker that always returns `None`.
     fn build(&self, instances: &[Instance]) -> Self::Picker;
+
+    /// Whether pickers use the request key of [`Pick::pick`]; when not,
+    /// callers need not compute one. `false` unless overridden.
+    fn uses_key(&self) -> bool {
+        false
+    }
 }
 
 /// Picks an instance; no allocation, no lock.

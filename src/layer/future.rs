@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::error::DiscoveryError;
 use super::request::DiscoverRequest;
-use super::router::{PickRequest, Picked, ResolveFuture, Route};
+use super::router::{Options, PickRequest, Picked, ResolveFuture, Route};
 use super::BoxError;
 use crate::balance::TagFilter;
 use crate::instance::ServiceName;
@@ -47,7 +47,12 @@ pin_project! {
 
 /// What a discovered request needs after it was first sent.
 pub(crate) struct Ctx<S, Req> {
-    pub router: Arc<dyn Route>,
+    /// For a retry or a resolve; not needed (not cloned) on a hit without
+    /// retries.
+    pub router: Option<Arc<dyn Route>>,
+    /// How many retries are allowed, and whether after a lost connection.
+    pub retries: u32,
+    pub retry_lost: bool,
     /// The service, until an instance is picked (then `picked` names it).
     pub service: Option<ServiceName>,
     pub picked: Option<Picked>,
@@ -122,7 +127,8 @@ where
     /// The context of a request's first attempt; `inner` is the service to
     /// call again for a retry (or, on a cache miss, the ready one).
     pub(crate) fn new(
-        router: Arc<dyn Route>,
+        router: Option<Arc<dyn Route>>,
+        options: &Options,
         service: Option<ServiceName>,
         inner: Option<S>,
         req: &Req,
@@ -131,6 +137,8 @@ where
     ) -> Self {
         Ctx {
             router,
+            retries: options.retries,
+            retry_lost: options.retry_lost_connections,
             service,
             picked: None,
             inner,
@@ -146,10 +154,10 @@ where
     fn request(&self, attempt: u32) -> PickRequest<'_> {
         PickRequest {
             key: self.key,
-            filter: self
-                .filter
+            filter: self.filter.as_ref().or(self
+                .router
                 .as_ref()
-                .or(self.router.options().filter.as_ref()),
+                .and_then(|r| r.options().filter.as_ref())),
             attempt,
             avoid: self.picked.as_ref().map(Picked::authority),
         }
@@ -158,7 +166,7 @@ where
     /// Routes `req` to `picked`, keeping a copy for a retry if one is allowed.
     pub(crate) fn route(&mut self, mut req: Req, picked: Picked) -> Result<Req, DiscoveryError> {
         req.route_to(picked.authority(), picked.host())?;
-        self.replay = if self.attempt < self.router.options().retries && self.inner.is_some() {
+        self.replay = if self.attempt < self.retries && self.inner.is_some() {
             req.replay()
         } else {
             None
@@ -195,9 +203,9 @@ where
                     let Some(failed) = ctx.picked.clone() else {
                         return Poll::Ready(Err(error));
                     };
-                    let lost_retry = ctx.idempotent && ctx.router.options().retry_lost_connections;
+                    let lost_retry = ctx.idempotent && ctx.retry_lost;
                     match classify(&*error) {
-                        Failure::Connect => ctx.router.eject(&failed),
+                        Failure::Connect => failed.eject(),
                         Failure::ConnectionLost if lost_retry => {}
                         _ => return Poll::Ready(Err(error)),
                     }
@@ -207,10 +215,13 @@ where
                     ctx.attempt += 1;
                     // The current snapshot; a resolver without a cache
                     // (`cached` is optional) retries from the first one.
+                    let Some(router) = ctx.router.as_ref() else {
+                        return Poll::Ready(Err(error));
+                    };
                     let request = ctx.request(ctx.attempt);
-                    let picked = match ctx.router.pick_cached(ctx.service(), request) {
+                    let picked = match router.pick_cached(ctx.service(), request) {
                         Some(picked) => picked,
-                        None => ctx.router.pick_from(failed.snapshot(), request),
+                        None => router.pick_from(failed.snapshot().clone(), request),
                     };
                     let Ok(picked) = picked else {
                         return Poll::Ready(Err(error));
@@ -236,13 +247,17 @@ where
                         return Poll::Ready(Err(polled_after_completion()));
                     };
                     let req = *req;
+                    // A cache miss always carries the router.
+                    let Some(router) = ctx.router.clone() else {
+                        return Poll::Ready(Err(polled_after_completion()));
+                    };
                     let routed = result
                         .map_err(|source| DiscoveryError::Resolve {
                             service: ctx.service().to_owned(),
                             source,
                         })
                         .and_then(|snapshot| {
-                            let picked = ctx.router.pick_from(&snapshot, ctx.request(0))?;
+                            let picked = router.pick_from(snapshot, ctx.request(0))?;
                             ctx.route(req, picked)
                         });
                     match routed {

@@ -123,6 +123,25 @@ where
     }
 }
 
+/// The host of an authority without user info or port: a plain byte scan,
+/// cheaper than `Uri::host` on the hot path. A service name holds neither
+/// `@` nor `:`, so anything else simply does not name a service.
+fn logical_host(authority: &str) -> &str {
+    let bytes = authority.as_bytes();
+    let start = bytes
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(0, |at| at + 1);
+    let host = &authority[start..];
+    if host.starts_with('[') {
+        return host; // an IPv6 literal: never a service name
+    }
+    match host.as_bytes().iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
 fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
     [
@@ -162,7 +181,7 @@ where
     }
 
     fn host(&self) -> Option<&str> {
-        self.uri().host()
+        self.uri().authority().map(|a| logical_host(a.as_str()))
     }
 
     fn uri_string(&self) -> String {
@@ -276,5 +295,19 @@ impl ReplayBody for reqwest::Body {
     fn replay(&self) -> Option<Self> {
         self.as_bytes()
             .map(|b| reqwest::Body::from(Bytes::copy_from_slice(b)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logical_host;
+
+    #[test]
+    fn logical_hosts() {
+        assert_eq!(logical_host("orders"), "orders");
+        assert_eq!(logical_host("orders:8080"), "orders");
+        assert_eq!(logical_host("user:pw@orders:8080"), "orders");
+        assert_eq!(logical_host("[::1]:80"), "[::1]:80");
+        assert_eq!(logical_host(""), "");
     }
 }

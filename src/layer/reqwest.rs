@@ -134,7 +134,7 @@ mod middleware {
                                 })
                             },
                         )?;
-                        self.router.pick_from(&snapshot, request)
+                        self.router.pick_from(snapshot, request)
                     }
                 }
                 .map_err(fail)?;
@@ -150,7 +150,7 @@ mod middleware {
                                 && classify(&e) == Failure::ConnectionLost) =>
                     {
                         if classify(&e) == Failure::Connect {
-                            self.router.eject(&picked);
+                            picked.eject();
                         }
                         match replay {
                             Some(copy) => {

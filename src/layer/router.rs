@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 
@@ -59,9 +59,10 @@ impl Default for Options {
     }
 }
 
-/// A picker built for one snapshot (and one tag filter).
+/// A picker built for one snapshot (and one tag filter). Kept in the
+/// snapshot itself where it can be (so a hit needs no second lookup), so it
+/// must not hold the snapshot.
 struct Built {
-    snapshot: Snapshot,
     /// Snapshot indexes of the instances the picker was built over.
     members: Vec<usize>,
     picker: Box<dyn Pick>,
@@ -70,32 +71,64 @@ struct Built {
     /// Members with a weight above 0: what "half the instances" means for
     /// ejection.
     usable: usize,
+    /// The router's passive health, so an attempt can eject its instance
+    /// without holding the router.
+    health: Arc<Health>,
 }
 
-/// The instance chosen for one attempt of a request: a reference into the
-/// snapshot's picker state, so choosing copies nothing.
+/// Where a pick's [`Built`] lives.
+#[derive(Clone)]
+enum BuiltRef {
+    /// In the snapshot's slot, under this router id.
+    Slot(u64),
+    /// In a router-side cache (another router owns the slot, or the
+    /// request has its own tag filter).
+    Own(Arc<Built>),
+}
+
+/// The instance chosen for one attempt of a request: the snapshot and an
+/// index into it, so choosing copies nothing.
 #[derive(Clone)]
 pub(crate) struct Picked {
-    built: Arc<Built>,
+    snapshot: Snapshot,
+    built: BuiltRef,
     index: usize,
 }
 
 impl Picked {
+    fn built(&self) -> Option<&Built> {
+        match &self.built {
+            BuiltRef::Slot(owner) => self.snapshot.derived_ref::<Built>(*owner),
+            BuiltRef::Own(built) => Some(built),
+        }
+    }
+
     pub fn authority(&self) -> &Authority {
-        self.built.snapshot.instances()[self.index].authority()
+        self.snapshot.instances()[self.index].authority()
     }
 
     pub fn host(&self) -> Option<&HeaderValue> {
-        self.built.host.as_ref()
+        self.built()?.host.as_ref()
     }
 
     pub fn service(&self) -> &ServiceName {
-        self.built.snapshot.service()
+        self.snapshot.service()
     }
 
     /// The snapshot this pick was made from.
     pub fn snapshot(&self) -> &Snapshot {
-        &self.built.snapshot
+        &self.snapshot
+    }
+
+    /// The instance refused a connection: skip it for a while.
+    pub fn eject(&self) {
+        if let Some(built) = self.built() {
+            built.health.eject(
+                self.service().as_str(),
+                self.authority().as_str(),
+                built.usable,
+            );
+        }
     }
 }
 
@@ -116,6 +149,8 @@ pub(crate) type ResolveFuture =
 /// and balancer types.
 pub(crate) trait Route: Send + Sync + 'static {
     fn options(&self) -> &Options;
+    /// Whether the balancer uses request keys (else they are not computed).
+    fn uses_key(&self) -> bool;
     /// The hit path: `None` when the service is not cached.
     fn pick_cached(
         &self,
@@ -126,27 +161,29 @@ pub(crate) trait Route: Send + Sync + 'static {
     fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture;
     fn pick_from(
         &self,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError>;
-    /// The picked instance refused a connection.
-    fn eject(&self, picked: &Picked);
 }
 
+/// Router ids: the owner key of the pickers they keep in snapshots.
+static NEXT_ROUTER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The most pickers kept outside snapshots; beyond, that cache starts over.
+const MAX_CACHED_PICKERS: usize = 1024;
+
+type PickerCache<K> = HashMap<K, (Snapshot, Arc<Built>)>;
+
 pub(crate) struct Router<R, B> {
+    id: u64,
     resolver: R,
     balance: B,
     options: Options,
-    health: Health,
-    /// Copy-on-write: replaced only when a service's snapshot changes.
-    built: ArcSwap<HashMap<ServiceName, Arc<Built>, foldhash::fast::RandomState>>,
-    /// Pickers for requests that carry their own tag filter (slow path),
-    /// so stateful balancers (round robin) keep their state across them.
-    filtered: Mutex<HashMap<(ServiceName, TagFilter), Arc<Built>>>,
+    health: Arc<Health>,
+    /// Pickers for snapshots whose slot another router owns (several
+    /// layers on one resolver), and for requests with their own tag filter.
+    cached: Mutex<PickerCache<(ServiceName, Option<TagFilter>)>>,
 }
-
-/// The most per-request-filter pickers kept; beyond, the cache starts over.
-const MAX_FILTERED_PICKERS: usize = 1024;
 
 impl<R, B> Router<R, B>
 where
@@ -155,64 +192,50 @@ where
 {
     pub fn new(resolver: R, balance: B, options: Options) -> Self {
         Router {
+            id: NEXT_ROUTER_ID.fetch_add(1, Ordering::Relaxed),
             resolver,
             balance,
-            health: Health::new(options.ejection),
+            health: Arc::new(Health::new(options.ejection)),
             options,
-            built: ArcSwap::default(),
-            filtered: Mutex::default(),
+            cached: Mutex::default(),
         }
     }
 
-    /// The picker for `snapshot` and the layer's filter, built once per
-    /// snapshot change.
-    fn built(&self, snapshot: &Snapshot) -> Result<Arc<Built>, DiscoveryError> {
-        if let Some(built) = self.built.load().get(snapshot.service().as_str()) {
-            if Snapshot::ptr_eq(&built.snapshot, snapshot) {
-                return Ok(built.clone());
+    /// The picker for `snapshot` and `filter`: in the snapshot's slot when
+    /// it is the layer's filter and the slot is ours, else in `cached`.
+    fn built(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> BuiltRef {
+        if filter == self.options.filter.as_ref() {
+            let mut fresh = false;
+            let slot = snapshot.derived(self.id, || {
+                fresh = true;
+                self.build(snapshot, filter)
+            });
+            if slot.is_some() {
+                if fresh {
+                    self.health.retain_listed(
+                        snapshot.service().as_str(),
+                        snapshot.instances().iter().map(|i| i.addr()),
+                    );
+                }
+                return BuiltRef::Slot(self.id);
             }
         }
-        let built = Arc::new(self.build(snapshot, self.options.filter.as_ref())?);
-        self.health.retain_listed(
-            snapshot.service().as_str(),
-            snapshot.instances().iter().map(|i| i.addr()),
-        );
-        let service = snapshot.service().clone();
-        self.built.rcu(|map| {
-            let mut map = HashMap::clone(map);
-            map.insert(service.clone(), built.clone());
-            map
-        });
-        Ok(built)
-    }
-
-    /// The picker for a request's own tag filter, cached per (snapshot,
-    /// filter) under a lock: the slow path.
-    fn built_filtered(
-        &self,
-        snapshot: &Snapshot,
-        filter: &TagFilter,
-    ) -> Result<Arc<Built>, DiscoveryError> {
-        let key = (snapshot.service().clone(), filter.clone());
-        let mut cache = self.filtered.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(built) = cache.get(&key) {
-            if Snapshot::ptr_eq(&built.snapshot, snapshot) {
-                return Ok(built.clone());
+        let key = (snapshot.service().clone(), filter.cloned());
+        let mut cache = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, built)) = cache.get(&key) {
+            if Snapshot::ptr_eq(cached, snapshot) {
+                return BuiltRef::Own(built.clone());
             }
         }
-        let built = Arc::new(self.build(snapshot, Some(filter))?);
-        if cache.len() >= MAX_FILTERED_PICKERS {
+        let built = Arc::new(self.build(snapshot, filter));
+        if cache.len() >= MAX_CACHED_PICKERS {
             cache.clear();
         }
-        cache.insert(key, built.clone());
-        Ok(built)
+        cache.insert(key, (snapshot.clone(), built.clone()));
+        BuiltRef::Own(built)
     }
 
-    fn build(
-        &self,
-        snapshot: &Snapshot,
-        filter: Option<&TagFilter>,
-    ) -> Result<Built, DiscoveryError> {
+    fn build(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> Built {
         let instances = snapshot.instances();
         let mut members: Vec<usize> = match filter {
             Some(f) => (0..instances.len())
@@ -239,33 +262,29 @@ where
             let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
             Box::new(self.balance.build(&selected))
         };
+        // A service name is always a valid header value.
         let host = match self.options.host {
-            HostHeader::Service => Some(
-                HeaderValue::from_str(snapshot.service().as_str()).map_err(|e| {
-                    DiscoveryError::Rewrite {
-                        addr: snapshot.service().to_string(),
-                        reason: e.to_string(),
-                    }
-                })?,
-            ),
+            HostHeader::Service => HeaderValue::from_str(snapshot.service().as_str()).ok(),
             HostHeader::Instance => None,
         };
-        Ok(Built {
-            snapshot: snapshot.clone(),
+        Built {
             members,
             picker,
             host,
             usable,
-        })
+            health: self.health.clone(),
+        }
     }
 
-    fn pick_built(
+    /// Index (into the snapshot) of the instance to use.
+    fn choose(
         &self,
-        built: Arc<Built>,
+        snapshot: &Snapshot,
+        built: &Built,
         request: PickRequest<'_>,
-    ) -> Result<Picked, DiscoveryError> {
-        let instances = built.snapshot.instances();
-        let service = built.snapshot.service().as_str();
+    ) -> Option<usize> {
+        let instances = snapshot.instances();
+        let service = snapshot.service().as_str();
         let eligible = |i: usize| {
             let instance = &instances[built.members[i]];
             request.avoid != Some(instance.authority())
@@ -285,22 +304,13 @@ where
                 None => break,
             }
         }
-        let chosen = chosen
+        chosen
             .or_else(|| {
                 (0..built.members.len())
                     .find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
             })
-            .or_else(|| built.picker.pick(request.key, request.attempt));
-        match chosen {
-            Some(i) => Ok(Picked {
-                index: built.members[i],
-                built,
-            }),
-            None => Err(DiscoveryError::NoInstance {
-                service: service.to_owned(),
-                filter: request.filter.cloned(),
-            }),
-        }
+            .or_else(|| built.picker.pick(request.key, request.attempt))
+            .map(|i| built.members[i])
     }
 }
 
@@ -313,13 +323,17 @@ where
         &self.options
     }
 
+    fn uses_key(&self) -> bool {
+        self.balance.uses_key()
+    }
+
     fn pick_cached(
         &self,
         service: &str,
         request: PickRequest<'_>,
     ) -> Option<Result<Picked, DiscoveryError>> {
         let snapshot = self.resolver.cached(service)?;
-        Some(self.pick_from(&snapshot, request))
+        Some(self.pick_from(snapshot, request))
     }
 
     fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture {
@@ -328,23 +342,27 @@ where
 
     fn pick_from(
         &self,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError> {
-        let built = match request.filter {
-            Some(filter) if request.filter != self.options.filter.as_ref() => {
-                self.built_filtered(snapshot, filter)?
-            }
-            _ => self.built(snapshot)?,
+        let built = self.built(&snapshot, request.filter);
+        let index = {
+            let b = match &built {
+                BuiltRef::Slot(owner) => snapshot.derived_ref::<Built>(*owner),
+                BuiltRef::Own(b) => Some(&**b),
+            };
+            b.and_then(|b| self.choose(&snapshot, b, request))
         };
-        self.pick_built(built, request)
-    }
-
-    fn eject(&self, picked: &Picked) {
-        self.health.eject(
-            picked.service().as_str(),
-            picked.authority().as_str(),
-            picked.built.usable,
-        );
+        match index {
+            Some(index) => Ok(Picked {
+                snapshot,
+                built,
+                index,
+            }),
+            None => Err(DiscoveryError::NoInstance {
+                service: snapshot.service().to_string(),
+                filter: request.filter.cloned(),
+            }),
+        }
     }
 }

@@ -86,7 +86,11 @@ where
                 uri: req.uri_string(),
             });
         };
-        let key = req.hash_key(options.hash_header.as_ref());
+        let key = if self.router.uses_key() {
+            req.hash_key(options.hash_header.as_ref())
+        } else {
+            None
+        };
         // Only a request that carries its own filter pays for cloning it.
         let filter = req.tag_filter().cloned();
         let first = PickRequest {
@@ -101,7 +105,8 @@ where
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 let retry = options.retries > 0;
                 let mut ctx = Ctx::new(
-                    self.router.clone(),
+                    retry.then(|| self.router.clone()),
+                    options,
                     None,
                     retry.then(|| self.inner.clone()),
                     &req,
@@ -127,7 +132,8 @@ where
                 let ready = std::mem::replace(&mut self.inner, clone);
                 let fut = self.router.clone().resolve(service.clone());
                 let mut ctx = Ctx::new(
-                    self.router.clone(),
+                    Some(self.router.clone()),
+                    options,
                     Some(service),
                     Some(ready),
                     &req,

@@ -36,7 +36,7 @@ use crate::instance::{Instance, ServiceName};
 /// ```
 #[derive(Clone, Default)]
 pub struct StaticResolver {
-    services: Arc<HashMap<ServiceName, Snapshot>>,
+    services: Arc<HashMap<ServiceName, Snapshot, foldhash::fast::RandomState>>,
 }
 
 impl StaticResolver {

@@ -1,8 +1,9 @@
 //! [`Snapshot`]: the live instances of one service at one point in time.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -50,6 +51,9 @@ pub struct Snapshot {
 pub(crate) struct Inner {
     service: ServiceName,
     instances: Box<[Instance]>,
+    /// Work one consumer derives from this exact list (the layer's picker),
+    /// made once per snapshot; see [`Snapshot::derived`].
+    derived: OnceLock<Derived>,
     /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
     created: Instant,
     confirmed_nanos: AtomicU64,
@@ -74,6 +78,7 @@ impl Snapshot {
             inner: Arc::new(Inner {
                 service,
                 instances: instances.into_boxed_slice(),
+                derived: OnceLock::new(),
                 created: read_at,
                 confirmed_nanos: AtomicU64::new(0),
             }),
@@ -129,6 +134,35 @@ impl Snapshot {
             .fetch_max(offset, Ordering::Relaxed);
     }
 
+    /// The value `owner` derived from this snapshot, made by `init` the
+    /// first time. `None` if another owner claimed the slot first (callers
+    /// then keep their own cache). The value must not hold this snapshot:
+    /// that would be a reference cycle.
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        owner: u64,
+        init: impl FnOnce() -> T,
+    ) -> Option<&T> {
+        let derived = self.inner.derived.get_or_init(|| Derived {
+            owner,
+            value: Box::new(init()),
+        });
+        if derived.owner == owner {
+            derived.value.downcast_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The value `owner` derived from this snapshot, if it did.
+    pub(crate) fn derived_ref<T: Any + Send + Sync>(&self, owner: u64) -> Option<&T> {
+        self.inner
+            .derived
+            .get()
+            .filter(|d| d.owner == owner)
+            .and_then(|d| d.value.downcast_ref())
+    }
+
     pub(crate) fn into_arc(self) -> Arc<Inner> {
         self.inner
     }
@@ -146,6 +180,12 @@ impl Inner {
     pub(crate) fn instances(&self) -> &[Instance] {
         &self.instances
     }
+}
+
+/// See [`Snapshot::derived`].
+pub(crate) struct Derived {
+    owner: u64,
+    value: Box<dyn Any + Send + Sync>,
 }
 
 impl fmt::Debug for Snapshot {
