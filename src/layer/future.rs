@@ -166,7 +166,9 @@ where
     /// Routes `req` to `picked`, keeping a copy for a retry if one is allowed.
     pub(crate) fn route(&mut self, mut req: Req, picked: Picked) -> Result<Req, DiscoveryError> {
         req.route_to(picked.authority(), picked.host())?;
-        self.replay = if self.attempt < self.retries && self.inner.is_some() {
+        // No copy when there is no other instance to retry on.
+        let others = picked.usable() > 1;
+        self.replay = if self.attempt < self.retries && self.inner.is_some() && others {
             req.replay()
         } else {
             None

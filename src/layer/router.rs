@@ -115,6 +115,11 @@ impl Picked {
         self.snapshot.service()
     }
 
+    /// How many instances could have been picked (weight above 0).
+    pub fn usable(&self) -> usize {
+        self.built().map_or(0, |b| b.usable)
+    }
+
     /// The snapshot this pick was made from.
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
