@@ -1,72 +1,15 @@
 //! Layer overhead on a cache hit: the layer around a no-op inner service
 //! versus the no-op inner service alone, measured in the same run.
 
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
-use std::pin::pin;
-use std::task::{Context, Poll};
+mod common;
 
+use common::{request, resolver, send, Noop};
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::Request;
-use redis_discovery::layer::{Discover, DiscoveryLayer};
-use redis_discovery::resolver::StaticResolver;
-use redis_discovery::Instance;
-use tower::{Layer, Service};
-
-/// Does nothing: the cost left is the layer's.
-#[derive(Clone, Copy)]
-struct Noop;
-
-impl Service<Request<()>> for Noop {
-    type Response = ();
-    type Error = Infallible;
-    type Future = Ready<Result<(), Infallible>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(()))
-    }
-}
-
-/// One request through `svc`, polled to completion without a runtime.
-fn send<S>(svc: &mut S, req: Request<()>)
-where
-    S: Service<Request<()>>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(r) => {
-            r.expect("the request succeeds");
-        }
-        Poll::Pending => panic!("a hit never waits"),
-    }
-}
-
-fn request(flagged: bool) -> Request<()> {
-    let mut req = Request::get("http://orders/v1/items?page=2")
-        .body(())
-        .expect("valid request");
-    if flagged {
-        req.extensions_mut().insert(Discover);
-    }
-    req
-}
+use redis_discovery::layer::DiscoveryLayer;
+use tower::Layer;
 
 fn layer_overhead(c: &mut Criterion) {
-    let instances: Vec<Instance> = (1..=10)
-        .map(|i| {
-            Instance::new(format!("10.0.0.{i}:8080"))
-                .expect("valid")
-                .with_weight(i)
-        })
-        .collect();
-    let resolver = StaticResolver::new()
-        .with_service("orders", instances)
-        .expect("valid");
+    let resolver = resolver();
     let mut group = c.benchmark_group("layer");
 
     let mut bare = Noop;

@@ -2,7 +2,7 @@
 //! rewriting it to an instance, and replaying it for a retry.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, HOST};
+use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use http::uri::{Authority, Uri};
 
 use super::error::DiscoveryError;
@@ -168,6 +168,22 @@ impl ReplayBody for hyper::body::Incoming {
     }
 }
 
+/// The consistent-hash key from `header`'s value, if configured and present.
+fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
+    header
+        .and_then(|h| headers.get(h))
+        .map(|v| hash_bytes(v.as_bytes()))
+}
+
+/// Adds `Host: host` unless the request has one, or is HTTP/2: that sends
+/// the URI authority as `:authority`, which `Host` must not contradict
+/// (RFC 9113, section 8.3.1).
+fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
+    if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
+        headers.entry(HOST).or_insert_with(|| host.clone());
+    }
+}
+
 pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     crate::balance::ConsistentHash::key_of(bytes)
 }
@@ -197,12 +213,10 @@ where
     }
 
     fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
-        if let Some(HashKey(key)) = self.extensions().get::<HashKey>() {
-            return Some(*key);
+        match self.extensions().get::<HashKey>() {
+            Some(HashKey(key)) => Some(*key),
+            None => header_key(self.headers(), header),
         }
-        header
-            .and_then(|h| self.headers().get(h))
-            .map(|v| hash_bytes(v.as_bytes()))
     }
 
     fn route_to(
@@ -216,13 +230,8 @@ where
             addr: authority.to_string(),
             reason: e.to_string(),
         })?;
-        // HTTP/2 sends the URI authority as `:authority`, which `Host`
-        // must not contradict (RFC 9113, section 8.3.1).
-        if let (Some(host), false) = (host, self.version() == http::Version::HTTP_2) {
-            self.headers_mut()
-                .entry(HOST)
-                .or_insert_with(|| host.clone());
-        }
+        let version = self.version();
+        set_host(self.headers_mut(), version, host);
         Ok(())
     }
 
@@ -256,9 +265,7 @@ impl DiscoverRequest for reqwest::Request {
     }
 
     fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
-        header
-            .and_then(|h| self.headers().get(h))
-            .map(|v| hash_bytes(v.as_bytes()))
+        header_key(self.headers(), header)
     }
 
     fn route_to(
@@ -275,13 +282,8 @@ impl DiscoverRequest for reqwest::Request {
             .map_err(|e| fail(e.to_string()))?;
         url.set_port(authority.port_u16())
             .map_err(|()| fail("the URL cannot take a port".into()))?;
-        // HTTP/2 sends the URI authority as `:authority`, which `Host`
-        // must not contradict (RFC 9113, section 8.3.1).
-        if let (Some(host), false) = (host, self.version() == http::Version::HTTP_2) {
-            self.headers_mut()
-                .entry(HOST)
-                .or_insert_with(|| host.clone());
-        }
+        let version = self.version();
+        set_host(self.headers_mut(), version, host);
         Ok(())
     }
 

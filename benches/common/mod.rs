@@ -1,0 +1,72 @@
+//! The layer-overhead setup shared by `benches/layer.rs` (time, criterion)
+//! and `examples/layer_instructions.rs` (instructions, callgrind).
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use http::Request;
+use redis_discovery::layer::Discover;
+use redis_discovery::resolver::StaticResolver;
+use redis_discovery::Instance;
+use tower::Service;
+
+/// Does nothing: the cost left is the layer's.
+#[derive(Clone, Copy)]
+pub struct Noop;
+
+impl Service<Request<()>> for Noop {
+    type Response = ();
+    type Error = Infallible;
+    type Future = Ready<Result<(), Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(()))
+    }
+}
+
+/// One request through `svc`, polled to completion without a runtime.
+pub fn send<S>(svc: &mut S, req: Request<()>)
+where
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(r) => {
+            r.expect("the request succeeds");
+        }
+        Poll::Pending => panic!("a hit never waits"),
+    }
+}
+
+/// A typical small GET: one header, as clients send (`Accept`).
+pub fn request(flagged: bool) -> Request<()> {
+    let mut req = Request::get("http://orders/v1/items?page=2")
+        .header(http::header::ACCEPT, "*/*")
+        .body(())
+        .expect("valid request");
+    if flagged {
+        req.extensions_mut().insert(Discover);
+    }
+    req
+}
+
+/// Service `orders` with 10 instances of weights 1 to 10.
+pub fn resolver() -> StaticResolver {
+    let instances: Vec<Instance> = (1..=10)
+        .map(|i| {
+            Instance::new(format!("10.0.0.{i}:8080"))
+                .expect("valid")
+                .with_weight(i)
+        })
+        .collect();
+    StaticResolver::new()
+        .with_service("orders", instances)
+        .expect("valid")
+}
