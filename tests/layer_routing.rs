@@ -89,3 +89,31 @@ async fn no_host_header_on_http2() {
     let (_, host) = client.oneshot(request).await.unwrap();
     assert_eq!(host, None);
 }
+
+/// Two layers with different balancers over one resolver share its
+/// snapshots; each keeps its own pickers (the second outside the snapshot).
+#[tokio::test]
+async fn two_layers_share_one_resolver() {
+    let resolver = resolver();
+    let random = DiscoveryLayer::new(resolver.clone()).layer(echo());
+    let round_robin = DiscoveryLayer::builder(resolver)
+        .balance(RoundRobin::new())
+        .build()
+        .layer(echo());
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..99 {
+        for client in [&random, &round_robin] {
+            let request = http::Request::get("http://orders/")
+                .discover()
+                .body(String::new())
+                .unwrap();
+            let (sent_to, _) = client.clone().oneshot(request).await.unwrap();
+            if std::ptr::eq(client, &round_robin) {
+                *counts.entry(sent_to).or_default() += 1;
+            }
+        }
+    }
+    // Round robin over three equal weights: exactly a third each.
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 33), "{counts:?}");
+}

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 
@@ -177,7 +178,7 @@ static NEXT_ROUTER_ID: AtomicU64 = AtomicU64::new(1);
 /// The most pickers kept outside snapshots; beyond, that cache starts over.
 const MAX_CACHED_PICKERS: usize = 1024;
 
-type PickerCache<K> = HashMap<K, (Snapshot, Arc<Built>)>;
+type PickerCache<K> = HashMap<K, (Snapshot, Arc<Built>), foldhash::fast::RandomState>;
 
 pub(crate) struct Router<R, B> {
     id: u64,
@@ -186,8 +187,10 @@ pub(crate) struct Router<R, B> {
     options: Options,
     health: Arc<Health>,
     /// Pickers for snapshots whose slot another router owns (several
-    /// layers on one resolver), and for requests with their own tag filter.
-    cached: Mutex<PickerCache<(ServiceName, Option<TagFilter>)>>,
+    /// layers on one resolver): lock-free reads, copy-on-write.
+    shared: ArcSwap<PickerCache<ServiceName>>,
+    /// Pickers for requests with their own tag filter (the slow path).
+    filtered: Mutex<PickerCache<(ServiceName, TagFilter)>>,
 }
 
 impl<R, B> Router<R, B>
@@ -202,42 +205,74 @@ where
             balance,
             health: Arc::new(Health::new(options.ejection)),
             options,
-            cached: Mutex::default(),
+            shared: ArcSwap::default(),
+            filtered: Mutex::default(),
         }
     }
 
     /// The picker for `snapshot` and `filter`: in the snapshot's slot when
     /// it is the layer's filter and the slot is ours, else in `cached`.
     fn built(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> BuiltRef {
-        if filter == self.options.filter.as_ref() {
-            let mut fresh = false;
-            let slot = snapshot.derived(self.id, || {
-                fresh = true;
-                self.build(snapshot, filter)
-            });
-            if slot.is_some() {
-                if fresh {
-                    self.health.retain_listed(
-                        snapshot.service().as_str(),
-                        snapshot.instances().iter().map(|i| i.addr()),
-                    );
-                }
-                return BuiltRef::Slot(self.id);
+        match filter {
+            Some(filter) if Some(filter) != self.options.filter.as_ref() => {
+                BuiltRef::Own(self.built_filtered(snapshot, filter))
             }
+            _ => self.built_own(snapshot),
         }
-        let key = (snapshot.service().clone(), filter.cloned());
-        let mut cache = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached, built)) = cache.get(&key) {
+    }
+
+    /// The picker for the layer's own filter: in the snapshot's slot when it
+    /// is ours, else in the lock-free shared cache.
+    fn built_own(&self, snapshot: &Snapshot) -> BuiltRef {
+        let filter = self.options.filter.as_ref();
+        let mut fresh = false;
+        let slot = snapshot.derived(self.id, || {
+            fresh = true;
+            self.build(snapshot, filter)
+        });
+        if slot.is_some() {
+            if fresh {
+                self.health.retain_listed(
+                    snapshot.service().as_str(),
+                    snapshot.instances().iter().map(|i| i.addr()),
+                );
+            }
+            return BuiltRef::Slot(self.id);
+        }
+        if let Some((cached, built)) = self.shared.load().get(snapshot.service().as_str()) {
             if Snapshot::ptr_eq(cached, snapshot) {
                 return BuiltRef::Own(built.clone());
             }
         }
         let built = Arc::new(self.build(snapshot, filter));
+        let service = snapshot.service().clone();
+        self.shared.rcu(|cache| {
+            let mut cache = PickerCache::clone(cache);
+            if cache.len() >= MAX_CACHED_PICKERS {
+                cache.clear();
+            }
+            cache.insert(service.clone(), (snapshot.clone(), built.clone()));
+            cache
+        });
+        BuiltRef::Own(built)
+    }
+
+    /// The picker for a request's own tag filter, cached per (snapshot,
+    /// filter) so stateful balancers keep their state.
+    fn built_filtered(&self, snapshot: &Snapshot, filter: &TagFilter) -> Arc<Built> {
+        let key = (snapshot.service().clone(), filter.clone());
+        let mut cache = self.filtered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, built)) = cache.get(&key) {
+            if Snapshot::ptr_eq(cached, snapshot) {
+                return built.clone();
+            }
+        }
+        let built = Arc::new(self.build(snapshot, Some(filter)));
         if cache.len() >= MAX_CACHED_PICKERS {
             cache.clear();
         }
         cache.insert(key, (snapshot.clone(), built.clone()));
-        BuiltRef::Own(built)
+        built
     }
 
     fn build(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> Built {
