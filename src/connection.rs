@@ -5,6 +5,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::ValidationError;
+use crate::schema::{KeySchema, Keyspace};
 
 /// How long to wait for Redis: connecting, and each command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,19 @@ impl Timeouts {
         }
         Ok(())
     }
+}
+
+/// Checks what every Redis-backed builder shares (timeouts, key schema and
+/// prefix, URL) without connecting.
+pub(crate) fn prepare(
+    url: &str,
+    schema: KeySchema,
+    prefix: &str,
+    timeouts: &Timeouts,
+) -> Result<(Keyspace, redis::Client), ValidationError> {
+    timeouts.validate()?;
+    let keyspace = Keyspace::new(schema, prefix)?;
+    Ok((keyspace, client(url)?))
 }
 
 /// Parses a Redis URL (`redis://`, `rediss://`, `unix://`, with user,

@@ -38,6 +38,25 @@ fn spawn(redis: &RedisServer, args: &[&str]) -> Child {
         .expect("spawn the CLI")
 }
 
+/// A `register` sidecar for `orders` at `addr`, once it says it registered.
+fn sidecar(redis: &RedisServer, addr: &str) -> Child {
+    let mut child = spawn(
+        redis,
+        &[
+            "register",
+            "orders",
+            addr,
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
+    let out = lines(&mut child);
+    wait_for_line(&out, "registered");
+    child
+}
+
 /// Lines of a child's stdout, as they come.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -160,20 +179,7 @@ fn sidecar_register_list_watch_and_sigterm() {
 #[test]
 fn deregister_command() {
     let redis = RedisServer::start();
-    let mut sidecar = spawn(
-        &redis,
-        &[
-            "register",
-            "orders",
-            "127.0.0.1:9000",
-            "--ttl",
-            "30",
-            "--heartbeat",
-            "10",
-        ],
-    );
-    let sidecar_lines = lines(&mut sidecar);
-    wait_for_line(&sidecar_lines, "registered");
+    let mut sidecar = sidecar(&redis, "127.0.0.1:9000");
     let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("deregistered 127.0.0.1:9000"));
@@ -269,20 +275,7 @@ fn help_has_examples() {
 #[test]
 fn closed_stdout_is_not_a_panic() {
     let redis = RedisServer::start();
-    let mut sidecar = spawn(
-        &redis,
-        &[
-            "register",
-            "orders",
-            "127.0.0.1:9100",
-            "--ttl",
-            "30",
-            "--heartbeat",
-            "10",
-        ],
-    );
-    let sidecar_lines = lines(&mut sidecar);
-    wait_for_line(&sidecar_lines, "registered");
+    let mut sidecar = sidecar(&redis, "127.0.0.1:9100");
     let mut list = Command::new(BIN)
         .args(["--redis", &redis.url(), "list", "orders"])
         .stdout(Stdio::piped())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{RedisRegistry, Shared};
 use crate::connection::{self, Timeouts};
 use crate::error::{RegistryError, ValidationError};
-use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
+use crate::schema::{KeySchema, DEFAULT_PREFIX};
 
 /// Configures and connects a [`RedisRegistry`].
 ///
@@ -89,9 +89,8 @@ impl RegistryBuilder {
         let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
         let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
         validate_lease(ttl, heartbeat)?;
-        self.timeouts.validate()?;
-        let keyspace = Keyspace::new(self.schema, &self.prefix)?;
-        let client = connection::client(&self.url)?;
+        let (keyspace, client) =
+            connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
         let conn = connection::manager(client, self.timeouts).await?;
         Ok(RedisRegistry {
             shared: Arc::new(Shared {

@@ -191,10 +191,7 @@ impl ResolverBuilder {
                 ));
             }
         }
-        self.timeouts.validate()?;
-        let keyspace = Keyspace::new(self.schema, &self.prefix)?;
-        let client = connection::client(&self.url)?;
-        Ok((keyspace, client))
+        connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)
     }
 
     /// Checks the options and connects: one connection for reads and, with
