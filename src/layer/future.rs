@@ -12,7 +12,8 @@ use tower_service::Service;
 
 use super::error::DiscoveryError;
 use super::request::DiscoverRequest;
-use super::router::{Options, PickRequest, Picked, ResolveFuture, Route};
+use super::router::{PickRequest, Picked, ResolveFuture, Route};
+use super::service::Shared;
 use super::BoxError;
 use crate::balance::TagFilter;
 use crate::instance::ServiceName;
@@ -26,7 +27,12 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        ctx: Option<Ctx<S, Req>>,
+        // The instance of the attempt under way, to eject if it refuses
+        // the connection.
+        picked: Option<Picked>,
+        // What a retry or a cache miss needs; boxed, as a hit without a
+        // possible retry needs none of it.
+        retry: Option<Box<Retry<S, Req>>>,
         span: tracing::Span,
     }
 }
@@ -36,31 +42,26 @@ pin_project! {
     enum State<F> {
         // The inner service's call is under way.
         Call { #[pin] fut: F },
-        // Cache miss: waiting for the single-flight resolve of `ctx.pending`.
+        // Cache miss: waiting for the single-flight resolve of `retry.pending`.
         Resolve { fut: ResolveFuture },
-        // `ctx.pending` is routed; waiting for the inner service to be ready.
+        // `retry.pending` is routed; waiting for the inner service to be ready.
         Ready,
         // Routing failed before anything was sent.
         Failed { error: Option<BoxError> },
     }
 }
 
-/// What a discovered request needs after it was first sent.
-pub(crate) struct Ctx<S, Req> {
-    /// For a retry or a resolve; not needed (not cloned) on a hit without
-    /// retries.
-    pub router: Option<Arc<dyn Route>>,
-    /// How many retries are allowed, and whether after a lost connection.
-    pub retries: u32,
-    pub retry_lost: bool,
-    /// The service, until an instance is picked (then `picked` names it).
-    pub service: Option<ServiceName>,
-    pub picked: Option<Picked>,
-    /// A clone of the inner service for a retry (or the ready service on a
-    /// cache miss).
+/// What a request needs to be sent (again) after `call` returned: on a
+/// cache miss, or when a retry is possible.
+pub(crate) struct Retry<S, Req> {
+    pub shared: Arc<Shared<S>>,
+    /// The ready inner service (cache miss), or a clone of it once a retry
+    /// needs one.
     pub inner: Option<S>,
+    /// The service, for a cache miss (afterwards `picked` names it).
+    pub service: Option<ServiceName>,
     /// The request waiting for the resolve or for the inner service (boxed:
-    /// only the miss and retry paths need it, and it keeps the future small).
+    /// only a miss or a retry has one).
     pub pending: Option<Box<Req>>,
     /// A copy of the request to send if this attempt cannot connect.
     pub replay: Option<Req>,
@@ -68,7 +69,24 @@ pub(crate) struct Ctx<S, Req> {
     /// Also retry when a connection closed before any response.
     pub idempotent: bool,
     pub key: Option<u64>,
+    /// The request's own tag filter, if it has one.
     pub filter: Option<TagFilter>,
+}
+
+impl<S, Req: DiscoverRequest> Retry<S, Req> {
+    pub(crate) fn new(shared: Arc<Shared<S>>, req: &Req, key: Option<u64>) -> Self {
+        Retry {
+            shared,
+            inner: None,
+            service: None,
+            pending: None,
+            replay: None,
+            attempt: 0,
+            idempotent: req.is_idempotent(),
+            key,
+            filter: req.tag_filter().cloned(),
+        }
+    }
 }
 
 impl<S, Req> ResponseFuture<S, Req>
@@ -78,23 +96,31 @@ where
     pub(crate) fn passthrough(fut: S::Future) -> Self {
         ResponseFuture {
             state: State::Call { fut },
-            ctx: None,
+            picked: None,
+            retry: None,
             span: tracing::Span::none(),
         }
     }
 
-    pub(crate) fn call(fut: S::Future, ctx: Ctx<S, Req>, span: tracing::Span) -> Self {
+    pub(crate) fn call(
+        fut: S::Future,
+        picked: Picked,
+        retry: Option<Box<Retry<S, Req>>>,
+        span: tracing::Span,
+    ) -> Self {
         ResponseFuture {
             state: State::Call { fut },
-            ctx: Some(ctx),
+            picked: Some(picked),
+            retry,
             span,
         }
     }
 
-    pub(crate) fn resolve(fut: ResolveFuture, ctx: Ctx<S, Req>) -> Self {
+    pub(crate) fn resolve(fut: ResolveFuture, retry: Box<Retry<S, Req>>) -> Self {
         ResponseFuture {
             state: State::Resolve { fut },
-            ctx: Some(ctx),
+            picked: None,
+            retry: Some(retry),
             span: tracing::Span::none(),
         }
     }
@@ -104,83 +130,58 @@ where
             state: State::Failed {
                 error: Some(error.into()),
             },
-            ctx: None,
+            picked: None,
+            retry: None,
             span: tracing::Span::none(),
         }
     }
 }
 
-impl<S, Req> Ctx<S, Req> {
-    fn service(&self) -> &str {
-        match (&self.picked, &self.service) {
-            (Some(picked), _) => picked.service().as_str(),
-            (None, Some(service)) => service.as_str(),
-            (None, None) => "",
-        }
-    }
+fn service_of<'a>(picked: Option<&'a Picked>, service: Option<&'a ServiceName>) -> &'a str {
+    picked
+        .map(Picked::service)
+        .or(service)
+        .map_or("", ServiceName::as_str)
 }
 
-impl<S, Req> Ctx<S, Req>
+impl<S, Req> Retry<S, Req>
 where
     Req: DiscoverRequest,
 {
-    /// The context of a request's first attempt; `inner` is the service to
-    /// call again for a retry (or, on a cache miss, the ready one).
-    pub(crate) fn new(
-        router: Option<Arc<dyn Route>>,
-        options: &Options,
-        service: Option<ServiceName>,
-        inner: Option<S>,
-        req: &Req,
-        key: Option<u64>,
-        filter: Option<TagFilter>,
-    ) -> Self {
-        Ctx {
-            router,
-            retries: options.retries,
-            retry_lost: options.retry_lost_connections,
-            service,
-            picked: None,
-            inner,
-            pending: None,
-            replay: None,
-            attempt: 0,
-            idempotent: req.is_idempotent(),
-            key,
-            filter,
-        }
+    fn router(&self) -> &dyn Route {
+        &*self.shared.router
     }
 
-    fn request(&self, attempt: u32) -> PickRequest<'_> {
+    fn request<'a>(&'a self, avoid: Option<&'a Picked>) -> PickRequest<'a> {
         PickRequest {
             key: self.key,
-            filter: self.filter.as_ref().or(self
-                .router
+            filter: self
+                .filter
                 .as_ref()
-                .and_then(|r| r.options().filter.as_ref())),
-            attempt,
-            avoid: self.picked.as_ref().map(Picked::authority),
+                .or(self.router().options().filter.as_ref()),
+            attempt: self.attempt,
+            avoid: avoid.map(Picked::authority),
         }
     }
 
-    /// Routes `req` to `picked`, keeping a copy for a retry if one is allowed.
-    pub(crate) fn route(&mut self, mut req: Req, picked: Picked) -> Result<Req, DiscoveryError> {
-        req.route_to(picked.authority(), picked.host())?;
-        // No copy when there is no other instance to retry on.
-        let others = picked.usable() > 1;
-        self.replay = if self.attempt < self.retries && self.inner.is_some() && others {
+    /// Routes `req` to `picked` and keeps it for the inner service, with a
+    /// copy for a further retry if one is allowed.
+    fn route(&mut self, mut req: Box<Req>, picked: &Picked) -> Result<(), DiscoveryError> {
+        let retries = self.router().options().retries;
+        self.replay = if self.attempt < retries && picked.usable() > 1 {
             req.replay()
         } else {
             None
         };
-        self.picked = Some(picked);
-        Ok(req)
+        req.route_to(picked.authority(), picked.host())?;
+        self.pending = Some(req);
+        Ok(())
     }
 }
 
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     Req: DiscoverRequest,
 {
@@ -199,91 +200,84 @@ where
                         Ok(response) => return Poll::Ready(Ok(response)),
                         Err(e) => e.into(),
                     };
-                    let Some(ctx) = this.ctx.as_mut() else {
+                    let Some(failed) = this.picked.take() else {
                         return Poll::Ready(Err(error));
                     };
-                    let Some(failed) = ctx.picked.clone() else {
-                        return Poll::Ready(Err(error));
-                    };
-                    let lost_retry = ctx.idempotent && ctx.retry_lost;
-                    match classify(&*error) {
-                        Failure::Connect => failed.eject(),
-                        Failure::ConnectionLost if lost_retry => {}
-                        _ => return Poll::Ready(Err(error)),
+                    let failure = classify(&*error);
+                    if failure == Failure::Connect {
+                        failed.eject();
                     }
-                    let Some(req) = ctx.replay.take() else {
+                    let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(error));
                     };
-                    ctx.attempt += 1;
+                    let retryable = match failure {
+                        Failure::Connect => true,
+                        Failure::ConnectionLost => {
+                            retry.idempotent && retry.router().options().retry_lost_connections
+                        }
+                        Failure::Other => false,
+                    };
+                    let Some(req) = retry.replay.take().filter(|_| retryable) else {
+                        return Poll::Ready(Err(error));
+                    };
+                    retry.attempt += 1;
                     // The current snapshot; a resolver without a cache
-                    // (`cached` is optional) retries from the first one.
-                    let Some(router) = ctx.router.as_ref() else {
-                        return Poll::Ready(Err(error));
-                    };
-                    let request = ctx.request(ctx.attempt);
-                    let picked = match router.pick_cached(ctx.service(), request) {
+                    // (`cached` is optional) retries from the failed one.
+                    let request = retry.request(Some(&failed));
+                    let router = retry.router();
+                    let picked = match router.pick_cached(failed.service().as_str(), request) {
                         Some(picked) => picked,
                         None => router.pick_from(failed.snapshot().clone(), request),
                     };
                     let Ok(picked) = picked else {
                         return Poll::Ready(Err(error));
                     };
-                    if picked.authority() == failed.authority() {
+                    if picked.authority() == failed.authority()
+                        || retry.route(Box::new(req), &picked).is_err()
+                    {
                         return Poll::Ready(Err(error));
                     }
-                    tracing::debug!(service = ctx.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
-                    match ctx.route(req, picked) {
-                        Ok(req) => {
-                            ctx.pending = Some(Box::new(req));
-                            this.state.set(State::Ready);
-                        }
-                        Err(_) => return Poll::Ready(Err(error)),
-                    }
+                    tracing::debug!(service = %failed.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
+                    *this.picked = Some(picked);
+                    this.state.set(State::Ready);
                 }
                 StateProj::Resolve { fut } => {
                     let result = ready!(fut.as_mut().poll(cx));
-                    let Some(ctx) = this.ctx.as_mut() else {
+                    let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let Some(req) = ctx.pending.take() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
-                    let req = *req;
-                    // A cache miss always carries the router.
-                    let Some(router) = ctx.router.clone() else {
+                    let Some(req) = retry.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
                     let routed = result
                         .map_err(|source| DiscoveryError::Resolve {
-                            service: ctx.service().to_owned(),
+                            service: service_of(None, retry.service.as_ref()).to_owned(),
                             source,
                         })
                         .and_then(|snapshot| {
-                            let picked = router.pick_from(snapshot, ctx.request(0))?;
-                            ctx.route(req, picked)
+                            let picked = retry.router().pick_from(snapshot, retry.request(None))?;
+                            retry.route(req, &picked)?;
+                            Ok(picked)
                         });
                     match routed {
-                        Ok(req) => {
-                            if let Some(picked) = &ctx.picked {
-                                *this.span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
-                            }
-                            ctx.pending = Some(Box::new(req));
+                        Ok(picked) => {
+                            *this.span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
+                            *this.picked = Some(picked);
                             this.state.set(State::Ready);
                         }
                         Err(e) => return Poll::Ready(Err(e.into())),
                     }
                 }
                 StateProj::Ready => {
-                    let Some(ctx) = this.ctx.as_mut() else {
+                    let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let Some(inner) = ctx.inner.as_mut() else {
-                        return Poll::Ready(Err(polled_after_completion()));
-                    };
+                    let shared = &retry.shared;
+                    let inner = retry.inner.get_or_insert_with(|| shared.service());
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
-                    let Some(req) = ctx.pending.take() else {
+                    let Some(req) = retry.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
                     let fut = {
@@ -312,10 +306,14 @@ where
             State::Ready => "ready",
             State::Failed { .. } => "failed",
         };
+        let retry = self.retry.as_deref();
         f.debug_struct("ResponseFuture")
+            .field(
+                "service",
+                &service_of(self.picked.as_ref(), retry.and_then(|r| r.service.as_ref())),
+            )
             .field("state", &state)
-            .field("service", &self.ctx.as_ref().map(|c| c.service()))
-            .field("attempt", &self.ctx.as_ref().map(|c| c.attempt))
+            .field("attempt", &retry.map_or(0, |r| r.attempt))
             .finish()
     }
 }

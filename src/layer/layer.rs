@@ -44,7 +44,7 @@ impl DiscoveryLayer {
     }
 }
 
-impl<S> Layer<S> for DiscoveryLayer {
+impl<S: Clone> Layer<S> for DiscoveryLayer {
     type Service = DiscoveryService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -35,8 +35,9 @@ pub const DISCOVER_HEADER: HeaderName = HeaderName::from_static("x-redis-discove
 /// A request type the discovery layer can route: `http::Request<B>` (with
 /// a [`ReplayBody`]) and, with the `reqwest` feature, `reqwest::Request`.
 pub trait DiscoverRequest: Sized + Send + 'static {
-    /// Whether the request is flagged for discovery. Removes a flag that
-    /// must not reach the server.
+    /// Whether the request is flagged for discovery. Removes the flag, so
+    /// a routed request passes through any discovery layer further in and
+    /// no flag header reaches the server.
     fn take_flag(&mut self) -> bool;
 
     /// The URI host: the logical service name.
@@ -123,24 +124,19 @@ where
     }
 }
 
-/// The host of an authority without user info or port: a plain byte scan,
-/// cheaper than `Uri::host` on the hot path. A service name holds neither
-/// `@` nor `:`, so anything else simply does not name a service.
+/// The host of an authority without user info or port. A service name holds
+/// neither `@` nor `:`, so the usual authority is returned after one short
+/// scan; anything else simply does not name a service.
 fn logical_host(authority: &str) -> &str {
-    // One pass: the host starts after the last `@` and ends at the last
-    // `:` after it (an IPv6 literal comes out as `[…]`: never a service).
-    let (mut start, mut colon) = (0, None);
-    for (i, &b) in authority.as_bytes().iter().enumerate() {
-        match b {
-            b'@' => {
-                start = i + 1;
-                colon = None;
-            }
-            b':' => colon = Some(i),
-            _ => {}
-        }
+    if !authority.bytes().any(|b| b == b'@' || b == b':') {
+        return authority;
     }
-    &authority[start..colon.unwrap_or(authority.len())]
+    // The host starts after the last `@` and ends at the last `:` after it
+    // (an IPv6 literal comes out as `[…]`: never a service).
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.rsplit_once(':').map_or(host, |(host, _)| host)
 }
 
 fn is_idempotent(method: &http::Method) -> bool {
@@ -194,7 +190,19 @@ where
     B: ReplayBody + Send + 'static,
 {
     fn take_flag(&mut self) -> bool {
-        self.extensions().get::<Discover>().is_some()
+        let extensions = self.extensions_mut();
+        if extensions.get::<Discover>().is_none() {
+            return false;
+        }
+        // Usually the flag is the only extension: then the map is dropped
+        // now rather than with the request, so the lookups below and a
+        // replay copy cost nothing.
+        if extensions.len() == 1 {
+            *extensions = http::Extensions::new();
+        } else {
+            extensions.remove::<Discover>();
+        }
+        true
     }
 
     fn host(&self) -> Option<&str> {
@@ -210,11 +218,21 @@ where
     }
 
     fn tag_filter(&self) -> Option<&TagFilter> {
-        self.extensions().get::<TagFilter>()
+        let extensions = self.extensions();
+        if extensions.is_empty() {
+            return None;
+        }
+        extensions.get::<TagFilter>()
     }
 
     fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
-        match self.extensions().get::<HashKey>() {
+        let extensions = self.extensions();
+        let key = if extensions.is_empty() {
+            None
+        } else {
+            extensions.get::<HashKey>()
+        };
+        match key {
             Some(HashKey(key)) => Some(*key),
             None => header_key(self.headers(), header),
         }
@@ -242,7 +260,9 @@ where
         *copy.uri_mut() = self.uri().clone();
         *copy.version_mut() = self.version();
         *copy.headers_mut() = self.headers().clone();
-        *copy.extensions_mut() = self.extensions().clone();
+        if !self.extensions().is_empty() {
+            *copy.extensions_mut() = self.extensions().clone();
+        }
         Some(copy)
     }
 }
@@ -311,6 +331,7 @@ mod tests {
         assert_eq!(logical_host("orders:8080"), "orders");
         assert_eq!(logical_host("user:pw@orders:8080"), "orders");
         assert_eq!(logical_host("[::1]:80"), "[::1]");
+        assert_eq!(logical_host("user@orders"), "orders");
         assert_eq!(logical_host(""), "");
     }
 }

@@ -67,8 +67,6 @@ struct Built {
     /// Snapshot indexes of the instances the picker was built over.
     members: Vec<usize>,
     picker: Box<dyn Pick>,
-    /// `Host: SERVICE`, or `None` under [`HostHeader::Instance`].
-    host: Option<HeaderValue>,
     /// Members with a weight above 0: what "half the instances" means for
     /// ejection.
     usable: usize,
@@ -94,6 +92,10 @@ pub(crate) struct Picked {
     snapshot: Snapshot,
     built: BuiltRef,
     index: usize,
+    /// [`Built::usable`], copied so the hit path looks the picker up once.
+    usable: usize,
+    /// Whether the request gets `Host: SERVICE` ([`HostHeader::Service`]).
+    service_host: bool,
 }
 
 impl Picked {
@@ -108,8 +110,13 @@ impl Picked {
         self.snapshot.instances()[self.index].authority()
     }
 
+    /// The `Host` header the request gets, if any.
     pub fn host(&self) -> Option<&HeaderValue> {
-        self.built()?.host.as_ref()
+        if self.service_host {
+            self.snapshot.host_header()
+        } else {
+            None
+        }
     }
 
     pub fn service(&self) -> &ServiceName {
@@ -118,7 +125,7 @@ impl Picked {
 
     /// How many instances could have been picked (weight above 0).
     pub fn usable(&self) -> usize {
-        self.built().map_or(0, |b| b.usable)
+        self.usable
     }
 
     /// The snapshot this pick was made from.
@@ -210,41 +217,42 @@ where
         }
     }
 
-    /// The picker for `snapshot` and `filter`: in the snapshot's slot when
-    /// it is the layer's filter and the slot is ours, else in `cached`.
-    fn built(&self, snapshot: &Snapshot, filter: Option<&TagFilter>) -> BuiltRef {
-        match filter {
-            Some(filter) if Some(filter) != self.options.filter.as_ref() => {
-                BuiltRef::Own(self.built_filtered(snapshot, filter))
-            }
-            _ => self.built_own(snapshot),
+    /// Whether `filter` is the layer's own (then its picker may live in the
+    /// snapshot's slot).
+    fn is_layer_filter(&self, filter: Option<&TagFilter>) -> bool {
+        match (filter, self.options.filter.as_ref()) {
+            (None, _) => true,
+            (Some(f), Some(own)) => std::ptr::eq(f, own) || f == own,
+            (Some(_), None) => false,
         }
     }
 
-    /// The picker for the layer's own filter: in the snapshot's slot when it
-    /// is ours, else in the lock-free shared cache.
-    fn built_own(&self, snapshot: &Snapshot) -> BuiltRef {
-        let filter = self.options.filter.as_ref();
+    /// The picker for the layer's own filter in the snapshot's slot, unless
+    /// another router claimed the slot first.
+    fn slot<'s>(&self, snapshot: &'s Snapshot) -> Option<&'s Built> {
         let mut fresh = false;
         let slot = snapshot.derived(self.id, || {
             fresh = true;
-            self.build(snapshot, filter)
+            self.build(snapshot, self.options.filter.as_ref())
         });
-        if slot.is_some() {
-            if fresh {
-                self.health.retain_listed(
-                    snapshot.service().as_str(),
-                    snapshot.instances().iter().map(|i| i.addr()),
-                );
-            }
-            return BuiltRef::Slot(self.id);
+        if fresh && slot.is_some() {
+            self.health.retain_listed(
+                snapshot.service().as_str(),
+                snapshot.instances().iter().map(|i| i.addr()),
+            );
         }
+        slot
+    }
+
+    /// The picker for the layer's own filter when another router owns the
+    /// snapshot's slot: from the lock-free shared cache.
+    fn built_shared(&self, snapshot: &Snapshot) -> Arc<Built> {
         if let Some((cached, built)) = self.shared.load().get(snapshot.service().as_str()) {
             if Snapshot::ptr_eq(cached, snapshot) {
-                return BuiltRef::Own(built.clone());
+                return built.clone();
             }
         }
-        let built = Arc::new(self.build(snapshot, filter));
+        let built = Arc::new(self.build(snapshot, self.options.filter.as_ref()));
         let service = snapshot.service().clone();
         self.shared.rcu(|cache| {
             let mut cache = PickerCache::clone(cache);
@@ -254,7 +262,7 @@ where
             cache.insert(service.clone(), (snapshot.clone(), built.clone()));
             cache
         });
-        BuiltRef::Own(built)
+        built
     }
 
     /// The picker for a request's own tag filter, cached per (snapshot,
@@ -302,15 +310,9 @@ where
             let selected: Vec<_> = members.iter().map(|&i| instances[i].clone()).collect();
             Box::new(self.balance.build(&selected))
         };
-        // A service name is always a valid header value.
-        let host = match self.options.host {
-            HostHeader::Service => HeaderValue::from_str(snapshot.service().as_str()).ok(),
-            HostHeader::Instance => None,
-        };
         Built {
             members,
             picker,
-            host,
             usable,
             health: self.health.clone(),
         }
@@ -323,6 +325,11 @@ where
         built: &Built,
         request: PickRequest<'_>,
     ) -> Option<usize> {
+        // Nearly always: nothing ejected, nothing to avoid, one draw.
+        if request.avoid.is_none() && !self.health.any() {
+            let index = built.picker.pick(request.key, request.attempt)?;
+            return built.members.get(index).copied();
+        }
         let instances = snapshot.instances();
         let service = snapshot.service().as_str();
         let eligible = |i: usize| {
@@ -385,19 +392,30 @@ where
         snapshot: Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError> {
-        let built = self.built(&snapshot, request.filter);
-        let index = {
-            let b = match &built {
-                BuiltRef::Slot(owner) => snapshot.derived_ref::<Built>(*owner),
-                BuiltRef::Own(b) => Some(&**b),
-            };
-            b.and_then(|b| self.choose(&snapshot, b, request))
+        let choose = |built: &Built| {
+            self.choose(&snapshot, built, request)
+                .map(|index| (index, built.usable))
         };
-        match index {
-            Some(index) => Ok(Picked {
+        let (chosen, built) = match request.filter {
+            Some(filter) if !self.is_layer_filter(Some(filter)) => {
+                let built = self.built_filtered(&snapshot, filter);
+                (choose(&built), BuiltRef::Own(built))
+            }
+            _ => match self.slot(&snapshot) {
+                Some(built) => (choose(built), BuiltRef::Slot(self.id)),
+                None => {
+                    let built = self.built_shared(&snapshot);
+                    (choose(&built), BuiltRef::Own(built))
+                }
+            },
+        };
+        match chosen {
+            Some((index, usable)) => Ok(Picked {
                 snapshot,
                 built,
                 index,
+                usable,
+                service_host: self.options.host == HostHeader::Service,
             }),
             None => Err(DiscoveryError::NoInstance {
                 service: snapshot.service().to_string(),

@@ -1,13 +1,13 @@
 //! [`DiscoveryService`]: the middleware itself.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tower_service::Service;
 
 use super::error::DiscoveryError;
-use super::future::{Ctx, ResponseFuture};
+use super::future::{ResponseFuture, Retry};
 use super::request::DiscoverRequest;
 use super::router::{PickRequest, Route};
 use super::BoxError;
@@ -18,22 +18,52 @@ use crate::instance::ServiceName;
 ///
 /// Made by [`DiscoveryLayer`](super::DiscoveryLayer); see the
 /// [module docs](super) for an example.
+///
+/// A retry goes through a clone of the inner service made when the layer
+/// was applied (cloned again for each retry), so a request that needs no
+/// retry does not pay for cloning the inner service.
 pub struct DiscoveryService<S> {
     inner: S,
-    router: Arc<dyn Route>,
+    shared: Arc<Shared<S>>,
+}
+
+/// What the requests of one service (and its clones) share.
+pub(crate) struct Shared<S> {
+    pub router: Arc<dyn Route>,
+    /// The inner service to clone for a retry. In a mutex so the response
+    /// future stays `Send` for services that are `Send` but not `Sync`
+    /// (`BoxCloneService`); only a retry locks it.
+    template: Mutex<S>,
+}
+
+impl<S: Clone> Shared<S> {
+    /// A fresh clone of the inner service, for a retry.
+    pub fn service(&self) -> S {
+        self.template
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S: Clone> DiscoveryService<S> {
+    pub(crate) fn new(inner: S, router: Arc<dyn Route>) -> Self {
+        let template = Mutex::new(inner.clone());
+        DiscoveryService {
+            inner,
+            shared: Arc::new(Shared { router, template }),
+        }
+    }
 }
 
 impl<S> DiscoveryService<S> {
-    pub(crate) fn new(inner: S, router: Arc<dyn Route>) -> Self {
-        DiscoveryService { inner, router }
-    }
-
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably. (Retries keep using the clone made when
+    /// the layer was applied.)
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -48,7 +78,7 @@ impl<S: Clone> Clone for DiscoveryService<S> {
     fn clone(&self) -> Self {
         DiscoveryService {
             inner: self.inner.clone(),
-            router: self.router.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -57,7 +87,7 @@ impl<S: fmt::Debug> fmt::Debug for DiscoveryService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DiscoveryService")
             .field("inner", &self.inner)
-            .field("options", self.router.options())
+            .field("options", self.shared.router.options())
             .finish()
     }
 }
@@ -77,7 +107,8 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let options = self.router.options();
+        let router = &self.shared.router;
+        let options = router.options();
         if !req.take_flag() && !options.discover_all {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
@@ -86,40 +117,36 @@ where
                 uri: req.uri_string(),
             });
         };
-        let key = if self.router.uses_key() {
+        let key = if router.uses_key() {
             req.hash_key(options.hash_header.as_ref())
         } else {
             None
         };
-        // Only a request that carries its own filter pays for cloning it.
-        let filter = req.tag_filter().cloned();
         let first = PickRequest {
             key,
-            filter: filter.as_ref().or(options.filter.as_ref()),
+            filter: req.tag_filter().or(options.filter.as_ref()),
             attempt: 0,
             avoid: None,
         };
-        match self.router.pick_cached(host, first) {
+        match router.pick_cached(host, first) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
-                let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
-                let retry = options.retries > 0;
-                let mut ctx = Ctx::new(
-                    retry.then(|| self.router.clone()),
-                    options,
-                    None,
-                    retry.then(|| self.inner.clone()),
-                    &req,
-                    key,
-                    filter,
-                );
-                match ctx.route(req, picked) {
-                    Ok(req) => {
-                        let fut = span.in_scope(|| self.inner.call(req));
-                        ResponseFuture::call(fut, ctx, span)
-                    }
-                    Err(e) => ResponseFuture::failed(e),
+                // A copy to replay only when another instance could take
+                // it; made before routing, as a retry routes it again.
+                let replay = (options.retries > 0 && picked.usable() > 1)
+                    .then(|| req.replay())
+                    .flatten();
+                if let Err(e) = req.route_to(picked.authority(), picked.host()) {
+                    return ResponseFuture::failed(e);
                 }
+                let retry = replay.map(|replay| {
+                    let mut retry = Retry::new(self.shared.clone(), &req, key);
+                    retry.replay = Some(replay);
+                    Box::new(retry)
+                });
+                let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
+                let fut = span.in_scope(|| self.inner.call(req));
+                ResponseFuture::call(fut, picked, retry, span)
             }
             Some(Err(e)) => ResponseFuture::failed(e),
             // Miss: the ready inner service waits in the future for the resolve.
@@ -128,20 +155,13 @@ where
                     Ok(s) => s,
                     Err(e) => return ResponseFuture::failed(e.into()),
                 };
+                let fut = router.clone().resolve(service.clone());
+                let mut retry = Retry::new(self.shared.clone(), &req, key);
                 let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                let fut = self.router.clone().resolve(service.clone());
-                let mut ctx = Ctx::new(
-                    Some(self.router.clone()),
-                    options,
-                    Some(service),
-                    Some(ready),
-                    &req,
-                    key,
-                    filter,
-                );
-                ctx.pending = Some(Box::new(req));
-                ResponseFuture::resolve(fut, ctx)
+                retry.inner = Some(std::mem::replace(&mut self.inner, clone));
+                retry.service = Some(service);
+                retry.pending = Some(Box::new(req));
+                ResponseFuture::resolve(fut, Box::new(retry))
             }
         }
     }

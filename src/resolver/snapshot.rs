@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::instance::{Instance, ServiceName};
@@ -50,10 +51,13 @@ pub struct Snapshot {
 
 pub(crate) struct Inner {
     service: ServiceName,
+    /// `Host: SERVICE` for the discovery layer, made once per snapshot so a
+    /// request only clones it.
+    host: Option<HeaderValue>,
     instances: Box<[Instance]>,
-    /// Work one consumer derives from this exact list (the layer's picker),
-    /// made once per snapshot; see [`Snapshot::derived`].
-    derived: OnceLock<Derived>,
+    /// Work consumers derive from this exact list (a layer's picker), made
+    /// once per snapshot; see [`Snapshot::derived`].
+    derived: [OnceLock<Derived>; DERIVED_SLOTS],
     /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
     created: Instant,
     confirmed_nanos: AtomicU64,
@@ -76,9 +80,11 @@ impl Snapshot {
         instances.dedup_by(|later, first| later.addr() == first.addr());
         Snapshot {
             inner: Arc::new(Inner {
+                // A service name is always a valid header value.
+                host: HeaderValue::from_str(service.as_str()).ok(),
                 service,
                 instances: instances.into_boxed_slice(),
-                derived: OnceLock::new(),
+                derived: Default::default(),
                 created: read_at,
                 confirmed_nanos: AtomicU64::new(0),
             }),
@@ -88,6 +94,11 @@ impl Snapshot {
     /// The service these instances belong to.
     pub fn service(&self) -> &ServiceName {
         &self.inner.service
+    }
+
+    /// The service name as a `Host` header value.
+    pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
+        self.inner.host.as_ref()
     }
 
     /// The live instances, sorted by address. Includes drained (weight 0)
@@ -135,32 +146,36 @@ impl Snapshot {
     }
 
     /// The value `owner` derived from this snapshot, made by `init` the
-    /// first time. `None` if another owner claimed the slot first (callers
-    /// then keep their own cache). The value must not hold this snapshot:
-    /// that would be a reference cycle.
+    /// first time. `None` if [`DERIVED_SLOTS`] other owners claimed the
+    /// slots first (callers then keep their own cache). The value must not
+    /// hold this snapshot: that would be a reference cycle.
     pub(crate) fn derived<T: Any + Send + Sync>(
         &self,
         owner: u64,
         init: impl FnOnce() -> T,
     ) -> Option<&T> {
-        let derived = self.inner.derived.get_or_init(|| Derived {
-            owner,
-            value: Box::new(init()),
-        });
-        if derived.owner == owner {
-            derived.value.downcast_ref()
-        } else {
-            None
+        let mut init = Some(init);
+        for slot in &self.inner.derived {
+            let derived = slot.get_or_init(|| Derived {
+                owner,
+                // Runs at most once: this owner claims only one slot.
+                value: Box::new(init.take().map(|init| init())),
+            });
+            if derived.owner == owner {
+                return derived.value.downcast_ref::<Option<T>>()?.as_ref();
+            }
         }
+        None
     }
 
     /// The value `owner` derived from this snapshot, if it did.
     pub(crate) fn derived_ref<T: Any + Send + Sync>(&self, owner: u64) -> Option<&T> {
         self.inner
             .derived
-            .get()
-            .filter(|d| d.owner == owner)
-            .and_then(|d| d.value.downcast_ref())
+            .iter()
+            .map_while(OnceLock::get)
+            .find(|d| d.owner == owner)
+            .and_then(|d| d.value.downcast_ref::<Option<T>>()?.as_ref())
     }
 
     pub(crate) fn into_arc(self) -> Arc<Inner> {
@@ -181,6 +196,10 @@ impl Inner {
         &self.instances
     }
 }
+
+/// How many consumers (layers sharing a resolver) can keep their derived
+/// value in a snapshot; more keep their own caches.
+pub(crate) const DERIVED_SLOTS: usize = 4;
 
 /// See [`Snapshot::derived`].
 pub(crate) struct Derived {
