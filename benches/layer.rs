@@ -1,39 +1,103 @@
 //! Layer overhead on a cache hit: the layer around a no-op inner service
 //! versus the no-op inner service alone, measured in the same run.
+//!
+//! * `no-op inner alone`: the baseline (building the request is in every
+//!   case, as it is in a client);
+//! * `… + replay copy`: the baseline plus the copy of the request a retry
+//!   needs (what any retry middleware pays, e.g. tower's `Retry`);
+//! * `layer, static, …`: the layer over a [`StaticResolver`] (the layer's
+//!   own cost);
+//! * `layer, redis, …`: the layer over a [`RedisResolver`] hit (its cache,
+//!   filled from a private redis-server on a free port, never 6379);
+//! * `retries off` / `retries on` (the default: keeps that replay copy).
+//!
+//! `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
+//!
+//! [`StaticResolver`]: redis_discovery::resolver::StaticResolver
+//! [`RedisResolver`]: redis_discovery::RedisResolver
 
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use common::{request, resolver, send, Noop};
+use std::hint::black_box;
+use std::time::Duration;
+
+use common::{instances, request, resolver, send, Noop};
 use criterion::{criterion_group, criterion_main, Criterion};
-use redis_discovery::layer::DiscoveryLayer;
+use redis_discovery::layer::{DiscoverRequest, DiscoveryLayer};
+use redis_discovery::resolver::Resolve;
+use redis_discovery::{RedisRegistry, RedisResolver, ServiceName};
+use support::RedisServer;
 use tower::Layer;
 
 fn layer_overhead(c: &mut Criterion) {
-    let resolver = resolver();
-    let mut group = c.benchmark_group("layer");
+    // The service in a real Redis, as `common::resolver` has it.
+    let server = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (redis, _registrations) = rt.block_on(async {
+        let registry = RedisRegistry::connect(server.url())
+            .await
+            .expect("registry");
+        let mut registrations = Vec::new();
+        for instance in instances() {
+            let name = ServiceName::new("orders").expect("name");
+            registrations.push(registry.register(&name, instance).await.expect("register"));
+        }
+        let resolver = RedisResolver::builder(server.url())
+            .refresh_interval(Duration::from_secs(3600))
+            .idle_expiry(Duration::from_secs(3600))
+            .connect()
+            .await
+            .expect("resolver");
+        let snapshot = resolver
+            .resolve(&ServiceName::new("orders").expect("name"))
+            .await
+            .expect("resolve");
+        assert_eq!(snapshot.len(), 10);
+        (resolver, registrations)
+    });
 
+    let mut group = c.benchmark_group("layer");
     let mut bare = Noop;
     group.bench_function("no-op inner alone", |b| {
         b.iter(|| send(&mut bare, request(true)))
     });
-
-    let mut layered = DiscoveryLayer::new(resolver.clone()).layer(Noop);
-    group.bench_function("layer + no-op inner (hit, retries on)", |b| {
-        b.iter(|| send(&mut layered, request(true)))
+    group.bench_function("no-op inner alone + replay copy", |b| {
+        b.iter(|| {
+            let req = request(true);
+            let copy = black_box(req.replay());
+            send(&mut bare, req);
+            copy
+        })
     });
+    let mut unflagged = DiscoveryLayer::new(resolver()).layer(Noop);
+    group.bench_function("layer, unflagged", |b| {
+        b.iter(|| send(&mut unflagged, request(false)))
+    });
+    bench_hits(&mut group, "static", resolver());
+    bench_hits(&mut group, "redis", redis);
+    group.finish();
+}
 
-    let mut no_retry = DiscoveryLayer::builder(resolver.clone())
+/// A hit with retries off and on (two layers on one resolver: each keeps
+/// its pickers in the snapshots).
+fn bench_hits<R: Resolve + Clone>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    resolver: R,
+) {
+    let mut off = DiscoveryLayer::builder(resolver.clone())
         .retries(0)
         .build()
         .layer(Noop);
-    group.bench_function("layer + no-op inner (hit, retries off)", |b| {
-        b.iter(|| send(&mut no_retry, request(true)))
+    group.bench_function(format!("layer, {name}, hit, retries off"), |b| {
+        b.iter(|| send(&mut off, request(true)))
     });
-
-    group.bench_function("layer + no-op inner (unflagged)", |b| {
-        b.iter(|| send(&mut layered, request(false)))
+    let mut on = DiscoveryLayer::new(resolver).layer(Noop);
+    group.bench_function(format!("layer, {name}, hit, retries on"), |b| {
+        b.iter(|| send(&mut on, request(true)))
     });
-    group.finish();
 }
 
 criterion_group!(benches, layer_overhead);

@@ -57,16 +57,20 @@ pub fn request(flagged: bool) -> Request<()> {
     req
 }
 
-/// Service `orders` with 10 instances of weights 1 to 10.
-pub fn resolver() -> StaticResolver {
-    let instances: Vec<Instance> = (1..=10)
+/// Instances of weights 1 to 10.
+pub fn instances() -> Vec<Instance> {
+    (1..=10)
         .map(|i| {
             Instance::new(format!("10.0.0.{i}:8080"))
                 .expect("valid")
                 .with_weight(i)
         })
-        .collect();
+        .collect()
+}
+
+/// Service `orders` with [`instances`].
+pub fn resolver() -> StaticResolver {
     StaticResolver::new()
-        .with_service("orders", instances)
+        .with_service("orders", instances())
         .expect("valid")
 }

@@ -177,7 +177,10 @@ fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
 /// (RFC 9113, section 8.3.1).
 fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
     if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
-        headers.entry(HOST).or_insert_with(|| host.clone());
+        // Cheaper than `entry` when, as usual, there is no `Host` yet.
+        if !headers.contains_key(HOST) {
+            headers.insert(HOST, host.clone());
+        }
     }
 }
 
