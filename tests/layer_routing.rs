@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use redis_discovery::balance::{RoundRobin, TagFilter};
-use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
+use redis_discovery::layer::{Discover, DiscoverExt, DiscoveryLayer};
 use redis_discovery::resolver::StaticResolver;
 use redis_discovery::Instance;
 use tower::{service_fn, Layer, ServiceExt};
@@ -93,27 +93,128 @@ async fn no_host_header_on_http2() {
 /// Two layers with different balancers over one resolver share its
 /// snapshots; each keeps its own pickers (the second outside the snapshot).
 #[tokio::test]
-async fn two_layers_share_one_resolver() {
+async fn layers_share_one_resolver() {
+    // More layers than a snapshot has picker slots: the others keep their
+    // pickers aside, and every layer still routes by its own balancer.
     let resolver = resolver();
-    let random = DiscoveryLayer::new(resolver.clone()).layer(echo());
-    let round_robin = DiscoveryLayer::builder(resolver)
-        .balance(RoundRobin::new())
-        .build()
-        .layer(echo());
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..99 {
-        for client in [&random, &round_robin] {
+    let layers: Vec<_> = (0..6)
+        .map(|_| {
+            DiscoveryLayer::builder(resolver.clone())
+                .balance(RoundRobin::new())
+                .build()
+                .layer(echo())
+        })
+        .collect();
+    for client in &layers {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..99 {
             let request = http::Request::get("http://orders/")
                 .discover()
                 .body(String::new())
                 .unwrap();
             let (sent_to, _) = client.clone().oneshot(request).await.unwrap();
-            if std::ptr::eq(client, &round_robin) {
-                *counts.entry(sent_to).or_default() += 1;
-            }
+            *counts.entry(sent_to).or_default() += 1;
+        }
+        // Round robin over three equal weights: exactly a third each.
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert!(counts.values().all(|&n| n == 33), "{counts:?}");
+    }
+    let random = DiscoveryLayer::new(resolver).layer(echo());
+    let request = http::Request::get("http://orders/")
+        .discover()
+        .body(String::new())
+        .unwrap();
+    let (sent_to, _) = random.oneshot(request).await.unwrap();
+    assert!(sent_to.starts_with("10.0.0."), "{sent_to}");
+}
+
+/// The layer takes the flag off a request it routes: a discovery layer
+/// further in passes it through (it names an instance now, not a service),
+/// and the inner service never sees the flag.
+#[tokio::test]
+async fn routed_requests_pass_through_inner_discovery_layers() {
+    let inner_resolver = StaticResolver::new()
+        .with_service("10.0.0.1", [Instance::new("10.9.9.9:80").unwrap()])
+        .unwrap();
+    let seen = service_fn(|req: http::Request<String>| async move {
+        let flagged = req.extensions().get::<Discover>().is_some();
+        Ok::<_, Infallible>((req.uri().to_string(), flagged))
+    });
+    let single = StaticResolver::new()
+        .with_service("orders", [Instance::new("10.0.0.1:80").unwrap()])
+        .unwrap();
+    let client = tower::ServiceBuilder::new()
+        .layer(DiscoveryLayer::new(single))
+        .layer(DiscoveryLayer::new(inner_resolver))
+        .service(seen);
+    for extra in [false, true] {
+        let mut request = http::Request::get("http://orders/v1?x=1")
+            .discover()
+            .body(String::new())
+            .unwrap();
+        if extra {
+            // Another extension: the flag goes, the extension stays.
+            request.extensions_mut().insert(7u32);
+        }
+        let (uri, flagged) = client.clone().oneshot(request).await.unwrap();
+        assert_eq!(uri, "http://10.0.0.1:80/v1?x=1");
+        assert!(!flagged);
+    }
+}
+
+/// Clones of the inner service are made for retries only: requests that
+/// need none do not clone it (a hyper client clone is several `Arc`s).
+#[tokio::test]
+async fn requests_without_retries_do_not_clone_the_inner_service() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    struct Counted(Arc<AtomicUsize>);
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Counted(self.0.clone())
         }
     }
-    // Round robin over three equal weights: exactly a third each.
-    assert_eq!(counts.len(), 3, "{counts:?}");
-    assert!(counts.values().all(|&n| n == 33), "{counts:?}");
+    impl tower::Service<http::Request<String>> for Counted {
+        type Response = ();
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<(), Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<String>) -> Self::Future {
+            std::future::ready(Ok(()))
+        }
+    }
+
+    let clones = Arc::new(AtomicUsize::new(0));
+    let mut service = DiscoveryLayer::new(resolver()).layer(Counted(clones.clone()));
+    let before = clones.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        let request = http::Request::get("http://orders/")
+            .discover()
+            .body(String::new())
+            .unwrap();
+        tower::Service::call(service.ready().await.unwrap(), request)
+            .await
+            .unwrap();
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), before);
+}
+
+/// The response future is `Send` even when the inner service is `Send` but
+/// not `Sync` (`BoxCloneService`), so it can be spawned.
+#[test]
+fn response_future_is_send_with_a_box_clone_service() {
+    fn assert_send<T: Send>(_: &T) {}
+    let inner = tower::util::BoxCloneService::new(echo());
+    let mut service = DiscoveryLayer::new(resolver()).layer(inner);
+    let request = http::Request::get("http://orders/")
+        .discover()
+        .body(String::new())
+        .unwrap();
+    let future = tower::Service::call(&mut service, request);
+    assert_send(&future);
 }
