@@ -38,15 +38,13 @@
 //! 2. A flagged request's URI host is the service name. The resolver's
 //!    cached snapshot is read without a lock or I/O and the balancer picks
 //!    from a picker built once per snapshot. On a cache miss the request
-//!    waits for one resolve shared by all callers of that service.
+//!    waits for one resolve shared by all callers of that service. The
+//!    layer takes the flag off, so the routed request passes through any
+//!    discovery layer further in.
 //! 3. The URI authority becomes the instance's `host:port`; scheme, path
 //!    and query stay. `Host` is set to the service name unless configured
 //!    otherwise ([`HostHeader`]) or the request is HTTP/2 (whose
 //!    `:authority` must match `Host`).
-//!
-//! `https://SERVICE/…` works only with a connector that verifies the
-//! instance's certificate against the service name: the URI carries the
-//! instance's address, which is what TLS checks by default.
 //! 4. If the instance refuses the connection, it is ejected (skipped for
 //!    10 s, doubling on repeats, never more than half the usable instances)
 //!    and a request whose body can be replayed ([`ReplayBody`]) is sent to
@@ -56,6 +54,20 @@
 //!    ([`retry_lost_connections`](DiscoveryLayerBuilder::retry_lost_connections)).
 //! 5. No instance to pick, a failed resolve, a URI without host: a
 //!    [`DiscoveryError`] (as tower's `BoxError`), never a panic.
+//!
+//! `https://SERVICE/…` works only with a connector that verifies the
+//! instance's certificate against the service name: the URI carries the
+//! instance's address, which is what TLS checks by default.
+//!
+//! # Cost
+//!
+//! A cache hit adds no allocation, lock or I/O: one hash lookup, one draw,
+//! the URI rewrite and the `Host` header. To be able to retry, a request
+//! keeps a copy of itself (its head and a [`ReplayBody`] copy), made only
+//! when another instance could take the retry; set
+//! [`retries(0)`](DiscoveryLayerBuilder::retries) to skip it. A retry goes
+//! through a clone of the inner service made when the layer was applied, so
+//! requests that need none never clone it. `BENCHMARKS.md` has the numbers.
 //!
 //! # reqwest
 //!
