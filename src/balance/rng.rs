@@ -28,13 +28,20 @@ thread_local! {
     static STATE: Cell<u64> = const { Cell::new(0) };
 }
 
+/// A thread's first seed (kept out of the draw's inlined code).
+#[cold]
+#[inline(never)]
+fn seed() -> u64 {
+    rand::random::<u64>() | 1
+}
+
 /// The next draw of this thread's generator.
 #[inline]
 pub(crate) fn thread_u64() -> u64 {
     STATE.with(|state| {
         let mut s = state.get();
         if s == 0 {
-            s = rand::random::<u64>() | 1;
+            s = seed();
         }
         s = s.wrapping_add(GAMMA);
         state.set(s);

@@ -145,7 +145,10 @@ where
                     Box::new(retry)
                 });
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
-                let fut = span.in_scope(|| self.inner.call(req));
+                // Not `in_scope`: its closure would move the request once more.
+                let entered = span.enter();
+                let fut = self.inner.call(req);
+                drop(entered);
                 ResponseFuture::call(fut, picked, retry, span)
             }
             Some(Err(e)) => ResponseFuture::failed(e),

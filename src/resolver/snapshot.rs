@@ -156,13 +156,20 @@ impl Snapshot {
     ) -> Option<&T> {
         let mut init = Some(init);
         for slot in &self.inner.derived {
-            let derived = slot.get_or_init(|| Derived {
-                owner,
-                // Runs at most once: this owner claims only one slot.
-                value: Box::new(init.take().map(|init| init())),
+            let derived = slot.get_or_init(|| match init.take() {
+                Some(init) => Derived {
+                    owner,
+                    value: Box::new(init()),
+                },
+                // Unreachable: `init` runs once, and then this owner's
+                // slot is found. Owner 0 is nobody's.
+                None => Derived {
+                    owner: 0,
+                    value: Box::new(()),
+                },
             });
             if derived.owner == owner {
-                return derived.value.downcast_ref::<Option<T>>()?.as_ref();
+                return derived.value.downcast_ref();
             }
         }
         None
@@ -175,7 +182,7 @@ impl Snapshot {
             .iter()
             .map_while(OnceLock::get)
             .find(|d| d.owner == owner)
-            .and_then(|d| d.value.downcast_ref::<Option<T>>()?.as_ref())
+            .and_then(|d| d.value.downcast_ref())
     }
 
     pub(crate) fn into_arc(self) -> Arc<Inner> {
