@@ -133,17 +133,16 @@ where
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take
                 // it; made before routing, as a retry routes it again.
-                let replay = (options.retries > 0 && picked.usable() > 1)
-                    .then(|| req.replay())
-                    .flatten();
+                // The copy goes straight into its box (the request is big).
+                let mut retry = None;
+                if options.retries > 0 && picked.usable() > 1 {
+                    let mut boxed = Box::new(Retry::new(self.shared.clone(), &req, key));
+                    boxed.replay = req.replay();
+                    retry = boxed.replay.is_some().then_some(boxed);
+                }
                 if let Err(e) = req.route_to(picked.authority(), picked.host()) {
                     return ResponseFuture::failed(e);
                 }
-                let retry = replay.map(|replay| {
-                    let mut retry = Retry::new(self.shared.clone(), &req, key);
-                    retry.replay = Some(replay);
-                    Box::new(retry)
-                });
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 // Not `in_scope`: its closure would move the request once more.
                 let entered = span.enter();
