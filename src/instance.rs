@@ -219,16 +219,19 @@ impl Instance {
     }
 
     /// The address, `host:port`.
+    #[inline]
     pub fn addr(&self) -> &str {
         self.authority.as_str()
     }
 
     /// The address as a URI authority, ready to put into a request URI.
+    #[inline]
     pub fn authority(&self) -> &Authority {
         &self.authority
     }
 
     /// The weight; `0` means drained.
+    #[inline]
     pub fn weight(&self) -> u32 {
         self.weight
     }

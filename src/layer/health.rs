@@ -69,6 +69,7 @@ impl Health {
     }
 
     /// Whether an ejection may be in force.
+    #[inline]
     pub fn any(&self) -> bool {
         self.active.load(Ordering::Acquire) > 0
     }

@@ -127,6 +127,7 @@ where
 /// The host of an authority without user info or port. A service name holds
 /// neither `@` nor `:`, so the usual authority is returned after one short
 /// scan; anything else simply does not name a service.
+#[inline]
 fn logical_host(authority: &str) -> &str {
     if !authority.bytes().any(|b| b == b'@' || b == b':') {
         return authority;
@@ -175,6 +176,7 @@ fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
 /// Adds `Host: host` unless the request has one, or is HTTP/2: that sends
 /// the URI authority as `:authority`, which `Host` must not contradict
 /// (RFC 9113, section 8.3.1).
+#[inline]
 fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
     if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
         // Cheaper than `entry` when, as usual, there is no `Host` yet.

@@ -106,11 +106,13 @@ impl Picked {
         }
     }
 
+    #[inline]
     pub fn authority(&self) -> &Authority {
         self.snapshot.instances()[self.index].authority()
     }
 
     /// The `Host` header the request gets, if any.
+    #[inline]
     pub fn host(&self) -> Option<&HeaderValue> {
         if self.service_host {
             self.snapshot.host_header()
@@ -119,16 +121,19 @@ impl Picked {
         }
     }
 
+    #[inline]
     pub fn service(&self) -> &ServiceName {
         self.snapshot.service()
     }
 
     /// How many instances could have been picked (weight above 0).
+    #[inline]
     pub fn usable(&self) -> usize {
         self.usable
     }
 
     /// The snapshot this pick was made from.
+    #[inline]
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
     }

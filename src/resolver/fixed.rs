@@ -88,6 +88,7 @@ impl Resolve for StaticResolver {
         std::future::ready(result)
     }
 
+    #[inline]
     fn cached(&self, service: &str) -> Option<Snapshot> {
         self.services.get(service).cloned()
     }

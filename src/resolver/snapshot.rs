@@ -92,17 +92,20 @@ impl Snapshot {
     }
 
     /// The service these instances belong to.
+    #[inline]
     pub fn service(&self) -> &ServiceName {
         &self.inner.service
     }
 
     /// The service name as a `Host` header value.
+    #[inline]
     pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
         self.inner.host.as_ref()
     }
 
     /// The live instances, sorted by address. Includes drained (weight 0)
     /// instances: balancers skip them.
+    #[inline]
     pub fn instances(&self) -> &[Instance] {
         &self.inner.instances
     }
