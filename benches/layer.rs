@@ -3,6 +3,9 @@
 //!
 //! * `no-op inner alone`: the baseline (building the request is in every
 //!   case, as it is in a client);
+//! * `… + URI rewrite and Host`: the baseline plus the http crate's part of
+//!   routing (what any middleware that rewrites the URI authority and sets
+//!   `Host` pays);
 //! * `… + replay copy`: the baseline plus the copy of the request a retry
 //!   needs (what any retry middleware pays, e.g. tower's `Retry`);
 //! * `layer, static, …`: the layer over a [`StaticResolver`] (the layer's
@@ -25,6 +28,8 @@ use std::time::Duration;
 
 use common::{instances, request, resolver, send, Noop};
 use criterion::{criterion_group, criterion_main, Criterion};
+use http::header::{HeaderValue, HOST};
+use http::uri::{Authority, Uri};
 use redis_discovery::layer::{DiscoverRequest, DiscoveryLayer};
 use redis_discovery::resolver::Resolve;
 use redis_discovery::{RedisRegistry, RedisResolver, ServiceName};
@@ -62,6 +67,20 @@ fn layer_overhead(c: &mut Criterion) {
     let mut bare = Noop;
     group.bench_function("no-op inner alone", |b| {
         b.iter(|| send(&mut bare, request(true)))
+    });
+    // The http crate's part of routing: what any middleware that rewrites
+    // the URI authority and sets `Host` pays.
+    let instance = Authority::from_static("10.0.0.1:8080");
+    let host = HeaderValue::from_static("orders");
+    group.bench_function("no-op inner alone + URI rewrite and Host", |b| {
+        b.iter(|| {
+            let mut req = request(true);
+            let mut parts = std::mem::take(req.uri_mut()).into_parts();
+            parts.authority = Some(instance.clone());
+            *req.uri_mut() = Uri::from_parts(parts).expect("valid");
+            req.headers_mut().insert(HOST, host.clone());
+            send(&mut bare, req)
+        })
     });
     group.bench_function("no-op inner alone + replay copy", |b| {
         b.iter(|| {
