@@ -1,13 +1,15 @@
 //! Layer overhead on a cache hit: the layer around a no-op inner service
 //! versus the no-op inner service alone, measured in the same run.
 //!
-//! * `no-op inner alone`: the baseline (building the request is in every
-//!   case, as it is in a client);
-//! * `… + URI rewrite and Host`: the baseline plus the http crate's part of
-//!   routing (what any middleware that rewrites the URI authority and sets
-//!   `Host` pays);
-//! * `… + replay copy`: the baseline plus the copy of the request a retry
-//!   needs (what any retry middleware pays, e.g. tower's `Retry`);
+//! Every case is a group of two: `no-op inner alone` (the baseline, measured
+//! right before; each iteration builds and sends a flagged request, as a
+//! client does) and `with it`. The cases:
+//!
+//! * `URI rewrite and Host`: the http crate's part of routing, what any
+//!   middleware that rewrites the URI authority and sets `Host` pays;
+//! * `replay copy`: the copy of the request a retry needs (what any retry
+//!   middleware pays, e.g. tower's `Retry`);
+//! * `layer, unflagged`: a request the layer passes through;
 //! * `layer, static, …`: the layer over a [`StaticResolver`] (the layer's
 //!   own cost);
 //! * `layer, redis, …`: the layer over a [`RedisResolver`] hit (its cache,
@@ -63,60 +65,61 @@ fn layer_overhead(c: &mut Criterion) {
         (resolver, registrations)
     });
 
-    let mut group = c.benchmark_group("layer");
+    // This machine's speed drifts within a run, so each case is compared
+    // with a baseline measured right before it.
     let mut bare = Noop;
-    group.bench_function("no-op inner alone", |b| {
-        b.iter(|| send(&mut bare, request(true)))
-    });
     // The http crate's part of routing: what any middleware that rewrites
     // the URI authority and sets `Host` pays.
     let instance = Authority::from_static("10.0.0.1:8080");
     let host = HeaderValue::from_static("orders");
-    group.bench_function("no-op inner alone + URI rewrite and Host", |b| {
-        b.iter(|| {
-            let mut req = request(true);
-            let mut parts = std::mem::take(req.uri_mut()).into_parts();
-            parts.authority = Some(instance.clone());
-            *req.uri_mut() = Uri::from_parts(parts).expect("valid");
-            req.headers_mut().insert(HOST, host.clone());
-            send(&mut bare, req)
-        })
+    paired(c, "URI rewrite and Host", &mut || {
+        let mut req = request(true);
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.authority = Some(instance.clone());
+        *req.uri_mut() = Uri::from_parts(parts).expect("valid");
+        req.headers_mut().insert(HOST, host.clone());
+        send(&mut bare, req)
     });
-    group.bench_function("no-op inner alone + replay copy", |b| {
-        b.iter(|| {
-            let req = request(true);
-            let copy = black_box(req.replay());
-            send(&mut bare, req);
-            copy
-        })
+    paired(c, "replay copy", &mut || {
+        let req = request(true);
+        let copy = black_box(req.replay());
+        send(&mut bare, req);
+        drop(copy);
     });
     let mut unflagged = DiscoveryLayer::new(resolver()).layer(Noop);
-    group.bench_function("layer, unflagged", |b| {
-        b.iter(|| send(&mut unflagged, request(false)))
+    paired(c, "layer, unflagged", &mut || {
+        send(&mut unflagged, request(false))
     });
-    bench_hits(&mut group, "static", resolver());
-    bench_hits(&mut group, "redis", redis);
-    group.finish();
+    hits(c, "static", resolver());
+    hits(c, "redis", redis);
 }
 
 /// A hit with retries off and on (two layers on one resolver: each keeps
 /// its pickers in the snapshots).
-fn bench_hits<R: Resolve + Clone>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    resolver: R,
-) {
+fn hits<R: Resolve + Clone>(c: &mut Criterion, name: &str, resolver: R) {
     let mut off = DiscoveryLayer::builder(resolver.clone())
         .retries(0)
         .build()
         .layer(Noop);
-    group.bench_function(format!("layer, {name}, hit, retries off"), |b| {
-        b.iter(|| send(&mut off, request(true)))
+    paired(c, &format!("layer, {name}, hit, retries off"), &mut || {
+        send(&mut off, request(true))
     });
     let mut on = DiscoveryLayer::new(resolver).layer(Noop);
-    group.bench_function(format!("layer, {name}, hit, retries on"), |b| {
-        b.iter(|| send(&mut on, request(true)))
+    paired(c, &format!("layer, {name}, hit, retries on"), &mut || {
+        send(&mut on, request(true))
     });
+}
+
+/// The group `case`: the no-op inner service alone (each iteration sends a
+/// flagged request, as in every case), then `case` itself.
+fn paired(c: &mut Criterion, case: &str, run: &mut dyn FnMut()) {
+    let mut group = c.benchmark_group(case);
+    let mut bare = Noop;
+    group.bench_function("no-op inner alone", |b| {
+        b.iter(|| send(&mut bare, request(true)))
+    });
+    group.bench_function("with it", |b| b.iter(&mut *run));
+    group.finish();
 }
 
 criterion_group!(benches, layer_overhead);

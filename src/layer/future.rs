@@ -73,22 +73,6 @@ pub(crate) struct Retry<S, Req> {
     pub filter: Option<TagFilter>,
 }
 
-impl<S, Req: DiscoverRequest> Retry<S, Req> {
-    pub(crate) fn new(shared: Arc<Shared<S>>, req: &Req, key: Option<u64>) -> Self {
-        Retry {
-            shared,
-            inner: None,
-            service: None,
-            pending: None,
-            replay: None,
-            attempt: 0,
-            idempotent: req.is_idempotent(),
-            key,
-            filter: req.tag_filter().cloned(),
-        }
-    }
-}
-
 impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
@@ -148,6 +132,20 @@ impl<S, Req> Retry<S, Req>
 where
     Req: DiscoverRequest,
 {
+    pub(crate) fn new(shared: Arc<Shared<S>>, req: &Req, key: Option<u64>) -> Self {
+        Retry {
+            shared,
+            inner: None,
+            service: None,
+            pending: None,
+            replay: None,
+            attempt: 0,
+            idempotent: req.is_idempotent(),
+            key,
+            filter: req.tag_filter().cloned(),
+        }
+    }
+
     fn router(&self) -> &dyn Route {
         &*self.shared.router
     }

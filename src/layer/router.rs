@@ -80,8 +80,8 @@ struct Built {
 enum BuiltRef {
     /// In the snapshot's slot, under this router id.
     Slot(u64),
-    /// In a router-side cache (another router owns the slot, or the
-    /// request has its own tag filter).
+    /// In a router-side cache (other routers took all the snapshot's
+    /// slots, or the request has its own tag filter).
     Own(Arc<Built>),
 }
 
@@ -198,8 +198,9 @@ pub(crate) struct Router<R, B> {
     balance: B,
     options: Options,
     health: Arc<Health>,
-    /// Pickers for snapshots whose slot another router owns (several
-    /// layers on one resolver): lock-free reads, copy-on-write.
+    /// Pickers for snapshots whose slots other routers took (more layers
+    /// on one resolver than a snapshot has slots): lock-free reads,
+    /// copy-on-write.
     shared: ArcSwap<PickerCache<ServiceName>>,
     /// Pickers for requests with their own tag filter (the slow path).
     filtered: Mutex<PickerCache<(ServiceName, TagFilter)>>,
