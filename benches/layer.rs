@@ -72,7 +72,7 @@ fn layer_overhead(c: &mut Criterion) {
     // the URI authority and sets `Host` pays.
     let instance = Authority::from_static("10.0.0.1:8080");
     let host = HeaderValue::from_static("orders");
-    paired(c, "URI rewrite and Host", &mut || {
+    paired(c, "URI rewrite and Host", || {
         let mut req = request(true);
         let mut parts = std::mem::take(req.uri_mut()).into_parts();
         parts.authority = Some(instance.clone());
@@ -80,14 +80,14 @@ fn layer_overhead(c: &mut Criterion) {
         req.headers_mut().insert(HOST, host.clone());
         send(&mut bare, req)
     });
-    paired(c, "replay copy", &mut || {
+    paired(c, "replay copy", || {
         let req = request(true);
         let copy = black_box(req.replay());
         send(&mut bare, req);
         drop(copy);
     });
     let mut unflagged = DiscoveryLayer::new(resolver()).layer(Noop);
-    paired(c, "layer, unflagged", &mut || {
+    paired(c, "layer, unflagged", || {
         send(&mut unflagged, request(false))
     });
     hits(c, "static", resolver());
@@ -101,24 +101,24 @@ fn hits<R: Resolve + Clone>(c: &mut Criterion, name: &str, resolver: R) {
         .retries(0)
         .build()
         .layer(Noop);
-    paired(c, &format!("layer, {name}, hit, retries off"), &mut || {
+    paired(c, &format!("layer, {name}, hit, retries off"), || {
         send(&mut off, request(true))
     });
     let mut on = DiscoveryLayer::new(resolver).layer(Noop);
-    paired(c, &format!("layer, {name}, hit, retries on"), &mut || {
+    paired(c, &format!("layer, {name}, hit, retries on"), || {
         send(&mut on, request(true))
     });
 }
 
 /// The group `case`: the no-op inner service alone (each iteration sends a
 /// flagged request, as in every case), then `case` itself.
-fn paired(c: &mut Criterion, case: &str, run: &mut dyn FnMut()) {
+fn paired(c: &mut Criterion, case: &str, mut run: impl FnMut()) {
     let mut group = c.benchmark_group(case);
     let mut bare = Noop;
     group.bench_function("no-op inner alone", |b| {
         b.iter(|| send(&mut bare, request(true)))
     });
-    group.bench_function("with it", |b| b.iter(&mut *run));
+    group.bench_function("with it", |b| b.iter(&mut run));
     group.finish();
 }
 
