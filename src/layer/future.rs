@@ -165,8 +165,7 @@ where
     /// Routes `req` to `picked` and keeps it for the inner service, with a
     /// copy for a further retry if one is allowed.
     fn route(&mut self, mut req: Box<Req>, picked: &Picked) -> Result<(), DiscoveryError> {
-        let retries = self.router().options().retries;
-        self.replay = if self.attempt < retries && picked.usable() > 1 {
+        self.replay = if self.router().options().keeps_replay(self.attempt, picked) {
             req.replay()
         } else {
             None

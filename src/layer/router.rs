@@ -45,6 +45,15 @@ pub(crate) struct Options {
     pub ejection: Ejection,
 }
 
+impl Options {
+    /// Whether attempt `attempt`, sent to `picked`, keeps a copy of its
+    /// request for a retry: a retry is left and another instance could
+    /// take it.
+    pub fn keeps_replay(&self, attempt: u32, picked: &Picked) -> bool {
+        attempt < self.retries && picked.usable() > 1
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -225,16 +234,15 @@ where
 
     /// Whether `filter` is the layer's own (then its picker may live in the
     /// snapshot's slot).
-    fn is_layer_filter(&self, filter: Option<&TagFilter>) -> bool {
-        match (filter, self.options.filter.as_ref()) {
-            (None, _) => true,
-            (Some(f), Some(own)) => std::ptr::eq(f, own) || f == own,
-            (Some(_), None) => false,
-        }
+    fn is_layer_filter(&self, filter: &TagFilter) -> bool {
+        self.options
+            .filter
+            .as_ref()
+            .is_some_and(|own| std::ptr::eq(filter, own) || filter == own)
     }
 
     /// The picker for the layer's own filter in the snapshot's slot, unless
-    /// another router claimed the slot first.
+    /// other routers took every slot first.
     fn slot<'s>(&self, snapshot: &'s Snapshot) -> Option<&'s Built> {
         let mut fresh = false;
         let slot = snapshot.derived(self.id, || {
@@ -403,7 +411,7 @@ where
                 .map(|index| (index, built.usable))
         };
         let (chosen, built) = match request.filter {
-            Some(filter) if !self.is_layer_filter(Some(filter)) => {
+            Some(filter) if !self.is_layer_filter(filter) => {
                 let built = self.built_filtered(&snapshot, filter);
                 (choose(&built), BuiltRef::Own(built))
             }

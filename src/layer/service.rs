@@ -135,7 +135,7 @@ where
                 // it; made before routing, as a retry routes it again.
                 // The copy goes straight into its box (the request is big).
                 let mut retry = None;
-                if options.retries > 0 && picked.usable() > 1 {
+                if options.keeps_replay(0, &picked) {
                     let mut boxed = Box::new(Retry::new(self.shared.clone(), &req, key));
                     boxed.replay = req.replay();
                     retry = boxed.replay.is_some().then_some(boxed);
