@@ -110,6 +110,17 @@ async fn get(
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// The instance that answered: the echo's first word.
+fn answered_by(body: &str) -> String {
+    body.split(' ').next().unwrap().to_owned()
+}
+
+/// Sends a reqwest-middleware request and reads the body.
+#[cfg(feature = "reqwest-middleware")]
+async fn text_of(request: reqwest_middleware::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 fn shares(
     counts: &HashMap<String, usize>,
     total: usize,
@@ -192,28 +203,18 @@ async fn reqwest_middleware_discovers_flagged_requests() {
         .build();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..200 {
-        let body = client
-            .get("http://orders/mw")
-            .with_extension(redis_discovery::layer::Discover)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        seen.insert(body.split(' ').next().unwrap().to_owned());
+        let body = text_of(
+            client
+                .get("http://orders/mw")
+                .with_extension(redis_discovery::layer::Discover),
+        )
+        .await;
+        seen.insert(answered_by(&body));
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
     // Unflagged: where the URL says.
     let direct = fleet.servers[0].0;
-    let body = client
-        .get(format!("http://{direct}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text_of(client.get(format!("http://{direct}/"))).await;
     assert!(body.starts_with(&direct.to_string()), "{body}");
 }
 
@@ -275,9 +276,7 @@ async fn killed_instance_causes_no_failed_request() {
         let body = get(&client, "http://orders/", true)
             .await
             .expect("no request fails");
-        *counts
-            .entry(body.split(' ').next().unwrap().to_owned())
-            .or_insert(0) += 1;
+        *counts.entry(answered_by(&body)).or_insert(0) += 1;
     }
     assert_eq!(counts.get(&dead.to_string()), None, "{counts:?}");
     assert_eq!(counts.len(), 2, "{counts:?}");
@@ -367,17 +366,14 @@ async fn reqwest_middleware_honours_hash_keys() {
     for key in 0..20u64 {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5 {
-            let body = client
-                .get("http://orders/sticky")
-                .with_extension(Discover)
-                .with_extension(HashKey(key))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            seen.insert(body.split(' ').next().unwrap().to_owned());
+            let body = text_of(
+                client
+                    .get("http://orders/sticky")
+                    .with_extension(Discover)
+                    .with_extension(HashKey(key)),
+            )
+            .await;
+            seen.insert(answered_by(&body));
         }
         assert_eq!(seen.len(), 1, "key {key} went to {seen:?}");
     }
