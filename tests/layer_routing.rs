@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use redis_discovery::balance::{RoundRobin, TagFilter};
-use redis_discovery::layer::{Discover, DiscoverExt, DiscoveryLayer};
+use redis_discovery::layer::{Discover, DiscoverExt, DiscoveryLayer, HostHeader};
 use redis_discovery::resolver::StaticResolver;
 use redis_discovery::Instance;
 use tower::{service_fn, Layer, ServiceExt};
@@ -87,6 +87,38 @@ async fn no_host_header_on_http2() {
         .body(String::new())
         .unwrap();
     let (_, host) = client.oneshot(request).await.unwrap();
+    assert_eq!(host, None);
+}
+
+/// `Host` names the service unless the request brings its own (wherever
+/// it sits among the headers) or the layer is told to leave it to the
+/// client ([`HostHeader::Instance`]).
+#[tokio::test]
+async fn host_header_policy() {
+    let request = |host: Option<&str>| {
+        let mut builder = http::Request::get("http://orders/")
+            .header(http::header::ACCEPT, "*/*")
+            .header(http::header::USER_AGENT, "test");
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        builder
+            .header("x-trace", "1")
+            .discover()
+            .body(String::new())
+            .unwrap()
+    };
+    let client = DiscoveryLayer::new(resolver()).layer(echo());
+    let (_, host) = client.clone().oneshot(request(None)).await.unwrap();
+    assert_eq!(host.as_deref(), Some("orders"));
+    let (_, host) = client.oneshot(request(Some("www.example"))).await.unwrap();
+    assert_eq!(host.as_deref(), Some("www.example"));
+    let client = DiscoveryLayer::builder(resolver())
+        .host_header(HostHeader::Instance)
+        .build()
+        .layer(echo());
+    let (sent_to, host) = client.oneshot(request(None)).await.unwrap();
+    assert!(sent_to.starts_with("10.0.0."), "{sent_to}");
     assert_eq!(host, None);
 }
 

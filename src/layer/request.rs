@@ -179,8 +179,8 @@ fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
 #[inline]
 fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
     if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
-        // Cheaper than `entry` when, as usual, there is no `Host` yet.
-        if !headers.contains_key(HOST) {
+        // A scan of the few headers a request has is cheaper than hashing.
+        if !headers.keys().any(|name| name == HOST) {
             headers.insert(HOST, host.clone());
         }
     }
