@@ -378,3 +378,80 @@ async fn reqwest_middleware_honours_hash_keys() {
         assert_eq!(seen.len(), 1, "key {key} went to {seen:?}");
     }
 }
+
+/// A loopback port that accepts connections and closes them at once (a
+/// server dying under its clients); counts the connections.
+async fn hang_up_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+/// A retry goes to another instance: with one instance there is none, so
+/// a GET whose connection is lost fails after one attempt, through the
+/// layer and through the middleware alike (no copy is kept for it either).
+#[tokio::test]
+async fn a_lone_instance_is_not_retried() {
+    use std::sync::atomic::Ordering;
+    let (addr, accepted) = hang_up_server().await;
+    let resolver = redis_discovery::resolver::StaticResolver::new()
+        .with_service("orders", [Instance::new(addr.to_string()).unwrap()])
+        .unwrap();
+    let layer = DiscoveryLayer::new(resolver);
+    let client = hyper_client(&layer);
+    get(&client, "http://orders/", true)
+        .await
+        .expect_err("the connection is lost");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    #[cfg(feature = "reqwest-middleware")]
+    {
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(layer.middleware())
+            .build();
+        let result = client
+            .get("http://orders/")
+            .with_extension(redis_discovery::layer::Discover)
+            .send()
+            .await;
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// The middleware retries like the layer: a killed instance costs no
+/// failed GET.
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_middleware_retries_on_another_instance() {
+    let fleet = fleet(&[1, 1, 1]).await;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(DiscoveryLayer::new(fleet.resolver.clone()).middleware())
+        .build();
+    let request = || {
+        client
+            .get("http://orders/")
+            .with_extension(redis_discovery::layer::Discover)
+    };
+    for _ in 0..30 {
+        text_of(request()).await;
+    }
+    let (dead, task) = &fleet.servers[0];
+    task.abort();
+    let mut counts = HashMap::new();
+    for _ in 0..300 {
+        *counts
+            .entry(answered_by(&text_of(request()).await))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(counts.get(&dead.to_string()), None, "{counts:?}");
+    assert_eq!(counts.len(), 2, "{counts:?}");
+}

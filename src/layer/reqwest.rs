@@ -114,14 +114,17 @@ mod middleware {
                 .get::<crate::balance::TagFilter>()
                 .cloned()
                 .or_else(|| options.filter.clone());
-            let mut avoid = None;
+            // The instance that just failed, and how: a retry avoids it,
+            // and gives up with its error if no other instance is left.
+            let mut failed: Option<(http::uri::Authority, reqwest::Error)> = None;
             let mut attempt = 0;
             loop {
+                let avoid = failed.as_ref().map(|(authority, _)| authority);
                 let request = PickRequest {
                     key,
                     filter: filter.as_ref(),
                     attempt,
-                    avoid: avoid.as_ref(),
+                    avoid,
                 };
                 let picked = match self.router.pick_cached(service.as_str(), request) {
                     Some(picked) => picked,
@@ -136,11 +139,24 @@ mod middleware {
                         )?;
                         self.router.pick_from(snapshot, request)
                     }
-                }
-                .map_err(fail)?;
+                };
+                let picked = match (picked, failed.take()) {
+                    (Ok(picked), Some((authority, _))) if *picked.authority() != authority => {
+                        picked
+                    }
+                    (Ok(picked), None) => picked,
+                    (Err(e), None) => return Err(fail(e)),
+                    // A retry with nowhere else to go fails as the attempt did.
+                    (_, Some((_, error))) => return Err(reqwest_middleware::Error::Reqwest(error)),
+                };
                 req.route_to(picked.authority(), picked.host())
                     .map_err(fail)?;
-                let replay = (attempt < options.retries).then(|| req.replay()).flatten();
+                // The layer's rule: a copy only when a retry could go elsewhere.
+                let replay = if options.keeps_replay(attempt, &picked) {
+                    req.replay()
+                } else {
+                    None
+                };
                 let idempotent = req.is_idempotent();
                 match next.clone().run(req, extensions).await {
                     Err(reqwest_middleware::Error::Reqwest(e))
@@ -157,7 +173,7 @@ mod middleware {
                                 tracing::debug!(%service, failed = %picked.authority(), error = %e, "retrying on another instance");
                                 req = copy;
                                 attempt += 1;
-                                avoid = Some(picked.authority().clone());
+                                failed = Some((picked.authority().clone(), e));
                             }
                             None => return Err(reqwest_middleware::Error::Reqwest(e)),
                         }
