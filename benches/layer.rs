@@ -26,15 +26,13 @@ mod common;
 mod support;
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use common::{instances, request, resolver, send, Noop};
+use common::{request, resolver, send, Noop};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, Uri};
 use redis_discovery::layer::{DiscoverRequest, DiscoveryLayer};
 use redis_discovery::resolver::Resolve;
-use redis_discovery::{RedisRegistry, RedisResolver, ServiceName};
 use support::RedisServer;
 use tower::Layer;
 
@@ -42,28 +40,7 @@ fn layer_overhead(c: &mut Criterion) {
     // The service in a real Redis, as `common::resolver` has it.
     let server = RedisServer::start();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (redis, _registrations) = rt.block_on(async {
-        let registry = RedisRegistry::connect(server.url())
-            .await
-            .expect("registry");
-        let mut registrations = Vec::new();
-        for instance in instances() {
-            let name = ServiceName::new("orders").expect("name");
-            registrations.push(registry.register(&name, instance).await.expect("register"));
-        }
-        let resolver = RedisResolver::builder(server.url())
-            .refresh_interval(Duration::from_secs(3600))
-            .idle_expiry(Duration::from_secs(3600))
-            .connect()
-            .await
-            .expect("resolver");
-        let snapshot = resolver
-            .resolve(&ServiceName::new("orders").expect("name"))
-            .await
-            .expect("resolve");
-        assert_eq!(snapshot.len(), 10);
-        (resolver, registrations)
-    });
+    let (redis, _registrations) = rt.block_on(common::redis_resolver(server.url()));
 
     // This machine's speed drifts within a run, so each case is compared
     // with a baseline measured right before it.

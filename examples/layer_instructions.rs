@@ -4,42 +4,68 @@
 //!
 //! ```sh
 //! cargo build --release --example layer_instructions
-//! for mode in bare off on; do
-//!   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.$mode \
+//! for mode in bare off on redis-off redis-on; do
+//!   valgrind --tool=callgrind --toggle-collect='layer_instructions::run*' \
+//!     --callgrind-out-file=/tmp/cg.$mode \
 //!     target/release/examples/layer_instructions $mode 2>&1 | grep Collected
 //! done   # divide by 200 000 for instructions per request
 //! ```
 //!
-//! `bare`: the no-op inner service alone; `off`: through the layer without
-//! retries; `on`: through the layer with the default retries.
+//! `bare`: the no-op inner service alone; `off`: through the layer over a
+//! `StaticResolver` without retries; `on`: the same with the default
+//! retries; `redis-off` and `redis-on`: the same over a `RedisResolver`
+//! hit (a private redis-server on a free port, as the tests start it).
+//! Only the requests are counted (`--toggle-collect`), not the setup.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use common::{request, resolver, send, Noop};
+use http::Request;
 use redis_discovery::layer::DiscoveryLayer;
-use tower::Layer;
+use redis_discovery::resolver::Resolve;
+use tower::{Layer, Service};
 
 const REQUESTS: usize = 200_000;
+
+/// The measured part: [`REQUESTS`] flagged requests through `svc`.
+#[inline(never)]
+fn run<S>(svc: &mut S)
+where
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
+    (0..REQUESTS).for_each(|_| send(svc, request(true)));
+}
+
+/// The layer over `resolver`, with retries (`on`) or without.
+fn through_layer<R: Resolve>(resolver: R, retries: bool) {
+    let mut builder = DiscoveryLayer::builder(resolver);
+    if !retries {
+        builder = builder.retries(0);
+    }
+    run(&mut builder.build().layer(Noop));
+}
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "on".to_owned());
     match mode.as_str() {
-        "bare" => {
-            let mut svc = Noop;
-            (0..REQUESTS).for_each(|_| send(&mut svc, request(true)));
-        }
-        "off" => {
-            let mut svc = DiscoveryLayer::builder(resolver())
-                .retries(0)
+        "bare" => run(&mut Noop),
+        "off" => through_layer(resolver(), false),
+        "on" => through_layer(resolver(), true),
+        "redis-off" | "redis-on" => {
+            let server = support::RedisServer::start();
+            // Current-thread: the resolver's background tasks do not run
+            // (and are not counted) while the requests are sent.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
-                .layer(Noop);
-            (0..REQUESTS).for_each(|_| send(&mut svc, request(true)));
+                .expect("runtime");
+            let (redis, _registrations) = rt.block_on(common::redis_resolver(server.url()));
+            through_layer(redis, mode == "redis-on");
         }
-        "on" => {
-            let mut svc = DiscoveryLayer::new(resolver()).layer(Noop);
-            (0..REQUESTS).for_each(|_| send(&mut svc, request(true)));
-        }
-        other => eprintln!("unknown mode {other:?}: expected bare, off or on"),
+        other => eprintln!("unknown mode {other:?}: expected bare, off, on, redis-off or redis-on"),
     }
 }

@@ -15,7 +15,7 @@ use redis_discovery::layer::{DiscoverExt, DiscoveryError, DiscoveryLayer, Discov
 use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
 use support::RedisServer;
 use tokio::task::{JoinHandle, JoinSet};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 /// An HTTP server on a free loopback port that answers with its own
 /// address. Aborting the handle kills it with all its connections, as a
@@ -454,4 +454,67 @@ async fn reqwest_middleware_retries_on_another_instance() {
     }
     assert_eq!(counts.get(&dead.to_string()), None, "{counts:?}");
     assert_eq!(counts.len(), 2, "{counts:?}");
+}
+
+/// One service value used for every request (no clone per request: it
+/// reuses the snapshot it routed by, without a resolver lookup) still
+/// follows the registry: a deregistered instance stops getting requests,
+/// a registered one starts, and after the resolver shuts down requests
+/// fail instead of going to the last known instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_lived_service_follows_the_registry() {
+    let mut fleet = fleet(&[1, 1]).await;
+    let mut client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
+    let (leaving, _) = fleet.servers[1];
+    let leaving = leaving.to_string();
+    // Who answers 40 requests sent through `client` itself.
+    async fn answers(client: &mut HyperClient) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for _ in 0..40 {
+            let request = http::Request::get("http://orders/")
+                .body(String::new())
+                .unwrap()
+                .discover();
+            let response = client.ready().await.unwrap().call(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            *counts
+                .entry(answered_by(&String::from_utf8_lossy(&body)))
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+    assert_eq!(answers(&mut client).await.len(), 2);
+
+    let registration = fleet._registrations.remove(1);
+    assert!(registration.deregister().await.unwrap());
+    let deadline = std::time::Instant::now() + support::DEADLINE;
+    while answers(&mut client).await.contains_key(&leaving) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still routed to {leaving}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let registry = RedisRegistry::connect(fleet._redis.url()).await.unwrap();
+    let addr: SocketAddr = leaving.parse().unwrap();
+    let _back = registry
+        .register("orders", Instance::from_socket_addr(addr).unwrap())
+        .await
+        .unwrap();
+    while !answers(&mut client).await.contains_key(&leaving) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not routed to {leaving}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    fleet.resolver.shutdown().await;
+    let request = http::Request::get("http://orders/")
+        .body(String::new())
+        .unwrap()
+        .discover();
+    let result = client.ready().await.unwrap().call(request).await;
+    assert!(result.is_err(), "routed after shutdown");
 }

@@ -1,5 +1,7 @@
 //! The layer-overhead setup shared by `benches/layer.rs` (time, criterion)
 //! and `examples/layer_instructions.rs` (instructions, callgrind).
+//! Both include `tests/support` as the module `support` (for
+//! [`redis_resolver`]).
 
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -8,8 +10,8 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use redis_discovery::layer::Discover;
-use redis_discovery::resolver::StaticResolver;
-use redis_discovery::Instance;
+use redis_discovery::resolver::{Resolve, StaticResolver};
+use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration, ServiceName};
 use tower::Service;
 
 /// Does nothing: the cost left is the layer's.
@@ -73,4 +75,27 @@ pub fn resolver() -> StaticResolver {
     StaticResolver::new()
         .with_service("orders", instances())
         .expect("valid")
+}
+
+/// Service `orders` with [`instances`] registered in the Redis at `url`, and
+/// a [`RedisResolver`] that has it cached (refresh and idle expiry long
+/// enough not to run while measuring). Keep the registrations alive.
+pub async fn redis_resolver(url: String) -> (RedisResolver, Vec<Registration>) {
+    let registry = RedisRegistry::connect(url.as_str())
+        .await
+        .expect("registry");
+    let name = ServiceName::new("orders").expect("name");
+    let mut registrations = Vec::new();
+    for instance in instances() {
+        registrations.push(registry.register(&name, instance).await.expect("register"));
+    }
+    let resolver = RedisResolver::builder(url)
+        .refresh_interval(std::time::Duration::from_secs(3600))
+        .idle_expiry(std::time::Duration::from_secs(3600))
+        .connect()
+        .await
+        .expect("resolver");
+    let snapshot = resolver.resolve(&name).await.expect("resolve");
+    assert_eq!(snapshot.len(), 10);
+    (resolver, registrations)
 }

@@ -34,7 +34,7 @@ mod middleware {
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
     use super::super::request::{Discover, DiscoverRequest, HashKey};
-    use super::super::router::{PickRequest, Route};
+    use super::super::router::{Memo, PickRequest, Route};
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
 
@@ -126,20 +126,26 @@ mod middleware {
                     attempt,
                     avoid,
                 };
-                let picked = match self.router.pick_cached(service.as_str(), request) {
-                    Some(picked) => picked,
-                    None => {
-                        let snapshot = self.router.clone().resolve(service.clone()).await.map_err(
-                            |source| {
-                                fail(DiscoveryError::Resolve {
-                                    service: service.to_string(),
-                                    source,
-                                })
-                            },
-                        )?;
-                        self.router.pick_from(snapshot, request)
-                    }
-                };
+                // No memo: the middleware is shared, and a memo needs `&mut`.
+                let picked =
+                    match self
+                        .router
+                        .pick_cached(service.as_str(), request, &mut Memo::default())
+                    {
+                        Some(picked) => picked,
+                        None => {
+                            let snapshot =
+                                self.router.clone().resolve(service.clone()).await.map_err(
+                                    |source| {
+                                        fail(DiscoveryError::Resolve {
+                                            service: service.to_string(),
+                                            source,
+                                        })
+                                    },
+                                )?;
+                            self.router.pick_from(snapshot, request)
+                        }
+                    };
                 let picked = match (picked, failed.take()) {
                     (Ok(picked), Some((authority, _))) if *picked.authority() != authority => {
                         picked

@@ -159,6 +159,40 @@ impl Picked {
     }
 }
 
+/// The snapshot a [`DiscoveryService`](super::DiscoveryService) routed by
+/// last, reused without a resolver lookup for as long as the resolver would
+/// still return it (only resolvers that say when that stops, like
+/// `RedisResolver`). It keeps to its first service until that snapshot is
+/// out of date, so requests alternating between services do not churn it.
+#[derive(Clone, Default)]
+pub(crate) struct Memo(Option<Snapshot>);
+
+impl Memo {
+    /// The remembered snapshot of `service`, if still current.
+    #[inline]
+    fn get(&self, service: &str) -> Option<Snapshot> {
+        let snapshot = self.0.as_ref()?;
+        if snapshot.service().as_str() != service || !snapshot.still_cached() {
+            return None;
+        }
+        snapshot.mark_used();
+        Some(snapshot.clone())
+    }
+
+    /// Remembers `snapshot` (just looked up) unless another service's
+    /// current snapshot is remembered.
+    fn offer(&mut self, snapshot: &Snapshot) {
+        if snapshot.is_linked()
+            && self
+                .0
+                .as_ref()
+                .is_none_or(|kept| kept.service() == snapshot.service() || !kept.still_cached())
+        {
+            self.0 = Some(snapshot.clone());
+        }
+    }
+}
+
 /// What one request asks of the router.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PickRequest<'a> {
@@ -178,11 +212,13 @@ pub(crate) trait Route: Send + Sync + 'static {
     fn options(&self) -> &Options;
     /// Whether the balancer uses request keys (else they are not computed).
     fn uses_key(&self) -> bool;
-    /// The hit path: `None` when the service is not cached.
+    /// The hit path: `None` when the service is not cached. `memo` saves
+    /// the resolver lookup of a service routed by before.
     fn pick_cached(
         &self,
         service: &str,
         request: PickRequest<'_>,
+        memo: &mut Memo,
     ) -> Option<Result<Picked, DiscoveryError>>;
     /// The miss path: one (single-flight) resolve.
     fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture;
@@ -392,8 +428,16 @@ where
         &self,
         service: &str,
         request: PickRequest<'_>,
+        memo: &mut Memo,
     ) -> Option<Result<Picked, DiscoveryError>> {
-        let snapshot = self.resolver.cached(service)?;
+        let snapshot = match memo.get(service) {
+            Some(snapshot) => snapshot,
+            None => {
+                let snapshot = self.resolver.cached(service)?;
+                memo.offer(&snapshot);
+                snapshot
+            }
+        };
         Some(self.pick_from(snapshot, request))
     }
 

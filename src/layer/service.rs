@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::error::DiscoveryError;
 use super::future::{ResponseFuture, Retry};
 use super::request::DiscoverRequest;
-use super::router::{PickRequest, Route};
+use super::router::{Memo, PickRequest, Route};
 use super::BoxError;
 use crate::instance::ServiceName;
 
@@ -25,6 +25,8 @@ use crate::instance::ServiceName;
 pub struct DiscoveryService<S> {
     inner: S,
     shared: Arc<Shared<S>>,
+    /// The snapshot routed by last, to skip the resolver lookup next time.
+    memo: Memo,
 }
 
 /// What the requests of one service (and its clones) share.
@@ -52,6 +54,7 @@ impl<S: Clone> DiscoveryService<S> {
         DiscoveryService {
             inner,
             shared: Arc::new(Shared { router, template }),
+            memo: Memo::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl<S: Clone> Clone for DiscoveryService<S> {
         DiscoveryService {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
+            memo: self.memo.clone(),
         }
     }
 }
@@ -128,7 +132,7 @@ where
             attempt: 0,
             avoid: None,
         };
-        match router.pick_cached(host, first) {
+        match router.pick_cached(host, first, &mut self.memo) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take

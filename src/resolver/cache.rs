@@ -34,7 +34,7 @@ use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
-use super::snapshot::{Inner as SnapshotInner, Snapshot};
+use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 
@@ -103,8 +103,9 @@ pub(crate) struct Entry {
     channel: Option<String>,
     /// The current snapshot (also in the entry's slot, for hits).
     snapshot: ArcSwapOption<SnapshotInner>,
-    /// Set on every use; cleared by the idle sweep.
-    used: AtomicBool,
+    /// Set on every use; cleared by the idle sweep. Shared with the
+    /// entry's snapshots, whose holders mark it ([`Snapshot::still_cached`]).
+    used: Arc<AtomicBool>,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,
     /// The latest read failed (to log a failure once, not at every retry).
@@ -281,11 +282,15 @@ impl Cache {
             return false;
         }
         let mut map = HashTable::clone(&current);
+        let mut removed = None;
         if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
-            found.remove();
+            removed = found.remove().0.snapshot;
         }
         map.shrink_to_fit(|s| s.entry.hash);
         shard.map.store(Arc::new(map));
+        if let Some(snapshot) = removed {
+            snapshot.retire();
+        }
         on_remove(entry);
         true
     }
@@ -334,7 +339,8 @@ impl Cache {
                         recheck = Some(at);
                     }
                 }
-                let new = Snapshot::read_at_instant(entry.service.clone(), list, read_at);
+                let link = CacheLink::new(entry.used.clone(), self.max_staleness);
+                let new = Snapshot::cached_at(entry.service.clone(), list, read_at, link);
                 let snapshot = match current {
                     Some(current) if current.instances() == new.instances() => {
                         let current = Snapshot::from_arc(current);
@@ -376,17 +382,24 @@ impl Cache {
             return; // evicted
         }
         let mut map = HashTable::clone(&current);
+        let mut old = None;
         if let Some(slot) = map.find_mut(entry.hash, is_ours) {
-            slot.snapshot = Some(snapshot.clone());
+            old = slot.snapshot.replace(snapshot.clone());
         }
         shard.map.store(Arc::new(map));
+        if let Some(old) = old.filter(|old| !Snapshot::ptr_eq(old, snapshot)) {
+            old.retire();
+        }
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
             let _write = lock(&shard.write);
-            shard.map.store(Arc::default());
+            let old = shard.map.swap(Arc::default());
+            old.iter()
+                .filter_map(|slot| slot.snapshot.as_ref())
+                .for_each(Snapshot::retire);
         }
     }
 }
@@ -398,7 +411,7 @@ impl Entry {
             hash,
             channel,
             snapshot: ArcSwapOption::empty(),
-            used: AtomicBool::new(true),
+            used: Arc::new(AtomicBool::new(true)),
             last_used_ms: AtomicU64::new(now_ms),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
@@ -828,6 +841,46 @@ mod tests {
         assert!(e.mark_dirty());
         cache.complete(&e, Ok(read(&["h:1"])));
         assert!(cache.cached("a").is_some(), "confirmed again");
+    }
+
+    /// A snapshot the cache returns stays "still cached" until the cache
+    /// would return another (a changed list), none (evicted, cleared), or
+    /// refuses it as stale; marking it used is a lookup for the idle sweep.
+    #[tokio::test(start_paused = true)]
+    async fn snapshots_know_while_the_cache_returns_them() {
+        let cache = Cache::new(Some(Duration::from_secs(5)));
+        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+        cache.complete(&e, Ok(read(&["h:1"])));
+        let first = cache.cached("a").unwrap();
+        assert!(first.still_cached());
+        assert!(!snap("a", &["h:1"]).still_cached(), "made by no cache");
+
+        cache.complete(&e, Ok(read(&["h:1"])));
+        assert!(first.still_cached(), "unchanged list: same snapshot");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(!first.still_cached(), "stale");
+        assert!(cache.cached("a").is_none(), "as the cache says");
+        cache.complete(&e, Ok(read(&["h:1"])));
+        assert!(first.still_cached(), "confirmed again");
+
+        cache.complete(&e, Ok(read(&["h:1", "h:2"])));
+        assert!(!first.still_cached(), "replaced");
+        let second = cache.cached("a").unwrap();
+        assert!(second.still_cached());
+
+        e.idle_for(1_000);
+        assert!(!e.in_use());
+        second.mark_used();
+        assert!(e.in_use(), "marked used through the snapshot");
+
+        assert!(cache.remove_if(&e, |_| false, |_| {}));
+        assert!(!second.still_cached(), "evicted");
+
+        let (e, _) = cache.get_or_insert(&name("b"), || None, 0, |_| {});
+        cache.complete(&e, Ok(read(&["h:1"])));
+        let third = cache.cached("b").unwrap();
+        cache.clear();
+        assert!(!third.still_cached(), "cleared (shutdown)");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -61,6 +61,31 @@ pub(crate) struct Inner {
     /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
     created: Instant,
     confirmed_nanos: AtomicU64,
+    /// Set when a resolver cache returns this snapshot from `cached`.
+    link: Option<CacheLink>,
+}
+
+/// What ties a snapshot to the resolver cache that returns it, so a holder
+/// (the discovery layer) can keep using it without a lookup for as long as
+/// the cache would still return it.
+pub(crate) struct CacheLink {
+    /// Set once the cache no longer returns this snapshot: replaced by a
+    /// changed list, evicted, or the resolver shut down.
+    retired: AtomicBool,
+    /// The cache entry's use flag, for its idle sweep.
+    used: Arc<AtomicBool>,
+    /// The cache's `max_staleness`: older, it is no longer returned.
+    max_staleness: Option<Duration>,
+}
+
+impl CacheLink {
+    pub(crate) fn new(used: Arc<AtomicBool>, max_staleness: Option<Duration>) -> Self {
+        CacheLink {
+            retired: AtomicBool::new(false),
+            used,
+            max_staleness,
+        }
+    }
 }
 
 impl Snapshot {
@@ -73,8 +98,28 @@ impl Snapshot {
     /// A snapshot of `instances` read at `read_at`.
     pub(crate) fn read_at_instant(
         service: ServiceName,
+        instances: Vec<Instance>,
+        read_at: Instant,
+    ) -> Self {
+        Self::build(service, instances, read_at, None)
+    }
+
+    /// A snapshot of `instances` read at `read_at`, for the resolver cache
+    /// that `link` ties it to.
+    pub(crate) fn cached_at(
+        service: ServiceName,
+        instances: Vec<Instance>,
+        read_at: Instant,
+        link: CacheLink,
+    ) -> Self {
+        Self::build(service, instances, read_at, Some(link))
+    }
+
+    fn build(
+        service: ServiceName,
         mut instances: Vec<Instance>,
         read_at: Instant,
+        link: Option<CacheLink>,
     ) -> Self {
         instances.sort_by(|a, b| a.addr().cmp(b.addr()));
         instances.dedup_by(|later, first| later.addr() == first.addr());
@@ -87,6 +132,7 @@ impl Snapshot {
                 derived: Default::default(),
                 created: read_at,
                 confirmed_nanos: AtomicU64::new(0),
+                link,
             }),
         }
     }
@@ -136,6 +182,42 @@ impl Snapshot {
     /// cache work per snapshot (e.g. a balancer's pick table).
     pub fn ptr_eq(a: &Snapshot, b: &Snapshot) -> bool {
         Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// Whether a resolver cache returns this snapshot, so that
+    /// [`still_cached`](Self::still_cached) can tell when it stops.
+    #[inline]
+    pub(crate) fn is_linked(&self) -> bool {
+        self.inner.link.is_some()
+    }
+
+    /// Whether the resolver cache that returned this snapshot would still
+    /// return it: same list, not evicted, not shut down, not older than its
+    /// `max_staleness`. `false` for snapshots no cache keeps current.
+    #[inline]
+    pub(crate) fn still_cached(&self) -> bool {
+        self.inner.link.as_ref().is_some_and(|link| {
+            !link.retired.load(Ordering::Relaxed)
+                && link.max_staleness.is_none_or(|max| self.age() <= max)
+        })
+    }
+
+    /// Marks the service used for its cache's idle sweep, as a lookup does:
+    /// a load, and a store only on the first use since the last sweep.
+    #[inline]
+    pub(crate) fn mark_used(&self) {
+        if let Some(link) = &self.inner.link {
+            if !link.used.load(Ordering::Relaxed) {
+                link.used.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The cache no longer returns this snapshot.
+    pub(crate) fn retire(&self) {
+        if let Some(link) = &self.inner.link {
+            link.retired.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Moves `read_at` forward to `at` (never backward): a read at `at`
