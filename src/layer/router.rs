@@ -161,8 +161,8 @@ impl Picked {
 
 /// The snapshot a [`DiscoveryService`](super::DiscoveryService) routed by
 /// last, reused without a resolver lookup for as long as the resolver would
-/// still return it (only resolvers that say when that stops, like
-/// `RedisResolver`). It keeps to its first service until that snapshot is
+/// still return it (only resolvers that allow it,
+/// [`Resolve::may_reuse_cached`], like `RedisResolver`). It keeps to its first service until that snapshot is
 /// out of date, so requests alternating between services do not churn it.
 #[derive(Clone, Default)]
 pub(crate) struct Memo(Option<Snapshot>);
@@ -434,7 +434,9 @@ where
             Some(snapshot) => snapshot,
             None => {
                 let snapshot = self.resolver.cached(service)?;
-                memo.offer(&snapshot);
+                if self.resolver.may_reuse_cached() {
+                    memo.offer(&snapshot);
+                }
                 snapshot
             }
         };

@@ -83,7 +83,9 @@
 //!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.
 //! * **Idle expiry.** A service not asked for during the idle expiry is
 //!   dropped and unsubscribed. A hit only reads a per-service flag (and sets
-//!   it on the first hit after a sweep), so it stays cheap.
+//!   it on the first hit after a sweep), so it stays cheap; the discovery
+//!   layer, which reuses a snapshot without a lookup while it is current,
+//!   marks it the same way.
 //! * **Shutdown.** When the last clone is dropped, every background task ends
 //!   and both connections close.
 
@@ -147,6 +149,18 @@ pub trait Resolve: Send + Sync + 'static {
         let _ = service;
         None
     }
+
+    /// Whether a caller may keep using a snapshot that
+    /// [`cached`](Self::cached) returned, without asking again, for as
+    /// long as the snapshot says its cache still holds it. The discovery
+    /// layer then saves a lookup per request. [`RedisResolver`] allows it:
+    /// its snapshots know when its cache replaces or drops them, or they
+    /// grow too stale. The default is `false`, so `cached` is asked every
+    /// time; a resolver that wraps another and changes its answers must
+    /// keep it so.
+    fn may_reuse_cached(&self) -> bool {
+        false
+    }
 }
 
 impl<R: Resolve> Resolve for Arc<R> {
@@ -155,6 +169,10 @@ impl<R: Resolve> Resolve for Arc<R> {
         service: &ServiceName,
     ) -> impl Future<Output = Result<Snapshot, ResolveError>> + Send {
         (**self).resolve(service)
+    }
+
+    fn may_reuse_cached(&self) -> bool {
+        (**self).may_reuse_cached()
     }
 
     fn cached(&self, service: &str) -> Option<Snapshot> {

@@ -293,6 +293,11 @@ impl Resolve for RedisResolver {
     fn cached(&self, service: &str) -> Option<Snapshot> {
         self.shared().cache.cached(service)
     }
+
+    // Its snapshots know when its cache replaces or drops them.
+    fn may_reuse_cached(&self) -> bool {
+        true
+    }
 }
 
 impl fmt::Debug for RedisResolver {
