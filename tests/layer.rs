@@ -518,3 +518,49 @@ async fn a_long_lived_service_follows_the_registry() {
     let result = client.ready().await.unwrap().call(request).await;
     assert!(result.is_err(), "routed after shutdown");
 }
+
+/// A resolver that wraps another is asked on every request unless it
+/// allows reuse (`Resolve::may_reuse_cached`, default `false`): the layer
+/// never skips a wrapper's own `cached`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrapping_resolvers_are_asked_every_time() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use redis_discovery::resolver::{Resolve, Snapshot};
+    use redis_discovery::ServiceName;
+
+    #[derive(Clone)]
+    struct Counting {
+        inner: RedisResolver,
+        cached: Arc<AtomicUsize>,
+    }
+    impl Resolve for Counting {
+        fn resolve(
+            &self,
+            service: &ServiceName,
+        ) -> impl std::future::Future<Output = Result<Snapshot, redis_discovery::error::ResolveError>>
+               + Send {
+            self.inner.resolve(service)
+        }
+        fn cached(&self, service: &str) -> Option<Snapshot> {
+            self.cached.fetch_add(1, Ordering::SeqCst);
+            self.inner.cached(service)
+        }
+    }
+
+    let fleet = fleet(&[1, 1]).await;
+    let resolver = Counting {
+        inner: fleet.resolver.clone(),
+        cached: Arc::new(AtomicUsize::new(0)),
+    };
+    let mut client = hyper_client(&DiscoveryLayer::new(resolver.clone()));
+    for _ in 0..10 {
+        let request = http::Request::get("http://orders/")
+            .body(String::new())
+            .unwrap()
+            .discover();
+        client.ready().await.unwrap().call(request).await.unwrap();
+    }
+    assert_eq!(resolver.cached.load(Ordering::SeqCst), 10);
+}
