@@ -59,7 +59,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("\ndemo failed: {e}");
+            eprintln!("\ndemo failed: {}", chain(&*e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -246,6 +246,19 @@ async fn get(client: &HttpClient, path: &str) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// An error and its sources, `a: b: c` (a client's error alone often says
+/// only "client error").
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// Runs the demo against the Redis at `url`.
 pub async fn run(url: &str) -> Result<Report, BoxError> {
     let mut report = Report::default();
@@ -298,7 +311,7 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
         sent += 1;
         if let Err(e) = get(&client, "/after-crash").await {
             report.failed += 1;
-            println!("   request failed: {e}");
+            println!("   request failed: {}", chain(&*e));
         }
         let listed = resolver.resolve(&name).await?;
         if !listed
@@ -352,7 +365,10 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
         match get(&client, "/after-drain").await {
             Ok(who) if who == drained.to_string() => report.to_drained += 1,
             Ok(_) => {}
-            Err(_) => report.failed += 1,
+            Err(e) => {
+                report.failed += 1;
+                println!("   request failed: {}", chain(&*e));
+            }
         }
     }
     println!(

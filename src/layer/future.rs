@@ -357,7 +357,7 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
         }
         #[cfg(any(feature = "hyper-util", feature = "reqwest"))]
         if e.downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled())
+            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed())
         {
             lost = true;
         }
@@ -366,6 +366,7 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
                 ErrorKind::ConnectionRefused => return Failure::Connect,
                 ErrorKind::ConnectionReset
                 | ErrorKind::ConnectionAborted
+                | ErrorKind::NotConnected
                 | ErrorKind::BrokenPipe
                 | ErrorKind::UnexpectedEof => lost = true,
                 _ => {}
@@ -377,5 +378,45 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
         Failure::ConnectionLost
     } else {
         Failure::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::{classify, Failure};
+
+    /// An error whose source is `source`, as clients wrap I/O errors.
+    #[derive(Debug)]
+    struct Wrapped(Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_their_source_chain() {
+        let of = |kind| classify(&Wrapped(Error::from(kind)));
+        assert_eq!(of(ErrorKind::ConnectionRefused), Failure::Connect);
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::NotConnected,
+            ErrorKind::BrokenPipe,
+            ErrorKind::UnexpectedEof,
+        ] {
+            assert_eq!(of(kind), Failure::ConnectionLost, "{kind:?}");
+        }
+        assert_eq!(of(ErrorKind::TimedOut), Failure::Other);
+        assert_eq!(classify(&Error::other("refused?")), Failure::Other);
     }
 }
