@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release --example layer_instructions
-//! for mode in bare off on redis-off redis-on; do
+//! for mode in bare off on redis-off redis-on redis-clones; do
 //!   valgrind --tool=callgrind --toggle-collect='layer_instructions::run*' \
 //!     --callgrind-out-file=/tmp/cg.$mode \
 //!     target/release/examples/layer_instructions $mode 2>&1 | grep Collected
@@ -14,7 +14,9 @@
 //! `bare`: the no-op inner service alone; `off`: through the layer over a
 //! `StaticResolver` without retries; `on`: the same with the default
 //! retries; `redis-off` and `redis-on`: the same over a `RedisResolver`
-//! hit (a private redis-server on a free port, as the tests start it).
+//! hit (a private redis-server on a free port, as the tests start it);
+//! `redis-clones`: as `redis-off`, each request through a clone of the
+//! service (`svc.clone().oneshot(req)`).
 //! Only the requests are counted (`--toggle-collect`), not the setup.
 
 #[path = "../benches/common/mod.rs"]
@@ -40,22 +42,39 @@ where
     (0..REQUESTS).for_each(|_| send(svc, request(true)));
 }
 
-/// The layer over `resolver`, with retries (`on`) or without.
-fn through_layer<R: Resolve>(resolver: R, retries: bool) {
+/// Like [`run`], each request through a clone of `svc`, as
+/// `svc.clone().oneshot(req)` does.
+#[inline(never)]
+fn run_clones<S>(svc: &S)
+where
+    S: Service<Request<()>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    (0..REQUESTS).for_each(|_| send(&mut svc.clone(), request(true)));
+}
+
+/// The layer over `resolver`, with retries (`on`) or without, one service
+/// value for all requests or a clone per request.
+fn through_layer<R: Resolve>(resolver: R, retries: bool, clones: bool) {
     let mut builder = DiscoveryLayer::builder(resolver);
     if !retries {
         builder = builder.retries(0);
     }
-    run(&mut builder.build().layer(Noop));
+    let mut svc = builder.build().layer(Noop);
+    if clones {
+        run_clones(&svc);
+    } else {
+        run(&mut svc);
+    }
 }
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "on".to_owned());
     match mode.as_str() {
         "bare" => run(&mut Noop),
-        "off" => through_layer(resolver(), false),
-        "on" => through_layer(resolver(), true),
-        "redis-off" | "redis-on" => {
+        "off" => through_layer(resolver(), false, false),
+        "on" => through_layer(resolver(), true, false),
+        "redis-off" | "redis-on" | "redis-clones" => {
             let server = support::RedisServer::start();
             // Current-thread: the resolver's background tasks do not run
             // (and are not counted) while the requests are sent.
@@ -64,8 +83,10 @@ fn main() {
                 .build()
                 .expect("runtime");
             let (redis, _registrations) = rt.block_on(common::redis_resolver(server.url()));
-            through_layer(redis, mode == "redis-on");
+            through_layer(redis, mode == "redis-on", mode == "redis-clones");
         }
-        other => eprintln!("unknown mode {other:?}: expected bare, off, on, redis-off or redis-on"),
+        other => eprintln!(
+            "unknown mode {other:?}: expected bare, off, on, redis-off, redis-on or redis-clones"
+        ),
     }
 }

@@ -519,48 +519,107 @@ async fn a_long_lived_service_follows_the_registry() {
     assert!(result.is_err(), "routed after shutdown");
 }
 
-/// A resolver that wraps another is asked on every request unless it
-/// allows reuse (`Resolve::may_reuse_cached`, default `false`): the layer
-/// never skips a wrapper's own `cached`.
+/// A resolver around a `RedisResolver` that counts the calls to it, and
+/// allows reuse of its snapshots or not (`Resolve::may_reuse_cached`).
+#[derive(Clone)]
+struct Counting {
+    inner: RedisResolver,
+    reuse: bool,
+    cached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    resolved: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Counting {
+    fn new(inner: RedisResolver, reuse: bool) -> Self {
+        Counting {
+            inner,
+            reuse,
+            cached: Default::default(),
+            resolved: Default::default(),
+        }
+    }
+
+    fn calls(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.cached.load(SeqCst), self.resolved.load(SeqCst))
+    }
+}
+
+impl redis_discovery::resolver::Resolve for Counting {
+    fn resolve(
+        &self,
+        service: &redis_discovery::ServiceName,
+    ) -> impl std::future::Future<
+        Output = Result<redis_discovery::resolver::Snapshot, redis_discovery::ResolveError>,
+    > + Send {
+        self.resolved
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.resolve(service)
+    }
+
+    fn cached(&self, service: &str) -> Option<redis_discovery::resolver::Snapshot> {
+        self.cached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.cached(service)
+    }
+
+    fn may_reuse_cached(&self) -> bool {
+        self.reuse
+    }
+}
+
+/// One request through `client` itself (no clone).
+async fn send_through(client: &mut HyperClient) {
+    let request = http::Request::get("http://orders/")
+        .body(String::new())
+        .unwrap()
+        .discover();
+    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+}
+
+/// A resolver is asked on every request unless it allows reuse: a wrapper
+/// never has its own `cached` skipped. With reuse, a service value asks
+/// only until it has a snapshot to keep (a miss, then one lookup), and its
+/// clones start with that snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrapping_resolvers_are_asked_every_time() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use redis_discovery::resolver::{Resolve, Snapshot};
-    use redis_discovery::ServiceName;
-
-    #[derive(Clone)]
-    struct Counting {
-        inner: RedisResolver,
-        cached: Arc<AtomicUsize>,
-    }
-    impl Resolve for Counting {
-        fn resolve(
-            &self,
-            service: &ServiceName,
-        ) -> impl std::future::Future<Output = Result<Snapshot, redis_discovery::error::ResolveError>>
-               + Send {
-            self.inner.resolve(service)
-        }
-        fn cached(&self, service: &str) -> Option<Snapshot> {
-            self.cached.fetch_add(1, Ordering::SeqCst);
-            self.inner.cached(service)
-        }
-    }
-
+async fn snapshots_are_reused_only_where_the_resolver_allows_it() {
     let fleet = fleet(&[1, 1]).await;
-    let resolver = Counting {
-        inner: fleet.resolver.clone(),
-        cached: Arc::new(AtomicUsize::new(0)),
-    };
-    let mut client = hyper_client(&DiscoveryLayer::new(resolver.clone()));
+    let asked_every_time = Counting::new(fleet.resolver.clone(), false);
+    let mut client = hyper_client(&DiscoveryLayer::new(asked_every_time.clone()));
     for _ in 0..10 {
-        let request = http::Request::get("http://orders/")
-            .body(String::new())
-            .unwrap()
-            .discover();
-        client.ready().await.unwrap().call(request).await.unwrap();
+        send_through(&mut client).await;
     }
-    assert_eq!(resolver.cached.load(Ordering::SeqCst), 10);
+    assert_eq!(asked_every_time.calls().0, 10);
+
+    let reused = Counting::new(fleet.resolver.clone(), true);
+    let mut client = hyper_client(&DiscoveryLayer::new(reused.clone()));
+    for _ in 0..10 {
+        send_through(&mut client).await;
+    }
+    assert_eq!(reused.calls().0, 2, "asked twice, then reused");
+    let mut clone = client.clone();
+    send_through(&mut clone).await;
+    assert_eq!(reused.calls().0, 2, "a clone starts with the snapshot");
+}
+
+/// Requests that reuse a snapshot keep its service in the resolver's cache:
+/// no idle expiry while they flow (a second resolve would show one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_snapshots_keep_their_service_cached() {
+    let fleet = fleet(&[1, 1]).await;
+    let idle_expiry = std::time::Duration::from_secs(1);
+    let resolver = RedisResolver::builder(fleet._redis.url())
+        .idle_expiry(idle_expiry)
+        .connect()
+        .await
+        .unwrap();
+    let counting = Counting::new(resolver, true);
+    let mut client = hyper_client(&DiscoveryLayer::new(counting.clone()));
+    let until = std::time::Instant::now() + 3 * idle_expiry;
+    while std::time::Instant::now() < until {
+        send_through(&mut client).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(counting.calls(), (2, 1), "(cached, resolve) calls");
 }

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::error::DiscoveryError;
 use super::request::DiscoverRequest;
-use super::router::{Memo, PickRequest, Picked, ResolveFuture, Route};
+use super::router::{PickRequest, Picked, ResolveFuture, Route};
 use super::service::Shared;
 use super::BoxError;
 use crate::balance::TagFilter;
@@ -222,11 +222,8 @@ where
                     // (`cached` is optional) retries from the failed one.
                     let request = retry.request(Some(&failed));
                     let router = retry.router();
-                    let picked = match router.pick_cached(
-                        failed.service().as_str(),
-                        request,
-                        &mut Memo::default(),
-                    ) {
+                    let picked = match router.pick_cached(failed.service().as_str(), request, None)
+                    {
                         Some(picked) => picked,
                         None => router.pick_from(failed.snapshot().clone(), request),
                     };

@@ -65,8 +65,9 @@
 //! draw, the URI rewrite and the `Host` header. A service value (and its
 //! clones) remembers the snapshot it routed by last and, over a
 //! `RedisResolver`, reuses it without the lookup for as long as the
-//! resolver would still return it (one flag read: a changed list, an
-//! eviction or a shutdown ends it at once). To be able to retry, a request
+//! resolver would still return it (one flag read, and a clock read if
+//! `max_staleness` is set: a changed list, an eviction or a shutdown ends
+//! it at once). To be able to retry, a request
 //! keeps a copy of itself (its head and a [`ReplayBody`] copy), made only
 //! when another instance could take the retry; set
 //! [`retries(0)`](DiscoveryLayerBuilder::retries) to skip it. A retry goes

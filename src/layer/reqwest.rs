@@ -34,7 +34,7 @@ mod middleware {
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
     use super::super::request::{Discover, DiscoverRequest, HashKey};
-    use super::super::router::{Memo, PickRequest, Route};
+    use super::super::router::{PickRequest, Route};
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
 
@@ -114,77 +114,80 @@ mod middleware {
                 .get::<crate::balance::TagFilter>()
                 .cloned()
                 .or_else(|| options.filter.clone());
-            // The instance that just failed, and how: a retry avoids it,
-            // and gives up with its error if no other instance is left.
-            let mut failed: Option<(http::uri::Authority, reqwest::Error)> = None;
+            let first = PickRequest {
+                key,
+                filter: filter.as_ref(),
+                attempt: 0,
+                avoid: None,
+            };
+            // No memo: the middleware is shared, and a memo needs `&mut`.
+            let picked =
+                match self.router.pick_cached(service.as_str(), first, None) {
+                    Some(picked) => picked,
+                    None => {
+                        let snapshot = self.router.clone().resolve(service.clone()).await.map_err(
+                            |source| {
+                                fail(DiscoveryError::Resolve {
+                                    service: service.to_string(),
+                                    source,
+                                })
+                            },
+                        )?;
+                        self.router.pick_from(snapshot, first)
+                    }
+                };
+            let mut picked = picked.map_err(fail)?;
+            req.route_to(picked.authority(), picked.host())
+                .map_err(fail)?;
+            // The layer's rules: a copy only when a retry could go to another
+            // instance; a retry that cannot fails with the attempt's error.
             let mut attempt = 0;
             loop {
-                let avoid = failed.as_ref().map(|(authority, _)| authority);
-                let request = PickRequest {
-                    key,
-                    filter: filter.as_ref(),
-                    attempt,
-                    avoid,
-                };
-                // No memo: the middleware is shared, and a memo needs `&mut`.
-                let picked =
-                    match self
-                        .router
-                        .pick_cached(service.as_str(), request, &mut Memo::default())
-                    {
-                        Some(picked) => picked,
-                        None => {
-                            let snapshot =
-                                self.router.clone().resolve(service.clone()).await.map_err(
-                                    |source| {
-                                        fail(DiscoveryError::Resolve {
-                                            service: service.to_string(),
-                                            source,
-                                        })
-                                    },
-                                )?;
-                            self.router.pick_from(snapshot, request)
-                        }
-                    };
-                let picked = match (picked, failed.take()) {
-                    (Ok(picked), Some((authority, _))) if *picked.authority() != authority => {
-                        picked
-                    }
-                    (Ok(picked), None) => picked,
-                    (Err(e), None) => return Err(fail(e)),
-                    // A retry with nowhere else to go fails as the attempt did.
-                    (_, Some((_, error))) => return Err(reqwest_middleware::Error::Reqwest(error)),
-                };
-                req.route_to(picked.authority(), picked.host())
-                    .map_err(fail)?;
-                // The layer's rule: a copy only when a retry could go elsewhere.
                 let replay = if options.keeps_replay(attempt, &picked) {
                     req.replay()
                 } else {
                     None
                 };
                 let idempotent = req.is_idempotent();
-                match next.clone().run(req, extensions).await {
-                    Err(reqwest_middleware::Error::Reqwest(e))
-                        if matches!(classify(&e), Failure::Connect)
-                            || (idempotent
-                                && options.retry_lost_connections
-                                && classify(&e) == Failure::ConnectionLost) =>
-                    {
-                        if classify(&e) == Failure::Connect {
-                            picked.eject();
-                        }
-                        match replay {
-                            Some(copy) => {
-                                tracing::debug!(%service, failed = %picked.authority(), error = %e, "retrying on another instance");
-                                req = copy;
-                                attempt += 1;
-                                failed = Some((picked.authority().clone(), e));
-                            }
-                            None => return Err(reqwest_middleware::Error::Reqwest(e)),
-                        }
-                    }
+                let error = match next.clone().run(req, extensions).await {
+                    Err(reqwest_middleware::Error::Reqwest(e)) => e,
                     other => return other,
+                };
+                let failure = classify(&error);
+                if failure == Failure::Connect {
+                    picked.eject();
+                }
+                let retryable = match failure {
+                    Failure::Connect => true,
+                    Failure::ConnectionLost => idempotent && options.retry_lost_connections,
+                    Failure::Other => false,
+                };
+                let Some(copy) = replay.filter(|_| retryable) else {
+                    return Err(reqwest_middleware::Error::Reqwest(error));
+                };
+                attempt += 1;
+                let request = PickRequest {
+                    key,
+                    filter: filter.as_ref(),
+                    attempt,
+                    avoid: Some(picked.authority()),
+                };
+                // The current snapshot; a resolver without a cache retries
+                // from the failed attempt's.
+                let retry = match self.router.pick_cached(service.as_str(), request, None) {
+                    Some(retry) => retry,
+                    None => self.router.pick_from(picked.snapshot().clone(), request),
+                };
+                req = copy;
+                match retry {
+                    Ok(retry)
+                        if retry.authority() != picked.authority()
+                            && req.route_to(retry.authority(), retry.host()).is_ok() =>
+                    {
+                        tracing::debug!(%service, failed = %picked.authority(), retry = %retry.authority(), %error, "retrying on another instance");
+                        picked = retry;
+                    }
+                    _ => return Err(reqwest_middleware::Error::Reqwest(error)),
                 }
             }
         }

@@ -162,16 +162,35 @@ impl Picked {
 /// The snapshot a [`DiscoveryService`](super::DiscoveryService) routed by
 /// last, reused without a resolver lookup for as long as the resolver would
 /// still return it (only resolvers that allow it,
-/// [`Resolve::may_reuse_cached`], like `RedisResolver`). It keeps to its first service until that snapshot is
-/// out of date, so requests alternating between services do not churn it.
-#[derive(Clone, Default)]
-pub(crate) struct Memo(Option<Snapshot>);
+/// [`Resolve::may_reuse_cached`], like `RedisResolver`).
+///
+/// It keeps to its first service until that snapshot is out of date (a
+/// changed list, or the service left the resolver's cache after its idle
+/// expiry), so requests alternating between services do not churn it. It
+/// remembers nothing before its service value's second request: a value
+/// cloned for one request (`svc.clone().oneshot(req)`) would only pay to
+/// fill it. A clone starts with the original's snapshot.
+#[derive(Default)]
+pub(crate) struct Memo {
+    snapshot: Option<Snapshot>,
+    /// This service value has routed a request before.
+    served: bool,
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo {
+            snapshot: self.snapshot.clone(),
+            served: false,
+        }
+    }
+}
 
 impl Memo {
     /// The remembered snapshot of `service`, if still current.
     #[inline]
     fn get(&self, service: &str) -> Option<Snapshot> {
-        let snapshot = self.0.as_ref()?;
+        let snapshot = self.snapshot.as_ref()?;
         if snapshot.service().as_str() != service || !snapshot.still_cached() {
             return None;
         }
@@ -179,16 +198,21 @@ impl Memo {
         Some(snapshot.clone())
     }
 
-    /// Remembers `snapshot` (just looked up) unless another service's
-    /// current snapshot is remembered.
-    fn offer(&mut self, snapshot: &Snapshot) {
+    /// Remembers `found` (what a lookup just found) unless another
+    /// service's current snapshot is remembered, or this is the service
+    /// value's first request.
+    fn offer(&mut self, found: Option<&Snapshot>) {
+        let first = !std::mem::replace(&mut self.served, true);
+        let Some(snapshot) = found.filter(|_| !first) else {
+            return;
+        };
         if snapshot.is_linked()
             && self
-                .0
+                .snapshot
                 .as_ref()
                 .is_none_or(|kept| kept.service() == snapshot.service() || !kept.still_cached())
         {
-            self.0 = Some(snapshot.clone());
+            self.snapshot = Some(snapshot.clone());
         }
     }
 }
@@ -212,13 +236,14 @@ pub(crate) trait Route: Send + Sync + 'static {
     fn options(&self) -> &Options;
     /// Whether the balancer uses request keys (else they are not computed).
     fn uses_key(&self) -> bool;
-    /// The hit path: `None` when the service is not cached. `memo` saves
-    /// the resolver lookup of a service routed by before.
+    /// The hit path: `None` when the service is not cached. A `memo` (a
+    /// service value's) saves the resolver lookup of a service routed by
+    /// before.
     fn pick_cached(
         &self,
         service: &str,
         request: PickRequest<'_>,
-        memo: &mut Memo,
+        memo: Option<&mut Memo>,
     ) -> Option<Result<Picked, DiscoveryError>>;
     /// The miss path: one (single-flight) resolve.
     fn resolve(self: Arc<Self>, service: ServiceName) -> ResolveFuture;
@@ -428,16 +453,18 @@ where
         &self,
         service: &str,
         request: PickRequest<'_>,
-        memo: &mut Memo,
+        memo: Option<&mut Memo>,
     ) -> Option<Result<Picked, DiscoveryError>> {
+        let Some(memo) = memo.filter(|_| self.resolver.may_reuse_cached()) else {
+            let snapshot = self.resolver.cached(service)?;
+            return Some(self.pick_from(snapshot, request));
+        };
         let snapshot = match memo.get(service) {
             Some(snapshot) => snapshot,
             None => {
-                let snapshot = self.resolver.cached(service)?;
-                if self.resolver.may_reuse_cached() {
-                    memo.offer(&snapshot);
-                }
-                snapshot
+                let found = self.resolver.cached(service);
+                memo.offer(found.as_ref());
+                found?
             }
         };
         Some(self.pick_from(snapshot, request))

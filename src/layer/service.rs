@@ -132,7 +132,7 @@ where
             attempt: 0,
             avoid: None,
         };
-        match router.pick_cached(host, first, &mut self.memo) {
+        match router.pick_cached(host, first, Some(&mut self.memo)) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take

@@ -112,7 +112,7 @@ pub(crate) struct Entry {
     /// The current snapshot (also in the entry's slot, for hits).
     snapshot: ArcSwapOption<SnapshotInner>,
     /// Set on every use; cleared by the idle sweep. Shared with the
-    /// entry's snapshots, whose holders mark it ([`Snapshot::still_cached`]).
+    /// entry's snapshots, whose holders mark it ([`Snapshot::mark_used`]).
     used: Arc<AtomicBool>,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,

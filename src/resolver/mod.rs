@@ -152,12 +152,13 @@ pub trait Resolve: Send + Sync + 'static {
 
     /// Whether a caller may keep using a snapshot that
     /// [`cached`](Self::cached) returned, without asking again, for as
-    /// long as the snapshot says its cache still holds it. The discovery
+    /// long as the cache that made it would still return it. The discovery
     /// layer then saves a lookup per request. [`RedisResolver`] allows it:
     /// its snapshots know when its cache replaces or drops them, or they
-    /// grow too stale. The default is `false`, so `cached` is asked every
-    /// time; a resolver that wraps another and changes its answers must
-    /// keep it so.
+    /// grow too stale (other snapshots are never reused). The default is
+    /// `false`, so `cached` is asked every time. A wrapper may return
+    /// `true` only if its `cached` returns the inner `RedisResolver`'s
+    /// answers unchanged. The answer must not change over time.
     fn may_reuse_cached(&self) -> bool {
         false
     }

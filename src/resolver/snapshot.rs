@@ -61,7 +61,7 @@ pub(crate) struct Inner {
     /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
     created: Instant,
     confirmed_nanos: AtomicU64,
-    /// Set when a resolver cache returns this snapshot from `cached`.
+    /// Set on the snapshots a resolver cache makes.
     link: Option<CacheLink>,
 }
 
