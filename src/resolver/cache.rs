@@ -42,7 +42,7 @@ use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
-use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot};
+use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot, UseFlag};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 
@@ -113,7 +113,7 @@ pub(crate) struct Entry {
     snapshot: ArcSwapOption<SnapshotInner>,
     /// Set on every use; cleared by the idle sweep. Shared with the
     /// entry's snapshots, whose holders mark it ([`Snapshot::mark_used`]).
-    used: Arc<AtomicBool>,
+    used: UseFlag,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,
     /// The latest read failed (to log a failure once, not at every retry).
@@ -419,7 +419,7 @@ impl Entry {
             hash,
             channel,
             snapshot: ArcSwapOption::empty(),
-            used: Arc::new(AtomicBool::new(true)),
+            used: UseFlag::new(true), // used at creation
             last_used_ms: AtomicU64::new(now_ms),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
@@ -437,13 +437,10 @@ impl Entry {
         self.channel.as_deref()
     }
 
-    /// Marks the entry used: a load, and a store only on the first use
-    /// since the last sweep (no cache-line ping-pong between cores).
+    /// Marks the entry used.
     #[inline]
     pub fn touch(&self) {
-        if !self.used.load(Ordering::Relaxed) {
-            self.used.store(true, Ordering::Relaxed);
-        }
+        self.used.mark();
     }
 
     /// The current snapshot, if any.
@@ -467,7 +464,7 @@ impl Entry {
     /// (clears the flag) or is watched; records `now_ms` as its last use if
     /// so. Returns how long it has been idle.
     pub fn idle_for(&self, now_ms: u64) -> Duration {
-        if self.used.swap(false, Ordering::Relaxed) || self.is_watched() {
+        if self.used.take() || self.is_watched() {
             self.last_used_ms.store(now_ms, Ordering::Relaxed);
         }
         Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
@@ -475,7 +472,7 @@ impl Entry {
 
     /// Whether the entry has been used since the last sweep or is watched.
     pub fn in_use(&self) -> bool {
-        self.used.load(Ordering::Relaxed) || self.is_watched()
+        self.used.get() || self.is_watched()
     }
 
     fn is_watched(&self) -> bool {

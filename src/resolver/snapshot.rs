@@ -73,13 +73,43 @@ pub(crate) struct CacheLink {
     /// changed list, evicted, or the resolver shut down.
     retired: AtomicBool,
     /// The cache entry's use flag, for its idle sweep.
-    used: Arc<AtomicBool>,
+    used: UseFlag,
     /// The cache's `max_staleness`: older, it is no longer returned.
     max_staleness: Option<Duration>,
 }
 
+/// A cache entry's "used since the last idle sweep" flag, shared with the
+/// entry's snapshots so a holder that skips the lookup still marks it.
+#[derive(Clone)]
+pub(crate) struct UseFlag(Arc<AtomicBool>);
+
+impl UseFlag {
+    pub(crate) fn new(marked: bool) -> Self {
+        UseFlag(Arc::new(AtomicBool::new(marked)))
+    }
+
+    /// Marks it used: a load, and a store only on the first use since the
+    /// last sweep (no cache-line ping-pong between cores).
+    #[inline]
+    pub(crate) fn mark(&self) {
+        if !self.0.load(Ordering::Relaxed) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether it was marked; clears it (the sweep).
+    pub(crate) fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether it is marked.
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 impl CacheLink {
-    pub(crate) fn new(used: Arc<AtomicBool>, max_staleness: Option<Duration>) -> Self {
+    pub(crate) fn new(used: UseFlag, max_staleness: Option<Duration>) -> Self {
         CacheLink {
             retired: AtomicBool::new(false),
             used,
@@ -202,14 +232,11 @@ impl Snapshot {
         })
     }
 
-    /// Marks the service used for its cache's idle sweep, as a lookup does:
-    /// a load, and a store only on the first use since the last sweep.
+    /// Marks the service used for its cache's idle sweep, as a lookup does.
     #[inline]
     pub(crate) fn mark_used(&self) {
         if let Some(link) = &self.inner.link {
-            if !link.used.load(Ordering::Relaxed) {
-                link.used.store(true, Ordering::Relaxed);
-            }
+            link.used.mark();
         }
     }
 
