@@ -207,32 +207,19 @@ where
                     let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(error));
                     };
-                    let retryable = match failure {
-                        Failure::Connect => true,
-                        Failure::ConnectionLost => {
-                            retry.idempotent && retry.router().options().retry_lost_connections
-                        }
-                        Failure::Other => false,
-                    };
+                    let retryable = retry
+                        .router()
+                        .options()
+                        .retries_after(failure, retry.idempotent);
                     let Some(req) = retry.replay.take().filter(|_| retryable) else {
                         return Poll::Ready(Err(error));
                     };
                     retry.attempt += 1;
-                    // The current snapshot; a resolver without a cache
-                    // (`cached` is optional) retries from the failed one.
                     let request = retry.request(Some(&failed));
-                    let router = retry.router();
-                    let picked = match router.pick_cached(failed.service().as_str(), request, None)
-                    {
-                        Some(picked) => picked,
-                        None => router.pick_from(failed.snapshot().clone(), request),
-                    };
-                    let Ok(picked) = picked else {
+                    let Some(picked) = retry.router().pick_retry(request, &failed) else {
                         return Poll::Ready(Err(error));
                     };
-                    if picked.authority() == failed.authority()
-                        || retry.route(Box::new(req), &picked).is_err()
-                    {
+                    if retry.route(Box::new(req), &picked).is_err() {
                         return Poll::Ready(Err(error));
                     }
                     tracing::debug!(service = %failed.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");

@@ -157,11 +157,7 @@ mod middleware {
                 if failure == Failure::Connect {
                     picked.eject();
                 }
-                let retryable = match failure {
-                    Failure::Connect => true,
-                    Failure::ConnectionLost => idempotent && options.retry_lost_connections,
-                    Failure::Other => false,
-                };
+                let retryable = options.retries_after(failure, idempotent);
                 let Some(copy) = replay.filter(|_| retryable) else {
                     return Err(reqwest_middleware::Error::Reqwest(error));
                 };
@@ -172,18 +168,9 @@ mod middleware {
                     attempt,
                     avoid: Some(picked.authority()),
                 };
-                // The current snapshot; a resolver without a cache retries
-                // from the failed attempt's.
-                let retry = match self.router.pick_cached(service.as_str(), request, None) {
-                    Some(retry) => retry,
-                    None => self.router.pick_from(picked.snapshot().clone(), request),
-                };
                 req = copy;
-                match retry {
-                    Ok(retry)
-                        if retry.authority() != picked.authority()
-                            && req.route_to(retry.authority(), retry.host()).is_ok() =>
-                    {
+                match self.router.pick_retry(request, &picked) {
+                    Some(retry) if req.route_to(retry.authority(), retry.host()).is_ok() => {
                         tracing::debug!(%service, failed = %picked.authority(), retry = %retry.authority(), %error, "retrying on another instance");
                         picked = retry;
                     }

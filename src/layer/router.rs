@@ -12,6 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 
 use super::error::DiscoveryError;
+use super::future::Failure;
 use super::health::{Ejection, Health};
 use crate::balance::{Balance, Fallback, Pick, TagFilter};
 use crate::error::ResolveError;
@@ -51,6 +52,17 @@ impl Options {
     /// take it.
     pub fn keeps_replay(&self, attempt: u32, picked: &Picked) -> bool {
         attempt < self.retries && picked.usable() > 1
+    }
+
+    /// Whether a request that failed so may be sent again: a connection
+    /// that was never made, or (idempotent requests, if allowed) one lost
+    /// before any response.
+    pub fn retries_after(&self, failure: Failure, idempotent: bool) -> bool {
+        match failure {
+            Failure::Connect => true,
+            Failure::ConnectionLost => idempotent && self.retry_lost_connections,
+            Failure::Other => false,
+        }
     }
 }
 
@@ -252,6 +264,19 @@ pub(crate) trait Route: Send + Sync + 'static {
         snapshot: Snapshot,
         request: PickRequest<'_>,
     ) -> Result<Picked, DiscoveryError>;
+
+    /// The instance for a retry of the attempt sent to `failed`: from the
+    /// current snapshot, or from the failed attempt's when the resolver
+    /// has no cache. `None` when no other instance is left.
+    fn pick_retry(&self, request: PickRequest<'_>, failed: &Picked) -> Option<Picked> {
+        let picked = match self.pick_cached(failed.service().as_str(), request, None) {
+            Some(picked) => picked,
+            None => self.pick_from(failed.snapshot().clone(), request),
+        };
+        picked
+            .ok()
+            .filter(|picked| picked.authority() != failed.authority())
+    }
 }
 
 /// Router ids: the owner key of the pickers they keep in snapshots.
