@@ -45,6 +45,29 @@
 //! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
 //! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
 //!
+//! ## Redis URLs
+//!
+//! Registries, resolvers and the CLI take one URL:
+//!
+//! * `redis://[user:password@]host:port[/db]`, `rediss://…` (feature `tls`),
+//!   `unix:///path/redis.sock[?db=N]`: one server;
+//! * `redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db]`:
+//!   the master that these Sentinels name, followed across failovers
+//!   (the userinfo is for the Redis nodes; `?sentinel_username=…&sentinel_password=…`
+//!   for the Sentinels; a host without a port means 26379).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let registry = redis_discovery::RedisRegistry::connect(
+//!     "redis+sentinel://10.0.0.5,10.0.0.6,10.0.0.7/mymaster",
+//! )
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A URL that does not parse is refused before anything connects.
+//!
 //! The README covers configuration, guarantees under failure and running
 //! beside Go Hertz services.
 #![deny(missing_docs)]

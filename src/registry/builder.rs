@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{RedisRegistry, Shared};
-use crate::connection::{self, Timeouts};
+use crate::connection::{self, Connection, Timeouts};
 use crate::error::{RegistryError, ValidationError};
 use crate::schema::{KeySchema, DEFAULT_PREFIX};
 
@@ -89,9 +89,9 @@ impl RegistryBuilder {
         let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
         let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
         validate_lease(ttl, heartbeat)?;
-        let (keyspace, client) =
+        let (keyspace, endpoint) =
             connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
-        let conn = connection::manager(client, self.timeouts).await?;
+        let conn = Connection::open(&endpoint, self.timeouts).await?;
         Ok(RedisRegistry {
             shared: Arc::new(Shared {
                 conn,

@@ -67,9 +67,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-
-use crate::connection::Timeouts;
+use crate::connection::{Connection, Timeouts};
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, Upserted};
@@ -86,7 +84,7 @@ pub struct RedisRegistry {
 }
 
 struct Shared {
-    conn: ConnectionManager,
+    conn: Connection,
     keyspace: Keyspace,
     ttl: Duration,
     heartbeat: Duration,
@@ -115,7 +113,8 @@ impl fmt::Debug for RedisRegistry {
 }
 
 impl RedisRegistry {
-    /// Starts configuring a registry for the Redis at `url`.
+    /// Starts configuring a registry for the Redis at `url` (any of the
+    /// [crate's URLs](crate#redis-urls), Sentinel included).
     pub fn builder(url: impl Into<String>) -> RegistryBuilder {
         RegistryBuilder::new(url.into())
     }

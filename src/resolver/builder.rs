@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::RedisResolver;
-use crate::connection::{self, Timeouts};
+use crate::connection::{self, Endpoint, Timeouts};
 use crate::error::{ResolveError, ValidationError};
 use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 
@@ -155,7 +155,7 @@ impl ResolverBuilder {
     }
 
     /// Checks every option without connecting.
-    pub(super) fn validate(&self) -> Result<(Keyspace, redis::Client), ValidationError> {
+    pub(super) fn validate(&self) -> Result<(Keyspace, Endpoint), ValidationError> {
         let config = |msg: String| Err(ValidationError::Config(msg));
         if self.refresh_interval.is_zero() {
             return config("refresh interval must be greater than zero".into());

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
 use super::redis::{after, Shared};
+use crate::connection::Endpoint;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -27,11 +28,12 @@ pub(super) enum Command {
     Unsubscribe(String),
 }
 
-pub(super) async fn connect(
-    client: &redis::Client,
-    timeout: Duration,
-) -> redis::RedisResult<PubSub> {
-    match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+/// Opens the event connection to the endpoint's node (behind Sentinel, the
+/// master of the moment, so a resubscribe after a failover lands on the new
+/// one).
+pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<PubSub> {
+    let open = async { endpoint.client(timeout).await?.get_async_pubsub().await };
+    match tokio::time::timeout(timeout, open).await {
         Ok(result) => result,
         Err(_) => Err(redis::RedisError::from((
             redis::ErrorKind::Io,
@@ -53,7 +55,7 @@ pub(super) async fn run(
         let pubsub = match connection.take() {
             Some(pubsub) => pubsub,
             None => {
-                let connecting = connect(shared.client(), shared.timeouts.connect);
+                let connecting = connect(shared.endpoint(), shared.timeouts.connect);
                 let result = tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     result = connecting => result,

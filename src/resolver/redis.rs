@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -16,7 +15,7 @@ use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub::{self, Command};
 use super::snapshot::{Listed, Snapshot};
 use super::Resolve;
-use crate::connection::{self, Timeouts};
+use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, RawEntry};
@@ -73,8 +72,8 @@ impl Drop for Handle {
 
 pub(super) struct Shared {
     /// Taken on shutdown, which closes the connection.
-    conn: Mutex<Option<ConnectionManager>>,
-    client: redis::Client,
+    conn: Mutex<Option<Connection>>,
+    endpoint: Endpoint,
     url: String,
     pub(super) keyspace: Keyspace,
     pub(super) cache: Cache,
@@ -92,7 +91,8 @@ pub(super) struct Shared {
 }
 
 impl RedisResolver {
-    /// Starts configuring a resolver for the Redis at `url`.
+    /// Starts configuring a resolver for the Redis at `url` (any of the
+    /// [crate's URLs](crate#redis-urls), Sentinel included).
     pub fn builder(url: impl Into<String>) -> ResolverBuilder {
         ResolverBuilder::new(url.into())
     }
@@ -103,18 +103,18 @@ impl RedisResolver {
     }
 
     pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
-        let (keyspace, client) = b.validate()?;
+        let (keyspace, endpoint) = b.validate()?;
         let url = connection::redact(&b.url);
         let connect_error = |e: redis::RedisError| ResolveError::Connect {
             url: url.clone(),
             message: e.to_string(),
         };
-        let conn = connection::manager(client.clone(), b.timeouts)
+        let conn = Connection::open(&endpoint, b.timeouts)
             .await
             .map_err(connect_error)?;
         let events = match keyspace.schema() {
             KeySchema::Native => Some(
-                pubsub::connect(&client, b.timeouts.connect)
+                pubsub::connect(&endpoint, b.timeouts.connect)
                     .await
                     .map_err(connect_error)?,
             ),
@@ -129,7 +129,7 @@ impl RedisResolver {
         };
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(conn)),
-            client,
+            endpoint,
             url: url.clone(),
             keyspace,
             cache: Cache::new(b.max_staleness),
@@ -330,12 +330,12 @@ impl Shared {
         drop(self.lock_conn().take());
     }
 
-    fn lock_conn(&self) -> std::sync::MutexGuard<'_, Option<ConnectionManager>> {
+    fn lock_conn(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A handle on the read connection, unless shut down.
-    fn conn(&self) -> Result<ConnectionManager, ResolveError> {
+    fn conn(&self) -> Result<Connection, ResolveError> {
         self.lock_conn().clone().ok_or(ResolveError::Shutdown)
     }
 
@@ -631,8 +631,8 @@ impl Shared {
         self.refresh_interval
     }
 
-    pub(super) fn client(&self) -> &redis::Client {
-        &self.client
+    pub(super) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// One uncached read, decoded.

@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use redis::RedisResult;
 
 use super::script::LuaScript;
@@ -33,7 +33,7 @@ return 0
 static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSERT));
 
 pub(super) async fn upsert(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     service: &ServiceName,
     addr: &str,
     json: &str,
@@ -48,7 +48,7 @@ pub(super) async fn upsert(
 }
 
 pub(super) async fn remove(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     service: &ServiceName,
     addr: &str,
 ) -> RedisResult<bool> {
@@ -61,7 +61,7 @@ pub(super) async fn remove(
 }
 
 pub(super) async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     service: &ServiceName,
 ) -> RedisResult<Vec<RawEntry>> {
     let k = key(service.as_str());
@@ -84,7 +84,7 @@ pub(super) async fn read(
 }
 
 /// Hertz keeps no list of services: find the hashes with `SCAN`.
-pub(super) async fn services(conn: &mut ConnectionManager) -> RedisResult<Vec<String>> {
+pub(super) async fn services(conn: &mut Connection) -> RedisResult<Vec<String>> {
     let mut cursor: u64 = 0;
     let mut names = Vec::new();
     loop {

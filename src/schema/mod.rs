@@ -29,7 +29,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 
 use crate::error::ValidationError;
 use crate::instance::{EntryError, Instance, ServiceName};
@@ -184,7 +184,7 @@ impl Keyspace {
     /// Writes (or renews) one instance. Idempotent.
     pub async fn upsert(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         service: &ServiceName,
         addr: &str,
         json: &str,
@@ -199,7 +199,7 @@ impl Keyspace {
     /// Removes one instance. Returns whether it was there.
     pub async fn remove(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         service: &ServiceName,
         addr: &str,
     ) -> redis::RedisResult<bool> {
@@ -212,7 +212,7 @@ impl Keyspace {
     /// Reads the live entries of a service in one round trip, writing nothing.
     pub async fn read(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         service: &ServiceName,
     ) -> redis::RedisResult<Vec<RawEntry>> {
         match self.schema {
@@ -242,7 +242,7 @@ impl Keyspace {
     }
 
     /// The names of known services, sorted.
-    pub async fn services(&self, conn: &mut ConnectionManager) -> redis::RedisResult<Vec<String>> {
+    pub async fn services(&self, conn: &mut Connection) -> redis::RedisResult<Vec<String>> {
         let mut names: Vec<String> = match self.schema {
             KeySchema::Native => native::services(conn, &self.prefix).await?,
             KeySchema::Hertz => hertz::services(conn).await?,

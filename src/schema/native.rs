@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use redis::RedisResult;
 
 use super::script::{LuaScript, ScriptArg};
@@ -116,7 +116,7 @@ static REMOVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REMO
 static READ_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ));
 
 pub(super) async fn upsert(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
     addr: &str,
@@ -144,7 +144,7 @@ pub(super) async fn upsert(
 }
 
 pub(super) async fn remove(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
     addr: &str,
@@ -170,7 +170,7 @@ pub(super) async fn remove(
 }
 
 pub(super) async fn read(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
 ) -> RedisResult<Vec<RawEntry>> {
@@ -199,10 +199,7 @@ pub(super) async fn read(
     Ok(entries)
 }
 
-pub(super) async fn services(
-    conn: &mut ConnectionManager,
-    prefix: &str,
-) -> RedisResult<Vec<String>> {
+pub(super) async fn services(conn: &mut Connection, prefix: &str) -> RedisResult<Vec<String>> {
     redis::cmd("SMEMBERS")
         .arg(services_key(prefix))
         .query_async(conn)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use redis::aio::ConnectionManager;
+use crate::connection::Connection;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind, ToRedisArgs};
 
 /// Set once a server answered that it has no `EVALSHA_RO` (Redis < 7);
@@ -30,7 +30,7 @@ impl LuaScript {
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
     ) -> RedisResult<T> {
         self.invoke(keys, args, conn, false).await
     }
@@ -41,7 +41,7 @@ impl LuaScript {
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
     ) -> RedisResult<T> {
         if NO_READ_ONLY_EVAL.load(Ordering::Relaxed) {
             return self.invoke(keys, args, conn, false).await;
@@ -60,7 +60,7 @@ impl LuaScript {
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],
-        conn: &mut ConnectionManager,
+        conn: &mut Connection,
         read_only: bool,
     ) -> RedisResult<T> {
         let build = |by_hash: bool| {

@@ -20,11 +20,66 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    role: Role,
 }
+
+/// What a [`RedisServer`] runs as.
+#[derive(Clone)]
+enum Role {
+    Master,
+    /// A replica of the server on this port.
+    Replica(u16),
+    /// A Sentinel monitoring the master on this port as [`SENTINEL_MASTER`].
+    Sentinel(u16),
+}
+
+/// The master name test Sentinels monitor.
+pub const SENTINEL_MASTER: &str = "mymaster";
 
 impl RedisServer {
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> RedisServer {
+        Self::start_as(Role::Master)
+    }
+
+    /// Starts a replica of `master` and waits until its replication link is
+    /// up (so it holds the master's data).
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let replica = Self::start_as(Role::Replica(master.port));
+        eventually_sync("the replica's link to its master", || {
+            let info: String = replica.cmd(&["INFO", "replication"]);
+            info.contains("master_link_status:up").then_some(())
+        });
+        replica
+    }
+
+    /// Starts a Sentinel that monitors `master` as [`SENTINEL_MASTER`]
+    /// (quorum 1, down after 1 s) and waits until it has found
+    /// `replicas` replicas.
+    pub fn start_sentinel(master: &RedisServer, replicas: usize) -> RedisServer {
+        let sentinel = Self::start_as(Role::Sentinel(master.port));
+        eventually_sync("the Sentinel to find the replicas", || {
+            let found: Vec<redis::Value> = sentinel.cmd(&["SENTINEL", "REPLICAS", SENTINEL_MASTER]);
+            (found.len() >= replicas).then_some(())
+        });
+        sentinel
+    }
+
+    /// `redis+sentinel://127.0.0.1:PORT/mymaster`, for a Sentinel.
+    pub fn sentinel_url(&self) -> String {
+        format!("redis+sentinel://127.0.0.1:{}/{SENTINEL_MASTER}", self.port)
+    }
+
+    /// The replication role this server reports: `master` or `slave`.
+    pub fn role(&self) -> String {
+        let role: Vec<redis::Value> = self.cmd(&["ROLE"]);
+        match role.first() {
+            Some(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            other => panic!("unexpected ROLE reply: {other:?}"),
+        }
+    }
+
+    fn start_as(role: Role) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "redis-discovery-test-{}-{}",
             std::process::id(),
@@ -40,6 +95,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 child: None,
+                role: role.clone(),
             };
             if server.spawn() {
                 return server;
@@ -49,16 +105,40 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Role::Sentinel(master) = self.role {
+            // A Sentinel needs a config file it can rewrite.
+            let config = self.dir.join(format!("sentinel-{}.conf", self.port));
+            let text = format!(
+                "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+            );
+            if let Err(e) = std::fs::write(&config, text) {
+                panic!("cannot write {}: {e}", config.display());
+            }
+            command.arg(&config).arg("--sentinel");
+        }
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+            .arg(&self.dir);
+        match self.role {
+            Role::Sentinel(_) => {}
+            Role::Master => {
+                command.args(["--save", "", "--appendonly", "no"]);
+            }
+            Role::Replica(master) => {
+                command.args(["--save", "", "--appendonly", "no"]).args([
+                    "--replicaof",
+                    "127.0.0.1",
+                    &master.to_string(),
+                ]);
+            }
+        }
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
         let child = match child {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
@@ -138,14 +218,19 @@ impl RedisServer {
 
     /// Runs one raw command.
     pub fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        match self.try_cmd(args) {
+            Ok(v) => v,
+            Err(e) => panic!("{args:?} failed: {e}"),
+        }
+    }
+
+    /// Runs one raw command that may fail.
+    pub fn try_cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
         }
-        match cmd.query(&mut self.conn()) {
-            Ok(v) => v,
-            Err(e) => panic!("{args:?} failed: {e}"),
-        }
+        cmd.query(&mut self.conn())
     }
 
     /// `FLUSHALL` on this (private) server.

@@ -1,0 +1,350 @@
+//! Where Redis is: one server by URL, or the master a set of Sentinels name.
+//!
+//! Sentinel URLs follow the shape of the plain ones, with several hosts and
+//! the master's name as the path:
+//!
+//! ```text
+//! redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db][?sentinel_username=u&sentinel_password=p]
+//! ```
+//!
+//! The userinfo and `db` apply to the Redis nodes (as in `redis://`); the
+//! Sentinels themselves are reached with the `sentinel_*` parameters, since
+//! they often have no password, or another one. A host without a port
+//! means Sentinel's 26379. `rediss+sentinel://` uses TLS for both (feature
+//! `tls`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
+
+use crate::error::ValidationError;
+
+/// The port Sentinels listen on unless a URL says otherwise.
+const SENTINEL_PORT: u16 = 26379;
+
+/// A Redis to talk to: the server of a URL, or whichever node the Sentinels
+/// currently name master.
+#[derive(Clone)]
+pub(crate) enum Endpoint {
+    Server(Box<redis::Client>),
+    Sentinel(Arc<Sentinels>),
+}
+
+/// The Sentinels of one master, asked again after every failover sign.
+pub(crate) struct Sentinels {
+    client: tokio::sync::Mutex<SentinelClient>,
+    master: String,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Server(client) => {
+                write!(f, "Server({})", client.get_connection_info().addr())
+            }
+            Endpoint::Sentinel(s) => write!(f, "Sentinel(master {:?})", s.master),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parses a Redis URL (`redis://`, `rediss://`, `unix://` with user,
+    /// password and db, or a Sentinel URL) without connecting.
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, ValidationError> {
+        let invalid = |reason: String| ValidationError::RedisUrl {
+            url: redact(url),
+            reason,
+        };
+        for (scheme, tls) in [("redis+sentinel://", false), ("rediss+sentinel://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                return sentinel(rest, tls).map_err(invalid);
+            }
+        }
+        let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
+            .iter()
+            .any(|s| url.starts_with(s));
+        if !scheme_ok {
+            return Err(invalid(
+                "expected redis://, rediss://, unix:// or redis+sentinel:// \
+                 (e.g. redis://127.0.0.1:6379/0)"
+                    .into(),
+            ));
+        }
+        redis::Client::open(url)
+            .map(|client| Endpoint::Server(Box::new(client)))
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// A client for the node to use now: the server, or the current master
+    /// (which the Sentinels name and the node itself confirms).
+    pub(crate) async fn client(&self, timeout: Duration) -> RedisResult<redis::Client> {
+        match self {
+            Endpoint::Server(client) => Ok((**client).clone()),
+            Endpoint::Sentinel(sentinels) => {
+                let ask = async { sentinels.client.lock().await.async_get_client().await };
+                let context = |kind, detail: String| {
+                    let master = &sentinels.master;
+                    redis::RedisError::from((
+                        kind,
+                        "asking the Sentinels for the master",
+                        format!("master {master:?}: {detail}"),
+                    ))
+                };
+                match tokio::time::timeout(timeout, ask).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(context(e.kind(), e.to_string())),
+                    Err(_) => Err(context(
+                        redis::ErrorKind::Io,
+                        format!("no answer within {timeout:?}"),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Whether the node to use can change (Sentinel).
+    pub(crate) fn follows_failovers(&self) -> bool {
+        matches!(self, Endpoint::Sentinel(_))
+    }
+}
+
+/// Parses what follows `redis+sentinel://`.
+fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let (authority, path) = rest
+        .split_once('/')
+        .ok_or("the path must name the master, e.g. redis+sentinel://127.0.0.1:26379/mymaster")?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    let mut sentinels = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err("expected one or more Sentinel hosts, separated by commas".into());
+        }
+        // Without a port the redis crate would assume 6379; Sentinel is 26379.
+        let has_port = match host.rfind(']') {
+            Some(bracket) => host[bracket..].contains(':'),
+            None => host.contains(':'),
+        };
+        let host = if has_port {
+            host.to_owned()
+        } else {
+            format!("{host}:{SENTINEL_PORT}")
+        };
+        let info = format!("{scheme}://{host}")
+            .into_connection_info()
+            .map_err(|e| format!("Sentinel host {host:?}: {e}"))?;
+        sentinels.push(info.addr().clone());
+    }
+    let (master, db) = match path.split_once('/') {
+        Some((master, db)) => {
+            let db: i64 = db
+                .parse()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| format!("database {db:?} must be a number, 0 or more"))?;
+            (master, db)
+        }
+        None => (path, 0),
+    };
+    let name_ok = !master.is_empty()
+        && master
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !name_ok {
+        return Err(format!(
+            "master name {master:?} must be non-empty: letters, digits, '-', '_', '.' or ':'"
+        ));
+    }
+    let mut builder = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
+        .map_err(|e| e.to_string())?
+        .set_client_to_redis_db(db);
+    if let Some(userinfo) = userinfo {
+        let (user, password) = credentials(userinfo)?;
+        if let Some(user) = user {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(password) = password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+    }
+    let (mut sentinel_user, mut sentinel_password) = (String::new(), String::new());
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("sentinel_username", v)) => sentinel_user = v.to_owned(),
+            Some(("sentinel_password", v)) => sentinel_password = v.to_owned(),
+            _ => {
+                return Err(format!(
+                    "unknown parameter {:?}: expected sentinel_username or sentinel_password",
+                    pair.split('=').next().unwrap_or(pair)
+                ))
+            }
+        }
+    }
+    if !(sentinel_user.is_empty() && sentinel_password.is_empty()) {
+        let (user, password) = credentials(&format!("{sentinel_user}:{sentinel_password}"))?;
+        if let Some(user) = user {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+    }
+    if tls {
+        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    Ok(Endpoint::Sentinel(Arc::new(Sentinels {
+        client: tokio::sync::Mutex::new(client),
+        master: master.to_owned(),
+    })))
+}
+
+/// Decodes `user:password` (percent-encoded, as in any Redis URL) with the
+/// redis crate's own URL rules.
+fn credentials(userinfo: &str) -> Result<(Option<String>, Option<String>), String> {
+    let info = format!("redis://{userinfo}@localhost")
+        .into_connection_info()
+        .map_err(|e| format!("user or password: {e}"))?;
+    let settings = info.redis_settings();
+    Ok((
+        settings.username().map(str::to_owned),
+        settings.password().map(str::to_owned),
+    ))
+}
+
+/// The address a client connects to, for logs and for telling masters apart.
+pub(crate) fn address(client: &redis::Client) -> &ConnectionAddr {
+    client.get_connection_info().addr()
+}
+
+/// The URL with its passwords replaced, for error messages and logs: the
+/// userinfo password, and `pass=` / `password=` / `sentinel_password=` query
+/// parameters (unix socket and Sentinel URLs).
+pub(crate) fn redact(url: &str) -> String {
+    let url = match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if ["pass", "password", "sentinel_password"]
+                            .iter()
+                            .any(|p| k.eq_ignore_ascii_case(p)) =>
+                    {
+                        format!("{k}=***")
+                    }
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
+    let url = url.as_str();
+    // The userinfo ends at the last '@' before the path.
+    let authority_end = url
+        .find("://")
+        .map(|s| s + 3 + url[s + 3..].find('/').unwrap_or(url.len() - s - 3));
+    match (
+        url.find("://"),
+        authority_end.and_then(|end| url[..end].rfind('@')),
+    ) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => format!("{}***{}", &url[..s + 3], &url[at..]),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sentinel_of(url: &str) -> Arc<Sentinels> {
+        match Endpoint::parse(url) {
+            Ok(Endpoint::Sentinel(s)) => s,
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+
+    fn error_of(url: &str) -> String {
+        match Endpoint::parse(url) {
+            Err(e) => e.to_string(),
+            Ok(e) => panic!("{url} parsed: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn server_urls() {
+        assert!(Endpoint::parse("redis://127.0.0.1:6379/0").is_ok());
+        assert!(Endpoint::parse("redis://user:pw@127.0.0.1/2").is_ok());
+        assert!(Endpoint::parse("http://127.0.0.1").is_err());
+        assert!(Endpoint::parse("").is_err());
+        assert!(Endpoint::parse("redis://").is_err());
+        let e = error_of("http://u:secret@h");
+        assert!(!e.contains("secret"), "{e}");
+        assert!(!Endpoint::parse("redis://h").unwrap().follows_failovers());
+    }
+
+    #[test]
+    fn sentinel_urls() {
+        let s = sentinel_of("redis+sentinel://127.0.0.1:26380,[::1],localhost/mymaster");
+        assert_eq!(s.master, "mymaster");
+        assert!(Endpoint::parse("redis+sentinel://h/m")
+            .unwrap()
+            .follows_failovers());
+        sentinel_of("redis+sentinel://:p%40ss@h1:1,h2:2/my-master.1/3");
+        sentinel_of("redis+sentinel://u:p@h/m?sentinel_password=x&sentinel_username=y");
+        sentinel_of("redis+sentinel://h/m?sentinel_password=only");
+    }
+
+    #[test]
+    fn bad_sentinel_urls_say_why() {
+        for (url, why) in [
+            ("redis+sentinel://h", "name the master"),
+            ("redis+sentinel://h/", "master name"),
+            ("redis+sentinel:///m", "Sentinel hosts"),
+            ("redis+sentinel://a,,b/m", "Sentinel hosts"),
+            ("redis+sentinel://h:notaport/m", "Sentinel host"),
+            ("redis+sentinel://h/m/x", "database"),
+            ("redis+sentinel://h/m/-1", "database"),
+            ("redis+sentinel://h/m y", "master name"),
+            ("redis+sentinel://h/m?db=2", "unknown parameter \"db\""),
+        ] {
+            let e = error_of(url);
+            assert!(e.contains(why), "{url}: {e}");
+        }
+        let e = error_of("redis+sentinel://u:secret@h/m?sentinel_password=hidden&db=1");
+        assert!(!e.contains("secret") && !e.contains("hidden"), "{e}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=1&pass=secret"),
+            "unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(
+            redact("redis+sentinel://u:pw@a:1,b:2/m?sentinel_password=s"),
+            "redis+sentinel://u:***@a:1,b:2/m?sentinel_password=***"
+        );
+        // An '@' in the path is not userinfo.
+        assert_eq!(redact("redis+sentinel://h/m@x"), "redis+sentinel://h/m@x");
+    }
+}

@@ -1,0 +1,94 @@
+//! Opening Redis connections with the crate's timeouts: to one server, or
+//! to the master a set of Sentinels name ([`Endpoint`]), as a [`Connection`]
+//! that reconnects by itself and follows failovers.
+
+mod endpoint;
+mod failover;
+
+pub(crate) use endpoint::{redact, Endpoint};
+pub(crate) use failover::Connection;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::ValidationError;
+use crate::schema::{KeySchema, Keyspace};
+
+/// How long to wait for Redis: connecting, and each command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection (default 2 s).
+    pub connect: Duration,
+    /// One command or script, from send to reply (default 2 s).
+    pub command: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            command: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The longest connect or command timeout accepted: one hour.
+    pub const MAX: Duration = Duration::from_secs(60 * 60);
+
+    pub(crate) fn validate(&self) -> Result<(), ValidationError> {
+        for (what, timeout) in [
+            ("connect timeout", self.connect),
+            ("command timeout", self.command),
+        ] {
+            if timeout.is_zero() {
+                return Err(ValidationError::Config(format!(
+                    "Redis {what} must be greater than zero"
+                )));
+            }
+            if timeout > Self::MAX {
+                return Err(ValidationError::Config(format!(
+                    "Redis {what} ({timeout:?}) must be at most {:?} (one hour)",
+                    Self::MAX
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks what every Redis-backed builder shares (timeouts, key schema and
+/// prefix, URL) without connecting.
+pub(crate) fn prepare(
+    url: &str,
+    schema: KeySchema,
+    prefix: &str,
+    timeouts: &Timeouts,
+) -> Result<(Keyspace, Endpoint), ValidationError> {
+    timeouts.validate()?;
+    let keyspace = Keyspace::new(schema, prefix)?;
+    Ok((keyspace, Endpoint::parse(url)?))
+}
+
+/// A self-reconnecting connection; fails if Redis does not answer now.
+async fn manager(
+    client: redis::Client,
+    timeouts: Timeouts,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.command))
+        // Reconnects happen in the background; a caller never waits through
+        // a long retry ladder, it gets an error and the next call retries.
+        .set_number_of_retries(1)
+        .set_max_delay(timeouts.connect);
+    let connect = ConnectionManager::new_with_config(client, config);
+    match tokio::time::timeout(timeouts.connect + timeouts.command, connect).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "timed out connecting to Redis",
+        ))),
+    }
+}
