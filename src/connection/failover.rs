@@ -32,9 +32,10 @@ struct Follower {
     endpoint: Endpoint,
     timeouts: Timeouts,
     current: Mutex<Master>,
-    /// One rediscovery at a time: the callers that failed together wait for
-    /// it and use its answer.
-    rediscovering: tokio::sync::Mutex<()>,
+    /// One lookup at a time, counted: callers that failed together wait for
+    /// one lookup and share its answer, instead of asking the Sentinels one
+    /// after another.
+    lookups: tokio::sync::Mutex<u64>,
 }
 
 #[derive(Clone)]
@@ -58,7 +59,7 @@ impl Connection {
                     manager: manager.clone(),
                     client,
                 }),
-                rediscovering: tokio::sync::Mutex::new(()),
+                lookups: tokio::sync::Mutex::new(0),
             })
         });
         Ok(Connection {
@@ -83,13 +84,17 @@ impl Connection {
         let Some(follower) = self.follower.clone() else {
             return false;
         };
-
-        let _one_at_a_time = follower.rediscovering.lock().await;
         let failed = self.generation;
+        let seen = follower.lookups.try_lock().map(|n| *n).ok();
+        let mut lookups = follower.lookups.lock().await;
         self.catch_up(&follower);
         if self.generation != failed {
             return true; // another caller already switched
         }
+        if seen.is_none_or(|seen| seen != *lookups) {
+            return false; // a lookup ran while this caller waited: its answer stands
+        }
+        *lookups += 1;
         let timeouts = follower.timeouts;
         let client = match follower
             .endpoint
