@@ -209,6 +209,12 @@ fn an_instance_whose_heartbeat_stopped_disappears_before_anything_prunes_it() {
             ["pay"],
             "a known service, with no live instance"
         );
+        // Once its keys expire (a minute after the last lease; deleted here
+        // as the expiry would), it is no longer listed, though still in the set.
+        server.cmd::<()>(&["DEL", "sd:{pay}:instances", "sd:{pay}:leases"]);
+        assert!(resolver.services().await.unwrap().is_empty());
+        let members: Vec<String> = server.cmd(&["SMEMBERS", "sd:services"]);
+        assert_eq!(members, ["pay"]);
     });
 }
 

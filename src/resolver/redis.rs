@@ -212,11 +212,12 @@ impl RedisResolver {
     /// instances of each (the CLI's `list` prints the count next to every
     /// name, 0 included).
     ///
-    /// * Native schema: the members of the `PREFIX:services` set. Every
-    ///   register and heartbeat adds the name; only a clean deregister of a
-    ///   service's last instance removes it. A service whose instances all
-    ///   crashed stays listed (even once its keys have expired), with no
-    ///   live instance.
+    /// * Native schema: the members of the `PREFIX:services` set whose keys
+    ///   still exist. Every register and heartbeat adds the name; a clean
+    ///   deregister of a service's last instance removes it. A service whose
+    ///   instances all crashed is listed, with no live instance, until its
+    ///   keys expire a minute after its last lease; from then on it is not
+    ///   (its name stays in the set, since reads write nothing).
     /// * Hertz schema: a `SCAN` for `/hertz/*/server` keys: services whose
     ///   hash has not expired yet, which may hold only dead instances.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {

@@ -199,9 +199,27 @@ pub(super) async fn read(
     Ok(entries)
 }
 
+/// The members of the services set whose instances hash still exists. A
+/// service whose instances all crashed keeps its name in the set (nobody is
+/// left to remove it, and reads write nothing), but its keys expire a minute
+/// after its last lease, and from then on it is not listed.
 pub(super) async fn services(conn: &mut Connection, prefix: &str) -> RedisResult<Vec<String>> {
-    redis::cmd("SMEMBERS")
+    let names: Vec<String> = redis::cmd("SMEMBERS")
         .arg(services_key(prefix))
         .query_async(conn)
-        .await
+        .await?;
+    if names.is_empty() {
+        return Ok(names);
+    }
+    // One round trip; EXISTS per key, as the keys live in different slots.
+    let mut pipe = redis::pipe();
+    for name in &names {
+        pipe.cmd("EXISTS").arg(instances(prefix, name));
+    }
+    let exists: Vec<bool> = pipe.query_async(conn).await?;
+    Ok(names
+        .into_iter()
+        .zip(exists)
+        .filter_map(|(name, exists)| exists.then_some(name))
+        .collect())
 }
