@@ -211,12 +211,14 @@ pub(super) async fn services(conn: &mut Connection, prefix: &str) -> RedisResult
     if names.is_empty() {
         return Ok(names);
     }
-    // One round trip; EXISTS per key, as the keys live in different slots.
-    let mut pipe = redis::pipe();
-    for name in &names {
-        pipe.cmd("EXISTS").arg(instances(prefix, name));
-    }
-    let exists: Vec<bool> = pipe.query_async(conn).await?;
+    // One EXISTS per key, sent at once on the multiplexed connection (one
+    // round trip); not a pipeline, whose keys must share a cluster slot.
+    let exists: Vec<bool> = futures_util::future::try_join_all(names.iter().map(|name| {
+        let mut conn = conn.clone();
+        let key = instances(prefix, name);
+        async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await }
+    }))
+    .await?;
     Ok(names
         .into_iter()
         .zip(exists)
