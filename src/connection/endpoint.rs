@@ -12,25 +12,37 @@
 //! they often have no password, or another one. A host without a port
 //! means Sentinel's 26379. `rediss+sentinel://` uses TLS for both (feature
 //! `tls`).
+//!
+//! Cluster URLs list seed nodes (any reachable one tells the client the
+//! rest of the cluster); a cluster has no databases, so no path:
+//!
+//! ```text
+//! redis+cluster://[user:password@]host[:port][,host[:port]...]
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::aio::PubSub;
+use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult};
 
+use super::Timeouts;
 use crate::error::ValidationError;
 
 /// The port Sentinels listen on unless a URL says otherwise.
 const SENTINEL_PORT: u16 = 26379;
 
-/// A Redis to talk to: the server of a URL, or whichever node the Sentinels
-/// currently name master.
+/// A Redis to talk to: the server of a URL, whichever node the Sentinels
+/// currently name master, or a Redis Cluster.
 #[derive(Clone)]
 pub(crate) enum Endpoint {
     Server(Box<redis::Client>),
     Sentinel(Arc<Sentinels>),
+    /// The seed nodes, credentials included.
+    Cluster(Arc<[ConnectionInfo]>),
 }
 
 /// The Sentinels of one master, asked again after every failover sign.
@@ -46,6 +58,7 @@ impl fmt::Debug for Endpoint {
                 write!(f, "Server({})", client.get_connection_info().addr())
             }
             Endpoint::Sentinel(s) => write!(f, "Sentinel(master {:?})", s.master),
+            Endpoint::Cluster(seeds) => write!(f, "Cluster({} seed nodes)", seeds.len()),
         }
     }
 }
@@ -63,12 +76,17 @@ impl Endpoint {
                 return sentinel(rest, tls).map_err(invalid);
             }
         }
+        for (scheme, tls) in [("redis+cluster://", false), ("rediss+cluster://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                return cluster(rest, tls).map_err(invalid);
+            }
+        }
         let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
             .iter()
             .any(|s| url.starts_with(s));
         if !scheme_ok {
             return Err(invalid(
-                "expected redis://, rediss://, unix:// or redis+sentinel:// \
+                "expected redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// \
                  (e.g. redis://127.0.0.1:6379/0)"
                     .into(),
             ));
@@ -78,11 +96,19 @@ impl Endpoint {
             .map_err(|e| invalid(e.to_string()))
     }
 
-    /// A client for the node to use now: the server, or the current master
-    /// (which the Sentinels name and the node itself confirms).
+    /// A client for the node to use now: the server, the current master
+    /// (which the Sentinels name and the node itself confirms), or the first
+    /// cluster seed.
     pub(crate) async fn client(&self, timeout: Duration) -> RedisResult<redis::Client> {
         match self {
             Endpoint::Server(client) => Ok((**client).clone()),
+            Endpoint::Cluster(seeds) => match seeds.first() {
+                Some(seed) => redis::Client::open(seed.clone()),
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "no cluster seed nodes",
+                ))),
+            },
             Endpoint::Sentinel(sentinels) => {
                 let ask = async { sentinels.client.lock().await.async_get_client().await };
                 let context = |kind, detail: String| {
@@ -108,6 +134,51 @@ impl Endpoint {
     /// Whether the node to use can change (Sentinel).
     pub(crate) fn follows_failovers(&self) -> bool {
         matches!(self, Endpoint::Sentinel(_))
+    }
+
+    /// A cluster client with the crate's timeouts, if this is a cluster.
+    pub(crate) fn cluster(&self, timeouts: Timeouts) -> RedisResult<Option<ClusterClient>> {
+        let Endpoint::Cluster(seeds) = self else {
+            return Ok(None);
+        };
+        ClusterClient::builder(seeds.iter().cloned())
+            .connection_timeout(timeouts.connect)
+            .response_timeout(timeouts.command)
+            // As for one server: a caller gets an error rather than a long
+            // retry ladder; the next call (heartbeat, refresh) tries again.
+            .retries(1)
+            .build()
+            .map(Some)
+    }
+
+    /// A pub/sub connection. Classic pub/sub messages reach every node of a
+    /// cluster, so any reachable seed will do: they are tried in order.
+    pub(crate) async fn pubsub(&self, timeout: Duration) -> RedisResult<PubSub> {
+        let open = |client: redis::Client| async move {
+            match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+                Ok(result) => result,
+                Err(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out connecting to Redis",
+                ))),
+            }
+        };
+        let Endpoint::Cluster(seeds) = self else {
+            return open(self.client(timeout).await?).await;
+        };
+        let mut last = None;
+        for seed in seeds.iter() {
+            match open(redis::Client::open(seed.clone())?).await {
+                Ok(pubsub) => return Ok(pubsub),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no cluster seed nodes",
+            ))
+        }))
     }
 }
 
@@ -207,6 +278,39 @@ fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
         client: tokio::sync::Mutex::new(client),
         master: master.to_owned(),
     })))
+}
+
+/// Parses what follows `redis+cluster://`.
+fn cluster(rest: &str, tls: bool) -> Result<Endpoint, String> {
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, path),
+        None => (rest, ""),
+    };
+    if !path.is_empty() {
+        return Err(format!(
+            "a Redis Cluster has no databases: remove the path {:?}",
+            format!("/{path}")
+        ));
+    }
+    if authority.contains('?') {
+        return Err("a cluster URL takes no parameters".into());
+    }
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Err("expected one or more cluster nodes, separated by commas".into());
+        }
+        let info = format!("{scheme}://{userinfo}{host}")
+            .into_connection_info()
+            .map_err(|e| format!("cluster node {host:?}: {e}"))?;
+        seeds.push(info);
+    }
+    Ok(Endpoint::Cluster(seeds.into()))
 }
 
 /// Decodes `user:password` (percent-encoded, as in any Redis URL) with the
@@ -310,6 +414,38 @@ mod tests {
         sentinel_of("redis+sentinel://:p%40ss@h1:1,h2:2/my-master.1/3");
         sentinel_of("redis+sentinel://u:p@h/m?sentinel_password=x&sentinel_username=y");
         sentinel_of("redis+sentinel://h/m?sentinel_password=only");
+    }
+
+    #[test]
+    fn cluster_urls() {
+        for url in [
+            "redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+            "redis+cluster://u:p%40ss@h:7000/",
+            "redis+cluster://[::1]:7000",
+            "redis+cluster://h",
+        ] {
+            match Endpoint::parse(url) {
+                Ok(Endpoint::Cluster(seeds)) => assert!(!seeds.is_empty(), "{url}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        let Ok(Endpoint::Cluster(seeds)) = Endpoint::parse("redis+cluster://:p%40ss@a:1,b:2")
+        else {
+            panic!("cluster URL")
+        };
+        assert_eq!(seeds.len(), 2);
+        assert!(seeds
+            .iter()
+            .all(|s| s.redis_settings().password() == Some("p@ss")));
+        for (url, why) in [
+            ("redis+cluster://h:7000/1", "no databases"),
+            ("redis+cluster://a,,b", "cluster nodes"),
+            ("redis+cluster://h:x", "cluster node"),
+            ("redis+cluster://h?x=1", "no parameters"),
+        ] {
+            let e = error_of(url);
+            assert!(e.contains(why), "{url}: {e}");
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
-//! Opening Redis connections with the crate's timeouts: to one server, or
-//! to the master a set of Sentinels name ([`Endpoint`]), as a [`Connection`]
-//! that reconnects by itself and follows failovers.
+//! Opening Redis connections with the crate's timeouts: to one server, to
+//! the master a set of Sentinels name, or to a Redis Cluster ([`Endpoint`]),
+//! as a [`Connection`] that reconnects by itself and follows failovers.
 
 mod endpoint;
-mod failover;
+mod link;
 
 pub(crate) use endpoint::{redact, Endpoint};
-pub(crate) use failover::Connection;
+pub(crate) use link::Connection;
 
 use std::time::Duration;
 

@@ -28,18 +28,11 @@ pub(super) enum Command {
     Unsubscribe(String),
 }
 
-/// Opens the event connection to the endpoint's node (behind Sentinel, the
-/// master of the moment, so a resubscribe after a failover lands on the new
-/// one).
+/// Opens the event connection: to the server, the master of the moment
+/// behind Sentinel (so a resubscribe after a failover lands on the new one),
+/// or a reachable cluster seed.
 pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<PubSub> {
-    let open = async { endpoint.client(timeout).await?.get_async_pubsub().await };
-    match tokio::time::timeout(timeout, open).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "timed out connecting to Redis",
-        ))),
-    }
+    endpoint.pubsub(timeout).await
 }
 
 /// Runs until the resolver is dropped.

@@ -83,8 +83,17 @@ pub(super) async fn read(
         .collect())
 }
 
-/// Hertz keeps no list of services: find the hashes with `SCAN`.
+/// Hertz keeps no list of services: find the hashes with `SCAN`. A cluster
+/// would need a `SCAN` on every node; Hertz itself has no cluster support,
+/// so this is refused there rather than answered with a partial list.
 pub(super) async fn services(conn: &mut Connection) -> RedisResult<Vec<String>> {
+    if conn.is_cluster() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "listing services with the Hertz schema is not supported on Redis Cluster \
+             (it needs SCAN on every node); resolve services by name instead",
+        )));
+    }
     let mut cursor: u64 = 0;
     let mut names = Vec::new();
     loop {

@@ -136,11 +136,16 @@ pub(super) async fn upsert(
     sadd.arg(services_key(prefix)).arg(s);
     let keys = [instances_key.as_str(), leases_key.as_str()];
     let args: [&dyn ScriptArg; 4] = [&addr, &json, &ttl_ms, &channel];
-    let (code, ()) = tokio::try_join!(
+    let (code, indexed) = tokio::join!(
         UPSERT_SCRIPT.run::<i64>(&keys, &args, conn),
         sadd.exec_async(&mut index_conn),
-    )?;
-    Ok(Upserted::from_code(code))
+    );
+    // The index only serves listing; on a cluster it lives on another node,
+    // whose outage must not stop registrations and heartbeats elsewhere.
+    if let Err(error) = indexed {
+        tracing::warn!(service = s, %error, "could not add the service to the services index (listing may miss it until a later heartbeat)");
+    }
+    Ok(Upserted::from_code(code?))
 }
 
 pub(super) async fn remove(
@@ -160,11 +165,16 @@ pub(super) async fn remove(
     if removed == 2 {
         // The last instance is gone: drop the name from the index. A
         // registration racing with this is re-added by its next heartbeat.
-        redis::cmd("SREM")
+        // If this fails, listing still leaves the name out once the keys
+        // are gone (see `services`).
+        let srem = redis::cmd("SREM")
             .arg(services_key(prefix))
             .arg(s)
             .exec_async(conn)
-            .await?;
+            .await;
+        if let Err(error) = srem {
+            tracing::warn!(service = s, %error, "could not remove the service from the services index");
+        }
     }
     Ok(removed > 0)
 }

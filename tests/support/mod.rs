@@ -31,6 +31,8 @@ enum Role {
     Replica(u16),
     /// A Sentinel monitoring the master on this port as [`SENTINEL_MASTER`].
     Sentinel(u16),
+    /// A Redis Cluster node (its bus on port + 10000).
+    ClusterNode,
 }
 
 /// The master name test Sentinels monitor.
@@ -90,7 +92,10 @@ impl RedisServer {
         }
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..10 {
-            let port = free_port();
+            let port = match role {
+                Role::ClusterNode => free_port_with_bus(),
+                _ => free_port(),
+            };
             let mut server = RedisServer {
                 port,
                 dir: dir.clone(),
@@ -125,17 +130,21 @@ impl RedisServer {
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .arg("--dir")
             .arg(&self.dir);
+        if !matches!(self.role, Role::Sentinel(_)) {
+            command.args(["--save", "", "--appendonly", "no"]);
+        }
         match self.role {
-            Role::Sentinel(_) => {}
-            Role::Master => {
-                command.args(["--save", "", "--appendonly", "no"]);
-            }
+            Role::Master | Role::Sentinel(_) => {}
             Role::Replica(master) => {
-                command.args(["--save", "", "--appendonly", "no"]).args([
-                    "--replicaof",
-                    "127.0.0.1",
-                    &master.to_string(),
-                ]);
+                command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+            }
+            Role::ClusterNode => {
+                let config = format!("nodes-{}.conf", self.port);
+                command
+                    .args(["--cluster-enabled", "yes", "--cluster-config-file", &config])
+                    .args(["--cluster-node-timeout", "2000"])
+                    // The other nodes' slots stay served when one node dies.
+                    .args(["--cluster-require-full-coverage", "no"]);
             }
         }
         let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
@@ -280,6 +289,106 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_port_with_bus() -> u16 {
+    for _ in 0..100 {
+        let port = free_port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("cannot find a free port whose cluster bus port is free too");
+}
+
+/// A private Redis Cluster of masters on loopback, killed when dropped.
+pub struct RedisCluster {
+    /// The nodes: first the masters in slot order (master `i` serves the
+    /// `i`-th share of slots), then any replicas.
+    pub nodes: Vec<RedisServer>,
+    masters: usize,
+}
+
+impl RedisCluster {
+    /// Starts `n` nodes, splits the 16384 slots evenly between them, joins
+    /// them and waits until every node reports the cluster ok.
+    pub fn start(n: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|_| RedisServer::start_as(Role::ClusterNode))
+            .collect();
+        for (i, node) in nodes.iter().enumerate() {
+            let slots: Vec<String> = Self::slots(i, n).map(|slot| slot.to_string()).collect();
+            let mut args = vec!["CLUSTER", "ADDSLOTS"];
+            args.extend(slots.iter().map(String::as_str));
+            node.cmd::<()>(&args);
+        }
+        for node in &nodes[1..] {
+            nodes[0].cmd::<()>(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string()]);
+        }
+        let cluster = RedisCluster { nodes, masters: n };
+        eventually_sync("the cluster to form", || {
+            cluster
+                .nodes
+                .iter()
+                .all(|node| {
+                    let info: String = node.cmd(&["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok")
+                        && info.contains(&format!("cluster_known_nodes:{n}\r"))
+                })
+                .then_some(())
+        });
+        cluster
+    }
+
+    /// Starts a replica of node `of` and waits until it replicates and
+    /// every node knows it. Returns the replica's index in `nodes`.
+    pub fn add_replica(&mut self, of: usize) -> usize {
+        let replica = RedisServer::start_as(Role::ClusterNode);
+        let master_id: String = self.nodes[of].cmd(&["CLUSTER", "MYID"]);
+        self.nodes[0].cmd::<()>(&["CLUSTER", "MEET", "127.0.0.1", &replica.port.to_string()]);
+        let known = self.nodes.len() + 1;
+        eventually_sync("the replica to join the cluster", || {
+            let info: String = replica.cmd(&["CLUSTER", "INFO"]);
+            info.contains(&format!("cluster_known_nodes:{known}\r"))
+                .then_some(())
+        });
+        // REPLICATE fails until the replica has learned the master's id.
+        eventually_sync("the replica to take its master", || {
+            replica
+                .try_cmd::<()>(&["CLUSTER", "REPLICATE", &master_id])
+                .ok()
+        });
+        eventually_sync("the replica's link to its master", || {
+            let info: String = replica.cmd(&["INFO", "replication"]);
+            info.contains("master_link_status:up").then_some(())
+        });
+        self.nodes.push(replica);
+        self.nodes.len() - 1
+    }
+
+    /// The slots node `i` of `n` serves.
+    fn slots(i: usize, n: usize) -> std::ops::Range<usize> {
+        16384 * i / n..16384 * (i + 1) / n
+    }
+
+    /// `redis+cluster://` with every master as a seed, in order.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes[..self.masters]
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The index of the node that serves `key`.
+    pub fn node_of(&self, key: &str) -> usize {
+        let slot: usize = self.nodes[0].cmd(&["CLUSTER", "KEYSLOT", key]);
+        let n = self.masters;
+        (0..n)
+            .find(|&i| Self::slots(i, n).contains(&slot))
+            .unwrap_or(0)
     }
 }
 

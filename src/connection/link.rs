@@ -1,9 +1,11 @@
 //! [`Connection`]: the crate's one connection type, which reconnects by
-//! itself and, behind Sentinel, follows the master across failovers.
+//! itself, follows the master across Sentinel failovers, and routes by slot
+//! on Redis Cluster.
 
 use std::sync::{Arc, Mutex};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
 use redis::{
     Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
@@ -18,13 +20,21 @@ use super::{manager, Timeouts};
 /// in a way a failover causes (the node is gone, or answers `READONLY`
 /// because it was demoted) and the Sentinels name another master; the
 /// command is then sent once more to the new master. Every command the
-/// crate sends is idempotent, so that second try is safe.
+/// crate sends is idempotent, so that second try is safe. On Redis Cluster
+/// it is redis-rs's cluster connection, which routes each command to the
+/// node of its key's slot and follows redirections and topology changes.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    manager: ConnectionManager,
-    /// Which master `manager` is for; behind Sentinel only.
+    link: Link,
+    /// Which master `link` is for; behind Sentinel only.
     generation: u64,
     follower: Option<Arc<Follower>>,
+}
+
+#[derive(Clone)]
+enum Link {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 /// What the clones of a Sentinel connection share.
@@ -46,8 +56,27 @@ struct Master {
 }
 
 impl Connection {
-    /// Connects to the endpoint's node; fails if it does not answer now.
+    /// Connects to the endpoint's node (or cluster); fails if it does not
+    /// answer now.
     pub(crate) async fn open(endpoint: &Endpoint, timeouts: Timeouts) -> RedisResult<Connection> {
+        if let Some(cluster) = endpoint.cluster(timeouts)? {
+            let connect = cluster.get_async_connection();
+            let connection =
+                match tokio::time::timeout(timeouts.connect + timeouts.command, connect).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        return Err(RedisError::from((
+                            ErrorKind::Io,
+                            "timed out connecting to the Redis Cluster",
+                        )))
+                    }
+                };
+            return Ok(Connection {
+                link: Link::Cluster(connection),
+                generation: 0,
+                follower: None,
+            });
+        }
         let client = endpoint.client(timeouts.connect + timeouts.command).await?;
         let manager = manager(client.clone(), timeouts).await?;
         let follower = endpoint.follows_failovers().then(|| {
@@ -63,10 +92,15 @@ impl Connection {
             })
         });
         Ok(Connection {
-            manager,
+            link: Link::Node(manager),
             generation: 0,
             follower,
         })
+    }
+
+    /// Whether this is a Redis Cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.link, Link::Cluster(_))
     }
 
     /// Takes up the master another clone switched to, if any.
@@ -74,7 +108,7 @@ impl Connection {
         let current = follower.lock();
         if current.generation != self.generation {
             self.generation = current.generation;
-            self.manager = current.manager.clone();
+            self.link = Link::Node(current.manager.clone());
         }
     }
 
@@ -161,13 +195,13 @@ impl ConnectionLike for Connection {
             if let Some(follower) = self.follower.clone() {
                 self.catch_up(&follower);
             }
-            let result = self.manager.req_packed_command(cmd).await;
+            let result = self.link.req_packed_command(cmd).await;
             let sign = match &result {
                 Ok(value) => is_failover_reply(value),
                 Err(e) => is_failover_error(e),
             };
             if sign && self.switched().await {
-                return self.manager.req_packed_command(cmd).await;
+                return self.link.req_packed_command(cmd).await;
             }
             result
         })
@@ -183,25 +217,47 @@ impl ConnectionLike for Connection {
             if let Some(follower) = self.follower.clone() {
                 self.catch_up(&follower);
             }
-            let result = self
-                .manager
-                .req_packed_commands(pipeline, offset, count)
-                .await;
+            let result = self.link.req_packed_commands(pipeline, offset, count).await;
             let sign = match &result {
                 Ok(values) => values.iter().any(is_failover_reply),
                 Err(e) => is_failover_error(e),
             };
             if sign && self.switched().await {
-                return self
-                    .manager
-                    .req_packed_commands(pipeline, offset, count)
-                    .await;
+                return self.link.req_packed_commands(pipeline, offset, count).await;
             }
             result
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.manager.get_db()
+        self.link.get_db()
+    }
+}
+
+impl Link {
+    async fn req_packed_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Link::Node(manager) => manager.req_packed_command(cmd).await,
+            Link::Cluster(cluster) => cluster.req_packed_command(cmd).await,
+        }
+    }
+
+    async fn req_packed_commands(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Link::Node(manager) => manager.req_packed_commands(pipeline, offset, count).await,
+            Link::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count).await,
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Node(manager) => manager.get_db(),
+            Link::Cluster(cluster) => cluster.get_db(),
+        }
     }
 }

@@ -1,0 +1,236 @@
+//! Redis Cluster: three private redis-server nodes (tests/support) sharing
+//! the slots. The registry and the resolver connect with a
+//! `redis+cluster://` URL; each service's keys live on the node of its hash
+//! tag, and change events reach the resolver whichever node published them.
+
+mod support;
+
+use std::time::Duration;
+
+use redis_discovery::resolver::{RedisResolver, Resolve};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
+use support::{eventually, init_tracing, RedisCluster};
+
+fn instance(addr: &str) -> Instance {
+    Instance::new(addr).expect("valid address")
+}
+
+async fn registry(cluster: &RedisCluster) -> RedisRegistry {
+    RedisRegistry::builder(cluster.url())
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(300))
+        .connect()
+        .await
+        .expect("registry connects to the cluster")
+}
+
+/// A resolver whose periodic refresh is a minute away: what it sees comes
+/// from its first reads and from events.
+async fn resolver(cluster: &RedisCluster) -> RedisResolver {
+    RedisResolver::builder(cluster.url())
+        .refresh_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .expect("resolver connects to the cluster")
+}
+
+fn cached(resolver: &RedisResolver, service: &str) -> Option<Vec<String>> {
+    let snapshot = resolver.cached(service)?;
+    Some(
+        snapshot
+            .instances()
+            .iter()
+            .map(|i| i.addr().to_owned())
+            .collect(),
+    )
+}
+
+/// A service name whose keys live on node `node`.
+fn service_on(cluster: &RedisCluster, node: usize, stem: &str) -> String {
+    (0..1000)
+        .map(|i| format!("{stem}-{i}"))
+        .find(|name| cluster.node_of(&format!("sd:{{{name}}}:instances")) == node)
+        .expect("some name hashes to every node")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_on_every_node_register_resolve_and_change() {
+    init_tracing();
+    let cluster = RedisCluster::start(3);
+    let registry = registry(&cluster).await;
+    let resolver = resolver(&cluster).await;
+    let names: Vec<String> = (0..3)
+        .map(|node| service_on(&cluster, node, "svc"))
+        .collect();
+
+    let mut registrations = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let reg = registry
+            .register(name.as_str(), instance(&format!("10.0.0.{i}:80")))
+            .await
+            .unwrap();
+        registrations.push(reg);
+    }
+    // Each service's keys are on its own node, in one slot.
+    for (node, name) in names.iter().enumerate() {
+        let fields: Vec<String> =
+            cluster.nodes[node].cmd(&["HKEYS", &format!("sd:{{{name}}}:instances")]);
+        assert_eq!(fields.len(), 1, "{name} on node {node}");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let service = ServiceName::new(name.as_str()).unwrap();
+        let snapshot = resolver.resolve(&service).await.unwrap();
+        assert_eq!(snapshot.instances()[0].addr(), format!("10.0.0.{i}:80"));
+    }
+    let mut listed = resolver.services().await.unwrap();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Events from every node reach the one subscription.
+    for (i, name) in names.iter().enumerate() {
+        let _extra = registry
+            .register(name.as_str(), instance(&format!("10.0.1.{i}:80")))
+            .await
+            .unwrap();
+        eventually(
+            "the resolver to see a registration on another node",
+            || async { cached(&resolver, name).filter(|a| a.len() == 2).map(|_| ()) },
+        )
+        .await;
+        drop(_extra); // deregisters in the background
+        eventually("the resolver to see the deregistration", || async {
+            cached(&resolver, name).filter(|a| a.len() == 1).map(|_| ())
+        })
+        .await;
+    }
+    for reg in registrations {
+        reg.deregister().await.unwrap();
+    }
+    assert!(resolver.services().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_keep_coming_when_the_subscribed_node_dies() {
+    init_tracing();
+    let mut cluster = RedisCluster::start(3);
+    let registry = registry(&cluster).await;
+    let resolver = resolver(&cluster).await;
+    let name = service_on(&cluster, 1, "alive");
+    let service = ServiceName::new(name.as_str()).unwrap();
+    let _a = registry
+        .register(name.as_str(), instance("10.0.0.1:80"))
+        .await
+        .unwrap();
+    resolver.resolve(&service).await.unwrap();
+
+    // The subscription is on the first seed, node 0: kill it. Node 1 keeps
+    // serving its slots (full coverage is not required). Node 0 also holds
+    // the services index: registrations and heartbeats go on without it.
+    assert_eq!(cluster.node_of("sd:services"), 0);
+    cluster.nodes[0].stop();
+    let _b = registry
+        .register(name.as_str(), instance("10.0.0.2:80"))
+        .await
+        .expect("node 1 still serves the service's slot");
+    eventually(
+        "the resolver to resubscribe on another node and see the event",
+        || async {
+            cached(&resolver, &name)
+                .filter(|a| a.len() == 2)
+                .map(|_| ())
+        },
+    )
+    .await;
+    // Heartbeats keep renewing the lease on node 1.
+    let leases = format!("sd:{{{name}}}:leases");
+    let before: f64 = cluster.nodes[1].cmd(&["ZSCORE", &leases, "10.0.0.1:80"]);
+    eventually("a heartbeat to renew the lease", || async {
+        let now: f64 = cluster.nodes[1].cmd(&["ZSCORE", &leases, "10.0.0.1:80"]);
+        (now > before).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_over_master_is_followed_to_its_promoted_replica() {
+    init_tracing();
+    let mut cluster = RedisCluster::start(3);
+    let replica = cluster.add_replica(1);
+    let registry = registry(&cluster).await;
+    let resolver = resolver(&cluster).await;
+    let name = service_on(&cluster, 1, "moving");
+    let service = ServiceName::new(name.as_str()).unwrap();
+    let _a = registry
+        .register(name.as_str(), instance("10.0.0.1:80"))
+        .await
+        .unwrap();
+    resolver.resolve(&service).await.unwrap();
+
+    // Node 1 dies; after the node timeout the other masters promote its
+    // replica, and the cluster connection finds the slot's new owner.
+    cluster.nodes[1].stop();
+    eventually("the replica to be promoted", || async {
+        (cluster.nodes[replica].role() == "master").then_some(())
+    })
+    .await;
+    let leases = format!("sd:{{{name}}}:leases");
+    let before: f64 = cluster.nodes[replica]
+        .try_cmd(&["ZSCORE", &leases, "10.0.0.1:80"])
+        .unwrap_or(0.0);
+    eventually(
+        "heartbeats to renew the lease on the promoted replica",
+        || async {
+            let now: Option<f64> = cluster.nodes[replica]
+                .try_cmd(&["ZSCORE", &leases, "10.0.0.1:80"])
+                .ok()
+                .flatten();
+            now.filter(|&now| now > before).map(|_| ())
+        },
+    )
+    .await;
+    let _b = registry
+        .register(name.as_str(), instance("10.0.0.2:80"))
+        .await
+        .expect("registering after the failover reaches the new master");
+    eventually("the resolver to see it", || async {
+        cached(&resolver, &name)
+            .filter(|a| a.len() == 2)
+            .map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hertz_service_listing_is_refused_on_a_cluster() {
+    let cluster = RedisCluster::start(3);
+    let resolver = RedisResolver::builder(cluster.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let error = resolver
+        .services()
+        .await
+        .expect_err("needs SCAN on every node");
+    assert!(
+        error.to_string().contains("not supported on Redis Cluster"),
+        "{error}"
+    );
+    // Resolving by name works: one key, one slot.
+    let registry = RedisRegistry::builder(cluster.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let _reg = registry
+        .register("hertz.demo", instance("10.0.0.9:8888"))
+        .await
+        .unwrap();
+    let snapshot = resolver
+        .resolve(&ServiceName::new("hertz.demo").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(snapshot.instances()[0].addr(), "10.0.0.9:8888");
+}
