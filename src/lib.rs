@@ -54,7 +54,9 @@
 //! * `redis+sentinel://[user:password@]host[:port][,host[:port]...]/master[/db]`:
 //!   the master that these Sentinels name, followed across failovers
 //!   (the userinfo is for the Redis nodes; `?sentinel_username=…&sentinel_password=…`
-//!   for the Sentinels; a host without a port means 26379).
+//!   for the Sentinels; a host without a port means 26379);
+//! * `redis+cluster://[user:password@]host[:port][,host[:port]...]`: a Redis
+//!   Cluster, found from these seed nodes.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

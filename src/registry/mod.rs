@@ -114,7 +114,7 @@ impl fmt::Debug for RedisRegistry {
 
 impl RedisRegistry {
     /// Starts configuring a registry for the Redis at `url` (any of the
-    /// [crate's URLs](crate#redis-urls), Sentinel included).
+    /// [crate's URLs](crate#redis-urls), Sentinel and Cluster included).
     pub fn builder(url: impl Into<String>) -> RegistryBuilder {
         RegistryBuilder::new(url.into())
     }

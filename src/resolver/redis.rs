@@ -92,7 +92,7 @@ pub(super) struct Shared {
 
 impl RedisResolver {
     /// Starts configuring a resolver for the Redis at `url` (any of the
-    /// [crate's URLs](crate#redis-urls), Sentinel included).
+    /// [crate's URLs](crate#redis-urls), Sentinel and Cluster included).
     pub fn builder(url: impl Into<String>) -> ResolverBuilder {
         ResolverBuilder::new(url.into())
     }

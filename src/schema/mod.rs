@@ -14,6 +14,11 @@
 //!   | `sd:{svc}:events` | pub/sub channel | JSON `{"event":"register"\|"update"\|"deregister"\|"expire","addr":…}` |
 //!   | `sd:services` | SET | names of services that have had an instance |
 //!
+//!   `sd:services` is only for listing: every register and heartbeat adds
+//!   the name (best-effort, as it may live on another cluster node than the
+//!   service), a deregister of the last instance removes it, and a listing
+//!   leaves out names whose keys have expired.
+//!
 //! * [`KeySchema::Hertz`]: exactly what hertz-contrib's Redis registry
 //!   reads and writes, so Go Hertz and Rust services can share a registry:
 //!   one HASH `/hertz/{svc}/server` per service, field = address, value =
@@ -30,7 +35,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::connection::Connection;
-
 use crate::error::ValidationError;
 use crate::instance::{EntryError, Instance, ServiceName};
 

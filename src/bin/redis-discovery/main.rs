@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// Redis URL (redis://[user:password@]host:port[/db], rediss://…, unix://…, or
-    /// redis+sentinel://host:26379[,host:26379…]/master for the master a set of Sentinels name).
+    /// redis+sentinel://host:26379[,host:26379…]/master for the master a set of Sentinels name,
+    /// redis+cluster://host:port[,host:port…] for a Redis Cluster).
     #[arg(
         long = "redis",
         env = "REDIS_URL",
