@@ -45,10 +45,50 @@ pub(crate) enum Endpoint {
     Cluster(Arc<[ConnectionInfo]>),
 }
 
-/// The Sentinels of one master, asked again after every failover sign.
+/// The Sentinels of one master and how to reach it. A client is built for
+/// every lookup, so no connection to a Sentinel outlives it.
 pub(crate) struct Sentinels {
-    client: tokio::sync::Mutex<SentinelClient>,
+    addrs: Vec<ConnectionAddr>,
     master: String,
+    db: i64,
+    /// For the Redis nodes.
+    credentials: Credentials,
+    /// For the Sentinels.
+    sentinel_credentials: Credentials,
+    tls: bool,
+}
+
+#[derive(Default)]
+struct Credentials {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl Sentinels {
+    fn client(&self) -> RedisResult<SentinelClient> {
+        let mut builder = SentinelClientBuilder::new(
+            self.addrs.clone(),
+            &self.master,
+            SentinelServerType::Master,
+        )?
+        .set_client_to_redis_db(self.db);
+        if let Some(user) = &self.credentials.user {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(password) = &self.credentials.password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(user) = &self.sentinel_credentials.user {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &self.sentinel_credentials.password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if self.tls {
+            builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        }
+        builder.build()
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -110,7 +150,7 @@ impl Endpoint {
                 ))),
             },
             Endpoint::Sentinel(sentinels) => {
-                let ask = async { sentinels.client.lock().await.async_get_client().await };
+                let ask = async { sentinels.client()?.async_get_client().await };
                 let context = |kind, detail: String| {
                     let master = &sentinels.master;
                     redis::RedisError::from((
@@ -182,40 +222,87 @@ impl Endpoint {
     }
 }
 
-/// Parses what follows `redis+sentinel://`.
-fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
-    let (authority, path) = rest
-        .split_once('/')
-        .ok_or("the path must name the master, e.g. redis+sentinel://127.0.0.1:26379/mymaster")?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (Some(userinfo), hosts),
-        None => (None, authority),
-    };
+/// What follows the scheme of a multi-host URL.
+struct Parts<'a> {
+    credentials: Credentials,
+    hosts: &'a str,
+    /// After the first `/`, if any.
+    path: Option<&'a str>,
+    query: Option<&'a str>,
+}
+
+impl<'a> Parts<'a> {
+    /// Splits and decodes the credentials, which end at the last `@`, so a
+    /// password may hold `/`.
+    fn split(rest: &'a str) -> Result<Self, String> {
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (credentials(userinfo)?, rest),
+            None => (Credentials::default(), rest),
+        };
+        let (hosts, path) = match rest.split_once('/') {
+            Some((hosts, path)) => (hosts, Some(path)),
+            None => (rest, None),
+        };
+        Ok(Parts {
+            credentials,
+            hosts,
+            path,
+            query,
+        })
+    }
+}
+
+/// Parses comma-separated hosts; `default_port` for those without one.
+fn hosts(
+    hosts: &str,
+    tls: bool,
+    default_port: u16,
+    what: &str,
+) -> Result<Vec<ConnectionInfo>, String> {
     let scheme = if tls { "rediss" } else { "redis" };
-    let mut sentinels = Vec::new();
-    for host in hosts.split(',') {
+    let mut parsed = Vec::new();
+    for (i, host) in hosts.split(',').enumerate() {
         if host.is_empty() {
-            return Err("expected one or more Sentinel hosts, separated by commas".into());
+            return Err(format!("expected one or more {what}s, separated by commas"));
         }
-        // Without a port the redis crate would assume 6379; Sentinel is 26379.
+        // Without a port the redis crate would assume 6379.
         let has_port = match host.rfind(']') {
             Some(bracket) => host[bracket..].contains(':'),
             None => host.contains(':'),
         };
-        let host = if has_port {
-            host.to_owned()
+        let url = if has_port {
+            format!("{scheme}://{host}")
         } else {
-            format!("{host}:{SENTINEL_PORT}")
+            format!("{scheme}://{host}:{default_port}")
         };
-        let info = format!("{scheme}://{host}")
+        // The host text is not echoed: a mistyped URL may hold a password there.
+        let info = url
             .into_connection_info()
-            .map_err(|e| format!("Sentinel host {host:?}: {e}"))?;
-        sentinels.push(info.addr().clone());
+            .map_err(|e| format!("{what} #{} is not host[:port]: {e}", i + 1))?;
+        parsed.push(info);
     }
+    Ok(parsed)
+}
+
+/// Parses what follows `redis+sentinel://`.
+fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
+    let Parts {
+        credentials,
+        hosts: host_list,
+        path,
+        query,
+    } = Parts::split(rest)?;
+    let path = path
+        .ok_or("the path must name the master, e.g. redis+sentinel://127.0.0.1:26379/mymaster")?;
+    let addrs = hosts(host_list, tls, SENTINEL_PORT, "Sentinel host")?
+        .into_iter()
+        .map(|info| info.addr().clone())
+        .collect();
+    let path = path.strip_suffix('/').unwrap_or(path);
     let (master, db) = match path.split_once('/') {
         Some((master, db)) => {
             let db: i64 = db
@@ -236,115 +323,99 @@ fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
             "master name {master:?} must be non-empty: letters, digits, '-', '_', '.' or ':'"
         ));
     }
-    let mut builder = SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)
-        .map_err(|e| e.to_string())?
-        .set_client_to_redis_db(db);
-    if let Some(userinfo) = userinfo {
-        let (user, password) = credentials(userinfo)?;
-        if let Some(user) = user {
-            builder = builder.set_client_to_redis_username(user);
-        }
-        if let Some(password) = password {
-            builder = builder.set_client_to_redis_password(password);
-        }
-    }
-    let (mut sentinel_user, mut sentinel_password) = (String::new(), String::new());
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        match pair.split_once('=') {
-            Some(("sentinel_username", v)) => sentinel_user = v.to_owned(),
-            Some(("sentinel_password", v)) => sentinel_password = v.to_owned(),
+    let mut sentinel_credentials = Credentials::default();
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "sentinel_username" => &mut sentinel_credentials.user,
+            "sentinel_password" => &mut sentinel_credentials.password,
             _ => {
                 return Err(format!(
-                    "unknown parameter {:?}: expected sentinel_username or sentinel_password",
-                    pair.split('=').next().unwrap_or(pair)
+                    "unknown parameter {key:?}: expected sentinel_username or sentinel_password"
                 ))
             }
-        }
+        };
+        *slot = Some(decode(value, key)?);
     }
-    if !(sentinel_user.is_empty() && sentinel_password.is_empty()) {
-        let (user, password) = credentials(&format!("{sentinel_user}:{sentinel_password}"))?;
-        if let Some(user) = user {
-            builder = builder.set_client_to_sentinel_username(user);
-        }
-        if let Some(password) = password {
-            builder = builder.set_client_to_sentinel_password(password);
-        }
-    }
-    if tls {
-        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-    }
-    let client = builder.build().map_err(|e| e.to_string())?;
-    Ok(Endpoint::Sentinel(Arc::new(Sentinels {
-        client: tokio::sync::Mutex::new(client),
+    let sentinels = Sentinels {
+        addrs,
         master: master.to_owned(),
-    })))
+        db,
+        credentials,
+        sentinel_credentials,
+        tls,
+    };
+    // Surfaces what the redis crate refuses now rather than at connect time.
+    sentinels.client().map_err(|e| e.to_string())?;
+    Ok(Endpoint::Sentinel(Arc::new(sentinels)))
 }
 
 /// Parses what follows `redis+cluster://`.
 fn cluster(rest: &str, tls: bool) -> Result<Endpoint, String> {
-    let (authority, path) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, path),
-        None => (rest, ""),
-    };
-    if !path.is_empty() {
-        return Err(format!(
-            "a Redis Cluster has no databases: remove the path {:?}",
-            format!("/{path}")
-        ));
+    let Parts {
+        credentials,
+        hosts: host_list,
+        path,
+        query,
+    } = Parts::split(rest)?;
+    if path.is_some_and(|p| !p.is_empty()) {
+        return Err("a Redis Cluster has no databases: remove the path".into());
     }
-    if authority.contains('?') {
+    if query.is_some_and(|q| !q.is_empty()) {
         return Err("a cluster URL takes no parameters".into());
     }
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
-        None => (String::new(), authority),
-    };
-    let scheme = if tls { "rediss" } else { "redis" };
-    let mut seeds = Vec::new();
-    for host in hosts.split(',') {
-        if host.is_empty() {
-            return Err("expected one or more cluster nodes, separated by commas".into());
+    let mut seeds = hosts(host_list, tls, 6379, "cluster node")?;
+    for seed in &mut seeds {
+        let mut settings = seed.redis_settings().clone();
+        if let Some(user) = &credentials.user {
+            settings = settings.set_username(user);
         }
-        let info = format!("{scheme}://{userinfo}{host}")
-            .into_connection_info()
-            .map_err(|e| format!("cluster node {host:?}: {e}"))?;
-        seeds.push(info);
+        if let Some(password) = &credentials.password {
+            settings = settings.set_password(password);
+        }
+        *seed = seed.clone().set_redis_settings(settings);
     }
     Ok(Endpoint::Cluster(seeds.into()))
 }
 
-/// Decodes `user:password` (percent-encoded, as in any Redis URL) with the
-/// redis crate's own URL rules.
-fn credentials(userinfo: &str) -> Result<(Option<String>, Option<String>), String> {
-    let info = format!("redis://{userinfo}@localhost")
-        .into_connection_info()
-        .map_err(|e| format!("user or password: {e}"))?;
-    let settings = info.redis_settings();
-    Ok((
-        settings.username().map(str::to_owned),
-        settings.password().map(str::to_owned),
-    ))
+/// Percent-decodes one URL component.
+fn decode(text: &str, what: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| format!("{what} is not valid UTF-8 once percent-decoded"))
 }
 
-/// The address a client connects to, for logs and for telling masters apart.
-pub(crate) fn address(client: &redis::Client) -> &ConnectionAddr {
-    client.get_connection_info().addr()
+/// Decodes `user:password` or `user` (percent-encoded, as in any URL).
+fn credentials(userinfo: &str) -> Result<Credentials, String> {
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    let user = Some(decode(user, "the user name")?).filter(|u| !u.is_empty());
+    let password = match password {
+        Some(p) => Some(decode(p, "the password")?).filter(|p| !p.is_empty()),
+        None => None,
+    };
+    Ok(Credentials { user, password })
 }
 
-/// The URL with its passwords replaced, for error messages and logs: the
-/// userinfo password, and `pass=` / `password=` / `sentinel_password=` query
-/// parameters (unix socket and Sentinel URLs).
+/// The URL with its secrets replaced, for error messages and logs: the
+/// userinfo password (up to the last `@`, so a password may hold `/`), and
+/// every query value except the few known to be harmless (a mistyped
+/// `sentinel_pasword=` stays hidden too).
 pub(crate) fn redact(url: &str) -> String {
+    const SHOWN: [&str; 3] = ["db", "protocol", "sentinel_username"];
     let url = match url.split_once('?') {
         Some((base, query)) => {
             let query: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
-                    Some((k, _))
-                        if ["pass", "password", "sentinel_password"]
-                            .iter()
-                            .any(|p| k.eq_ignore_ascii_case(p)) =>
-                    {
+                    Some((k, _)) if !SHOWN.iter().any(|s| k.eq_ignore_ascii_case(s)) => {
                         format!("{k}=***")
                     }
                     _ => kv.to_owned(),
@@ -355,14 +426,7 @@ pub(crate) fn redact(url: &str) -> String {
         None => url.to_owned(),
     };
     let url = url.as_str();
-    // The userinfo ends at the last '@' before the path.
-    let authority_end = url
-        .find("://")
-        .map(|s| s + 3 + url[s + 3..].find('/').unwrap_or(url.len() - s - 3));
-    match (
-        url.find("://"),
-        authority_end.and_then(|end| url[..end].rfind('@')),
-    ) {
+    match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
             match userinfo.split_once(':') {
@@ -412,8 +476,25 @@ mod tests {
             .unwrap()
             .follows_failovers());
         sentinel_of("redis+sentinel://:p%40ss@h1:1,h2:2/my-master.1/3");
-        sentinel_of("redis+sentinel://u:p@h/m?sentinel_password=x&sentinel_username=y");
         sentinel_of("redis+sentinel://h/m?sentinel_password=only");
+        sentinel_of("redis+sentinel://h/m/?");
+        sentinel_of("redis+sentinel://h/m/2/");
+        let s = sentinel_of(
+            "redis+sentinel://u:pa/ss@h/m?sentinel_username=a:b&sentinel_password=c%40d/e",
+        );
+        assert_eq!(s.credentials.user.as_deref(), Some("u"));
+        assert_eq!(s.credentials.password.as_deref(), Some("pa/ss"));
+        assert_eq!(s.sentinel_credentials.user.as_deref(), Some("a:b"));
+        assert_eq!(s.sentinel_credentials.password.as_deref(), Some("c@d/e"));
+        let s = sentinel_of("redis+sentinel://:p%40ss@h/m/3");
+        assert_eq!(
+            (
+                s.credentials.user.as_deref(),
+                s.credentials.password.as_deref()
+            ),
+            (None, Some("p@ss"))
+        );
+        assert_eq!(s.db, 3);
     }
 
     #[test]
@@ -440,7 +521,7 @@ mod tests {
         for (url, why) in [
             ("redis+cluster://h:7000/1", "no databases"),
             ("redis+cluster://a,,b", "cluster nodes"),
-            ("redis+cluster://h:x", "cluster node"),
+            ("redis+cluster://h:x", "cluster node #1"),
             ("redis+cluster://h?x=1", "no parameters"),
         ] {
             let e = error_of(url);
@@ -455,7 +536,7 @@ mod tests {
             ("redis+sentinel://h/", "master name"),
             ("redis+sentinel:///m", "Sentinel hosts"),
             ("redis+sentinel://a,,b/m", "Sentinel hosts"),
-            ("redis+sentinel://h:notaport/m", "Sentinel host"),
+            ("redis+sentinel://h:notaport/m", "Sentinel host #1"),
             ("redis+sentinel://h/m/x", "database"),
             ("redis+sentinel://h/m/-1", "database"),
             ("redis+sentinel://h/m y", "master name"),
@@ -464,8 +545,18 @@ mod tests {
             let e = error_of(url);
             assert!(e.contains(why), "{url}: {e}");
         }
-        let e = error_of("redis+sentinel://u:secret@h/m?sentinel_password=hidden&db=1");
-        assert!(!e.contains("secret") && !e.contains("hidden"), "{e}");
+        for url in [
+            "redis+sentinel://u:secret@h/m?sentinel_password=hidden&db=1",
+            "redis+sentinel://u:se/cret@h:x/m",
+            "redis+cluster://u:se/cret@h:x",
+            "redis+sentinel://h/m?sentinel_pasword=secret",
+        ] {
+            let e = error_of(url);
+            assert!(
+                !e.contains("secret") && !e.contains("hidden") && !e.contains("cret"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -477,10 +568,14 @@ mod tests {
             "unix:///run/redis.sock?db=1&pass=***"
         );
         assert_eq!(
-            redact("redis+sentinel://u:pw@a:1,b:2/m?sentinel_password=s"),
-            "redis+sentinel://u:***@a:1,b:2/m?sentinel_password=***"
+            redact("redis+sentinel://u:pw@a:1,b:2/m?sentinel_password=s&sentinel_username=x"),
+            "redis+sentinel://u:***@a:1,b:2/m?sentinel_password=***&sentinel_username=x"
         );
-        // An '@' in the path is not userinfo.
-        assert_eq!(redact("redis+sentinel://h/m@x"), "redis+sentinel://h/m@x");
+        // A '/' in a password, a mistyped parameter.
+        assert_eq!(redact("redis://u:pa/ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(
+            redact("redis+sentinel://h/m?sentinel_pasword=topsecret"),
+            "redis+sentinel://h/m?sentinel_pasword=***"
+        );
     }
 }

@@ -2,208 +2,300 @@
 //! itself, follows the master across Sentinel failovers, and routes by slot
 //! on Redis Cluster.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
+    Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
-use super::endpoint::{address, Endpoint};
+use super::endpoint::Endpoint;
 use super::{manager, Timeouts};
+
+/// How often an active Sentinel connection asks the Sentinels whether the
+/// master moved, besides after every failover sign: a demoted master may
+/// accept writes for a while (or, cut off from the Sentinels, for good).
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// A multiplexed connection, cheap to clone (clones share it).
 ///
-/// To one server it is a [`ConnectionManager`]. Behind Sentinel it is a
-/// `ConnectionManager` to the current master, replaced when a command fails
-/// in a way a failover causes (the node is gone, or answers `READONLY`
-/// because it was demoted) and the Sentinels name another master; the
-/// command is then sent once more to the new master. Every command the
-/// crate sends is idempotent, so that second try is safe. On Redis Cluster
-/// it is redis-rs's cluster connection, which routes each command to the
-/// node of its key's slot and follows redirections and topology changes.
+/// * One server: a [`ConnectionManager`].
+/// * Redis Cluster: redis-rs's cluster connection, which routes each
+///   command to the node of its key's slot and follows redirections and
+///   topology changes.
+/// * Sentinel: a `ConnectionManager` to the current master, shared by all
+///   clones and replaced when the Sentinels name another master. They are
+///   asked after a command fails the way a failover makes it fail, and every
+///   [`RECHECK`] while commands flow. After a switch, the failed command is
+///   sent once more to the new master if that cannot do harm: it certainly
+///   did not run (the node refused it with `READONLY` or `MASTERDOWN`, or
+///   refused the connection), or it only reads. A write that may have run
+///   (a dropped connection, a timeout) is not resent, and fails as it would
+///   on one server.
 #[derive(Clone)]
-pub(crate) struct Connection {
-    link: Link,
-    /// Which master `link` is for; behind Sentinel only.
-    generation: u64,
-    follower: Option<Arc<Follower>>,
-}
-
-#[derive(Clone)]
-enum Link {
+pub(crate) enum Connection {
     Node(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<Follower>),
 }
 
 /// What the clones of a Sentinel connection share.
-struct Follower {
+pub(crate) struct Follower {
     endpoint: Endpoint,
     timeouts: Timeouts,
     current: Mutex<Master>,
-    /// One lookup at a time, counted: callers that failed together wait for
-    /// one lookup and share its answer, instead of asking the Sentinels one
-    /// after another.
+    /// Lookups, one at a time, and how many finished: callers that failed
+    /// together wait for one lookup and share its answer, instead of asking
+    /// the Sentinels one after another.
     lookups: tokio::sync::Mutex<u64>,
 }
 
-#[derive(Clone)]
+/// The master commands go to.
 struct Master {
+    /// Bumped on every switch.
     generation: u64,
     manager: ConnectionManager,
-    client: redis::Client,
+    addr: ConnectionAddr,
+    /// When the Sentinels were last asked.
+    asked: Instant,
+}
+
+/// What a failed command says about a failover.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    /// Nothing.
+    None,
+    /// The node is unreachable or was demoted, and the command did not run.
+    NotRun,
+    /// The connection broke or timed out: the command may have run.
+    MaybeRan,
 }
 
 impl Connection {
     /// Connects to the endpoint's node (or cluster); fails if it does not
     /// answer now.
     pub(crate) async fn open(endpoint: &Endpoint, timeouts: Timeouts) -> RedisResult<Connection> {
+        let limit = timeouts.connect + timeouts.command;
         if let Some(cluster) = endpoint.cluster(timeouts)? {
-            let connect = cluster.get_async_connection();
-            let connection =
-                match tokio::time::timeout(timeouts.connect + timeouts.command, connect).await {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        return Err(RedisError::from((
-                            ErrorKind::Io,
-                            "timed out connecting to the Redis Cluster",
-                        )))
-                    }
-                };
-            return Ok(Connection {
-                link: Link::Cluster(connection),
-                generation: 0,
-                follower: None,
-            });
+            return match tokio::time::timeout(limit, cluster.get_async_connection()).await {
+                Ok(connection) => Ok(Connection::Cluster(connection?)),
+                Err(_) => Err(RedisError::from((
+                    ErrorKind::Io,
+                    "timed out connecting to the Redis Cluster",
+                ))),
+            };
         }
-        let client = endpoint.client(timeouts.connect + timeouts.command).await?;
-        let manager = manager(client.clone(), timeouts).await?;
-        let follower = endpoint.follows_failovers().then(|| {
-            Arc::new(Follower {
-                endpoint: endpoint.clone(),
-                timeouts,
-                current: Mutex::new(Master {
-                    generation: 0,
-                    manager: manager.clone(),
-                    client,
-                }),
-                lookups: tokio::sync::Mutex::new(0),
-            })
-        });
-        Ok(Connection {
-            link: Link::Node(manager),
-            generation: 0,
-            follower,
-        })
+        let client = endpoint.client(limit).await?;
+        let addr = client.get_connection_info().addr().clone();
+        let manager = manager(client, timeouts).await?;
+        if !endpoint.follows_failovers() {
+            return Ok(Connection::Node(manager));
+        }
+        Ok(Connection::Sentinel(Arc::new(Follower {
+            endpoint: endpoint.clone(),
+            timeouts,
+            current: Mutex::new(Master {
+                generation: 0,
+                manager,
+                addr,
+                asked: Instant::now(),
+            }),
+            lookups: tokio::sync::Mutex::new(0),
+        })))
     }
 
     /// Whether this is a Redis Cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self.link, Link::Cluster(_))
+        matches!(self, Connection::Cluster(_))
     }
+}
 
-    /// Takes up the master another clone switched to, if any.
-    fn catch_up(&mut self, follower: &Follower) {
-        let current = follower.lock();
-        if current.generation != self.generation {
-            self.generation = current.generation;
-            self.link = Link::Node(current.manager.clone());
+impl Timeouts {
+    /// The longest one call on `connection` may take: a command, plus what
+    /// that kind of connection may do on the way (a reconnect and a retry
+    /// on a cluster; a Sentinel lookup, a connect to the new master and the
+    /// resend behind Sentinel).
+    pub(crate) fn call_limit(&self, connection: &Connection) -> Duration {
+        let (connect, command) = (self.connect, self.command);
+        match connection {
+            Connection::Node(_) => command,
+            Connection::Cluster(_) => connect + command * 2,
+            Connection::Sentinel(_) => connect * 2 + command * 4,
         }
     }
+}
 
-    /// After a failover sign: whether this connection now points at another
-    /// master than the one that failed (so the command is worth one more try).
-    async fn switched(&mut self) -> bool {
-        let Some(follower) = self.follower.clone() else {
-            return false;
-        };
-        let failed = self.generation;
-        let seen = follower.lookups.try_lock().map(|n| *n).ok();
-        let mut lookups = follower.lookups.lock().await;
-        self.catch_up(&follower);
-        if self.generation != failed {
+impl Follower {
+    fn lock(&self) -> MutexGuard<'_, Master> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The master to use now, and its generation.
+    fn current(&self) -> (u64, ConnectionManager) {
+        let master = self.lock();
+        (master.generation, master.manager.clone())
+    }
+
+    /// After a failover sign from a command sent to master `failed`:
+    /// whether another master is current now.
+    async fn switched(&self, failed: u64) -> bool {
+        let seen = self.lookups.try_lock().map(|n| *n).ok();
+        let mut lookups = self.lookups.lock().await;
+        if self.lock().generation != failed {
             return true; // another caller already switched
         }
         if seen.is_none_or(|seen| seen != *lookups) {
-            return false; // a lookup ran while this caller waited: its answer stands
+            return false; // a lookup finished while this caller waited
         }
+        let switched = self.look_up().await;
+        // Counted only once finished: a lookup dropped half-way (its caller
+        // gave up) leaves the next caller to ask again.
         *lookups += 1;
-        let timeouts = follower.timeouts;
-        let client = match follower
+        switched
+    }
+
+    /// Asks the Sentinels and switches if they name another master. The
+    /// caller holds `lookups`.
+    async fn look_up(&self) -> bool {
+        self.lock().asked = Instant::now();
+        let timeouts = self.timeouts;
+        let client = match self
             .endpoint
             .client(timeouts.connect + timeouts.command)
             .await
         {
             Ok(client) => client,
             Err(e) => {
-                tracing::debug!(error = %e, "Sentinels named no master yet");
+                tracing::debug!(error = %e, "the Sentinels named no reachable master");
                 return false;
             }
         };
-        let old = follower.lock().client.clone();
-        if address(&client) == address(&old) {
-            return false; // same master: the manager reconnects by itself
+        let addr = client.get_connection_info().addr().clone();
+        let old = self.lock().addr.clone();
+        if addr == old {
+            return false; // same master: its manager reconnects by itself
         }
-        let manager = match manager(client.clone(), timeouts).await {
+        let manager = match manager(client, timeouts).await {
             Ok(manager) => manager,
             Err(e) => {
-                tracing::debug!(error = %e, master = %address(&client), "new master not reachable yet");
+                tracing::debug!(error = %e, master = %addr, "the new master is not reachable yet");
                 return false;
             }
         };
-        tracing::warn!(from = %address(&old), to = %address(&client), "Redis master changed (Sentinel failover)");
-        {
-            let mut current = follower.lock();
-            current.generation += 1;
-            current.manager = manager;
-            current.client = client;
-        }
-        self.catch_up(&follower);
+        tracing::warn!(from = %old, to = %addr, "Redis master changed (Sentinel failover)");
+        let mut master = self.lock();
+        master.generation += 1;
+        master.manager = manager;
+        master.addr = addr;
         true
     }
-}
 
-impl Follower {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Master> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    /// Starts a lookup in the background when the last one is older than
+    /// [`RECHECK`] (and none is running). It ends within its timeouts.
+    fn recheck_if_due(self: &Arc<Self>) {
+        {
+            let mut master = self.lock();
+            if master.asked.elapsed() < RECHECK {
+                return;
+            }
+            master.asked = Instant::now();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let follower = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Ok(mut lookups) = follower.lookups.try_lock() {
+                follower.look_up().await;
+                *lookups += 1;
+            }
+        });
     }
 }
 
-/// Errors a failover causes: the node is unreachable or went away, or it
-/// was demoted and refuses writes.
-fn is_failover_error(error: &RedisError) -> bool {
-    error.is_io_error()
-        || error.is_connection_refusal()
-        || error.is_connection_dropped()
-        || error.is_timeout()
+/// Commands this crate sends that only read, and whose answer does not
+/// depend on the node they went to before (unlike `SCAN`'s cursor): they
+/// may be sent again after a switch even if the first try may have run.
+const READS: [&[u8]; 6] = [
+    b"EVALSHA_RO",
+    b"EVAL_RO",
+    b"SMEMBERS",
+    b"EXISTS",
+    b"HGETALL",
+    b"PTTL",
+];
+
+fn only_reads(cmd: &Cmd) -> bool {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => READS.iter().any(|r| r.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
+}
+
+/// Whether to send a failed command again after a switch of master.
+fn resend(sign: Sign, reads: bool) -> bool {
+    sign == Sign::NotRun || (sign == Sign::MaybeRan && reads)
+}
+
+/// What an error says about a failover.
+fn error_sign(error: &RedisError) -> Sign {
+    if error.is_connection_refusal()
         || matches!(
             error.kind(),
             ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
         )
+        // Redis 6 wraps a script's READONLY in a generic script error.
+        || error.to_string().contains("READONLY")
+    {
+        Sign::NotRun
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+        Sign::MaybeRan
+    } else {
+        Sign::None
+    }
 }
 
 /// A server's error reply is a value until the caller converts it.
-fn is_failover_reply(value: &Value) -> bool {
-    matches!(value, Value::ServerError(e)
-        if matches!(e.kind(), Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)))
+fn reply_sign(value: &Value) -> Sign {
+    match value {
+        Value::ServerError(e)
+            if matches!(
+                e.kind(),
+                Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+            ) || e.details().is_some_and(|d| d.contains("READONLY")) =>
+        {
+            Sign::NotRun
+        }
+        _ => Sign::None,
+    }
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            if let Some(follower) = self.follower.clone() {
-                self.catch_up(&follower);
+            match self {
+                Connection::Node(manager) => manager.req_packed_command(cmd).await,
+                Connection::Cluster(cluster) => cluster.req_packed_command(cmd).await,
+                Connection::Sentinel(follower) => {
+                    follower.recheck_if_due();
+                    let (generation, mut manager) = follower.current();
+                    let result = manager.req_packed_command(cmd).await;
+                    let sign = match &result {
+                        Ok(value) => reply_sign(value),
+                        Err(e) => error_sign(e),
+                    };
+                    if sign != Sign::None
+                        && follower.switched(generation).await
+                        && resend(sign, only_reads(cmd))
+                    {
+                        return follower.current().1.req_packed_command(cmd).await;
+                    }
+                    result
+                }
             }
-            let result = self.link.req_packed_command(cmd).await;
-            let sign = match &result {
-                Ok(value) => is_failover_reply(value),
-                Err(e) => is_failover_error(e),
-            };
-            if sign && self.switched().await {
-                return self.link.req_packed_command(cmd).await;
-            }
-            result
         })
     }
 
@@ -214,50 +306,89 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            if let Some(follower) = self.follower.clone() {
-                self.catch_up(&follower);
+            match self {
+                Connection::Node(manager) => {
+                    manager.req_packed_commands(pipeline, offset, count).await
+                }
+                Connection::Cluster(cluster) => {
+                    cluster.req_packed_commands(pipeline, offset, count).await
+                }
+                Connection::Sentinel(follower) => {
+                    follower.recheck_if_due();
+                    let (generation, mut manager) = follower.current();
+                    let result = manager.req_packed_commands(pipeline, offset, count).await;
+                    let sign = match &result {
+                        Ok(values) => {
+                            if values.iter().any(|v| reply_sign(v) == Sign::NotRun) {
+                                Sign::NotRun
+                            } else {
+                                Sign::None
+                            }
+                        }
+                        Err(e) => error_sign(e),
+                    };
+                    if sign != Sign::None
+                        && follower.switched(generation).await
+                        && resend(sign, pipeline.cmd_iter().all(only_reads))
+                    {
+                        let mut manager = follower.current().1;
+                        return manager.req_packed_commands(pipeline, offset, count).await;
+                    }
+                    result
+                }
             }
-            let result = self.link.req_packed_commands(pipeline, offset, count).await;
-            let sign = match &result {
-                Ok(values) => values.iter().any(is_failover_reply),
-                Err(e) => is_failover_error(e),
-            };
-            if sign && self.switched().await {
-                return self.link.req_packed_commands(pipeline, offset, count).await;
-            }
-            result
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.link.get_db()
+        match self {
+            Connection::Node(manager) => manager.get_db(),
+            Connection::Cluster(cluster) => cluster.get_db(),
+            Connection::Sentinel(follower) => follower.lock().manager.get_db(),
+        }
     }
 }
 
-impl Link {
-    async fn req_packed_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        match self {
-            Link::Node(manager) => manager.req_packed_command(cmd).await,
-            Link::Cluster(cluster) => cluster.req_packed_command(cmd).await,
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_harmless_commands_are_resent() {
+        let mut read = redis::cmd("EVALSHA_RO");
+        read.arg("sha").arg(1).arg("key");
+        let mut write = redis::cmd("EVALSHA");
+        write.arg("sha").arg(1).arg("key");
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(17);
+        assert!(only_reads(&read) && only_reads(&redis::cmd("smembers")));
+        assert!(!only_reads(&write) && !only_reads(&scan));
+        // Not run: always resent; maybe run: only if it only reads.
+        assert!(resend(Sign::NotRun, false));
+        assert!(resend(Sign::MaybeRan, true));
+        assert!(!resend(Sign::MaybeRan, false));
+        assert!(!resend(Sign::None, true));
     }
 
-    async fn req_packed_commands(
-        &mut self,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisResult<Vec<Value>> {
-        match self {
-            Link::Node(manager) => manager.req_packed_commands(pipeline, offset, count).await,
-            Link::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count).await,
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Link::Node(manager) => manager.get_db(),
-            Link::Cluster(cluster) => cluster.get_db(),
-        }
+    #[test]
+    fn failover_signs() {
+        let readonly = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "You can't write against a read only replica.",
+        ));
+        assert!(error_sign(&readonly) == Sign::NotRun);
+        // Redis 6 wraps it in a script error.
+        let wrapped = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "Error running script",
+            "@user_script:1: -READONLY You can't write against a read only replica.".to_owned(),
+        ));
+        assert!(error_sign(&wrapped) == Sign::NotRun);
+        let dropped = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(error_sign(&dropped) == Sign::MaybeRan);
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(error_sign(&refused) == Sign::NotRun);
+        let other = RedisError::from((ErrorKind::Server(ServerErrorKind::NoScript), "NOSCRIPT"));
+        assert!(error_sign(&other) == Sign::None);
     }
 }

@@ -234,18 +234,20 @@ impl Shared {
         let call = self
             .keyspace
             .upsert(&mut conn, service, addr, json, self.ttl);
-        match tokio::time::timeout(self.timeouts.command, call).await {
+        let limit = self.timeouts.call_limit(&self.conn);
+        match tokio::time::timeout(limit, call).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(RegistryError::Timeout(self.timeouts.command)),
+            Err(_) => Err(RegistryError::Timeout(limit)),
         }
     }
 
     async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
-        let removed = match tokio::time::timeout(self.timeouts.command, call).await {
+        let limit = self.timeouts.call_limit(&self.conn);
+        let removed = match tokio::time::timeout(limit, call).await {
             Ok(result) => result?,
-            Err(_) => return Err(RegistryError::Timeout(self.timeouts.command)),
+            Err(_) => return Err(RegistryError::Timeout(limit)),
         };
         tracing::debug!(%service, addr, removed, "deregistered");
         Ok(removed)

@@ -81,6 +81,8 @@ pub(super) struct Shared {
     idle_expiry: Duration,
     max_staleness: Option<Duration>,
     pub(super) timeouts: Timeouts,
+    /// The longest one Redis call may take on this kind of connection.
+    call_limit: Duration,
     pub(super) cancel: CancellationToken,
     runtime: tokio::runtime::Handle,
     refresh_reads: Semaphore,
@@ -127,6 +129,7 @@ impl RedisResolver {
             }
             None => (None, None),
         };
+        let call_limit = b.timeouts.call_limit(&conn);
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(conn)),
             endpoint,
@@ -137,6 +140,7 @@ impl RedisResolver {
             idle_expiry: b.idle_expiry,
             max_staleness: b.max_staleness,
             timeouts: b.timeouts,
+            call_limit,
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
             refresh_reads: Semaphore::new(MAX_REFRESH_READS),
@@ -421,12 +425,13 @@ impl Shared {
     }
 
     /// The longest a caller waits for a read: the subscription of a new
-    /// service and the read itself (one command timeout each), plus a
-    /// connect timeout for a reconnect.
+    /// service (a command timeout), the read itself, plus a connect timeout
+    /// for a reconnect.
     fn resolve_timeout(&self) -> Duration {
         self.timeouts
             .connect
-            .saturating_add(self.timeouts.command.saturating_mul(2))
+            .saturating_add(self.timeouts.command)
+            .saturating_add(self.call_limit)
     }
 
     /// Starts the read task of an entry (the caller won the right to).
@@ -660,7 +665,7 @@ impl Shared {
         service: &str,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, ResolveError> {
-        match tokio::time::timeout(self.timeouts.command, call).await {
+        match tokio::time::timeout(self.call_limit, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(ResolveError::Redis {
                 service: service.to_owned(),
@@ -668,7 +673,7 @@ impl Shared {
             }),
             Err(_) => Err(ResolveError::Timeout {
                 service: service.to_owned(),
-                timeout: self.timeouts.command,
+                timeout: self.call_limit,
             }),
         }
     }

@@ -142,10 +142,11 @@ pub(super) async fn upsert(
     );
     // The index only serves listing; on a cluster it lives on another node,
     // whose outage must not stop registrations and heartbeats elsewhere.
+    let code = code?;
     if let Err(error) = indexed {
         tracing::warn!(service = s, %error, "could not add the service to the services index (listing may miss it until a later heartbeat)");
     }
-    Ok(Upserted::from_code(code?))
+    Ok(Upserted::from_code(code))
 }
 
 pub(super) async fn remove(

@@ -56,7 +56,7 @@ impl RedisServer {
     }
 
     /// Starts a Sentinel that monitors `master` as [`SENTINEL_MASTER`]
-    /// (quorum 1, down after 1 s) and waits until it has found
+    /// (quorum 1, down after 3 s) and waits until it has found
     /// `replicas` replicas.
     pub fn start_sentinel(master: &RedisServer, replicas: usize) -> RedisServer {
         let sentinel = Self::start_as(Role::Sentinel(master.port));
@@ -116,7 +116,7 @@ impl RedisServer {
             let config = self.dir.join(format!("sentinel-{}.conf", self.port));
             let text = format!(
                 "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 1\n\
-                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 3000\n\
                  sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
             );
             if let Err(e) = std::fs::write(&config, text) {
@@ -196,6 +196,31 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers
+    /// nothing, as a hung or partitioned server would. Dropping it still
+    /// kills it.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let Some(child) = self.child.as_ref() else {
+            panic!("the server on port {} is not running", self.port)
+        };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill {signal}: {status:?}"
+        );
     }
 
     /// Stops the server (SIGKILL, as a crash would); `restart` brings it back

@@ -30,6 +30,8 @@ struct Global {
     #[arg(
         long = "redis",
         env = "REDIS_URL",
+        // --help must not print a password from the environment.
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379",
         global = true
     )]
