@@ -35,6 +35,9 @@ use crate::error::ValidationError;
 /// The port Sentinels listen on unless a URL says otherwise.
 const SENTINEL_PORT: u16 = 26379;
 
+/// Retries of one command on a cluster connection.
+pub(crate) const CLUSTER_RETRIES: u32 = 3;
+
 /// A Redis to talk to: the server of a URL, whichever node the Sentinels
 /// currently name master, or a Redis Cluster.
 #[derive(Clone)]
@@ -184,9 +187,14 @@ impl Endpoint {
         ClusterClient::builder(seeds.iter().cloned())
             .connection_timeout(timeouts.connect)
             .response_timeout(timeouts.command)
-            // As for one server: a caller gets an error rather than a long
-            // retry ladder; the next call (heartbeat, refresh) tries again.
-            .retries(1)
+            // A few quick retries, enough for redirections while the slot
+            // map is refreshed (after a failover or a resharding); not the
+            // default ladder of 16 waits from 1.28 s up: the next call
+            // (heartbeat, refresh) tries again anyway.
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(10)
+            .max_retry_wait(200)
+            .retry_wait_formula(20, 2)
             .build()
             .map(Some)
     }

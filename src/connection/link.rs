@@ -12,7 +12,7 @@ use redis::{
     ServerErrorKind, Value,
 };
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, CLUSTER_RETRIES};
 use super::{manager, Timeouts};
 
 /// How often an active Sentinel connection asks the Sentinels whether the
@@ -115,14 +115,14 @@ impl Connection {
 
 impl Timeouts {
     /// The longest one call on `connection` may take: a command, plus what
-    /// that kind of connection may do on the way (a reconnect and a retry
-    /// on a cluster; a Sentinel lookup, a connect to the new master and the
-    /// resend behind Sentinel).
+    /// that kind of connection may do on the way (a reconnect and its
+    /// retries on a cluster; a Sentinel lookup, a connect to the new master
+    /// and the resend behind Sentinel).
     pub(crate) fn call_limit(&self, connection: &Connection) -> Duration {
         let (connect, command) = (self.connect, self.command);
         match connection {
             Connection::Node(_) => command,
-            Connection::Cluster(_) => connect + command * 2,
+            Connection::Cluster(_) => connect + command * (CLUSTER_RETRIES + 1),
             Connection::Sentinel(_) => connect * 2 + command * 4,
         }
     }

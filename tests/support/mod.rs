@@ -358,9 +358,12 @@ impl RedisCluster {
                 .nodes
                 .iter()
                 .all(|node| {
+                    // Every node ok, knowing every node and every slot's owner.
                     let info: String = node.cmd(&["CLUSTER", "INFO"]);
+                    let slots: Vec<redis::Value> = node.cmd(&["CLUSTER", "SLOTS"]);
                     info.contains("cluster_state:ok")
                         && info.contains(&format!("cluster_known_nodes:{n}\r"))
+                        && slots.len() == n
                 })
                 .then_some(())
         });
