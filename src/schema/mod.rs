@@ -251,7 +251,10 @@ impl Keyspace {
             KeySchema::Native => native::services(conn, &self.prefix).await?,
             KeySchema::Hertz => hertz::services(conn).await?,
         };
+        // A SCAN may return a key twice (and more so if a failover moved
+        // the connection between its pages).
         names.sort();
+        names.dedup();
         Ok(names)
     }
 }
