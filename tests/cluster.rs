@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use redis_discovery::resolver::{RedisResolver, Resolve};
-use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
-use support::{eventually, init_tracing, RedisCluster};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, Registration, ServiceName};
+use support::{cached_addrs, eventually, init_tracing, lease_renewed, RedisCluster};
 
 fn instance(addr: &str) -> Instance {
     Instance::new(addr).expect("valid address")
@@ -34,15 +34,23 @@ async fn resolver(cluster: &RedisCluster) -> RedisResolver {
         .expect("resolver connects to the cluster")
 }
 
-fn cached(resolver: &RedisResolver, service: &str) -> Option<Vec<String>> {
-    let snapshot = resolver.cached(service)?;
-    Some(
-        snapshot
-            .instances()
-            .iter()
-            .map(|i| i.addr().to_owned())
-            .collect(),
-    )
+/// A registry and a resolver on `cluster`, and a service on node 1 with one
+/// registered (and resolved) instance, 10.0.0.1:80.
+async fn one_instance_on_node_1(
+    cluster: &RedisCluster,
+    stem: &str,
+) -> (RedisRegistry, RedisResolver, String, Registration) {
+    init_tracing();
+    let registry = registry(cluster).await;
+    let resolver = resolver(cluster).await;
+    let name = service_on(cluster, 1, stem);
+    let registration = registry
+        .register(name.as_str(), instance("10.0.0.1:80"))
+        .await
+        .unwrap();
+    let service = ServiceName::new(name.as_str()).unwrap();
+    resolver.resolve(&service).await.unwrap();
+    (registry, resolver, name, registration)
 }
 
 /// A service name whose keys live on node `node`.
@@ -96,12 +104,18 @@ async fn services_on_every_node_register_resolve_and_change() {
             .unwrap();
         eventually(
             "the resolver to see a registration on another node",
-            || async { cached(&resolver, name).filter(|a| a.len() == 2).map(|_| ()) },
+            || async {
+                cached_addrs(&resolver, name)
+                    .filter(|a| a.len() == 2)
+                    .map(|_| ())
+            },
         )
         .await;
         drop(_extra); // deregisters in the background
         eventually("the resolver to see the deregistration", || async {
-            cached(&resolver, name).filter(|a| a.len() == 1).map(|_| ())
+            cached_addrs(&resolver, name)
+                .filter(|a| a.len() == 1)
+                .map(|_| ())
         })
         .await;
     }
@@ -113,17 +127,8 @@ async fn services_on_every_node_register_resolve_and_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_keep_coming_when_the_subscribed_node_dies() {
-    init_tracing();
     let mut cluster = RedisCluster::start(3);
-    let registry = registry(&cluster).await;
-    let resolver = resolver(&cluster).await;
-    let name = service_on(&cluster, 1, "alive");
-    let service = ServiceName::new(name.as_str()).unwrap();
-    let _a = registry
-        .register(name.as_str(), instance("10.0.0.1:80"))
-        .await
-        .unwrap();
-    resolver.resolve(&service).await.unwrap();
+    let (registry, resolver, name, _a) = one_instance_on_node_1(&cluster, "alive").await;
 
     // The subscription is on the first seed, node 0: kill it. Node 1 keeps
     // serving its slots (full coverage is not required). Node 0 also holds
@@ -137,36 +142,21 @@ async fn events_keep_coming_when_the_subscribed_node_dies() {
     eventually(
         "the resolver to resubscribe on another node and see the event",
         || async {
-            cached(&resolver, &name)
+            cached_addrs(&resolver, &name)
                 .filter(|a| a.len() == 2)
                 .map(|_| ())
         },
     )
     .await;
     // Heartbeats keep renewing the lease on node 1.
-    let leases = format!("sd:{{{name}}}:leases");
-    let before: f64 = cluster.nodes[1].cmd(&["ZSCORE", &leases, "10.0.0.1:80"]);
-    eventually("a heartbeat to renew the lease", || async {
-        let now: f64 = cluster.nodes[1].cmd(&["ZSCORE", &leases, "10.0.0.1:80"]);
-        (now > before).then_some(())
-    })
-    .await;
+    lease_renewed(&cluster.nodes[1], &name, "10.0.0.1:80").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_over_master_is_followed_to_its_promoted_replica() {
-    init_tracing();
     let mut cluster = RedisCluster::start(3);
     let replica = cluster.add_replica(1);
-    let registry = registry(&cluster).await;
-    let resolver = resolver(&cluster).await;
-    let name = service_on(&cluster, 1, "moving");
-    let service = ServiceName::new(name.as_str()).unwrap();
-    let _a = registry
-        .register(name.as_str(), instance("10.0.0.1:80"))
-        .await
-        .unwrap();
-    resolver.resolve(&service).await.unwrap();
+    let (registry, resolver, name, _a) = one_instance_on_node_1(&cluster, "moving").await;
 
     // Node 1 dies; after the node timeout the other masters promote its
     // replica, and the cluster connection finds the slot's new owner.
@@ -175,27 +165,13 @@ async fn a_failed_over_master_is_followed_to_its_promoted_replica() {
         (cluster.nodes[replica].role() == "master").then_some(())
     })
     .await;
-    let leases = format!("sd:{{{name}}}:leases");
-    let before: f64 = cluster.nodes[replica]
-        .try_cmd(&["ZSCORE", &leases, "10.0.0.1:80"])
-        .unwrap_or(0.0);
-    eventually(
-        "heartbeats to renew the lease on the promoted replica",
-        || async {
-            let now: Option<f64> = cluster.nodes[replica]
-                .try_cmd(&["ZSCORE", &leases, "10.0.0.1:80"])
-                .ok()
-                .flatten();
-            now.filter(|&now| now > before).map(|_| ())
-        },
-    )
-    .await;
+    lease_renewed(&cluster.nodes[replica], &name, "10.0.0.1:80").await;
     let _b = registry
         .register(name.as_str(), instance("10.0.0.2:80"))
         .await
         .expect("registering after the failover reaches the new master");
     eventually("the resolver to see it", || async {
-        cached(&resolver, &name)
+        cached_addrs(&resolver, &name)
             .filter(|a| a.len() == 2)
             .map(|_| ())
     })

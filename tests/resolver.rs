@@ -8,7 +8,7 @@ use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder, Snapsho
 use redis_discovery::{
     Instance, KeySchema, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
 };
-use support::{eventually, init_tracing, LogCapture, RedisServer, DEADLINE};
+use support::{cached_addrs, eventually, init_tracing, LogCapture, RedisServer, DEADLINE};
 use tokio::time::Instant;
 
 /// A resolver whose periodic refresh will not happen during a test, so
@@ -40,10 +40,6 @@ fn addrs(snapshot: &Snapshot) -> Vec<String> {
         .iter()
         .map(|i| i.addr().to_owned())
         .collect()
-}
-
-fn cached_addrs(resolver: &RedisResolver, service: &str) -> Option<Vec<String>> {
-    resolver.cached(service).map(|s| addrs(&s))
 }
 
 /// Redis `TIME` in ms since the epoch.

@@ -9,11 +9,12 @@ mod support;
 use std::time::Duration;
 
 use redis_discovery::resolver::{RedisResolver, Resolve};
-use redis_discovery::{Instance, RedisRegistry, ServiceName};
-use support::{eventually, init_tracing, RedisServer, SENTINEL_MASTER};
+use redis_discovery::{Instance, RedisRegistry, Registration, ServiceName};
+use support::{
+    cached_addrs, eventually, init_tracing, lease_renewed, RedisServer, SENTINEL_MASTER,
+};
 
 const SERVICE: &str = "orders";
-const LEASES: &str = "sd:{orders}:leases";
 
 /// A master with one replica, and a Sentinel watching them.
 struct Fleet {
@@ -52,6 +53,20 @@ impl Fleet {
             .expect("resolver connects through the Sentinel")
     }
 
+    /// Registers the first instance, 10.0.0.1:80, and waits until the
+    /// replica has it too.
+    async fn register_first(&self, registry: &RedisRegistry) -> Registration {
+        let registration = registry
+            .register(SERVICE, instance("10.0.0.1:80"))
+            .await
+            .unwrap();
+        eventually("the entry to replicate", || async {
+            lease(&self.replica, "10.0.0.1:80").map(|_| ())
+        })
+        .await;
+        registration
+    }
+
     /// Waits until the Sentinel names the replica as master.
     async fn wait_for_promotion(&self) {
         let port = self.replica.port().to_string();
@@ -70,29 +85,23 @@ fn instance(addr: &str) -> Instance {
 }
 
 fn addrs(resolver: &RedisResolver) -> Option<Vec<String>> {
-    let snapshot = resolver.cached(SERVICE)?;
-    Some(
-        snapshot
-            .instances()
-            .iter()
-            .map(|i| i.addr().to_owned())
-            .collect(),
-    )
+    cached_addrs(resolver, SERVICE)
 }
 
-/// The lease deadline of `addr` on `server`, if it has one.
 fn lease(server: &RedisServer, addr: &str) -> Option<f64> {
-    server.cmd(&["ZSCORE", LEASES, addr])
+    support::lease(server, SERVICE, addr)
 }
 
-/// Asserts that heartbeats now renew `addr` on `server` (the new master).
-async fn heartbeats_reach(server: &RedisServer, addr: &str) {
-    let before = lease(server, addr).unwrap_or(0.0);
-    eventually(
-        "a heartbeat to renew the lease on the new master",
-        || async { lease(server, addr).filter(|&l| l > before).map(|_| ()) },
-    )
-    .await;
+/// After a failover: heartbeats renew the first instance on the new
+/// master, and a new registration lands there.
+async fn writes_reach_new_master(fleet: &Fleet, registry: &RedisRegistry) -> Registration {
+    lease_renewed(&fleet.replica, SERVICE, "10.0.0.1:80").await;
+    let registration = registry
+        .register(SERVICE, instance("10.0.0.2:80"))
+        .await
+        .expect("a registration after the failover reaches the new master");
+    assert!(lease(&fleet.replica, "10.0.0.2:80").is_some());
+    registration
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,10 +110,7 @@ async fn a_demoted_master_is_left_for_the_new_one() {
     let registry = fleet.registry().await;
     let resolver = fleet.resolver().await;
     let name = ServiceName::new(SERVICE).unwrap();
-    let _a = registry
-        .register(SERVICE, instance("10.0.0.1:80"))
-        .await
-        .unwrap();
+    let _a = fleet.register_first(&registry).await;
     assert!(lease(&fleet.master, "10.0.0.1:80").is_some());
     let first = resolver.resolve(&name).await.unwrap();
     assert_eq!(first.instances().len(), 1);
@@ -124,12 +130,7 @@ async fn a_demoted_master_is_left_for_the_new_one() {
     // Heartbeats, new registrations and deregistrations go to the new master
     // (found on the old one's READONLY, its dropped connection, or the
     // periodic check, whichever comes first).
-    heartbeats_reach(&fleet.replica, "10.0.0.1:80").await;
-    let b = registry
-        .register(SERVICE, instance("10.0.0.2:80"))
-        .await
-        .expect("a registration after the failover reaches the new master");
-    assert!(lease(&fleet.replica, "10.0.0.2:80").is_some());
+    let b = writes_reach_new_master(&fleet, &registry).await;
 
     // The resolver's event connection moved too: the registration's event
     // arrives (its periodic refresh is a minute away).
@@ -156,16 +157,8 @@ async fn a_killed_master_is_replaced_by_the_promoted_replica() {
     let registry = fleet.registry().await;
     let resolver = fleet.resolver().await;
     let name = ServiceName::new(SERVICE).unwrap();
-    let _a = registry
-        .register(SERVICE, instance("10.0.0.1:80"))
-        .await
-        .unwrap();
+    let _a = fleet.register_first(&registry).await;
     resolver.resolve(&name).await.unwrap();
-    // The replica has the entry before the master dies.
-    eventually("the entry to replicate", || async {
-        lease(&fleet.replica, "10.0.0.1:80").map(|_| ())
-    })
-    .await;
 
     fleet.master.stop();
     // While no master is named, the last known list keeps being served.
@@ -173,11 +166,7 @@ async fn a_killed_master_is_replaced_by_the_promoted_replica() {
     assert_eq!(stale.instances().len(), 1);
     fleet.wait_for_promotion().await;
 
-    heartbeats_reach(&fleet.replica, "10.0.0.1:80").await;
-    let _b = registry
-        .register(SERVICE, instance("10.0.0.2:80"))
-        .await
-        .expect("a registration after the failover reaches the new master");
+    let _b = writes_reach_new_master(&fleet, &registry).await;
     eventually("the resolver to see the new instance", || async {
         addrs(&resolver).filter(|a| a.len() == 2).map(|_| ())
     })
@@ -188,24 +177,12 @@ async fn a_killed_master_is_replaced_by_the_promoted_replica() {
 async fn a_hung_master_is_left_for_the_promoted_replica() {
     let fleet = Fleet::start();
     let registry = fleet.registry().await;
-    let _a = registry
-        .register(SERVICE, instance("10.0.0.1:80"))
-        .await
-        .unwrap();
-    eventually("the entry to replicate", || async {
-        lease(&fleet.replica, "10.0.0.1:80").map(|_| ())
-    })
-    .await;
+    let _a = fleet.register_first(&registry).await;
     // The master stops answering but keeps its connections open: commands
     // time out instead of failing fast.
     fleet.master.freeze();
     fleet.wait_for_promotion().await;
-    heartbeats_reach(&fleet.replica, "10.0.0.1:80").await;
-    let _b = registry
-        .register(SERVICE, instance("10.0.0.2:80"))
-        .await
-        .expect("a registration after the failover reaches the new master");
-    assert!(lease(&fleet.replica, "10.0.0.2:80").is_some());
+    let _b = writes_reach_new_master(&fleet, &registry).await;
     fleet.master.thaw();
 }
 

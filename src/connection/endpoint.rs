@@ -298,15 +298,11 @@ fn hosts(
 
 /// Parses what follows `redis+sentinel://`.
 fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
-    let Parts {
-        credentials,
-        hosts: host_list,
-        path,
-        query,
-    } = Parts::split(rest)?;
-    let path = path
+    let parts = Parts::split(rest)?;
+    let path = parts
+        .path
         .ok_or("the path must name the master, e.g. redis+sentinel://127.0.0.1:26379/mymaster")?;
-    let addrs = hosts(host_list, tls, SENTINEL_PORT, "Sentinel host")?
+    let addrs = hosts(parts.hosts, tls, SENTINEL_PORT, "Sentinel host")?
         .into_iter()
         .map(|info| info.addr().clone())
         .collect();
@@ -332,7 +328,8 @@ fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
         ));
     }
     let mut sentinel_credentials = Credentials::default();
-    for pair in query
+    for pair in parts
+        .query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .filter(|p| !p.is_empty())
@@ -353,7 +350,7 @@ fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
         addrs,
         master: master.to_owned(),
         db,
-        credentials,
+        credentials: parts.credentials,
         sentinel_credentials,
         tls,
     };
@@ -364,12 +361,13 @@ fn sentinel(rest: &str, tls: bool) -> Result<Endpoint, String> {
 
 /// Parses what follows `redis+cluster://`.
 fn cluster(rest: &str, tls: bool) -> Result<Endpoint, String> {
+    let parts = Parts::split(rest)?;
     let Parts {
         credentials,
         hosts: host_list,
         path,
         query,
-    } = Parts::split(rest)?;
+    } = parts;
     if path.is_some_and(|p| !p.is_empty()) {
         return Err("a Redis Cluster has no databases: remove the path".into());
     }

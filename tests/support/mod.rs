@@ -427,6 +427,40 @@ fn free_port() -> u16 {
     }
 }
 
+/// The addresses of a service's cached snapshot, if the resolver has one.
+pub fn cached_addrs(
+    resolver: &redis_discovery::RedisResolver,
+    service: &str,
+) -> Option<Vec<String>> {
+    let snapshot = redis_discovery::Resolve::cached(resolver, service)?;
+    Some(
+        snapshot
+            .instances()
+            .iter()
+            .map(|i| i.addr().to_owned())
+            .collect(),
+    )
+}
+
+/// The lease deadline of `addr` in `service` on `server` (native schema,
+/// prefix `sd`), if it has one and the server answers.
+pub fn lease(server: &RedisServer, service: &str, addr: &str) -> Option<f64> {
+    let key = format!("sd:{{{service}}}:leases");
+    server.try_cmd(&["ZSCORE", &key, addr]).ok().flatten()
+}
+
+/// Waits until a heartbeat renews the lease of `addr` on `server` (after a
+/// failover: proof that heartbeats reach the new master).
+pub async fn lease_renewed(server: &RedisServer, service: &str, addr: &str) {
+    let before = lease(server, service, addr).unwrap_or(0.0);
+    eventually("a heartbeat to renew the lease", || async {
+        lease(server, service, addr)
+            .filter(|&now| now > before)
+            .map(|_| ())
+    })
+    .await;
+}
+
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`] with
 /// `what` in the message.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
