@@ -153,6 +153,44 @@ async fn events_keep_coming_when_the_subscribed_node_dies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_connection_leaves_a_node_that_left_the_cluster() {
+    init_tracing();
+    let cluster = RedisCluster::start(3);
+    let registry = registry(&cluster).await;
+    // Its PING, and the membership check beside it, every second.
+    let resolver = RedisResolver::builder(cluster.url())
+        .refresh_interval(Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    let name = service_on(&cluster, 1, "watched");
+    let _a = registry
+        .register(name.as_str(), instance("10.0.0.1:80"))
+        .await
+        .unwrap();
+    resolver
+        .resolve(&ServiceName::new(name.as_str()).unwrap())
+        .await
+        .unwrap();
+    let channel = format!("sd:{{{name}}}:events");
+    let subscribers = |node: usize| -> i64 {
+        let (_, n): (String, i64) = cluster.nodes[node].cmd(&["PUBSUB", "NUMSUB", &channel]);
+        n
+    };
+    assert_eq!(subscribers(0), 1, "subscribed on the first seed");
+
+    // Node 0 leaves the cluster but stays up: it still answers PING, and
+    // would never see another node's events again.
+    cluster.nodes[0].flushall();
+    cluster.nodes[0].cmd::<()>(&["CLUSTER", "RESET", "HARD"]);
+    eventually(
+        "the subscription to move to a member of the cluster",
+        || async { (subscribers(0) == 0 && subscribers(1) + subscribers(2) == 1).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_over_master_is_followed_to_its_promoted_replica() {
     let mut cluster = RedisCluster::start(3);
     let replica = cluster.add_replica(1);

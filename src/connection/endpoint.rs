@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::PubSub;
+use redis::aio::{MultiplexedConnection, PubSub};
 use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult};
@@ -200,24 +200,31 @@ impl Endpoint {
     }
 
     /// A pub/sub connection. Classic pub/sub messages reach every node of a
-    /// cluster, so any reachable seed will do: they are tried in order.
-    pub(crate) async fn pubsub(&self, timeout: Duration) -> RedisResult<PubSub> {
-        let open = |client: redis::Client| async move {
-            match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
-                Ok(result) => result,
-                Err(_) => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "timed out connecting to Redis",
-                ))),
-            }
-        };
+    /// cluster, so any seed that is a healthy member will do: they are
+    /// tried in order, and the connection comes with a plain one to the same
+    /// node, to check now and then that it still is one.
+    pub(crate) async fn events(&self, timeout: Duration) -> RedisResult<Events> {
         let Endpoint::Cluster(seeds) = self else {
-            return open(self.client(timeout).await?).await;
+            let pubsub = timed(timeout, self.client(timeout).await?.get_async_pubsub()).await?;
+            return Ok(Events {
+                pubsub,
+                member: None,
+            });
         };
         let mut last = None;
         for seed in seeds.iter() {
-            match open(redis::Client::open(seed.clone())?).await {
-                Ok(pubsub) => return Ok(pubsub),
+            let client = redis::Client::open(seed.clone())?;
+            let joined = async {
+                let mut member = timed(timeout, client.get_multiplexed_async_connection()).await?;
+                check_member(&mut member, timeout).await?;
+                let pubsub = timed(timeout, client.get_async_pubsub()).await?;
+                Ok::<_, redis::RedisError>(Events {
+                    pubsub,
+                    member: Some(member),
+                })
+            };
+            match joined.await {
+                Ok(events) => return Ok(events),
                 Err(e) => last = Some(e),
             }
         }
@@ -227,6 +234,54 @@ impl Endpoint {
                 "no cluster seed nodes",
             ))
         }))
+    }
+}
+
+/// The resolver's event connection.
+pub(crate) struct Events {
+    pub(crate) pubsub: PubSub,
+    /// On a cluster: a plain connection to the subscribed node.
+    pub(crate) member: Option<MultiplexedConnection>,
+}
+
+/// Fails unless the node reports a healthy cluster it is part of: a node
+/// that was reset, removed or cut off still answers PING, but would never
+/// see another node's events.
+pub(crate) async fn check_member(
+    member: &mut MultiplexedConnection,
+    timeout: Duration,
+) -> RedisResult<()> {
+    let info: String = timed(
+        timeout,
+        redis::cmd("CLUSTER").arg("INFO").query_async(member),
+    )
+    .await?;
+    let known_nodes = info
+        .lines()
+        .find_map(|line| line.strip_prefix("cluster_known_nodes:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if info.contains("cluster_state:ok") && known_nodes > 1 {
+        Ok(())
+    } else {
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "the subscribed node is no longer a healthy cluster member",
+        )))
+    }
+}
+
+/// `call`, failing with an I/O error after `timeout`.
+async fn timed<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = RedisResult<T>>,
+) -> RedisResult<T> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "timed out waiting for Redis",
+        ))),
     }
 }
 
@@ -411,12 +466,27 @@ fn credentials(userinfo: &str) -> Result<Credentials, String> {
 }
 
 /// The URL with its secrets replaced, for error messages and logs: the
-/// userinfo password (up to the last `@`, so a password may hold `/`), and
-/// every query value except the few known to be harmless (a mistyped
-/// `sentinel_pasword=` stays hidden too).
+/// userinfo password (up to the last `@`, so a password may hold `/` or
+/// `?`), and every query value except the few known to be harmless (a
+/// mistyped `sentinel_pasword=` stays hidden too). When in doubt it hides
+/// too much rather than too little.
 pub(crate) fn redact(url: &str) -> String {
     const SHOWN: [&str; 3] = ["db", "protocol", "sentinel_username"];
-    let url = match url.split_once('?') {
+    let (head, rest) = match url.find("://") {
+        Some(s) => url.split_at(s + 3),
+        None => ("", url),
+    };
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = match rest[..at].split_once(':') {
+                Some((user, _)) => format!("{user}:***@"),
+                None => "***@".to_owned(),
+            };
+            (userinfo, &rest[at + 1..])
+        }
+        None => (String::new(), rest),
+    };
+    let rest = match rest.split_once('?') {
         Some((base, query)) => {
             let query: Vec<String> = query
                 .split('&')
@@ -429,19 +499,9 @@ pub(crate) fn redact(url: &str) -> String {
                 .collect();
             format!("{base}?{}", query.join("&"))
         }
-        None => url.to_owned(),
+        None => rest.to_owned(),
     };
-    let url = url.as_str();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => format!("{}***{}", &url[..s + 3], &url[at..]),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    format!("{head}{userinfo}{rest}")
 }
 
 #[cfg(test)]
@@ -583,5 +643,10 @@ mod tests {
             redact("redis+sentinel://h/m?sentinel_pasword=topsecret"),
             "redis+sentinel://h/m?sentinel_pasword=***"
         );
+        // A '?' in a password: hidden with the rest of the userinfo.
+        assert_eq!(redact("redis://u:p?x=y@h"), "redis://u:***@h");
+        // An '@' in a query value: more is hidden than needed, nothing leaks.
+        let r = redact("redis+sentinel://h/m?sentinel_password=a@b");
+        assert!(!r.contains("a@"), "{r}");
     }
 }

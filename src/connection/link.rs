@@ -2,6 +2,7 @@
 //! itself, follows the master across Sentinel failovers, and routes by slot
 //! on Redis Cluster.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use redis::{
     Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
     ServerErrorKind, Value,
 };
+use tokio::task::AbortHandle;
 
 use super::endpoint::{Endpoint, CLUSTER_RETRIES};
 use super::{manager, Timeouts};
@@ -47,10 +49,31 @@ pub(crate) struct Follower {
     endpoint: Endpoint,
     timeouts: Timeouts,
     current: Mutex<Master>,
-    /// Lookups, one at a time, and how many finished: callers that failed
-    /// together wait for one lookup and share its answer, instead of asking
-    /// the Sentinels one after another.
-    lookups: tokio::sync::Mutex<u64>,
+    /// Held while a lookup runs: one at a time.
+    lookup: Arc<tokio::sync::Mutex<()>>,
+    /// Lookups that finished (a dropped one does not count): callers that
+    /// failed together wait for one lookup and share its answer, instead of
+    /// asking the Sentinels one after another.
+    finished: AtomicU64,
+    /// The background lookup, aborted when the last clone goes.
+    recheck: Mutex<Option<AbortHandle>>,
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let recheck = self.recheck.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = recheck.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What the Sentinels said.
+enum Found {
+    /// The same master, or none reachable: keep the current one.
+    Nothing,
+    /// Another master, already connected.
+    Master(ConnectionAddr, ConnectionManager),
 }
 
 /// The master commands go to.
@@ -103,7 +126,9 @@ impl Connection {
                 addr,
                 asked: Instant::now(),
             }),
-            lookups: tokio::sync::Mutex::new(0),
+            lookup: Arc::new(tokio::sync::Mutex::new(())),
+            finished: AtomicU64::new(0),
+            recheck: Mutex::new(None),
         })))
     }
 
@@ -142,51 +167,34 @@ impl Follower {
     /// After a failover sign from a command sent to master `failed`:
     /// whether another master is current now.
     async fn switched(&self, failed: u64) -> bool {
-        let seen = self.lookups.try_lock().map(|n| *n).ok();
-        let mut lookups = self.lookups.lock().await;
+        let seen = self.finished.load(Ordering::Acquire);
+        let _one_at_a_time = self.lookup.lock().await;
         if self.lock().generation != failed {
             return true; // another caller already switched
         }
-        if seen.is_none_or(|seen| seen != *lookups) {
+        if self.finished.load(Ordering::Acquire) != seen {
             return false; // a lookup finished while this caller waited
         }
-        let switched = self.look_up().await;
+        self.lock().asked = Instant::now();
+        let switched = self.apply(find(&self.endpoint, self.timeouts, self.addr()).await);
         // Counted only once finished: a lookup dropped half-way (its caller
         // gave up) leaves the next caller to ask again.
-        *lookups += 1;
+        self.finished.fetch_add(1, Ordering::Release);
         switched
     }
 
-    /// Asks the Sentinels and switches if they name another master. The
-    /// caller holds `lookups`.
-    async fn look_up(&self) -> bool {
-        self.lock().asked = Instant::now();
-        let timeouts = self.timeouts;
-        let client = match self
-            .endpoint
-            .client(timeouts.connect + timeouts.command)
-            .await
-        {
-            Ok(client) => client,
-            Err(e) => {
-                tracing::debug!(error = %e, "the Sentinels named no reachable master");
-                return false;
-            }
+    fn addr(&self) -> ConnectionAddr {
+        self.lock().addr.clone()
+    }
+
+    /// Switches to what the Sentinels named, if another master. The caller
+    /// holds `lookup`.
+    fn apply(&self, found: Found) -> bool {
+        let Found::Master(addr, manager) = found else {
+            return false;
         };
-        let addr = client.get_connection_info().addr().clone();
-        let old = self.lock().addr.clone();
-        if addr == old {
-            return false; // same master: its manager reconnects by itself
-        }
-        let manager = match manager(client, timeouts).await {
-            Ok(manager) => manager,
-            Err(e) => {
-                tracing::debug!(error = %e, master = %addr, "the new master is not reachable yet");
-                return false;
-            }
-        };
-        tracing::warn!(from = %old, to = %addr, "Redis master changed (Sentinel failover)");
         let mut master = self.lock();
+        tracing::warn!(from = %master.addr, to = %addr, "Redis master changed (Sentinel failover)");
         master.generation += 1;
         master.manager = manager;
         master.addr = addr;
@@ -194,7 +202,9 @@ impl Follower {
     }
 
     /// Starts a lookup in the background when the last one is older than
-    /// [`RECHECK`] (and none is running). It ends within its timeouts.
+    /// [`RECHECK`] and none is running. The task holds no strong reference:
+    /// it is aborted when the last clone of the connection goes, and ends
+    /// within its timeouts otherwise.
     fn recheck_if_due(self: &Arc<Self>) {
         {
             let mut master = self.lock();
@@ -206,13 +216,43 @@ impl Follower {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let follower = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Ok(mut lookups) = follower.lookups.try_lock() {
-                follower.look_up().await;
-                *lookups += 1;
+        let Ok(running) = Arc::clone(&self.lookup).try_lock_owned() else {
+            return; // a lookup is running: it answers this check too
+        };
+        let (endpoint, timeouts, old) = (self.endpoint.clone(), self.timeouts, self.addr());
+        let follower = Arc::downgrade(self);
+        let task = runtime.spawn(async move {
+            let found = find(&endpoint, timeouts, old).await;
+            if let Some(follower) = follower.upgrade() {
+                follower.apply(found);
+                follower.finished.fetch_add(1, Ordering::Release);
             }
+            drop(running);
         });
+        let mut recheck = self.recheck.lock().unwrap_or_else(|e| e.into_inner());
+        *recheck = Some(task.abort_handle());
+    }
+}
+
+/// Asks the Sentinels for the master and, if it is not `old`, connects to it.
+async fn find(endpoint: &Endpoint, timeouts: Timeouts, old: ConnectionAddr) -> Found {
+    let client = match endpoint.client(timeouts.connect + timeouts.command).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::debug!(error = %e, "the Sentinels named no reachable master");
+            return Found::Nothing;
+        }
+    };
+    let addr = client.get_connection_info().addr().clone();
+    if addr == old {
+        return Found::Nothing; // same master: its manager reconnects by itself
+    }
+    match manager(client, timeouts).await {
+        Ok(manager) => Found::Master(addr, manager),
+        Err(e) => {
+            tracing::debug!(error = %e, master = %addr, "the new master is not reachable yet");
+            Found::Nothing
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 mod endpoint;
 mod link;
 
-pub(crate) use endpoint::{redact, Endpoint};
+pub(crate) use endpoint::{check_member, redact, Endpoint, Events};
 pub(crate) use link::Connection;
 
 use std::time::Duration;

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{PubSub, PubSubSink, PubSubStream};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
 use super::redis::{after, Shared};
-use crate::connection::Endpoint;
+use crate::connection::{check_member, Endpoint, Events};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -30,23 +30,23 @@ pub(super) enum Command {
 
 /// Opens the event connection: to the server, the master of the moment
 /// behind Sentinel (so a resubscribe after a failover lands on the new one),
-/// or a reachable cluster seed.
-pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<PubSub> {
-    endpoint.pubsub(timeout).await
+/// or a cluster seed that is a healthy member.
+pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<Events> {
+    endpoint.events(timeout).await
 }
 
 /// Runs until the resolver is dropped.
 pub(super) async fn run(
     shared: Arc<Shared>,
-    first: PubSub,
+    first: Events,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let mut connection = Some(first);
     let mut reconnect = false;
     let mut backoff = MIN_BACKOFF;
     loop {
-        let pubsub = match connection.take() {
-            Some(pubsub) => pubsub,
+        let Events { pubsub, mut member } = match connection.take() {
+            Some(events) => events,
             None => {
                 let connecting = connect(shared.endpoint(), shared.timeouts.connect);
                 let result = tokio::select! {
@@ -54,7 +54,7 @@ pub(super) async fn run(
                     result = connecting => result,
                 };
                 match result {
-                    Ok(pubsub) => pubsub,
+                    Ok(events) => events,
                     Err(error) => {
                         tracing::debug!(%error, retry_in = ?backoff, "event connection: reconnect failed");
                         if !pause(&shared, &mut commands, backoff).await {
@@ -85,7 +85,15 @@ pub(super) async fn run(
         }
         reconnect = true;
         backoff = MIN_BACKOFF;
-        match serve(&shared, &mut sink, &mut stream, &mut commands).await {
+        match serve(
+            &shared,
+            &mut sink,
+            &mut stream,
+            member.as_mut(),
+            &mut commands,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(reason) => tracing::warn!(
                 %reason,
@@ -124,6 +132,7 @@ async fn serve(
     shared: &Arc<Shared>,
     sink: &mut PubSubSink,
     stream: &mut PubSubStream,
+    mut member: Option<&mut MultiplexedConnection>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), String> {
     // Pub/sub connections are otherwise silent: a PING finds a dead one.
@@ -155,6 +164,9 @@ async fn serve(
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(format!("PING failed: {e}")),
                     Err(_) => return Err(format!("no answer to PING within {:?}", shared.timeouts.command)),
+                }
+                if let Some(member) = member.as_deref_mut() {
+                    check_member(member, shared.timeouts.command).await.map_err(|e| e.to_string())?;
                 }
             }
         }

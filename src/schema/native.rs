@@ -115,6 +115,11 @@ static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSE
 static REMOVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REMOVE));
 static READ_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ));
 
+/// How long a heartbeat waits for the services index once its own script
+/// has answered (the two are sent together, so on one server both answers
+/// arrive at once).
+const INDEX_GRACE: Duration = Duration::from_millis(100);
+
 pub(super) async fn upsert(
     conn: &mut Connection,
     prefix: &str,
@@ -136,13 +141,29 @@ pub(super) async fn upsert(
     sadd.arg(services_key(prefix)).arg(s);
     let keys = [instances_key.as_str(), leases_key.as_str()];
     let args: [&dyn ScriptArg; 4] = [&addr, &json, &ttl_ms, &channel];
-    let (code, indexed) = tokio::join!(
-        UPSERT_SCRIPT.run::<i64>(&keys, &args, conn),
-        sadd.exec_async(&mut index_conn),
-    );
     // The index only serves listing; on a cluster it lives on another node,
-    // whose outage must not stop registrations and heartbeats elsewhere.
-    let code = code?;
+    // whose outage must neither fail nor slow registrations and heartbeats
+    // elsewhere: its write gets until shortly after the script's answer.
+    let index = sadd.exec_async(&mut index_conn);
+    let script = UPSERT_SCRIPT.run::<i64>(&keys, &args, conn);
+    tokio::pin!(index, script);
+    let mut indexed = None;
+    let code = loop {
+        tokio::select! {
+            code = &mut script => break code?,
+            result = &mut index, if indexed.is_none() => indexed = Some(result),
+        }
+    };
+    let indexed = match indexed {
+        Some(result) => result,
+        None => match tokio::time::timeout(INDEX_GRACE, index).await {
+            Ok(result) => result,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no answer in time",
+            ))),
+        },
+    };
     if let Err(error) = indexed {
         tracing::warn!(service = s, %error, "could not add the service to the services index (listing may miss it until a later heartbeat)");
     }
@@ -224,15 +245,23 @@ pub(super) async fn services(conn: &mut Connection, prefix: &str) -> RedisResult
     }
     // One EXISTS per key, sent at once on the multiplexed connection (one
     // round trip); not a pipeline, whose keys must share a cluster slot.
-    let exists: Vec<bool> = futures_util::future::try_join_all(names.iter().map(|name| {
+    // A name whose check fails (its node is down) is kept: unknown is not
+    // gone, and one node's outage must not fail the whole list.
+    let exists: Vec<RedisResult<bool>> = futures_util::future::join_all(names.iter().map(|name| {
         let mut conn = conn.clone();
         let key = instances(prefix, name);
         async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await }
     }))
-    .await?;
+    .await;
     Ok(names
         .into_iter()
         .zip(exists)
-        .filter_map(|(name, exists)| exists.then_some(name))
+        .filter_map(|(name, exists)| match exists {
+            Ok(exists) => exists.then_some(name),
+            Err(error) => {
+                tracing::warn!(service = %name, %error, "could not check whether the service still has keys; listing it");
+                Some(name)
+            }
+        })
         .collect())
 }

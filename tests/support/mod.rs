@@ -371,7 +371,7 @@ impl RedisCluster {
     }
 
     /// Starts a replica of node `of` and waits until it replicates and
-    /// every node knows it. Returns the replica's index in `nodes`.
+    /// every master knows it as a replica. Returns the replica's index in `nodes`.
     pub fn add_replica(&mut self, of: usize) -> usize {
         let replica = RedisServer::start_as(Role::ClusterNode);
         let master_id: String = self.nodes[of].cmd(&["CLUSTER", "MYID"]);
@@ -391,6 +391,19 @@ impl RedisCluster {
         eventually_sync("the replica's link to its master", || {
             let info: String = replica.cmd(&["INFO", "replication"]);
             info.contains("master_link_status:up").then_some(())
+        });
+        // The masters vote in a failover: they must know it as a replica.
+        let replica_id: String = replica.cmd(&["CLUSTER", "MYID"]);
+        eventually_sync("every master to know the replica", || {
+            self.nodes[..self.masters]
+                .iter()
+                .all(|node| {
+                    let nodes: String = node.cmd(&["CLUSTER", "NODES"]);
+                    nodes
+                        .lines()
+                        .any(|line| line.starts_with(&replica_id) && line.contains("slave"))
+                })
+                .then_some(())
         });
         self.nodes.push(replica);
         self.nodes.len() - 1
