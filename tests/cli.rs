@@ -8,13 +8,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{eventually_sync, RedisServer, DEADLINE};
+use support::{eventually_sync, RedisCluster, RedisServer, DEADLINE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_redis-discovery");
 
-fn cli(redis: &RedisServer, args: &[&str]) -> Output {
+fn cli(url: &str, args: &[&str]) -> Output {
     Command::new(BIN)
-        .args(["--redis", &redis.url()])
+        .args(["--redis", url])
         .args(args)
         .output()
         .expect("run the CLI")
@@ -28,9 +28,9 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn spawn(redis: &RedisServer, args: &[&str]) -> Child {
+fn spawn(url: &str, args: &[&str]) -> Child {
     Command::new(BIN)
-        .args(["--redis", &redis.url()])
+        .args(["--redis", url])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -39,9 +39,9 @@ fn spawn(redis: &RedisServer, args: &[&str]) -> Child {
 }
 
 /// A `register` sidecar for `orders` at `addr`, once it says it registered.
-fn sidecar(redis: &RedisServer, addr: &str) -> Child {
+fn sidecar(url: &str, addr: &str) -> Child {
     let mut child = spawn(
-        redis,
+        url,
         &[
             "register",
             "orders",
@@ -99,12 +99,12 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 fn sidecar_register_list_watch_and_sigterm() {
     let redis = RedisServer::start();
 
-    let mut watch = spawn(&redis, &["watch", "orders", "--resync", "1"]);
+    let mut watch = spawn(&redis.url(), &["watch", "orders", "--resync", "1"]);
     let watch_lines = lines(&mut watch);
     wait_for_line(&watch_lines, "watching orders: 0 instances");
 
     let mut sidecar = spawn(
-        &redis,
+        &redis.url(),
         &[
             "register",
             "orders",
@@ -124,7 +124,7 @@ fn sidecar_register_list_watch_and_sigterm() {
     let added = wait_for_line(&watch_lines, "127.0.0.1:8080");
     assert_eq!(added, "+ 127.0.0.1:8080 weight=7 tags=zone=a");
 
-    let list = cli(&redis, &["list"]);
+    let list = cli(&redis.url(), &["list"]);
     assert!(list.status.success(), "{}", stderr(&list));
     assert!(
         stdout(&list)
@@ -134,7 +134,7 @@ fn sidecar_register_list_watch_and_sigterm() {
         stdout(&list)
     );
 
-    let list = cli(&redis, &["list", "orders"]);
+    let list = cli(&redis.url(), &["list", "orders"]);
     assert!(list.status.success(), "{}", stderr(&list));
     let text = stdout(&list);
     let row = text
@@ -143,14 +143,14 @@ fn sidecar_register_list_watch_and_sigterm() {
         .expect("a row for the instance");
     assert!(row.contains(" 7 ") && row.ends_with("zone=a"), "{row}");
 
-    let json = cli(&redis, &["list", "orders", "--json"]);
+    let json = cli(&redis.url(), &["list", "orders", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
     assert_eq!(rows[0]["addr"], "127.0.0.1:8080");
     assert_eq!(rows[0]["weight"], 7);
     assert_eq!(rows[0]["tags"]["zone"], "a");
     let lease = rows[0]["lease_left_ms"].as_u64().expect("a lease");
     assert!(lease > 0 && lease <= 3000, "{lease}");
-    let json = cli(&redis, &["list", "--json"]);
+    let json = cli(&redis.url(), &["list", "--json"]);
     let services: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
     assert_eq!(
         services,
@@ -165,7 +165,7 @@ fn sidecar_register_list_watch_and_sigterm() {
         wait_for_line(&watch_lines, "127.0.0.1:8080"),
         "- 127.0.0.1:8080"
     );
-    let json = cli(&redis, &["list", "orders", "--json"]);
+    let json = cli(&redis.url(), &["list", "orders", "--json"]);
     assert!(
         !json.status.success(),
         "the service is gone: {}",
@@ -179,15 +179,36 @@ fn sidecar_register_list_watch_and_sigterm() {
 #[test]
 fn deregister_command() {
     let redis = RedisServer::start();
-    let mut sidecar = sidecar(&redis, "127.0.0.1:9000");
-    let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
+    let mut sidecar = sidecar(&redis.url(), "127.0.0.1:9000");
+    let out = cli(&redis.url(), &["deregister", "orders", "127.0.0.1:9000"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("deregistered 127.0.0.1:9000"));
-    let out = cli(&redis, &["deregister", "orders", "127.0.0.1:9000"]);
+    let out = cli(&redis.url(), &["deregister", "orders", "127.0.0.1:9000"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not registered"), "{}", stderr(&out));
     let _ = sidecar.kill();
     let _ = sidecar.wait();
+}
+
+#[test]
+fn cluster_and_sentinel_urls_work_like_a_server_url() {
+    let cluster = RedisCluster::start(3);
+    let master = RedisServer::start();
+    let sentinel = RedisServer::start_sentinel(&master, 0);
+    for url in [cluster.url(), sentinel.sentinel_url()] {
+        let mut sidecar = sidecar(&url, "127.0.0.1:9200");
+        let json = cli(&url, &["list", "--json"]);
+        assert!(json.status.success(), "{url}: {}", stderr(&json));
+        let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+        assert_eq!(
+            rows,
+            serde_json::json!([{"service": "orders", "instances": 1}])
+        );
+        let out = cli(&url, &["deregister", "orders", "127.0.0.1:9200"]);
+        assert!(out.status.success(), "{url}: {}", stderr(&out));
+        let _ = sidecar.kill();
+        let _ = sidecar.wait();
+    }
 }
 
 #[test]
@@ -222,7 +243,7 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         (&["--prefix", "{x}", "list"], "invalid configuration"),
     ];
     for (args, message) in cases {
-        let out = cli(&redis, args);
+        let out = cli(&redis.url(), args);
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = stderr(&out);
         assert!(
@@ -275,7 +296,7 @@ fn help_has_examples() {
 #[test]
 fn closed_stdout_is_not_a_panic() {
     let redis = RedisServer::start();
-    let mut sidecar = sidecar(&redis, "127.0.0.1:9100");
+    let mut sidecar = sidecar(&redis.url(), "127.0.0.1:9100");
     let mut list = Command::new(BIN)
         .args(["--redis", &redis.url(), "list", "orders"])
         .stdout(Stdio::piped())

@@ -18,16 +18,24 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::{Layer, Service, ServiceExt};
 
 /// An HTTP server on a free loopback port that answers with its own
-/// address. Aborting the handle kills it with all its connections, as a
-/// crash would.
-async fn spawn_server() -> (SocketAddr, JoinHandle<()>) {
+/// address.
+async fn spawn_server() -> (SocketAddr, TestServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = tokio::select! {
+                _ = &mut stopped => {
+                    // Every connection ends before `crash` returns.
+                    connections.shutdown().await;
+                    return;
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
             };
             connections.spawn(async move {
                 let service =
@@ -49,13 +57,36 @@ async fn spawn_server() -> (SocketAddr, JoinHandle<()>) {
             });
         }
     });
-    (addr, task)
+    (
+        addr,
+        TestServer {
+            stop: Some(stop),
+            task,
+        },
+    )
+}
+
+/// A running test server.
+struct TestServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Kills the server with all its connections, as a crash would, and
+    /// returns once they are all gone (an abort alone takes effect later).
+    async fn crash(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
 }
 
 struct Fleet {
     _redis: RedisServer,
     _registrations: Vec<Registration>,
-    servers: Vec<(SocketAddr, JoinHandle<()>)>,
+    servers: Vec<(SocketAddr, TestServer)>,
     resolver: RedisResolver,
 }
 
@@ -124,7 +155,7 @@ async fn text_of(request: reqwest_middleware::RequestBuilder) -> String {
 fn shares(
     counts: &HashMap<String, usize>,
     total: usize,
-    servers: &[(SocketAddr, JoinHandle<()>)],
+    servers: &[(SocketAddr, TestServer)],
 ) -> Vec<f64> {
     servers
         .iter()
@@ -264,13 +295,14 @@ async fn errors_name_the_service() {
 /// retried on another instance, and the instance is ejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_instance_causes_no_failed_request() {
-    let fleet = fleet(&[1, 1, 1]).await;
+    let mut fleet = fleet(&[1, 1, 1]).await;
     let client = hyper_client(&DiscoveryLayer::new(fleet.resolver.clone()));
     for _ in 0..30 {
         get(&client, "http://orders/", true).await.unwrap();
     }
-    let (dead, task) = &fleet.servers[0];
-    task.abort();
+    let (dead, server) = &mut fleet.servers[0];
+    server.crash().await;
+    let dead = *dead;
     let mut counts = HashMap::new();
     for _ in 0..300 {
         let body = get(&client, "http://orders/", true)
@@ -286,13 +318,13 @@ async fn killed_instance_causes_no_failed_request() {
 /// and is then ejected: later requests avoid it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_instance_is_ejected() {
-    let fleet = fleet(&[1, 1, 1]).await;
+    let mut fleet = fleet(&[1, 1, 1]).await;
     let layer = DiscoveryLayer::builder(fleet.resolver.clone())
         .retries(0)
         .build();
     let client = hyper_client(&layer);
     get(&client, "http://orders/", true).await.unwrap();
-    fleet.servers[0].1.abort();
+    fleet.servers[0].1.crash().await;
     let mut failures = 0;
     for _ in 0..300 {
         if get(&client, "http://orders/", true).await.is_err() {
@@ -340,9 +372,9 @@ impl redis_discovery::Resolve for Uncached {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_work_without_a_resolver_cache() {
-    let fleet = fleet(&[1, 1, 1]).await;
+    let mut fleet = fleet(&[1, 1, 1]).await;
     let client = hyper_client(&DiscoveryLayer::new(Uncached(fleet.resolver.clone())));
-    fleet.servers[0].1.abort();
+    fleet.servers[0].1.crash().await;
     for _ in 0..100 {
         get(&client, "http://orders/", true)
             .await
@@ -432,7 +464,7 @@ async fn a_lone_instance_is_not_retried() {
 #[cfg(feature = "reqwest-middleware")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_middleware_retries_on_another_instance() {
-    let fleet = fleet(&[1, 1, 1]).await;
+    let mut fleet = fleet(&[1, 1, 1]).await;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(DiscoveryLayer::new(fleet.resolver.clone()).middleware())
         .build();
@@ -444,8 +476,9 @@ async fn reqwest_middleware_retries_on_another_instance() {
     for _ in 0..30 {
         text_of(request()).await;
     }
-    let (dead, task) = &fleet.servers[0];
-    task.abort();
+    let (dead, server) = &mut fleet.servers[0];
+    server.crash().await;
+    let dead = *dead;
     let mut counts = HashMap::new();
     for _ in 0..300 {
         *counts
