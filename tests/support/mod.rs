@@ -243,8 +243,18 @@ impl RedisServer {
     }
 
     /// A plain (blocking) connection for raw commands in tests.
+    ///
+    /// Bounded by [`DEADLINE`], so a frozen or hung server fails the test
+    /// instead of hanging it.
     pub fn conn(&self) -> redis::Connection {
-        match redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
+        let connect = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(DEADLINE))
+            .and_then(|c| {
+                c.set_read_timeout(Some(DEADLINE))?;
+                c.set_write_timeout(Some(DEADLINE))?;
+                Ok(c)
+            });
+        match connect {
             Ok(c) => c,
             Err(e) => panic!("cannot connect to test redis at {}: {e}", self.url()),
         }
