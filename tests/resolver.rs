@@ -66,15 +66,6 @@ fn numsub(server: &RedisServer, channel: &str) -> i64 {
     n
 }
 
-/// Client connections other than the one asking.
-fn clients(server: &RedisServer) -> Vec<String> {
-    let list: String = server.cmd(&["CLIENT", "LIST"]);
-    list.lines()
-        .filter(|l| !l.contains("cmd=client|list"))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn read_calls(server: &RedisServer) -> u64 {
     server.calls("evalsha_ro") + server.calls("eval_ro")
 }
@@ -472,7 +463,7 @@ async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     init_tracing();
     let server = RedisServer::start();
     eventually("no other client", || async {
-        clients(&server).is_empty().then_some(())
+        server.clients().is_empty().then_some(())
     })
     .await;
     let resolver = no_refresh(&server).connect().await.unwrap();
@@ -480,11 +471,12 @@ async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     let mut updates = watcher.watch("dropped").await.unwrap();
     assert!(updates.borrow_and_update().is_empty());
     eventually("two connections: reads and events", || async {
-        (clients(&server).len() == 2).then_some(())
+        (server.clients().len() == 2).then_some(())
     })
     .await;
     assert_eq!(
-        clients(&server)
+        server
+            .clients()
             .iter()
             .filter(|c| c.contains("sub=1"))
             .count(),
@@ -494,7 +486,7 @@ async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     assert_eq!(numsub(&server, "sd:{dropped}:events"), 1, "a clone lives");
     drop(watcher);
     eventually("the connections close", || async {
-        clients(&server).is_empty().then_some(())
+        server.clients().is_empty().then_some(())
     })
     .await;
     assert!(
@@ -516,7 +508,7 @@ async fn shutdown_stops_every_clone() {
         Err(ResolveError::Shutdown)
     ));
     eventually("the connections close", || async {
-        clients(&server).is_empty().then_some(())
+        server.clients().is_empty().then_some(())
     })
     .await;
 }
@@ -686,7 +678,8 @@ async fn the_hertz_schema_refreshes_periodically() {
     let snapshot = resolver.resolve(&name("hertz.demo")).await.unwrap();
     assert_eq!(addrs(&snapshot), ["10.0.10.1:80"]);
     assert!(
-        clients(&server)
+        server
+            .clients()
             .iter()
             .all(|c| !c.contains("flags=P") && !c.contains("sub=1")),
         "no event connection with the Hertz schema"

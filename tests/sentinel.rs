@@ -186,6 +186,37 @@ async fn a_hung_master_is_left_for_the_promoted_replica() {
     fleet.master.thaw();
 }
 
+/// Connections of the crate (not the Sentinel's own, not replication).
+fn ours(server: &RedisServer) -> usize {
+    server
+        .clients()
+        .iter()
+        .filter(|c| !c.contains("name=sentinel") && !c.contains("flags=S"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_registry_and_resolver_closes_every_connection() {
+    let fleet = Fleet::start();
+    {
+        let registry = fleet.registry().await;
+        let resolver = fleet.resolver().await;
+        let _a = fleet.register_first(&registry).await;
+        resolver
+            .resolve(&ServiceName::new(SERVICE).unwrap())
+            .await
+            .unwrap();
+        assert!(ours(&fleet.master) >= 3, "commands, events, registry");
+    }
+    // The drop's deregister runs in the background, then everything closes:
+    // no connection to the master or the Sentinel is left behind.
+    eventually("every connection to close", || async {
+        (ours(&fleet.master) == 0 && ours(&fleet.sentinel) == 0).then_some(())
+    })
+    .await;
+    assert!(lease(&fleet.master, "10.0.0.1:80").is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinels_that_name_no_such_master_fail_clearly() {
     let fleet = Fleet::start();

@@ -277,6 +277,15 @@ impl RedisServer {
         cmd.query(&mut self.conn())
     }
 
+    /// Client connections other than the one asking (`CLIENT LIST` lines).
+    pub fn clients(&self) -> Vec<String> {
+        let list: String = self.cmd(&["CLIENT", "LIST"]);
+        list.lines()
+            .filter(|l| !l.contains("cmd=client|list"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `FLUSHALL` on this (private) server.
     pub fn flushall(&self) {
         self.cmd::<()>(&["FLUSHALL"]);
