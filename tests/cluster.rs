@@ -217,6 +217,24 @@ async fn a_failed_over_master_is_followed_to_its_promoted_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_registry_and_resolver_closes_every_connection() {
+    let cluster = RedisCluster::start(3);
+    {
+        let (_registry, _resolver, _name, _a) = one_instance_on_node_1(&cluster, "gone").await;
+        assert!(!cluster.nodes[0].clients().is_empty(), "events on node 0");
+        assert!(!cluster.nodes[1].clients().is_empty(), "commands on node 1");
+    }
+    eventually("every connection to close", || async {
+        cluster
+            .nodes
+            .iter()
+            .all(|node| node.clients().is_empty())
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hertz_service_listing_is_refused_on_a_cluster() {
     let cluster = RedisCluster::start(3);
     let resolver = RedisResolver::builder(cluster.url())
