@@ -200,9 +200,9 @@ impl Endpoint {
     }
 
     /// A pub/sub connection. Classic pub/sub messages reach every node of a
-    /// cluster, so any seed that is a healthy member will do: they are
-    /// tried in order, and the connection comes with a plain one to the same
-    /// node, to check now and then that it still is one.
+    /// cluster, so any seed that is a member will do: they are tried in
+    /// order, and the connection comes with a plain one to the same node, to
+    /// check now and then that it still is one.
     pub(crate) async fn events(&self, timeout: Duration) -> RedisResult<Events> {
         let Endpoint::Cluster(seeds) = self else {
             let pubsub = timed(timeout, self.client(timeout).await?.get_async_pubsub()).await?;
@@ -244,9 +244,10 @@ pub(crate) struct Events {
     pub(crate) member: Option<MultiplexedConnection>,
 }
 
-/// Fails unless the node reports a healthy cluster it is part of: a node
-/// that was reset, removed or cut off still answers PING, but would never
-/// see another node's events.
+/// Fails unless the node still belongs to a cluster whose slots are
+/// assigned: a node that was reset (or never joined) answers PING but would
+/// never see another node's events. The cluster's state is not checked: it
+/// reads `fail` on every node during a failover, which is no reason to move.
 pub(crate) async fn check_member(
     member: &mut MultiplexedConnection,
     timeout: Duration,
@@ -256,17 +257,17 @@ pub(crate) async fn check_member(
         redis::cmd("CLUSTER").arg("INFO").query_async(member),
     )
     .await?;
-    let known_nodes = info
+    let assigned = info
         .lines()
-        .find_map(|line| line.strip_prefix("cluster_known_nodes:"))
+        .find_map(|line| line.strip_prefix("cluster_slots_assigned:"))
         .and_then(|n| n.trim().parse::<u32>().ok())
         .unwrap_or(0);
-    if info.contains("cluster_state:ok") && known_nodes > 1 {
+    if assigned > 0 {
         Ok(())
     } else {
         Err(redis::RedisError::from((
             redis::ErrorKind::Io,
-            "the subscribed node is no longer a healthy cluster member",
+            "the subscribed node is no longer a member of the cluster",
         )))
     }
 }
@@ -476,6 +477,11 @@ pub(crate) fn redact(url: &str) -> String {
         Some(s) => url.split_at(s + 3),
         None => ("", url),
     };
+    // An '@' after a '?' could end a password that holds '?', or sit in a
+    // query value: either way, hide everything after the scheme.
+    if rest.rfind('@').is_some_and(|at| rest[..at].contains('?')) {
+        return format!("{head}***");
+    }
     let (userinfo, rest) = match rest.rfind('@') {
         Some(at) => {
             let userinfo = match rest[..at].split_once(':') {
@@ -643,10 +649,15 @@ mod tests {
             redact("redis+sentinel://h/m?sentinel_pasword=topsecret"),
             "redis+sentinel://h/m?sentinel_pasword=***"
         );
-        // A '?' in a password: hidden with the rest of the userinfo.
-        assert_eq!(redact("redis://u:p?x=y@h"), "redis://u:***@h");
-        // An '@' in a query value: more is hidden than needed, nothing leaks.
-        let r = redact("redis+sentinel://h/m?sentinel_password=a@b");
-        assert!(!r.contains("a@"), "{r}");
+        // A '?' in a password, an '@' in a query value: all is hidden.
+        for url in [
+            "redis://u:p?x=y@h",
+            "redis+sentinel://h/m?sentinel_password=pa@ss",
+            "redis+sentinel://h/m?sentinel_password=se:cr@et",
+            "unix:///run/redis.sock?db=1&pass=se@cret",
+        ] {
+            let scheme = &url[..url.find("://").unwrap() + 3];
+            assert_eq!(redact(url), format!("{scheme}***"));
+        }
     }
 }

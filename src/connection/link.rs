@@ -51,10 +51,13 @@ pub(crate) struct Follower {
     current: Mutex<Master>,
     /// Held while a lookup runs: one at a time.
     lookup: Arc<tokio::sync::Mutex<()>>,
-    /// Lookups that finished (a dropped one does not count): callers that
-    /// failed together wait for one lookup and share its answer, instead of
-    /// asking the Sentinels one after another.
-    finished: AtomicU64,
+    /// Lookups started so far; each is numbered by this count.
+    started: AtomicU64,
+    /// The number of the latest lookup that finished (a dropped one does not
+    /// count). A caller whose command failed shares the answer of a lookup
+    /// that started after the command was sent, instead of asking the
+    /// Sentinels again; an older answer may predate the failover.
+    answered: AtomicU64,
     /// The background lookup, aborted when the last clone goes.
     recheck: Mutex<Option<AbortHandle>>,
 }
@@ -74,6 +77,14 @@ enum Found {
     Nothing,
     /// Another master, already connected.
     Master(ConnectionAddr, ConnectionManager),
+}
+
+/// What a command was sent with.
+struct Sent {
+    generation: u64,
+    /// Lookups started before it was sent.
+    lookups: u64,
+    manager: ConnectionManager,
 }
 
 /// The master commands go to.
@@ -127,7 +138,8 @@ impl Connection {
                 asked: Instant::now(),
             }),
             lookup: Arc::new(tokio::sync::Mutex::new(())),
-            finished: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
             recheck: Mutex::new(None),
         })))
     }
@@ -158,28 +170,33 @@ impl Follower {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The master to use now, and its generation.
-    fn current(&self) -> (u64, ConnectionManager) {
+    /// What a command is sent with: the master to use now, its generation,
+    /// and how many lookups had started.
+    fn current(&self) -> Sent {
         let master = self.lock();
-        (master.generation, master.manager.clone())
+        Sent {
+            generation: master.generation,
+            lookups: self.started.load(Ordering::Acquire),
+            manager: master.manager.clone(),
+        }
     }
 
-    /// After a failover sign from a command sent to master `failed`:
-    /// whether another master is current now.
-    async fn switched(&self, failed: u64) -> bool {
-        let seen = self.finished.load(Ordering::Acquire);
+    /// After a failover sign from a command sent with `sent`: whether
+    /// another master is current now.
+    async fn switched(&self, sent: &Sent) -> bool {
         let _one_at_a_time = self.lookup.lock().await;
-        if self.lock().generation != failed {
+        if self.lock().generation != sent.generation {
             return true; // another caller already switched
         }
-        if self.finished.load(Ordering::Acquire) != seen {
-            return false; // a lookup finished while this caller waited
+        if self.answered.load(Ordering::Acquire) > sent.lookups {
+            return false; // a lookup begun after the command answered: it stands
         }
+        let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         self.lock().asked = Instant::now();
         let switched = self.apply(find(&self.endpoint, self.timeouts, self.addr()).await);
-        // Counted only once finished: a lookup dropped half-way (its caller
+        // Recorded only once finished: a lookup dropped half-way (its caller
         // gave up) leaves the next caller to ask again.
-        self.finished.fetch_add(1, Ordering::Release);
+        self.answered.fetch_max(number, Ordering::AcqRel);
         switched
     }
 
@@ -219,13 +236,14 @@ impl Follower {
         let Ok(running) = Arc::clone(&self.lookup).try_lock_owned() else {
             return; // a lookup is running: it answers this check too
         };
+        let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
         let (endpoint, timeouts, old) = (self.endpoint.clone(), self.timeouts, self.addr());
         let follower = Arc::downgrade(self);
         let task = runtime.spawn(async move {
             let found = find(&endpoint, timeouts, old).await;
             if let Some(follower) = follower.upgrade() {
                 follower.apply(found);
-                follower.finished.fetch_add(1, Ordering::Release);
+                follower.answered.fetch_max(number, Ordering::AcqRel);
             }
             drop(running);
         });
@@ -321,17 +339,17 @@ impl ConnectionLike for Connection {
                 Connection::Cluster(cluster) => cluster.req_packed_command(cmd).await,
                 Connection::Sentinel(follower) => {
                     follower.recheck_if_due();
-                    let (generation, mut manager) = follower.current();
-                    let result = manager.req_packed_command(cmd).await;
+                    let mut sent = follower.current();
+                    let result = sent.manager.req_packed_command(cmd).await;
                     let sign = match &result {
                         Ok(value) => reply_sign(value),
                         Err(e) => error_sign(e),
                     };
                     if sign != Sign::None
-                        && follower.switched(generation).await
+                        && follower.switched(&sent).await
                         && resend(sign, only_reads(cmd))
                     {
-                        return follower.current().1.req_packed_command(cmd).await;
+                        return follower.current().manager.req_packed_command(cmd).await;
                     }
                     result
                 }
@@ -355,8 +373,11 @@ impl ConnectionLike for Connection {
                 }
                 Connection::Sentinel(follower) => {
                     follower.recheck_if_due();
-                    let (generation, mut manager) = follower.current();
-                    let result = manager.req_packed_commands(pipeline, offset, count).await;
+                    let mut sent = follower.current();
+                    let result = sent
+                        .manager
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
                     let sign = match &result {
                         Ok(values) => {
                             if values.iter().any(|v| reply_sign(v) == Sign::NotRun) {
@@ -368,10 +389,10 @@ impl ConnectionLike for Connection {
                         Err(e) => error_sign(e),
                     };
                     if sign != Sign::None
-                        && follower.switched(generation).await
+                        && follower.switched(&sent).await
                         && resend(sign, pipeline.cmd_iter().all(only_reads))
                     {
-                        let mut manager = follower.current().1;
+                        let mut manager = follower.current().manager;
                         return manager.req_packed_commands(pipeline, offset, count).await;
                     }
                     result

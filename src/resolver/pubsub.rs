@@ -30,7 +30,7 @@ pub(super) enum Command {
 
 /// Opens the event connection: to the server, the master of the moment
 /// behind Sentinel (so a resubscribe after a failover lands on the new one),
-/// or a cluster seed that is a healthy member.
+/// or a cluster seed that is a member of the cluster.
 pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<Events> {
     endpoint.events(timeout).await
 }
