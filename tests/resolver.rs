@@ -459,6 +459,59 @@ async fn corrupt_entries_are_skipped_and_logged() {
 }
 
 #[tokio::test]
+async fn a_user_that_may_not_subscribe_is_told_once_and_served_by_refresh() {
+    init_tracing();
+    let server = RedisServer::start();
+    // Reads allowed, but no event channel.
+    server.cmd::<()>(&[
+        "ACL",
+        "SETUSER",
+        "quiet",
+        "on",
+        ">pw",
+        "resetkeys",
+        "~sd:*",
+        "resetchannels",
+        "-@all",
+        "+@read",
+        "+time",
+        "+evalsha_ro",
+        "+eval_ro",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+    ]);
+    let registry = registry(&server).await;
+    let _a = registry
+        .register("quiet", instance("10.0.8.1:80"))
+        .await
+        .unwrap();
+    let logs = LogCapture::default();
+    // A current-thread runtime: every task logs through this subscriber.
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::WARN, false));
+    let url = server.url().replace("redis://", "redis://quiet:pw@");
+    let resolver = RedisResolver::builder(url)
+        .refresh_interval(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let snapshot = resolver.resolve(&name("quiet")).await.unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.8.1:80"]);
+    let _b = registry
+        .register("quiet", instance("10.0.8.2:80"))
+        .await
+        .unwrap();
+    eventually("the periodic refresh to bring the new instance", || async {
+        (cached_addrs(&resolver, "quiet")?.len() == 2).then_some(())
+    })
+    .await;
+    let text = logs.text();
+    assert_eq!(text.matches("may not subscribe").count(), 1, "{text}");
+    assert!(text.contains("&sd:*"), "{text}");
+    assert!(!text.contains("event connection lost"), "{text}");
+}
+
+#[tokio::test]
 async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     init_tracing();
     let server = RedisServer::start();

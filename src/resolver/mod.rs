@@ -37,6 +37,8 @@
 //!   written, so a read-only ACL user is enough (the script also reads the
 //!   Redis clock with `TIME`), e.g.
 //!   `ACL SETUSER reader on >PASSWORD ~sd:* &sd:* -@all +@read +time +evalsha_ro +eval_ro +subscribe +unsubscribe +ping`.
+//!   Without the channels (`&sd:*`) the resolver still works, on its
+//!   periodic refresh alone, and says so once in a warning.
 //!   Corrupt entries are skipped with one warning each, naming the service
 //!   and the field.
 //! * **Single flight.** At most one read per service runs at a time. Callers

@@ -44,6 +44,7 @@ pub(super) async fn run(
     let mut connection = Some(first);
     let mut reconnect = false;
     let mut backoff = MIN_BACKOFF;
+    let mut told_denied = false;
     loop {
         let Events { pubsub, mut member } = match connection.take() {
             Some(events) => events,
@@ -71,7 +72,8 @@ pub(super) async fn run(
             let channels = shared.channels();
             if let Err(error) = subscribe(&shared, &mut sink, &channels).await {
                 tracing::debug!(%error, "event connection: resubscribing failed");
-                if !pause(&shared, &mut commands, backoff).await {
+                let delay = denied(&shared, &error, &mut told_denied).unwrap_or(backoff);
+                if !pause(&shared, &mut commands, delay).await {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -95,12 +97,29 @@ pub(super) async fn run(
         .await
         {
             Ok(()) => return,
+            Err(reason) if denied(&shared, &reason, &mut told_denied).is_some() => {}
             Err(reason) => tracing::warn!(
                 %reason,
                 "event connection lost; serving cached instances, reconnecting"
             ),
         }
     }
+}
+
+/// A permission error (an ACL without the event channels) is not cured by
+/// reconnecting: say so once, plainly, and retry only at the refresh
+/// interval (the ACL may be fixed). `None` for any other error.
+fn denied(shared: &Shared, error: &str, told: &mut bool) -> Option<Duration> {
+    // "NOPERM" from Redis, "NoPerm" as the redis crate names the kind.
+    if !error.to_ascii_uppercase().contains("NOPERM") {
+        return None;
+    }
+    if !*told {
+        *told = true;
+        let prefix = shared.keyspace.prefix();
+        tracing::warn!(%error, "the Redis user may not subscribe to the event channels: changes arrive only with the periodic refresh (grant the channels, e.g. `&{prefix}:*` in its ACL, to have them pushed)");
+    }
+    Some(shared.refresh_interval().max(MAX_BACKOFF))
 }
 
 /// Waits `delay` while disconnected, releasing subscribers at once (the
