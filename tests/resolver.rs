@@ -66,6 +66,38 @@ fn numsub(server: &RedisServer, channel: &str) -> i64 {
     n
 }
 
+/// Creates a Redis user that may only read the `sd:*` keys (and subscribe
+/// to their channels if `channels`); returns the server's URL as that user.
+fn read_only_user(server: &RedisServer, user: &str, channels: bool) -> String {
+    let mut acl = vec![
+        "ACL",
+        "SETUSER",
+        user,
+        "on",
+        ">pw",
+        "resetkeys",
+        "~sd:*",
+        "resetchannels",
+    ];
+    if channels {
+        acl.push("&sd:*");
+    }
+    acl.extend([
+        "-@all",
+        "+@read",
+        "+time",
+        "+evalsha_ro",
+        "+eval_ro",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+    ]);
+    server.cmd::<()>(&acl);
+    server
+        .url()
+        .replace("redis://", &format!("redis://{user}:pw@"))
+}
+
 fn read_calls(server: &RedisServer) -> u64 {
     server.calls("evalsha_ro") + server.calls("eval_ro")
 }
@@ -463,24 +495,7 @@ async fn a_user_that_may_not_subscribe_is_told_once_and_served_by_refresh() {
     init_tracing();
     let server = RedisServer::start();
     // Reads allowed, but no event channel.
-    server.cmd::<()>(&[
-        "ACL",
-        "SETUSER",
-        "quiet",
-        "on",
-        ">pw",
-        "resetkeys",
-        "~sd:*",
-        "resetchannels",
-        "-@all",
-        "+@read",
-        "+time",
-        "+evalsha_ro",
-        "+eval_ro",
-        "+subscribe",
-        "+unsubscribe",
-        "+ping",
-    ]);
+    let url = read_only_user(&server, "quiet", false);
     let registry = registry(&server).await;
     let _a = registry
         .register("quiet", instance("10.0.8.1:80"))
@@ -489,7 +504,6 @@ async fn a_user_that_may_not_subscribe_is_told_once_and_served_by_refresh() {
     let logs = LogCapture::default();
     // A current-thread runtime: every task logs through this subscriber.
     let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::WARN, false));
-    let url = server.url().replace("redis://", "redis://quiet:pw@");
     let resolver = RedisResolver::builder(url)
         .refresh_interval(Duration::from_millis(500))
         .connect()
@@ -652,32 +666,13 @@ async fn too_old_snapshots_are_refused_with_max_staleness() {
 async fn a_read_only_user_is_enough() {
     init_tracing();
     let server = RedisServer::start();
-    server.cmd::<()>(&[
-        "ACL",
-        "SETUSER",
-        "reader",
-        "on",
-        ">pw",
-        "resetkeys",
-        "~sd:*",
-        "resetchannels",
-        "&sd:*",
-        "-@all",
-        "+@read",
-        "+time",
-        "+evalsha_ro",
-        "+eval_ro",
-        "+subscribe",
-        "+unsubscribe",
-        "+ping",
-    ]);
+    let url = read_only_user(&server, "reader", true);
     let registry = registry(&server).await;
     let _a = registry
         .register("ro", instance("10.0.9.1:80"))
         .await
         .unwrap();
-    let url = server.url().replace("redis://", "redis://reader:pw@");
-    let resolver = RedisResolver::builder(url)
+    let resolver = RedisResolver::builder(url.as_str())
         .refresh_interval(Duration::from_secs(60))
         .connect()
         .await
@@ -695,7 +690,7 @@ async fn a_read_only_user_is_enough() {
     })
     .await;
     // And it really cannot write.
-    let mut conn = redis::Client::open(server.url().replace("redis://", "redis://reader:pw@"))
+    let mut conn = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
