@@ -29,7 +29,7 @@ use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult};
 
-use super::Timeouts;
+use super::{timed, Timeouts, CONNECTING};
 use crate::error::ValidationError;
 
 /// The port Sentinels listen on unless a URL says otherwise.
@@ -139,19 +139,17 @@ impl Endpoint {
             .map_err(|e| invalid(e.to_string()))
     }
 
-    /// A client for the node to use now: the server, the current master
-    /// (which the Sentinels name and the node itself confirms), or the first
-    /// cluster seed.
+    /// A client for the node to use now: the server, or the current master
+    /// (which the Sentinels name and the node itself confirms). A cluster
+    /// has no one node: it is reached through [`cluster`](Self::cluster)
+    /// and [`events`](Self::events).
     pub(crate) async fn client(&self, timeout: Duration) -> RedisResult<redis::Client> {
         match self {
             Endpoint::Server(client) => Ok((**client).clone()),
-            Endpoint::Cluster(seeds) => match seeds.first() {
-                Some(seed) => redis::Client::open(seed.clone()),
-                None => Err(redis::RedisError::from((
-                    redis::ErrorKind::InvalidClientConfig,
-                    "no cluster seed nodes",
-                ))),
-            },
+            Endpoint::Cluster(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a Redis Cluster has no single node to connect to",
+            ))),
             Endpoint::Sentinel(sentinels) => {
                 let ask = async { sentinels.client()?.async_get_client().await };
                 let context = |kind, detail: String| {
@@ -199,13 +197,16 @@ impl Endpoint {
             .map(Some)
     }
 
-    /// A pub/sub connection. Classic pub/sub messages reach every node of a
-    /// cluster, so any seed that is a member will do: they are tried in
-    /// order, and the connection comes with a plain one to the same node, to
-    /// check now and then that it still is one.
+    /// The resolver's event connection: to the server, to the master of the
+    /// moment behind Sentinel (so a resubscribe after a failover lands on
+    /// the new one), or to a cluster seed. Classic pub/sub messages reach
+    /// every node of a cluster, so any seed that is a member will do: they
+    /// are tried in order, and the connection comes with a plain one to the
+    /// same node, to check now and then that it still is one.
     pub(crate) async fn events(&self, timeout: Duration) -> RedisResult<Events> {
         let Endpoint::Cluster(seeds) = self else {
-            let pubsub = timed(timeout, self.client(timeout).await?.get_async_pubsub()).await?;
+            let client = self.client(timeout).await?;
+            let pubsub = timed(timeout, CONNECTING, client.get_async_pubsub()).await?;
             return Ok(Events {
                 pubsub,
                 member: None,
@@ -215,9 +216,10 @@ impl Endpoint {
         for seed in seeds.iter() {
             let client = redis::Client::open(seed.clone())?;
             let joined = async {
-                let mut member = timed(timeout, client.get_multiplexed_async_connection()).await?;
+                let connect = client.get_multiplexed_async_connection();
+                let mut member = timed(timeout, CONNECTING, connect).await?;
                 check_member(&mut member, timeout).await?;
-                let pubsub = timed(timeout, client.get_async_pubsub()).await?;
+                let pubsub = timed(timeout, CONNECTING, client.get_async_pubsub()).await?;
                 Ok::<_, redis::RedisError>(Events {
                     pubsub,
                     member: Some(member),
@@ -252,9 +254,12 @@ pub(crate) async fn check_member(
     member: &mut MultiplexedConnection,
     timeout: Duration,
 ) -> RedisResult<()> {
+    let mut query = redis::cmd("CLUSTER");
+    query.arg("INFO");
     let info: String = timed(
         timeout,
-        redis::cmd("CLUSTER").arg("INFO").query_async(member),
+        "timed out waiting for Redis",
+        query.query_async(member),
     )
     .await?;
     let assigned = info
@@ -269,20 +274,6 @@ pub(crate) async fn check_member(
             redis::ErrorKind::Io,
             "the subscribed node is no longer a member of the cluster",
         )))
-    }
-}
-
-/// `call`, failing with an I/O error after `timeout`.
-async fn timed<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "timed out waiting for Redis",
-        ))),
     }
 }
 
@@ -528,6 +519,14 @@ mod tests {
         }
     }
 
+    /// Asserts that each URL is refused with an error naming the reason.
+    fn refused_because(cases: &[(&str, &str)]) {
+        for (url, why) in cases {
+            let e = error_of(url);
+            assert!(e.contains(why), "{url}: {e}");
+        }
+    }
+
     #[test]
     fn server_urls() {
         assert!(Endpoint::parse("redis://127.0.0.1:6379/0").is_ok());
@@ -590,20 +589,17 @@ mod tests {
         assert!(seeds
             .iter()
             .all(|s| s.redis_settings().password() == Some("p@ss")));
-        for (url, why) in [
+        refused_because(&[
             ("redis+cluster://h:7000/1", "no databases"),
             ("redis+cluster://a,,b", "cluster nodes"),
             ("redis+cluster://h:x", "cluster node #1"),
             ("redis+cluster://h?x=1", "no parameters"),
-        ] {
-            let e = error_of(url);
-            assert!(e.contains(why), "{url}: {e}");
-        }
+        ]);
     }
 
     #[test]
     fn bad_sentinel_urls_say_why() {
-        for (url, why) in [
+        refused_because(&[
             ("redis+sentinel://h", "name the master"),
             ("redis+sentinel://h/", "master name"),
             ("redis+sentinel:///m", "Sentinel hosts"),
@@ -613,10 +609,7 @@ mod tests {
             ("redis+sentinel://h/m/-1", "database"),
             ("redis+sentinel://h/m y", "master name"),
             ("redis+sentinel://h/m?db=2", "unknown parameter \"db\""),
-        ] {
-            let e = error_of(url);
-            assert!(e.contains(why), "{url}: {e}");
-        }
+        ]);
         for url in [
             "redis+sentinel://u:secret@h/m?sentinel_password=hidden&db=1",
             "redis+sentinel://u:se/cret@h:x/m",

@@ -15,7 +15,7 @@ use redis::{
 use tokio::task::AbortHandle;
 
 use super::endpoint::{Endpoint, CLUSTER_RETRIES};
-use super::{manager, Timeouts};
+use super::{manager, timed, Timeouts};
 
 /// How often an active Sentinel connection asks the Sentinels whether the
 /// master moved, besides after every failover sign: a demoted master may
@@ -84,7 +84,6 @@ struct Sent {
     generation: u64,
     /// Lookups started before it was sent.
     lookups: u64,
-    manager: ConnectionManager,
 }
 
 /// The master commands go to.
@@ -114,13 +113,9 @@ impl Connection {
     pub(crate) async fn open(endpoint: &Endpoint, timeouts: Timeouts) -> RedisResult<Connection> {
         let limit = timeouts.connect + timeouts.command;
         if let Some(cluster) = endpoint.cluster(timeouts)? {
-            return match tokio::time::timeout(limit, cluster.get_async_connection()).await {
-                Ok(connection) => Ok(Connection::Cluster(connection?)),
-                Err(_) => Err(RedisError::from((
-                    ErrorKind::Io,
-                    "timed out connecting to the Redis Cluster",
-                ))),
-            };
+            let connect = cluster.get_async_connection();
+            let connection = timed(limit, "timed out connecting to the Redis Cluster", connect);
+            return Ok(Connection::Cluster(connection.await?));
         }
         let client = endpoint.client(limit).await?;
         let addr = client.get_connection_info().addr().clone();
@@ -170,15 +165,36 @@ impl Follower {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What a command is sent with: the master to use now, its generation,
-    /// and how many lookups had started.
-    fn current(&self) -> Sent {
+    /// The master to use now, and what a command sent to it is sent with.
+    fn current(&self) -> (ConnectionManager, Sent) {
         let master = self.lock();
-        Sent {
+        let sent = Sent {
             generation: master.generation,
             lookups: self.started.load(Ordering::Acquire),
-            manager: master.manager.clone(),
+        };
+        (master.manager.clone(), sent)
+    }
+
+    /// Sends with `send` to the current master; after a failover sign (as
+    /// `sign` reads the result), follows a switch of master and sends once
+    /// more if that cannot do harm (`reads`: the commands only read).
+    async fn send<T, Fut>(
+        self: &Arc<Self>,
+        reads: bool,
+        sign: fn(&RedisResult<T>) -> Sign,
+        send: impl Fn(ConnectionManager) -> Fut,
+    ) -> RedisResult<T>
+    where
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        self.recheck_if_due();
+        let (manager, sent) = self.current();
+        let result = send(manager).await;
+        let sign = sign(&result);
+        if sign != Sign::None && self.switched(&sent).await && resend(sign, reads) {
+            return send(self.current().0).await;
         }
+        result
     }
 
     /// After a failover sign from a command sent with `sent`: whether
@@ -316,6 +332,23 @@ fn error_sign(error: &RedisError) -> Sign {
     }
 }
 
+/// What a command's result says about a failover.
+fn command_sign(result: &RedisResult<Value>) -> Sign {
+    match result {
+        Ok(value) => reply_sign(value),
+        Err(e) => error_sign(e),
+    }
+}
+
+/// What a pipeline's result says about a failover: any refused command.
+fn pipeline_sign(result: &RedisResult<Vec<Value>>) -> Sign {
+    match result {
+        Ok(values) if values.iter().any(|v| reply_sign(v) == Sign::NotRun) => Sign::NotRun,
+        Ok(_) => Sign::None,
+        Err(e) => error_sign(e),
+    }
+}
+
 /// A server's error reply is a value until the caller converts it.
 fn reply_sign(value: &Value) -> Sign {
     match value {
@@ -338,20 +371,10 @@ impl ConnectionLike for Connection {
                 Connection::Node(manager) => manager.req_packed_command(cmd).await,
                 Connection::Cluster(cluster) => cluster.req_packed_command(cmd).await,
                 Connection::Sentinel(follower) => {
-                    follower.recheck_if_due();
-                    let mut sent = follower.current();
-                    let result = sent.manager.req_packed_command(cmd).await;
-                    let sign = match &result {
-                        Ok(value) => reply_sign(value),
-                        Err(e) => error_sign(e),
+                    let send = |mut manager: ConnectionManager| async move {
+                        manager.req_packed_command(cmd).await
                     };
-                    if sign != Sign::None
-                        && follower.switched(&sent).await
-                        && resend(sign, only_reads(cmd))
-                    {
-                        return follower.current().manager.req_packed_command(cmd).await;
-                    }
-                    result
+                    follower.send(only_reads(cmd), command_sign, send).await
                 }
             }
         })
@@ -372,30 +395,11 @@ impl ConnectionLike for Connection {
                     cluster.req_packed_commands(pipeline, offset, count).await
                 }
                 Connection::Sentinel(follower) => {
-                    follower.recheck_if_due();
-                    let mut sent = follower.current();
-                    let result = sent
-                        .manager
-                        .req_packed_commands(pipeline, offset, count)
-                        .await;
-                    let sign = match &result {
-                        Ok(values) => {
-                            if values.iter().any(|v| reply_sign(v) == Sign::NotRun) {
-                                Sign::NotRun
-                            } else {
-                                Sign::None
-                            }
-                        }
-                        Err(e) => error_sign(e),
+                    let send = |mut manager: ConnectionManager| async move {
+                        manager.req_packed_commands(pipeline, offset, count).await
                     };
-                    if sign != Sign::None
-                        && follower.switched(&sent).await
-                        && resend(sign, pipeline.cmd_iter().all(only_reads))
-                    {
-                        let mut manager = follower.current().manager;
-                        return manager.req_packed_commands(pipeline, offset, count).await;
-                    }
-                    result
+                    let reads = pipeline.cmd_iter().all(only_reads);
+                    follower.send(reads, pipeline_sign, send).await
                 }
             }
         })

@@ -84,11 +84,20 @@ async fn manager(
         .set_number_of_retries(1)
         .set_max_delay(timeouts.connect);
     let connect = ConnectionManager::new_with_config(client, config);
-    match tokio::time::timeout(timeouts.connect + timeouts.command, connect).await {
+    timed(timeouts.connect + timeouts.command, CONNECTING, connect).await
+}
+
+/// The error of a connect that took too long.
+const CONNECTING: &str = "timed out connecting to Redis";
+
+/// `call`, failing with an I/O error saying `what` after `timeout`.
+pub(crate) async fn timed<T>(
+    timeout: Duration,
+    what: &'static str,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((
-            redis::ErrorKind::Io,
-            "timed out connecting to Redis",
-        ))),
+        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, what))),
     }
 }

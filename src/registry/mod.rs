@@ -234,23 +234,27 @@ impl Shared {
         let call = self
             .keyspace
             .upsert(&mut conn, service, addr, json, self.ttl);
-        let limit = self.timeouts.call_limit(&self.conn);
-        match tokio::time::timeout(limit, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RegistryError::Timeout(limit)),
-        }
+        self.timed(call).await
     }
 
     async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
-        let limit = self.timeouts.call_limit(&self.conn);
-        let removed = match tokio::time::timeout(limit, call).await {
-            Ok(result) => result?,
-            Err(_) => return Err(RegistryError::Timeout(limit)),
-        };
+        let removed = self.timed(call).await?;
         tracing::debug!(%service, addr, removed, "deregistered");
         Ok(removed)
+    }
+
+    /// Runs a Redis call within the connection's call limit.
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
+        let limit = self.timeouts.call_limit(&self.conn);
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RegistryError::Timeout(limit)),
+        }
     }
 
     /// Ends the registration `ticket` of `lease` if it still owns its

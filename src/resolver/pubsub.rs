@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
 use super::redis::{after, Shared};
-use crate::connection::{check_member, Endpoint, Events};
+use crate::connection::{check_member, Events};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -26,13 +26,6 @@ pub(super) enum Command {
     /// Subscribe; the sender is dropped once Redis confirmed (or failed).
     Subscribe(String, oneshot::Sender<()>),
     Unsubscribe(String),
-}
-
-/// Opens the event connection: to the server, the master of the moment
-/// behind Sentinel (so a resubscribe after a failover lands on the new one),
-/// or a cluster seed that is a member of the cluster.
-pub(super) async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<Events> {
-    endpoint.events(timeout).await
 }
 
 /// Runs until the resolver is dropped.
@@ -49,7 +42,7 @@ pub(super) async fn run(
         let Events { pubsub, mut member } = match connection.take() {
             Some(events) => events,
             None => {
-                let connecting = connect(shared.endpoint(), shared.timeouts.connect);
+                let connecting = shared.endpoint().events(shared.timeouts.connect);
                 let result = tokio::select! {
                     _ = shared.cancel.cancelled() => return,
                     result = connecting => result,

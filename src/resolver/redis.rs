@@ -116,7 +116,8 @@ impl RedisResolver {
             .map_err(connect_error)?;
         let events = match keyspace.schema() {
             KeySchema::Native => Some(
-                pubsub::connect(&endpoint, b.timeouts.connect)
+                endpoint
+                    .events(b.timeouts.connect)
                     .await
                     .map_err(connect_error)?,
             ),

@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::connection::Connection;
+use crate::connection::{timed, Connection};
 use redis::RedisResult;
 
 use super::script::{LuaScript, ScriptArg};
@@ -156,13 +156,7 @@ pub(super) async fn upsert(
     };
     let indexed = match indexed {
         Some(result) => result,
-        None => match tokio::time::timeout(INDEX_GRACE, index).await {
-            Ok(result) => result,
-            Err(_) => Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no answer in time",
-            ))),
-        },
+        None => timed(INDEX_GRACE, "no answer in time", index).await,
     };
     if let Err(error) = indexed {
         tracing::warn!(service = s, %error, "could not add the service to the services index (listing may miss it until a later heartbeat)");
