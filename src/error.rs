@@ -34,13 +34,14 @@ pub enum ValidationError {
         /// Its byte position in the name.
         position: usize,
     },
-    /// An instance address is not `host:port`.
+    /// An instance address is not `host:port`, or the address policy
+    /// refuses it.
     #[error("invalid address {addr:?}: {reason}")]
     Address {
-        /// The rejected address.
+        /// The rejected address (cut to 300 characters).
         addr: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: crate::instance::AddressProblem,
     },
     /// More tags than [`Instance::MAX_TAGS`](crate::Instance::MAX_TAGS).
     #[error("invalid tags: {count} tags, at most 64 are allowed")]

@@ -86,7 +86,7 @@ pub mod schema;
 
 pub use connection::Timeouts;
 pub use error::{RegistryError, ResolveError, ValidationError};
-pub use instance::{EntryError, Instance, ServiceName, Tags};
+pub use instance::{AddressProblem, EntryError, Instance, ServiceName, Tags};
 pub use registry::{RedisRegistry, Registration};
 pub use resolver::{RedisResolver, Resolve, Snapshot, StaticResolver};
 pub use schema::KeySchema;

@@ -1,0 +1,357 @@
+//! Unit tests of names, addresses, the address policy and entries.
+
+use super::*;
+
+#[test]
+fn service_names() {
+    for ok in [
+        "a",
+        "orders",
+        "hertz.test.demo",
+        "A-b_c.9",
+        &"x".repeat(255),
+    ] {
+        assert!(ServiceName::new(ok).is_ok(), "{ok}");
+    }
+    assert_eq!(ServiceName::new(""), Err(ValidationError::EmptyServiceName));
+    assert!(matches!(
+        ServiceName::new("x".repeat(256)),
+        Err(ValidationError::ServiceNameTooLong { len: 256 })
+    ));
+    for (bad, ch, pos) in [
+        ("a b", ' ', 1),
+        ("{svc}", '{', 0),
+        ("a}", '}', 1),
+        ("a:b", ':', 1),
+        ("a/b", '/', 1),
+        ("a\nb", '\n', 1),
+        ("zürich", 'ü', 1),
+    ] {
+        match ServiceName::new(bad) {
+            Err(ValidationError::ServiceNameCharacter {
+                character,
+                position,
+                ..
+            }) => assert_eq!((character, position), (ch, pos), "{bad:?}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    let err = ServiceName::new("a b").unwrap_err().to_string();
+    assert!(err.contains("' '") && err.contains("position 1"), "{err}");
+}
+
+#[test]
+fn addresses() {
+    for ok in [
+        "127.0.0.1:80",
+        "[::1]:8080",
+        "[2001:db8::1]:65535",
+        "orders-1.svc.cluster.local:8080",
+        "my_host:1",
+        "localhost:9",
+    ] {
+        let i = Instance::new(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(i.addr(), ok);
+        assert_eq!(i.authority().as_str(), ok);
+    }
+    for bad in [
+        "",
+        "127.0.0.1",
+        "127.0.0.1:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "256.0.0.1:80",
+        "1.2.3:80",
+        "::1:80",
+        "[::1]",
+        "[zz]:80",
+        ":80",
+        "a b:80",
+        "user@host:80",
+        "host/x:80",
+        "-bad.example:80",
+        "a..b:80",
+        "http://host:80",
+        "0.0.0.0:80",
+        "[::]:80",
+    ] {
+        assert!(
+            matches!(Instance::new(bad), Err(ValidationError::Address { .. })),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn tags_limits() {
+    let i = Instance::new("h:1").unwrap();
+    assert!(i.clone().with_tag("", "v").is_err());
+    assert!(i.clone().with_tag("k".repeat(257), "v").is_err());
+    assert!(i.clone().with_tag("k", "v".repeat(257)).is_err());
+    assert!(i
+        .clone()
+        .with_tags((0..65).map(|n| (n.to_string(), "v")))
+        .is_err());
+    assert!(i.with_tags((0..64).map(|n| (n.to_string(), "v"))).is_ok());
+}
+
+#[test]
+fn json_round_trip_uses_hertz_field_names() {
+    let svc = ServiceName::new("orders").unwrap();
+    let i = Instance::new("10.0.0.1:80")
+        .unwrap()
+        .with_weight(0)
+        .with_tag("zone", "a")
+        .unwrap();
+    let json = i.to_json(&svc).unwrap();
+    assert_eq!(
+        json,
+        r#"{"service_name":"orders","addr":"10.0.0.1:80","weight":0,"tags":{"zone":"a"}}"#
+    );
+    assert_eq!(Instance::from_json(json.as_bytes()).unwrap(), i);
+    let bare = Instance::new("10.0.0.1:80").unwrap();
+    assert_eq!(
+        bare.to_hertz_json(&svc).unwrap(),
+        r#"{"service_name":"orders","addr":"10.0.0.1:80","weight":10,"tags":null}"#
+    );
+    assert!(bare.to_json(&svc).unwrap().ends_with(r#""tags":{}}"#));
+}
+
+#[test]
+fn oversized_entry_is_refused() {
+    let svc = ServiceName::new("orders").unwrap();
+    let big = Instance::new("h:1")
+        .unwrap()
+        .with_tags((0..64).map(|n| (format!("k{n}"), "v".repeat(256))))
+        .unwrap();
+    assert!(matches!(
+        big.to_json(&svc),
+        Err(ValidationError::EntryTooLarge { .. })
+    ));
+}
+
+#[test]
+fn strict_and_hertz_decoding() {
+    let e = |s: &str| Instance::from_json(s.as_bytes());
+    let h = |s: &str| Instance::from_hertz_json(s.as_bytes());
+    assert!(matches!(e("not json"), Err(EntryError::Json(_))));
+    assert!(matches!(
+        e(r#"{"addr":"h:1","weight":-5}"#),
+        Err(EntryError::Weight(-5))
+    ));
+    assert!(matches!(
+        e(r#"{"addr":"h:1"}"#),
+        Err(EntryError::Missing("weight"))
+    ));
+    assert!(matches!(
+        e(r#"{"addr":"nope","weight":1}"#),
+        Err(EntryError::Invalid(_))
+    ));
+    assert!(matches!(
+        e(r#"{"addr":"h:1","weight":"1"}"#),
+        Err(EntryError::Json(_))
+    ));
+    assert!(e(r#"{"addr":"h:1","weight":1,"tags":null}"#).is_ok());
+    assert_eq!(h(r#"{"addr":"h:1","weight":-5}"#).unwrap().weight(), 10);
+    assert_eq!(h(r#"{"addr":"h:1","weight":0}"#).unwrap().weight(), 10);
+    assert_eq!(h(r#"{"addr":"h:1"}"#).unwrap().weight(), 10);
+    assert_eq!(
+        h(r#"{"addr":"h:1","weight":7,"tags":null}"#)
+            .unwrap()
+            .weight(),
+        7
+    );
+    let huge = format!(
+        r#"{{"addr":"h:1","weight":1,"x":"{}"}}"#,
+        "a".repeat(20_000)
+    );
+    assert!(matches!(e(&huge), Err(EntryError::TooLarge { .. })));
+}
+
+#[test]
+fn service_names_are_case_insensitive() {
+    let upper = ServiceName::new("Orders").unwrap();
+    let lower = ServiceName::new("orders").unwrap();
+    assert_eq!(upper, lower);
+    assert_eq!(upper.as_str(), "orders");
+    assert_eq!(upper.to_string(), "orders");
+    assert_eq!(format!("{upper:?}"), "\"orders\"");
+    assert_eq!(upper.spelling(), "Orders");
+    assert_eq!(lower.spelling(), "orders");
+    let hash = |n: &ServiceName| {
+        use std::hash::{BuildHasher, RandomState};
+        let state = RandomState::new();
+        (state.hash_one(n), state.hash_one(n.as_str()))
+    };
+    let (a, b) = hash(&upper);
+    assert_eq!(a, b, "hashes as its lowercase str");
+    let mut map = std::collections::HashMap::new();
+    map.insert(upper.clone(), 1);
+    assert_eq!(map.get("orders"), Some(&1));
+    assert_eq!(ServiceName::try_from("ORDERS".to_owned()).unwrap(), lower);
+    // Native JSON names the service in lowercase, Hertz's as spelled.
+    let i = Instance::new("10.0.0.1:80").unwrap();
+    assert!(i.to_json(&upper).unwrap().contains(r#""service_name":"orders""#));
+    assert!(i
+        .to_hertz_json(&upper)
+        .unwrap()
+        .contains(r#""service_name":"Orders""#));
+
+    let mut buf = [0; ServiceName::MAX_LEN];
+    assert_eq!(lowercase("Orders.V2", &mut buf), "orders.v2");
+    assert_eq!(lowercase("orders", &mut buf), "orders");
+    let long = "X".repeat(300);
+    assert_eq!(lowercase(&long, &mut buf), long);
+}
+
+/// Address errors say what to change in what was typed.
+#[test]
+fn address_messages() {
+    let message = |addr: &str| match Instance::new(addr) {
+        Err(e @ ValidationError::Address { .. }) => e.to_string(),
+        other => panic!("{addr:?}: {other:?}"),
+    };
+    for (addr, expected) in [
+        ("http://127.0.0.1:80", "drop the scheme: write host:port"),
+        ("https://orders:443/x", "drop the scheme"),
+        ("user@host:80", "drop the user info"),
+        ("host:80/x", "drop the path"),
+        ("127.0.0.1", "the port is missing: write host:port"),
+        ("[::1]", "the port is missing"),
+        ("orders", "the port is missing"),
+        ("127.0.0.1:", "the port is missing"),
+        ("127.0.0.1:0", "from 1 to 65535"),
+        ("127.0.0.1:http", "from 1 to 65535"),
+        ("::1:80", "must be written in brackets: [::1]:8080"),
+        ("[zz]:80", "not a valid IPv6 address"),
+        ("256.0.0.1:80", "not a valid IPv4 address"),
+        (":80", "the host is empty"),
+        ("a b:80", "may only hold"),
+        ("", "it is empty"),
+        ("0.0.0.0:80", "cannot be reached by clients"),
+        ("224.0.0.1:80", "multicast"),
+        ("255.255.255.255:80", "broadcast"),
+        ("169.254.169.254:80", "link-local"),
+        ("[fe80::1]:80", "link-local"),
+    ] {
+        let text = message(addr);
+        assert!(text.contains(expected), "{addr:?}: {text}");
+        assert!(text.contains(&format!("{addr:?}")), "names the input: {text}");
+    }
+    assert!(!message("http://127.0.0.1:80").contains("IPv6"));
+}
+
+/// The fixed rules of the address policy, in every spelling of an address.
+#[test]
+fn address_policy_fixed_rules() {
+    let reason = |addr: &str| match Instance::new(addr) {
+        Ok(_) => None,
+        Err(ValidationError::Address { reason, .. }) => Some(reason),
+        Err(other) => panic!("{addr:?}: {other:?}"),
+    };
+    use AddressProblem::*;
+    for (addr, expected) in [
+        ("0.0.0.0:80", Unspecified),
+        ("0.1.2.3:80", Unspecified),
+        ("[::]:80", Unspecified),
+        ("[::ffff:0.0.0.0]:80", Unspecified),
+        ("224.0.0.1:80", Multicast),
+        ("239.255.255.250:1900", Multicast),
+        ("[ff02::1]:80", Multicast),
+        ("[ff0e::1]:80", Multicast),
+        ("[::ffff:224.0.0.1]:80", Multicast),
+        ("255.255.255.255:80", Broadcast),
+        ("[::ffff:255.255.255.255]:80", Broadcast),
+        ("169.254.0.1:80", LinkLocal),
+        ("169.254.169.254:80", LinkLocal),
+        ("[fe80::1]:80", LinkLocal),
+        ("[febf::1]:80", LinkLocal),
+        ("[::ffff:169.254.1.1]:80", LinkLocal),
+        ("[::FFFF:a9fe:0101]:80", LinkLocal),
+    ] {
+        assert_eq!(reason(addr), Some(expected), "{addr}");
+        assert!(expected.is_refusal());
+    }
+    for ok in [
+        "127.0.0.1:80",
+        "[::1]:80",
+        "10.1.2.3:80",
+        "172.16.0.1:80",
+        "192.168.1.1:80",
+        "[fd00::1]:80",
+        "[fec0::1]:80",
+        "[::ffff:10.0.0.1]:80",
+        "223.255.255.255:80",
+        "240.0.0.1:80",
+        "169.253.0.1:80",
+        "orders.internal:80",
+    ] {
+        assert_eq!(reason(ok), None, "{ok}");
+    }
+    // Read from the registry, a refused address is a refusal, not corruption.
+    let read = Instance::from_json(br#"{"addr":"169.254.169.254:80","weight":1}"#);
+    assert!(
+        matches!(
+            &read,
+            Err(EntryError::Refused {
+                reason: LinkLocal,
+                ..
+            })
+        ),
+        "{read:?}"
+    );
+    assert!(read.unwrap_err().is_refusal());
+    let corrupt = Instance::from_json(br#"{"addr":"nope","weight":1}"#).unwrap_err();
+    assert!(!corrupt.is_refusal());
+}
+
+#[test]
+fn allow_lists() {
+    let list = |networks: &[&str], ports: &[std::ops::RangeInclusive<u16>]| {
+        let networks: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
+        AllowList::new(&networks, ports)
+    };
+    let check = |list: &AllowList, addr: &str| list.check(&Instance::new(addr).unwrap());
+    let open = list(&[], &[]).unwrap();
+    assert!(open.is_empty());
+    assert_eq!(check(&open, "orders:1"), Ok(()));
+
+    let nets = list(&["10.0.0.0/8", "fd00::/8", "192.168.1.7"], &[]).unwrap();
+    assert!(!nets.is_empty());
+    assert_eq!(check(&nets, "10.200.0.1:80"), Ok(()));
+    assert_eq!(check(&nets, "[::ffff:10.0.0.1]:80"), Ok(()));
+    assert_eq!(check(&nets, "[fd12::1]:80"), Ok(()));
+    assert_eq!(check(&nets, "192.168.1.7:80"), Ok(()));
+    use AddressProblem::*;
+    assert_eq!(check(&nets, "192.168.1.8:80"), Err(NetworkNotAllowed));
+    assert_eq!(check(&nets, "127.0.0.1:80"), Err(NetworkNotAllowed));
+    assert_eq!(check(&nets, "[::1]:80"), Err(NetworkNotAllowed));
+    assert_eq!(check(&nets, "orders.internal:80"), Err(HostNameNotAllowed));
+
+    let ports = list(&[], &[8000..=8999, 443..=443]).unwrap();
+    assert_eq!(check(&ports, "orders.internal:8080"), Ok(()));
+    assert_eq!(check(&ports, "127.0.0.1:443"), Ok(()));
+    assert_eq!(check(&ports, "127.0.0.1:9000"), Err(PortNotAllowed));
+
+    // `10.1.2.3/8` is taken as its network.
+    let host_bits = list(&["10.1.2.3/8"], &[]).unwrap();
+    assert_eq!(check(&host_bits, "10.9.9.9:80"), Ok(()));
+
+    for bad in ["10.0.0.0/33", "10.0.0/8", "nope", "", "10.0.0.0/8/8", "fd00::/129"] {
+        assert!(
+            matches!(list(&[bad], &[]), Err(ValidationError::Config(_))),
+            "{bad:?}"
+        );
+    }
+    #[allow(clippy::reversed_empty_ranges)]
+    for bad in [0..=80, 9000..=8000] {
+        assert!(
+            matches!(list(&[], &[bad.clone()]), Err(ValidationError::Config(_))),
+            "{bad:?}"
+        );
+    }
+    let many: Vec<String> = (0..=AllowList::MAX_ENTRIES).map(|_| "10.0.0.0/8".into()).collect();
+    assert!(AllowList::new(&many, &[]).is_err());
+}
