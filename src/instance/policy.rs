@@ -128,6 +128,9 @@ impl AllowList {
     /// instance at a host name is refused: it cannot be checked without
     /// resolving the name.
     pub fn check(&self, instance: &Instance) -> Result<(), AddressProblem> {
+        if self.is_empty() {
+            return Ok(());
+        }
         let authority = instance.authority();
         if !self.ports.is_empty() {
             let port = authority.port_u16().unwrap_or(0);

@@ -121,6 +121,9 @@ where
                 uri: req.uri_string(),
             });
         };
+        // Host names are case-insensitive, and so are service names.
+        let mut lowercase = [0; ServiceName::MAX_LEN];
+        let name = crate::instance::lowercase(host, &mut lowercase);
         let key = if router.uses_key() {
             req.hash_key(options.hash_header.as_ref())
         } else {
@@ -132,7 +135,7 @@ where
             attempt: 0,
             avoid: None,
         };
-        match router.pick_cached(host, first, Some(&mut self.memo)) {
+        match router.pick_cached(name, first, Some(&mut self.memo)) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take

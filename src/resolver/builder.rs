@@ -1,11 +1,13 @@
 //! Options of a [`RedisResolver`].
 
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::RedisResolver;
 use crate::connection::{self, Endpoint, Timeouts};
 use crate::error::{ResolveError, ValidationError};
+use crate::instance::AllowList;
 use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 
 /// Configures and connects a [`RedisResolver`].
@@ -24,6 +26,8 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// | [`schema`](Self::schema) | [`KeySchema::Native`] | |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 /// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+/// | [`allow_networks`](Self::allow_networks) | any network | CIDR notation (`10.0.0.0/8`, `fd00::/8`), up to 1024 |
+/// | [`allow_ports`](Self::allow_ports) | any port | ranges within `1..=65535`, up to 1024 |
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -48,6 +52,8 @@ pub struct ResolverBuilder {
     pub(super) prefix: String,
     pub(super) schema: KeySchema,
     pub(super) timeouts: Timeouts,
+    allowed_networks: Vec<String>,
+    allowed_ports: Vec<RangeInclusive<u16>>,
 }
 
 impl fmt::Debug for ResolverBuilder {
@@ -60,6 +66,8 @@ impl fmt::Debug for ResolverBuilder {
             .field("prefix", &self.prefix)
             .field("schema", &self.schema)
             .field("timeouts", &self.timeouts)
+            .field("allowed_networks", &self.allowed_networks)
+            .field("allowed_ports", &self.allowed_ports)
             .finish()
     }
 }
@@ -85,6 +93,8 @@ impl ResolverBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             schema: KeySchema::Native,
             timeouts: Timeouts::default(),
+            allowed_networks: Vec::new(),
+            allowed_ports: Vec::new(),
         }
     }
 
@@ -154,6 +164,49 @@ impl ResolverBuilder {
         self
     }
 
+    /// Accepts instances only in these networks (CIDR notation:
+    /// `10.0.0.0/8`, `fd00::/8`; a bare address is one host). Adds to the
+    /// networks of earlier calls. Registry entries outside them are skipped
+    /// with a warning (one per entry while it stays), and so are entries at
+    /// a host name, which cannot be checked without resolving it. Unset,
+    /// every address the fixed rules of the
+    /// [address policy](super#the-address-policy) allow is accepted. A
+    /// network that does not parse fails [`connect`](Self::connect) with
+    /// [`ValidationError::Config`].
+    ///
+    /// ```no_run
+    /// use redis_discovery::resolver::RedisResolver;
+    ///
+    /// # async fn run() -> Result<(), redis_discovery::ResolveError> {
+    /// let resolver = RedisResolver::builder("redis://127.0.0.1:6379")
+    ///     .allow_networks(["10.0.0.0/8", "fd00::/8"])
+    ///     .allow_ports(8000..=8999)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allow_networks<I>(mut self, networks: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allowed_networks
+            .extend(networks.into_iter().map(Into::into));
+        self
+    }
+
+    /// Accepts instances only on ports in these ranges; adds to the ranges
+    /// of earlier calls (`.allow_ports(443..=443).allow_ports(8000..=8999)`).
+    /// Registry entries outside them are skipped with a warning, as for
+    /// [`allow_networks`](Self::allow_networks). A range that is empty or
+    /// holds port 0 fails [`connect`](Self::connect) with
+    /// [`ValidationError::Config`].
+    pub fn allow_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.allowed_ports.push(ports);
+        self
+    }
+
     /// Checks every option without connecting.
     pub(super) fn validate(&self) -> Result<(Keyspace, Endpoint), ValidationError> {
         let config = |msg: String| Err(ValidationError::Config(msg));
@@ -191,7 +244,10 @@ impl ResolverBuilder {
                 ));
             }
         }
-        connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)
+        let allow = AllowList::new(&self.allowed_networks, &self.allowed_ports)?;
+        let (keyspace, endpoint) =
+            connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
+        Ok((keyspace.with_allow_list(allow), endpoint))
     }
 
     /// Checks the options and connects: one connection for reads and, with
@@ -216,6 +272,13 @@ mod tests {
         let s = Duration::from_secs;
         assert!(check(b()).is_ok());
         assert!(check(b().max_staleness(s(11))).is_ok());
+        assert!(check(
+            b().allow_networks(["10.0.0.0/8", "::1/128"])
+                .allow_networks(vec!["192.168.0.0/16".to_owned()])
+                .allow_ports(8000..=8999)
+                .allow_ports(1..=1)
+        )
+        .is_ok());
         let at_the_bounds = b()
             .refresh_interval(ResolverBuilder::MAX_REFRESH_INTERVAL)
             .idle_expiry(ResolverBuilder::MAX_IDLE_EXPIRY)
@@ -245,6 +308,10 @@ mod tests {
             }),
             b().prefix(""),
             b().prefix("a b"),
+            b().allow_networks(["10.0.0.0/33"]),
+            b().allow_networks(["10.0.0.0/8", "not a network"]),
+            b().allow_ports(0..=80),
+            b().allow_ports(1..=0),
         ] {
             assert!(
                 matches!(check(bad.clone()), Err(ValidationError::Config(_))),

@@ -64,8 +64,10 @@ impl StaticResolver {
         Arc::make_mut(&mut self.services).insert(service, snapshot);
     }
 
-    /// Removes a service. Returns whether it was known.
+    /// Removes a service (named in any case). Returns whether it was known.
     pub fn remove(&mut self, service: &str) -> bool {
+        let mut buf = [0; ServiceName::MAX_LEN];
+        let service = crate::instance::lowercase(service, &mut buf);
         Arc::make_mut(&mut self.services).remove(service).is_some()
     }
 
@@ -90,7 +92,11 @@ impl Resolve for StaticResolver {
 
     #[inline]
     fn cached(&self, service: &str) -> Option<Snapshot> {
-        self.services.get(service).cloned()
+        // Names are case-insensitive; the map holds them in lowercase.
+        let mut buf = [0; ServiceName::MAX_LEN];
+        self.services
+            .get(crate::instance::lowercase(service, &mut buf))
+            .cloned()
     }
 }
 
@@ -127,6 +133,7 @@ mod tests {
         assert!(Snapshot::ptr_eq(&snapshot, &cached));
         assert!(resolver.cached("empty").unwrap().is_empty());
         assert!(resolver.cached("nope").is_none());
+        assert!(Snapshot::ptr_eq(&resolver.cached("A").unwrap(), &cached));
         match resolver.resolve(&ServiceName::new("nope").unwrap()).await {
             Err(ResolveError::UnknownService { service }) => assert_eq!(service, "nope"),
             other => panic!("{other:?}"),

@@ -96,6 +96,7 @@ mod cache;
 mod fixed;
 mod pubsub;
 mod redis;
+mod skipped;
 mod snapshot;
 
 use std::future::Future;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub::{self, Command};
+use super::skipped::SkippedEntries;
 use super::snapshot::{Listed, Snapshot};
 use super::Resolve;
 use crate::connection::{self, Connection, Endpoint, Timeouts};
@@ -90,6 +91,8 @@ pub(super) struct Shared {
     started: Instant,
     subscriptions: Option<mpsc::UnboundedSender<Command>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Skipped entries already warned about.
+    skipped: SkippedEntries,
 }
 
 impl RedisResolver {
@@ -149,6 +152,7 @@ impl RedisResolver {
             started: Instant::now(),
             subscriptions,
             tasks: Mutex::new(Vec::new()),
+            skipped: SkippedEntries::default(),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
         if let (Some(events), Some(commands)) = (events, commands) {
@@ -297,7 +301,11 @@ impl Resolve for RedisResolver {
 
     #[inline]
     fn cached(&self, service: &str) -> Option<Snapshot> {
-        self.shared().cache.cached(service)
+        // Names are case-insensitive; the cache holds them in lowercase.
+        let mut buf = [0; ServiceName::MAX_LEN];
+        self.shared()
+            .cache
+            .cached(crate::instance::lowercase(service, &mut buf))
     }
 
     // Its snapshots know when its cache replaces or drops them.
@@ -629,6 +637,7 @@ impl Shared {
                 }
             });
             if removed {
+                self.skipped.forget(entry.service());
                 tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
             }
         }
@@ -679,21 +688,23 @@ impl Shared {
         }
     }
 
-    /// Decodes entries, skipping (and logging) corrupt ones.
-    fn decode<'a>(
-        &'a self,
-        service: &'a ServiceName,
+    /// Decodes entries, skipping corrupt ones and those the address policy
+    /// refuses (with one warning per entry while it stays).
+    fn decode(
+        &self,
+        service: &ServiceName,
         raw: Vec<RawEntry>,
-    ) -> impl Iterator<Item = (Instance, Option<Duration>)> + 'a {
-        raw.into_iter()
-            .filter_map(move |entry| match self.keyspace.decode(&entry) {
-                Ok(instance) => Some((instance, entry.lease_left)),
-                Err(error) => {
-                    let field: String = entry.field.chars().take(256).collect();
-                    tracing::warn!(%service, %field, %error, "skipping a corrupt registry entry");
-                    None
-                }
-            })
+    ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
+        let mut skipped = Vec::new();
+        let mut decoded = Vec::with_capacity(raw.len());
+        for entry in raw {
+            match self.keyspace.decode(&entry) {
+                Ok(instance) => decoded.push((instance, entry.lease_left)),
+                Err(error) => skipped.push((entry.field, error)),
+            }
+        }
+        self.skipped.observe(service, skipped);
+        decoded.into_iter()
     }
 }
 

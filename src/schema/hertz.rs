@@ -42,7 +42,7 @@ pub(super) async fn upsert(
     // EXPIRE takes whole seconds; round up so the lease is never shorter.
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
     let code: i64 = UPSERT_SCRIPT
-        .run(&[&key(service.as_str())], &[&addr, &json, &secs], conn)
+        .run(&[&key(service.spelling())], &[&addr, &json, &secs], conn)
         .await?;
     Ok(Upserted::from_code(code))
 }
@@ -53,7 +53,7 @@ pub(super) async fn remove(
     addr: &str,
 ) -> RedisResult<bool> {
     let removed: i64 = redis::cmd("HDEL")
-        .arg(key(service.as_str()))
+        .arg(key(service.spelling()))
         .arg(addr)
         .query_async(conn)
         .await?;
@@ -64,7 +64,7 @@ pub(super) async fn read(
     conn: &mut Connection,
     service: &ServiceName,
 ) -> RedisResult<Vec<RawEntry>> {
-    let k = key(service.as_str());
+    let k = key(service.spelling());
     let (entries, ttl): (Vec<(String, Vec<u8>)>, i64) = redis::pipe()
         .cmd("HGETALL")
         .arg(&k)

@@ -25,6 +25,11 @@
 //!   the same JSON, one `EXPIRE` for the whole hash, no events.
 //!   Its weakness is inherent: a crashed instance stays listed for as long
 //!   as any sibling keeps the hash alive. Prefer the native schema.
+//!
+//! Service names are case-insensitive ([`ServiceName`]): the native
+//! schema's keys and channels hold the lowercase name. Go writes the Hertz
+//! key with the case of its service name, so the Hertz key holds the name
+//! as spelled ([`ServiceName::spelling`]).
 
 mod hertz;
 mod native;
@@ -36,7 +41,7 @@ use std::time::Duration;
 
 use crate::connection::Connection;
 use crate::error::ValidationError;
-use crate::instance::{EntryError, Instance, ServiceName};
+use crate::instance::{AllowList, EntryError, Instance, ServiceName};
 
 /// Which keys and values the registry and resolver use in Redis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -99,6 +104,8 @@ pub const DEFAULT_PREFIX: &str = "sd";
 pub(crate) struct Keyspace {
     schema: KeySchema,
     prefix: String,
+    /// The reader's allow-list (empty: the fixed rules alone).
+    allow: AllowList,
 }
 
 /// One entry as stored, before decoding.
@@ -140,7 +147,14 @@ impl Keyspace {
         Ok(Keyspace {
             schema,
             prefix: prefix.to_owned(),
+            allow: AllowList::default(),
         })
+    }
+
+    /// Entries outside `allow` are refused when decoded.
+    pub fn with_allow_list(mut self, allow: AllowList) -> Self {
+        self.allow = allow;
+        self
     }
 
     pub fn schema(&self) -> KeySchema {
@@ -225,8 +239,20 @@ impl Keyspace {
         }
     }
 
-    /// Decodes one stored entry by the schema's rules.
+    /// Decodes one stored entry by the schema's rules and the address
+    /// policy: its fixed rules and the allow-list.
     pub fn decode(&self, entry: &RawEntry) -> Result<Instance, EntryError> {
+        let instance = self.decode_value(entry)?;
+        match self.allow.check(&instance) {
+            Ok(()) => Ok(instance),
+            Err(reason) => Err(EntryError::Refused {
+                addr: instance.addr().to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    fn decode_value(&self, entry: &RawEntry) -> Result<Instance, EntryError> {
         let value = entry.value.as_deref().ok_or(EntryError::Missing("value"))?;
         match self.schema {
             KeySchema::Native => {
