@@ -110,7 +110,27 @@ pub(super) fn parse_addr(addr: &str) -> Result<Authority, ValidationError> {
     })
 }
 
+/// Checks that `addr` is `host:port`, without the address policy: what
+/// names an entry to remove, since a refused entry must be removable.
+pub(crate) fn check_form(addr: &str) -> Result<(), ValidationError> {
+    parse_form(addr)
+        .map(drop)
+        .map_err(|reason| ValidationError::Address {
+            addr: addr.chars().take(300).collect(),
+            reason,
+        })
+}
+
 fn parse(addr: &str) -> Result<Authority, AddressProblem> {
+    let (authority, ip) = parse_form(addr)?;
+    if let Some(ip) = ip {
+        policy::check_ip(ip)?;
+    }
+    Ok(authority)
+}
+
+/// `host:port`, and the host if it is an IP address.
+fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem> {
     if addr.is_empty() {
         return Err(AddressProblem::Empty);
     }
@@ -148,10 +168,8 @@ fn parse(addr: &str) -> Result<Authority, AddressProblem> {
     if !port.bytes().all(|b| b.is_ascii_digit()) || !port.parse::<u16>().is_ok_and(|p| p > 0) {
         return Err(AddressProblem::Port);
     }
-    if let Some(ip) = ip {
-        policy::check_ip(ip)?;
-    }
-    Authority::from_str(addr).map_err(|_| AddressProblem::HostCharacter)
+    let authority = Authority::from_str(addr).map_err(|_| AddressProblem::HostCharacter)?;
+    Ok((authority, ip))
 }
 
 /// Checks a host that is not bracketed; returns it if it is an IPv4 address.

@@ -166,14 +166,18 @@ impl RedisRegistry {
 
     /// Removes an instance by address, whoever registered it (the CLI's
     /// `deregister`). Returns whether it was registered. A heartbeat of this
-    /// registry for that address is stopped first.
+    /// registry for that address is stopped first. An entry the address
+    /// policy refuses (e.g. a link-local address written by hand) can be
+    /// removed too.
     pub async fn deregister<S>(&self, service: S, addr: &str) -> Result<bool, RegistryError>
     where
         S: TryInto<ServiceName>,
         S::Error: Into<RegistryError>,
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
-        let instance = Instance::new(addr)?;
+        // Only the form: an entry the address policy refuses (written by
+        // someone else) must be removable.
+        crate::instance::check_addr_form(addr)?;
         let _ops = self.shared.ops.lock().await;
         let lease = self
             .shared
@@ -182,7 +186,7 @@ impl RedisRegistry {
         if let Some(lease) = lease {
             lease.stop().await;
         }
-        self.shared.remove(&service, instance.addr()).await
+        self.shared.remove(&service, addr).await
     }
 
     /// Deregisters every instance this registry registered and refuses new

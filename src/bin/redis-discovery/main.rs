@@ -2,6 +2,7 @@
 //! instances in a Redis registry.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,6 +57,8 @@ enum Command {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        allow: Allow,
     },
     /// Print every change of a service as it happens, until Ctrl-C.
     #[command(after_help = "Example:\n  redis-discovery watch orders")]
@@ -65,6 +68,8 @@ enum Command {
         /// Re-read the service this often (seconds) besides change events.
         #[arg(long, default_value_t = 10)]
         resync: u64,
+        #[command(flatten)]
+        allow: Allow,
     },
     /// Register an instance and keep it alive until SIGINT/SIGTERM (a sidecar
     /// for services not written in Rust), then deregister it.
@@ -97,6 +102,37 @@ enum Command {
         /// The instance address, host:port.
         addr: String,
     },
+}
+
+/// The resolver's allow-list: entries outside it are skipped with a warning.
+#[derive(Debug, Args)]
+struct Allow {
+    /// Show only instances in this network (CIDR, e.g. 10.0.0.0/8); repeat for more.
+    /// Instances at a host name are then skipped too.
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    networks: Vec<String>,
+    /// Show only instances on these ports (8080, or a range 8000-8999); repeat for more.
+    #[arg(long = "allow-ports", value_name = "PORTS", value_parser = parse_ports)]
+    ports: Vec<RangeInclusive<u16>>,
+}
+
+/// `8080` or `8000-8999`.
+fn parse_ports(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("{p:?} is not a port from 1 to 65535"))
+    };
+    let range = match text.split_once('-') {
+        Some((start, end)) => port(start)?..=port(end)?,
+        None => port(text)?..=port(text)?,
+    };
+    if range.is_empty() {
+        return Err(format!("{text:?}: the first port must not be above the last"));
+    }
+    Ok(range)
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -142,12 +178,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::List {
             service: None,
             json,
-        } => list_services(g, json).await,
+            allow,
+        } => list_services(g, &allow, json).await,
         Command::List {
             service: Some(service),
             json,
-        } => list_instances(g, &service, json).await,
-        Command::Watch { service, resync } => watch(g, &service, resync).await,
+            allow,
+        } => list_instances(g, &allow, &service, json).await,
+        Command::Watch {
+            service,
+            resync,
+            allow,
+        } => watch(g, &allow, &service, resync).await,
         Command::Register {
             service,
             addr,
@@ -160,17 +202,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-async fn resolver(g: &Global, refresh: Duration) -> Result<RedisResolver, Error> {
-    Ok(RedisResolver::builder(g.redis.as_str())
+async fn resolver(g: &Global, allow: &Allow, refresh: Duration) -> Result<RedisResolver, Error> {
+    let mut builder = RedisResolver::builder(g.redis.as_str())
         .schema(g.schema)
         .prefix(g.prefix.as_str())
         .refresh_interval(refresh)
-        .connect()
-        .await?)
+        .allow_networks(allow.networks.iter().cloned());
+    for ports in &allow.ports {
+        builder = builder.allow_ports(ports.clone());
+    }
+    Ok(builder.connect().await?)
 }
 
-async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
-    let resolver = resolver(g, Duration::from_secs(10)).await?;
+async fn list_services(g: &Global, allow: &Allow, json: bool) -> Result<(), Error> {
+    let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
     let mut rows = Vec::new();
     for name in resolver.services().await? {
         let instances = resolver.list(name.as_str()).await?.len();
@@ -193,16 +238,16 @@ async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
-async fn list_instances(g: &Global, service: &str, json: bool) -> Result<(), Error> {
+async fn list_instances(g: &Global, allow: &Allow, service: &str, json: bool) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
-    let resolver = resolver(g, Duration::from_secs(10)).await?;
+    let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
     let listed = resolver.list(service.clone()).await?;
     if listed.is_empty()
         && !resolver
             .services()
             .await?
             .iter()
-            .any(|s| s == service.as_str())
+            .any(|s| ServiceName::new(s).is_ok_and(|s| s == service))
     {
         return Err(format!("unknown service {service}").into());
     }
@@ -270,12 +315,12 @@ fn print_changes(old: &Snapshot, new: &Snapshot) -> Result<(), Error> {
     Ok(())
 }
 
-async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
+async fn watch(g: &Global, allow: &Allow, service: &str, resync: u64) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
     if resync == 0 {
         return Err("--resync must be at least 1 second".into());
     }
-    let resolver = resolver(g, Duration::from_secs(resync)).await?;
+    let resolver = resolver(g, allow, Duration::from_secs(resync)).await?;
     let mut updates = resolver.watch(service.clone()).await?;
     let mut current = updates.borrow_and_update().clone();
     out!(
