@@ -1,6 +1,7 @@
-//! The address policy against a real, private redis-server and real HTTP
+//! Addresses and names against a real, private redis-server and real HTTP
 //! servers: poisoned registry entries are never dialed, the allow-list,
-//! warnings once per entry, and the ACL users the README recommends.
+//! warnings once per entry, the ACL users the README recommends, and
+//! case-insensitive service names (native and Hertz schemas).
 
 mod support;
 
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder};
 use redis_discovery::{
-    Instance, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
+    Instance, KeySchema, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
 };
 use support::{eventually, LogCapture, RedisServer};
 use tower::{Layer, ServiceExt};
@@ -292,6 +293,61 @@ async fn service_names_are_case_insensitive_for_every_client() {
             }
         }
     }
+}
+
+/// The Hertz schema keeps the case of the key, as Go writes it: a Go
+/// service named with capitals is read under the spelling it is first
+/// resolved by, and from then on requests reach it whatever their host's
+/// case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hertz_keys_keep_the_case_go_wrote() {
+    let redis = RedisServer::start();
+    let server = http_server().await.to_string();
+    // Exactly what Go Hertz writes for a service named `Hertz.Demo`.
+    let key = "/hertz/Hertz.Demo/server";
+    let json =
+        format!(r#"{{"service_name":"Hertz.Demo","addr":"{server}","weight":10,"tags":null}}"#);
+    redis.cmd::<()>(&["HSET", key, &server, &json]);
+    redis.cmd::<()>(&["EXPIRE", key, "60"]);
+    let hertz = || RedisResolver::builder(redis.url()).schema(KeySchema::Hertz);
+
+    let resolver = hertz().connect().await.unwrap();
+    assert_eq!(resolver.services().await.unwrap(), ["Hertz.Demo"]);
+    // The lowercase spelling names another key, which Go did not write.
+    assert!(resolver.fetch("hertz.demo").await.unwrap().is_empty());
+    assert_eq!(resolver.fetch("Hertz.Demo").await.unwrap().len(), 1);
+
+    // Resolved once by its Go spelling (watched: it stays cached)…
+    let _watch = resolver.watch("Hertz.Demo").await.unwrap();
+    // …requests reach it whatever the case of their host.
+    let good = [server.clone()];
+    for host in ["hertz.demo", "Hertz.Demo", "HERTZ.DEMO"] {
+        all_succeed(&resolver, host, &good, 5).await;
+    }
+    #[cfg(feature = "reqwest")]
+    {
+        let http = reqwest::Client::new();
+        let client = DiscoveryLayer::new(resolver.clone()).layer(http.clone());
+        let request = http.get("http://Hertz.Demo/").discover().build().unwrap();
+        assert_eq!(request.url().host_str(), Some("hertz.demo"));
+        let response = client.oneshot(request).await.unwrap();
+        assert_eq!(response.text().await.unwrap(), server);
+    }
+
+    // A Rust server in the Hertz schema writes the key as Go would.
+    let registry = RedisRegistry::builder(redis.url())
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let _registration = registry
+        .register("Hertz.Rust", Instance::new("127.0.0.1:8888").unwrap())
+        .await
+        .unwrap();
+    let value: String = redis.cmd(&["HGET", "/hertz/Hertz.Rust/server", "127.0.0.1:8888"]);
+    assert!(value.contains(r#""service_name":"Hertz.Rust""#), "{value}");
+    let other = hertz().connect().await.unwrap();
+    assert_eq!(other.fetch("Hertz.Rust").await.unwrap().len(), 1);
 }
 
 /// The ACL users the README recommends: a server user registers, a client

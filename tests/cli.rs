@@ -240,6 +240,15 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         (&["list", "nobody"], "unknown service nobody"),
         (&["list", "a/b"], "invalid service name"),
         (&["deregister", "orders", "nope"], "invalid address"),
+        (
+            &["register", "orders", "http://127.0.0.1:80"],
+            "drop the scheme: write host:port",
+        ),
+        (&["register", "orders", "169.254.169.254:80"], "link-local"),
+        (
+            &["list", "orders", "--allow-network", "10.0.0.0/33"],
+            "CIDR",
+        ),
         (&["--prefix", "{x}", "list"], "invalid configuration"),
     ];
     for (args, message) in cases {
@@ -275,6 +284,65 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         stderr(&out)
     );
     let _ = Duration::ZERO;
+}
+
+/// `list` with the allow-list, and names in any case.
+#[test]
+fn allow_list_and_case_insensitive_names() {
+    let redis = RedisServer::start();
+    let mut sidecar = spawn(
+        &redis.url(),
+        &[
+            "register",
+            "Orders",
+            "127.0.0.1:9300",
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
+    let out = lines(&mut sidecar);
+    wait_for_line(&out, "registered");
+    let count = |args: &[&str]| {
+        let mut all = vec!["list", "ORDERS", "--json"];
+        all.extend(args);
+        let out = cli(&redis.url(), &all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        rows.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count(&[]), 1);
+    assert_eq!(count(&["--allow-network", "127.0.0.0/8"]), 1);
+    assert_eq!(count(&["--allow-network", "10.0.0.0/8"]), 0);
+    assert_eq!(
+        count(&[
+            "--allow-network",
+            "10.0.0.0/8",
+            "--allow-network",
+            "127.0.0.1/32"
+        ]),
+        1
+    );
+    assert_eq!(count(&["--allow-ports", "9000-9999"]), 1);
+    assert_eq!(count(&["--allow-ports", "80"]), 0);
+    let out = cli(&redis.url(), &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        rows,
+        serde_json::json!([{"service": "orders", "instances": 1}])
+    );
+    let out = cli(&redis.url(), &["list", "--allow-ports", "0-10"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("not a port from 1 to 65535"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(&redis.url(), &["deregister", "ORDERS", "127.0.0.1:9300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let _ = sidecar.kill();
+    let _ = sidecar.wait();
 }
 
 #[test]

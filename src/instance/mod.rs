@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use http::uri::Authority;
 use serde::{Deserialize, Serialize};
 
-use self::address::parse_addr;
 pub(crate) use self::address::check_form as check_addr_form;
+use self::address::parse_addr;
 pub use self::address::AddressProblem;
 pub(crate) use self::name::lowercase;
 pub use self::name::ServiceName;

@@ -77,7 +77,10 @@ impl AllowList {
 
     /// Parses the networks (CIDR notation, e.g. `10.0.0.0/8`, `fd00::/8`;
     /// a bare address is one host) and checks the port ranges.
-    pub fn new(networks: &[String], ports: &[RangeInclusive<u16>]) -> Result<Self, ValidationError> {
+    pub fn new(
+        networks: &[String],
+        ports: &[RangeInclusive<u16>],
+    ) -> Result<Self, ValidationError> {
         let config = |message: String| Err(ValidationError::Config(message));
         if networks.len() > Self::MAX_ENTRIES || ports.len() > Self::MAX_ENTRIES {
             return config(format!(

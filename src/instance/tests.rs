@@ -193,7 +193,10 @@ fn service_names_are_case_insensitive() {
     assert_eq!(ServiceName::try_from("ORDERS".to_owned()).unwrap(), lower);
     // Native JSON names the service in lowercase, Hertz's as spelled.
     let i = Instance::new("10.0.0.1:80").unwrap();
-    assert!(i.to_json(&upper).unwrap().contains(r#""service_name":"orders""#));
+    assert!(i
+        .to_json(&upper)
+        .unwrap()
+        .contains(r#""service_name":"orders""#));
     assert!(i
         .to_hertz_json(&upper)
         .unwrap()
@@ -238,7 +241,10 @@ fn address_messages() {
     ] {
         let text = message(addr);
         assert!(text.contains(expected), "{addr:?}: {text}");
-        assert!(text.contains(&format!("{addr:?}")), "names the input: {text}");
+        assert!(
+            text.contains(&format!("{addr:?}")),
+            "names the input: {text}"
+        );
     }
     assert!(!message("http://127.0.0.1:80").contains("IPv6"));
 }
@@ -339,7 +345,14 @@ fn allow_lists() {
     let host_bits = list(&["10.1.2.3/8"], &[]).unwrap();
     assert_eq!(check(&host_bits, "10.9.9.9:80"), Ok(()));
 
-    for bad in ["10.0.0.0/33", "10.0.0/8", "nope", "", "10.0.0.0/8/8", "fd00::/129"] {
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0/8",
+        "nope",
+        "",
+        "10.0.0.0/8/8",
+        "fd00::/129",
+    ] {
         assert!(
             matches!(list(&[bad], &[]), Err(ValidationError::Config(_))),
             "{bad:?}"
@@ -352,6 +365,8 @@ fn allow_lists() {
             "{bad:?}"
         );
     }
-    let many: Vec<String> = (0..=AllowList::MAX_ENTRIES).map(|_| "10.0.0.0/8".into()).collect();
+    let many: Vec<String> = (0..=AllowList::MAX_ENTRIES)
+        .map(|_| "10.0.0.0/8".into())
+        .collect();
     assert!(AllowList::new(&many, &[]).is_err());
 }

@@ -130,7 +130,9 @@ fn parse_ports(text: &str) -> Result<RangeInclusive<u16>, String> {
         None => port(text)?..=port(text)?,
     };
     if range.is_empty() {
-        return Err(format!("{text:?}: the first port must not be above the last"));
+        return Err(format!(
+            "{text:?}: the first port must not be above the last"
+        ));
     }
     Ok(range)
 }
