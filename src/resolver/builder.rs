@@ -311,7 +311,7 @@ mod tests {
             b().allow_networks(["10.0.0.0/33"]),
             b().allow_networks(["10.0.0.0/8", "not a network"]),
             b().allow_ports(0..=80),
-            b().allow_ports(1..=0),
+            b().allow_ports(RangeInclusive::new(2, 1)),
         ] {
             assert!(
                 matches!(check(bad.clone()), Err(ValidationError::Config(_))),

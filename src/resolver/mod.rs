@@ -39,8 +39,9 @@
 //!   `ACL SETUSER reader on >PASSWORD ~sd:* &sd:* -@all +@read +time +evalsha_ro +eval_ro +subscribe +unsubscribe +ping`.
 //!   Without the channels (`&sd:*`) the resolver still works, on its
 //!   periodic refresh alone, and says so once in a warning.
-//!   Corrupt entries are skipped with one warning each, naming the service
-//!   and the field.
+//!   Corrupt entries, and entries the [address policy](#the-address-policy)
+//!   refuses, are skipped with one warning each, naming the service and the
+//!   field, while they stay (not one per read).
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
 //! * **Bounded waits.** A caller that misses waits at most the connect
@@ -90,6 +91,32 @@
 //!   marks it the same way.
 //! * **Shutdown.** When the last clone is dropped, every background task ends
 //!   and both connections close.
+//!
+//! # The address policy
+//!
+//! Anyone who can write the registry can point clients anywhere, so the
+//! entries a resolver reads pass one address policy, the same that
+//! [`Instance::new`](crate::Instance::new) applies when an instance is
+//! registered:
+//!
+//! * **Fixed rules**: unspecified (`0.0.0.0/8`, `[::]`), multicast
+//!   (`224.0.0.0/4`, `ff00::/8`), broadcast (`255.255.255.255`) and
+//!   link-local (`169.254.0.0/16`, `fe80::/10`) addresses are refused, in
+//!   their IPv4-mapped IPv6 forms too. Loopback and private ranges are
+//!   allowed.
+//! * **An allow-list**, opt-in:
+//!   [`allow_networks`](ResolverBuilder::allow_networks) (CIDR) and
+//!   [`allow_ports`](ResolverBuilder::allow_ports). With networks set, an
+//!   instance at a host name is refused: it cannot be checked without
+//!   resolving the name.
+//!
+//! A refused entry is skipped, never dialed, and logged once while it stays
+//! ([`EntryError::Refused`](crate::EntryError::Refused)). The memory of
+//! which entries were logged is bounded (64 entries per service, 256
+//! services); beyond it an entry is logged at every read instead.
+//!
+//! Service names are case-insensitive ([`ServiceName`]):
+//! [`cached`](Resolve::cached) and the layer find `Orders` under `orders`.
 
 mod builder;
 mod cache;
