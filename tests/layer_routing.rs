@@ -250,3 +250,19 @@ fn response_future_is_send_with_a_box_clone_service() {
     let future = tower::Service::call(&mut service, request);
     assert_send(&future);
 }
+
+/// Service names are case-insensitive, like hosts: a request for
+/// `http://ORDERS/` reaches `orders`, with `Host: orders`.
+#[tokio::test]
+async fn hosts_in_any_case_reach_the_service() {
+    let client = DiscoveryLayer::new(resolver()).layer(echo());
+    for host in ["Orders", "ORDERS", "orders"] {
+        let request = http::Request::get(format!("http://{host}/"))
+            .discover()
+            .body(String::new())
+            .unwrap();
+        let (sent_to, host_header) = client.clone().oneshot(request).await.unwrap();
+        assert!(sent_to.starts_with("10.0.0."), "{host}: {sent_to}");
+        assert_eq!(host_header.as_deref(), Some("orders"));
+    }
+}
