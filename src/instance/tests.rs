@@ -361,7 +361,10 @@ fn allow_lists() {
     #[allow(clippy::reversed_empty_ranges)]
     for bad in [0..=80, 9000..=8000] {
         assert!(
-            matches!(list(&[], std::slice::from_ref(&bad)), Err(ValidationError::Config(_))),
+            matches!(
+                list(&[], std::slice::from_ref(&bad)),
+                Err(ValidationError::Config(_))
+            ),
             "{bad:?}"
         );
     }

@@ -30,26 +30,34 @@ impl SkippedEntries {
     /// One read of `service` skipped these entries (field, why): warns
     /// about those not warned about yet and forgets those that left.
     pub fn observe(&self, service: &ServiceName, skipped: Vec<(String, EntryError)>) {
-        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-        if skipped.is_empty() {
-            warned.remove(service);
-            return;
-        }
-        let mut before = warned.remove(service).unwrap_or_default();
-        let mut now = HashSet::new();
-        for (field, error) in skipped {
-            let field: String = field.chars().take(MAX_FIELD_CHARS).collect();
-            if before.remove(&field) {
-                now.insert(field);
-                continue;
+        let mut new = Vec::new();
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if skipped.is_empty() {
+                warned.remove(service);
+                return;
             }
+            let mut before = warned.remove(service).unwrap_or_default();
+            let mut now = HashSet::new();
+            for (field, error) in skipped {
+                let field: String = field.chars().take(MAX_FIELD_CHARS).collect();
+                if before.remove(&field) {
+                    now.insert(field);
+                } else {
+                    if now.len() < MAX_PER_SERVICE {
+                        now.insert(field.clone());
+                    }
+                    new.push((field, error));
+                }
+            }
+            if warned.len() < MAX_SERVICES {
+                warned.insert(service.clone(), now);
+            }
+        }
+        // Logged without the lock: a slow subscriber must not hold up
+        // other reads.
+        for (field, error) in new {
             warn(service, &field, &error);
-            if now.len() < MAX_PER_SERVICE {
-                now.insert(field);
-            }
-        }
-        if warned.len() < MAX_SERVICES {
-            warned.insert(service.clone(), now);
         }
     }
 
