@@ -83,6 +83,7 @@
 //! With the feature `reqwest-middleware`,
 //! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
 
+mod attempts;
 mod error;
 mod future;
 mod health;

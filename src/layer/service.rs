@@ -6,10 +6,11 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use super::attempts::Attempts;
 use super::error::DiscoveryError;
 use super::future::{ResponseFuture, Retry};
 use super::request::DiscoverRequest;
-use super::router::{Memo, PickRequest, Route};
+use super::router::{Memo, Route};
 use super::BoxError;
 use crate::instance::ServiceName;
 
@@ -126,12 +127,7 @@ where
         } else {
             None
         };
-        let first = PickRequest {
-            key,
-            filter: req.tag_filter().or(options.filter.as_ref()),
-            attempt: 0,
-            avoid: None,
-        };
+        let first = Attempts::FIRST.request(key, req.tag_filter().or(options.filter.as_ref()));
         match router.pick_cached(host, first, Some(&mut self.memo)) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
@@ -139,7 +135,7 @@ where
                 // it; made before routing, as a retry routes it again.
                 // The copy goes straight into its box (the request is big).
                 let mut retry = None;
-                if options.keeps_replay(0, &picked) {
+                if Attempts::FIRST.keeps_replay(options, &picked) {
                     let mut boxed = Box::new(Retry::new(self.shared.clone(), &req, key));
                     boxed.replay = req.replay();
                     retry = boxed.replay.is_some().then_some(boxed);
