@@ -211,6 +211,55 @@ async fn huge_ejection_periods_do_not_panic() {
     }
 }
 
+/// A port in a discovered URI is refused with an error naming it (the
+/// instance's own port is where the request goes); the scheme's default
+/// port is the same as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_the_uri_is_refused() {
+    let fleet = fleet(0, 1).await;
+    let inner = Recording::new();
+    let client = DiscoveryLayer::new(fleet.resolver.clone()).layer(inner.clone());
+    for (uri, port) in [
+        ("http://orders:8443/x", "8443"),
+        ("http://orders:443/x", "443"),
+        ("http://orders:99999/x", "99999"),
+    ] {
+        let err = get(&client, uri, 0).await.unwrap_err();
+        match err.downcast_ref::<DiscoveryError>() {
+            Some(DiscoveryError::PortInUri {
+                service,
+                port: named,
+            }) => {
+                assert_eq!((service.as_str(), named.as_str()), ("orders", port));
+            }
+            _ => panic!("{uri}: {err}"),
+        }
+        assert!(err.to_string().contains(port), "{err}");
+        assert_eq!(inner.take(), Vec::<String>::new(), "{uri}: nothing sent");
+    }
+    for uri in ["http://orders:80/x", "http://orders:/x"] {
+        let body = get(&client, uri, 0).await.unwrap();
+        assert!(body.ends_with(" orders /x"), "{uri}: {body}");
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_a_reqwest_url_is_refused() {
+    let fleet = fleet(0, 1).await;
+    let http = reqwest::Client::new();
+    let client = DiscoveryLayer::new(fleet.resolver.clone()).layer(http.clone());
+    let request = http.get("http://orders:8443/x").discover().build().unwrap();
+    let err = client.clone().oneshot(request).await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<DiscoveryError>(), Some(DiscoveryError::PortInUri { port, .. }) if port == "8443"),
+        "{err}"
+    );
+    let request = http.get("http://orders:80/x").discover().build().unwrap();
+    let body = client.oneshot(request).await.unwrap().text().await.unwrap();
+    assert!(body.ends_with(" orders /x"), "{body}");
+}
+
 /// The reqwest middleware shares the retry rules: four refusing
 /// instances and one answering, every request answered; three refusing,
 /// `retries(u32::MAX)` ends.

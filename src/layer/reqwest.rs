@@ -34,7 +34,7 @@ mod middleware {
     use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
-    use super::super::request::{Discover, DiscoverRequest, HashKey};
+    use super::super::request::{service_of, Discover, DiscoverRequest, HashKey};
     use super::super::router::Route;
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
@@ -101,11 +101,7 @@ mod middleware {
                 return next.run(req, extensions).await;
             }
             let fail = reqwest_middleware::Error::middleware;
-            let Some(host) = req.host() else {
-                return Err(fail(DiscoveryError::NoHost {
-                    uri: req.uri_string(),
-                }));
-            };
+            let host = service_of(&req).map_err(fail)?;
             let service = ServiceName::new(host).map_err(|e| fail(DiscoveryError::from(e)))?;
             let key = extensions
                 .get::<HashKey>()

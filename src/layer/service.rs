@@ -7,9 +7,8 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use super::attempts::Attempts;
-use super::error::DiscoveryError;
 use super::future::{ResponseFuture, Retry};
-use super::request::DiscoverRequest;
+use super::request::{service_of, DiscoverRequest};
 use super::router::{Memo, Route};
 use super::BoxError;
 use crate::instance::ServiceName;
@@ -117,10 +116,9 @@ where
         if !req.take_flag() && !options.discover_all {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let Some(host) = req.host() else {
-            return ResponseFuture::failed(DiscoveryError::NoHost {
-                uri: req.uri_string(),
-            });
+        let host = match service_of(&req) {
+            Ok(host) => host,
+            Err(e) => return ResponseFuture::failed(e),
         };
         let key = if router.uses_key() {
             req.hash_key(options.hash_header.as_ref())
