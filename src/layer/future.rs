@@ -22,6 +22,9 @@ use crate::instance::ServiceName;
 pin_project! {
     /// The future of a request through the discovery layer. Not boxed: on a
     /// cache hit it wraps the inner service's future directly.
+    ///
+    /// Cancel safe: dropping it drops the attempt under way and frees
+    /// everything the request held (see [the module docs](super#cancel-safety)).
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
