@@ -22,9 +22,9 @@ pub(crate) type Tried = HashSet<Authority, FixedState>;
 pub(crate) struct Attempts {
     /// 0 for the first attempt, counted up for each retry.
     number: u32,
-    /// The instances of the attempts that failed. Empty and unallocated
-    /// until a retry.
-    tried: Tried,
+    /// The instances of the attempts that failed; `None` until a retry
+    /// (boxed: one word to set and to drop on the hot path).
+    tried: Option<Box<Tried>>,
 }
 
 impl Attempts {
@@ -34,7 +34,7 @@ impl Attempts {
     pub const fn new() -> Self {
         Attempts {
             number: 0,
-            tried: HashSet::with_hasher(FixedState::with_seed(0)),
+            tried: None,
         }
     }
 
@@ -49,13 +49,16 @@ impl Attempts {
     /// distinct instances.
     #[inline]
     pub fn keeps_replay(&self, options: &Options, picked: &Picked) -> bool {
-        self.number < options.retries && picked.usable() > self.tried.len().saturating_add(1)
+        let tried = self.tried.as_ref().map_or(0, |tried| tried.len());
+        self.number < options.retries && picked.usable() > tried.saturating_add(1)
     }
 
     /// The attempt under way, sent to `failed`, failed: the next one goes
     /// elsewhere.
     pub fn failed(&mut self, failed: &Picked) {
-        self.tried.insert(failed.authority().clone());
+        self.tried
+            .get_or_insert_with(|| Box::new(HashSet::with_hasher(FixedState::with_seed(0))))
+            .insert(failed.authority().clone());
         self.number = self.number.saturating_add(1);
     }
 
@@ -69,7 +72,7 @@ impl Attempts {
             key,
             filter,
             attempt: self.number,
-            tried: (!self.tried.is_empty()).then_some(&self.tried),
+            tried: self.tried.as_deref(),
         }
     }
 }

@@ -155,6 +155,23 @@ fn split_authority(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The port `uri` names, unless it is empty or the scheme's default.
+#[cold]
+fn named_port(uri: &Uri) -> Option<String> {
+    let port = split_authority(uri.authority()?.as_str())
+        .1
+        .filter(|port| !port.is_empty())?;
+    let default = match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTP => Some(80),
+        Some(scheme) if *scheme == Scheme::HTTPS => Some(443),
+        _ => None,
+    };
+    if default.is_some() && port.parse::<u16>().ok() == default {
+        return None;
+    }
+    Some(port.to_owned())
+}
+
 /// The service a request flagged for discovery is for: its URI host. A URI
 /// without a host, or naming a port ([`DiscoverRequest::named_port`]), is
 /// refused.
@@ -252,19 +269,12 @@ where
 
     #[inline]
     fn named_port(&self) -> Option<String> {
-        let uri = self.uri();
-        let port = split_authority(uri.authority()?.as_str())
-            .1
-            .filter(|port| !port.is_empty())?;
-        let default = match uri.scheme() {
-            Some(scheme) if *scheme == Scheme::HTTP => Some(80),
-            Some(scheme) if *scheme == Scheme::HTTPS => Some(443),
-            _ => None,
-        };
-        if default.is_some() && port.parse::<u16>().ok() == default {
+        let authority = self.uri().authority()?.as_str();
+        // Nearly always: a service name, no port.
+        if !authority.as_bytes().contains(&b':') {
             return None;
         }
-        Some(port.to_owned())
+        named_port(self.uri())
     }
 
     fn uri_string(&self) -> String {
