@@ -132,8 +132,9 @@ mod middleware {
             let mut picked = picked.map_err(fail)?;
             req.route_to(picked.authority(), picked.host())
                 .map_err(fail)?;
-            // The layer's rules: a copy only when a retry could go to another
-            // instance; a retry that cannot fails with the attempt's error.
+            // The layer's rules: a copy only when a retry could go to an
+            // instance not tried yet; a retry that cannot fails with the
+            // attempt's error.
             loop {
                 let replay = if attempts.keeps_replay(options, &picked) {
                     req.replay()
