@@ -18,9 +18,10 @@ use redis_discovery::balance::{ConsistentHash, RoundRobin};
 use redis_discovery::layer::{
     BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, Ejection, HashKey,
 };
-use redis_discovery::resolver::StaticResolver;
-use redis_discovery::Instance;
+use redis_discovery::resolver::{Resolve, StaticResolver};
+use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
 use support::http_server::{spawn_server, RefusingPort, TestServer};
+use support::RedisServer;
 use tower::{Layer, ServiceExt};
 
 /// A hyper client that notes where every attempt was sent.
@@ -64,11 +65,15 @@ impl tower::Service<http::Request<String>> for Recording {
 }
 
 /// `refusing` instances that refuse every connection and `answering` ones
-/// that answer, all of service `orders`.
+/// that answer, all of service `orders`: in a fixed map, and registered in
+/// a private Redis.
 struct Fleet {
     refusing: Vec<RefusingPort>,
     _answering: Vec<TestServer>,
-    resolver: StaticResolver,
+    fixed: StaticResolver,
+    _redis: RedisServer,
+    _registrations: Vec<Registration>,
+    registered: RedisResolver,
 }
 
 async fn fleet(refusing: usize, answering: usize) -> Fleet {
@@ -83,12 +88,21 @@ async fn fleet(refusing: usize, answering: usize) -> Fleet {
         instances.push(Instance::from_socket_addr(addr).unwrap());
         servers.push(server);
     }
+    let redis = RedisServer::start();
+    let registry = RedisRegistry::connect(redis.url()).await.unwrap();
+    let mut registrations = Vec::new();
+    for instance in &instances {
+        registrations.push(registry.register("orders", instance.clone()).await.unwrap());
+    }
     Fleet {
         refusing,
         _answering: servers,
-        resolver: StaticResolver::new()
+        fixed: StaticResolver::new()
             .with_service("orders", instances)
             .unwrap(),
+        registered: RedisResolver::connect(redis.url()).await.unwrap(),
+        _redis: redis,
+        _registrations: registrations,
     }
 }
 
@@ -116,13 +130,26 @@ async fn get(
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The layers under test: every balancer, with and without ejection.
-fn layers(resolver: &StaticResolver, retries: u32) -> Vec<(String, DiscoveryLayer)> {
+/// The layers under test: over a fixed map and over Redis, every balancer,
+/// with and without ejection.
+fn layers(fleet: &Fleet, retries: u32) -> Vec<(String, DiscoveryLayer)> {
     let mut layers = Vec::new();
+    layers_over(&fleet.fixed, "fixed", retries, &mut layers);
+    layers_over(&fleet.registered, "redis", retries, &mut layers);
+    layers
+}
+
+fn layers_over<R: Resolve + Clone>(
+    resolver: &R,
+    resolver_name: &str,
+    retries: u32,
+    layers: &mut Vec<(String, DiscoveryLayer)>,
+) {
     for (ejection, name) in [
         (NO_EJECTION, "no ejection"),
         (Ejection::default(), "ejection"),
     ] {
+        let name = format!("{resolver_name}, {name}");
         let builder = || {
             DiscoveryLayer::builder(resolver.clone())
                 .retries(retries)
@@ -134,7 +161,6 @@ fn layers(resolver: &StaticResolver, retries: u32) -> Vec<(String, DiscoveryLaye
         let hash = builder().balance(ConsistentHash::new()).build();
         layers.push((format!("consistent hash, {name}"), hash));
     }
-    layers
 }
 
 fn assert_distinct(sent: &[String], what: &str) {
@@ -152,7 +178,7 @@ fn assert_distinct(sent: &[String], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_never_goes_back_to_a_tried_instance() {
     let fleet = fleet(4, 1).await;
-    for (what, layer) in layers(&fleet.resolver, 4) {
+    for (what, layer) in layers(&fleet, 4) {
         let inner = Recording::new();
         let client = layer.layer(inner.clone());
         for key in 0..40 {
@@ -169,7 +195,7 @@ async fn a_retry_never_goes_back_to_a_tried_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_when_every_instance_was_tried() {
     let fleet = fleet(3, 0).await;
-    for (what, layer) in layers(&fleet.resolver, u32::MAX) {
+    for (what, layer) in layers(&fleet, u32::MAX) {
         let inner = Recording::new();
         let client = layer.layer(inner.clone());
         for key in 0..5 {
@@ -189,7 +215,7 @@ async fn huge_ejection_periods_do_not_panic() {
     let fleet = fleet(1, 2).await;
     let refusing = fleet.refusing[0].addr().to_string();
     for base in [Duration::from_secs(10), Duration::MAX] {
-        let layer = DiscoveryLayer::builder(fleet.resolver.clone())
+        let layer = DiscoveryLayer::builder(fleet.registered.clone())
             .balance(RoundRobin::new())
             .ejection(Ejection {
                 base,
@@ -218,7 +244,7 @@ async fn huge_ejection_periods_do_not_panic() {
 async fn a_port_in_the_uri_is_refused() {
     let fleet = fleet(0, 1).await;
     let inner = Recording::new();
-    let client = DiscoveryLayer::new(fleet.resolver.clone()).layer(inner.clone());
+    let client = DiscoveryLayer::new(fleet.registered.clone()).layer(inner.clone());
     for (uri, port) in [
         ("http://orders:8443/x", "8443"),
         ("http://orders:443/x", "443"),
@@ -248,7 +274,7 @@ async fn a_port_in_the_uri_is_refused() {
 async fn a_port_in_a_reqwest_url_is_refused() {
     let fleet = fleet(0, 1).await;
     let http = reqwest::Client::new();
-    let client = DiscoveryLayer::new(fleet.resolver.clone()).layer(http.clone());
+    let client = DiscoveryLayer::new(fleet.registered.clone()).layer(http.clone());
     let request = http.get("http://orders:8443/x").discover().build().unwrap();
     let err = client.clone().oneshot(request).await.unwrap_err();
     assert!(
@@ -268,7 +294,7 @@ async fn a_port_in_a_reqwest_url_is_refused() {
 async fn the_middleware_retries_each_instance_once() {
     for (refusing, answering) in [(4, 1), (3, 0)] {
         let fleet = fleet(refusing, answering).await;
-        let layer = DiscoveryLayer::builder(fleet.resolver.clone())
+        let layer = DiscoveryLayer::builder(fleet.registered.clone())
             .retries(u32::MAX)
             .ejection(NO_EJECTION)
             .build();
