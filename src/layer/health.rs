@@ -154,7 +154,7 @@ impl Health {
             .iter()
             .filter(|(a, e)| a.as_str() != addr && e.until > now)
             .count();
-        if (ejected_now + 1) * 2 > live {
+        if ejected_now.saturating_add(1).saturating_mul(2) > live {
             tracing::warn!(
                 service,
                 addr,

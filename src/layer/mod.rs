@@ -88,8 +88,8 @@
 //! future of [`DiscoveryMiddleware`] (feature `reqwest-middleware`):
 //!
 //! - during an attempt, the inner service's future is dropped with it, so
-//!   the attempt ends as the client ends any dropped request (hyper closes
-//!   or discards its connection); no retry follows;
+//!   the attempt ends as the client ends any request whose future is
+//!   dropped; no retry follows;
 //! - during a resolve (a cache miss), only this request stops waiting: the
 //!   shared resolve goes on for the other callers (`RedisResolver` reads in
 //!   its own task and fills its cache either way);
