@@ -4,84 +4,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use redis_discovery::layer::{DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService};
 use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
+use support::http_server::{spawn_server, TestServer};
 use support::RedisServer;
-use tokio::task::{JoinHandle, JoinSet};
 use tower::{Layer, Service, ServiceExt};
-
-/// An HTTP server on a free loopback port that answers with its own
-/// address.
-async fn spawn_server() -> (SocketAddr, TestServer) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut connections = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = &mut stopped => {
-                    // Every connection ends before `crash` returns.
-                    connections.shutdown().await;
-                    return;
-                }
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            connections.spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
-                        let host = req
-                            .headers()
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                            "{addr} {host} {}",
-                            req.uri()
-                        )))))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (
-        addr,
-        TestServer {
-            stop: Some(stop),
-            task,
-        },
-    )
-}
-
-/// A running test server.
-struct TestServer {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    /// Kills the server with all its connections, as a crash would, and
-    /// returns once they are all gone (an abort alone takes effect later).
-    async fn crash(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
 
 struct Fleet {
     _redis: RedisServer,

@@ -74,6 +74,9 @@ impl ConsistentHash {
     pub const DEFAULT_VNODES: u32 = 160;
     /// The largest ring, in nodes, unless set otherwise.
     pub const DEFAULT_MAX_RING_SIZE: usize = 1 << 20;
+    /// The largest cap [`max_ring_size`](Self::max_ring_size) takes:
+    /// 2^24 nodes, a 256 MiB ring that takes seconds to build.
+    pub const LARGEST_RING_SIZE: usize = 1 << 24;
     /// Retries up to this attempt walk to distinct instances (see the type's docs).
     const MAX_WALK: usize = 8;
 
@@ -87,18 +90,21 @@ impl ConsistentHash {
         }
     }
 
-    /// Sets the virtual nodes of an instance of mean weight (at least 1).
-    /// More nodes spread the keys more evenly and cost memory and build time.
+    /// Sets the virtual nodes of an instance of mean weight (clamped to at
+    /// least 1; the ring stays within [`max_ring_size`](Self::max_ring_size)
+    /// however many are asked for). More nodes spread the keys more evenly
+    /// and cost memory and build time.
     pub fn vnodes(mut self, per_instance: u32) -> Self {
         self.vnodes = per_instance.max(1);
         self
     }
 
-    /// Caps the ring (1 to 2^31 nodes): with more than
-    /// `max_ring_size / vnodes` instances, each gets fewer nodes (still at
-    /// least one). The ring can exceed the cap by one node per instance.
+    /// Caps the ring: with more than `max_ring_size / vnodes` instances,
+    /// each gets fewer nodes (still at least one). The ring can exceed the
+    /// cap by one node per instance. Clamped to 1 to
+    /// [`LARGEST_RING_SIZE`](Self::LARGEST_RING_SIZE) nodes.
     pub fn max_ring_size(mut self, nodes: usize) -> Self {
-        self.max_ring_size = nodes.clamp(1, 1 << 31);
+        self.max_ring_size = nodes.clamp(1, Self::LARGEST_RING_SIZE);
         self
     }
 
@@ -583,6 +589,16 @@ mod tests {
         assert_eq!(picker.ring_size(), 40);
         let picker = ConsistentHash::new().vnodes(0).build(&instances(&[5; 3]));
         assert_eq!(picker.ring_size(), 3);
+        // Extreme options are clamped: a ring within the largest cap.
+        let extreme = ConsistentHash::new()
+            .vnodes(u32::MAX)
+            .max_ring_size(usize::MAX);
+        assert_eq!(extreme.max_ring_size, ConsistentHash::LARGEST_RING_SIZE);
+        let picker = ConsistentHash::new()
+            .vnodes(u32::MAX)
+            .build(&instances(&[1, u32::MAX]));
+        assert!(picker.ring_size() <= ConsistentHash::DEFAULT_MAX_RING_SIZE + 2);
+        assert!(picker.pick(Some(1), u32::MAX).is_some());
     }
 
     #[test]

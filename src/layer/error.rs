@@ -37,6 +37,19 @@ pub enum DiscoveryError {
         /// The request URI.
         uri: String,
     },
+    /// The request URI names a port. A discovered request goes to the
+    /// port its instance registered, so the port would be ignored: the
+    /// request is refused instead. The scheme's default port (80 for
+    /// `http`, 443 for `https`) counts as none.
+    #[error(
+        "request for service {service} names port {port} in its URI, but goes to the port its instance registered; remove the port from the URI"
+    )]
+    PortInUri {
+        /// The service asked for.
+        service: String,
+        /// The port, as written in the URI.
+        port: String,
+    },
     /// The URI host is not a valid service name.
     #[error(transparent)]
     InvalidService(#[from] ValidationError),

@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::attempts::Attempts;
 use super::error::DiscoveryError;
 use super::request::DiscoverRequest;
 use super::router::{PickRequest, Picked, ResolveFuture, Route};
@@ -21,6 +22,9 @@ use crate::instance::ServiceName;
 pin_project! {
     /// The future of a request through the discovery layer. Not boxed: on a
     /// cache hit it wraps the inner service's future directly.
+    ///
+    /// Cancel safe: dropping it drops the attempt under way and frees
+    /// everything the request held (see [the module docs](super#cancel-safety)).
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
@@ -65,7 +69,7 @@ pub(crate) struct Retry<S, Req> {
     pub pending: Option<Box<Req>>,
     /// A copy of the request to send if this attempt cannot connect.
     pub replay: Option<Req>,
-    pub attempt: u32,
+    pub attempts: Attempts,
     /// Also retry when a connection closed before any response.
     pub idempotent: bool,
     pub key: Option<u64>,
@@ -139,7 +143,7 @@ where
             service: None,
             pending: None,
             replay: None,
-            attempt: 0,
+            attempts: Attempts::new(),
             idempotent: req.is_idempotent(),
             key,
             filter: req.tag_filter().cloned(),
@@ -150,22 +154,16 @@ where
         &*self.shared.router
     }
 
-    fn request<'a>(&'a self, avoid: Option<&'a Picked>) -> PickRequest<'a> {
-        PickRequest {
-            key: self.key,
-            filter: self
-                .filter
-                .as_ref()
-                .or(self.router().options().filter.as_ref()),
-            attempt: self.attempt,
-            avoid: avoid.map(Picked::authority),
-        }
+    fn request(&self) -> PickRequest<'_> {
+        let filter = self.filter.as_ref();
+        let filter = filter.or(self.router().options().filter.as_ref());
+        self.attempts.request(self.key, filter)
     }
 
     /// Routes `req` to `picked` and keeps it for the inner service, with a
     /// copy for a further retry if one is allowed.
     fn route(&mut self, mut req: Box<Req>, picked: &Picked) -> Result<(), DiscoveryError> {
-        self.replay = if self.router().options().keeps_replay(self.attempt, picked) {
+        self.replay = if self.attempts.keeps_replay(self.router().options(), picked) {
             req.replay()
         } else {
             None
@@ -214,9 +212,8 @@ where
                     let Some(req) = retry.replay.take().filter(|_| retryable) else {
                         return Poll::Ready(Err(error));
                     };
-                    retry.attempt += 1;
-                    let request = retry.request(Some(&failed));
-                    let Some(picked) = retry.router().pick_retry(request, &failed) else {
+                    retry.attempts.failed(&failed);
+                    let Some(picked) = retry.router().pick_retry(retry.request(), &failed) else {
                         return Poll::Ready(Err(error));
                     };
                     if retry.route(Box::new(req), &picked).is_err() {
@@ -240,7 +237,7 @@ where
                             source,
                         })
                         .and_then(|snapshot| {
-                            let picked = retry.router().pick_from(snapshot, retry.request(None))?;
+                            let picked = retry.router().pick_from(snapshot, retry.request())?;
                             retry.route(req, &picked)?;
                             Ok(picked)
                         });
@@ -298,7 +295,7 @@ where
                 &service_of(self.picked.as_ref(), retry.and_then(|r| r.service.as_ref())),
             )
             .field("state", &state)
-            .field("attempt", &retry.map_or(0, |r| r.attempt))
+            .field("attempt", &retry.map_or(0, |r| r.attempts.number()))
             .finish()
     }
 }

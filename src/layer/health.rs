@@ -8,13 +8,47 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long an instance is ejected after failing to connect.
+/// How long an instance is ejected (skipped) after it refused a
+/// connection: `base` the first time, doubling on each repeat up to `max`.
+///
+/// [`DiscoveryLayerBuilder::ejection`](super::DiscoveryLayerBuilder::ejection)
+/// accepts any value and clamps it: each duration at most
+/// [`Ejection::LONGEST`], and `max` at least `base`. A `base` of zero turns
+/// ejection off.
+///
+/// ```
+/// use std::time::Duration;
+/// use redis_discovery::layer::{DiscoveryLayer, Ejection};
+/// use redis_discovery::resolver::StaticResolver;
+///
+/// let layer = DiscoveryLayer::builder(StaticResolver::new())
+///     .ejection(Ejection { base: Duration::from_secs(5), max: Duration::MAX })
+///     .build();
+/// // Clamped: at most an hour.
+/// assert!(format!("{layer:?}").contains("max: 3600s"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ejection {
     /// The first ejection of an instance (default 10 s).
     pub base: Duration,
     /// Repeated ejections double the period up to this (default 160 s).
     pub max: Duration,
+}
+
+impl Ejection {
+    /// The longest ejection period: an hour, longer than any lease, so an
+    /// instance that is gone is unlisted long before it would be back.
+    pub const LONGEST: Duration = Duration::from_secs(3600);
+
+    /// Within the documented bounds: each at most [`LONGEST`](Self::LONGEST),
+    /// `max` at least `base`.
+    pub(crate) fn clamped(self) -> Self {
+        let base = self.base.min(Self::LONGEST);
+        Ejection {
+            base,
+            max: self.max.clamp(base, Self::LONGEST),
+        }
+    }
 }
 
 impl Default for Ejection {
@@ -54,6 +88,16 @@ fn count_active(map: &Map) -> usize {
         .flat_map(HashMap::values)
         .filter(|e| e.active)
         .count()
+}
+
+/// `at + period`, saturating: as late as the clock can say rather than a
+/// panic on overflow.
+fn later(at: Instant, period: Duration) -> Instant {
+    // Thirty years, tokio's own "far future".
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    at.checked_add(period)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
 }
 
 impl Health {
@@ -100,9 +144,9 @@ impl Health {
         let now = Instant::now();
         let mut map = self.lock();
         // Forget old strikes: an instance that behaved for a while starts over.
-        let forget = self.config.max * 2;
+        let forget = self.config.max.saturating_mul(2);
         for instances in map.values_mut() {
-            instances.retain(|_, e| e.until + forget > now);
+            instances.retain(|_, e| later(e.until, forget) > now);
         }
         map.retain(|_, instances| !instances.is_empty());
         let instances = map.entry(service.to_owned()).or_default();
@@ -110,7 +154,7 @@ impl Health {
             .iter()
             .filter(|(a, e)| a.as_str() != addr && e.until > now)
             .count();
-        if (ejected_now + 1) * 2 > live {
+        if ejected_now.saturating_add(1).saturating_mul(2) > live {
             tracing::warn!(
                 service,
                 addr,
@@ -138,7 +182,7 @@ impl Health {
             .base
             .saturating_mul(1u32 << (entry.strikes - 1).min(16))
             .min(self.config.max);
-        entry.until = now + period;
+        entry.until = later(now, period);
         tracing::warn!(
             service,
             addr,
@@ -203,6 +247,50 @@ mod tests {
         assert!(!health.is_ejected("s", "a:1"), "back after one base period");
         // Once nothing is ejected any more, lookups are lock-free again.
         assert!(!health.any());
+    }
+
+    /// Any period, even one an `Instant` cannot hold, ejects without a
+    /// panic (the builder clamps; the arithmetic saturates regardless).
+    #[tokio::test(start_paused = true)]
+    async fn huge_periods_saturate() {
+        let huge = Ejection {
+            base: Duration::MAX,
+            max: Duration::MAX,
+        };
+        for config in [huge, huge.clamped()] {
+            let health = Health::new(config);
+            for _ in 0..3 {
+                assert!(health.eject("s", "a:1", 4));
+                assert!(health.is_ejected("s", "a:1"));
+                assert!(health.eject("s", "b:1", 4));
+            }
+            tokio::time::advance(Duration::from_secs(7200)).await;
+            assert_eq!(health.is_ejected("s", "a:1"), config == huge);
+        }
+    }
+
+    #[test]
+    fn clamps() {
+        let secs = Duration::from_secs;
+        let clamped = |base, max| Ejection { base, max }.clamped();
+        assert_eq!(clamped(secs(10), Duration::MAX).max, Ejection::LONGEST);
+        assert_eq!(
+            clamped(Duration::MAX, secs(1)),
+            clamped(Ejection::LONGEST, Ejection::LONGEST)
+        );
+        assert_eq!(clamped(secs(10), secs(1)).max, secs(10));
+        assert_eq!(Ejection::default().clamped(), Ejection::default());
+    }
+
+    /// A base of zero turns ejection off.
+    #[tokio::test(start_paused = true)]
+    async fn zero_base_ejects_for_no_time() {
+        let health = Health::new(Ejection {
+            base: Duration::ZERO,
+            max: Duration::ZERO,
+        });
+        assert!(health.eject("s", "a:1", 4));
+        assert!(!health.is_ejected("s", "a:1"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -73,6 +73,12 @@ impl fmt::Debug for DiscoveryLayer {
 /// | [`retries`](Self::retries) | 2 |
 /// | [`retry_lost_connections`](Self::retry_lost_connections) | `true` (idempotent methods only) |
 /// | [`ejection`](Self::ejection) | 10 s, doubling up to 160 s |
+///
+/// Every option accepts every value, so none returns an error: a value
+/// beyond an option's range is clamped to it, as the option says
+/// ([`ejection`](Self::ejection): at most [`Ejection::LONGEST`];
+/// [`retries`](Self::retries): at most one attempt per instance). No value
+/// makes a request panic or retry without end.
 #[must_use]
 pub struct DiscoveryLayerBuilder<R, B> {
     resolver: R,
@@ -132,6 +138,11 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
     /// are retried; the copy is made before each send, so prefer `Bytes` or
     /// `Full<Bytes>` bodies (cheap to clone) over `String`/`Vec<u8>` for
     /// large uploads. `0` disables retries.
+    ///
+    /// Within one request every retry goes to an instance not tried yet,
+    /// and retries end once none is left: a request makes at most one
+    /// attempt per instance that may be picked, so any count is accepted
+    /// (`u32::MAX` means "every instance once").
     pub fn retries(mut self, retries: u32) -> Self {
         self.options.retries = retries;
         self
@@ -147,9 +158,12 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
         self
     }
 
-    /// How long an instance that failed to connect is skipped.
+    /// How long an instance that refused a connection is skipped: `base`
+    /// the first time, doubling on each repeat up to `max`. Clamped: each
+    /// at most [`Ejection::LONGEST`] (an hour), `max` at least `base`. A
+    /// `base` of zero turns ejection off.
     pub fn ejection(mut self, ejection: Ejection) -> Self {
-        self.options.ejection = ejection;
+        self.options.ejection = ejection.clamped();
         self
     }
 

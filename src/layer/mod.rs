@@ -35,9 +35,13 @@
 //! 1. A request not flagged with [`Discover`] (and the layer not set to
 //!    [`discover_all`](DiscoveryLayerBuilder::discover_all)) goes to the
 //!    inner service untouched.
-//! 2. A flagged request's URI host is the service name. The resolver's
-//!    cached snapshot is read without a lock or I/O and the balancer picks
-//!    from a picker built once per snapshot. On a cache miss the request
+//! 2. A flagged request's URI host is the service name. A URI that names a
+//!    port (`http://orders:8443/`) is refused with
+//!    [`DiscoveryError::PortInUri`]: the request goes to the port its
+//!    instance registered, so the port would be ignored. The scheme's
+//!    default port (80 for `http`, 443 for `https`) counts as none. The
+//!    resolver's cached snapshot is read without a lock or I/O and the
+//!    balancer picks from a picker built once per snapshot. On a cache miss the request
 //!    waits for one resolve shared by all callers of that service. The
 //!    layer takes the flag off, so the routed request passes through any
 //!    discovery layer further in.
@@ -48,12 +52,14 @@
 //! 4. If the instance refuses the connection, it is ejected (skipped for
 //!    10 s, doubling on repeats, never more than half the usable instances)
 //!    and a request whose body can be replayed ([`ReplayBody`]) is sent to
-//!    another instance. A request that may have reached a server is retried
-//!    only if its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
+//!    an instance it has not tried yet, as long as one is left: retries end
+//!    when their count ([`retries`](DiscoveryLayerBuilder::retries)) is
+//!    used up or every instance was tried once. A request that may have
+//!    reached a server is retried only if its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
 //!    DELETE) and the connection closed before any response
 //!    ([`retry_lost_connections`](DiscoveryLayerBuilder::retry_lost_connections)).
-//! 5. No instance to pick, a failed resolve, a URI without host: a
-//!    [`DiscoveryError`] (as tower's `BoxError`), never a panic.
+//! 5. No instance to pick, a failed resolve, a URI without host or with a
+//!    port: a [`DiscoveryError`] (as tower's `BoxError`), never a panic.
 //!
 //! `https://SERVICE/…` works only with a connector that verifies the
 //! instance's certificate against the service name: the URI carries the
@@ -67,12 +73,32 @@
 //! `RedisResolver`, reuses it without the lookup for as long as the
 //! resolver would still return it (one flag read, and a clock read if
 //! `max_staleness` is set: a changed list, an eviction or a shutdown ends
-//! it at once). To be able to retry, a request
-//! keeps a copy of itself (its head and a [`ReplayBody`] copy), made only
-//! when another instance could take the retry; set
+//! it at once). To be able to retry, a request keeps a copy of itself (its
+//! head and a [`ReplayBody`] copy), made only when an instance it has not
+//! tried yet could take the retry; set
 //! [`retries(0)`](DiscoveryLayerBuilder::retries) to skip it. A retry goes
 //! through a clone of the inner service made when the layer was applied, so
-//! requests that need none never clone it. `BENCHMARKS.md` has the numbers.
+//! requests that need none never clone it; only a retry allocates the set
+//! of instances the request has tried. `BENCHMARKS.md` has the numbers.
+//!
+//! # Cancel safety
+//!
+//! Dropping a [`ResponseFuture`] (a timeout, a client that went away) at
+//! any point leaves nothing behind in the layer, and the same holds for the
+//! future of [`DiscoveryMiddleware`] (feature `reqwest-middleware`):
+//!
+//! - during an attempt, the inner service's future is dropped with it, so
+//!   the attempt ends as the client ends any request whose future is
+//!   dropped; no retry follows;
+//! - during a resolve (a cache miss), only this request stops waiting: the
+//!   shared resolve goes on for the other callers (`RedisResolver` reads in
+//!   its own task and fills its cache either way);
+//! - the request, its replay copy, the clone of the inner service and the
+//!   set of tried instances are freed with the future.
+//!
+//! Ejections made by the request's failed attempts stay in force: they are
+//! about the instance, not the request. The layer spawns no task and holds
+//! no lock across an `.await`.
 //!
 //! # reqwest
 //!
@@ -83,6 +109,7 @@
 //! With the feature `reqwest-middleware`,
 //! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
 
+mod attempts;
 mod error;
 mod future;
 mod health;

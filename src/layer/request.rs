@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
-use http::uri::{Authority, Uri};
+use http::uri::{Authority, Scheme, Uri};
 
 use super::error::DiscoveryError;
 use crate::balance::TagFilter;
@@ -42,6 +42,15 @@ pub trait DiscoverRequest: Sized + Send + 'static {
 
     /// The URI host: the logical service name.
     fn host(&self) -> Option<&str>;
+
+    /// The port the URI names, as written, unless it is empty or the
+    /// scheme's default (80 for `http`, 443 for `https`). The layer refuses
+    /// a request that names one ([`DiscoveryError::PortInUri`]): the
+    /// request goes to the port its instance registered. `None` unless
+    /// implemented.
+    fn named_port(&self) -> Option<String> {
+        None
+    }
 
     /// The URI, for error messages.
     fn uri_string(&self) -> String;
@@ -124,20 +133,62 @@ where
     }
 }
 
-/// The host of an authority without user info or port. A service name holds
-/// neither `@` nor `:`, so the usual authority is returned after one short
-/// scan; anything else simply does not name a service.
+/// The host and the port (as written) of an authority, without user info.
+/// A service name holds neither `@` nor `:`, so the usual authority is
+/// returned after one short scan.
 #[inline]
-fn logical_host(authority: &str) -> &str {
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
     if !authority.bytes().any(|b| b == b'@' || b == b':') {
-        return authority;
+        return (authority, None);
     }
-    // The host starts after the last `@` and ends at the last `:` after it
-    // (an IPv6 literal comes out as `[…]`: never a service).
+    // The host starts after the last `@` and ends at the last `:` after it,
+    // unless that is inside an IPv6 literal (`[…]`: never a service).
     let host = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
-    host.rsplit_once(':').map_or(host, |(host, _)| host)
+    if host.ends_with(']') {
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (host, None),
+    }
+}
+
+/// The port `uri` names, unless it is empty or the scheme's default.
+#[cold]
+fn named_port(uri: &Uri) -> Option<String> {
+    let port = split_authority(uri.authority()?.as_str())
+        .1
+        .filter(|port| !port.is_empty())?;
+    let default = match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTP => Some(80),
+        Some(scheme) if *scheme == Scheme::HTTPS => Some(443),
+        _ => None,
+    };
+    if default.is_some() && port.parse::<u16>().ok() == default {
+        return None;
+    }
+    Some(port.to_owned())
+}
+
+/// The service a request flagged for discovery is for: its URI host. A URI
+/// without a host, or naming a port ([`DiscoverRequest::named_port`]), is
+/// refused.
+#[inline]
+pub(crate) fn service_of<R: DiscoverRequest>(req: &R) -> Result<&str, DiscoveryError> {
+    let Some(host) = req.host() else {
+        return Err(DiscoveryError::NoHost {
+            uri: req.uri_string(),
+        });
+    };
+    match req.named_port() {
+        None => Ok(host),
+        Some(port) => Err(DiscoveryError::PortInUri {
+            service: host.to_owned(),
+            port,
+        }),
+    }
 }
 
 fn is_idempotent(method: &http::Method) -> bool {
@@ -211,7 +262,19 @@ where
     }
 
     fn host(&self) -> Option<&str> {
-        self.uri().authority().map(|a| logical_host(a.as_str()))
+        self.uri()
+            .authority()
+            .map(|a| split_authority(a.as_str()).0)
+    }
+
+    #[inline]
+    fn named_port(&self) -> Option<String> {
+        let authority = self.uri().authority()?.as_str();
+        // Nearly always: a service name, no port.
+        if !authority.as_bytes().contains(&b':') {
+            return None;
+        }
+        named_port(self.uri())
     }
 
     fn uri_string(&self) -> String {
@@ -282,6 +345,11 @@ impl DiscoverRequest for reqwest::Request {
         self.url().host_str()
     }
 
+    fn named_port(&self) -> Option<String> {
+        // `Url::port` is already `None` for the scheme's default.
+        self.url().port().map(|port| port.to_string())
+    }
+
     fn uri_string(&self) -> String {
         self.url().to_string()
     }
@@ -328,15 +396,43 @@ impl ReplayBody for reqwest::Body {
 
 #[cfg(test)]
 mod tests {
-    use super::logical_host;
+    use super::{split_authority, DiscoverRequest};
 
     #[test]
-    fn logical_hosts() {
-        assert_eq!(logical_host("orders"), "orders");
-        assert_eq!(logical_host("orders:8080"), "orders");
-        assert_eq!(logical_host("user:pw@orders:8080"), "orders");
-        assert_eq!(logical_host("[::1]:80"), "[::1]");
-        assert_eq!(logical_host("user@orders"), "orders");
-        assert_eq!(logical_host(""), "");
+    fn authorities() {
+        assert_eq!(split_authority("orders"), ("orders", None));
+        assert_eq!(split_authority("orders:8080"), ("orders", Some("8080")));
+        assert_eq!(
+            split_authority("user:pw@orders:8080"),
+            ("orders", Some("8080"))
+        );
+        assert_eq!(split_authority("[::1]:80"), ("[::1]", Some("80")));
+        assert_eq!(split_authority("[::1]"), ("[::1]", None));
+        assert_eq!(split_authority("user@orders"), ("orders", None));
+        assert_eq!(split_authority("orders:"), ("orders", Some("")));
+        assert_eq!(split_authority(""), ("", None));
+    }
+
+    #[test]
+    fn named_ports() {
+        let port = |uri: &str| http::Request::get(uri).body(()).unwrap().named_port();
+        for uri in [
+            "http://orders/x",
+            "http://orders:80/x",
+            "https://orders:443/x",
+            "http://orders:/x",
+            "http://orders:080/x",
+        ] {
+            assert_eq!(port(uri), None, "{uri}");
+        }
+        for (uri, named) in [
+            ("http://orders:8443/x", "8443"),
+            ("https://orders:80/x", "80"),
+            ("http://orders:443/x", "443"),
+            ("http://orders:99999/x", "99999"),
+            ("ws://orders:80/x", "80"),
+        ] {
+            assert_eq!(port(uri).as_deref(), Some(named), "{uri}");
+        }
     }
 }

@@ -31,10 +31,11 @@ mod middleware {
     use http::Extensions;
     use reqwest_middleware::{Middleware, Next};
 
+    use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
     use super::super::future::{classify, Failure};
-    use super::super::request::{Discover, DiscoverRequest, HashKey};
-    use super::super::router::{PickRequest, Route};
+    use super::super::request::{service_of, Discover, DiscoverRequest, HashKey};
+    use super::super::router::Route;
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
 
@@ -100,11 +101,7 @@ mod middleware {
                 return next.run(req, extensions).await;
             }
             let fail = reqwest_middleware::Error::middleware;
-            let Some(host) = req.host() else {
-                return Err(fail(DiscoveryError::NoHost {
-                    uri: req.uri_string(),
-                }));
-            };
+            let host = service_of(&req).map_err(fail)?;
             let service = ServiceName::new(host).map_err(|e| fail(DiscoveryError::from(e)))?;
             let key = extensions
                 .get::<HashKey>()
@@ -114,12 +111,8 @@ mod middleware {
                 .get::<crate::balance::TagFilter>()
                 .cloned()
                 .or_else(|| options.filter.clone());
-            let first = PickRequest {
-                key,
-                filter: filter.as_ref(),
-                attempt: 0,
-                avoid: None,
-            };
+            let mut attempts = Attempts::new();
+            let first = attempts.request(key, filter.as_ref());
             // No memo: the middleware is shared, and a memo needs `&mut`.
             let picked =
                 match self.router.pick_cached(service.as_str(), first, None) {
@@ -139,11 +132,11 @@ mod middleware {
             let mut picked = picked.map_err(fail)?;
             req.route_to(picked.authority(), picked.host())
                 .map_err(fail)?;
-            // The layer's rules: a copy only when a retry could go to another
-            // instance; a retry that cannot fails with the attempt's error.
-            let mut attempt = 0;
+            // The layer's rules: a copy only when a retry could go to an
+            // instance not tried yet; a retry that cannot fails with the
+            // attempt's error.
             loop {
-                let replay = if options.keeps_replay(attempt, &picked) {
+                let replay = if attempts.keeps_replay(options, &picked) {
                     req.replay()
                 } else {
                     None
@@ -161,13 +154,8 @@ mod middleware {
                 let Some(copy) = replay.filter(|_| retryable) else {
                     return Err(reqwest_middleware::Error::Reqwest(error));
                 };
-                attempt += 1;
-                let request = PickRequest {
-                    key,
-                    filter: filter.as_ref(),
-                    attempt,
-                    avoid: Some(picked.authority()),
-                };
+                attempts.failed(&picked);
+                let request = attempts.request(key, filter.as_ref());
                 req = copy;
                 match self.router.pick_retry(request, &picked) {
                     Some(retry) if req.route_to(retry.authority(), retry.host()).is_ok() => {

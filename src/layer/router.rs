@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 
+use super::attempts::Tried;
 use super::error::DiscoveryError;
 use super::future::Failure;
 use super::health::{Ejection, Health};
@@ -47,13 +48,6 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Whether attempt `attempt`, sent to `picked`, keeps a copy of its
-    /// request for a retry: a retry is left and another instance could
-    /// take it.
-    pub fn keeps_replay(&self, attempt: u32, picked: &Picked) -> bool {
-        attempt < self.retries && picked.usable() > 1
-    }
-
     /// Whether a request that failed so may be sent again: a connection
     /// that was never made, or (idempotent requests, if allowed) one lost
     /// before any response.
@@ -235,8 +229,9 @@ pub(crate) struct PickRequest<'a> {
     pub key: Option<u64>,
     pub filter: Option<&'a TagFilter>,
     pub attempt: u32,
-    /// The instance that just failed, to avoid on a retry.
-    pub avoid: Option<&'a Authority>,
+    /// The instances this request was sent to already: a retry goes to
+    /// one of the others while one is left.
+    pub tried: Option<&'a Tried>,
 }
 
 pub(crate) type ResolveFuture =
@@ -267,15 +262,13 @@ pub(crate) trait Route: Send + Sync + 'static {
 
     /// The instance for a retry of the attempt sent to `failed`: from the
     /// current snapshot, or from the failed attempt's when the resolver
-    /// has no cache. `None` when no other instance is left.
+    /// has no cache. `None` when every instance was tried.
     fn pick_retry(&self, request: PickRequest<'_>, failed: &Picked) -> Option<Picked> {
-        let picked = match self.pick_cached(failed.service().as_str(), request, None) {
+        match self.pick_cached(failed.service().as_str(), request, None) {
             Some(picked) => picked,
             None => self.pick_from(failed.snapshot().clone(), request),
-        };
-        picked
-            .ok()
-            .filter(|picked| picked.authority() != failed.authority())
+        }
+        .ok()
     }
 }
 
@@ -418,46 +411,57 @@ where
         }
     }
 
-    /// Index (into the snapshot) of the instance to use.
+    /// Index (into the snapshot) of the instance to use: never one the
+    /// request tried already; an ejected one only if nothing else is left.
     fn choose(
         &self,
         snapshot: &Snapshot,
         built: &Built,
         request: PickRequest<'_>,
     ) -> Option<usize> {
-        // Nearly always: nothing ejected, nothing to avoid, one draw.
-        if request.avoid.is_none() && !self.health.any() {
+        // Nearly always: nothing ejected, nothing tried, one draw.
+        if request.tried.is_none() && !self.health.any() {
             let index = built.picker.pick(request.key, request.attempt)?;
             return built.members.get(index).copied();
         }
         let instances = snapshot.instances();
         let service = snapshot.service().as_str();
-        let eligible = |i: usize| {
-            let instance = &instances[built.members[i]];
-            request.avoid != Some(instance.authority())
-                && !self.health.is_ejected(service, instance.addr())
+        // A member's instance; `None` for an index out of range (a picker
+        // of one's own may return one).
+        let instance = |i: usize| built.members.get(i).and_then(|&m| instances.get(m));
+        let untried = |i: usize| {
+            instance(i).is_some_and(|instance| {
+                request
+                    .tried
+                    .is_none_or(|tried| !tried.contains(instance.authority()))
+            })
+        };
+        let live = |i: usize| {
+            instance(i).is_some_and(|instance| !self.health.is_ejected(service, instance.addr()))
         };
         // The first draw almost always does. Otherwise a few more draws skip
-        // ejected or just-failed instances; then a scan; then, rather than
-        // failing, whatever the balancer picks.
-        let mut chosen = None;
+        // ejected and tried instances; then a scan. An ejected instance
+        // (it may be back) is better than failing the request.
+        let mut ejected = None;
         for attempt in request.attempt..request.attempt.saturating_add(8) {
             match built.picker.pick(request.key, attempt) {
-                Some(i) if eligible(i) => {
-                    chosen = Some(i);
-                    break;
+                Some(i) if untried(i) => {
+                    if live(i) {
+                        return built.members.get(i).copied();
+                    }
+                    ejected.get_or_insert(i);
                 }
                 Some(_) => {}
-                None => break,
+                None => return None,
             }
         }
-        chosen
-            .or_else(|| {
-                (0..built.members.len())
-                    .find(|&i| instances[built.members[i]].weight() > 0 && eligible(i))
-            })
-            .or_else(|| built.picker.pick(request.key, request.attempt))
-            .map(|i| built.members[i])
+        let candidate = |&i: &usize| instance(i).is_some_and(|c| c.weight() > 0) && untried(i);
+        (0..built.members.len())
+            .filter(candidate)
+            .find(|&i| live(i))
+            .or(ejected)
+            .or_else(|| (0..built.members.len()).find(candidate))
+            .and_then(|i| built.members.get(i).copied())
     }
 }
 

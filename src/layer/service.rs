@@ -6,10 +6,10 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-use super::error::DiscoveryError;
+use super::attempts::Attempts;
 use super::future::{ResponseFuture, Retry};
-use super::request::DiscoverRequest;
-use super::router::{Memo, PickRequest, Route};
+use super::request::{service_of, DiscoverRequest};
+use super::router::{Memo, Route};
 use super::BoxError;
 use crate::instance::ServiceName;
 
@@ -116,10 +116,9 @@ where
         if !req.take_flag() && !options.discover_all {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        let Some(host) = req.host() else {
-            return ResponseFuture::failed(DiscoveryError::NoHost {
-                uri: req.uri_string(),
-            });
+        let host = match service_of(&req) {
+            Ok(host) => host,
+            Err(e) => return ResponseFuture::failed(e),
         };
         // Host names are case-insensitive, and so are service names.
         let mut lowercase = [0; ServiceName::MAX_LEN];
@@ -129,12 +128,7 @@ where
         } else {
             None
         };
-        let first = PickRequest {
-            key,
-            filter: req.tag_filter().or(options.filter.as_ref()),
-            attempt: 0,
-            avoid: None,
-        };
+        let first = Attempts::FIRST.request(key, req.tag_filter().or(options.filter.as_ref()));
         match router.pick_cached(name, first, Some(&mut self.memo)) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
@@ -142,7 +136,7 @@ where
                 // it; made before routing, as a retry routes it again.
                 // The copy goes straight into its box (the request is big).
                 let mut retry = None;
-                if options.keeps_replay(0, &picked) {
+                if Attempts::FIRST.keeps_replay(options, &picked) {
                     let mut boxed = Box::new(Retry::new(self.shared.clone(), &req, key));
                     boxed.replay = req.replay();
                     retry = boxed.replay.is_some().then_some(boxed);

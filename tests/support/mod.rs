@@ -4,6 +4,8 @@
 //! Never touches the Redis on 127.0.0.1:6379.
 #![allow(dead_code)]
 
+pub mod http_server;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;

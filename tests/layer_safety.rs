@@ -1,0 +1,315 @@
+//! The layer's retries and options under faults, over real HTTP servers:
+//! a retry never goes back to an instance the request already tried, no
+//! option value makes a request panic or retry without end, and a port in
+//! a discovered URI is refused with an error that names it.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
+use hyper_util::rt::TokioExecutor;
+use redis_discovery::balance::{ConsistentHash, RoundRobin};
+use redis_discovery::layer::{
+    BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, Ejection, HashKey,
+};
+use redis_discovery::resolver::{Resolve, StaticResolver};
+use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
+use support::http_server::{spawn_server, RefusingPort, TestServer};
+use support::RedisServer;
+use tower::{Layer, ServiceExt};
+
+/// A hyper client that notes where every attempt was sent.
+#[derive(Clone)]
+struct Recording {
+    client: Client<HttpConnector, String>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recording {
+    fn new() -> Self {
+        Recording {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            sent: Arc::default(),
+        }
+    }
+
+    /// The authorities of the attempts since the last call.
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+impl tower::Service<http::Request<String>> for Recording {
+    type Response = hyper::Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<http::Request<String>>::poll_ready(&mut self.client, cx)
+    }
+
+    fn call(&mut self, req: http::Request<String>) -> Self::Future {
+        let authority = req.uri().authority().map(|a| a.to_string());
+        self.sent
+            .lock()
+            .unwrap()
+            .push(authority.unwrap_or_default());
+        self.client.call(req)
+    }
+}
+
+/// `refusing` instances that refuse every connection and `answering` ones
+/// that answer, all of service `orders`: in a fixed map, and registered in
+/// a private Redis.
+struct Fleet {
+    refusing: Vec<RefusingPort>,
+    _answering: Vec<TestServer>,
+    fixed: StaticResolver,
+    _redis: RedisServer,
+    _registrations: Vec<Registration>,
+    registered: RedisResolver,
+}
+
+async fn fleet(refusing: usize, answering: usize) -> Fleet {
+    let refusing: Vec<RefusingPort> = (0..refusing).map(|_| RefusingPort::new()).collect();
+    let mut instances: Vec<Instance> = refusing
+        .iter()
+        .map(|port| Instance::from_socket_addr(port.addr()).unwrap())
+        .collect();
+    let mut servers = Vec::new();
+    for _ in 0..answering {
+        let (addr, server) = spawn_server().await;
+        instances.push(Instance::from_socket_addr(addr).unwrap());
+        servers.push(server);
+    }
+    let redis = RedisServer::start();
+    let registry = RedisRegistry::connect(redis.url()).await.unwrap();
+    let mut registrations = Vec::new();
+    for instance in &instances {
+        registrations.push(registry.register("orders", instance.clone()).await.unwrap());
+    }
+    Fleet {
+        refusing,
+        _answering: servers,
+        fixed: StaticResolver::new()
+            .with_service("orders", instances)
+            .unwrap(),
+        registered: RedisResolver::connect(redis.url()).await.unwrap(),
+        _redis: redis,
+        _registrations: registrations,
+    }
+}
+
+/// No ejection: every retry decision is the pick's own.
+const NO_EJECTION: Ejection = Ejection {
+    base: Duration::ZERO,
+    max: Duration::ZERO,
+};
+
+/// One GET through `client`, bounded by the test deadline; the body.
+async fn get(
+    client: &DiscoveryService<Recording>,
+    uri: &str,
+    key: u64,
+) -> Result<String, BoxError> {
+    let request = http::Request::get(uri)
+        .extension(HashKey(key))
+        .discover()
+        .body(String::new())
+        .unwrap();
+    let response = tokio::time::timeout(support::DEADLINE, client.clone().oneshot(request))
+        .await
+        .expect("the request ends")?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The layers under test: over a fixed map and over Redis, every balancer,
+/// with and without ejection.
+fn layers(fleet: &Fleet, retries: u32) -> Vec<(String, DiscoveryLayer)> {
+    let mut layers = Vec::new();
+    layers_over(&fleet.fixed, "fixed", retries, &mut layers);
+    layers_over(&fleet.registered, "redis", retries, &mut layers);
+    layers
+}
+
+fn layers_over<R: Resolve + Clone>(
+    resolver: &R,
+    resolver_name: &str,
+    retries: u32,
+    layers: &mut Vec<(String, DiscoveryLayer)>,
+) {
+    for (ejection, name) in [
+        (NO_EJECTION, "no ejection"),
+        (Ejection::default(), "ejection"),
+    ] {
+        let name = format!("{resolver_name}, {name}");
+        let builder = || {
+            DiscoveryLayer::builder(resolver.clone())
+                .retries(retries)
+                .ejection(ejection)
+        };
+        layers.push((format!("weighted random, {name}"), builder().build()));
+        let round_robin = builder().balance(RoundRobin::new()).build();
+        layers.push((format!("round robin, {name}"), round_robin));
+        let hash = builder().balance(ConsistentHash::new()).build();
+        layers.push((format!("consistent hash, {name}"), hash));
+    }
+}
+
+fn assert_distinct(sent: &[String], what: &str) {
+    let distinct: HashSet<&String> = sent.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        sent.len(),
+        "{what}: an instance tried twice: {sent:?}"
+    );
+}
+
+/// Within one request every retry goes to an instance not tried yet: with
+/// four refusing instances and one answering, four retries always reach the
+/// answering one, whatever the balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_never_goes_back_to_a_tried_instance() {
+    let fleet = fleet(4, 1).await;
+    for (what, layer) in layers(&fleet, 4) {
+        let inner = Recording::new();
+        let client = layer.layer(inner.clone());
+        for key in 0..40 {
+            let result = get(&client, "http://orders/", key).await;
+            let sent = inner.take();
+            assert_distinct(&sent, &what);
+            assert!(result.is_ok(), "{what}: {result:?} after {sent:?}");
+        }
+    }
+}
+
+/// Retries end once every instance was tried, whatever the retry count:
+/// `retries(u32::MAX)` over three refusing instances makes three attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_end_when_every_instance_was_tried() {
+    let fleet = fleet(3, 0).await;
+    for (what, layer) in layers(&fleet, u32::MAX) {
+        let inner = Recording::new();
+        let client = layer.layer(inner.clone());
+        for key in 0..5 {
+            let result = get(&client, "http://orders/", key).await;
+            let sent = inner.take();
+            assert_distinct(&sent, &what);
+            assert!(result.is_err(), "{what}: every instance refuses");
+            assert_eq!(sent.len(), 3, "{what}: one attempt per instance: {sent:?}");
+        }
+    }
+}
+
+/// Ejection periods up to `Duration::MAX` are accepted (clamped) and a
+/// refused connection ejects without a panic; the instance stays ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_ejection_periods_do_not_panic() {
+    let fleet = fleet(1, 2).await;
+    let refusing = fleet.refusing[0].addr().to_string();
+    for base in [Duration::from_secs(10), Duration::MAX] {
+        let layer = DiscoveryLayer::builder(fleet.registered.clone())
+            .balance(RoundRobin::new())
+            .ejection(Ejection {
+                base,
+                max: Duration::MAX,
+            })
+            .build();
+        let inner = Recording::new();
+        let client = layer.layer(inner.clone());
+        let mut tried_refusing = 0;
+        for key in 0..12 {
+            let body = get(&client, "http://orders/", key).await;
+            assert!(body.is_ok(), "base {base:?}: {body:?}");
+            tried_refusing += inner.take().iter().filter(|s| **s == refusing).count();
+        }
+        assert_eq!(
+            tried_refusing, 1,
+            "base {base:?}: ejected after one refusal"
+        );
+    }
+}
+
+/// A port in a discovered URI is refused with an error naming it (the
+/// instance's own port is where the request goes); the scheme's default
+/// port is the same as none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_the_uri_is_refused() {
+    let fleet = fleet(0, 1).await;
+    let inner = Recording::new();
+    let client = DiscoveryLayer::new(fleet.registered.clone()).layer(inner.clone());
+    for (uri, port) in [
+        ("http://orders:8443/x", "8443"),
+        ("http://orders:443/x", "443"),
+        ("http://orders:99999/x", "99999"),
+    ] {
+        let err = get(&client, uri, 0).await.unwrap_err();
+        match err.downcast_ref::<DiscoveryError>() {
+            Some(DiscoveryError::PortInUri {
+                service,
+                port: named,
+            }) => {
+                assert_eq!((service.as_str(), named.as_str()), ("orders", port));
+            }
+            _ => panic!("{uri}: {err}"),
+        }
+        assert!(err.to_string().contains(port), "{err}");
+        assert_eq!(inner.take(), Vec::<String>::new(), "{uri}: nothing sent");
+    }
+    for uri in ["http://orders:80/x", "http://orders:/x"] {
+        let body = get(&client, uri, 0).await.unwrap();
+        assert!(body.ends_with(" orders /x"), "{uri}: {body}");
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_a_reqwest_url_is_refused() {
+    let fleet = fleet(0, 1).await;
+    let http = reqwest::Client::new();
+    let client = DiscoveryLayer::new(fleet.registered.clone()).layer(http.clone());
+    let request = http.get("http://orders:8443/x").discover().build().unwrap();
+    let err = client.clone().oneshot(request).await.unwrap_err();
+    assert!(
+        matches!(err.downcast_ref::<DiscoveryError>(), Some(DiscoveryError::PortInUri { port, .. }) if port == "8443"),
+        "{err}"
+    );
+    let request = http.get("http://orders:80/x").discover().build().unwrap();
+    let body = client.oneshot(request).await.unwrap().text().await.unwrap();
+    assert!(body.ends_with(" orders /x"), "{body}");
+}
+
+/// The reqwest middleware shares the retry rules: four refusing
+/// instances and one answering, every request answered; three refusing,
+/// `retries(u32::MAX)` ends.
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middleware_retries_each_instance_once() {
+    for (refusing, answering) in [(4, 1), (3, 0)] {
+        let fleet = fleet(refusing, answering).await;
+        let layer = DiscoveryLayer::builder(fleet.registered.clone())
+            .retries(u32::MAX)
+            .ejection(NO_EJECTION)
+            .build();
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(layer.middleware())
+            .build();
+        for _ in 0..20 {
+            let request = client
+                .get("http://orders/")
+                .with_extension(redis_discovery::layer::Discover)
+                .send();
+            let response = tokio::time::timeout(support::DEADLINE, request)
+                .await
+                .expect("the request ends");
+            assert_eq!(response.is_ok(), answering > 0, "{response:?}");
+        }
+    }
+}
