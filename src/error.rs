@@ -98,6 +98,11 @@ pub enum RegistryError {
     /// or the same address was registered again by a newer handle.
     #[error("this registration was deregistered or replaced by a newer registration of the same address")]
     Detached,
+    /// The operation ran in a task of its own (so that dropping its future
+    /// could not cut it in half) and that task ended without a result: the
+    /// Tokio runtime it ran on has shut down, or it panicked.
+    #[error("the registry operation was dropped before it finished (has the runtime the registry or registration was created on shut down?)")]
+    Interrupted,
 }
 
 /// Reading the instances of a service failed.

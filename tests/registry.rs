@@ -550,3 +550,78 @@ async fn out_of_range_settings_are_refused() {
     assert!(err.to_string().contains("Hertz schema"), "{err}");
     assert!(server.keys().is_empty());
 }
+
+/// Issue 11, item 4: a `deregister()` cut short by a timeout while Redis
+/// refuses writes still ends the registration: the registry forgets it, its
+/// heartbeat stops, and the instance is gone (removed, or its lease runs
+/// out). Cut while the instance is being removed, and while another
+/// registration in flight makes it wait its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_deregister_still_ends_the_registration() {
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_secs(1);
+    let registry = RedisRegistry::builder(server.url())
+        .lease_ttl(Duration::from_secs(2))
+        .heartbeat_interval(heartbeat)
+        .connect()
+        .await
+        .unwrap();
+    for contended in [false, true] {
+        let reg = registry.register("orders", instance(1)).await.unwrap();
+        server.cmd::<()>(&["CLIENT", "PAUSE", "5000", "WRITE"]);
+        let in_flight = contended.then(|| {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.register("orders", instance(2)).await })
+        });
+        if contended {
+            eventually(
+                "the registration in flight to be held by the pause",
+                || async {
+                    let info: String = server.cmd(&["INFO", "clients"]);
+                    (!info.contains("blocked_clients:0")).then_some(())
+                },
+            )
+            .await;
+        }
+        let cut = tokio::time::timeout(Duration::from_millis(200), reg.deregister()).await;
+        assert!(
+            cut.is_err(),
+            "Redis is paused: the deregister cannot finish"
+        );
+        server.cmd::<()>(&["CLIENT", "UNPAUSE"]);
+        if let Some(task) = in_flight {
+            // It may have failed on the pause, or gone through after it.
+            if let Ok(Ok(other)) = task.await {
+                other.deregister().await.unwrap();
+            }
+        }
+
+        eventually("the registry to forget the registration", || async {
+            format!("{registry:?}")
+                .contains("registrations: 0")
+                .then_some(())
+        })
+        .await;
+        eventually("the instance to be gone", || async {
+            (!live(&server, "orders", "127.0.0.1:1")).then_some(())
+        })
+        .await;
+        // No heartbeat brings it back.
+        let quiet = Instant::now() + heartbeat * 4;
+        while Instant::now() < quiet {
+            assert!(
+                !live(&server, "orders", "127.0.0.1:1"),
+                "contended: {contended}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether `addr` holds an unexpired lease in `service` (readers skip an
+/// expired one; its entry stays in the hash for a grace period).
+fn live(server: &RedisServer, service: &str, addr: &str) -> bool {
+    let time: Vec<String> = server.cmd(&["TIME"]);
+    let now_ms = time[0].parse::<f64>().unwrap() * 1000.0;
+    support::lease(server, service, addr).is_some_and(|deadline| deadline >= now_ms)
+}

@@ -85,6 +85,9 @@ impl RegistryBuilder {
 
     /// Checks the options and connects. Fails if Redis does not answer
     /// within the connect timeout.
+    ///
+    /// Dropping the future before it returns leaves nothing behind: a
+    /// connection being made is closed.
     pub async fn connect(self) -> Result<RedisRegistry, RegistryError> {
         let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
         let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
@@ -103,6 +106,7 @@ impl RegistryBuilder {
                 closed: AtomicBool::new(false),
                 ops: tokio::sync::Mutex::new(()),
                 next_ticket: AtomicU64::new(0),
+                runtime: tokio::runtime::Handle::current(),
             }),
         })
     }

@@ -53,6 +53,23 @@
 //! Registering, deregistering and shutting down are serialised per
 //! registry, so a dropped handle's background deregister never races a new
 //! registration of the same address.
+//!
+//! # Cancel safety
+//!
+//! Every async method may be dropped before it returns (a `timeout`, a
+//! `select!`) without leaving a registration half-ended:
+//!
+//! * [`Registration::deregister`], [`Registration::update`],
+//!   [`RedisRegistry::deregister`] and [`RedisRegistry::shutdown`] run in a
+//!   task of their own, which the returned future only waits for. Once
+//!   polled, the operation runs to its end in the background, bounded by
+//!   the command timeout: dropping the future only drops its result.
+//! * [`RedisRegistry::register`] dropped before it returns registers
+//!   nothing that lasts: no heartbeat starts, and an entry that already
+//!   reached Redis disappears when its lease runs out. A registration of
+//!   the same address that it would have replaced carries on unchanged.
+//! * [`RegistryBuilder::connect`] dropped before it returns leaves nothing
+//!   behind.
 
 mod builder;
 mod heartbeat;
@@ -63,6 +80,7 @@ pub use registration::Registration;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -98,6 +116,9 @@ struct Shared {
     ops: tokio::sync::Mutex<()>,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
+    /// The runtime the registry was connected on, which runs the
+    /// operations that must not be cut in half.
+    runtime: tokio::runtime::Handle,
 }
 
 impl fmt::Debug for RedisRegistry {
@@ -129,6 +150,12 @@ impl RedisRegistry {
     /// Returns once Redis has the entry. Fails without writing anything if
     /// the name or the instance is invalid, and with a timeout error if
     /// Redis does not answer within the command timeout.
+    ///
+    /// Dropping the future before it returns registers nothing that lasts:
+    /// no heartbeat starts, and an entry that already reached Redis
+    /// disappears when its lease runs out. If this registry had already
+    /// registered the address, that registration carries on unchanged (its
+    /// heartbeat writes its own value back).
     pub async fn register<S>(
         &self,
         service: S,
@@ -167,39 +194,42 @@ impl RedisRegistry {
     /// Removes an instance by address, whoever registered it (the CLI's
     /// `deregister`). Returns whether it was registered. A heartbeat of this
     /// registry for that address is stopped first.
+    ///
+    /// Dropping the future does not stop the removal once it is polled: it
+    /// runs to its end in the background (see [cancel
+    /// safety](self#cancel-safety)).
     pub async fn deregister<S>(&self, service: S, addr: &str) -> Result<bool, RegistryError>
     where
         S: TryInto<ServiceName>,
         S::Error: Into<RegistryError>,
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
-        let instance = Instance::new(addr)?;
-        let _ops = self.shared.ops.lock().await;
-        let lease = self
-            .shared
-            .lock()
-            .remove(&(service.clone(), addr.to_owned()));
-        if let Some(lease) = lease {
-            lease.stop().await;
-        }
-        self.shared.remove(&service, instance.addr()).await
+        let addr = Instance::new(addr)?.addr().to_owned();
+        let shared = self.shared.clone();
+        run_to_completion(&self.shared.runtime, async move {
+            let _ops = shared.ops.lock().await;
+            let lease = shared.lock().remove(&(service.clone(), addr.clone()));
+            if let Some(lease) = lease {
+                lease.stop().await;
+            }
+            shared.remove(&service, &addr).await
+        })
+        .await
     }
 
     /// Deregisters every instance this registry registered and refuses new
     /// registrations. Tries all of them; returns the first error.
+    ///
+    /// Dropping the future does not stop the shutdown once it is polled: it
+    /// runs to its end in the background (see [cancel
+    /// safety](self#cancel-safety)).
     pub async fn shutdown(&self) -> Result<(), RegistryError> {
-        let _ops = self.shared.ops.lock().await;
-        self.shared.closed.store(true, Ordering::Release);
-        let leases: Vec<Arc<Lease>> = self.shared.lock().drain().map(|(_, l)| l).collect();
-        let mut first_error = None;
-        for lease in leases {
-            lease.stop().await;
-            if let Err(e) = self.shared.remove(lease.service(), lease.addr()).await {
-                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let shared = self.shared.clone();
+        run_to_completion(
+            &self.shared.runtime,
+            async move { shared.shut_down().await },
+        )
+        .await
     }
 
     /// The key schema in use.
@@ -216,6 +246,19 @@ impl RedisRegistry {
     pub fn heartbeat_interval(&self) -> Duration {
         self.shared.heartbeat
     }
+}
+
+/// Runs `op` in a task of its own on `runtime` and waits for it. Dropping
+/// the wait leaves `op` running to its end (every Redis call in it is
+/// bounded by the command timeout), so an operation is never cut in half.
+async fn run_to_completion<T: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    op: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, RegistryError> {
+    runtime
+        .spawn(op)
+        .await
+        .unwrap_or(Err(RegistryError::Interrupted))
 }
 
 impl Shared {
@@ -255,6 +298,23 @@ impl Shared {
             Ok(result) => Ok(result?),
             Err(_) => Err(RegistryError::Timeout(limit)),
         }
+    }
+
+    /// Stops every heartbeat, removes every instance and refuses new
+    /// registrations. Tries all of them; returns the first error.
+    async fn shut_down(&self) -> Result<(), RegistryError> {
+        let _ops = self.ops.lock().await;
+        self.closed.store(true, Ordering::Release);
+        let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
+        let mut first_error = None;
+        for lease in leases {
+            lease.stop().await;
+            if let Err(e) = self.remove(lease.service(), lease.addr()).await {
+                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Ends the registration `ticket` of `lease` if it still owns its
