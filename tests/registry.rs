@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use redis_discovery::{Instance, RedisRegistry, RegistryError, ValidationError};
-use support::{eventually, RedisServer};
+use support::{eventually, lease_renewed, RedisServer};
 
 const HEARTBEAT: Duration = Duration::from_millis(500);
 const TTL: Duration = Duration::from_secs(2);
@@ -616,6 +616,66 @@ async fn cancelled_deregister_still_ends_the_registration() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Issue 11, item 4: `update()`, `deregister()` by address and `shutdown()`
+/// cut short while Redis refuses writes still run to their end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_update_deregister_and_shutdown_still_finish() {
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let cut = Duration::from_millis(200);
+    let pause = || server.cmd::<()>(&["CLIENT", "PAUSE", "5000", "WRITE"]);
+    let unpause = || server.cmd::<()>(&["CLIENT", "UNPAUSE"]);
+
+    // An update cut short is written, and is what the heartbeat keeps.
+    let reg = registry.register("orders", instance(1)).await.unwrap();
+    pause();
+    let update = tokio::time::timeout(cut, reg.update(instance(1).with_weight(3))).await;
+    assert!(update.is_err(), "Redis is paused: the update cannot finish");
+    unpause();
+    eventually("the cut-short update to reach Redis", || async {
+        let json: String = server.cmd(&["HGET", "sd:{orders}:instances", "127.0.0.1:1"]);
+        json.contains(r#""weight":3"#).then_some(())
+    })
+    .await;
+    lease_renewed(&server, "orders", "127.0.0.1:1").await;
+    assert_eq!(reg.instance().weight(), 3);
+
+    // A deregister by address cut short removes the instance and stops
+    // this registry's heartbeat for it.
+    pause();
+    let removal = tokio::time::timeout(cut, registry.deregister("orders", "127.0.0.1:1")).await;
+    assert!(
+        removal.is_err(),
+        "Redis is paused: the deregister cannot finish"
+    );
+    unpause();
+    eventually("the instance to be removed", || async {
+        listed(&server, "orders").is_empty().then_some(())
+    })
+    .await;
+    drop(reg);
+
+    // A shutdown cut short ends every registration.
+    let _a = registry.register("orders", instance(2)).await.unwrap();
+    let _b = registry.register("billing", instance(3)).await.unwrap();
+    pause();
+    let shutdown = tokio::time::timeout(cut, registry.shutdown()).await;
+    assert!(
+        shutdown.is_err(),
+        "Redis is paused: the shutdown cannot finish"
+    );
+    unpause();
+    eventually("every instance to be removed", || async {
+        (listed(&server, "orders").is_empty() && listed(&server, "billing").is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(format!("{registry:?}").contains("registrations: 0"));
+    let before = server.writes();
+    tokio::time::sleep(HEARTBEAT * 4).await;
+    assert_eq!(server.writes(), before, "{:?}", server.commandstats());
 }
 
 /// Whether `addr` holds an unexpired lease in `service` (readers skip an
