@@ -1,6 +1,7 @@
 //! Options of a [`RedisRegistry`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::schema::{KeySchema, DEFAULT_PREFIX};
 /// | [`schema`](Self::schema) | [`KeySchema::Native`] |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s |
 /// | [`command_timeout`](Self::command_timeout) | 2 s |
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
     url: String,
@@ -32,6 +33,20 @@ pub struct RegistryBuilder {
     prefix: String,
     schema: KeySchema,
     timeouts: Timeouts,
+}
+
+// By hand: the URL is shown without its password.
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("url", &connection::redact(&self.url))
+            .field("lease_ttl", &self.ttl)
+            .field("heartbeat_interval", &self.heartbeat)
+            .field("prefix", &self.prefix)
+            .field("schema", &self.schema)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 impl RegistryBuilder {
@@ -98,6 +113,7 @@ impl RegistryBuilder {
         Ok(RedisRegistry {
             shared: Arc::new(Shared {
                 conn,
+                url: connection::redact(&self.url),
                 keyspace,
                 ttl,
                 heartbeat,

@@ -103,6 +103,8 @@ pub struct RedisRegistry {
 
 struct Shared {
     conn: Connection,
+    /// The Redis URL without its password.
+    url: String,
     keyspace: Keyspace,
     ttl: Duration,
     heartbeat: Duration,
@@ -124,6 +126,7 @@ struct Shared {
 impl fmt::Debug for RedisRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRegistry")
+            .field("url", &self.shared.url)
             .field("schema", &self.shared.keyspace.schema())
             .field("prefix", &self.shared.keyspace.prefix())
             .field("lease_ttl", &self.shared.ttl)
