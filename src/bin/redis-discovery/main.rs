@@ -2,12 +2,16 @@
 //! instances in a Redis registry.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use redis_discovery::registry::RegistryBuilder;
 use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
-use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
+use redis_discovery::{
+    redact_url, Instance, KeySchema, RedisRegistry, RegistryError, ResolveError, ServiceName,
+};
 
 /// Service registry in Redis: list, watch, register and deregister instances.
 #[derive(Debug, Parser)]
@@ -112,12 +116,16 @@ macro_rules! out {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The redis crate's own warnings (a cluster node it could
+                // not reach) repeat the one-line error the command prints.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,redis=error")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match run(cli).await {
@@ -160,20 +168,56 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// How every command reports a problem with Redis (unreachable, silent,
+/// refusing): one line naming it by its URL, password hidden.
+fn redis_problem(g: &Global, detail: &dyn Display) -> Error {
+    format!("Redis at {}: {detail}", redact_url(&g.redis)).into()
+}
+
+/// A resolver error: refused input as it is, anything else a Redis problem.
+fn resolve_failed(g: &Global) -> impl Fn(ResolveError) -> Error + '_ {
+    move |e| match e {
+        ResolveError::Invalid(e) => e.into(),
+        // It names the URL itself; say it once.
+        ResolveError::Connect { message, .. } => redis_problem(g, &message),
+        e => redis_problem(g, &e),
+    }
+}
+
+/// A registry error: refused input as it is, anything else a Redis problem.
+fn registry_failed(g: &Global) -> impl Fn(RegistryError) -> Error + '_ {
+    move |e| match e {
+        RegistryError::Invalid(e) => e.into(),
+        RegistryError::Redis(e) => redis_problem(g, &e),
+        e => redis_problem(g, &e),
+    }
+}
+
 async fn resolver(g: &Global, refresh: Duration) -> Result<RedisResolver, Error> {
-    Ok(RedisResolver::builder(g.redis.as_str())
+    RedisResolver::builder(g.redis.as_str())
         .schema(g.schema)
         .prefix(g.prefix.as_str())
         .refresh_interval(refresh)
         .connect()
-        .await?)
+        .await
+        .map_err(resolve_failed(g))
+}
+
+fn registry(g: &Global) -> RegistryBuilder {
+    RedisRegistry::builder(g.redis.as_str())
+        .schema(g.schema)
+        .prefix(g.prefix.as_str())
 }
 
 async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
     let resolver = resolver(g, Duration::from_secs(10)).await?;
     let mut rows = Vec::new();
-    for name in resolver.services().await? {
-        let instances = resolver.list(name.as_str()).await?.len();
+    for name in resolver.services().await.map_err(resolve_failed(g))? {
+        let instances = resolver
+            .list(name.as_str())
+            .await
+            .map_err(resolve_failed(g))?
+            .len();
         rows.push((name, instances));
     }
     if json {
@@ -196,11 +240,15 @@ async fn list_services(g: &Global, json: bool) -> Result<(), Error> {
 async fn list_instances(g: &Global, service: &str, json: bool) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
     let resolver = resolver(g, Duration::from_secs(10)).await?;
-    let listed = resolver.list(service.clone()).await?;
+    let listed = resolver
+        .list(service.clone())
+        .await
+        .map_err(resolve_failed(g))?;
     if listed.is_empty()
         && !resolver
             .services()
-            .await?
+            .await
+            .map_err(resolve_failed(g))?
             .iter()
             .any(|s| s == service.as_str())
     {
@@ -276,7 +324,10 @@ async fn watch(g: &Global, service: &str, resync: u64) -> Result<(), Error> {
         return Err("--resync must be at least 1 second".into());
     }
     let resolver = resolver(g, Duration::from_secs(resync)).await?;
-    let mut updates = resolver.watch(service.clone()).await?;
+    let mut updates = resolver
+        .watch(service.clone())
+        .await
+        .map_err(resolve_failed(g))?;
     let mut current = updates.borrow_and_update().clone();
     out!(
         "watching {service}: {} instances (Ctrl-C to stop)",
@@ -321,9 +372,7 @@ async fn register(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let instance = Instance::new(addr)?.with_weight(weight).with_tags(tags)?;
-    let mut builder = RedisRegistry::builder(g.redis.as_str())
-        .schema(g.schema)
-        .prefix(g.prefix.as_str());
+    let mut builder = registry(g);
     if let Some(ttl) = ttl {
         builder = builder.lease_ttl(Duration::from_secs(ttl));
     }
@@ -336,10 +385,10 @@ async fn register(
     tokio::pin!(stop);
     let start = async {
         let registry = builder.connect().await?;
-        Ok::<_, Error>(registry.register(service.clone(), instance).await?)
+        registry.register(service.clone(), instance).await
     };
     let registration = tokio::select! {
-        registration = start => registration?,
+        registration = start => registration.map_err(registry_failed(g))?,
         _ = &mut stop => return Ok(()),
     };
     out!(
@@ -347,19 +396,24 @@ async fn register(
         describe(&registration.instance())
     );
     stop.await;
-    registration.deregister().await?;
+    registration
+        .deregister()
+        .await
+        .map_err(registry_failed(g))?;
     out!("deregistered {addr} from {service}");
     Ok(())
 }
 
 async fn deregister(g: &Global, service: &str, addr: &str) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
-    let registry = RedisRegistry::builder(g.redis.as_str())
-        .schema(g.schema)
-        .prefix(g.prefix.as_str())
-        .connect()
-        .await?;
-    if registry.deregister(service.clone(), addr).await? {
+    let removed = async {
+        registry(g)
+            .connect()
+            .await?
+            .deregister(service.clone(), addr)
+            .await
+    };
+    if removed.await.map_err(registry_failed(g))? {
         out!("deregistered {addr} from {service}");
         Ok(())
     } else {
