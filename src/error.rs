@@ -88,6 +88,14 @@ pub enum RegistryError {
     /// Redis answered with an error or the connection failed.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The registry could not connect to Redis when it was created.
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        source: redis::RedisError,
+    },
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),

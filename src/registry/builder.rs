@@ -98,8 +98,9 @@ impl RegistryBuilder {
         self
     }
 
-    /// Checks the options and connects. Fails if Redis does not answer
-    /// within the connect timeout.
+    /// Checks the options and connects. Fails with
+    /// [`RegistryError::Connect`] if Redis does not answer within the
+    /// connect timeout.
     ///
     /// Dropping the future before it returns leaves nothing behind: a
     /// connection being made is closed.
@@ -109,11 +110,15 @@ impl RegistryBuilder {
         validate_lease(ttl, heartbeat)?;
         let (keyspace, endpoint) =
             connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
-        let conn = Connection::open(&endpoint, self.timeouts).await?;
+        let url = connection::redact(&self.url);
+        let conn = match Connection::open(&endpoint, self.timeouts).await {
+            Ok(conn) => conn,
+            Err(source) => return Err(RegistryError::Connect { url, source }),
+        };
         Ok(RedisRegistry {
             shared: Arc::new(Shared {
                 conn,
-                url: connection::redact(&self.url),
+                url,
                 keyspace,
                 ttl,
                 heartbeat,

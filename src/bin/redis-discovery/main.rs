@@ -189,6 +189,8 @@ fn registry_failed(g: &Global) -> impl Fn(RegistryError) -> Error + '_ {
     move |e| match e {
         RegistryError::Invalid(e) => e.into(),
         RegistryError::Redis(e) => redis_problem(g, &e),
+        // It names the URL itself; say it once.
+        RegistryError::Connect { source, .. } => redis_problem(g, &source),
         e => redis_problem(g, &e),
     }
 }
