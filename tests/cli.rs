@@ -400,8 +400,8 @@ fn cli_output_never_shows_a_password() {
         format!("redis://app:hunter2@127.0.0.1:{dead}"),
         format!("redis+sentinel://app:hunter2@127.0.0.1:{dead}/m?sentinel_password=hunter2"),
         format!("redis+cluster://app:hunter2@127.0.0.1:{dead}"),
-        format!("unix:///nonexistent.sock?pass=hunter2"),
-        format!("redis://app:hunter2@127.0.0.1:notaport"),
+        "unix:///nonexistent.sock?pass=hunter2".to_owned(),
+        "redis://app:hunter2@127.0.0.1:notaport".to_owned(),
     ];
     for url in &urls {
         for args in REDIS_COMMANDS {
