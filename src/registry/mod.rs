@@ -118,8 +118,8 @@ struct Shared {
     ops: tokio::sync::Mutex<()>,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
-    /// The runtime the registry was connected on, which runs the
-    /// operations that must not be cut in half.
+    /// The runtime the registry was connected on: runs the operations
+    /// that must not be cut in half when the caller is not on a runtime.
     runtime: tokio::runtime::Handle,
 }
 
@@ -143,7 +143,8 @@ impl RedisRegistry {
         RegistryBuilder::new(url.into())
     }
 
-    /// Connects with the default options.
+    /// Connects with the default options. Dropping the future before it
+    /// returns leaves nothing behind.
     pub async fn connect(url: impl Into<String>) -> Result<Self, RegistryError> {
         Self::builder(url).connect().await
     }
@@ -251,13 +252,15 @@ impl RedisRegistry {
     }
 }
 
-/// Runs `op` in a task of its own on `runtime` and waits for it. Dropping
-/// the wait leaves `op` running to its end (every Redis call in it is
-/// bounded by the command timeout), so an operation is never cut in half.
+/// Runs `op` in a task of its own and waits for it. Dropping the wait
+/// leaves `op` running to its end (every Redis call in it is bounded by the
+/// command timeout), so an operation is never cut in half. The task runs
+/// on the caller's runtime, or on `fallback` when the caller is not on one.
 async fn run_to_completion<T: Send + 'static>(
-    runtime: &tokio::runtime::Handle,
+    fallback: &tokio::runtime::Handle,
     op: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
 ) -> Result<T, RegistryError> {
+    let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| fallback.clone());
     runtime
         .spawn(op)
         .await
@@ -265,6 +268,12 @@ async fn run_to_completion<T: Send + 'static>(
 }
 
 impl Shared {
+    /// The caller's runtime, or the registry's when the caller is not on
+    /// one (a future polled by another executor).
+    fn current_runtime(&self) -> tokio::runtime::Handle {
+        tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.runtime.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<(ServiceName, String), Arc<Lease>>> {
         // The map holds no invariant a panic could break: keep going.
         self.leases.lock().unwrap_or_else(|e| e.into_inner())

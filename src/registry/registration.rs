@@ -28,11 +28,10 @@ pub struct Registration {
 impl Registration {
     pub(super) fn new(shared: Arc<Shared>, lease: Arc<Lease>, ticket: u64) -> Self {
         Registration {
+            runtime: shared.current_runtime(),
             shared,
             lease,
             ticket,
-            // register() is async, so it always runs inside a runtime.
-            runtime: tokio::runtime::Handle::current(),
             ended: false,
         }
     }
