@@ -108,8 +108,8 @@ pub enum RegistryError {
     Detached,
     /// The operation ran in a task of its own (so that dropping its future
     /// could not cut it in half) and that task ended without a result: the
-    /// Tokio runtime it ran on has shut down, or it panicked.
-    #[error("the registry operation was dropped before it finished (has the runtime the registry or registration was created on shut down?)")]
+    /// Tokio runtime it ran on is shutting down, or the task panicked.
+    #[error("the registry operation ended before it finished (is the Tokio runtime shutting down?)")]
     Interrupted,
 }
 
