@@ -109,7 +109,9 @@ pub enum RegistryError {
     /// The operation ran in a task of its own (so that dropping its future
     /// could not cut it in half) and that task ended without a result: the
     /// Tokio runtime it ran on is shutting down, or the task panicked.
-    #[error("the registry operation ended before it finished (is the Tokio runtime shutting down?)")]
+    #[error(
+        "the registry operation ended before it finished (is the Tokio runtime shutting down?)"
+    )]
     Interrupted,
 }
 
