@@ -1,17 +1,17 @@
 //! `redis-discovery`: list, watch, register and deregister service
 //! instances in a Redis registry.
 
+mod problem;
+
 use std::collections::BTreeMap;
-use std::fmt::Display;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use problem::{registry_failed, resolve_failed};
 use redis_discovery::registry::RegistryBuilder;
 use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
-use redis_discovery::{
-    redact_url, Instance, KeySchema, RedisRegistry, RegistryError, ResolveError, ServiceName,
-};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
 
 /// Service registry in Redis: list, watch, register and deregister instances.
 #[derive(Debug, Parser)]
@@ -165,33 +165,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
             heartbeat,
         } => register(g, &service, &addr, weight, &tags, ttl, heartbeat).await,
         Command::Deregister { service, addr } => deregister(g, &service, &addr).await,
-    }
-}
-
-/// How every command reports a problem with Redis (unreachable, silent,
-/// refusing): one line naming it by its URL, password hidden.
-fn redis_problem(g: &Global, detail: &dyn Display) -> Error {
-    format!("Redis at {}: {detail}", redact_url(&g.redis)).into()
-}
-
-/// A resolver error: refused input as it is, anything else a Redis problem.
-fn resolve_failed(g: &Global) -> impl Fn(ResolveError) -> Error + '_ {
-    move |e| match e {
-        ResolveError::Invalid(e) => e.into(),
-        // It names the URL itself; say it once.
-        ResolveError::Connect { message, .. } => redis_problem(g, &message),
-        e => redis_problem(g, &e),
-    }
-}
-
-/// A registry error: refused input as it is, anything else a Redis problem.
-fn registry_failed(g: &Global) -> impl Fn(RegistryError) -> Error + '_ {
-    move |e| match e {
-        RegistryError::Invalid(e) => e.into(),
-        RegistryError::Redis(e) => redis_problem(g, &e),
-        // It names the URL itself; say it once.
-        RegistryError::Connect { source, .. } => redis_problem(g, &source),
-        e => redis_problem(g, &e),
     }
 }
 
