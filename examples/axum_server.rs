@@ -8,13 +8,20 @@
 //!
 //! Uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`).
 
+mod errors;
+
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use axum::{routing::get, Router};
 use redis_discovery::{Instance, RedisRegistry};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    errors::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut args = std::env::args().skip(1);
     let service = args.next().unwrap_or_else(|| "example.hello".to_owned());
     let port: u16 = args.next().map(|p| p.parse()).transpose()?.unwrap_or(0);

@@ -8,6 +8,9 @@
 //! none answers there and `redis-server` is installed, it starts a private
 //! one on a free port. The demo exits non-zero if anything it shows fails.
 
+#[path = "errors/mod.rs"]
+mod errors;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::error::Error;
@@ -59,7 +62,7 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("\ndemo failed: {}", chain(&*e));
+            eprintln!("\ndemo failed: {}", errors::chain(&*e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -262,19 +265,6 @@ async fn get(client: &HttpClient, path: &str) -> Result<String, BoxError> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// An error and its sources, `a: b: c` (a client's error alone often says
-/// only "client error").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 /// Runs the demo against the Redis at `url`.
 pub async fn run(url: &str) -> Result<Report, BoxError> {
     let mut report = Report {
@@ -330,7 +320,7 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
         sent += 1;
         if let Err(e) = get(&client, "/after-crash").await {
             report.failed += 1;
-            println!("   request failed: {}", chain(&*e));
+            println!("   request failed: {}", errors::chain(&*e));
         }
         let listed = resolver.resolve(&name).await?;
         if !listed
@@ -386,7 +376,7 @@ pub async fn run(url: &str) -> Result<Report, BoxError> {
             Ok(_) => {}
             Err(e) => {
                 report.failed += 1;
-                println!("   request failed: {}", chain(&*e));
+                println!("   request failed: {}", errors::chain(&*e));
             }
         }
     }

@@ -123,8 +123,14 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+mod errors;
+
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    errors::exit_code(run_all().await)
+}
+
+async fn run_all() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let total: usize = args
         .next()

@@ -12,8 +12,14 @@ use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use redis_discovery::RedisResolver;
 use tower::{Layer, ServiceExt};
 
+mod errors;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> std::process::ExitCode {
+    errors::exit_code(run().await)
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let service = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "example.hello".to_owned());

@@ -89,6 +89,14 @@ pub enum RegistryError {
     /// Redis answered with an error or the connection failed.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    /// The registry could not connect to Redis when it was created.
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        /// The Redis URL, without its password.
+        url: String,
+        /// What went wrong.
+        source: redis::RedisError,
+    },
     /// Redis did not answer in time.
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -99,6 +107,13 @@ pub enum RegistryError {
     /// or the same address was registered again by a newer handle.
     #[error("this registration was deregistered or replaced by a newer registration of the same address")]
     Detached,
+    /// The operation ran in a task of its own (so that dropping its future
+    /// could not cut it in half) and that task ended without a result: the
+    /// Tokio runtime it ran on is shutting down, or the task panicked.
+    #[error(
+        "the registry operation ended before it finished (is the Tokio runtime shutting down?)"
+    )]
+    Interrupted,
 }
 
 /// Reading the instances of a service failed.

@@ -68,7 +68,9 @@
 //! # }
 //! ```
 //!
-//! A URL that does not parse is refused before anything connects.
+//! A URL that does not parse is refused before anything connects. No
+//! password is ever shown: `Debug`, errors and logs show URLs as
+//! [`redact_url`] does.
 //!
 //! The README covers configuration, guarantees under failure and running
 //! beside Go Hertz services.
@@ -84,7 +86,7 @@ pub mod registry;
 pub mod resolver;
 pub mod schema;
 
-pub use connection::Timeouts;
+pub use connection::{redact as redact_url, Timeouts};
 pub use error::{RegistryError, ResolveError, ValidationError};
 pub use instance::{AddressProblem, EntryError, Instance, ServiceName, Tags};
 pub use registry::{RedisRegistry, Registration};

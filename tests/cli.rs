@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -378,4 +379,119 @@ fn closed_stdout_is_not_a_panic() {
     assert!(out.status.success(), "{err}");
     let _ = sidecar.kill();
     let _ = sidecar.wait();
+}
+
+/// The commands that talk to Redis, as run against a Redis that fails.
+const REDIS_COMMANDS: &[&[&str]] = &[
+    &["list"],
+    &["list", "orders"],
+    &["watch", "orders"],
+    &["register", "orders", "127.0.0.1:8080"],
+    &["deregister", "orders", "127.0.0.1:8080"],
+];
+
+/// A loopback listener that accepts connections and never answers, until
+/// dropped.
+fn silent_listener() -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let accepting = listener.try_clone().expect("clone the listener");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        // Ends when the test process does.
+        for stream in accepting.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+    listener
+}
+
+/// Issue 11, item 10: every command reports a dead Redis, and one that
+/// accepts connections but never answers, the same way: one line naming
+/// the Redis by its URL, password hidden.
+#[test]
+fn redis_problems_are_one_line_naming_the_redacted_url() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let silent = silent_listener();
+    let silent_port = silent.local_addr().expect("its address").port();
+    let cases = [
+        ("redis://app:hunter2@127.0.0.1:PORT/0", dead, "refused"),
+        (
+            "redis+sentinel://app:hunter2@127.0.0.1:PORT/m",
+            dead,
+            "refused",
+        ),
+        (
+            "redis+cluster://app:hunter2@127.0.0.1:PORT",
+            dead,
+            "refused",
+        ),
+        (
+            "redis://app:hunter2@127.0.0.1:PORT/0",
+            silent_port,
+            "timed out",
+        ),
+    ];
+    for (url, port, why) in cases {
+        let url = url.replace("PORT", &port.to_string());
+        let prefix = format!("error: Redis at {}: ", url.replace("hunter2", "***"));
+        for args in REDIS_COMMANDS {
+            let out = cli(&url, args);
+            assert!(!out.status.success(), "{args:?} succeeded");
+            let err = stderr(&out);
+            assert!(
+                err.starts_with(&prefix) && err.contains(why),
+                "{args:?}: {err}"
+            );
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+        }
+    }
+}
+
+/// Issue 11, item 5: no password in the CLI's output, logs at every level
+/// included, whatever fails.
+#[test]
+fn cli_output_never_shows_a_password() {
+    let redis = RedisServer::start();
+    redis.cmd::<()>(&["ACL", "SETUSER", "app", "on", ">right", "~*", "&*", "+@all"]);
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let urls = [
+        // A wrong password.
+        format!("redis://app:hunter2@127.0.0.1:{}", redis.port()),
+        format!("redis://app:hunter2%2Fx@127.0.0.1:{}", redis.port()),
+        format!("redis://app:hunter2@127.0.0.1:{dead}"),
+        format!("redis+sentinel://app:hunter2@127.0.0.1:{dead}/m?sentinel_password=hunter2"),
+        format!("redis+cluster://app:hunter2@127.0.0.1:{dead}"),
+        "unix:///nonexistent.sock?pass=hunter2".to_owned(),
+        "redis://app:hunter2@127.0.0.1:notaport".to_owned(),
+    ];
+    for url in &urls {
+        for args in REDIS_COMMANDS {
+            let out = Command::new(BIN)
+                .args(["--redis", url])
+                .args(*args)
+                .env("RUST_LOG", "trace")
+                .output()
+                .expect("run the CLI");
+            assert!(!out.status.success(), "{url} {args:?} succeeded");
+            let text = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(
+                !text.contains("hunter2") && !text.contains("%2Fx"),
+                "{url} {args:?}: {text}"
+            );
+        }
+    }
+    // From the environment too: --help does not show it.
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("REDIS_URL", &urls[0])
+        .output()
+        .expect("run the CLI");
+    assert!(!stdout(&out).contains("hunter2"), "{}", stdout(&out));
 }

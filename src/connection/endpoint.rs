@@ -110,6 +110,8 @@ impl Endpoint {
     /// Parses a Redis URL (`redis://`, `rediss://`, `unix://` with user,
     /// password and db, or a Sentinel URL) without connecting.
     pub(crate) fn parse(url: &str) -> Result<Endpoint, ValidationError> {
+        #[cfg(feature = "tls")]
+        install_tls_provider();
         let invalid = |reason: String| ValidationError::RedisUrl {
             url: redact(url),
             reason,
@@ -311,6 +313,17 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// Chooses ring as rustls's crypto provider unless the process chose one:
+/// without a choice (or with two provider features on), a TLS connect
+/// panics.
+#[cfg(feature = "tls")]
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one first: either way one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Parses comma-separated hosts; `default_port` for those without one.
 fn hosts(
     hosts: &str,
@@ -457,12 +470,25 @@ fn credentials(userinfo: &str) -> Result<Credentials, String> {
     Ok(Credentials { user, password })
 }
 
-/// The URL with its secrets replaced, for error messages and logs: the
-/// userinfo password (up to the last `@`, so a password may hold `/` or
-/// `?`), and every query value except the few known to be harmless (a
-/// mistyped `sentinel_pasword=` stays hidden too). When in doubt it hides
-/// too much rather than too little.
-pub(crate) fn redact(url: &str) -> String {
+/// A Redis URL with its secrets replaced by `***`, as the crate shows URLs
+/// in `Debug`, errors and logs; for tools that print a Redis URL.
+///
+/// It hides the userinfo password (up to the last `@`, so a password may
+/// hold `/` or `@`), and every query value except the few known to be
+/// harmless (`db`, `protocol`, `sentinel_username`; a mistyped
+/// `sentinel_pasword=` stays hidden too). When in doubt (an `@` after a
+/// `?`) it hides everything after the scheme.
+///
+/// ```
+/// use redis_discovery::redact_url;
+///
+/// assert_eq!(redact_url("redis://app:s3cret@10.0.0.5:6379/0"), "redis://app:***@10.0.0.5:6379/0");
+/// assert_eq!(
+///     redact_url("redis+sentinel://s1,s2/mymaster?sentinel_password=s3cret"),
+///     "redis+sentinel://s1,s2/mymaster?sentinel_password=***"
+/// );
+/// ```
+pub fn redact(url: &str) -> String {
     const SHOWN: [&str; 3] = ["db", "protocol", "sentinel_username"];
     let (head, rest) = match url.find("://") {
         Some(s) => url.split_at(s + 3),

@@ -5,7 +5,8 @@
 mod endpoint;
 mod link;
 
-pub(crate) use endpoint::{check_member, redact, Endpoint, Events};
+pub use endpoint::redact;
+pub(crate) use endpoint::{check_member, Endpoint, Events};
 pub(crate) use link::Connection;
 
 use std::time::Duration;
@@ -90,7 +91,8 @@ async fn manager(
 /// The error of a connect that took too long.
 const CONNECTING: &str = "timed out connecting to Redis";
 
-/// `call`, failing with an I/O error saying `what` after `timeout`.
+/// `call`, failing with a timed-out I/O error saying `what` after
+/// `timeout` (shown as "`what` after 4s").
 pub(crate) async fn timed<T>(
     timeout: Duration,
     what: &'static str,
@@ -98,6 +100,9 @@ pub(crate) async fn timed<T>(
 ) -> redis::RedisResult<T> {
     match tokio::time::timeout(timeout, call).await {
         Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from((redis::ErrorKind::Io, what))),
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} after {timeout:?}"),
+        ))),
     }
 }

@@ -1,6 +1,7 @@
 //! Options of a [`RedisRegistry`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::schema::{KeySchema, DEFAULT_PREFIX};
 /// | [`schema`](Self::schema) | [`KeySchema::Native`] |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s |
 /// | [`command_timeout`](Self::command_timeout) | 2 s |
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
     url: String,
@@ -32,6 +33,20 @@ pub struct RegistryBuilder {
     prefix: String,
     schema: KeySchema,
     timeouts: Timeouts,
+}
+
+// By hand: the URL is shown without its password.
+impl fmt::Debug for RegistryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryBuilder")
+            .field("url", &connection::redact(&self.url))
+            .field("lease_ttl", &self.ttl)
+            .field("heartbeat_interval", &self.heartbeat)
+            .field("prefix", &self.prefix)
+            .field("schema", &self.schema)
+            .field("timeouts", &self.timeouts)
+            .finish()
+    }
 }
 
 impl RegistryBuilder {
@@ -83,18 +98,27 @@ impl RegistryBuilder {
         self
     }
 
-    /// Checks the options and connects. Fails if Redis does not answer
-    /// within the connect timeout.
+    /// Checks the options and connects. Fails with
+    /// [`RegistryError::Connect`] if Redis does not answer within the
+    /// connect timeout.
+    ///
+    /// Dropping the future before it returns leaves nothing behind: a
+    /// connection being made is closed.
     pub async fn connect(self) -> Result<RedisRegistry, RegistryError> {
         let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
         let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
         validate_lease(ttl, heartbeat)?;
         let (keyspace, endpoint) =
             connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
-        let conn = Connection::open(&endpoint, self.timeouts).await?;
+        let url = connection::redact(&self.url);
+        let conn = match Connection::open(&endpoint, self.timeouts).await {
+            Ok(conn) => conn,
+            Err(source) => return Err(RegistryError::Connect { url, source }),
+        };
         Ok(RedisRegistry {
             shared: Arc::new(Shared {
                 conn,
+                url,
                 keyspace,
                 ttl,
                 heartbeat,
@@ -103,6 +127,7 @@ impl RegistryBuilder {
                 closed: AtomicBool::new(false),
                 ops: tokio::sync::Mutex::new(()),
                 next_ticket: AtomicU64::new(0),
+                runtime: tokio::runtime::Handle::current(),
             }),
         })
     }

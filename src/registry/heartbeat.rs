@@ -122,7 +122,9 @@ impl Lease {
 
 /// Starts the heartbeat of `lease`; it ends when the lease is cancelled.
 pub(super) fn spawn(shared: Arc<Shared>, lease: Arc<Lease>) {
-    let task = tokio::spawn(run(shared, lease.clone()));
+    let task = shared
+        .current_runtime()
+        .spawn(run(shared.clone(), lease.clone()));
     *lease.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
 }
 

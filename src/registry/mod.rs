@@ -53,6 +53,23 @@
 //! Registering, deregistering and shutting down are serialised per
 //! registry, so a dropped handle's background deregister never races a new
 //! registration of the same address.
+//!
+//! # Cancel safety
+//!
+//! Every async method may be dropped before it returns (a `timeout`, a
+//! `select!`) without leaving a registration half-ended:
+//!
+//! * [`Registration::deregister`], [`Registration::update`],
+//!   [`RedisRegistry::deregister`] and [`RedisRegistry::shutdown`] run in a
+//!   task of their own, which the returned future only waits for. Once
+//!   polled, the operation runs to its end in the background, bounded by
+//!   the command timeout: dropping the future only drops its result.
+//! * [`RedisRegistry::register`] dropped before it returns registers
+//!   nothing that lasts: no heartbeat starts, and an entry that already
+//!   reached Redis disappears when its lease runs out. A registration of
+//!   the same address that it would have replaced carries on unchanged.
+//! * [`RegistryBuilder::connect`] dropped before it returns leaves nothing
+//!   behind.
 
 mod builder;
 mod heartbeat;
@@ -63,6 +80,7 @@ pub use registration::Registration;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -85,6 +103,8 @@ pub struct RedisRegistry {
 
 struct Shared {
     conn: Connection,
+    /// The Redis URL without its password.
+    url: String,
     keyspace: Keyspace,
     ttl: Duration,
     heartbeat: Duration,
@@ -98,11 +118,15 @@ struct Shared {
     ops: tokio::sync::Mutex<()>,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
+    /// The runtime the registry was connected on: runs the operations
+    /// that must not be cut in half when the caller is not on a runtime.
+    runtime: tokio::runtime::Handle,
 }
 
 impl fmt::Debug for RedisRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRegistry")
+            .field("url", &self.shared.url)
             .field("schema", &self.shared.keyspace.schema())
             .field("prefix", &self.shared.keyspace.prefix())
             .field("lease_ttl", &self.shared.ttl)
@@ -119,7 +143,8 @@ impl RedisRegistry {
         RegistryBuilder::new(url.into())
     }
 
-    /// Connects with the default options.
+    /// Connects with the default options. Dropping the future before it
+    /// returns leaves nothing behind.
     pub async fn connect(url: impl Into<String>) -> Result<Self, RegistryError> {
         Self::builder(url).connect().await
     }
@@ -129,6 +154,12 @@ impl RedisRegistry {
     /// Returns once Redis has the entry. Fails without writing anything if
     /// the name or the instance is invalid, and with a timeout error if
     /// Redis does not answer within the command timeout.
+    ///
+    /// Dropping the future before it returns registers nothing that lasts:
+    /// no heartbeat starts, and an entry that already reached Redis
+    /// disappears when its lease runs out. If this registry had already
+    /// registered the address, that registration carries on unchanged (its
+    /// heartbeat writes its own value back).
     pub async fn register<S>(
         &self,
         service: S,
@@ -169,6 +200,10 @@ impl RedisRegistry {
     /// registry for that address is stopped first. An entry the address
     /// policy refuses (e.g. a link-local address written by hand) can be
     /// removed too.
+    ///
+    /// Dropping the future does not stop the removal once it is polled: it
+    /// runs to its end in the background (see [cancel
+    /// safety](self#cancel-safety)).
     pub async fn deregister<S>(&self, service: S, addr: &str) -> Result<bool, RegistryError>
     where
         S: TryInto<ServiceName>,
@@ -178,32 +213,32 @@ impl RedisRegistry {
         // Only the form: an entry the address policy refuses (written by
         // someone else) must be removable.
         crate::instance::check_addr_form(addr)?;
-        let _ops = self.shared.ops.lock().await;
-        let lease = self
-            .shared
-            .lock()
-            .remove(&(service.clone(), addr.to_owned()));
-        if let Some(lease) = lease {
-            lease.stop().await;
-        }
-        self.shared.remove(&service, addr).await
+        let addr = addr.to_owned();
+        let shared = self.shared.clone();
+        run_to_completion(&self.shared.runtime, async move {
+            let _ops = shared.ops.lock().await;
+            let lease = shared.lock().remove(&(service.clone(), addr.clone()));
+            if let Some(lease) = lease {
+                lease.stop().await;
+            }
+            shared.remove(&service, &addr).await
+        })
+        .await
     }
 
     /// Deregisters every instance this registry registered and refuses new
     /// registrations. Tries all of them; returns the first error.
+    ///
+    /// Dropping the future does not stop the shutdown once it is polled: it
+    /// runs to its end in the background (see [cancel
+    /// safety](self#cancel-safety)).
     pub async fn shutdown(&self) -> Result<(), RegistryError> {
-        let _ops = self.shared.ops.lock().await;
-        self.shared.closed.store(true, Ordering::Release);
-        let leases: Vec<Arc<Lease>> = self.shared.lock().drain().map(|(_, l)| l).collect();
-        let mut first_error = None;
-        for lease in leases {
-            lease.stop().await;
-            if let Err(e) = self.shared.remove(lease.service(), lease.addr()).await {
-                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let shared = self.shared.clone();
+        run_to_completion(
+            &self.shared.runtime,
+            async move { shared.shut_down().await },
+        )
+        .await
     }
 
     /// The key schema in use.
@@ -222,7 +257,28 @@ impl RedisRegistry {
     }
 }
 
+/// Runs `op` in a task of its own and waits for it. Dropping the wait
+/// leaves `op` running to its end (every Redis call in it is bounded by the
+/// command timeout), so an operation is never cut in half. The task runs
+/// on the caller's runtime, or on `fallback` when the caller is not on one.
+async fn run_to_completion<T: Send + 'static>(
+    fallback: &tokio::runtime::Handle,
+    op: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+) -> Result<T, RegistryError> {
+    let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| fallback.clone());
+    runtime
+        .spawn(op)
+        .await
+        .unwrap_or(Err(RegistryError::Interrupted))
+}
+
 impl Shared {
+    /// The caller's runtime, or the registry's when the caller is not on
+    /// one (a future polled by another executor).
+    fn current_runtime(&self) -> tokio::runtime::Handle {
+        tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.runtime.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<(ServiceName, String), Arc<Lease>>> {
         // The map holds no invariant a panic could break: keep going.
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
@@ -259,6 +315,23 @@ impl Shared {
             Ok(result) => Ok(result?),
             Err(_) => Err(RegistryError::Timeout(limit)),
         }
+    }
+
+    /// Stops every heartbeat, removes every instance and refuses new
+    /// registrations. Tries all of them; returns the first error.
+    async fn shut_down(&self) -> Result<(), RegistryError> {
+        let _ops = self.ops.lock().await;
+        self.closed.store(true, Ordering::Release);
+        let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
+        let mut first_error = None;
+        for lease in leases {
+            lease.stop().await;
+            if let Err(e) = self.remove(lease.service(), lease.addr()).await {
+                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Ends the registration `ticket` of `lease` if it still owns its

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::heartbeat::Lease;
-use super::Shared;
+use super::{run_to_completion, Shared};
 use crate::error::{RegistryError, ValidationError};
 use crate::instance::{Instance, ServiceName};
 
@@ -28,11 +28,10 @@ pub struct Registration {
 impl Registration {
     pub(super) fn new(shared: Arc<Shared>, lease: Arc<Lease>, ticket: u64) -> Self {
         Registration {
+            runtime: shared.current_runtime(),
             shared,
             lease,
             ticket,
-            // register() is async, so it always runs inside a runtime.
-            runtime: tokio::runtime::Handle::current(),
             ended: false,
         }
     }
@@ -51,6 +50,10 @@ impl Registration {
     /// heartbeating the new value. The address cannot change: register the
     /// new address instead. Fails with [`RegistryError::Detached`] once the
     /// registration was deregistered or replaced by a newer one.
+    ///
+    /// Dropping the future does not stop the update once it is polled: it
+    /// runs to its end in the background, and the new value is then the
+    /// one heartbeated (see [cancel safety](super#cancel-safety)).
     pub async fn update(&self, instance: Instance) -> Result<(), RegistryError> {
         if instance.addr() != self.lease.addr() {
             return Err(ValidationError::Config(format!(
@@ -65,16 +68,30 @@ impl Registration {
             .keyspace
             .encode(self.lease.service(), &instance)?
             .into();
-        self.lease
-            .update(&self.shared, self.ticket, instance, json)
-            .await
+        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
+        run_to_completion(&self.runtime, async move {
+            lease.update(&shared, ticket, instance, json).await
+        })
+        .await
     }
 
     /// Stops the heartbeat and removes the instance from Redis, publishing a
     /// `deregister` event. Returns whether Redis still had it.
+    ///
+    /// Dropping the future does not stop the deregistration: it runs to
+    /// its end in the background, bounded by the command timeout (see
+    /// [cancel safety](super#cancel-safety)). If Redis cannot be reached
+    /// then, the heartbeat is stopped all the same and the instance
+    /// disappears when its lease runs out.
     pub async fn deregister(mut self) -> Result<bool, RegistryError> {
+        // From here on the task below ends the registration, not `Drop`.
         self.ended = true;
-        self.shared.retire(&self.lease, self.ticket).await
+        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
+        run_to_completion(
+            &self.runtime,
+            async move { shared.retire(&lease, ticket).await },
+        )
+        .await
     }
 }
 

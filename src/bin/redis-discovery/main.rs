@@ -1,12 +1,16 @@
 //! `redis-discovery`: list, watch, register and deregister service
 //! instances in a Redis registry.
 
+mod problem;
+
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use problem::{registry_failed, resolve_failed};
+use redis_discovery::registry::RegistryBuilder;
 use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
 use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
 
@@ -150,12 +154,16 @@ macro_rules! out {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The redis crate's own warnings (a cluster node it could
+                // not reach) repeat the one-line error the command prints.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,redis=error")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     match run(cli).await {
@@ -213,14 +221,24 @@ async fn resolver(g: &Global, allow: &Allow, refresh: Duration) -> Result<RedisR
     for ports in &allow.ports {
         builder = builder.allow_ports(ports.clone());
     }
-    Ok(builder.connect().await?)
+    builder.connect().await.map_err(resolve_failed(g))
+}
+
+fn registry(g: &Global) -> RegistryBuilder {
+    RedisRegistry::builder(g.redis.as_str())
+        .schema(g.schema)
+        .prefix(g.prefix.as_str())
 }
 
 async fn list_services(g: &Global, allow: &Allow, json: bool) -> Result<(), Error> {
     let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
     let mut rows = Vec::new();
-    for name in resolver.services().await? {
-        let instances = resolver.list(name.as_str()).await?.len();
+    for name in resolver.services().await.map_err(resolve_failed(g))? {
+        let instances = resolver
+            .list(name.as_str())
+            .await
+            .map_err(resolve_failed(g))?
+            .len();
         rows.push((name, instances));
     }
     if json {
@@ -243,11 +261,15 @@ async fn list_services(g: &Global, allow: &Allow, json: bool) -> Result<(), Erro
 async fn list_instances(g: &Global, allow: &Allow, service: &str, json: bool) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
     let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
-    let listed = resolver.list(service.clone()).await?;
+    let listed = resolver
+        .list(service.clone())
+        .await
+        .map_err(resolve_failed(g))?;
     if listed.is_empty()
         && !resolver
             .services()
-            .await?
+            .await
+            .map_err(resolve_failed(g))?
             .iter()
             .any(|s| ServiceName::new(s).is_ok_and(|s| s == service))
     {
@@ -323,7 +345,10 @@ async fn watch(g: &Global, allow: &Allow, service: &str, resync: u64) -> Result<
         return Err("--resync must be at least 1 second".into());
     }
     let resolver = resolver(g, allow, Duration::from_secs(resync)).await?;
-    let mut updates = resolver.watch(service.clone()).await?;
+    let mut updates = resolver
+        .watch(service.clone())
+        .await
+        .map_err(resolve_failed(g))?;
     let mut current = updates.borrow_and_update().clone();
     out!(
         "watching {service}: {} instances (Ctrl-C to stop)",
@@ -368,9 +393,7 @@ async fn register(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let instance = Instance::new(addr)?.with_weight(weight).with_tags(tags)?;
-    let mut builder = RedisRegistry::builder(g.redis.as_str())
-        .schema(g.schema)
-        .prefix(g.prefix.as_str());
+    let mut builder = registry(g);
     if let Some(ttl) = ttl {
         builder = builder.lease_ttl(Duration::from_secs(ttl));
     }
@@ -383,10 +406,10 @@ async fn register(
     tokio::pin!(stop);
     let start = async {
         let registry = builder.connect().await?;
-        Ok::<_, Error>(registry.register(service.clone(), instance).await?)
+        registry.register(service.clone(), instance).await
     };
     let registration = tokio::select! {
-        registration = start => registration?,
+        registration = start => registration.map_err(registry_failed(g))?,
         _ = &mut stop => return Ok(()),
     };
     out!(
@@ -394,19 +417,24 @@ async fn register(
         describe(&registration.instance())
     );
     stop.await;
-    registration.deregister().await?;
+    registration
+        .deregister()
+        .await
+        .map_err(registry_failed(g))?;
     out!("deregistered {addr} from {service}");
     Ok(())
 }
 
 async fn deregister(g: &Global, service: &str, addr: &str) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
-    let registry = RedisRegistry::builder(g.redis.as_str())
-        .schema(g.schema)
-        .prefix(g.prefix.as_str())
-        .connect()
-        .await?;
-    if registry.deregister(service.clone(), addr).await? {
+    let removed = async {
+        registry(g)
+            .connect()
+            .await?
+            .deregister(service.clone(), addr)
+            .await
+    };
+    if removed.await.map_err(registry_failed(g))? {
         out!("deregistered {addr} from {service}");
         Ok(())
     } else {
