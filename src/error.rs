@@ -108,21 +108,23 @@ pub enum ResolveError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// Redis answered with an error or the connection failed.
-    #[error("resolving {service}: redis error: {message}")]
+    #[error("resolving {service}: redis error: {error}")]
     Redis {
         /// The service being resolved.
         service: String,
-        /// The Redis error, as text (so the error is `Clone` and can be
-        /// shared by every caller of a single-flight resolve).
-        message: String,
+        /// The Redis error, with its kind and server error code
+        /// ([`kind`](redis::RedisError::kind),
+        /// [`code`](redis::RedisError::code)); `Clone`, so every caller of
+        /// a single-flight resolve gets it.
+        error: redis::RedisError,
     },
     /// The resolver could not connect to Redis when it was created.
-    #[error("cannot connect to Redis at {url}: {message}")]
+    #[error("cannot connect to Redis at {url}: {error}")]
     Connect {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        message: String,
+        error: redis::RedisError,
     },
     /// Redis did not answer in time.
     #[error("resolving {service}: redis did not answer within {timeout:?}")]

@@ -301,7 +301,10 @@ async fn after_the_event_connection_drops_it_resubscribes_and_refreshes() {
     let resolver = no_refresh(&server).connect().await.unwrap();
     resolver.resolve(&name("resync")).await.unwrap();
     let channel = "sd:{resync}:events";
-    assert_eq!(numsub(&server, channel), 1);
+    eventually("subscribed once found with instances", || async {
+        (numsub(&server, channel) == 1).then_some(())
+    })
+    .await;
 
     // A change whose event is lost: written by hand, nothing published.
     write_raw(
@@ -427,7 +430,14 @@ async fn concurrent_first_resolves_share_one_read() {
     }
     assert!(snapshots.iter().all(|s| Snapshot::ptr_eq(s, &snapshots[0])));
     assert_eq!(addrs(&snapshots[0]), ["10.0.5.1:80"]);
-    assert_eq!(read_calls(&server) - before, 1, "one read for 1000 callers");
+    // One read for 1000 callers; then, found with instances, the service
+    // is subscribed, and read once more after the confirmation.
+    eventually("the read after the subscription", || async {
+        (read_calls(&server) - before >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(numsub(&server, "sd:{flight}:events"), 1);
+    assert_eq!(read_calls(&server) - before, 2, "one read for 1000 callers");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -537,18 +547,12 @@ async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     let watcher = resolver.clone();
     let mut updates = watcher.watch("dropped").await.unwrap();
     assert!(updates.borrow_and_update().is_empty());
-    eventually("two connections: reads and events", || async {
-        (server.clients().len() == 2).then_some(())
+    eventually("two connections: reads and events (subscribed)", || async {
+        let clients = server.clients();
+        let subscribed = clients.iter().filter(|c| c.contains("sub=1")).count();
+        (clients.len() == 2 && subscribed == 1).then_some(())
     })
     .await;
-    assert_eq!(
-        server
-            .clients()
-            .iter()
-            .filter(|c| c.contains("sub=1"))
-            .count(),
-        1
-    );
     drop(resolver);
     assert_eq!(numsub(&server, "sd:{dropped}:events"), 1, "a clone lives");
     drop(watcher);
@@ -591,17 +595,25 @@ async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
         .connect()
         .await
         .unwrap();
+    let registry = registry(&server).await;
+    let _idle = registry
+        .register("idle", instance("10.0.7.9:80"))
+        .await
+        .unwrap();
     resolver.resolve(&name("idle")).await.unwrap();
+    // Watched with no instance: subscribed all the same.
     let mut watched = resolver.watch("watched").await.unwrap();
-    assert_eq!(numsub(&server, "sd:{idle}:events"), 1);
-    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    eventually("both subscribed", || async {
+        let both = numsub(&server, "sd:{idle}:events") + numsub(&server, "sd:{watched}:events");
+        (both == 2).then_some(())
+    })
+    .await;
     eventually("the idle service is dropped and unsubscribed", || async {
         (resolver.cached_services() == 1 && numsub(&server, "sd:{idle}:events") == 0).then_some(())
     })
     .await;
     assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
     // The watched one stays, and keeps getting changes.
-    let registry = registry(&server).await;
     let _w = registry
         .register("watched", instance("10.0.7.1:80"))
         .await
@@ -620,7 +632,10 @@ async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
     // Asked for again: cached and subscribed again.
     let again = resolver.resolve(&name("watched")).await.unwrap();
     assert_eq!(addrs(&again), ["10.0.7.1:80"]);
-    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    eventually("subscribed again", || async {
+        (numsub(&server, "sd:{watched}:events") == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 //! copies nothing).
 //!
 //! A snapshot the cache hands out carries a link to its entry
-//! ([`CacheLink`]): the entry's use flag, the `max_staleness`, and a
+//! ([`CacheLink`]): the entry's use flag, its maximum age, and a
 //! *retired* flag the cache sets once it stops returning that snapshot
 //! (replaced by a changed list, evicted, cleared at shutdown). A holder
 //! can so keep using a snapshot without a lookup, by one flag read, for
@@ -30,6 +30,16 @@
 //! each instance's lease deadline and the removals announced by events,
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
+//!
+//! Bounds. A *negative* entry (its list is empty, and it is neither
+//! subscribed to events nor watched) is returned for the negative-cache
+//! time only, then read again when asked for, and dropped by the sweep.
+//! The number of entries is capped: past the cap, the least recently used
+//! are evicted in a batch ([`Cache::least_recently_used`]). Recency is the
+//! entry's use flag (set by a hit, a load and a store only on the first
+//! hit since the last look) turned into a timestamp whenever the sweep or
+//! an eviction looks: a hit never writes a clock or a shared list, and an
+//! eviction is one scan per batch, not bookkeeping per hit.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -88,6 +98,8 @@ pub(crate) struct Cache {
     hasher: foldhash::fast::RandomState,
     shards: Box<[Shard]>,
     max_staleness: Option<Duration>,
+    /// How long a negative entry's empty list is returned.
+    negative_ttl: Duration,
 }
 
 #[derive(Default)]
@@ -101,6 +113,9 @@ struct Slot {
     entry: Arc<Entry>,
     /// The entry's current snapshot, copied here for the hot path.
     snapshot: Option<Snapshot>,
+    /// The snapshot's [`max_age`](Snapshot::max_age), copied here so a hit
+    /// reads no more memory than the slot.
+    max_age: Option<Duration>,
 }
 
 /// One cached service.
@@ -116,6 +131,9 @@ pub(crate) struct Entry {
     used: UseFlag,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,
+    /// Subscribed to its events channel (requested, at least): set once
+    /// a read found instances, or by a watch.
+    subscribed: AtomicBool,
     /// The latest read failed (to log a failure once, not at every retry).
     failing: AtomicBool,
     state: Mutex<ReadState>,
@@ -196,11 +214,12 @@ impl ReadState {
 }
 
 impl Cache {
-    pub fn new(max_staleness: Option<Duration>) -> Self {
+    pub fn new(max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
         Cache {
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             max_staleness,
+            negative_ttl,
         }
     }
 
@@ -208,10 +227,14 @@ impl Cache {
         self.hasher.hash_one(name)
     }
 
-    fn shard(&self, hash: u64) -> &Shard {
+    fn shard_index(hash: u64) -> usize {
         // Bits the table itself does not use: the low bits pick a bucket,
         // the top 7 are the control tag.
-        &self.shards[(hash >> 32) as usize % SHARDS]
+        (hash >> 32) as usize % SHARDS
+    }
+
+    fn shard(&self, hash: u64) -> &Shard {
+        &self.shards[Self::shard_index(hash)]
     }
 
     /// The hot path: the fresh snapshot of a cached service, marking it used.
@@ -221,7 +244,7 @@ impl Cache {
         let slot = map.find(hash, |s| s.entry.service.as_str() == name)?;
         slot.entry.touch();
         let snapshot = slot.snapshot.as_ref()?;
-        if let Some(max) = self.max_staleness {
+        if let Some(max) = slot.max_age {
             if snapshot.age() > max {
                 return None;
             }
@@ -243,7 +266,6 @@ impl Cache {
         name: &ServiceName,
         channel: impl FnOnce() -> Option<String>,
         now_ms: u64,
-        on_insert: impl FnOnce(&Entry),
     ) -> (Arc<Entry>, bool) {
         let hash = self.hash(name.as_str());
         let shard = self.shard(hash);
@@ -260,11 +282,11 @@ impl Cache {
             return (entry, false);
         }
         let entry = Arc::new(Entry::new(name.clone(), hash, channel(), now_ms));
-        on_insert(&entry);
         let mut map = HashTable::clone(&current);
         let slot = Slot {
             entry: entry.clone(),
             snapshot: None,
+            max_age: None,
         };
         map.insert_unique(hash, slot, |s| s.entry.hash);
         shard.map.store(Arc::new(map));
@@ -274,33 +296,124 @@ impl Cache {
     /// Removes `entry` if it is still the cached entry of its service and
     /// `keep` does not say otherwise; both checked, and `on_remove` run,
     /// under the shard's write lock.
+    #[cfg(test)]
     pub fn remove_if(
         &self,
         entry: &Arc<Entry>,
         keep: impl Fn(&Entry) -> bool,
-        on_remove: impl FnOnce(&Entry),
+        on_remove: impl FnMut(&Entry),
     ) -> bool {
+        self.remove_all(std::slice::from_ref(entry), keep, on_remove) == 1
+    }
+
+    /// Removes those of `entries` that are still the cached entry of their
+    /// service and that `keep` does not keep, copying each shard once;
+    /// `keep` checked, and `on_remove` run, under the shard's write lock.
+    /// Returns how many were removed.
+    pub fn remove_all(
+        &self,
+        entries: &[Arc<Entry>],
+        keep: impl Fn(&Entry) -> bool,
+        mut on_remove: impl FnMut(&Entry),
+    ) -> usize {
+        let mut removed = 0;
+        for (index, shard) in self.shards.iter().enumerate() {
+            let ours = || {
+                entries
+                    .iter()
+                    .filter(move |e| Self::shard_index(e.hash) == index)
+            };
+            if ours().next().is_none() {
+                continue;
+            }
+            let _write = lock(&shard.write);
+            let current = shard.map.load_full();
+            let is_cached =
+                |e: &Arc<Entry>| current.find(e.hash, |s| Arc::ptr_eq(&s.entry, e)).is_some();
+            let gone: Vec<&Arc<Entry>> = ours().filter(|e| is_cached(e) && !keep(e)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            let gone_count = gone.len();
+            let mut map = HashTable::clone(&current);
+            let mut retired = Vec::with_capacity(gone.len());
+            for entry in &gone {
+                if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
+                    retired.extend(found.remove().0.snapshot);
+                }
+            }
+            map.shrink_to_fit(|s| s.entry.hash);
+            shard.map.store(Arc::new(map));
+            retired.iter().for_each(Snapshot::retire);
+            for entry in gone {
+                on_remove(entry);
+            }
+            removed += gone_count;
+        }
+        removed
+    }
+
+    /// Runs `f` on `entry` under its shard's write lock if it is still the
+    /// cached entry of its service (so it is ordered with its removal).
+    pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
-        let current = shard.map.load_full();
-        let found = current
-            .find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))
-            .is_some();
-        if !found || keep(entry) {
-            return false;
+        let current = shard.map.load();
+        current.find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))?;
+        Some(f(entry))
+    }
+
+    /// Up to `count` entries to evict, least recently used first, entries
+    /// serving no instance (negative, or not read yet) before any that
+    /// serve some: a flood of unknown names does not push real services
+    /// out. Never `except` (the entry being inserted) nor a watched entry.
+    /// Records every entry's use since the last look (as the sweep does).
+    pub fn least_recently_used(
+        &self,
+        count: usize,
+        now_ms: u64,
+        except: &Arc<Entry>,
+    ) -> Vec<Arc<Entry>> {
+        let mut candidates: Vec<((bool, u64), Arc<Entry>)> = self
+            .entries()
+            .into_iter()
+            .filter_map(|entry| {
+                entry.idle_for(now_ms);
+                if Arc::ptr_eq(&entry, except) || entry.is_watched() {
+                    return None;
+                }
+                let rank = (entry.serves(), entry.last_used_ms.load(Ordering::Relaxed));
+                Some((rank, entry))
+            })
+            .collect();
+        if count < candidates.len() {
+            candidates.select_nth_unstable_by_key(count, |(rank, _)| *rank);
+            candidates.truncate(count);
         }
-        let mut map = HashTable::clone(&current);
-        let mut removed = None;
-        if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
-            removed = found.remove().0.snapshot;
+        candidates.into_iter().map(|(_, entry)| entry).collect()
+    }
+
+    /// Whether `entry` is negative and its list older than the
+    /// negative-cache time: the sweep drops it.
+    pub fn negative_expired(&self, entry: &Entry) -> bool {
+        entry.is_negative()
+            && entry
+                .snapshot
+                .load()
+                .as_ref()
+                .is_some_and(|s| s.read_at().elapsed() > self.negative_ttl)
+    }
+
+    /// The maximum age of a new snapshot of `entry`: the negative-cache
+    /// time for a negative one (capped by `max_staleness`), else
+    /// `max_staleness`.
+    fn max_age(&self, entry: &Entry, empty: bool) -> Option<Duration> {
+        if empty && !entry.is_subscribed() && !entry.is_watched() {
+            let ttl = self.negative_ttl;
+            Some(self.max_staleness.map_or(ttl, |max| max.min(ttl)))
+        } else {
+            self.max_staleness
         }
-        map.shrink_to_fit(|s| s.entry.hash);
-        shard.map.store(Arc::new(map));
-        if let Some(snapshot) = removed {
-            snapshot.retire();
-        }
-        on_remove(entry);
-        true
     }
 
     /// Every cached entry (a copy of the list, in no particular order).
@@ -347,18 +460,25 @@ impl Cache {
                         recheck = Some(at);
                     }
                 }
-                let link = CacheLink::new(entry.used.clone(), self.max_staleness);
+                let max_age = self.max_age(entry, list.is_empty());
+                let link = CacheLink::new(entry.used.clone(), max_age);
                 let new = Snapshot::cached_at(entry.service.clone(), list, read_at, link);
+                let same_list = current
+                    .as_ref()
+                    .is_some_and(|c| c.instances() == new.instances());
                 let snapshot = match current {
-                    Some(current) if current.instances() == new.instances() => {
+                    Some(current) if same_list && current.max_age() == max_age => {
                         let current = Snapshot::from_arc(current);
                         current.confirm(new.read_at());
                         current
                     }
                     _ => {
+                        // A new list; or the same list no longer negative
+                        // (now subscribed or watched) or newly so: only
+                        // the cache's copy changes.
                         entry.snapshot.store(Some(new.clone().into_arc()));
                         self.publish(entry, &new);
-                        if let Some(tx) = entry.watchers.get() {
+                        if let Some(tx) = entry.watchers.get().filter(|_| !same_list) {
                             tx.send_replace(new.clone());
                         }
                         new
@@ -393,6 +513,7 @@ impl Cache {
         let mut old = None;
         if let Some(slot) = map.find_mut(entry.hash, is_ours) {
             old = slot.snapshot.replace(snapshot.clone());
+            slot.max_age = snapshot.max_age();
         }
         shard.map.store(Arc::new(map));
         if let Some(old) = old.filter(|old| !Snapshot::ptr_eq(old, snapshot)) {
@@ -421,6 +542,7 @@ impl Entry {
             snapshot: ArcSwapOption::empty(),
             used: UseFlag::new(true), // used at creation
             last_used_ms: AtomicU64::new(now_ms),
+            subscribed: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
             wanted_notify: Notify::new(),
@@ -448,16 +570,42 @@ impl Entry {
         self.snapshot.load_full().map(Snapshot::from_arc)
     }
 
-    /// The current snapshot if it is no older than `max_staleness`.
+    /// The current snapshot if it is no older than its maximum age (what
+    /// a hit would return).
     #[inline]
-    pub fn fresh(&self, max_staleness: Option<Duration>) -> Option<Snapshot> {
-        let inner = self.snapshot.load_full()?;
-        if let Some(max) = max_staleness {
-            if tokio::time::Instant::now().saturating_duration_since(inner.read_at()) > max {
-                return None;
-            }
+    pub fn fresh(&self) -> Option<Snapshot> {
+        let snapshot = self.snapshot()?;
+        match snapshot.max_age() {
+            Some(max) if snapshot.age() > max => None,
+            _ => Some(snapshot),
         }
-        Some(Snapshot::from_arc(inner))
+    }
+
+    /// Whether the current list has an instance.
+    fn serves(&self) -> bool {
+        self.snapshot
+            .load()
+            .as_ref()
+            .is_some_and(|s| !s.instances().is_empty())
+    }
+
+    /// Negative: read, no instance, neither subscribed nor watched.
+    pub fn is_negative(&self) -> bool {
+        self.snapshot
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.instances().is_empty())
+            && !self.is_subscribed()
+            && !self.is_watched()
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Records that the entry is subscribed; `false` if it already was.
+    pub fn set_subscribed(&self) -> bool {
+        !self.subscribed.swap(true, Ordering::Relaxed)
     }
 
     /// For the idle sweep: whether the entry was used since the last sweep
@@ -475,7 +623,7 @@ impl Entry {
         self.used.get() || self.is_watched()
     }
 
-    fn is_watched(&self) -> bool {
+    pub fn is_watched(&self) -> bool {
         self.watchers
             .get()
             .is_some_and(|tx| tx.receiver_count() > 0)

@@ -97,6 +97,7 @@ mod fixed;
 mod pubsub;
 mod redis;
 mod snapshot;
+mod subscriptions;
 
 use std::future::Future;
 use std::sync::Arc;

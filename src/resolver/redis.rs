@@ -5,15 +5,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
+use tokio::sync::{oneshot, watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
-use super::pubsub::{self, Command};
+use super::pubsub;
 use super::snapshot::{Listed, Snapshot};
+use super::subscriptions::Subscriptions;
 use super::Resolve;
 use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
@@ -80,6 +81,10 @@ pub(super) struct Shared {
     refresh_interval: Duration,
     idle_expiry: Duration,
     max_staleness: Option<Duration>,
+    negative_ttl: Duration,
+    max_services: usize,
+    /// Held while evicting: one eviction at a time.
+    evicting: Mutex<()>,
     pub(super) timeouts: Timeouts,
     /// The longest one Redis call may take on this kind of connection.
     call_limit: Duration,
@@ -88,7 +93,8 @@ pub(super) struct Shared {
     refresh_reads: Semaphore,
     caller_reads: Semaphore,
     started: Instant,
-    subscriptions: Option<mpsc::UnboundedSender<Command>>,
+    /// Pending changes for the event connection (native schema).
+    subscriptions: Option<Subscriptions>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -107,9 +113,9 @@ impl RedisResolver {
     pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
         let (keyspace, endpoint) = b.validate()?;
         let url = connection::redact(&b.url);
-        let connect_error = |e: redis::RedisError| ResolveError::Connect {
+        let connect_error = |error| ResolveError::Connect {
             url: url.clone(),
-            message: e.to_string(),
+            error,
         };
         let conn = Connection::open(&endpoint, b.timeouts)
             .await
@@ -123,23 +129,19 @@ impl RedisResolver {
             ),
             _ => None,
         };
-        let (subscriptions, commands) = match events {
-            Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
         let call_limit = b.timeouts.call_limit(&conn);
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(conn)),
             endpoint,
             url: url.clone(),
             keyspace,
-            cache: Cache::new(b.max_staleness),
+            cache: Cache::new(b.max_staleness, b.negative_ttl),
             refresh_interval: b.refresh_interval,
             idle_expiry: b.idle_expiry,
             max_staleness: b.max_staleness,
+            negative_ttl: b.negative_ttl,
+            max_services: b.max_services,
+            evicting: Mutex::new(()),
             timeouts: b.timeouts,
             call_limit,
             cancel: CancellationToken::new(),
@@ -147,12 +149,12 @@ impl RedisResolver {
             refresh_reads: Semaphore::new(MAX_REFRESH_READS),
             caller_reads: Semaphore::new(MAX_CALLER_READS),
             started: Instant::now(),
-            subscriptions,
+            subscriptions: events.as_ref().map(|_| Subscriptions::default()),
             tasks: Mutex::new(Vec::new()),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
-        if let (Some(events), Some(commands)) = (events, commands) {
-            tasks.push(tokio::spawn(pubsub::run(shared.clone(), events, commands)));
+        if let Some(events) = events {
+            tasks.push(tokio::spawn(pubsub::run(shared.clone(), events)));
         }
         *shared.lock_tasks() = tasks;
         tracing::debug!(url = %url, schema = %shared.keyspace.schema(), "resolver connected");
@@ -261,11 +263,16 @@ impl RedisResolver {
         let shared = self.shared();
         let snapshot = shared.resolve(&service).await?;
         let (entry, inserted) = shared.entry(&service);
-        if inserted && entry.mark_dirty() {
-            // Dropped by the idle sweep meanwhile: read it again.
+        let was_negative = entry.is_negative();
+        let receiver = entry.watch(snapshot);
+        // Watched: subscribed even with no instance, never negative. Read
+        // again if just subscribed (after the confirmation), negative until
+        // now, or dropped by the sweep or an eviction meanwhile.
+        let subscribed = shared.subscribe(&entry);
+        if (inserted || subscribed || was_negative) && entry.mark_dirty() {
             shared.spawn_read(entry.clone());
         }
-        Ok(entry.watch(snapshot))
+        Ok(receiver)
     }
 
     /// The number of services in the cache.
@@ -349,24 +356,92 @@ impl Shared {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The cached entry of a service, created (and subscribed) if missing.
+    /// The cached entry of a service, created if missing (not subscribed:
+    /// see [`subscribe`](Self::subscribe)); evicts the least recently used
+    /// services if that puts the cache over its cap.
     fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
-        self.cache.get_or_insert(
-            service,
-            || self.keyspace.events_channel(service.as_str()),
-            self.now_ms(),
-            |entry| {
-                // Under the shard lock, before anyone can see the entry: the
-                // first read waits until the subscription is confirmed.
-                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                    let (ack, subscribed) = oneshot::channel();
-                    entry.set_subscription(subscribed);
-                    // If the subscriber is gone, the dropped ack releases
-                    // the read at once.
-                    let _ = commands.send(Command::Subscribe(channel.to_owned(), ack));
+        let now_ms = self.now_ms();
+        let channel = || self.keyspace.events_channel(service.as_str());
+        let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
+        if inserted {
+            self.evict_over_cap(&entry, now_ms);
+        }
+        (entry, inserted)
+    }
+
+    /// Past `max_services`, evicts the least recently used services (never
+    /// `inserted`), a sixteenth of the cap at once so the scan that picks
+    /// them is paid once per that many inserts.
+    fn evict_over_cap(&self, inserted: &Arc<Entry>, now_ms: u64) {
+        if self.cache.len() <= self.max_services {
+            return;
+        }
+        let _one_at_a_time = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.cache.len();
+        if len <= self.max_services {
+            return; // another caller evicted meanwhile
+        }
+        let target = self.max_services - self.max_services / 16;
+        let victims = self
+            .cache
+            .least_recently_used(len - target, now_ms, inserted);
+        let evicted = self.drop_entries(&victims, Entry::is_watched, |entry| {
+            tracing::trace!(service = %entry.service(), "cache full: evicted");
+        });
+        tracing::debug!(
+            evicted,
+            max_services = self.max_services,
+            "cache full: least recently used services evicted"
+        );
+    }
+
+    /// Removes `entries` from the cache (those still cached, unless `keep`
+    /// says otherwise, checked under the shard lock), unsubscribing them;
+    /// `removed` sees each. Returns how many were removed.
+    fn drop_entries(
+        &self,
+        entries: &[Arc<Entry>],
+        keep: impl Fn(&Entry) -> bool,
+        mut removed: impl FnMut(&Entry),
+    ) -> usize {
+        self.cache.remove_all(entries, keep, |entry| {
+            removed(entry);
+            // Under the shard lock, like `subscribe`: a later re-insert's
+            // subscribe comes after this unsubscribe.
+            if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
+                if entry.is_subscribed() {
+                    subscriptions.unsubscribe(channel);
                 }
-            },
-        )
+            }
+        })
+    }
+
+    /// Subscribes `entry` to its events channel, unless it is already, or
+    /// no longer cached, or there are no events (Hertz schema). `true` if
+    /// asked now: the next read waits until Redis confirmed, so no change
+    /// falls between that read and the subscription.
+    fn subscribe(&self, entry: &Arc<Entry>) -> bool {
+        let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) else {
+            return false;
+        };
+        if entry.is_subscribed() {
+            return false;
+        }
+        // Under the shard lock, ordered with the entry's removal.
+        let asked = self.cache.if_cached(entry, |entry| {
+            if !entry.set_subscribed() {
+                return false;
+            }
+            let (ack, subscribed) = oneshot::channel();
+            entry.set_subscription(subscribed);
+            subscriptions.subscribe(channel, ack);
+            true
+        });
+        asked == Some(true)
+    }
+
+    pub(super) fn subscriptions(&self) -> Option<&Subscriptions> {
+        self.subscriptions.as_ref()
     }
 
     /// The cached resolve: hit, or join (or start) the single read.
@@ -385,7 +460,7 @@ impl Shared {
         // Subscribe to outcomes before looking, so a read that ends between
         // the look and the wait is not missed.
         let mut outcomes = entry.outcomes();
-        if let Some(snapshot) = entry.fresh(self.max_staleness) {
+        if let Some(snapshot) = entry.fresh() {
             return Ok(snapshot);
         }
         if entry.join_or_start(&outcomes) {
@@ -456,12 +531,12 @@ impl Shared {
     }
 
     async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
-        if let Some(subscribed) = entry.take_subscription() {
-            // Ok, Err (subscriber down: resubscribes and refreshes on
-            // reconnect) and timeout all mean: read now.
-            let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
-        }
         loop {
+            if let Some(subscribed) = entry.take_subscription() {
+                // Ok, Err (subscriber down: resubscribes and refreshes on
+                // reconnect) and timeout all mean: read now.
+                let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
+            }
             let result = {
                 let _permit = self.permit(entry).await;
                 self.read_cached(entry).await
@@ -495,7 +570,15 @@ impl Shared {
             if let Some(at) = completed.recheck {
                 self.recheck_at(entry.clone(), at);
             }
-            if !completed.again {
+            if completed.again {
+                continue;
+            }
+            // A service found with instances is subscribed from now on; a
+            // negative one is not (request input must not grow the
+            // subscriptions). One more read, once the subscription is
+            // confirmed, catches a change made before it.
+            let serves = entry.snapshot().is_some_and(|s| !s.is_empty());
+            if !(serves && self.subscribe(entry) && entry.mark_dirty()) {
                 return;
             }
         }
@@ -588,7 +671,8 @@ impl Shared {
     /// may have missed events): on reconnect of the event connection.
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
-            if entry.mark_dirty() {
+            // A negative entry is not subscribed: it missed nothing.
+            if !entry.is_negative() && entry.mark_dirty() {
                 self.spawn_read(entry);
             }
         }
@@ -599,39 +683,43 @@ impl Shared {
     /// slow the queue of reads drains instead of growing.
     fn refresh_periodic(self: &Arc<Self>) {
         for entry in self.cache.entries() {
-            if entry.start_if_idle() {
+            // A negative entry is read again when asked for after its
+            // negative-cache time, or dropped by the sweep.
+            if !entry.is_negative() && entry.start_if_idle() {
                 self.spawn_read(entry);
             }
         }
     }
 
-    /// Every cached entry's events channel.
+    /// The events channel of every subscribed entry.
     pub(super) fn channels(&self) -> Vec<String> {
         self.cache
             .entries()
             .iter()
+            .filter(|e| e.is_subscribed())
             .filter_map(|e| e.channel().map(str::to_owned))
             .collect()
     }
 
-    /// Drops services idle for longer than the idle expiry.
+    /// Drops services idle for longer than the idle expiry, and negative
+    /// ones older than the negative-cache time.
     fn sweep(&self) {
         let now = self.now_ms();
+        let (mut idle, mut negative) = (Vec::new(), Vec::new());
         for entry in self.cache.entries() {
-            if entry.idle_for(now) < self.idle_expiry {
-                continue;
-            }
-            let removed = self.cache.remove_if(&entry, Entry::in_use, |entry| {
-                // Under the shard lock, so a later re-insert's subscribe
-                // is queued after this unsubscribe.
-                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                    let _ = commands.send(Command::Unsubscribe(channel.to_owned()));
-                }
-            });
-            if removed {
-                tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+            if self.cache.negative_expired(&entry) {
+                negative.push(entry);
+            } else if entry.idle_for(now) >= self.idle_expiry {
+                idle.push(entry);
             }
         }
+        let expired = |e: &Entry| !self.cache.negative_expired(e);
+        self.drop_entries(&negative, expired, |entry| {
+            tracing::trace!(service = %entry.service(), "no instance: dropped from the negative cache");
+        });
+        self.drop_entries(&idle, Entry::in_use, |entry| {
+            tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        });
     }
 
     pub(super) fn refresh_interval(&self) -> Duration {
@@ -668,9 +756,9 @@ impl Shared {
     ) -> Result<T, ResolveError> {
         match tokio::time::timeout(self.call_limit, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ResolveError::Redis {
+            Ok(Err(error)) => Err(ResolveError::Redis {
                 service: service.to_owned(),
-                message: e.to_string(),
+                error,
             }),
             Err(_) => Err(ResolveError::Timeout {
                 service: service.to_owned(),
@@ -739,7 +827,9 @@ async fn maintain(shared: Arc<Shared>) {
     let refresh_every = shared.refresh_interval;
     let mut refresh = tokio::time::interval_at(after(refresh_every), refresh_every);
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let sweep_every = (shared.idle_expiry / 4).max(Duration::from_millis(10));
+    let sweep_every = (shared.idle_expiry / 4)
+        .min(shared.negative_ttl)
+        .max(Duration::from_millis(10));
     let mut sweep = tokio::time::interval_at(after(sweep_every), sweep_every);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

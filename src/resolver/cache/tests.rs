@@ -1,6 +1,8 @@
 use super::*;
 use crate::instance::Instance;
 
+const NEGATIVE_TTL: Duration = Duration::from_secs(3);
+
 fn name(s: &str) -> ServiceName {
     ServiceName::new(s).unwrap()
 }
@@ -26,10 +28,10 @@ fn snap(s: &str, addrs: &[&str]) -> Snapshot {
 
 #[test]
 fn insert_find_remove() {
-    let cache = Cache::new(None);
-    let (a, inserted) = cache.get_or_insert(&name("a"), || Some("ch".into()), 0, |_| {});
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (a, inserted) = cache.get_or_insert(&name("a"), || Some("ch".into()), 0);
     assert!(inserted);
-    let (again, inserted) = cache.get_or_insert(&name("a"), || unreachable!(), 0, |_| {});
+    let (again, inserted) = cache.get_or_insert(&name("a"), || unreachable!(), 0);
     assert!(!inserted && Arc::ptr_eq(&a, &again));
     assert_eq!(a.channel(), Some("ch"));
     assert!(cache.cached("a").is_none(), "no snapshot yet");
@@ -37,7 +39,7 @@ fn insert_find_remove() {
     assert_eq!(cache.cached("a").unwrap().len(), 1);
     assert!(cache.cached("b").is_none());
     for i in 0..1000 {
-        cache.get_or_insert(&name(&format!("s{i}")), || None, 0, |_| {});
+        cache.get_or_insert(&name(&format!("s{i}")), || None, 0);
     }
     assert_eq!(cache.len(), 1001);
     assert_eq!(cache.entries().len(), 1001);
@@ -58,8 +60,8 @@ fn insert_find_remove() {
 
 #[test]
 fn unchanged_reads_keep_the_snapshot_and_errors_never_replace_it() {
-    let cache = Cache::new(None);
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     let rx = e.outcomes();
     assert!(e.join_or_start(&rx));
     assert!(!e.join_or_start(&rx), "a read is running");
@@ -113,8 +115,8 @@ fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
 
 #[tokio::test(start_paused = true)]
 async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_removes_them() {
-    let cache = Cache::new(None);
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     let start = Instant::now();
     let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10), ("h:3", 10)])));
     assert_eq!(done.recheck, None, "nothing kept");
@@ -176,7 +178,7 @@ async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_rem
     assert_eq!(done.recheck, None);
 
     // Without leases (Hertz) a read is the whole truth.
-    let (h, _) = cache.get_or_insert(&name("h"), || None, 0, |_| {});
+    let (h, _) = cache.get_or_insert(&name("h"), || None, 0);
     cache.complete(&h, Ok(read(&["h:1", "h:2"])));
     let done = cache.complete(&h, Ok(read(&["h:1"])));
     assert_eq!(listed(&h), ["h:1"]);
@@ -185,8 +187,8 @@ async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_rem
 
 #[tokio::test]
 async fn callers_mark_reads_wanted_and_periodic_refreshes_do_not_pile_up() {
-    let cache = Cache::new(None);
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     // A background refresh starts; the periodic one finds it running
     // and neither starts another nor marks it dirty.
     assert!(e.start_if_idle());
@@ -216,8 +218,8 @@ async fn callers_mark_reads_wanted_and_periodic_refreshes_do_not_pile_up() {
 
 #[tokio::test(start_paused = true)]
 async fn max_staleness_hides_old_snapshots() {
-    let cache = Cache::new(Some(Duration::from_secs(5)));
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+    let cache = Cache::new(Some(Duration::from_secs(5)), NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     cache.complete(&e, Ok(read(&["h:1"])));
     assert!(cache.cached("a").is_some());
     tokio::time::advance(Duration::from_secs(6)).await;
@@ -233,8 +235,8 @@ async fn max_staleness_hides_old_snapshots() {
 /// refuses it as stale; marking it used is a lookup for the idle sweep.
 #[tokio::test(start_paused = true)]
 async fn snapshots_know_while_the_cache_returns_them() {
-    let cache = Cache::new(Some(Duration::from_secs(5)));
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
+    let cache = Cache::new(Some(Duration::from_secs(5)), NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     cache.complete(&e, Ok(read(&["h:1"])));
     let first = cache.cached("a").unwrap();
     assert!(first.still_cached());
@@ -261,7 +263,7 @@ async fn snapshots_know_while_the_cache_returns_them() {
     assert!(cache.remove_if(&e, |_| false, |_| {}));
     assert!(!second.still_cached(), "evicted");
 
-    let (e, _) = cache.get_or_insert(&name("b"), || None, 0, |_| {});
+    let (e, _) = cache.get_or_insert(&name("b"), || None, 0);
     cache.complete(&e, Ok(read(&["h:1"])));
     let third = cache.cached("b").unwrap();
     cache.clear();
@@ -270,8 +272,8 @@ async fn snapshots_know_while_the_cache_returns_them() {
 
 #[test]
 fn idle_tracking_and_watchers() {
-    let cache = Cache::new(None);
-    let (e, _) = cache.get_or_insert(&name("a"), || None, 1_000, |_| {});
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 1_000);
     assert_eq!(e.idle_for(1_500), Duration::ZERO, "used at creation");
     assert_eq!(e.idle_for(4_000), Duration::from_millis(2_500));
     cache.cached("a");
@@ -295,10 +297,10 @@ fn idle_tracking_and_watchers() {
 /// both, a caller that joined must have an outcome to wake up to.
 #[test]
 fn a_caller_never_joins_a_read_that_already_ended() {
-    let cache = Arc::new(Cache::new(None));
+    let cache = Arc::new(Cache::new(None, NEGATIVE_TTL));
     let service = name("a");
     for round in 0..10_000 {
-        let (e, _) = cache.get_or_insert(&service, || None, 0, |_| {});
+        let (e, _) = cache.get_or_insert(&service, || None, 0);
         assert!(e.mark_dirty());
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let reader = {
