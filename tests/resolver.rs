@@ -778,6 +778,10 @@ async fn bad_options_are_refused_before_connecting() {
         (b().idle_expiry(Duration::MAX), "idle expiry"),
         (b().max_staleness(Duration::MAX), "max staleness"),
         (b().connect_timeout(Duration::MAX), "connect timeout"),
+        (b().negative_ttl(Duration::ZERO), "negative TTL"),
+        (b().negative_ttl(Duration::MAX), "negative TTL"),
+        (b().max_services(0), "max services"),
+        (b().max_services(usize::MAX), "max services"),
         (
             b().command_timeout(Duration::from_secs(2 * 3600)),
             "command timeout",
@@ -1021,4 +1025,95 @@ async fn a_failed_first_read_does_not_claim_to_serve_instances() {
         "{logs}"
     );
     assert!(!logs.contains("serving the last known instances"), "{logs}");
+}
+
+/// Names of the channels the server has subscribers for.
+fn subscribed_channels(server: &RedisServer) -> Vec<String> {
+    server.cmd(&["PUBSUB", "CHANNELS"])
+}
+
+/// Regression (issue 11, item 7): every distinct unknown name used to cost
+/// a cache entry and a pub/sub channel, both kept for the idle expiry, so
+/// request input (a layer with `discover_all`) grew memory and Redis
+/// subscriptions without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_services_are_remembered_briefly_unsubscribed_and_the_cache_is_capped() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _real = registry
+        .register("real", instance("10.0.12.1:80"))
+        .await
+        .unwrap();
+    let max_services = 500;
+    let resolver = no_refresh(&server)
+        .negative_ttl(Duration::from_secs(1))
+        .max_services(max_services)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        addrs(&resolver.resolve(&name("real")).await.unwrap()),
+        ["10.0.12.1:80"]
+    );
+    eventually("the real service subscribed", || async {
+        (numsub(&server, "sd:{real}:events") == 1).then_some(())
+    })
+    .await;
+
+    // 3000 distinct names nobody registered, 100 at a time.
+    for batch in 0..30 {
+        let lookups = (0..100).map(|i| {
+            let resolver = resolver.clone();
+            let service = name(&format!("unknown-{}", batch * 100 + i));
+            async move { resolver.resolve(&service).await }
+        });
+        for found in futures_util::future::join_all(lookups).await {
+            assert!(found.unwrap().is_empty());
+        }
+        let cached = resolver.cached_services();
+        assert!(cached <= max_services, "{cached} cached services");
+    }
+    let channels = subscribed_channels(&server);
+    assert!(
+        channels.len() < 100,
+        "{} channels subscribed",
+        channels.len()
+    );
+    assert_eq!(
+        channels,
+        ["sd:{real}:events"],
+        "only the service with instances"
+    );
+    assert_eq!(
+        cached_addrs(&resolver, "real").as_deref(),
+        Some(&["10.0.12.1:80".to_owned()][..]),
+        "unknown names evicted first: the real service stays"
+    );
+
+    // Negative entries are served from memory for the negative TTL only.
+    let late = name("unknown-2999");
+    assert!(resolver.resolve(&late).await.unwrap().is_empty());
+    let _late = registry
+        .register("unknown-2999", instance("10.0.12.2:80"))
+        .await
+        .unwrap();
+    eventually(
+        "an instance registered later is found after the negative TTL",
+        || async {
+            let snapshot = resolver.resolve(&late).await.ok()?;
+            (addrs(&snapshot) == ["10.0.12.2:80"]).then_some(())
+        },
+    )
+    .await;
+    // Found with instances: subscribed from then on.
+    eventually("the late service subscribed", || async {
+        (numsub(&server, "sd:{unknown-2999}:events") == 1).then_some(())
+    })
+    .await;
+    eventually("negative entries expire", || async {
+        (resolver.cached_services() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(subscribed_channels(&server).len(), 2);
 }
