@@ -321,3 +321,90 @@ fn a_caller_never_joins_a_read_that_already_ended() {
         cache.remove_if(&e, |_| false, |_| {});
     }
 }
+
+/// An empty list of an entry neither subscribed nor watched is negative:
+/// returned for the negative TTL only (hit, `fresh`, `still_cached`), then
+/// expired for the sweep. Subscribed or watched, an empty list is a normal
+/// answer, kept current by events or refreshes.
+#[tokio::test(start_paused = true)]
+async fn empty_lists_are_negative_for_the_negative_ttl_unless_subscribed_or_watched() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(read(&[])));
+    let hit = cache.cached("a").expect("served while fresh");
+    assert!(hit.still_cached() && e.is_negative() && e.fresh().is_some());
+    assert!(!cache.negative_expired(&e));
+    tokio::time::advance(NEGATIVE_TTL + Duration::from_millis(1)).await;
+    assert!(cache.cached("a").is_none(), "expired: read again");
+    assert!(!hit.still_cached() && e.fresh().is_none());
+    assert!(cache.negative_expired(&e), "the sweep drops it");
+    // Read again, still empty: served again for the negative TTL.
+    assert!(e.mark_dirty());
+    cache.complete(&e, Ok(read(&[])));
+    assert!(cache.cached("a").is_some() && !cache.negative_expired(&e));
+
+    // Subscribed: the same empty list is no longer negative.
+    assert!(e.set_subscribed() && !e.set_subscribed());
+    assert!(!e.is_negative());
+    cache.complete(&e, Ok(read(&[])));
+    tokio::time::advance(NEGATIVE_TTL * 10).await;
+    assert!(cache.cached("a").is_some(), "kept current by events");
+    assert!(!cache.negative_expired(&e));
+
+    // Watched (Hertz: no subscription): not negative either.
+    let (h, _) = cache.get_or_insert(&name("h"), || None, 0);
+    cache.complete(&h, Ok(read(&[])));
+    let _rx = h.watch(snap("h", &[]));
+    assert!(!h.is_negative());
+    cache.complete(&h, Ok(read(&[])));
+    tokio::time::advance(NEGATIVE_TTL * 10).await;
+    assert!(cache.cached("h").is_some());
+
+    // With instances, never negative.
+    let (i, _) = cache.get_or_insert(&name("i"), || None, 0);
+    cache.complete(&i, Ok(read(&["h:1"])));
+    tokio::time::advance(NEGATIVE_TTL * 10).await;
+    assert!(cache.cached("i").is_some() && !i.is_negative());
+}
+
+/// Eviction picks entries serving no instance first, then the least
+/// recently used; never the entry being inserted or a watched one.
+#[test]
+fn least_recently_used_prefers_entries_without_instances_then_the_oldest() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let entry = |s: &str, addrs: &[&str], at_ms: u64| {
+        let (e, _) = cache.get_or_insert(&name(s), || None, at_ms);
+        if !addrs.is_empty() {
+            cache.complete(&e, Ok(read(addrs)));
+        }
+        e.idle_for(at_ms); // the use at creation, recorded at `at_ms`
+        e
+    };
+    entry("old", &["h:1"], 1_000);
+    entry("recent", &["h:1"], 2_000);
+    entry("unread", &[], 3_000);
+    let watched = entry("watched", &["h:1"], 0);
+    let _rx = watched.watch(snap("watched", &[]));
+    let inserted = entry("inserted", &[], 0);
+    let names = |picked: Vec<Arc<Entry>>| -> Vec<String> {
+        picked.iter().map(|e| e.service().to_string()).collect()
+    };
+    assert_eq!(
+        names(cache.least_recently_used(1, 4_000, &inserted)),
+        ["unread"]
+    );
+    let mut two = names(cache.least_recently_used(2, 4_000, &inserted));
+    two.sort();
+    assert_eq!(two, ["old", "unread"]);
+    // A hit makes `old` the most recent at the next look.
+    cache.cached("old");
+    let mut two = names(cache.least_recently_used(2, 5_000, &inserted));
+    two.sort();
+    assert_eq!(two, ["recent", "unread"]);
+    let all = cache.least_recently_used(10, 5_000, &inserted);
+    assert_eq!(all.len(), 3, "never the watched or the inserted entry");
+    let removed = cache.remove_all(&all, |_| false, |_| {});
+    assert_eq!(removed, 3);
+    assert_eq!(cache.len(), 2);
+    assert!(cache.get("old").is_none() && cache.get("watched").is_some());
+}
