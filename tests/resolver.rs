@@ -1117,3 +1117,60 @@ async fn unknown_services_are_remembered_briefly_unsubscribed_and_the_cache_is_c
     .await;
     assert_eq!(subscribed_channels(&server).len(), 2);
 }
+
+/// Regression (issue 11, item 9): one server without read-only scripts
+/// (Redis 6, or `EVALSHA_RO` renamed away) used to switch every connection
+/// in the process to `EVALSHA`, which a read-only ACL user on Redis 7 may
+/// not run. The fallback is decided per server.
+#[tokio::test]
+async fn the_read_only_script_fallback_is_decided_per_server() {
+    init_tracing();
+    let old = RedisServer::start_with(&[
+        "--rename-command",
+        "EVALSHA_RO",
+        "",
+        "--rename-command",
+        "EVAL_RO",
+        "",
+    ]);
+    let current = RedisServer::start();
+    for server in [&old, &current] {
+        // By hand: a registry's heartbeats would run EVALSHA.
+        let entry = r#"{"service_name":"ro","addr":"10.0.13.1:80","weight":10,"tags":null}"#;
+        write_raw(server, "ro", "10.0.13.1:80", entry, 600_000);
+    }
+    let reader = read_only_user(&current, "reader", true);
+    let on_old = no_refresh(&old).connect().await.unwrap();
+    let on_current = RedisResolver::builder(reader.as_str())
+        .refresh_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let fetched = on_old
+            .fetch("ro")
+            .await
+            .expect("plain EVALSHA on the old server");
+        assert_eq!(addrs(&fetched), ["10.0.13.1:80"]);
+        let fetched = on_current
+            .fetch("ro")
+            .await
+            .expect("EVALSHA_RO for the read-only user on the current server");
+        assert_eq!(addrs(&fetched), ["10.0.13.1:80"]);
+    }
+    assert!(old.calls("evalsha") + old.calls("eval") >= 2);
+    assert_eq!(
+        current.calls("evalsha"),
+        0,
+        "never tried on the current server"
+    );
+    // A read refused for another reason is reported with its kind.
+    current.cmd::<()>(&["ACL", "SETUSER", "reader", "-evalsha_ro", "-eval_ro"]);
+    match on_current.fetch("ro").await {
+        Err(ResolveError::Redis { service, error }) => {
+            assert_eq!(service, "ro");
+            assert_eq!(error.code(), Some("NOPERM"), "{error}");
+        }
+        other => panic!("expected a NOPERM Redis error, got {other:?}"),
+    }
+}
