@@ -250,6 +250,12 @@ impl ResolverBuilder {
     /// Checks the options and connects: one connection for reads and, with
     /// the native schema, one for change events. Fails if Redis does not
     /// answer within the connect timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind: the connections opened
+    /// so far close, and no task has been started (they start when it
+    /// completes).
     pub async fn connect(self) -> Result<RedisResolver, ResolveError> {
         RedisResolver::from_builder(self).await
     }

@@ -49,7 +49,16 @@ const MAX_CALLER_READS: usize = 32;
 /// * An error never replaces a good snapshot: while Redis is unreachable,
 ///   the last known instances are served and their
 ///   [`age`](Snapshot::age) grows.
-/// * Services not asked for during the idle expiry are dropped.
+/// * Services not asked for during the idle expiry are dropped. A service
+///   found with no instance is remembered for the
+///   [negative TTL](ResolverBuilder::negative_ttl) only, and not
+///   subscribed; the cache holds at most
+///   [`max_services`](ResolverBuilder::max_services) services, evicting
+///   the least recently used. Requests for unknown names so cost bounded
+///   memory and no subscription.
+/// * Every async method is cancel-safe; each says what dropping its future
+///   leaves. In short: a read that callers share goes on for the others
+///   (and fills the cache); an uncached read is abandoned.
 /// * When the last clone is dropped (or on [`shutdown`](Self::shutdown))
 ///   every background task ends and the connections close.
 ///
@@ -106,6 +115,12 @@ impl RedisResolver {
     }
 
     /// Connects with the default options.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind: the connections opened
+    /// so far close, and no task has been started (they start when it
+    /// completes).
     pub async fn connect(url: impl Into<String>) -> Result<Self, ResolveError> {
         Self::builder(url).connect().await
     }
@@ -182,6 +197,11 @@ impl RedisResolver {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the read: its reply, if any, is
+    /// discarded; nothing is cached or left running.
     pub async fn fetch<S>(&self, service: S) -> Result<Snapshot, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -194,6 +214,11 @@ impl RedisResolver {
     /// Lists a service's live instances with the time left on each lease,
     /// sorted by address (the CLI's `list SERVICE`). Uncached, like
     /// [`fetch`](Self::fetch).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`fetch`](Self::fetch): dropping the future abandons the read and
+    /// leaves nothing behind.
     pub async fn list<S>(&self, service: S) -> Result<Vec<Listed>, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -227,6 +252,11 @@ impl RedisResolver {
     ///   (its name stays in the set, since reads write nothing).
     /// * Hertz schema: a `SCAN` for `/hertz/*/server` keys: services whose
     ///   hash has not expired yet, which may hold only dead instances.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the listing (a Hertz `SCAN` stops
+    /// between two calls) and leaves nothing behind.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let shared = self.shared();
         let mut conn = shared.conn()?;
@@ -254,6 +284,14 @@ impl RedisResolver {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes creates no receiver. If it
+    /// had started a read (as [`resolve`](Resolve::resolve) does), the read
+    /// goes on and caches the service, which is then an ordinary cached
+    /// service: dropped by the idle sweep when not asked for, subscribed
+    /// only if it has instances.
     pub async fn watch<S>(&self, service: S) -> Result<watch::Receiver<Snapshot>, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -284,6 +322,13 @@ impl RedisResolver {
     /// every clone; waits for the tasks to end. Afterwards `resolve` fails
     /// with [`ResolveError::Shutdown`] and `cached` answers `None`.
     /// Dropping the last clone does the same without waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// The shutdown happens at the first poll, before any wait: dropping
+    /// the future after that only stops waiting for the tasks, which end
+    /// by themselves. A future dropped without ever being polled shuts
+    /// nothing down.
     pub async fn shutdown(&self) {
         self.shared().close();
         let tasks = std::mem::take(&mut *self.shared().lock_tasks());
