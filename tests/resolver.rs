@@ -1174,3 +1174,88 @@ async fn the_read_only_script_fallback_is_decided_per_server() {
         other => panic!("expected a NOPERM Redis error, got {other:?}"),
     }
 }
+
+/// Writes one live instance of `service` by hand (no registry, so no
+/// heartbeat traffic), at `addr`.
+fn write_instance(server: &RedisServer, service: &str, addr: &str) {
+    let entry =
+        format!(r#"{{"service_name":"{service}","addr":"{addr}","weight":10,"tags":null}}"#);
+    write_raw(server, service, addr, &entry, 600_000);
+}
+
+/// Past `max_services` the least recently used services are evicted, and
+/// unsubscribed: neither the cache nor the subscriptions outgrow the cap,
+/// and a service in use stays.
+#[tokio::test]
+async fn past_the_cap_the_least_recently_used_services_are_evicted_and_unsubscribed() {
+    init_tracing();
+    let server = RedisServer::start();
+    for n in 0..40 {
+        write_instance(&server, &format!("svc-{n}"), "10.0.14.1:80");
+    }
+    let max_services = 16;
+    let resolver = no_refresh(&server)
+        .max_services(max_services)
+        .connect()
+        .await
+        .unwrap();
+    for n in 0..40 {
+        let snapshot = resolver.resolve(&name(&format!("svc-{n}"))).await.unwrap();
+        assert_eq!(snapshot.len(), 1);
+        assert!(
+            resolver.cached("svc-0").is_some(),
+            "the service in use stays ({n}, {})",
+            resolver.cached_services()
+        );
+        assert!(resolver.cached_services() <= max_services);
+    }
+    let channels = eventually("evicted services unsubscribed", || async {
+        let channels = subscribed_channels(&server);
+        (channels.len() == resolver.cached_services()).then_some(channels)
+    })
+    .await;
+    assert!(channels.len() <= max_services, "{channels:?}");
+    assert!(channels.contains(&"sd:{svc-0}:events".to_owned()));
+    assert!(channels.contains(&"sd:{svc-39}:events".to_owned()));
+    // An evicted service is read again when asked for.
+    let again = resolver.resolve(&name("svc-1")).await.unwrap();
+    assert_eq!(addrs(&again), ["10.0.14.1:80"]);
+}
+
+/// Cancel safety of `resolve`: a caller that gives up only stops waiting.
+/// The read it started goes on, for the callers that joined it and, with
+/// none left, to fill the cache.
+#[tokio::test]
+async fn a_dropped_resolve_leaves_its_read_to_the_others_and_the_cache() {
+    init_tracing();
+    let server = RedisServer::start();
+    write_instance(&server, "shared", "10.0.15.1:80");
+    write_instance(&server, "alone", "10.0.15.2:80");
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    server.freeze();
+    let (shared, alone) = (name("shared"), name("alone"));
+    let give_up = Duration::from_millis(100);
+    let dropped = tokio::time::timeout(give_up, resolver.resolve(&shared)).await;
+    assert!(dropped.is_err(), "Redis is frozen");
+    let dropped = tokio::time::timeout(give_up, resolver.resolve(&alone)).await;
+    assert!(dropped.is_err(), "Redis is frozen");
+    let joined = tokio::spawn({
+        let resolver = resolver.clone();
+        async move { resolver.resolve(&shared).await }
+    });
+    server.thaw();
+    let snapshot = tokio::time::timeout(DEADLINE, joined)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.15.1:80"]);
+    eventually("the abandoned read fills the cache", || async {
+        (cached_addrs(&resolver, "alone")? == ["10.0.15.2:80"]).then_some(())
+    })
+    .await;
+}

@@ -39,8 +39,11 @@
 //! entry's use flag (set by a hit, a load and a store only on the first
 //! hit since the last look) turned into a timestamp whenever the sweep or
 //! an eviction looks: a hit never writes a clock or a shared list, and an
-//! eviction is one scan per batch, not bookkeeping per hit.
+//! eviction is one scan per batch, not bookkeeping per hit. Uses between
+//! two looks are not ordered; among them, an entry also used before the
+//! last look ranks above one created since (as in segmented LRU).
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -374,15 +377,22 @@ impl Cache {
         now_ms: u64,
         except: &Arc<Entry>,
     ) -> Vec<Arc<Entry>> {
-        let mut candidates: Vec<((bool, u64), Arc<Entry>)> = self
+        let mut candidates: Vec<((bool, u64, bool, Reverse<u64>), Arc<Entry>)> = self
             .entries()
             .into_iter()
             .filter_map(|entry| {
-                entry.idle_for(now_ms);
+                let before = entry.look(now_ms);
                 if Arc::ptr_eq(&entry, except) || entry.is_watched() {
                     return None;
                 }
-                let rank = (entry.serves(), entry.last_used_ms.load(Ordering::Relaxed));
+                let last_used = entry.last_used_ms.load(Ordering::Relaxed);
+                // Uses between two looks are not ordered. Among entries
+                // used since the last look, the one used before that too
+                // (a longer-lived one, used again) ranks above one created
+                // since (seen once): a burst of new names does not push out
+                // a service in steady use.
+                let used_again = Reverse(before.unwrap_or(u64::MAX));
+                let rank = (entry.serves(), last_used, before.is_some(), used_again);
                 Some((rank, entry))
             })
             .collect();
@@ -608,14 +618,20 @@ impl Entry {
         !self.subscribed.swap(true, Ordering::Relaxed)
     }
 
-    /// For the idle sweep: whether the entry was used since the last sweep
+    /// For the idle sweep: whether the entry was used since the last look
     /// (clears the flag) or is watched; records `now_ms` as its last use if
     /// so. Returns how long it has been idle.
     pub fn idle_for(&self, now_ms: u64) -> Duration {
-        if self.used.take() || self.is_watched() {
-            self.last_used_ms.store(now_ms, Ordering::Relaxed);
-        }
+        self.look(now_ms);
         Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Records a use since the last look (by the sweep or an eviction), or
+    /// a watch, as a use at `now_ms`. Returns the last use recorded before,
+    /// if there was one since.
+    fn look(&self, now_ms: u64) -> Option<u64> {
+        let used = self.used.take() || self.is_watched();
+        used.then(|| self.last_used_ms.swap(now_ms, Ordering::Relaxed))
     }
 
     /// Whether the entry has been used since the last sweep or is watched.

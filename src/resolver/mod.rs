@@ -103,7 +103,10 @@
 //!   least recently used. Recency costs a hit nothing more than the idle
 //!   flag below: it becomes a timestamp when the sweep or an eviction
 //!   looks, so eviction is a scan per batch instead of a list updated on
-//!   every hit. Watched services are never evicted.
+//!   every hit. Among services used since the last look, those used
+//!   before it too are kept over new ones, so a burst of new names does
+//!   not push out a service in steady use. Watched services are never
+//!   evicted.
 //! * **Idle expiry.** A service not asked for during the idle expiry is
 //!   dropped and unsubscribed. A hit only reads a per-service flag (and sets
 //!   it on the first hit after a sweep), so it stays cheap; the discovery
