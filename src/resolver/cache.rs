@@ -121,6 +121,22 @@ struct Slot {
     max_age: Option<Duration>,
 }
 
+/// Where an entry stands for eviction: the lowest goes first (fields
+/// compared in order).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EvictionRank {
+    /// Its list has an instance.
+    serves: bool,
+    last_used_ms: u64,
+    /// Uses between two looks are not ordered: among entries used since
+    /// the last look, ...
+    used_since_last_look: bool,
+    /// ... the one also used before it (a longer-lived one, used again)
+    /// ranks above one created since (seen once), so a burst of new names
+    /// does not push out a service in steady use.
+    used_before: Reverse<u64>,
+}
+
 /// One cached service.
 pub(crate) struct Entry {
     service: ServiceName,
@@ -377,7 +393,7 @@ impl Cache {
         now_ms: u64,
         except: &Arc<Entry>,
     ) -> Vec<Arc<Entry>> {
-        let mut candidates: Vec<((bool, u64, bool, Reverse<u64>), Arc<Entry>)> = self
+        let mut candidates: Vec<(EvictionRank, Arc<Entry>)> = self
             .entries()
             .into_iter()
             .filter_map(|entry| {
@@ -385,14 +401,12 @@ impl Cache {
                 if Arc::ptr_eq(&entry, except) || entry.is_watched() {
                     return None;
                 }
-                let last_used = entry.last_used_ms.load(Ordering::Relaxed);
-                // Uses between two looks are not ordered. Among entries
-                // used since the last look, the one used before that too
-                // (a longer-lived one, used again) ranks above one created
-                // since (seen once): a burst of new names does not push out
-                // a service in steady use.
-                let used_again = Reverse(before.unwrap_or(u64::MAX));
-                let rank = (entry.serves(), last_used, before.is_some(), used_again);
+                let rank = EvictionRank {
+                    serves: entry.serves(),
+                    last_used_ms: entry.last_used_ms.load(Ordering::Relaxed),
+                    used_since_last_look: before.is_some(),
+                    used_before: Reverse(before.unwrap_or(u64::MAX)),
+                };
                 Some((rank, entry))
             })
             .collect();
