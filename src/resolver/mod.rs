@@ -118,6 +118,7 @@
 mod builder;
 mod cache;
 mod fixed;
+mod membership;
 mod pubsub;
 mod redis;
 mod snapshot;

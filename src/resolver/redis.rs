@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch, Semaphore, SemaphorePermit};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -88,12 +88,12 @@ pub(super) struct Shared {
     pub(super) keyspace: Keyspace,
     pub(super) cache: Cache,
     refresh_interval: Duration,
-    idle_expiry: Duration,
+    pub(super) idle_expiry: Duration,
     max_staleness: Option<Duration>,
-    negative_ttl: Duration,
-    max_services: usize,
+    pub(super) negative_ttl: Duration,
+    pub(super) max_services: usize,
     /// Held while evicting: one eviction at a time.
-    evicting: Mutex<()>,
+    pub(super) evicting: Mutex<()>,
     pub(super) timeouts: Timeouts,
     /// The longest one Redis call may take on this kind of connection.
     call_limit: Duration,
@@ -103,7 +103,7 @@ pub(super) struct Shared {
     caller_reads: Semaphore,
     started: Instant,
     /// Pending changes for the event connection (native schema).
-    subscriptions: Option<Subscriptions>,
+    pub(super) subscriptions: Option<Subscriptions>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -368,6 +368,8 @@ impl fmt::Debug for RedisResolver {
             .field("refresh_interval", &s.refresh_interval)
             .field("idle_expiry", &s.idle_expiry)
             .field("max_staleness", &s.max_staleness)
+            .field("negative_ttl", &s.negative_ttl)
+            .field("max_services", &s.max_services)
             .field("cached_services", &s.cache.len())
             .field("closed", &s.cancel.is_cancelled())
             .finish()
@@ -397,92 +399,8 @@ impl Shared {
         self.lock_conn().clone().ok_or(ResolveError::Shutdown)
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The cached entry of a service, created if missing (not subscribed:
-    /// see [`subscribe`](Self::subscribe)); evicts the least recently used
-    /// services if that puts the cache over its cap.
-    fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
-        let now_ms = self.now_ms();
-        let channel = || self.keyspace.events_channel(service.as_str());
-        let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
-        if inserted {
-            self.evict_over_cap(&entry, now_ms);
-        }
-        (entry, inserted)
-    }
-
-    /// Past `max_services`, evicts the least recently used services (never
-    /// `inserted`), a sixteenth of the cap at once so the scan that picks
-    /// them is paid once per that many inserts.
-    fn evict_over_cap(&self, inserted: &Arc<Entry>, now_ms: u64) {
-        if self.cache.len() <= self.max_services {
-            return;
-        }
-        let _one_at_a_time = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
-        let len = self.cache.len();
-        if len <= self.max_services {
-            return; // another caller evicted meanwhile
-        }
-        let target = self.max_services - self.max_services / 16;
-        let victims = self
-            .cache
-            .least_recently_used(len - target, now_ms, inserted);
-        let evicted = self.drop_entries(&victims, Entry::is_watched, |entry| {
-            tracing::trace!(service = %entry.service(), "cache full: evicted");
-        });
-        tracing::debug!(
-            evicted,
-            max_services = self.max_services,
-            "cache full: least recently used services evicted"
-        );
-    }
-
-    /// Removes `entries` from the cache (those still cached, unless `keep`
-    /// says otherwise, checked under the shard lock), unsubscribing them;
-    /// `removed` sees each. Returns how many were removed.
-    fn drop_entries(
-        &self,
-        entries: &[Arc<Entry>],
-        keep: impl Fn(&Entry) -> bool,
-        mut removed: impl FnMut(&Entry),
-    ) -> usize {
-        self.cache.remove_all(entries, keep, |entry| {
-            removed(entry);
-            // Under the shard lock, like `subscribe`: a later re-insert's
-            // subscribe comes after this unsubscribe.
-            if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                if entry.is_subscribed() {
-                    subscriptions.unsubscribe(channel);
-                }
-            }
-        })
-    }
-
-    /// Subscribes `entry` to its events channel, unless it is already, or
-    /// no longer cached, or there are no events (Hertz schema). `true` if
-    /// asked now: the next read waits until Redis confirmed, so no change
-    /// falls between that read and the subscription.
-    fn subscribe(&self, entry: &Arc<Entry>) -> bool {
-        let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) else {
-            return false;
-        };
-        if entry.is_subscribed() {
-            return false;
-        }
-        // Under the shard lock, ordered with the entry's removal.
-        let asked = self.cache.if_cached(entry, |entry| {
-            if !entry.set_subscribed() {
-                return false;
-            }
-            let (ack, subscribed) = oneshot::channel();
-            entry.set_subscription(subscribed);
-            subscriptions.subscribe(channel, ack);
-            true
-        });
-        asked == Some(true)
     }
 
     pub(super) fn subscriptions(&self) -> Option<&Subscriptions> {
@@ -734,37 +652,6 @@ impl Shared {
                 self.spawn_read(entry);
             }
         }
-    }
-
-    /// The events channel of every subscribed entry.
-    pub(super) fn channels(&self) -> Vec<String> {
-        self.cache
-            .entries()
-            .iter()
-            .filter(|e| e.is_subscribed())
-            .filter_map(|e| e.channel().map(str::to_owned))
-            .collect()
-    }
-
-    /// Drops services idle for longer than the idle expiry, and negative
-    /// ones older than the negative-cache time.
-    fn sweep(&self) {
-        let now = self.now_ms();
-        let (mut idle, mut negative) = (Vec::new(), Vec::new());
-        for entry in self.cache.entries() {
-            if self.cache.negative_expired(&entry) {
-                negative.push(entry);
-            } else if entry.idle_for(now) >= self.idle_expiry {
-                idle.push(entry);
-            }
-        }
-        let expired = |e: &Entry| !self.cache.negative_expired(e);
-        self.drop_entries(&negative, expired, |entry| {
-            tracing::trace!(service = %entry.service(), "no instance: dropped from the negative cache");
-        });
-        self.drop_entries(&idle, Entry::in_use, |entry| {
-            tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
-        });
     }
 
     pub(super) fn refresh_interval(&self) -> Duration {
