@@ -101,6 +101,23 @@ pub enum RegistryError {
 }
 
 /// Reading the instances of a service failed.
+///
+/// `Clone`, so every caller of a shared read gets the same error. A Redis
+/// error keeps its kind and server error code:
+///
+/// ```
+/// use redis_discovery::ResolveError;
+///
+/// fn is_permission_error(error: &ResolveError) -> bool {
+///     matches!(error, ResolveError::Redis { error, .. } if error.code() == Some("NOPERM"))
+/// }
+/// # let denied = redis::RedisError::from((
+/// #     redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+/// #     "no permissions",
+/// # ));
+/// # let error = ResolveError::Redis { service: "orders".into(), error: denied };
+/// # assert!(is_permission_error(&error.clone()));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
