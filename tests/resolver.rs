@@ -1259,3 +1259,44 @@ async fn a_dropped_resolve_leaves_its_read_to_the_others_and_the_cache() {
     })
     .await;
 }
+
+/// Reads queue for a permit while Redis is slow. One queued for a service
+/// that has since been evicted, and that no caller waits for any more, is
+/// dropped instead of sent: a flood of names while Redis hangs does not
+/// turn into a flood of reads, one per name, once it answers.
+#[tokio::test]
+async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
+    init_tracing();
+    let server = RedisServer::start();
+    let max_services = 16;
+    let resolver = no_refresh(&server)
+        .max_services(max_services)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
+    let before = read_calls(&server);
+    server.freeze();
+    let names = 300;
+    let lookups = (0..names).map(|n| {
+        let resolver = resolver.clone();
+        let service = name(&format!("flood-{n}"));
+        // Each caller gives up quickly.
+        async move {
+            let give_up = Duration::from_millis(50);
+            tokio::time::timeout(give_up, resolver.resolve(&service)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(lookups).await {
+        assert!(gave_up.is_err(), "Redis is frozen");
+    }
+    server.thaw();
+    // A read queued behind all of them: once it is done, they have been
+    // sent (those that had a permit, and those of the services still
+    // cached) or dropped.
+    let last = resolver.resolve(&name("last")).await.unwrap();
+    assert!(last.is_empty());
+    let reads = read_calls(&server) - before;
+    assert!(reads < 100, "{reads} reads for {names} abandoned names");
+}

@@ -372,6 +372,13 @@ impl Cache {
         removed
     }
 
+    /// Whether `entry` is still the cached entry of its service.
+    pub fn holds(&self, entry: &Arc<Entry>) -> bool {
+        let map = self.shard(entry.hash).map.load();
+        map.find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))
+            .is_some()
+    }
+
     /// Runs `f` on `entry` under its shard's write lock if it is still the
     /// cached entry of its service (so it is ordered with its removal).
     pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
@@ -662,6 +669,11 @@ impl Entry {
     /// A receiver of read outcomes that has seen the current one.
     pub fn outcomes(&self) -> watch::Receiver<Outcome> {
         self.outcome.subscribe()
+    }
+
+    /// Whether a caller waits for a read outcome (holds a receiver).
+    pub fn is_awaited(&self) -> bool {
+        self.outcome.receiver_count() > 0
     }
 
     /// A caller needs a read: returns `true` if the caller must start one

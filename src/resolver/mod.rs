@@ -52,7 +52,8 @@
 //!   some). Reads that callers wait for have their own pool of in-flight
 //!   reads, so they never queue behind background refreshes; a periodic
 //!   refresh skips a service whose read is still running, so a slow Redis
-//!   does not grow a backlog. A read cut short (the runtime the resolver
+//!   does not grow a backlog; a read still queued when its service has
+//!   been evicted and no caller waits for it any more is dropped unsent. A read cut short (the runtime the resolver
 //!   was created on shut down) answers its callers with
 //!   [`ResolveError::Interrupted`].
 //! * **Events** (native schema). One pub/sub connection per resolver is

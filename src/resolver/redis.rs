@@ -502,6 +502,15 @@ impl Shared {
             }
             let result = {
                 let _permit = self.permit(entry).await;
+                if !entry.is_awaited() && !self.cache.holds(entry) {
+                    // Evicted while queued for a permit, and its callers
+                    // gave up: the result would go nowhere. Dropping it
+                    // keeps a flood of names during a Redis stall from
+                    // turning into a flood of reads afterwards.
+                    let service = entry.service().to_string();
+                    entry.interrupt(ResolveError::Interrupted { service });
+                    return;
+                }
                 self.read_cached(entry).await
             };
             match &result {
@@ -582,12 +591,8 @@ impl Shared {
                 _ = shared.cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(at) => {
                     entry.recheck_due(at);
-                    let cached = shared
-                        .cache
-                        .get(entry.service().as_str())
-                        .is_some_and(|e| Arc::ptr_eq(&e, &entry));
                     // A running read drops the expired instances itself.
-                    if cached && entry.start_if_idle() {
+                    if shared.cache.holds(&entry) && entry.start_if_idle() {
                         shared.spawn_read(entry);
                     }
                 }
