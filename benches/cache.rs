@@ -1,8 +1,9 @@
 //! Resolver cache benchmarks, against a private redis-server on a free port
 //! (never the one on 6379):
 //!
-//! * `cached_hit/N`: `Resolve::cached` of one service with N services
-//!   cached (should stay flat as N grows);
+//! * `cached_hit/N`: `Resolve::cached` of one service (with an instance)
+//!   with N services cached, the others without instances and kept by a
+//!   long negative TTL (should stay flat as N grows);
 //! * `cached_hit_max_staleness`: the same with a maximum staleness set
 //!   (one clock read more);
 //! * `fetch_10k_instances`: one uncached read + decode of a service with
@@ -82,6 +83,23 @@ fn live_bytes() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// Writes one live instance of `service` straight into Redis.
+fn one_instance(server: &RedisServer, service: &str) {
+    let mut conn = server.conn();
+    let (secs, _): (i64, i64) = redis::cmd("TIME").query(&mut conn).expect("TIME");
+    let addr = "10.0.0.1:8080";
+    let json = format!(r#"{{"service_name":"{service}","addr":"{addr}","weight":10,"tags":null}}"#);
+    redis::pipe()
+        .hset(format!("sd:{{{service}}}:instances"), addr, json)
+        .zadd(
+            format!("sd:{{{service}}}:leases"),
+            addr,
+            (secs + 3600) * 1000,
+        )
+        .exec(&mut conn)
+        .expect("one instance");
+}
+
 /// Heap bytes a snapshot of `service` holds, per instance.
 fn bytes_per_instance(rt: &tokio::runtime::Runtime, resolver: &RedisResolver, service: &str) {
     // Warm up buffers first, so only the snapshot is counted.
@@ -105,12 +123,14 @@ fn benches(c: &mut Criterion) {
     });
 
     let server = RedisServer::start();
+    one_instance(&server, "svc-0");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let resolver = rt
         .block_on(
             RedisResolver::builder(server.url())
                 .refresh_interval(Duration::from_secs(3600))
                 .idle_expiry(Duration::from_secs(3600))
+                .negative_ttl(Duration::from_secs(3600))
                 .connect(),
         )
         .expect("resolver");

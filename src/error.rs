@@ -117,6 +117,23 @@ pub enum RegistryError {
 }
 
 /// Reading the instances of a service failed.
+///
+/// `Clone`, so every caller of a shared read gets the same error. A Redis
+/// error keeps its kind and server error code:
+///
+/// ```
+/// use redis_discovery::ResolveError;
+///
+/// fn is_permission_error(error: &ResolveError) -> bool {
+///     matches!(error, ResolveError::Redis { source, .. } if source.code() == Some("NOPERM"))
+/// }
+/// # let denied = redis::RedisError::from((
+/// #     redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+/// #     "no permissions",
+/// # ));
+/// # let error = ResolveError::Redis { service: "orders".into(), source: denied };
+/// # assert!(is_permission_error(&error.clone()));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
@@ -124,21 +141,23 @@ pub enum ResolveError {
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// Redis answered with an error or the connection failed.
-    #[error("resolving {service}: redis error: {message}")]
+    #[error("resolving {service}: redis error: {source}")]
     Redis {
         /// The service being resolved.
         service: String,
-        /// The Redis error, as text (so the error is `Clone` and can be
-        /// shared by every caller of a single-flight resolve).
-        message: String,
+        /// The Redis error, with its kind and server error code
+        /// ([`kind`](redis::RedisError::kind),
+        /// [`code`](redis::RedisError::code)); `Clone`, so every caller of
+        /// a single-flight resolve gets it.
+        source: redis::RedisError,
     },
     /// The resolver could not connect to Redis when it was created.
-    #[error("cannot connect to Redis at {url}: {message}")]
+    #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        message: String,
+        source: redis::RedisError,
     },
     /// Redis did not answer in time.
     #[error("resolving {service}: redis did not answer within {timeout:?}")]

@@ -282,8 +282,18 @@ async fn first_requests_share_one_resolve() {
     for r in futures_util::future::join_all(requests).await {
         r.unwrap().unwrap();
     }
-    let after = fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro");
-    assert_eq!(after - before, 1);
+    // One read for the 50 requests. Found with instances, the service is
+    // then subscribed and read once more after the confirmation.
+    let reads = || fleet._redis.calls("evalsha_ro") + fleet._redis.calls("eval_ro") - before;
+    support::eventually("the read after the subscription", || async {
+        (reads() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reads(),
+        2,
+        "one read for 50 requests, one after subscribing"
+    );
 }
 
 /// A resolver with no cache (`cached` is optional in `Resolve`): every

@@ -301,7 +301,10 @@ async fn after_the_event_connection_drops_it_resubscribes_and_refreshes() {
     let resolver = no_refresh(&server).connect().await.unwrap();
     resolver.resolve(&name("resync")).await.unwrap();
     let channel = "sd:{resync}:events";
-    assert_eq!(numsub(&server, channel), 1);
+    eventually("subscribed once found with instances", || async {
+        (numsub(&server, channel) == 1).then_some(())
+    })
+    .await;
 
     // A change whose event is lost: written by hand, nothing published.
     write_raw(
@@ -427,7 +430,14 @@ async fn concurrent_first_resolves_share_one_read() {
     }
     assert!(snapshots.iter().all(|s| Snapshot::ptr_eq(s, &snapshots[0])));
     assert_eq!(addrs(&snapshots[0]), ["10.0.5.1:80"]);
-    assert_eq!(read_calls(&server) - before, 1, "one read for 1000 callers");
+    // One read for 1000 callers; then, found with instances, the service
+    // is subscribed, and read once more after the confirmation.
+    eventually("the read after the subscription", || async {
+        (read_calls(&server) - before >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(numsub(&server, "sd:{flight}:events"), 1);
+    assert_eq!(read_calls(&server) - before, 2, "one read for 1000 callers");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -537,18 +547,12 @@ async fn dropping_the_resolver_ends_its_tasks_and_closes_its_connections() {
     let watcher = resolver.clone();
     let mut updates = watcher.watch("dropped").await.unwrap();
     assert!(updates.borrow_and_update().is_empty());
-    eventually("two connections: reads and events", || async {
-        (server.clients().len() == 2).then_some(())
+    eventually("two connections: reads and events (subscribed)", || async {
+        let clients = server.clients();
+        let subscribed = clients.iter().filter(|c| c.contains("sub=1")).count();
+        (clients.len() == 2 && subscribed == 1).then_some(())
     })
     .await;
-    assert_eq!(
-        server
-            .clients()
-            .iter()
-            .filter(|c| c.contains("sub=1"))
-            .count(),
-        1
-    );
     drop(resolver);
     assert_eq!(numsub(&server, "sd:{dropped}:events"), 1, "a clone lives");
     drop(watcher);
@@ -591,17 +595,25 @@ async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
         .connect()
         .await
         .unwrap();
+    let registry = registry(&server).await;
+    let _idle = registry
+        .register("idle", instance("10.0.7.9:80"))
+        .await
+        .unwrap();
     resolver.resolve(&name("idle")).await.unwrap();
+    // Watched with no instance: subscribed all the same.
     let mut watched = resolver.watch("watched").await.unwrap();
-    assert_eq!(numsub(&server, "sd:{idle}:events"), 1);
-    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    eventually("both subscribed", || async {
+        let both = numsub(&server, "sd:{idle}:events") + numsub(&server, "sd:{watched}:events");
+        (both == 2).then_some(())
+    })
+    .await;
     eventually("the idle service is dropped and unsubscribed", || async {
         (resolver.cached_services() == 1 && numsub(&server, "sd:{idle}:events") == 0).then_some(())
     })
     .await;
     assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
     // The watched one stays, and keeps getting changes.
-    let registry = registry(&server).await;
     let _w = registry
         .register("watched", instance("10.0.7.1:80"))
         .await
@@ -620,7 +632,10 @@ async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
     // Asked for again: cached and subscribed again.
     let again = resolver.resolve(&name("watched")).await.unwrap();
     assert_eq!(addrs(&again), ["10.0.7.1:80"]);
-    assert_eq!(numsub(&server, "sd:{watched}:events"), 1);
+    eventually("subscribed again", || async {
+        (numsub(&server, "sd:{watched}:events") == 1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -763,6 +778,10 @@ async fn bad_options_are_refused_before_connecting() {
         (b().idle_expiry(Duration::MAX), "idle expiry"),
         (b().max_staleness(Duration::MAX), "max staleness"),
         (b().connect_timeout(Duration::MAX), "connect timeout"),
+        (b().negative_ttl(Duration::ZERO), "negative TTL"),
+        (b().negative_ttl(Duration::MAX), "negative TTL"),
+        (b().max_services(0), "max services"),
+        (b().max_services(usize::MAX), "max services"),
         (
             b().command_timeout(Duration::from_secs(2 * 3600)),
             "command timeout",
@@ -1006,4 +1025,281 @@ async fn a_failed_first_read_does_not_claim_to_serve_instances() {
         "{logs}"
     );
     assert!(!logs.contains("serving the last known instances"), "{logs}");
+}
+
+/// Names of the channels the server has subscribers for.
+fn subscribed_channels(server: &RedisServer) -> Vec<String> {
+    server.cmd(&["PUBSUB", "CHANNELS"])
+}
+
+/// Regression (issue 11, item 7): every distinct unknown name used to cost
+/// a cache entry and a pub/sub channel, both kept for the idle expiry, so
+/// request input (a layer with `discover_all`) grew memory and Redis
+/// subscriptions without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_services_are_remembered_briefly_unsubscribed_and_the_cache_is_capped() {
+    init_tracing();
+    let server = RedisServer::start();
+    let registry = registry(&server).await;
+    let _real = registry
+        .register("real", instance("10.0.12.1:80"))
+        .await
+        .unwrap();
+    let max_services = 500;
+    let resolver = no_refresh(&server)
+        .negative_ttl(Duration::from_secs(1))
+        .max_services(max_services)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        addrs(&resolver.resolve(&name("real")).await.unwrap()),
+        ["10.0.12.1:80"]
+    );
+    eventually("the real service subscribed", || async {
+        (numsub(&server, "sd:{real}:events") == 1).then_some(())
+    })
+    .await;
+
+    // 3000 distinct names nobody registered, 100 at a time.
+    for batch in 0..30 {
+        let lookups = (0..100).map(|i| {
+            let resolver = resolver.clone();
+            let service = name(&format!("unknown-{}", batch * 100 + i));
+            async move { resolver.resolve(&service).await }
+        });
+        for found in futures_util::future::join_all(lookups).await {
+            assert!(found.unwrap().is_empty());
+        }
+        let cached = resolver.cached_services();
+        assert!(cached <= max_services, "{cached} cached services");
+    }
+    let channels = subscribed_channels(&server);
+    assert!(
+        channels.len() < 100,
+        "{} channels subscribed",
+        channels.len()
+    );
+    assert_eq!(
+        channels,
+        ["sd:{real}:events"],
+        "only the service with instances"
+    );
+    assert_eq!(
+        cached_addrs(&resolver, "real").as_deref(),
+        Some(&["10.0.12.1:80".to_owned()][..]),
+        "unknown names evicted first: the real service stays"
+    );
+
+    // Negative entries are served from memory for the negative TTL only.
+    let late = name("unknown-2999");
+    assert!(resolver.resolve(&late).await.unwrap().is_empty());
+    let _late = registry
+        .register("unknown-2999", instance("10.0.12.2:80"))
+        .await
+        .unwrap();
+    eventually(
+        "an instance registered later is found after the negative TTL",
+        || async {
+            let snapshot = resolver.resolve(&late).await.ok()?;
+            (addrs(&snapshot) == ["10.0.12.2:80"]).then_some(())
+        },
+    )
+    .await;
+    // Found with instances: subscribed from then on.
+    eventually("the late service subscribed", || async {
+        (numsub(&server, "sd:{unknown-2999}:events") == 1).then_some(())
+    })
+    .await;
+    eventually("negative entries expire", || async {
+        (resolver.cached_services() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(subscribed_channels(&server).len(), 2);
+}
+
+/// Regression (issue 11, item 9): one server without read-only scripts
+/// (Redis 6, or `EVALSHA_RO` renamed away) used to switch every connection
+/// in the process to `EVALSHA`, which a read-only ACL user on Redis 7 may
+/// not run. The fallback is decided per server.
+#[tokio::test]
+async fn the_read_only_script_fallback_is_decided_per_server() {
+    init_tracing();
+    let old = RedisServer::start_with(&[
+        "--rename-command",
+        "EVALSHA_RO",
+        "",
+        "--rename-command",
+        "EVAL_RO",
+        "",
+    ]);
+    let current = RedisServer::start();
+    for server in [&old, &current] {
+        // By hand: a registry's heartbeats would run EVALSHA.
+        let entry = r#"{"service_name":"ro","addr":"10.0.13.1:80","weight":10,"tags":null}"#;
+        write_raw(server, "ro", "10.0.13.1:80", entry, 600_000);
+    }
+    let reader = read_only_user(&current, "reader", true);
+    let on_old = no_refresh(&old).connect().await.unwrap();
+    let on_current = RedisResolver::builder(reader.as_str())
+        .refresh_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let fetched = on_old
+            .fetch("ro")
+            .await
+            .expect("plain EVALSHA on the old server");
+        assert_eq!(addrs(&fetched), ["10.0.13.1:80"]);
+        let fetched = on_current
+            .fetch("ro")
+            .await
+            .expect("EVALSHA_RO for the read-only user on the current server");
+        assert_eq!(addrs(&fetched), ["10.0.13.1:80"]);
+    }
+    assert!(old.calls("evalsha") + old.calls("eval") >= 2);
+    assert_eq!(
+        current.calls("evalsha"),
+        0,
+        "never tried on the current server"
+    );
+    // A read refused for another reason is reported with its kind.
+    current.cmd::<()>(&["ACL", "SETUSER", "reader", "-evalsha_ro", "-eval_ro"]);
+    match on_current.fetch("ro").await {
+        Err(ResolveError::Redis {
+            service,
+            source: error,
+        }) => {
+            assert_eq!(service, "ro");
+            assert_eq!(error.code(), Some("NOPERM"), "{error}");
+        }
+        other => panic!("expected a NOPERM Redis error, got {other:?}"),
+    }
+}
+
+/// Writes one live instance of `service` by hand (no registry, so no
+/// heartbeat traffic), at `addr`.
+fn write_instance(server: &RedisServer, service: &str, addr: &str) {
+    let entry =
+        format!(r#"{{"service_name":"{service}","addr":"{addr}","weight":10,"tags":null}}"#);
+    write_raw(server, service, addr, &entry, 600_000);
+}
+
+/// Past `max_services` the least recently used services are evicted, and
+/// unsubscribed: neither the cache nor the subscriptions outgrow the cap,
+/// and a service in use stays.
+#[tokio::test]
+async fn past_the_cap_the_least_recently_used_services_are_evicted_and_unsubscribed() {
+    init_tracing();
+    let server = RedisServer::start();
+    for n in 0..40 {
+        write_instance(&server, &format!("svc-{n}"), "10.0.14.1:80");
+    }
+    let max_services = 16;
+    let resolver = no_refresh(&server)
+        .max_services(max_services)
+        .connect()
+        .await
+        .unwrap();
+    for n in 0..40 {
+        let snapshot = resolver.resolve(&name(&format!("svc-{n}"))).await.unwrap();
+        assert_eq!(snapshot.len(), 1);
+        assert!(
+            resolver.cached("svc-0").is_some(),
+            "the service in use stays ({n}, {})",
+            resolver.cached_services()
+        );
+        assert!(resolver.cached_services() <= max_services);
+    }
+    let channels = eventually("evicted services unsubscribed", || async {
+        let channels = subscribed_channels(&server);
+        (channels.len() == resolver.cached_services()).then_some(channels)
+    })
+    .await;
+    assert!(channels.len() <= max_services, "{channels:?}");
+    assert!(channels.contains(&"sd:{svc-0}:events".to_owned()));
+    assert!(channels.contains(&"sd:{svc-39}:events".to_owned()));
+    // An evicted service is read again when asked for.
+    let again = resolver.resolve(&name("svc-1")).await.unwrap();
+    assert_eq!(addrs(&again), ["10.0.14.1:80"]);
+}
+
+/// Cancel safety of `resolve`: a caller that gives up only stops waiting.
+/// The read it started goes on, for the callers that joined it and, with
+/// none left, to fill the cache.
+#[tokio::test]
+async fn a_dropped_resolve_leaves_its_read_to_the_others_and_the_cache() {
+    init_tracing();
+    let server = RedisServer::start();
+    write_instance(&server, "shared", "10.0.15.1:80");
+    write_instance(&server, "alone", "10.0.15.2:80");
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    server.freeze();
+    let (shared, alone) = (name("shared"), name("alone"));
+    let give_up = Duration::from_millis(100);
+    let dropped = tokio::time::timeout(give_up, resolver.resolve(&shared)).await;
+    assert!(dropped.is_err(), "Redis is frozen");
+    let dropped = tokio::time::timeout(give_up, resolver.resolve(&alone)).await;
+    assert!(dropped.is_err(), "Redis is frozen");
+    let joined = tokio::spawn({
+        let resolver = resolver.clone();
+        async move { resolver.resolve(&shared).await }
+    });
+    server.thaw();
+    let snapshot = tokio::time::timeout(DEADLINE, joined)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(addrs(&snapshot), ["10.0.15.1:80"]);
+    eventually("the abandoned read fills the cache", || async {
+        (cached_addrs(&resolver, "alone")? == ["10.0.15.2:80"]).then_some(())
+    })
+    .await;
+}
+
+/// Reads queue for a permit while Redis is slow. One queued for a service
+/// that has since been evicted, and that no caller waits for any more, is
+/// dropped instead of sent: a flood of names while Redis hangs does not
+/// turn into a flood of reads, one per name, once it answers.
+#[tokio::test]
+async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
+    init_tracing();
+    let server = RedisServer::start();
+    let max_services = 16;
+    let resolver = no_refresh(&server)
+        .max_services(max_services)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
+    let before = read_calls(&server);
+    server.freeze();
+    let names = 300;
+    let lookups = (0..names).map(|n| {
+        let resolver = resolver.clone();
+        let service = name(&format!("flood-{n}"));
+        // Each caller gives up quickly.
+        async move {
+            let give_up = Duration::from_millis(50);
+            tokio::time::timeout(give_up, resolver.resolve(&service)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(lookups).await {
+        assert!(gave_up.is_err(), "Redis is frozen");
+    }
+    server.thaw();
+    // A read queued behind all of them: once it is done, they have been
+    // sent (those that had a permit, and those of the services still
+    // cached) or dropped.
+    let last = resolver.resolve(&name("last")).await.unwrap();
+    assert!(last.is_empty());
+    let reads = read_calls(&server) - before;
+    assert!(reads < 100, "{reads} reads for {names} abandoned names");
 }

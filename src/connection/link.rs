@@ -2,7 +2,7 @@
 //! itself, follows the master across Sentinel failovers, and routes by slot
 //! on Redis Cluster.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,11 +37,36 @@ const RECHECK: Duration = Duration::from_secs(5);
 ///   refused the connection), or it only reads. A write that may have run
 ///   (a dropped connection, a timeout) is not resent, and fails as it would
 ///   on one server.
+///
+/// Each connection also remembers whether its server runs read-only
+/// scripts ([`ReadOnlyScripts`]): per server, since one process may talk
+/// to servers of different versions (behind Sentinel, per master).
 #[derive(Clone)]
 pub(crate) enum Connection {
-    Node(ConnectionManager),
-    Cluster(ClusterConnection),
+    Node(ConnectionManager, Arc<ReadOnlyScripts>),
+    /// The nodes of one cluster are taken to run one version.
+    Cluster(ClusterConnection, Arc<ReadOnlyScripts>),
     Sentinel(Arc<Follower>),
+}
+
+/// Whether a server runs `EVALSHA_RO` and `EVAL_RO` (Redis 7 and later,
+/// unless renamed away), as learned from its answers: assumed until it
+/// refuses them while taking the plain commands.
+#[derive(Debug, Default)]
+pub(crate) struct ReadOnlyScripts {
+    refused: AtomicBool,
+}
+
+impl ReadOnlyScripts {
+    /// Whether to try the read-only commands.
+    pub(crate) fn available(&self) -> bool {
+        !self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The server refused them: use the plain commands from now on.
+    pub(crate) fn refused(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What the clones of a Sentinel connection share.
@@ -94,6 +119,8 @@ struct Master {
     addr: ConnectionAddr,
     /// When the Sentinels were last asked.
     asked: Instant,
+    /// What this master runs (a new master may run another version).
+    read_only_scripts: Arc<ReadOnlyScripts>,
 }
 
 /// What a failed command says about a failover.
@@ -115,13 +142,14 @@ impl Connection {
         if let Some(cluster) = endpoint.cluster(timeouts)? {
             let connect = cluster.get_async_connection();
             let connection = timed(limit, "timed out connecting to the Redis Cluster", connect);
-            return Ok(Connection::Cluster(connection.await?));
+            let scripts = Arc::default();
+            return Ok(Connection::Cluster(connection.await?, scripts));
         }
         let client = endpoint.client(limit).await?;
         let addr = client.get_connection_info().addr().clone();
         let manager = manager(client, timeouts).await?;
         if !endpoint.follows_failovers() {
-            return Ok(Connection::Node(manager));
+            return Ok(Connection::Node(manager, Arc::default()));
         }
         Ok(Connection::Sentinel(Arc::new(Follower {
             endpoint: endpoint.clone(),
@@ -131,6 +159,7 @@ impl Connection {
                 manager,
                 addr,
                 asked: Instant::now(),
+                read_only_scripts: Arc::default(),
             }),
             lookup: Arc::new(tokio::sync::Mutex::new(())),
             started: AtomicU64::new(0),
@@ -141,7 +170,16 @@ impl Connection {
 
     /// Whether this is a Redis Cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Connection::Cluster(_))
+        matches!(self, Connection::Cluster(..))
+    }
+
+    /// Whether the server (behind Sentinel: the current master) runs
+    /// read-only scripts.
+    pub(crate) fn read_only_scripts(&self) -> Arc<ReadOnlyScripts> {
+        match self {
+            Connection::Node(_, scripts) | Connection::Cluster(_, scripts) => scripts.clone(),
+            Connection::Sentinel(follower) => follower.lock().read_only_scripts.clone(),
+        }
     }
 }
 
@@ -153,8 +191,8 @@ impl Timeouts {
     pub(crate) fn call_limit(&self, connection: &Connection) -> Duration {
         let (connect, command) = (self.connect, self.command);
         match connection {
-            Connection::Node(_) => command,
-            Connection::Cluster(_) => connect + command * (CLUSTER_RETRIES + 1),
+            Connection::Node(..) => command,
+            Connection::Cluster(..) => connect + command * (CLUSTER_RETRIES + 1),
             Connection::Sentinel(_) => connect * 2 + command * 4,
         }
     }
@@ -231,6 +269,7 @@ impl Follower {
         master.generation += 1;
         master.manager = manager;
         master.addr = addr;
+        master.read_only_scripts = Arc::default();
         true
     }
 
@@ -316,14 +355,11 @@ fn resend(sign: Sign, reads: bool) -> bool {
 
 /// What an error says about a failover.
 fn error_sign(error: &RedisError) -> Sign {
-    if error.is_connection_refusal()
-        || matches!(
-            error.kind(),
-            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-        )
-        // Redis 6 wraps a script's READONLY in a generic script error.
-        || error.to_string().contains("READONLY")
-    {
+    let kind = match error.kind() {
+        ErrorKind::Server(kind) => Some(kind),
+        _ => None,
+    };
+    if error.is_connection_refusal() || refused_by_failover(kind, error.detail()) {
         Sign::NotRun
     } else if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
         Sign::MaybeRan
@@ -352,15 +388,35 @@ fn pipeline_sign(result: &RedisResult<Vec<Value>>) -> Sign {
 /// A server's error reply is a value until the caller converts it.
 fn reply_sign(value: &Value) -> Sign {
     match value {
-        Value::ServerError(e)
-            if matches!(
-                e.kind(),
-                Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
-            ) || e.details().is_some_and(|d| d.contains("READONLY")) =>
-        {
-            Sign::NotRun
-        }
+        Value::ServerError(e) if refused_by_failover(e.kind(), e.details()) => Sign::NotRun,
         _ => Sign::None,
+    }
+}
+
+/// Whether a server error (its kind and detail) says the node was demoted
+/// or lost its master, so the command did not run.
+fn refused_by_failover(kind: Option<ServerErrorKind>, detail: Option<&str>) -> bool {
+    let kind = match kind {
+        // Redis 6 reports the error a script's `redis.call` got inside a
+        // generic one: `ERR Error running script (...): @user_script:1:
+        // -READONLY You can't write...`. Read the inner code with the redis
+        // crate's own parser.
+        Some(ServerErrorKind::ResponseError) => detail.and_then(wrapped_error_kind),
+        kind => kind,
+    };
+    matches!(
+        kind,
+        Some(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+    )
+}
+
+/// The kind of the error reply a Redis 6 script error wraps, if any.
+fn wrapped_error_kind(detail: &str) -> Option<ServerErrorKind> {
+    let (_, inner) = detail.rsplit_once(": -")?;
+    let reply = format!("-{}\r\n", inner.trim_end());
+    match redis::parse_redis_value(reply.as_bytes()) {
+        Ok(Value::ServerError(e)) => e.kind(),
+        _ => None,
     }
 }
 
@@ -368,8 +424,8 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             match self {
-                Connection::Node(manager) => manager.req_packed_command(cmd).await,
-                Connection::Cluster(cluster) => cluster.req_packed_command(cmd).await,
+                Connection::Node(manager, _) => manager.req_packed_command(cmd).await,
+                Connection::Cluster(cluster, _) => cluster.req_packed_command(cmd).await,
                 Connection::Sentinel(follower) => {
                     let send = |mut manager: ConnectionManager| async move {
                         manager.req_packed_command(cmd).await
@@ -388,10 +444,10 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             match self {
-                Connection::Node(manager) => {
+                Connection::Node(manager, _) => {
                     manager.req_packed_commands(pipeline, offset, count).await
                 }
-                Connection::Cluster(cluster) => {
+                Connection::Cluster(cluster, _) => {
                     cluster.req_packed_commands(pipeline, offset, count).await
                 }
                 Connection::Sentinel(follower) => {
@@ -407,8 +463,8 @@ impl ConnectionLike for Connection {
 
     fn get_db(&self) -> i64 {
         match self {
-            Connection::Node(manager) => manager.get_db(),
-            Connection::Cluster(cluster) => cluster.get_db(),
+            Connection::Node(manager, _) => manager.get_db(),
+            Connection::Cluster(cluster, _) => cluster.get_db(),
             Connection::Sentinel(follower) => follower.lock().manager.get_db(),
         }
     }
@@ -455,5 +511,19 @@ mod tests {
         assert!(error_sign(&refused) == Sign::NotRun);
         let other = RedisError::from((ErrorKind::Server(ServerErrorKind::NoScript), "NOSCRIPT"));
         assert!(error_sign(&other) == Sign::None);
+        // Any other script error is just that.
+        let script = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "Error running script",
+            "@user_script:1: Script attempted to access a READONLY global".to_owned(),
+        ));
+        assert!(error_sign(&script) == Sign::None);
+        assert_eq!(
+            wrapped_error_kind(
+                "(call to f_1): @user_script:1: @user_script: 1: -MASTERDOWN Link down "
+            ),
+            Some(ServerErrorKind::MasterDown)
+        );
+        assert_eq!(wrapped_error_kind("-READONLY"), None, "no wrapper");
     }
 }

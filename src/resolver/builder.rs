@@ -22,6 +22,8 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// | [`refresh_interval`](Self::refresh_interval) | 10 s | up to 1 day ([`MAX_REFRESH_INTERVAL`](Self::MAX_REFRESH_INTERVAL)) |
 /// | [`idle_expiry`](Self::idle_expiry) | 5 min | up to 30 days ([`MAX_IDLE_EXPIRY`](Self::MAX_IDLE_EXPIRY)) |
 /// | [`max_staleness`](Self::max_staleness) | none: serve the last known instances for as long as Redis is away | longer than the refresh interval, up to 30 days ([`MAX_STALENESS`](Self::MAX_STALENESS)) |
+/// | [`negative_ttl`](Self::negative_ttl) | 5 s | up to 1 hour ([`MAX_NEGATIVE_TTL`](Self::MAX_NEGATIVE_TTL)) |
+/// | [`max_services`](Self::max_services) | 10 000 | 1 to 1 000 000 ([`MAX_SERVICES`](Self::MAX_SERVICES)) |
 /// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
 /// | [`schema`](Self::schema) | [`KeySchema::Native`] | |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
@@ -49,6 +51,8 @@ pub struct ResolverBuilder {
     pub(super) refresh_interval: Duration,
     pub(super) idle_expiry: Duration,
     pub(super) max_staleness: Option<Duration>,
+    pub(super) negative_ttl: Duration,
+    pub(super) max_services: usize,
     pub(super) prefix: String,
     pub(super) schema: KeySchema,
     pub(super) timeouts: Timeouts,
@@ -63,6 +67,8 @@ impl fmt::Debug for ResolverBuilder {
             .field("refresh_interval", &self.refresh_interval)
             .field("idle_expiry", &self.idle_expiry)
             .field("max_staleness", &self.max_staleness)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("max_services", &self.max_services)
             .field("prefix", &self.prefix)
             .field("schema", &self.schema)
             .field("timeouts", &self.timeouts)
@@ -80,6 +86,11 @@ impl ResolverBuilder {
     pub const MAX_IDLE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
     /// The longest allowed [`max_staleness`](Self::max_staleness): 30 days.
     pub const MAX_STALENESS: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+    /// The longest allowed [`negative_ttl`](Self::negative_ttl): one hour.
+    pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(60 * 60);
+    /// The largest allowed [`max_services`](Self::max_services): one
+    /// million.
+    pub const MAX_SERVICES: usize = 1_000_000;
     /// The longest allowed [`connect_timeout`](Self::connect_timeout) and
     /// [`command_timeout`](Self::command_timeout): one hour.
     pub const MAX_TIMEOUT: Duration = Timeouts::MAX;
@@ -90,6 +101,8 @@ impl ResolverBuilder {
             refresh_interval: Duration::from_secs(10),
             idle_expiry: Duration::from_secs(300),
             max_staleness: None,
+            negative_ttl: Duration::from_secs(5),
+            max_services: 10_000,
             prefix: DEFAULT_PREFIX.to_owned(),
             schema: KeySchema::Native,
             timeouts: Timeouts::default(),
@@ -124,6 +137,32 @@ impl ResolverBuilder {
     /// [`MAX_STALENESS`](Self::MAX_STALENESS).
     pub fn max_staleness(mut self, max: Duration) -> Self {
         self.max_staleness = Some(max);
+        self
+    }
+
+    /// How long a service found with no instance is remembered as such
+    /// (the negative cache). Until then its empty list is served without
+    /// asking Redis; afterwards the next request reads it again, and the
+    /// idle sweep drops it. Such a service is not subscribed to change
+    /// events (unless [watched](RedisResolver::watch)), so requests for
+    /// names nobody registered cost neither subscriptions nor lasting
+    /// memory: an instance registered meanwhile is seen at most this long
+    /// after. A service that had instances stays subscribed and is kept
+    /// current when its last instance goes. At most
+    /// [`MAX_NEGATIVE_TTL`](Self::MAX_NEGATIVE_TTL).
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// The most services kept in the cache. Past it, the least recently
+    /// used are evicted (those with no instance first), a sixteenth of the
+    /// cap at a time; an evicted service is read again when next asked
+    /// for. A [watched](RedisResolver::watch) service is never evicted
+    /// (watched services can so hold the cache above the cap). At least 1,
+    /// at most [`MAX_SERVICES`](Self::MAX_SERVICES).
+    pub fn max_services(mut self, max: usize) -> Self {
+        self.max_services = max;
         self
     }
 
@@ -230,6 +269,20 @@ impl ResolverBuilder {
                 Self::MAX_IDLE_EXPIRY
             ));
         }
+        if self.negative_ttl.is_zero() || self.negative_ttl > Self::MAX_NEGATIVE_TTL {
+            return config(format!(
+                "negative TTL ({:?}) must be greater than zero and at most {:?} (one hour)",
+                self.negative_ttl,
+                Self::MAX_NEGATIVE_TTL
+            ));
+        }
+        if self.max_services == 0 || self.max_services > Self::MAX_SERVICES {
+            return config(format!(
+                "max services ({}) must be at least 1 and at most {}",
+                self.max_services,
+                Self::MAX_SERVICES
+            ));
+        }
         if let Some(max) = self.max_staleness {
             if max <= self.refresh_interval {
                 return config(format!(
@@ -253,6 +306,12 @@ impl ResolverBuilder {
     /// Checks the options and connects: one connection for reads and, with
     /// the native schema, one for change events. Fails if Redis does not
     /// answer within the connect timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind: the connections opened
+    /// so far close, and no task has been started (they start when it
+    /// completes).
     pub async fn connect(self) -> Result<RedisResolver, ResolveError> {
         RedisResolver::from_builder(self).await
     }
@@ -283,6 +342,8 @@ mod tests {
             .refresh_interval(ResolverBuilder::MAX_REFRESH_INTERVAL)
             .idle_expiry(ResolverBuilder::MAX_IDLE_EXPIRY)
             .max_staleness(ResolverBuilder::MAX_STALENESS)
+            .negative_ttl(ResolverBuilder::MAX_NEGATIVE_TTL)
+            .max_services(ResolverBuilder::MAX_SERVICES)
             .connect_timeout(ResolverBuilder::MAX_TIMEOUT)
             .command_timeout(ResolverBuilder::MAX_TIMEOUT);
         assert!(check(at_the_bounds).is_ok());
@@ -300,6 +361,12 @@ mod tests {
             b().idle_expiry(Duration::MAX),
             b().max_staleness(over(ResolverBuilder::MAX_STALENESS)),
             b().max_staleness(Duration::MAX),
+            b().negative_ttl(s(0)),
+            b().negative_ttl(over(ResolverBuilder::MAX_NEGATIVE_TTL)),
+            b().negative_ttl(Duration::MAX),
+            b().max_services(0),
+            b().max_services(ResolverBuilder::MAX_SERVICES + 1),
+            b().max_services(usize::MAX),
             b().connect_timeout(over(ResolverBuilder::MAX_TIMEOUT)),
             b().command_timeout(Duration::MAX),
             b().timeouts(Timeouts {

@@ -11,7 +11,7 @@
 //! copies nothing).
 //!
 //! A snapshot the cache hands out carries a link to its entry
-//! ([`CacheLink`]): the entry's use flag, the `max_staleness`, and a
+//! ([`CacheLink`]): the entry's use flag, its maximum age, and a
 //! *retired* flag the cache sets once it stops returning that snapshot
 //! (replaced by a changed list, evicted, cleared at shutdown). A holder
 //! can so keep using a snapshot without a lookup, by one flag read, for
@@ -30,7 +30,20 @@
 //! each instance's lease deadline and the removals announced by events,
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
+//!
+//! Bounds. A *negative* entry (its list is empty, and it is neither
+//! subscribed to events nor watched) is returned for the negative-cache
+//! time only, then read again when asked for, and dropped by the sweep.
+//! The number of entries is capped: past the cap, the least recently used
+//! are evicted in a batch ([`Cache::least_recently_used`]). Recency is the
+//! entry's use flag (set by a hit, a load and a store only on the first
+//! hit since the last look) turned into a timestamp whenever the sweep or
+//! an eviction looks: a hit never writes a clock or a shared list, and an
+//! eviction is one scan per batch, not bookkeeping per hit. Uses between
+//! two looks are not ordered; among them, an entry also used before the
+//! last look ranks above one created since (as in segmented LRU).
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +101,8 @@ pub(crate) struct Cache {
     hasher: foldhash::fast::RandomState,
     shards: Box<[Shard]>,
     max_staleness: Option<Duration>,
+    /// How long a negative entry's empty list is returned.
+    negative_ttl: Duration,
 }
 
 #[derive(Default)]
@@ -101,6 +116,25 @@ struct Slot {
     entry: Arc<Entry>,
     /// The entry's current snapshot, copied here for the hot path.
     snapshot: Option<Snapshot>,
+    /// The snapshot's [`max_age`](Snapshot::max_age), copied here so a hit
+    /// reads no more memory than the slot.
+    max_age: Option<Duration>,
+}
+
+/// Where an entry stands for eviction: the lowest goes first (fields
+/// compared in order).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EvictionRank {
+    /// Its list has an instance.
+    serves: bool,
+    last_used_ms: u64,
+    /// Uses between two looks are not ordered: among entries used since
+    /// the last look, ...
+    used_since_last_look: bool,
+    /// ... the one also used before it (a longer-lived one, used again)
+    /// ranks above one created since (seen once), so a burst of new names
+    /// does not push out a service in steady use.
+    used_before: Reverse<u64>,
 }
 
 /// One cached service.
@@ -116,6 +150,9 @@ pub(crate) struct Entry {
     used: UseFlag,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,
+    /// Subscribed to its events channel (requested, at least): set once
+    /// a read found instances, or by a watch.
+    subscribed: AtomicBool,
     /// The latest read failed (to log a failure once, not at every retry).
     failing: AtomicBool,
     state: Mutex<ReadState>,
@@ -196,11 +233,12 @@ impl ReadState {
 }
 
 impl Cache {
-    pub fn new(max_staleness: Option<Duration>) -> Self {
+    pub fn new(max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
         Cache {
             hasher: foldhash::fast::RandomState::default(),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             max_staleness,
+            negative_ttl,
         }
     }
 
@@ -208,10 +246,14 @@ impl Cache {
         self.hasher.hash_one(name)
     }
 
-    fn shard(&self, hash: u64) -> &Shard {
+    fn shard_index(hash: u64) -> usize {
         // Bits the table itself does not use: the low bits pick a bucket,
         // the top 7 are the control tag.
-        &self.shards[(hash >> 32) as usize % SHARDS]
+        (hash >> 32) as usize % SHARDS
+    }
+
+    fn shard(&self, hash: u64) -> &Shard {
+        &self.shards[Self::shard_index(hash)]
     }
 
     /// The hot path: the fresh snapshot of a cached service, marking it used.
@@ -221,7 +263,7 @@ impl Cache {
         let slot = map.find(hash, |s| s.entry.service.as_str() == name)?;
         slot.entry.touch();
         let snapshot = slot.snapshot.as_ref()?;
-        if let Some(max) = self.max_staleness {
+        if let Some(max) = slot.max_age {
             if snapshot.age() > max {
                 return None;
             }
@@ -243,7 +285,6 @@ impl Cache {
         name: &ServiceName,
         channel: impl FnOnce() -> Option<String>,
         now_ms: u64,
-        on_insert: impl FnOnce(&Entry),
     ) -> (Arc<Entry>, bool) {
         let hash = self.hash(name.as_str());
         let shard = self.shard(hash);
@@ -260,11 +301,11 @@ impl Cache {
             return (entry, false);
         }
         let entry = Arc::new(Entry::new(name.clone(), hash, channel(), now_ms));
-        on_insert(&entry);
         let mut map = HashTable::clone(&current);
         let slot = Slot {
             entry: entry.clone(),
             snapshot: None,
+            max_age: None,
         };
         map.insert_unique(hash, slot, |s| s.entry.hash);
         shard.map.store(Arc::new(map));
@@ -274,33 +315,136 @@ impl Cache {
     /// Removes `entry` if it is still the cached entry of its service and
     /// `keep` does not say otherwise; both checked, and `on_remove` run,
     /// under the shard's write lock.
+    #[cfg(test)]
     pub fn remove_if(
         &self,
         entry: &Arc<Entry>,
         keep: impl Fn(&Entry) -> bool,
-        on_remove: impl FnOnce(&Entry),
+        on_remove: impl FnMut(&Entry),
     ) -> bool {
+        self.remove_all(std::slice::from_ref(entry), keep, on_remove) == 1
+    }
+
+    /// Removes those of `entries` that are still the cached entry of their
+    /// service and that `keep` does not keep, copying each shard once;
+    /// `keep` checked, and `on_remove` run, under the shard's write lock.
+    /// Returns how many were removed.
+    pub fn remove_all(
+        &self,
+        entries: &[Arc<Entry>],
+        keep: impl Fn(&Entry) -> bool,
+        mut on_remove: impl FnMut(&Entry),
+    ) -> usize {
+        let mut removed = 0;
+        for (index, shard) in self.shards.iter().enumerate() {
+            let ours = || {
+                entries
+                    .iter()
+                    .filter(move |e| Self::shard_index(e.hash) == index)
+            };
+            if ours().next().is_none() {
+                continue;
+            }
+            let _write = lock(&shard.write);
+            let current = shard.map.load_full();
+            let is_cached =
+                |e: &Arc<Entry>| current.find(e.hash, |s| Arc::ptr_eq(&s.entry, e)).is_some();
+            let gone: Vec<&Arc<Entry>> = ours().filter(|e| is_cached(e) && !keep(e)).collect();
+            if gone.is_empty() {
+                continue;
+            }
+            let gone_count = gone.len();
+            let mut map = HashTable::clone(&current);
+            let mut retired = Vec::with_capacity(gone.len());
+            for entry in &gone {
+                if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
+                    retired.extend(found.remove().0.snapshot);
+                }
+            }
+            map.shrink_to_fit(|s| s.entry.hash);
+            shard.map.store(Arc::new(map));
+            retired.iter().for_each(Snapshot::retire);
+            for entry in gone {
+                on_remove(entry);
+            }
+            removed += gone_count;
+        }
+        removed
+    }
+
+    /// Whether `entry` is still the cached entry of its service.
+    pub fn holds(&self, entry: &Arc<Entry>) -> bool {
+        let map = self.shard(entry.hash).map.load();
+        map.find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))
+            .is_some()
+    }
+
+    /// Runs `f` on `entry` under its shard's write lock if it is still the
+    /// cached entry of its service (so it is ordered with its removal).
+    pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
-        let current = shard.map.load_full();
-        let found = current
-            .find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))
-            .is_some();
-        if !found || keep(entry) {
-            return false;
+        let current = shard.map.load();
+        current.find(entry.hash, |s| Arc::ptr_eq(&s.entry, entry))?;
+        Some(f(entry))
+    }
+
+    /// Up to `count` entries to evict, least recently used first, entries
+    /// serving no instance (negative, or not read yet) before any that
+    /// serve some: a flood of unknown names does not push real services
+    /// out. Never `except` (the entry being inserted) nor a watched entry.
+    /// Records every entry's use since the last look (as the sweep does).
+    pub fn least_recently_used(
+        &self,
+        count: usize,
+        now_ms: u64,
+        except: &Arc<Entry>,
+    ) -> Vec<Arc<Entry>> {
+        let mut candidates: Vec<(EvictionRank, Arc<Entry>)> = self
+            .entries()
+            .into_iter()
+            .filter_map(|entry| {
+                let before = entry.look(now_ms);
+                if Arc::ptr_eq(&entry, except) || entry.is_watched() {
+                    return None;
+                }
+                let rank = EvictionRank {
+                    serves: entry.serves(),
+                    last_used_ms: entry.last_used_ms.load(Ordering::Relaxed),
+                    used_since_last_look: before.is_some(),
+                    used_before: Reverse(before.unwrap_or(u64::MAX)),
+                };
+                Some((rank, entry))
+            })
+            .collect();
+        if count < candidates.len() {
+            candidates.select_nth_unstable_by_key(count, |(rank, _)| *rank);
+            candidates.truncate(count);
         }
-        let mut map = HashTable::clone(&current);
-        let mut removed = None;
-        if let Ok(found) = map.find_entry(entry.hash, |s| Arc::ptr_eq(&s.entry, entry)) {
-            removed = found.remove().0.snapshot;
+        candidates.into_iter().map(|(_, entry)| entry).collect()
+    }
+
+    /// Whether `entry` is negative and its list older than the
+    /// negative-cache time: the sweep drops it.
+    pub fn negative_expired(&self, entry: &Entry) -> bool {
+        entry.is_negative()
+            && entry
+                .snapshot
+                .load()
+                .as_ref()
+                .is_some_and(|s| s.read_at().elapsed() > self.negative_ttl)
+    }
+
+    /// The maximum age of a new snapshot of `entry`: the negative-cache
+    /// time for a negative one (capped by `max_staleness`), else
+    /// `max_staleness`.
+    fn max_age(&self, entry: &Entry, empty: bool) -> Option<Duration> {
+        if empty && !entry.is_subscribed() && !entry.is_watched() {
+            let ttl = self.negative_ttl;
+            Some(self.max_staleness.map_or(ttl, |max| max.min(ttl)))
+        } else {
+            self.max_staleness
         }
-        map.shrink_to_fit(|s| s.entry.hash);
-        shard.map.store(Arc::new(map));
-        if let Some(snapshot) = removed {
-            snapshot.retire();
-        }
-        on_remove(entry);
-        true
     }
 
     /// Every cached entry (a copy of the list, in no particular order).
@@ -347,18 +491,25 @@ impl Cache {
                         recheck = Some(at);
                     }
                 }
-                let link = CacheLink::new(entry.used.clone(), self.max_staleness);
+                let max_age = self.max_age(entry, list.is_empty());
+                let link = CacheLink::new(entry.used.clone(), max_age);
                 let new = Snapshot::cached_at(entry.service.clone(), list, read_at, link);
+                let same_list = current
+                    .as_ref()
+                    .is_some_and(|c| c.instances() == new.instances());
                 let snapshot = match current {
-                    Some(current) if current.instances() == new.instances() => {
+                    Some(current) if same_list && current.max_age() == max_age => {
                         let current = Snapshot::from_arc(current);
                         current.confirm(new.read_at());
                         current
                     }
                     _ => {
+                        // A new list; or the same list no longer negative
+                        // (now subscribed or watched) or newly so: only
+                        // the cache's copy changes.
                         entry.snapshot.store(Some(new.clone().into_arc()));
                         self.publish(entry, &new);
-                        if let Some(tx) = entry.watchers.get() {
+                        if let Some(tx) = entry.watchers.get().filter(|_| !same_list) {
                             tx.send_replace(new.clone());
                         }
                         new
@@ -393,6 +544,7 @@ impl Cache {
         let mut old = None;
         if let Some(slot) = map.find_mut(entry.hash, is_ours) {
             old = slot.snapshot.replace(snapshot.clone());
+            slot.max_age = snapshot.max_age();
         }
         shard.map.store(Arc::new(map));
         if let Some(old) = old.filter(|old| !Snapshot::ptr_eq(old, snapshot)) {
@@ -421,6 +573,7 @@ impl Entry {
             snapshot: ArcSwapOption::empty(),
             used: UseFlag::new(true), // used at creation
             last_used_ms: AtomicU64::new(now_ms),
+            subscribed: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             state: Mutex::new(ReadState::default()),
             wanted_notify: Notify::new(),
@@ -448,26 +601,58 @@ impl Entry {
         self.snapshot.load_full().map(Snapshot::from_arc)
     }
 
-    /// The current snapshot if it is no older than `max_staleness`.
+    /// The current snapshot if it is no older than its maximum age (what
+    /// a hit would return).
     #[inline]
-    pub fn fresh(&self, max_staleness: Option<Duration>) -> Option<Snapshot> {
-        let inner = self.snapshot.load_full()?;
-        if let Some(max) = max_staleness {
-            if tokio::time::Instant::now().saturating_duration_since(inner.read_at()) > max {
-                return None;
-            }
+    pub fn fresh(&self) -> Option<Snapshot> {
+        let snapshot = self.snapshot()?;
+        match snapshot.max_age() {
+            Some(max) if snapshot.age() > max => None,
+            _ => Some(snapshot),
         }
-        Some(Snapshot::from_arc(inner))
     }
 
-    /// For the idle sweep: whether the entry was used since the last sweep
+    /// Whether the current list has an instance.
+    fn serves(&self) -> bool {
+        self.snapshot
+            .load()
+            .as_ref()
+            .is_some_and(|s| !s.instances().is_empty())
+    }
+
+    /// Negative: read, no instance, neither subscribed nor watched.
+    pub fn is_negative(&self) -> bool {
+        self.snapshot
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.instances().is_empty())
+            && !self.is_subscribed()
+            && !self.is_watched()
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// Records that the entry is subscribed; `false` if it already was.
+    pub fn set_subscribed(&self) -> bool {
+        !self.subscribed.swap(true, Ordering::Relaxed)
+    }
+
+    /// For the idle sweep: whether the entry was used since the last look
     /// (clears the flag) or is watched; records `now_ms` as its last use if
     /// so. Returns how long it has been idle.
     pub fn idle_for(&self, now_ms: u64) -> Duration {
-        if self.used.take() || self.is_watched() {
-            self.last_used_ms.store(now_ms, Ordering::Relaxed);
-        }
+        self.look(now_ms);
         Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Records a use since the last look (by the sweep or an eviction), or
+    /// a watch, as a use at `now_ms`. Returns the last use recorded before,
+    /// if there was one since.
+    fn look(&self, now_ms: u64) -> Option<u64> {
+        let used = self.used.take() || self.is_watched();
+        used.then(|| self.last_used_ms.swap(now_ms, Ordering::Relaxed))
     }
 
     /// Whether the entry has been used since the last sweep or is watched.
@@ -475,7 +660,7 @@ impl Entry {
         self.used.get() || self.is_watched()
     }
 
-    fn is_watched(&self) -> bool {
+    pub fn is_watched(&self) -> bool {
         self.watchers
             .get()
             .is_some_and(|tx| tx.receiver_count() > 0)
@@ -484,6 +669,11 @@ impl Entry {
     /// A receiver of read outcomes that has seen the current one.
     pub fn outcomes(&self) -> watch::Receiver<Outcome> {
         self.outcome.subscribe()
+    }
+
+    /// Whether a caller waits for a read outcome (holds a receiver).
+    pub fn is_awaited(&self) -> bool {
+        self.outcome.receiver_count() > 0
     }
 
     /// A caller needs a read: returns `true` if the caller must start one
@@ -617,326 +807,4 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::instance::Instance;
-
-    fn name(s: &str) -> ServiceName {
-        ServiceName::new(s).unwrap()
-    }
-
-    /// A read listing `addrs`, without leases (like the Hertz schema).
-    fn read(addrs: &[&str]) -> Read {
-        Read {
-            instances: addrs
-                .iter()
-                .map(|a| (Instance::new(a).unwrap(), None))
-                .collect(),
-            read_at: Instant::now(),
-            generation: 0,
-        }
-    }
-
-    fn snap(s: &str, addrs: &[&str]) -> Snapshot {
-        Snapshot::new(
-            name(s),
-            addrs.iter().map(|a| Instance::new(a).unwrap()).collect(),
-        )
-    }
-
-    #[test]
-    fn insert_find_remove() {
-        let cache = Cache::new(None);
-        let (a, inserted) = cache.get_or_insert(&name("a"), || Some("ch".into()), 0, |_| {});
-        assert!(inserted);
-        let (again, inserted) = cache.get_or_insert(&name("a"), || unreachable!(), 0, |_| {});
-        assert!(!inserted && Arc::ptr_eq(&a, &again));
-        assert_eq!(a.channel(), Some("ch"));
-        assert!(cache.cached("a").is_none(), "no snapshot yet");
-        cache.complete(&a, Ok(read(&["h:1"])));
-        assert_eq!(cache.cached("a").unwrap().len(), 1);
-        assert!(cache.cached("b").is_none());
-        for i in 0..1000 {
-            cache.get_or_insert(&name(&format!("s{i}")), || None, 0, |_| {});
-        }
-        assert_eq!(cache.len(), 1001);
-        assert_eq!(cache.entries().len(), 1001);
-        assert!(cache.cached("a").is_some());
-        assert!(!cache.remove_if(&a, |_| true, |_| panic!()), "kept");
-        let mut removed = false;
-        assert!(cache.remove_if(&a, |_| false, |_| removed = true));
-        assert!(removed);
-        assert!(
-            !cache.remove_if(&a, |_| false, |_| panic!()),
-            "already gone"
-        );
-        assert!(cache.get("a").is_none());
-        assert_eq!(cache.len(), 1000);
-        cache.clear();
-        assert_eq!(cache.len(), 0);
-    }
-
-    #[test]
-    fn unchanged_reads_keep_the_snapshot_and_errors_never_replace_it() {
-        let cache = Cache::new(None);
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        let rx = e.outcomes();
-        assert!(e.join_or_start(&rx));
-        assert!(!e.join_or_start(&rx), "a read is running");
-        assert!(!cache.complete(&e, Ok(read(&["h:1", "h:2"]))).again);
-        let first = e.snapshot().unwrap();
-        assert!(!e.join_or_start(&rx), "a read finished since rx was taken");
-        assert!(e.mark_dirty());
-        assert!(!e.mark_dirty(), "running: marked dirty instead");
-        assert!(
-            cache.complete(&e, Ok(read(&["h:2", "h:1"]))).again,
-            "dirty: read again"
-        );
-        assert!(
-            Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
-            "same list"
-        );
-        assert!(!cache.complete(&e, Err(ResolveError::Shutdown)).again);
-        assert!(Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "kept");
-        assert!(matches!(&*e.outcomes().borrow(), Some(Err(_))));
-        assert!(e.mark_dirty());
-        cache.complete(&e, Ok(read(&["h:3"])));
-        assert!(!Snapshot::ptr_eq(&first, &e.snapshot().unwrap()), "changed");
-    }
-
-    /// Addresses of the entry's current snapshot.
-    fn listed(e: &Entry) -> Vec<String> {
-        e.snapshot()
-            .unwrap()
-            .instances()
-            .iter()
-            .map(|i| i.addr().to_owned())
-            .collect()
-    }
-
-    /// A read started now (generation taken now) listing `leases`:
-    /// address and seconds left on its lease.
-    fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
-        let now = Instant::now();
-        Read {
-            instances: leases
-                .iter()
-                .map(|&(a, secs)| {
-                    let deadline = now + Duration::from_secs(secs);
-                    (Instance::new(a).unwrap(), Some(deadline))
-                })
-                .collect(),
-            read_at: now,
-            generation: e.begin_read(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_removes_them() {
-        let cache = Cache::new(None);
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        let start = Instant::now();
-        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10), ("h:3", 10)])));
-        assert_eq!(done.recheck, None, "nothing kept");
-        let first = e.snapshot().unwrap();
-
-        // The registry lost everything (FLUSHALL); one instance is back.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
-        assert_eq!(
-            listed(&e),
-            ["h:1", "h:2", "h:3"],
-            "kept until their leases end"
-        );
-        assert!(
-            Snapshot::ptr_eq(&first, &e.snapshot().unwrap()),
-            "same list"
-        );
-        let recheck = start + Duration::from_secs(10);
-        assert_eq!(
-            done.recheck,
-            Some(recheck),
-            "read again when the first ends"
-        );
-        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
-        assert_eq!(done.recheck, None, "already scheduled");
-
-        // An event removes one at once: the next read drops it.
-        e.on_event(Event::Removed("h:2"));
-        cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
-        assert_eq!(listed(&e), ["h:1", "h:3"]);
-
-        // A read that started before a removal does not bring it back, even
-        // though it lists it; one started after the removal may.
-        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
-        e.on_event(Event::Removed("h:4"));
-        cache.complete(&e, Ok(before));
-        assert_eq!(listed(&e), ["h:1", "h:3"]);
-        cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:4", 10)])));
-        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"], "registered again");
-        // A re-registration announced while a read runs counts too.
-        let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
-        e.on_event(Event::Removed("h:4"));
-        e.on_event(Event::Listed("h:4"));
-        cache.complete(&e, Ok(before));
-        assert_eq!(listed(&e), ["h:1", "h:3", "h:4"]);
-
-        // The kept leases run out: gone at the next read. h:4's lease was
-        // read a second later than h:3's.
-        tokio::time::sleep_until(recheck).await;
-        e.recheck_due(recheck);
-        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
-        assert_eq!(listed(&e), ["h:1", "h:4"]);
-        let recheck = start + Duration::from_secs(11);
-        assert_eq!(done.recheck, Some(recheck));
-        tokio::time::sleep_until(recheck).await;
-        e.recheck_due(recheck);
-        let done = cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
-        assert_eq!(listed(&e), ["h:1"]);
-        assert_eq!(done.recheck, None);
-
-        // Without leases (Hertz) a read is the whole truth.
-        let (h, _) = cache.get_or_insert(&name("h"), || None, 0, |_| {});
-        cache.complete(&h, Ok(read(&["h:1", "h:2"])));
-        let done = cache.complete(&h, Ok(read(&["h:1"])));
-        assert_eq!(listed(&h), ["h:1"]);
-        assert_eq!(done.recheck, None);
-    }
-
-    #[tokio::test]
-    async fn callers_mark_reads_wanted_and_periodic_refreshes_do_not_pile_up() {
-        let cache = Cache::new(None);
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        // A background refresh starts; the periodic one finds it running
-        // and neither starts another nor marks it dirty.
-        assert!(e.start_if_idle());
-        assert!(!e.start_if_idle());
-        assert!(!e.is_wanted());
-        // A caller joins: the read becomes wanted, and a read waiting for
-        // a refresh permit is woken.
-        let rx = e.outcomes();
-        assert!(!e.join_or_start(&rx));
-        assert!(e.is_wanted());
-        tokio::time::timeout(Duration::from_secs(10), e.wanted())
-            .await
-            .expect("woken");
-        assert!(!cache.complete(&e, Ok(read(&[]))).again, "not dirty");
-        assert!(!e.is_wanted(), "the outcome answered every caller");
-        // A caller that starts a read wants it too.
-        let rx = e.outcomes();
-        assert!(e.join_or_start(&rx));
-        assert!(e.is_wanted());
-        // Cut short: the caller gets an error and the next one can start.
-        e.interrupt(ResolveError::Shutdown);
-        assert!(matches!(&*rx.borrow(), Some(Err(ResolveError::Shutdown))));
-        assert!(!e.is_wanted());
-        let rx = e.outcomes();
-        assert!(e.join_or_start(&rx), "not running any more");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn max_staleness_hides_old_snapshots() {
-        let cache = Cache::new(Some(Duration::from_secs(5)));
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        cache.complete(&e, Ok(read(&["h:1"])));
-        assert!(cache.cached("a").is_some());
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(cache.cached("a").is_none());
-        assert!(e.snapshot().is_some(), "still known");
-        assert!(e.mark_dirty());
-        cache.complete(&e, Ok(read(&["h:1"])));
-        assert!(cache.cached("a").is_some(), "confirmed again");
-    }
-
-    /// A snapshot the cache returns stays "still cached" until the cache
-    /// would return another (a changed list), none (evicted, cleared), or
-    /// refuses it as stale; marking it used is a lookup for the idle sweep.
-    #[tokio::test(start_paused = true)]
-    async fn snapshots_know_while_the_cache_returns_them() {
-        let cache = Cache::new(Some(Duration::from_secs(5)));
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 0, |_| {});
-        cache.complete(&e, Ok(read(&["h:1"])));
-        let first = cache.cached("a").unwrap();
-        assert!(first.still_cached());
-        assert!(!snap("a", &["h:1"]).still_cached(), "made by no cache");
-
-        cache.complete(&e, Ok(read(&["h:1"])));
-        assert!(first.still_cached(), "unchanged list: same snapshot");
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(!first.still_cached(), "stale");
-        assert!(cache.cached("a").is_none(), "as the cache says");
-        cache.complete(&e, Ok(read(&["h:1"])));
-        assert!(first.still_cached(), "confirmed again");
-
-        cache.complete(&e, Ok(read(&["h:1", "h:2"])));
-        assert!(!first.still_cached(), "replaced");
-        let second = cache.cached("a").unwrap();
-        assert!(second.still_cached());
-
-        e.idle_for(1_000);
-        assert!(!e.in_use());
-        second.mark_used();
-        assert!(e.in_use(), "marked used through the snapshot");
-
-        assert!(cache.remove_if(&e, |_| false, |_| {}));
-        assert!(!second.still_cached(), "evicted");
-
-        let (e, _) = cache.get_or_insert(&name("b"), || None, 0, |_| {});
-        cache.complete(&e, Ok(read(&["h:1"])));
-        let third = cache.cached("b").unwrap();
-        cache.clear();
-        assert!(!third.still_cached(), "cleared (shutdown)");
-    }
-
-    #[test]
-    fn idle_tracking_and_watchers() {
-        let cache = Cache::new(None);
-        let (e, _) = cache.get_or_insert(&name("a"), || None, 1_000, |_| {});
-        assert_eq!(e.idle_for(1_500), Duration::ZERO, "used at creation");
-        assert_eq!(e.idle_for(4_000), Duration::from_millis(2_500));
-        cache.cached("a");
-        assert!(e.in_use());
-        assert_eq!(e.idle_for(5_000), Duration::ZERO);
-        assert_eq!(e.idle_for(9_000), Duration::from_secs(4));
-        let rx = e.watch(snap("a", &[]));
-        assert!(e.in_use());
-        assert_eq!(e.idle_for(10_000), Duration::ZERO);
-        assert!(e.mark_dirty());
-        cache.complete(&e, Ok(read(&["h:1"])));
-        assert_eq!(rx.borrow().len(), 1);
-        drop(rx);
-        assert!(!e.in_use());
-    }
-
-    /// Regression: `complete` used to send the outcome before clearing
-    /// `running`, so a caller could subscribe after the outcome, see the
-    /// read still running, join it and wait for an outcome that never came.
-    /// Races a completing read against a joining caller many times; after
-    /// both, a caller that joined must have an outcome to wake up to.
-    #[test]
-    fn a_caller_never_joins_a_read_that_already_ended() {
-        let cache = Arc::new(Cache::new(None));
-        let service = name("a");
-        for round in 0..10_000 {
-            let (e, _) = cache.get_or_insert(&service, || None, 0, |_| {});
-            assert!(e.mark_dirty());
-            let barrier = Arc::new(std::sync::Barrier::new(2));
-            let reader = {
-                let (cache, e, barrier) = (cache.clone(), e.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    cache.complete(&e, Err(ResolveError::Shutdown));
-                })
-            };
-            barrier.wait();
-            let seen = e.outcomes();
-            let joined = !e.join_or_start(&seen);
-            reader.join().unwrap();
-            assert!(
-                !joined || seen.has_changed().unwrap(),
-                "round {round}: joined a read that had already ended"
-            );
-            cache.remove_if(&e, |_| false, |_| {});
-        }
-    }
-}
+mod tests;

@@ -38,27 +38,35 @@
 //!   Redis clock with `TIME`), e.g.
 //!   `ACL SETUSER reader on >PASSWORD ~sd:* &sd:* -@all +@read +time +evalsha_ro +eval_ro +subscribe +unsubscribe +ping`.
 //!   Without the channels (`&sd:*`) the resolver still works, on its
-//!   periodic refresh alone, and says so once in a warning.
+//!   periodic refresh alone, and says so once in a warning. A server
+//!   without `EVALSHA_RO` (Redis 6) is read with `EVALSHA`, decided per
+//!   server: other servers the process talks to keep `EVALSHA_RO`.
 //!   Corrupt entries, and entries the [address policy](#the-address-policy)
 //!   refuses, are skipped with one warning each, naming the service and the
 //!   field, while they stay (not one per read).
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
 //! * **Bounded waits.** A caller that misses waits at most the connect
-//!   timeout plus twice the command timeout (6 s by default: the
-//!   subscription of a new service, then the read), then gets
+//!   timeout plus twice the command timeout (6 s by default: a read may
+//!   first wait for its service's subscription), then gets
 //!   [`ResolveError::Timeout`] (or the last known instances, if it has
 //!   some). Reads that callers wait for have their own pool of in-flight
 //!   reads, so they never queue behind background refreshes; a periodic
 //!   refresh skips a service whose read is still running, so a slow Redis
-//!   does not grow a backlog. A read cut short (the runtime the resolver
+//!   does not grow a backlog; a read still queued when its service has
+//!   been evicted and no caller waits for it any more is dropped unsent. A read cut short (the runtime the resolver
 //!   was created on shut down) answers its callers with
 //!   [`ResolveError::Interrupted`].
 //! * **Events** (native schema). One pub/sub connection per resolver is
-//!   subscribed to the events channel of every cached service. An event
-//!   marks its service dirty: one read follows, however many events arrived
-//!   meanwhile. The first read of a new service waits until its channel is
-//!   subscribed, so no change can fall between the two. When the connection
+//!   subscribed to the events channel of every cached service that has
+//!   been found with instances (or is [watched](RedisResolver::watch)). An
+//!   event marks its service dirty: one read follows, however many events
+//!   arrived meanwhile. Once a read finds instances of a new service, its
+//!   channel is subscribed and the service read once more after Redis
+//!   confirmed, so no change can fall between the first read and the
+//!   subscription. Subscription changes wait as the latest wanted state
+//!   of each channel, not in a queue, so they cannot pile up while Redis
+//!   is slow. When the connection
 //!   drops it is re-established with backoff (100 ms to 5 s), every channel
 //!   is subscribed again and every cached service is read again. It is
 //!   pinged every refresh interval to detect a silently dead connection.
@@ -84,6 +92,23 @@
 //! * **Outages.** An error never replaces a good snapshot: callers keep the
 //!   last known instances, whose [`age`](Snapshot::age) grows, unless a
 //!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.
+//! * **Negative cache.** A service found with no instance (and not
+//!   watched) is served as empty for the
+//!   [negative TTL](ResolverBuilder::negative_ttl) (5 s by default), is
+//!   not subscribed and not refreshed, then is read again when asked for,
+//!   or dropped. Requests for names nobody registered (a discovery layer
+//!   that routes every host) so cost one read per name and TTL, and no
+//!   lasting memory or subscription.
+//! * **Capped.** At most [`max_services`](ResolverBuilder::max_services)
+//!   services (10 000 by default) are cached. Past the cap, a sixteenth of
+//!   it is evicted at once: services serving no instance first, then the
+//!   least recently used. Recency costs a hit nothing more than the idle
+//!   flag below: it becomes a timestamp when the sweep or an eviction
+//!   looks, so eviction is a scan per batch instead of a list updated on
+//!   every hit. Among services used since the last look, those used
+//!   before it too are kept over new ones, so a burst of new names does
+//!   not push out a service in steady use. Watched services are never
+//!   evicted.
 //! * **Idle expiry.** A service not asked for during the idle expiry is
 //!   dropped and unsubscribed. A hit only reads a per-service flag (and sets
 //!   it on the first hit after a sweep), so it stays cheap; the discovery
@@ -121,10 +146,12 @@
 mod builder;
 mod cache;
 mod fixed;
+mod membership;
 mod pubsub;
 mod redis;
 mod skipped;
 mod snapshot;
+mod subscriptions;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -165,6 +192,16 @@ pub trait Resolve: Send + Sync + 'static {
     /// The current snapshot of `service`: from the cache when fresh, else
     /// from one read shared by every concurrent caller. A service with no
     /// live instance is an empty snapshot, not an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Implementations must be cancel-safe. [`StaticResolver`] answers
+    /// without waiting. [`RedisResolver`]: dropping the future only stops
+    /// this caller waiting. The read it started or joined runs in a task of
+    /// its own: it goes on for the other callers and fills the cache, each
+    /// Redis call in it bounded by the command timeout as always. The
+    /// service is then cached like any other: dropped after the idle
+    /// expiry, or soon after the negative TTL if it had no instance.
     fn resolve(
         &self,
         service: &ServiceName,

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use tokio::sync::{mpsc, oneshot};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::time::MissedTickBehavior;
 
 use super::redis::{after, Shared};
+use super::subscriptions::{Changes, Subscriptions};
 use crate::connection::{check_member, Events};
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
@@ -21,19 +22,39 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Channels per SUBSCRIBE command.
 const BATCH: usize = 1000;
 
-/// A change to the subscriptions, sent by the cache.
-pub(super) enum Command {
-    /// Subscribe; the sender is dropped once Redis confirmed (or failed).
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
+/// Why the event connection stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EventsError {
+    /// Redis refused a command, or the connection failed.
+    #[error("{command} failed: {error}")]
+    Redis {
+        command: &'static str,
+        error: RedisError,
+    },
+    /// Redis did not answer in time.
+    #[error("no answer to {command} within {timeout:?}")]
+    Timeout {
+        command: &'static str,
+        timeout: Duration,
+    },
+    /// The server closed the connection.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl EventsError {
+    /// A permission error (`NOPERM`): the user may not subscribe.
+    fn is_denied(&self) -> bool {
+        matches!(self, EventsError::Redis { error, .. }
+            if error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm))
+    }
 }
 
 /// Runs until the resolver is dropped.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    first: Events,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, first: Events) {
+    let Some(commands) = shared.subscriptions() else {
+        return; // no events: nothing to subscribe
+    };
     let mut connection = Some(first);
     let mut reconnect = false;
     let mut backoff = MIN_BACKOFF;
@@ -51,7 +72,7 @@ pub(super) async fn run(
                     Ok(events) => events,
                     Err(error) => {
                         tracing::debug!(%error, retry_in = ?backoff, "event connection: reconnect failed");
-                        if !pause(&shared, &mut commands, backoff).await {
+                        if !pause(&shared, commands, backoff).await {
                             return;
                         }
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -66,7 +87,7 @@ pub(super) async fn run(
             if let Err(error) = subscribe(&shared, &mut sink, &channels).await {
                 tracing::debug!(%error, "event connection: resubscribing failed");
                 let delay = denied(&shared, &error, &mut told_denied).unwrap_or(backoff);
-                if !pause(&shared, &mut commands, delay).await {
+                if !pause(&shared, commands, delay).await {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -80,15 +101,7 @@ pub(super) async fn run(
         }
         reconnect = true;
         backoff = MIN_BACKOFF;
-        match serve(
-            &shared,
-            &mut sink,
-            &mut stream,
-            member.as_mut(),
-            &mut commands,
-        )
-        .await
-        {
+        match serve(&shared, &mut sink, &mut stream, member.as_mut(), commands).await {
             Ok(()) => return,
             Err(reason) if denied(&shared, &reason, &mut told_denied).is_some() => {}
             Err(reason) => tracing::warn!(
@@ -102,9 +115,8 @@ pub(super) async fn run(
 /// A permission error (an ACL without the event channels) is not cured by
 /// reconnecting: say so once, plainly, and retry only at the refresh
 /// interval (the ACL may be fixed). `None` for any other error.
-fn denied(shared: &Shared, error: &str, told: &mut bool) -> Option<Duration> {
-    // "NOPERM" from Redis, "NoPerm" as the redis crate names the kind.
-    if !error.to_ascii_uppercase().contains("NOPERM") {
+fn denied(shared: &Shared, error: &EventsError, told: &mut bool) -> Option<Duration> {
+    if !error.is_denied() {
         return None;
     }
     if !*told {
@@ -117,23 +129,15 @@ fn denied(shared: &Shared, error: &str, told: &mut bool) -> Option<Duration> {
 
 /// Waits `delay` while disconnected, releasing subscribers at once (the
 /// channels are subscribed on reconnect). `false` if the resolver is gone.
-async fn pause(
-    shared: &Shared,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    delay: Duration,
-) -> bool {
+async fn pause(shared: &Shared, commands: &Subscriptions, delay: Duration) -> bool {
     let until = tokio::time::sleep(delay);
     tokio::pin!(until);
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return false,
             _ = &mut until => return true,
-            command = commands.recv() => {
-                if command.is_none() {
-                    return false;
-                }
-                // Dropping a Subscribe's ack lets its first read go ahead.
-            }
+            // Dropping the acks lets the first reads go ahead.
+            _ = commands.changed() => drop(commands.take()),
         }
     }
 }
@@ -145,8 +149,8 @@ async fn serve(
     sink: &mut PubSubSink,
     stream: &mut PubSubStream,
     mut member: Option<&mut MultiplexedConnection>,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Result<(), String> {
+    commands: &Subscriptions,
+) -> Result<(), EventsError> {
     // Pub/sub connections are otherwise silent: a PING finds a dead one.
     let every = shared.refresh_interval();
     let mut ping = tokio::time::interval_at(after(every), every);
@@ -155,67 +159,40 @@ async fn serve(
         tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => return Ok(()),
-            command = commands.recv() => {
-                let Some(command) = command else { return Ok(()) };
-                let mut batch = vec![command];
-                while batch.len() < BATCH {
-                    match commands.try_recv() {
-                        Ok(command) => batch.push(command),
-                        Err(_) => break,
-                    }
-                }
-                apply(shared, sink, batch).await?;
-            }
+            _ = commands.changed() => apply(shared, sink, commands.take()).await?,
             message = stream.next() => match message {
                 Some(message) => shared.on_event(message.get_channel_name(), message.get_payload_bytes()),
-                None => return Err("connection closed".into()),
+                None => return Err(EventsError::Closed),
             },
             _ = ping.tick() => {
-                let pong = tokio::time::timeout(shared.timeouts.command, sink.ping::<redis::Value>()).await;
-                match pong {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("PING failed: {e}")),
-                    Err(_) => return Err(format!("no answer to PING within {:?}", shared.timeouts.command)),
-                }
+                timed(shared, "PING", async { sink.ping::<redis::Value>().await.map(drop) }).await?;
                 if let Some(member) = member.as_deref_mut() {
-                    check_member(member, shared.timeouts.command).await.map_err(|e| e.to_string())?;
+                    check_member(member, shared.timeouts.command)
+                        .await
+                        .map_err(|error| EventsError::Redis { command: "CLUSTER INFO", error })?;
                 }
             }
         }
     }
 }
 
-/// Applies subscription changes in order, one command per run of the same
-/// kind.
-async fn apply(shared: &Shared, sink: &mut PubSubSink, batch: Vec<Command>) -> Result<(), String> {
-    let mut commands = batch.into_iter().peekable();
-    while let Some(command) = commands.next() {
-        match command {
-            Command::Subscribe(channel, ack) => {
-                let mut channels = vec![channel];
-                let mut acks = vec![ack];
-                while let Some(Command::Subscribe(..)) = commands.peek() {
-                    if let Some(Command::Subscribe(channel, ack)) = commands.next() {
-                        channels.push(channel);
-                        acks.push(ack);
-                    }
-                }
-                subscribe(shared, sink, &channels).await?;
-                for ack in acks {
-                    let _ = ack.send(());
-                }
-            }
-            Command::Unsubscribe(channel) => {
-                let mut channels = vec![channel];
-                while let Some(Command::Unsubscribe(_)) = commands.peek() {
-                    if let Some(Command::Unsubscribe(channel)) = commands.next() {
-                        channels.push(channel);
-                    }
-                }
-                let call = sink.unsubscribe(&channels);
-                timed(shared, "UNSUBSCRIBE", call).await?;
-            }
-        }
+/// Applies the pending subscription changes: one `SUBSCRIBE` per
+/// [`BATCH`] channels, then one `UNSUBSCRIBE` per batch (a channel is in
+/// one list at most).
+async fn apply(
+    shared: &Shared,
+    sink: &mut PubSubSink,
+    changes: Changes,
+) -> Result<(), EventsError> {
+    let Changes {
+        subscribe: channels,
+        acks,
+        unsubscribe,
+    } = changes;
+    subscribe(shared, sink, &channels).await?;
+    drop(acks); // confirmed: the first reads go ahead
+    for chunk in unsubscribe.chunks(BATCH) {
+        timed(shared, "UNSUBSCRIBE", sink.unsubscribe(chunk)).await?;
     }
     Ok(())
 }
@@ -224,7 +201,7 @@ async fn subscribe(
     shared: &Shared,
     sink: &mut PubSubSink,
     channels: &[String],
-) -> Result<(), String> {
+) -> Result<(), EventsError> {
     for chunk in channels.chunks(BATCH) {
         timed(shared, "SUBSCRIBE", sink.subscribe(chunk)).await?;
     }
@@ -233,15 +210,13 @@ async fn subscribe(
 
 async fn timed(
     shared: &Shared,
-    what: &str,
+    command: &'static str,
     call: impl std::future::Future<Output = redis::RedisResult<()>>,
-) -> Result<(), String> {
-    match tokio::time::timeout(shared.timeouts.command, call).await {
+) -> Result<(), EventsError> {
+    let timeout = shared.timeouts.command;
+    match tokio::time::timeout(timeout, call).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{what} failed: {e}")),
-        Err(_) => Err(format!(
-            "no answer to {what} within {:?}",
-            shared.timeouts.command
-        )),
+        Ok(Err(error)) => Err(EventsError::Redis { command, error }),
+        Err(_) => Err(EventsError::Timeout { command, timeout }),
     }
 }

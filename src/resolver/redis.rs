@@ -5,16 +5,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Semaphore, SemaphorePermit};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
-use super::pubsub::{self, Command};
+use super::pubsub;
 use super::skipped::SkippedEntries;
 use super::snapshot::{Listed, Snapshot};
+use super::subscriptions::Subscriptions;
 use super::Resolve;
 use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
@@ -49,7 +50,16 @@ const MAX_CALLER_READS: usize = 32;
 /// * An error never replaces a good snapshot: while Redis is unreachable,
 ///   the last known instances are served and their
 ///   [`age`](Snapshot::age) grows.
-/// * Services not asked for during the idle expiry are dropped.
+/// * Services not asked for during the idle expiry are dropped. A service
+///   found with no instance is remembered for the
+///   [negative TTL](ResolverBuilder::negative_ttl) only, and not
+///   subscribed; the cache holds at most
+///   [`max_services`](ResolverBuilder::max_services) services, evicting
+///   the least recently used. Requests for unknown names so cost bounded
+///   memory and no subscription.
+/// * Every async method is cancel-safe; each says what dropping its future
+///   leaves. In short: a read that callers share goes on for the others
+///   (and fills the cache); an uncached read is abandoned.
 /// * When the last clone is dropped (or on [`shutdown`](Self::shutdown))
 ///   every background task ends and the connections close.
 ///
@@ -79,8 +89,12 @@ pub(super) struct Shared {
     pub(super) keyspace: Keyspace,
     pub(super) cache: Cache,
     refresh_interval: Duration,
-    idle_expiry: Duration,
+    pub(super) idle_expiry: Duration,
     max_staleness: Option<Duration>,
+    pub(super) negative_ttl: Duration,
+    pub(super) max_services: usize,
+    /// Held while evicting: one eviction at a time.
+    pub(super) evicting: Mutex<()>,
     pub(super) timeouts: Timeouts,
     /// The longest one Redis call may take on this kind of connection.
     call_limit: Duration,
@@ -89,10 +103,11 @@ pub(super) struct Shared {
     refresh_reads: Semaphore,
     caller_reads: Semaphore,
     started: Instant,
-    subscriptions: Option<mpsc::UnboundedSender<Command>>,
+    /// Pending changes for the event connection (native schema).
+    pub(super) subscriptions: Option<Subscriptions>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Skipped entries already warned about.
-    skipped: SkippedEntries,
+    pub(super) skipped: SkippedEntries,
 }
 
 impl RedisResolver {
@@ -103,6 +118,12 @@ impl RedisResolver {
     }
 
     /// Connects with the default options.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind: the connections opened
+    /// so far close, and no task has been started (they start when it
+    /// completes).
     pub async fn connect(url: impl Into<String>) -> Result<Self, ResolveError> {
         Self::builder(url).connect().await
     }
@@ -110,9 +131,9 @@ impl RedisResolver {
     pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
         let (keyspace, endpoint) = b.validate()?;
         let url = connection::redact(&b.url);
-        let connect_error = |e: redis::RedisError| ResolveError::Connect {
+        let connect_error = |source| ResolveError::Connect {
             url: url.clone(),
-            message: e.to_string(),
+            source,
         };
         let conn = Connection::open(&endpoint, b.timeouts)
             .await
@@ -126,23 +147,19 @@ impl RedisResolver {
             ),
             _ => None,
         };
-        let (subscriptions, commands) = match events {
-            Some(_) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
         let call_limit = b.timeouts.call_limit(&conn);
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(conn)),
             endpoint,
             url: url.clone(),
             keyspace,
-            cache: Cache::new(b.max_staleness),
+            cache: Cache::new(b.max_staleness, b.negative_ttl),
             refresh_interval: b.refresh_interval,
             idle_expiry: b.idle_expiry,
             max_staleness: b.max_staleness,
+            negative_ttl: b.negative_ttl,
+            max_services: b.max_services,
+            evicting: Mutex::new(()),
             timeouts: b.timeouts,
             call_limit,
             cancel: CancellationToken::new(),
@@ -150,13 +167,13 @@ impl RedisResolver {
             refresh_reads: Semaphore::new(MAX_REFRESH_READS),
             caller_reads: Semaphore::new(MAX_CALLER_READS),
             started: Instant::now(),
-            subscriptions,
+            subscriptions: events.as_ref().map(|_| Subscriptions::default()),
             tasks: Mutex::new(Vec::new()),
             skipped: SkippedEntries::default(),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
-        if let (Some(events), Some(commands)) = (events, commands) {
-            tasks.push(tokio::spawn(pubsub::run(shared.clone(), events, commands)));
+        if let Some(events) = events {
+            tasks.push(tokio::spawn(pubsub::run(shared.clone(), events)));
         }
         *shared.lock_tasks() = tasks;
         tracing::debug!(url = %url, schema = %shared.keyspace.schema(), "resolver connected");
@@ -184,6 +201,11 @@ impl RedisResolver {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the read: its reply, if any, is
+    /// discarded; nothing is cached or left running.
     pub async fn fetch<S>(&self, service: S) -> Result<Snapshot, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -196,6 +218,11 @@ impl RedisResolver {
     /// Lists a service's live instances with the time left on each lease,
     /// sorted by address (the CLI's `list SERVICE`). Uncached, like
     /// [`fetch`](Self::fetch).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`fetch`](Self::fetch): dropping the future abandons the read and
+    /// leaves nothing behind.
     pub async fn list<S>(&self, service: S) -> Result<Vec<Listed>, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -229,6 +256,11 @@ impl RedisResolver {
     ///   (its name stays in the set, since reads write nothing).
     /// * Hertz schema: a `SCAN` for `/hertz/*/server` keys: services whose
     ///   hash has not expired yet, which may hold only dead instances.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the listing (a Hertz `SCAN` stops
+    /// between two calls) and leaves nothing behind.
     pub async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let shared = self.shared();
         let mut conn = shared.conn()?;
@@ -256,6 +288,14 @@ impl RedisResolver {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes creates no receiver. If it
+    /// had started a read (as [`resolve`](Resolve::resolve) does), the read
+    /// goes on and caches the service, which is then an ordinary cached
+    /// service: dropped by the idle sweep when not asked for, subscribed
+    /// only if it has instances.
     pub async fn watch<S>(&self, service: S) -> Result<watch::Receiver<Snapshot>, ResolveError>
     where
         S: TryInto<ServiceName>,
@@ -265,11 +305,16 @@ impl RedisResolver {
         let shared = self.shared();
         let snapshot = shared.resolve(&service).await?;
         let (entry, inserted) = shared.entry(&service);
-        if inserted && entry.mark_dirty() {
-            // Dropped by the idle sweep meanwhile: read it again.
+        let was_negative = entry.is_negative();
+        let receiver = entry.watch(snapshot);
+        // Watched: subscribed even with no instance, never negative. Read
+        // again if just subscribed (after the confirmation), negative until
+        // now, or dropped by the sweep or an eviction meanwhile.
+        let subscribed = shared.subscribe(&entry);
+        if (inserted || subscribed || was_negative) && entry.mark_dirty() {
             shared.spawn_read(entry.clone());
         }
-        Ok(entry.watch(snapshot))
+        Ok(receiver)
     }
 
     /// The number of services in the cache.
@@ -281,6 +326,13 @@ impl RedisResolver {
     /// every clone; waits for the tasks to end. Afterwards `resolve` fails
     /// with [`ResolveError::Shutdown`] and `cached` answers `None`.
     /// Dropping the last clone does the same without waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// The shutdown happens at the first poll, before any wait: dropping
+    /// the future after that only stops waiting for the tasks, which end
+    /// by themselves. A future dropped without ever being polled shuts
+    /// nothing down.
     pub async fn shutdown(&self) {
         self.shared().close();
         let tasks = std::mem::take(&mut *self.shared().lock_tasks());
@@ -324,6 +376,8 @@ impl fmt::Debug for RedisResolver {
             .field("refresh_interval", &s.refresh_interval)
             .field("idle_expiry", &s.idle_expiry)
             .field("max_staleness", &s.max_staleness)
+            .field("negative_ttl", &s.negative_ttl)
+            .field("max_services", &s.max_services)
             .field("cached_services", &s.cache.len())
             .field("closed", &s.cancel.is_cancelled())
             .finish()
@@ -353,28 +407,12 @@ impl Shared {
         self.lock_conn().clone().ok_or(ResolveError::Shutdown)
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(super) fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The cached entry of a service, created (and subscribed) if missing.
-    fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
-        self.cache.get_or_insert(
-            service,
-            || self.keyspace.events_channel(service.as_str()),
-            self.now_ms(),
-            |entry| {
-                // Under the shard lock, before anyone can see the entry: the
-                // first read waits until the subscription is confirmed.
-                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                    let (ack, subscribed) = oneshot::channel();
-                    entry.set_subscription(subscribed);
-                    // If the subscriber is gone, the dropped ack releases
-                    // the read at once.
-                    let _ = commands.send(Command::Subscribe(channel.to_owned(), ack));
-                }
-            },
-        )
+    pub(super) fn subscriptions(&self) -> Option<&Subscriptions> {
+        self.subscriptions.as_ref()
     }
 
     /// The cached resolve: hit, or join (or start) the single read.
@@ -393,7 +431,7 @@ impl Shared {
         // Subscribe to outcomes before looking, so a read that ends between
         // the look and the wait is not missed.
         let mut outcomes = entry.outcomes();
-        if let Some(snapshot) = entry.fresh(self.max_staleness) {
+        if let Some(snapshot) = entry.fresh() {
             return Ok(snapshot);
         }
         if entry.join_or_start(&outcomes) {
@@ -464,14 +502,23 @@ impl Shared {
     }
 
     async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
-        if let Some(subscribed) = entry.take_subscription() {
-            // Ok, Err (subscriber down: resubscribes and refreshes on
-            // reconnect) and timeout all mean: read now.
-            let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
-        }
         loop {
+            if let Some(subscribed) = entry.take_subscription() {
+                // Ok, Err (subscriber down: resubscribes and refreshes on
+                // reconnect) and timeout all mean: read now.
+                let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
+            }
             let result = {
                 let _permit = self.permit(entry).await;
+                if !entry.is_awaited() && !self.cache.holds(entry) {
+                    // Evicted while queued for a permit, and its callers
+                    // gave up: the result would go nowhere. Dropping it
+                    // keeps a flood of names during a Redis stall from
+                    // turning into a flood of reads afterwards.
+                    let service = entry.service().to_string();
+                    entry.interrupt(ResolveError::Interrupted { service });
+                    return;
+                }
                 self.read_cached(entry).await
             };
             match &result {
@@ -503,7 +550,15 @@ impl Shared {
             if let Some(at) = completed.recheck {
                 self.recheck_at(entry.clone(), at);
             }
-            if !completed.again {
+            if completed.again {
+                continue;
+            }
+            // A service found with instances is subscribed from now on; a
+            // negative one is not (request input must not grow the
+            // subscriptions). One more read, once the subscription is
+            // confirmed, catches a change made before it.
+            let serves = entry.snapshot().is_some_and(|s| !s.is_empty());
+            if !(serves && self.subscribe(entry) && entry.mark_dirty()) {
                 return;
             }
         }
@@ -544,12 +599,8 @@ impl Shared {
                 _ = shared.cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(at) => {
                     entry.recheck_due(at);
-                    let cached = shared
-                        .cache
-                        .get(entry.service().as_str())
-                        .is_some_and(|e| Arc::ptr_eq(&e, &entry));
                     // A running read drops the expired instances itself.
-                    if cached && entry.start_if_idle() {
+                    if shared.cache.holds(&entry) && entry.start_if_idle() {
                         shared.spawn_read(entry);
                     }
                 }
@@ -596,7 +647,8 @@ impl Shared {
     /// may have missed events): on reconnect of the event connection.
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
-            if entry.mark_dirty() {
+            // A negative entry is not subscribed: it missed nothing.
+            if !entry.is_negative() && entry.mark_dirty() {
                 self.spawn_read(entry);
             }
         }
@@ -607,38 +659,10 @@ impl Shared {
     /// slow the queue of reads drains instead of growing.
     fn refresh_periodic(self: &Arc<Self>) {
         for entry in self.cache.entries() {
-            if entry.start_if_idle() {
+            // A negative entry is read again when asked for after its
+            // negative-cache time, or dropped by the sweep.
+            if !entry.is_negative() && entry.start_if_idle() {
                 self.spawn_read(entry);
-            }
-        }
-    }
-
-    /// Every cached entry's events channel.
-    pub(super) fn channels(&self) -> Vec<String> {
-        self.cache
-            .entries()
-            .iter()
-            .filter_map(|e| e.channel().map(str::to_owned))
-            .collect()
-    }
-
-    /// Drops services idle for longer than the idle expiry.
-    fn sweep(&self) {
-        let now = self.now_ms();
-        for entry in self.cache.entries() {
-            if entry.idle_for(now) < self.idle_expiry {
-                continue;
-            }
-            let removed = self.cache.remove_if(&entry, Entry::in_use, |entry| {
-                // Under the shard lock, so a later re-insert's subscribe
-                // is queued after this unsubscribe.
-                if let (Some(commands), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                    let _ = commands.send(Command::Unsubscribe(channel.to_owned()));
-                }
-            });
-            if removed {
-                self.skipped.forget(entry.service());
-                tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
             }
         }
     }
@@ -677,9 +701,9 @@ impl Shared {
     ) -> Result<T, ResolveError> {
         match tokio::time::timeout(self.call_limit, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ResolveError::Redis {
+            Ok(Err(source)) => Err(ResolveError::Redis {
                 service: service.to_owned(),
-                message: e.to_string(),
+                source,
             }),
             Err(_) => Err(ResolveError::Timeout {
                 service: service.to_owned(),
@@ -750,7 +774,9 @@ async fn maintain(shared: Arc<Shared>) {
     let refresh_every = shared.refresh_interval;
     let mut refresh = tokio::time::interval_at(after(refresh_every), refresh_every);
     refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let sweep_every = (shared.idle_expiry / 4).max(Duration::from_millis(10));
+    let sweep_every = (shared.idle_expiry / 4)
+        .min(shared.negative_ttl)
+        .max(Duration::from_millis(10));
     let mut sweep = tokio::time::interval_at(after(sweep_every), sweep_every);
     sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {

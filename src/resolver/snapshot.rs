@@ -74,8 +74,9 @@ pub(crate) struct CacheLink {
     retired: AtomicBool,
     /// The cache entry's use flag, for its idle sweep.
     used: UseFlag,
-    /// The cache's `max_staleness`: older, it is no longer returned.
-    max_staleness: Option<Duration>,
+    /// The oldest the cache returns it: its `max_staleness`, or the
+    /// negative-cache time for a list with no instance.
+    max_age: Option<Duration>,
 }
 
 /// A cache entry's "used since the last idle sweep" flag, shared with the
@@ -109,11 +110,11 @@ impl UseFlag {
 }
 
 impl CacheLink {
-    pub(crate) fn new(used: UseFlag, max_staleness: Option<Duration>) -> Self {
+    pub(crate) fn new(used: UseFlag, max_age: Option<Duration>) -> Self {
         CacheLink {
             retired: AtomicBool::new(false),
             used,
-            max_staleness,
+            max_age,
         }
     }
 }
@@ -223,13 +224,21 @@ impl Snapshot {
 
     /// Whether the resolver cache that returned this snapshot would still
     /// return it: same list, not evicted, not shut down, not older than its
-    /// `max_staleness`. `false` for snapshots no cache keeps current.
+    /// [`max_age`](Self::max_age). `false` for snapshots no cache keeps
+    /// current.
     #[inline]
     pub(crate) fn still_cached(&self) -> bool {
         self.inner.link.as_ref().is_some_and(|link| {
             !link.retired.load(Ordering::Relaxed)
-                && link.max_staleness.is_none_or(|max| self.age() <= max)
+                && link.max_age.is_none_or(|max| self.age() <= max)
         })
+    }
+
+    /// The oldest a cache returns this snapshot (`None`: however old, or
+    /// made by no cache).
+    #[inline]
+    pub(crate) fn max_age(&self) -> Option<Duration> {
+        self.inner.max_age()
     }
 
     /// Marks the service used for its cache's idle sweep, as a lookup does.
@@ -313,6 +322,10 @@ impl Inner {
 
     pub(crate) fn instances(&self) -> &[Instance] {
         &self.instances
+    }
+
+    pub(crate) fn max_age(&self) -> Option<Duration> {
+        self.link.as_ref().and_then(|link| link.max_age)
     }
 }
 

@@ -1,15 +1,9 @@
 //! Running Lua scripts: `EVALSHA` first, `EVAL` on `NOSCRIPT` (the script
 //! cache is lost on restart and failover), and the read-only variants where
-//! the server has them.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! the server has them (decided per server: see [`LuaScript::run_read_only`]).
 
 use crate::connection::Connection;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind, ToRedisArgs};
-
-/// Set once a server answered that it has no `EVALSHA_RO` (Redis < 7);
-/// from then on read-only scripts run with plain `EVALSHA`.
-static NO_READ_ONLY_EVAL: AtomicBool = AtomicBool::new(false);
 
 /// A Lua script with its SHA1, computed once.
 pub(crate) struct LuaScript {
@@ -37,20 +31,34 @@ impl LuaScript {
 
     /// Runs a script that only reads with `EVALSHA_RO`, so it works with a
     /// read-only ACL user and on replicas.
+    ///
+    /// A server without it (Redis < 7, or renamed away) answers `ERR`, as
+    /// a failing script also does. So on `ERR` the plain `EVALSHA` is
+    /// tried: if that works, the connection's server is remembered as one
+    /// without read-only scripts (only that server: another in the same
+    /// process, e.g. a Redis 7 with a read-only user, keeps `EVALSHA_RO`);
+    /// if not, the first error stands. The script only reads, so running
+    /// it twice does no harm.
     pub async fn run_read_only<T: FromRedisValue>(
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],
         conn: &mut Connection,
     ) -> RedisResult<T> {
-        if NO_READ_ONLY_EVAL.load(Ordering::Relaxed) {
+        let server = conn.read_only_scripts();
+        if !server.available() {
             return self.invoke(keys, args, conn, false).await;
         }
         match self.invoke(keys, args, conn, true).await {
-            Err(e) if is_unknown_read_only_command(&e) => {
-                NO_READ_ONLY_EVAL.store(true, Ordering::Relaxed);
-                tracing::debug!("server has no EVALSHA_RO; read-only scripts use EVALSHA");
-                self.invoke(keys, args, conn, false).await
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) => {
+                match self.invoke(keys, args, conn, false).await {
+                    Ok(value) => {
+                        server.refused();
+                        tracing::debug!(error = %e, "the server refuses EVALSHA_RO: its read-only scripts use EVALSHA");
+                        Ok(value)
+                    }
+                    Err(_) => Err(e),
+                }
             }
             other => other,
         }
@@ -95,9 +103,4 @@ impl<T: ToRedisArgs + Sync> ScriptArg for T {
     fn push_to(&self, cmd: &mut Cmd) {
         cmd.arg(self);
     }
-}
-
-fn is_unknown_read_only_command(e: &redis::RedisError) -> bool {
-    let text = e.to_string();
-    text.contains("unknown command") && text.contains("_RO")
 }

@@ -23,6 +23,8 @@ pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
     role: Role,
+    /// Extra `redis-server` arguments (configuration directives).
+    args: Vec<String>,
 }
 
 /// What a [`RedisServer`] runs as.
@@ -44,6 +46,12 @@ impl RedisServer {
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> RedisServer {
         Self::start_as(Role::Master)
+    }
+
+    /// Starts a server with extra configuration, e.g.
+    /// `["--rename-command", "EVALSHA_RO", ""]`.
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        Self::start_as_with(Role::Master, args)
     }
 
     /// Starts a replica of `master` and waits until its replication link is
@@ -84,6 +92,10 @@ impl RedisServer {
     }
 
     fn start_as(role: Role) -> RedisServer {
+        Self::start_as_with(role, &[])
+    }
+
+    fn start_as_with(role: Role, args: &[&str]) -> RedisServer {
         let dir = std::env::temp_dir().join(format!(
             "redis-discovery-test-{}-{}",
             std::process::id(),
@@ -103,6 +115,7 @@ impl RedisServer {
                 dir: dir.clone(),
                 child: None,
                 role: role.clone(),
+                args: args.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -135,6 +148,7 @@ impl RedisServer {
         if !matches!(self.role, Role::Sentinel(_)) {
             command.args(["--save", "", "--appendonly", "no"]);
         }
+        command.args(&self.args);
         match self.role {
             Role::Master | Role::Sentinel(_) => {}
             Role::Replica(master) => {

@@ -17,7 +17,7 @@ pub(crate) fn resolve_failed(g: &Global) -> impl Fn(ResolveError) -> Error + '_ 
     move |e| match e {
         ResolveError::Invalid(e) => e.into(),
         // It names the URL itself; say it once.
-        ResolveError::Connect { message, .. } => redis_problem(g, &message),
+        ResolveError::Connect { source, .. } => redis_problem(g, &source),
         e => redis_problem(g, &e),
     }
 }

@@ -1,0 +1,132 @@
+//! Which services the resolver's cache holds, and which it subscribes:
+//! inserting (and evicting past the cap), subscribing a service once it
+//! has instances, and the sweep of idle and negative entries. Each change
+//! to an entry's membership and to its subscription is made under the
+//! entry's shard lock, so an unsubscribe and a later subscribe of the same
+//! channel reach the event connection in order.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::cache::Entry;
+use super::redis::Shared;
+use crate::instance::ServiceName;
+
+impl Shared {
+    /// The cached entry of a service, created if missing (not subscribed:
+    /// see [`subscribe`](Self::subscribe)); evicts the least recently used
+    /// services if that puts the cache over its cap.
+    pub(super) fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
+        let now_ms = self.now_ms();
+        let channel = || self.keyspace.events_channel(service.as_str());
+        let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
+        if inserted {
+            self.evict_over_cap(&entry, now_ms);
+        }
+        (entry, inserted)
+    }
+
+    /// Past `max_services`, evicts the least recently used services (never
+    /// `inserted`), a sixteenth of the cap at once so the scan that picks
+    /// them is paid once per that many inserts.
+    fn evict_over_cap(&self, inserted: &Arc<Entry>, now_ms: u64) {
+        if self.cache.len() <= self.max_services {
+            return;
+        }
+        let _one_at_a_time = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.cache.len();
+        if len <= self.max_services {
+            return; // another caller evicted meanwhile
+        }
+        let target = self.max_services - self.max_services / 16;
+        let victims = self
+            .cache
+            .least_recently_used(len - target, now_ms, inserted);
+        let evicted = self.drop_entries(&victims, Entry::is_watched, |entry| {
+            tracing::trace!(service = %entry.service(), "cache full: evicted");
+        });
+        tracing::debug!(
+            evicted,
+            max_services = self.max_services,
+            "cache full: least recently used services evicted"
+        );
+    }
+
+    /// Removes `entries` from the cache (those still cached, unless `keep`
+    /// says otherwise, checked under the shard lock), unsubscribing them;
+    /// `removed` sees each. Returns how many were removed.
+    fn drop_entries(
+        &self,
+        entries: &[Arc<Entry>],
+        keep: impl Fn(&Entry) -> bool,
+        mut removed: impl FnMut(&Entry),
+    ) -> usize {
+        self.cache.remove_all(entries, keep, |entry| {
+            removed(entry);
+            self.skipped.forget(entry.service());
+            // Under the shard lock, like `subscribe`: a later re-insert's
+            // subscribe comes after this unsubscribe.
+            if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
+                if entry.is_subscribed() {
+                    subscriptions.unsubscribe(channel);
+                }
+            }
+        })
+    }
+
+    /// Subscribes `entry` to its events channel, unless it is already, or
+    /// no longer cached, or there are no events (Hertz schema). `true` if
+    /// asked now: the next read waits until Redis confirmed, so no change
+    /// falls between that read and the subscription.
+    pub(super) fn subscribe(&self, entry: &Arc<Entry>) -> bool {
+        let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) else {
+            return false;
+        };
+        if entry.is_subscribed() {
+            return false;
+        }
+        // Under the shard lock, ordered with the entry's removal.
+        let asked = self.cache.if_cached(entry, |entry| {
+            if !entry.set_subscribed() {
+                return false;
+            }
+            let (ack, subscribed) = oneshot::channel();
+            entry.set_subscription(subscribed);
+            subscriptions.subscribe(channel, ack);
+            true
+        });
+        asked == Some(true)
+    }
+
+    /// The events channel of every subscribed entry.
+    pub(super) fn channels(&self) -> Vec<String> {
+        self.cache
+            .entries()
+            .iter()
+            .filter(|e| e.is_subscribed())
+            .filter_map(|e| e.channel().map(str::to_owned))
+            .collect()
+    }
+
+    /// Drops services idle for longer than the idle expiry, and negative
+    /// ones older than the negative-cache time.
+    pub(super) fn sweep(&self) {
+        let now = self.now_ms();
+        let (mut idle, mut negative) = (Vec::new(), Vec::new());
+        for entry in self.cache.entries() {
+            if self.cache.negative_expired(&entry) {
+                negative.push(entry);
+            } else if entry.idle_for(now) >= self.idle_expiry {
+                idle.push(entry);
+            }
+        }
+        let expired = |e: &Entry| !self.cache.negative_expired(e);
+        self.drop_entries(&negative, expired, |entry| {
+            tracing::trace!(service = %entry.service(), "no instance: dropped from the negative cache");
+        });
+        self.drop_entries(&idle, Entry::in_use, |entry| {
+            tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        });
+    }
+}
