@@ -71,7 +71,7 @@ struct Fleet {
     refusing: Vec<RefusingPort>,
     _answering: Vec<TestServer>,
     fixed: StaticResolver,
-    _redis: RedisServer,
+    redis: RedisServer,
     _registrations: Vec<Registration>,
     registered: RedisResolver,
 }
@@ -101,7 +101,7 @@ async fn fleet(refusing: usize, answering: usize) -> Fleet {
             .with_service("orders", instances)
             .unwrap(),
         registered: RedisResolver::connect(redis.url()).await.unwrap(),
-        _redis: redis,
+        redis,
         _registrations: registrations,
     }
 }
@@ -312,4 +312,53 @@ async fn the_middleware_retries_each_instance_once() {
             assert_eq!(response.is_ok(), answering > 0, "{response:?}");
         }
     }
+}
+
+/// Request input cannot grow the resolver (issue 11, item 7, through the
+/// layer): with `discover_all`, 3000 requests to 3000 distinct hosts nobody
+/// registered subscribe no channel and leave at most the cache cap, while
+/// the real service keeps being routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_hosts_from_requests_leave_no_subscription_and_a_capped_cache() {
+    let fleet = fleet(0, 1).await;
+    let max_services = 500;
+    let resolver = RedisResolver::builder(fleet.redis.url())
+        .max_services(max_services)
+        .connect()
+        .await
+        .unwrap();
+    let client = DiscoveryLayer::builder(resolver.clone())
+        .discover_all(true)
+        .build()
+        .layer(Recording::new());
+    get(&client, "http://orders/", 0).await.unwrap();
+
+    for batch in 0..30 {
+        let requests = (0..100).map(|i| {
+            let uri = format!("http://unknown-{}/", batch * 100 + i);
+            let client = client.clone();
+            async move {
+                let request = http::Request::get(uri).body(String::new()).unwrap();
+                tokio::time::timeout(support::DEADLINE, client.oneshot(request))
+                    .await
+                    .expect("the request ends")
+            }
+        });
+        for result in futures_util::future::join_all(requests).await {
+            let error = result.expect_err("no instance of an unknown host");
+            assert!(
+                matches!(
+                    error.downcast_ref::<DiscoveryError>(),
+                    Some(DiscoveryError::NoInstance { .. })
+                ),
+                "{error}"
+            );
+        }
+        let cached = resolver.cached_services();
+        assert!(cached <= max_services, "{cached} cached services");
+    }
+    let channels: Vec<String> = fleet.redis.cmd(&["PUBSUB", "CHANNELS"]);
+    assert!(channels.len() < 100, "{} channels", channels.len());
+    assert_eq!(channels, ["sd:{orders}:events"], "only the real service");
+    get(&client, "http://orders/", 0).await.unwrap();
 }
