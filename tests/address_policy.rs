@@ -195,6 +195,45 @@ async fn the_registry_refuses_what_the_resolver_skips() {
     assert!(registry.deregister("orders", POISONED[0]).await.unwrap());
 }
 
+/// Other spellings of an IPv4 address: reqwest and the system resolver
+/// dial them as 169.254.169.254, 0.0.0.0 and 8.0.0.1.
+const NUMERIC: [&str; 7] = [
+    "0xa9fea9fe:80",
+    "0xa9.0xfe.0xa9.0xfe:80",
+    "169.0xfe.169.254:80",
+    "2852039166:80",
+    "0251.0376.0251.0376:80",
+    "0x0:80",
+    "010.0.0.1:80",
+];
+
+#[tokio::test(flavor = "current_thread")]
+async fn numeric_hosts_other_than_dotted_quads_are_skipped() {
+    let redis = RedisServer::start();
+    let (good, _registrations) = fleet(&redis, "orders", 2).await;
+    for addr in NUMERIC {
+        write_raw(&redis, "orders", addr);
+    }
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::WARN, false));
+    let resolver = builder(&redis).connect().await.unwrap();
+    assert_eq!(listed(&resolver.fetch("orders").await.unwrap()), good);
+    all_succeed(&resolver, "orders", &good, 50).await;
+    let text = logs.text();
+    for addr in NUMERIC {
+        assert_eq!(warnings_about(&text, addr), 1, "{addr}: {text}");
+    }
+    assert!(
+        text.contains("write the address as a dotted quad"),
+        "{text}"
+    );
+    // Well formed, so removable.
+    let registry = RedisRegistry::connect(redis.url()).await.unwrap();
+    for addr in NUMERIC {
+        assert!(registry.deregister("orders", addr).await.unwrap(), "{addr}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_allow_list_skips_entries_outside_it() {
     let redis = RedisServer::start();

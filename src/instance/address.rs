@@ -40,8 +40,8 @@ pub enum AddressProblem {
     /// Something that is not an IPv6 address inside brackets.
     #[error("not a valid IPv6 address inside the brackets")]
     Ipv6,
-    /// Digits and dots that are not an IPv4 address (`256.0.0.1`, `1.2.3`).
-    #[error("not a valid IPv4 address")]
+    /// Four numbers that are not an IPv4 address (`256.0.0.1`).
+    #[error("not a valid IPv4 address: each part of a.b.c.d must be a number from 0 to 255")]
     Ipv4,
     /// The host is empty (`:80`).
     #[error("the host is empty: write host:port")]
@@ -82,6 +82,20 @@ pub enum AddressProblem {
     /// The port is outside the ports a resolver was told to allow.
     #[error("the port is outside the allowed ports")]
     PortNotAllowed,
+    /// A host that ends in a number but is not a dotted quad
+    /// (`0x7f000001`, `2130706433`, `127.1`, `0x7f.0.0.1`, `1.2.3.4.`):
+    /// URL parsers and the system resolver read it as an IPv4 address, one
+    /// the policy could not check.
+    #[error(
+        "a host ending in a number is dialed as an IPv4 address: write the address as a dotted quad a.b.c.d"
+    )]
+    NumericHost,
+    /// A dotted quad with a leading zero (`010.0.0.1`): the system
+    /// resolver reads such a part as octal (`010` is 8).
+    #[error(
+        "a part with a leading zero is read as octal when dialed: write the address as a dotted quad a.b.c.d without leading zeros"
+    )]
+    Ipv4LeadingZero,
 }
 
 impl AddressProblem {
@@ -97,6 +111,8 @@ impl AddressProblem {
                 | AddressProblem::NetworkNotAllowed
                 | AddressProblem::HostNameNotAllowed
                 | AddressProblem::PortNotAllowed
+                | AddressProblem::NumericHost
+                | AddressProblem::Ipv4LeadingZero
         )
     }
 }
@@ -122,15 +138,29 @@ pub(crate) fn check_form(addr: &str) -> Result<(), ValidationError> {
 }
 
 fn parse(addr: &str) -> Result<Authority, AddressProblem> {
-    let (authority, ip) = parse_form(addr)?;
-    if let Some(ip) = ip {
-        policy::check_ip(ip)?;
+    let (authority, host) = parse_form(addr)?;
+    match host {
+        Host::Ip(ip) => policy::check_ip(ip)?,
+        Host::Numeric(problem) => return Err(problem),
+        Host::Name => {}
     }
     Ok(authority)
 }
 
-/// `host:port`, and the host if it is an IP address.
-fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem> {
+/// What the host of a well-formed `host:port` is.
+enum Host {
+    /// An IP address, in its one accepted spelling.
+    Ip(IpAddr),
+    /// A DNS name.
+    Name,
+    /// Another spelling of an IPv4 address: dialed as one, but the policy
+    /// would not see which. Refused by the policy, yet well formed, so that
+    /// an entry written so can be removed.
+    Numeric(AddressProblem),
+}
+
+/// `host:port`, and what its host is.
+fn parse_form(addr: &str) -> Result<(Authority, Host), AddressProblem> {
     if addr.is_empty() {
         return Err(AddressProblem::Empty);
     }
@@ -144,7 +174,7 @@ fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem>
     if addr.contains(['/', '?', '#']) {
         return Err(AddressProblem::Path);
     }
-    let (ip, port) = if let Some(rest) = addr.strip_prefix('[') {
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
         let (v6, port) = rest.split_once(']').ok_or(AddressProblem::Ipv6)?;
         let v6 = v6.parse::<Ipv6Addr>().map_err(|_| AddressProblem::Ipv6)?;
         let port = match port.strip_prefix(':') {
@@ -152,7 +182,7 @@ fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem>
             None if port.is_empty() => return Err(AddressProblem::MissingPort),
             None => return Err(AddressProblem::Port),
         };
-        (Some(IpAddr::V6(v6)), port)
+        (Host::Ip(IpAddr::V6(v6)), port)
     } else {
         let Some((host, port)) = addr.rsplit_once(':') else {
             return Err(AddressProblem::MissingPort);
@@ -160,7 +190,7 @@ fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem>
         if host.contains(':') {
             return Err(AddressProblem::Ipv6Brackets);
         }
-        (check_host(host)?.map(IpAddr::V4), port)
+        (check_host(host)?, port)
     };
     if port.is_empty() {
         return Err(AddressProblem::MissingPort);
@@ -169,24 +199,25 @@ fn parse_form(addr: &str) -> Result<(Authority, Option<IpAddr>), AddressProblem>
         return Err(AddressProblem::Port);
     }
     let authority = Authority::from_str(addr).map_err(|_| AddressProblem::HostCharacter)?;
-    Ok((authority, ip))
+    Ok((authority, host))
 }
 
-/// Checks a host that is not bracketed; returns it if it is an IPv4 address.
-fn check_host(host: &str) -> Result<Option<Ipv4Addr>, AddressProblem> {
+/// Checks a host that is not bracketed and says what it is.
+///
+/// A host whose last label is a number is taken as IPv4, as the WHATWG URL
+/// parser (reqwest's) takes it; the system resolver (`inet_aton`) reads
+/// all these spellings as addresses too. Only the dotted quad is accepted:
+/// `0x7f000001`, `2130706433`, `127.1` or `0177.0.0.1` would reach an
+/// address the policy never saw.
+fn check_host(host: &str) -> Result<Host, AddressProblem> {
     if host.is_empty() {
         return Err(AddressProblem::EmptyHost);
-    }
-    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return host
-            .parse::<Ipv4Addr>()
-            .map(Some)
-            .map_err(|_| AddressProblem::Ipv4);
     }
     if host.len() > 253 {
         return Err(AddressProblem::HostTooLong);
     }
-    for label in host.strip_suffix('.').unwrap_or(host).split('.') {
+    let labels = host.strip_suffix('.').unwrap_or(host);
+    for label in labels.split('.') {
         if label.is_empty() || label.len() > 63 {
             return Err(AddressProblem::HostLabel);
         }
@@ -200,5 +231,39 @@ fn check_host(host: &str) -> Result<Option<Ipv4Addr>, AddressProblem> {
             return Err(AddressProblem::HostHyphen);
         }
     }
-    Ok(None)
+    let last = labels.rsplit('.').next().unwrap_or(labels);
+    if !is_number(last) {
+        return Ok(Host::Name);
+    }
+    // The standard library's parser takes the dotted quad only, without
+    // leading zeros.
+    if let Ok(v4) = host.parse::<Ipv4Addr>() {
+        return Ok(Host::Ip(IpAddr::V4(v4)));
+    }
+    let parts: Vec<&str> = labels.split('.').collect();
+    let decimal = |part: &&str| part.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() == 4 && parts.iter().all(decimal) {
+        if parts
+            .iter()
+            .any(|part| part.len() > 1 && part.starts_with('0'))
+        {
+            return Ok(Host::Numeric(AddressProblem::Ipv4LeadingZero));
+        }
+        if parts.iter().any(|part| part.parse::<u8>().is_err()) {
+            return Err(AddressProblem::Ipv4);
+        }
+    }
+    Ok(Host::Numeric(AddressProblem::NumericHost))
+}
+
+/// The WHATWG URL standard's "ends in a number" test for one label:
+/// decimal digits, or `0x`/`0X` and hex digits (none is zero).
+fn is_number(label: &str) -> bool {
+    match label
+        .strip_prefix("0x")
+        .or_else(|| label.strip_prefix("0X"))
+    {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+    }
 }

@@ -64,7 +64,8 @@ impl Instance {
     /// Fails, saying what to change, for anything but `host:port`, and for
     /// an address the [address policy](crate::resolver#the-address-policy)
     /// refuses: unspecified, multicast, broadcast and link-local addresses
-    /// (`0.0.0.0`, `224.0.0.1`, `255.255.255.255`, `169.254.1.1`, `[fe80::1]`, …).
+    /// (`0.0.0.0`, `224.0.0.1`, `255.255.255.255`, `169.254.1.1`, `[fe80::1]`, …),
+    /// and IPv4 written other than as a dotted quad (`0xa9fea9fe`, `010.0.0.1`).
     pub fn new(addr: impl AsRef<str>) -> Result<Self, ValidationError> {
         Ok(Instance {
             authority: parse_addr(addr.as_ref())?,

@@ -9,10 +9,17 @@
 //!   link-local (`169.254.0.0/16`, `fe80::/10`) addresses, also written as
 //!   IPv4-mapped IPv6 (`[::ffff:169.254.0.1]`). Loopback and private ranges
 //!   are allowed: they are normal in development and inside a network.
+//!   IPv4 is accepted only as a dotted quad without leading zeros: a host
+//!   ending in a number (`0x7f000001`, `2130706433`, `127.1`, `0177.0.0.1`)
+//!   is dialed as an IPv4 address by URL parsers and the system resolver,
+//!   so any other spelling would hide the address from these rules.
+//!   The fixed rules cannot check a DNS name: it is resolved only when
+//!   dialed, to whatever its DNS answers, link-local included.
 //! * **An allow-list**, opt-in on a resolver
 //!   ([`allow_networks`](crate::resolver::ResolverBuilder::allow_networks),
 //!   [`allow_ports`](crate::resolver::ResolverBuilder::allow_ports)):
-//!   entries outside it are skipped.
+//!   entries outside it are skipped. Its networks also refuse host names,
+//!   which closes the gap the fixed rules leave.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;

@@ -373,3 +373,85 @@ fn allow_lists() {
         .collect();
     assert!(AllowList::new(&many, &[]).is_err());
 }
+
+/// A host ending in a number is dialed as an IPv4 address (WHATWG URL
+/// parser, `inet_aton`): only the dotted quad passes, at register and at
+/// read, so the policy sees the address that is dialed.
+#[test]
+fn numeric_hosts_must_be_dotted_quads() {
+    use AddressProblem::*;
+    for (addr, expected) in [
+        ("0xa9fea9fe:80", NumericHost),
+        ("0XA9FEA9FE:80", NumericHost),
+        ("0xa9.0xfe.0xa9.0xfe:80", NumericHost),
+        ("169.0xfe.169.254:80", NumericHost),
+        ("0x0:80", NumericHost),
+        ("0x:80", NumericHost),
+        ("2852039166:80", NumericHost),
+        ("127.1:80", NumericHost),
+        ("1.2.3:80", NumericHost),
+        ("1.2.3.4.5:80", NumericHost),
+        ("10.0.0.1.:80", NumericHost),
+        ("orders.0x10:80", NumericHost),
+        ("orders.123:80", NumericHost),
+        ("0251.0376.0251.0376:80", Ipv4LeadingZero),
+        ("010.0.0.1:80", Ipv4LeadingZero),
+        ("10.0.0.01:80", Ipv4LeadingZero),
+    ] {
+        let message = match Instance::new(addr) {
+            Err(e @ ValidationError::Address { reason, .. }) => {
+                assert_eq!(reason, expected, "{addr}");
+                e.to_string()
+            }
+            other => panic!("{addr} accepted: {other:?}"),
+        };
+        assert!(
+            message.contains("write the address as a dotted quad a.b.c.d"),
+            "{message}"
+        );
+        assert!(expected.is_refusal());
+        let json = format!(r#"{{"addr":"{addr}","weight":1}}"#);
+        for read in [
+            Instance::from_json(json.as_bytes()),
+            Instance::from_hertz_json(json.as_bytes()),
+        ] {
+            assert!(
+                matches!(&read, Err(EntryError::Refused { reason, .. }) if *reason == expected),
+                "{addr}: {read:?}"
+            );
+        }
+        // Well formed: an entry written so can still be removed.
+        assert!(check_addr_form(addr).is_ok(), "{addr}");
+    }
+    // What reqwest's URL parser dials for some of them.
+    #[cfg(feature = "reqwest")]
+    for (addr, dialed) in [
+        ("0xa9fea9fe:80", "169.254.169.254"),
+        ("0xa9.0xfe.0xa9.0xfe:80", "169.254.169.254"),
+        ("169.0xfe.169.254:80", "169.254.169.254"),
+        ("2852039166:80", "169.254.169.254"),
+        ("0251.0376.0251.0376:80", "169.254.169.254"),
+        ("0x0:80", "0.0.0.0"),
+        ("010.0.0.1:80", "8.0.0.1"),
+    ] {
+        let url = reqwest::Url::parse(&format!("http://{addr}/")).unwrap();
+        assert_eq!(url.host_str(), Some(dialed), "{addr}");
+    }
+    assert!(matches!(
+        Instance::new("256.1.1.1:80"),
+        Err(ValidationError::Address { reason: Ipv4, .. })
+    ));
+    for ok in [
+        "10.0.0.1:80",
+        "0x7f.example:80",
+        "1e100.net:80",
+        "orders.v2:80",
+        "x0:80",
+        "0xg:80",
+        "orders.internal.:80",
+    ] {
+        assert!(Instance::new(ok).is_ok(), "{ok}");
+        let json = format!(r#"{{"addr":"{ok}","weight":1}}"#);
+        assert!(Instance::from_json(json.as_bytes()).is_ok(), "{ok}");
+    }
+}
