@@ -265,18 +265,22 @@ async fn run_to_completion<T: Send + 'static>(
     fallback: &tokio::runtime::Handle,
     op: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
 ) -> Result<T, RegistryError> {
-    let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| fallback.clone());
-    runtime
+    current_runtime_or(fallback)
         .spawn(op)
         .await
         .unwrap_or(Err(RegistryError::Interrupted))
 }
 
+/// The caller's runtime, or `fallback` when the caller is not on one (a
+/// future polled by another executor).
+fn current_runtime_or(fallback: &tokio::runtime::Handle) -> tokio::runtime::Handle {
+    tokio::runtime::Handle::try_current().unwrap_or_else(|_| fallback.clone())
+}
+
 impl Shared {
-    /// The caller's runtime, or the registry's when the caller is not on
-    /// one (a future polled by another executor).
+    /// The caller's runtime, or the registry's when the caller is not on one.
     fn current_runtime(&self) -> tokio::runtime::Handle {
-        tokio::runtime::Handle::try_current().unwrap_or_else(|_| self.runtime.clone())
+        current_runtime_or(&self.runtime)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<(ServiceName, String), Arc<Lease>>> {
