@@ -239,6 +239,25 @@ impl Endpoint {
     }
 }
 
+/// The passwords a parsed URL holds (for the Redis nodes and, behind
+/// Sentinel, for the Sentinels), so the fuzz targets can check that none
+/// shows in a redacted URL, an error or `Debug`.
+#[cfg(fuzzing)]
+impl Endpoint {
+    pub(crate) fn passwords(&self) -> Vec<String> {
+        let of = |info: &ConnectionInfo| info.redis_settings().password().map(str::to_owned);
+        match self {
+            Endpoint::Server(client) => of(client.get_connection_info()).into_iter().collect(),
+            Endpoint::Sentinel(s) => [&s.credentials.password, &s.sentinel_credentials.password]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Endpoint::Cluster(seeds) => seeds.iter().filter_map(of).collect(),
+        }
+    }
+}
+
 /// The resolver's event connection.
 pub(crate) struct Events {
     pub(crate) pubsub: PubSub,
