@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let printed = filter.to_string();
-    assert_eq!(printed.parse::<TagFilter>().as_ref(), Ok(&filter), "{printed:?}");
+    assert_eq!(
+        printed.parse::<TagFilter>().as_ref(),
+        Ok(&filter),
+        "{printed:?}"
+    );
     assert_eq!(filter.is_empty(), printed.is_empty());
 
     let base = Instance::new("10.0.0.1:80").expect("valid");
