@@ -40,3 +40,18 @@ pub fn decode_entry(schema: KeySchema, field: &str, value: &[u8]) -> Result<Inst
         lease_left: None,
     })
 }
+
+/// The service whose events channel (native schema, `prefix`) is
+/// `channel`, as the resolver reads pub/sub messages; `None` also for an
+/// invalid prefix.
+pub fn service_of_channel(prefix: &str, channel: &str) -> Option<String> {
+    let keyspace = Keyspace::new(KeySchema::Native, prefix).ok()?;
+    keyspace.service_of_channel(channel).map(str::to_owned)
+}
+
+/// The events channel of `service` (native schema, `prefix`).
+pub fn events_channel(prefix: &str, service: &str) -> Option<String> {
+    Keyspace::new(KeySchema::Native, prefix)
+        .ok()?
+        .events_channel(service)
+}
