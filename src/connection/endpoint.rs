@@ -666,7 +666,9 @@ mod tests {
     #[test]
     fn ambiguous_userinfo_is_not_quoted_in_errors() {
         for url in [
-            "redis+sentinel://u:Hunter00@128.0.0.aster/3?senti\tHunter01nel_usernam@128.0.0.ael_pass=Hunter04",
+            // The fuzzer's input, its NULs replaced by the secrets.
+            "redis+sentinel://u:Hunter00#pw@128.0.0.aster/3?senti\tHunter01#pwHunter02#pw\
+             Hunter03#pwnel_usernam@128.0.0.ael_pass=Hunter04#pw",
             "redis+sentinel://u:1/Hunter01 x?y@h/m",
             "redis+sentinel://u:1/m/Hunter01?y@h/m",
             "redis+cluster://u:1/Hunter01?y@h",
