@@ -80,6 +80,9 @@
 pub mod balance;
 mod connection;
 pub mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod instance;
 pub mod layer;
 pub mod registry;

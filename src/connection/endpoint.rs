@@ -114,7 +114,13 @@ impl Endpoint {
         install_tls_provider();
         let invalid = |reason: String| ValidationError::RedisUrl {
             url: redact(url),
-            reason,
+            // The reasons quote parts of the URL (a master name, a
+            // parameter), which may then be parts of the password.
+            reason: if userinfo_is_ambiguous(url) {
+                AMBIGUOUS_USERINFO.to_owned()
+            } else {
+                reason
+            },
         };
         for (scheme, tls) in [("redis+sentinel://", false), ("rediss+sentinel://", true)] {
             if let Some(rest) = url.strip_prefix(scheme) {
@@ -238,6 +244,25 @@ impl Endpoint {
                 "no cluster seed nodes",
             ))
         }))
+    }
+}
+
+/// The passwords a parsed URL holds (for the Redis nodes and, behind
+/// Sentinel, for the Sentinels), so the fuzz targets can check that none
+/// shows in a redacted URL, an error or `Debug`.
+#[cfg(fuzzing)]
+impl Endpoint {
+    pub(crate) fn passwords(&self) -> Vec<String> {
+        let of = |info: &ConnectionInfo| info.redis_settings().password().map(str::to_owned);
+        match self {
+            Endpoint::Server(client) => of(client.get_connection_info()).into_iter().collect(),
+            Endpoint::Sentinel(s) => [&s.credentials.password, &s.sentinel_credentials.password]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
+            Endpoint::Cluster(seeds) => seeds.iter().filter_map(of).collect(),
+        }
     }
 }
 
@@ -470,6 +495,19 @@ fn credentials(userinfo: &str) -> Result<Credentials, String> {
     Ok(Credentials { user, password })
 }
 
+/// Whether an '@' follows a '?' in `url`: it could end a password that
+/// holds '?', or sit in a query value, so no part of the URL after the
+/// scheme is known not to be the password.
+fn userinfo_is_ambiguous(url: &str) -> bool {
+    let rest = url.find("://").map_or(url, |s| &url[s + 3..]);
+    rest.rfind('@').is_some_and(|at| rest[..at].contains('?'))
+}
+
+/// The reason given for an invalid URL whose userinfo is ambiguous: any
+/// other would quote a part of the URL.
+const AMBIGUOUS_USERINFO: &str = "an '@' follows a '?', so where the password ends is unclear \
+     (percent-encode '?' as %3F and '@' as %40 in passwords and parameter values)";
+
 /// A Redis URL with its secrets replaced by `***`, as the crate shows URLs
 /// in `Debug`, errors and logs; for tools that print a Redis URL.
 ///
@@ -494,9 +532,7 @@ pub fn redact(url: &str) -> String {
         Some(s) => url.split_at(s + 3),
         None => ("", url),
     };
-    // An '@' after a '?' could end a password that holds '?', or sit in a
-    // query value: either way, hide everything after the scheme.
-    if rest.rfind('@').is_some_and(|at| rest[..at].contains('?')) {
+    if userinfo_is_ambiguous(url) {
         return format!("{head}***");
     }
     let (userinfo, rest) = match rest.rfind('@') {
@@ -648,6 +684,27 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/redis_url.rs: the reason quoted a
+    /// parameter name, a master name or a database that, with an '@'
+    /// after a '?', may be part of the password the redacted URL hides.
+    #[test]
+    fn ambiguous_userinfo_is_not_quoted_in_errors() {
+        for url in [
+            // The fuzzer's input, its NULs replaced by the secrets.
+            "redis+sentinel://u:Hunter00#pw@128.0.0.aster/3?senti\tHunter01#pwHunter02#pw\
+             Hunter03#pwnel_usernam@128.0.0.ael_pass=Hunter04#pw",
+            "redis+sentinel://u:1/Hunter01 x?y@h/m",
+            "redis+sentinel://u:1/m/Hunter01?y@h/m",
+            "redis+cluster://u:1/Hunter01?y@h",
+        ] {
+            let e = error_of(url);
+            assert!(!e.contains("Hunter"), "{url}: {e}");
+            assert!(e.contains("where the password ends is unclear"), "{e}");
+        }
+        // Without that ambiguity the reason still names the culprit.
+        refused_because(&[("redis+sentinel://u:p@h/m?x=1", "unknown parameter \"x\"")]);
     }
 
     #[test]
