@@ -31,6 +31,13 @@
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
 //!
+//! Locks: an entry's read state may be held while taking its shard's
+//! write lock ([`Cache::complete`] publishes under it), never the other
+//! way round: code under a shard lock (`keep` and `on_remove` of
+//! [`Cache::remove_all`], the closure of [`Cache::if_cached`]) must not
+//! take an entry's read state. The full order is in the docs of
+//! `membership.rs`.
+//!
 //! Bounds. A *negative* entry (its list is empty, and it is neither
 //! subscribed to events nor watched) is returned for the negative-cache
 //! time only, then read again when asked for, and dropped by the sweep.
@@ -55,6 +62,7 @@ use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
+use super::skipped::SkippedEntries;
 use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot, UseFlag};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
@@ -161,6 +169,9 @@ pub(crate) struct Entry {
     wanted_notify: Notify,
     outcome: watch::Sender<Outcome>,
     watchers: OnceLock<watch::Sender<Snapshot>>,
+    /// The skipped registry entries already warned about: freed with the
+    /// entry, so bounded by the cache cap.
+    skipped: SkippedEntries,
 }
 
 #[derive(Default)]
@@ -381,6 +392,8 @@ impl Cache {
 
     /// Runs `f` on `entry` under its shard's write lock if it is still the
     /// cached entry of its service (so it is ordered with its removal).
+    /// `f` must not take the entry's read state (see the module docs on
+    /// locks).
     pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
@@ -579,6 +592,7 @@ impl Entry {
             wanted_notify: Notify::new(),
             outcome: watch::Sender::new(None),
             watchers: OnceLock::new(),
+            skipped: SkippedEntries::default(),
         }
     }
 
@@ -588,6 +602,11 @@ impl Entry {
 
     pub fn channel(&self) -> Option<&str> {
         self.channel.as_deref()
+    }
+
+    /// The skipped registry entries already warned about.
+    pub fn skipped(&self) -> &SkippedEntries {
+        &self.skipped
     }
 
     /// Marks the entry used.

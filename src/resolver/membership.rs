@@ -4,6 +4,28 @@
 //! to an entry's membership and to its subscription is made under the
 //! entry's shard lock, so an unsubscribe and a later subscribe of the same
 //! channel reach the event connection in order.
+//!
+//! # Lock order
+//!
+//! Locks are taken in this order only, never the other way round:
+//!
+//! 1. `Shared::evicting` (one eviction at a time);
+//! 2. an entry's read state (`Entry::state`: [`Cache::complete`] holds it
+//!    while it publishes a new snapshot into the slot, which takes ...);
+//! 3. a shard's write lock;
+//! 4. leaf locks, under which nothing else is taken: the pending
+//!    subscription changes ([`Subscriptions`]) and an entry's skipped-entry
+//!    memory.
+//!
+//! So code running under a shard lock (the closures given to
+//! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
+//! read state: [`subscribe`](Shared::subscribe) records the subscription
+//! confirmation on the entry only after the shard lock is released.
+//!
+//! [`Cache::complete`]: super::cache::Cache::complete
+//! [`Cache::if_cached`]: super::cache::Cache::if_cached
+//! [`Cache::remove_all`]: super::cache::Cache::remove_all
+//! [`Subscriptions`]: super::subscriptions::Subscriptions
 
 use std::sync::Arc;
 
@@ -64,7 +86,6 @@ impl Shared {
     ) -> usize {
         self.cache.remove_all(entries, keep, |entry| {
             removed(entry);
-            self.skipped.forget(entry.service());
             // Under the shard lock, like `subscribe`: a later re-insert's
             // subscribe comes after this unsubscribe.
             if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
@@ -86,17 +107,25 @@ impl Shared {
         if entry.is_subscribed() {
             return false;
         }
-        // Under the shard lock, ordered with the entry's removal.
+        // Under the shard lock, ordered with the entry's removal; nothing
+        // else (see the module docs on lock order).
         let asked = self.cache.if_cached(entry, |entry| {
             if !entry.set_subscribed() {
-                return false;
+                return None;
             }
             let (ack, subscribed) = oneshot::channel();
-            entry.set_subscription(subscribed);
             subscriptions.subscribe(channel, ack);
-            true
+            Some(subscribed)
         });
-        asked == Some(true)
+        let Some(Some(subscribed)) = asked else {
+            return false;
+        };
+        // Outside the shard lock: this takes the entry's read state. A read
+        // that started meanwhile does not wait for the confirmation, but
+        // the caller's follow-up read (`mark_dirty` after this returns)
+        // finds it and does.
+        entry.set_subscription(subscribed);
+        true
     }
 
     /// The events channel of every subscribed entry.

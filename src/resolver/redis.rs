@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub;
-use super::skipped::SkippedEntries;
+use super::skipped::{self, SkippedEntries};
 use super::snapshot::{Listed, Snapshot};
 use super::subscriptions::Subscriptions;
 use super::Resolve;
@@ -106,8 +106,6 @@ pub(super) struct Shared {
     /// Pending changes for the event connection (native schema).
     pub(super) subscriptions: Option<Subscriptions>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Skipped entries already warned about.
-    pub(super) skipped: SkippedEntries,
 }
 
 impl RedisResolver {
@@ -169,7 +167,6 @@ impl RedisResolver {
             started: Instant::now(),
             subscriptions: events.as_ref().map(|_| Subscriptions::default()),
             tasks: Mutex::new(Vec::new()),
-            skipped: SkippedEntries::default(),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
         if let Some(events) = events {
@@ -232,7 +229,7 @@ impl RedisResolver {
         let shared = self.shared();
         let raw = shared.read(&service).await?;
         let mut listed: Vec<Listed> = shared
-            .decode(&service, raw)
+            .decode(&service, raw, None)
             .map(|(instance, lease_left)| Listed {
                 instance,
                 lease_left,
@@ -573,7 +570,7 @@ impl Shared {
         let raw = self.read(service).await?;
         let leased = self.keyspace.schema() == KeySchema::Native;
         let instances = self
-            .decode(service, raw)
+            .decode(service, raw, Some(entry.skipped()))
             .map(|(instance, lease_left)| {
                 // Counted from the start of the read: a little early, never
                 // late.
@@ -679,7 +676,7 @@ impl Shared {
     async fn fetch(&self, service: &ServiceName) -> Result<Snapshot, ResolveError> {
         let read_at = Instant::now();
         let raw = self.read(service).await?;
-        let instances: Vec<Instance> = self.decode(service, raw).map(|(i, _)| i).collect();
+        let instances: Vec<Instance> = self.decode(service, raw, None).map(|(i, _)| i).collect();
         Ok(Snapshot::read_at_instant(
             service.clone(),
             instances,
@@ -713,11 +710,13 @@ impl Shared {
     }
 
     /// Decodes entries, skipping corrupt ones and those the address policy
-    /// refuses (with one warning per entry while it stays).
+    /// refuses: with one warning per entry while it stays if `warned` (the
+    /// cache entry's memory) is given, else with a warning at this read.
     fn decode(
         &self,
         service: &ServiceName,
         raw: Vec<RawEntry>,
+        warned: Option<&SkippedEntries>,
     ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
         let mut skipped = Vec::new();
         let mut decoded = Vec::with_capacity(raw.len());
@@ -727,7 +726,10 @@ impl Shared {
                 Err(error) => skipped.push((entry.field, error)),
             }
         }
-        self.skipped.observe(service, skipped);
+        match warned {
+            Some(warned) => warned.observe(service, skipped),
+            None => skipped::warn_all(service, skipped),
+        }
         decoded.into_iter()
     }
 }
