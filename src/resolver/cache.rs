@@ -632,7 +632,7 @@ impl Entry {
     }
 
     /// Whether the current list has an instance.
-    fn serves(&self) -> bool {
+    pub fn serves(&self) -> bool {
         self.snapshot
             .load()
             .as_ref()
@@ -792,6 +792,32 @@ impl Entry {
     /// waited for it yet.
     pub fn take_subscription(&self) -> Option<oneshot::Receiver<()>> {
         lock(&self.state).subscribed.take()
+    }
+
+    /// A read that just got its permit is dropped unsent if no caller
+    /// waits for it (they gave up while it queued) and nothing watches
+    /// the entry, and either the entry was `evicted` meanwhile (its result
+    /// would go nowhere) or this is its first read (nothing is served from
+    /// it yet). During a Redis stall, a flood of names whose callers gave
+    /// up so leaves no backlog of reads ahead of a real service's first
+    /// read, however many of those names the cache still holds. Returns
+    /// `true` if dropped: the entry is released with no outcome sent, so
+    /// the next caller starts a read of its own.
+    ///
+    /// Checked under the read state: a caller holds its outcome receiver
+    /// before it joins, and joins under that lock, so it either counts
+    /// here (the read is sent) or finds no read running (and starts one).
+    pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
+        let mut state = lock(&self.state);
+        let unwanted = !self.is_awaited()
+            && !self.is_watched()
+            && (evicted || self.snapshot.load().is_none());
+        if unwanted {
+            state.running = false;
+            state.dirty = false;
+            state.wanted = false;
+        }
+        unwanted
     }
 
     /// Ends a read that was cut short (shutdown, its runtime gone, a

@@ -33,13 +33,16 @@ use tokio::sync::oneshot;
 
 use super::cache::Entry;
 use super::redis::Shared;
+use super::snapshot::Snapshot;
 use crate::instance::ServiceName;
+use crate::schema::KeySchema;
 
 impl Shared {
     /// The cached entry of a service, created if missing (not subscribed:
     /// see [`subscribe`](Self::subscribe)); evicts the least recently used
     /// services if that puts the cache over its cap.
     pub(super) fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
+        self.respell(service);
         let now_ms = self.now_ms();
         let channel = || self.keyspace.events_channel(service.as_str());
         let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
@@ -47,6 +50,39 @@ impl Shared {
             self.evict_over_cap(&entry, now_ms);
         }
         (entry, inserted)
+    }
+
+    /// Hertz schema: whether a hit on `snapshot` must not answer a request
+    /// for `service`, because the key read was spelled otherwise and found
+    /// no instance (see [`respell`](Self::respell)).
+    pub(super) fn respelled(&self, snapshot: &Snapshot, service: &ServiceName) -> bool {
+        self.keyspace.schema() == KeySchema::Hertz
+            && snapshot.is_empty()
+            && snapshot.service().spelling() != service.spelling()
+    }
+
+    /// Hertz schema: the key is read under the spelling of the request
+    /// that created the entry (Go writes `/hertz/{name}/server` with its
+    /// case). A request spelled otherwise replaces an entry that serves no
+    /// instance (negative, or not read yet) and is not watched, so that,
+    /// whichever request came first, `watch("Orders")` reads
+    /// `/hertz/Orders/server`. An entry that serves instances, or that is
+    /// watched, keeps its spelling. The native schema is case-insensitive
+    /// throughout: nothing to do.
+    fn respell(&self, service: &ServiceName) {
+        if self.keyspace.schema() != KeySchema::Hertz {
+            return;
+        }
+        let Some(entry) = self.cache.get(service.as_str()) else {
+            return;
+        };
+        if entry.service().spelling() == service.spelling() {
+            return;
+        }
+        let keep = |e: &Entry| e.serves() || e.is_watched();
+        self.drop_entries(&[entry], keep, |entry| {
+            tracing::debug!(old = %entry.service().spelling(), new = %service.spelling(), "Hertz schema: an entry with no instance replaced by another spelling");
+        });
     }
 
     /// Past `max_services`, evicts the least recently used services (never

@@ -418,7 +418,9 @@ impl Shared {
         service: &ServiceName,
     ) -> Result<Snapshot, ResolveError> {
         if let Some(snapshot) = self.cache.cached(service.as_str()) {
-            return Ok(snapshot);
+            if !self.respelled(&snapshot, service) {
+                return Ok(snapshot);
+            }
         }
         if self.cancel.is_cancelled() {
             return Err(ResolveError::Shutdown);
@@ -507,13 +509,7 @@ impl Shared {
             }
             let result = {
                 let _permit = self.permit(entry).await;
-                if !entry.is_awaited() && !self.cache.holds(entry) {
-                    // Evicted while queued for a permit, and its callers
-                    // gave up: the result would go nowhere. Dropping it
-                    // keeps a flood of names during a Redis stall from
-                    // turning into a flood of reads afterwards.
-                    let service = entry.service().to_string();
-                    entry.interrupt(ResolveError::Interrupted { service });
+                if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
                     return;
                 }
                 self.read_cached(entry).await
