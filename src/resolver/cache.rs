@@ -809,9 +809,8 @@ impl Entry {
     /// here (the read is sent) or finds no read running (and starts one).
     pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
         let mut state = lock(&self.state);
-        let unwanted = !self.is_awaited()
-            && !self.is_watched()
-            && (evicted || self.snapshot.load().is_none());
+        let unwanted =
+            !self.is_awaited() && !self.is_watched() && (evicted || self.snapshot.load().is_none());
         if unwanted {
             state.running = false;
             state.dirty = false;

@@ -21,6 +21,7 @@ use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, RawEntry};
+use crate::time::after;
 
 /// Background reads (events, periodic refresh, reconnect) running at once,
 /// per resolver: a periodic refresh of thousands of services is spread
@@ -788,13 +789,4 @@ async fn maintain(shared: Arc<Shared>) {
             _ = sweep.tick() => shared.sweep(),
         }
     }
-}
-
-/// `delay` from now, without overflowing: a delay too long to represent is
-/// a year (the builder bounds every configured period far below either).
-pub(super) fn after(delay: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(delay)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 60 * 60)))
-        .unwrap_or(now)
 }
