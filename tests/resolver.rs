@@ -1303,3 +1303,113 @@ async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
     let reads = read_calls(&server) - before;
     assert!(reads < 100, "{reads} reads for {names} abandoned names");
 }
+
+/// Regression (deadlock): subscribing an entry held its shard lock and
+/// then took the entry's read state, while completing a read of the same
+/// entry holds its read state and then takes the shard lock to publish a
+/// changed list. Subscribes now run on live entries (after a read found
+/// instances, and from `watch`), so watches, resolves, refreshes, events
+/// and evictions on the same services at once could hang the resolver,
+/// and with it every task touching that shard.
+///
+/// Runs on a runtime of its own in a thread of its own, so a deadlock
+/// (threads blocked on locks, timers included) fails the test instead of
+/// hanging it.
+#[test]
+fn concurrent_watches_resolves_events_and_evictions_never_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    init_tracing();
+    let server = RedisServer::start();
+    let services: Vec<String> = (0..32).map(|n| format!("busy-{n}")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Changes every service's list all the time, with events: every read
+    // finds a new list, so its completion publishes a new snapshot.
+    let writer = std::thread::spawn({
+        let (stop, services) = (stop.clone(), services.clone());
+        let mut conn = server.conn();
+        let lease = redis_now_ms(&server) + 600_000;
+        move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for service in &services {
+                    n += 1;
+                    let addr = format!("10.0.16.{}:{}", n % 200 + 1, 1000 + n % 50_000);
+                    let entry = format!(
+                        r#"{{"service_name":"{service}","addr":"{addr}","weight":10,"tags":null}}"#
+                    );
+                    let event = format!(r#"{{"event":"register","addr":"{addr}"}}"#);
+                    let _: redis::RedisResult<()> = redis::pipe()
+                        .hset(format!("sd:{{{service}}}:instances"), &addr, entry)
+                        .ignore()
+                        .zadd(format!("sd:{{{service}}}:leases"), &addr, lease)
+                        .ignore()
+                        .publish(format!("sd:{{{service}}}:events"), event)
+                        .ignore()
+                        .query(&mut conn);
+                }
+            }
+        }
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    let url = server.url();
+    let stress = std::thread::spawn(move || {
+        // More threads than cores: a thread is preempted between two
+        // steps more often, which is what opens the window.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(8)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            // A small cap: services are evicted and inserted again, so
+            // each is subscribed for the first time again and again.
+            let resolver = RedisResolver::builder(url)
+                .refresh_interval(Duration::from_millis(20))
+                .max_services(8)
+                .connect()
+                .await
+                .unwrap();
+            let until = Instant::now() + Duration::from_secs(6);
+            let tasks: Vec<_> = (0..64)
+                .map(|task| {
+                    let (resolver, services) = (resolver.clone(), services.clone());
+                    tokio::spawn(async move {
+                        let mut round = task;
+                        while Instant::now() < until {
+                            round += 1;
+                            let service = &services[round % services.len()];
+                            if round % 3 == 0 {
+                                let watched = resolver.watch(service.as_str()).await;
+                                tokio::task::yield_now().await;
+                                drop(watched);
+                            } else {
+                                let _ = resolver.resolve(&name(service)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            // Still answering.
+            let answered = resolver.resolve(&name("busy-0")).await.unwrap();
+            assert!(!answered.is_empty());
+        });
+        let _ = done.send(());
+    });
+    let outcome = finished.recv_timeout(Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    match outcome {
+        Ok(()) => stress.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(stress.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the resolver deadlocked (or is hopelessly slow)")
+        }
+    }
+}
