@@ -230,7 +230,7 @@ impl RedisResolver {
         let shared = self.shared();
         let raw = shared.read(&service).await?;
         let mut listed: Vec<Listed> = shared
-            .decode(&service, raw, None)
+            .decode_uncached(&service, raw)
             .map(|(instance, lease_left)| Listed {
                 instance,
                 lease_left,
@@ -673,7 +673,7 @@ impl Shared {
     async fn fetch(&self, service: &ServiceName) -> Result<Snapshot, ResolveError> {
         let read_at = Instant::now();
         let raw = self.read(service).await?;
-        let instances: Vec<Instance> = self.decode(service, raw, None).map(|(i, _)| i).collect();
+        let instances: Vec<Instance> = self.decode_uncached(service, raw).map(|(i, _)| i).collect();
         Ok(Snapshot::read_at_instant(
             service.clone(),
             instances,
@@ -704,6 +704,18 @@ impl Shared {
                 timeout: self.call_limit,
             }),
         }
+    }
+
+    /// Decodes what an uncached read (`fetch`, `list`) found: skipped
+    /// entries are warned about as a cached read would if the service is
+    /// cached (once while they stay), else at this read.
+    fn decode_uncached(
+        &self,
+        service: &ServiceName,
+        raw: Vec<RawEntry>,
+    ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
+        let entry = self.cache.get(service.as_str());
+        self.decode(service, raw, entry.as_deref().map(Entry::skipped))
     }
 
     /// Decodes entries, skipping corrupt ones and those the address policy
