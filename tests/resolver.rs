@@ -1413,3 +1413,53 @@ fn concurrent_watches_resolves_events_and_evictions_never_deadlock() {
         }
     }
 }
+
+/// Regression: a queued read was dropped only if no caller waited *and*
+/// its service had been evicted. During a Redis stall, the first reads of
+/// thousands of unknown names whose callers gave up stayed queued while
+/// the cache still held the names, and once Redis answered a real
+/// service's first resolve waited behind one read per name. A first read
+/// nobody waits for is now dropped at its permit, cached or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_first_reads_that_no_one_waits_for_are_dropped_even_while_cached() {
+    init_tracing();
+    let server = RedisServer::start();
+    write_instance(&server, "real", "10.0.18.1:80");
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
+    let before = read_calls(&server);
+    server.freeze();
+    let names = 1000;
+    let lookups = (0..names).map(|n| {
+        let resolver = resolver.clone();
+        let service = name(&format!("stalled-{n}"));
+        async move {
+            let give_up = Duration::from_millis(50);
+            tokio::time::timeout(give_up, resolver.resolve(&service)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(lookups).await {
+        assert!(gave_up.is_err(), "Redis is frozen");
+    }
+    assert!(
+        resolver.cached_services() >= names,
+        "the names are still cached: {}",
+        resolver.cached_services()
+    );
+    server.thaw();
+    let real = tokio::time::timeout(DEADLINE, resolver.resolve(&name("real")))
+        .await
+        .expect("the real service answers")
+        .unwrap();
+    assert_eq!(addrs(&real), ["10.0.18.1:80"]);
+    // Only the reads that had a permit when Redis froze were sent.
+    let reads = read_calls(&server) - before;
+    assert!(reads < 100, "{reads} reads for {names} abandoned names");
+    // An abandoned name is read again when asked for.
+    let again = resolver.resolve(&name("stalled-7")).await.unwrap();
+    assert!(again.is_empty());
+}
