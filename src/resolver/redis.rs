@@ -60,7 +60,9 @@ const MAX_CALLER_READS: usize = 32;
 ///   memory and no subscription.
 /// * Every async method is cancel-safe; each says what dropping its future
 ///   leaves. In short: a read that callers share goes on for the others
-///   (and fills the cache); an uncached read is abandoned.
+///   (and fills the cache), except a first read still queued when its
+///   last caller gives up, which is dropped unsent; an uncached read is
+///   abandoned.
 /// * When the last clone is dropped (or on [`shutdown`](Self::shutdown))
 ///   every background task ends and the connections close.
 ///
@@ -291,7 +293,8 @@ impl RedisResolver {
     ///
     /// Dropping the future before it completes creates no receiver. If it
     /// had started a read (as [`resolve`](Resolve::resolve) does), the read
-    /// goes on and caches the service, which is then an ordinary cached
+    /// goes on (unless dropped unsent as `resolve` says: a first read still
+    /// queued) and caches the service, which is then an ordinary cached
     /// service: dropped by the idle sweep when not asked for, subscribed
     /// only if it has instances.
     pub async fn watch<S>(&self, service: S) -> Result<watch::Receiver<Snapshot>, ResolveError>
