@@ -1263,6 +1263,32 @@ async fn a_dropped_resolve_leaves_its_read_to_the_others_and_the_cache() {
     .await;
 }
 
+/// Freezes `server`, then resolves `names` distinct names (`PREFIX-N`) at
+/// once, each caller giving up quickly; leaves the server frozen. Returns
+/// the count of reads before the flood.
+async fn flood_while_frozen(
+    server: &RedisServer,
+    resolver: &RedisResolver,
+    prefix: &str,
+    names: usize,
+) -> u64 {
+    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
+    let before = read_calls(server);
+    server.freeze();
+    let lookups = (0..names).map(|n| {
+        let resolver = resolver.clone();
+        let service = name(&format!("{prefix}-{n}"));
+        async move {
+            let give_up = Duration::from_millis(50);
+            tokio::time::timeout(give_up, resolver.resolve(&service)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(lookups).await {
+        assert!(gave_up.is_err(), "Redis is frozen");
+    }
+    before
+}
+
 /// Reads queue for a permit while Redis is slow. One queued for a service
 /// that has since been evicted, and that no caller waits for any more, is
 /// dropped instead of sent: a flood of names while Redis hangs does not
@@ -1278,22 +1304,8 @@ async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
         .connect()
         .await
         .unwrap();
-    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
-    let before = read_calls(&server);
-    server.freeze();
     let names = 300;
-    let lookups = (0..names).map(|n| {
-        let resolver = resolver.clone();
-        let service = name(&format!("flood-{n}"));
-        // Each caller gives up quickly.
-        async move {
-            let give_up = Duration::from_millis(50);
-            tokio::time::timeout(give_up, resolver.resolve(&service)).await
-        }
-    });
-    for gave_up in futures_util::future::join_all(lookups).await {
-        assert!(gave_up.is_err(), "Redis is frozen");
-    }
+    let before = flood_while_frozen(&server, &resolver, "flood", names).await;
     server.thaw();
     // A read queued behind all of them: once it is done, they have been
     // sent (those that had a permit, and those of the services still
@@ -1430,21 +1442,8 @@ async fn queued_first_reads_that_no_one_waits_for_are_dropped_even_while_cached(
         .connect()
         .await
         .unwrap();
-    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
-    let before = read_calls(&server);
-    server.freeze();
     let names = 1000;
-    let lookups = (0..names).map(|n| {
-        let resolver = resolver.clone();
-        let service = name(&format!("stalled-{n}"));
-        async move {
-            let give_up = Duration::from_millis(50);
-            tokio::time::timeout(give_up, resolver.resolve(&service)).await
-        }
-    });
-    for gave_up in futures_util::future::join_all(lookups).await {
-        assert!(gave_up.is_err(), "Redis is frozen");
-    }
+    let before = flood_while_frozen(&server, &resolver, "stalled", names).await;
     assert!(
         resolver.cached_services() >= names,
         "the names are still cached: {}",
