@@ -223,7 +223,7 @@ async fn hertz_registry_and_resolver_agree() {
 /// found nothing, remembered as a negative entry), `watch("Orders")`, as
 /// the README advises for Go services named with capitals, kept reading
 /// `/hertz/orders/server`. An entry with no instance, not watched, is now
-/// replaced by a request spelled otherwise.
+/// replaced by a watch spelled otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_by_the_go_spelling_wins_over_an_earlier_lowercase_request() {
     use redis_discovery::resolver::{RedisResolver, Resolve};
@@ -266,7 +266,8 @@ async fn a_watch_by_the_go_spelling_wins_over_an_earlier_lowercase_request() {
         .await
         .expect("the watch sees the key gone")
         .unwrap();
-    assert!(resolver.resolve(&lowercase).await.unwrap().is_empty());
+    let other = resolver.watch("orders").await.unwrap();
+    assert!(other.borrow().is_empty());
     server.cmd::<()>(&["HSET", key, "127.0.0.1:8080", json]);
     server.cmd::<()>(&["EXPIRE", key, "60"]);
     tokio::time::timeout(support::DEADLINE, updates.wait_for(|s| s.len() == 1))

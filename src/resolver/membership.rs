@@ -33,7 +33,6 @@ use tokio::sync::oneshot;
 
 use super::cache::Entry;
 use super::redis::Shared;
-use super::snapshot::Snapshot;
 use crate::instance::ServiceName;
 use crate::schema::KeySchema;
 
@@ -42,7 +41,6 @@ impl Shared {
     /// see [`subscribe`](Self::subscribe)); evicts the least recently used
     /// services if that puts the cache over its cap.
     pub(super) fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
-        self.respell(service);
         let now_ms = self.now_ms();
         let channel = || self.keyspace.events_channel(service.as_str());
         let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
@@ -52,24 +50,18 @@ impl Shared {
         (entry, inserted)
     }
 
-    /// Hertz schema: whether a hit on `snapshot` must not answer a request
-    /// for `service`, because the key read was spelled otherwise and found
-    /// no instance (see [`respell`](Self::respell)).
-    pub(super) fn respelled(&self, snapshot: &Snapshot, service: &ServiceName) -> bool {
-        self.keyspace.schema() == KeySchema::Hertz
-            && snapshot.is_empty()
-            && snapshot.service().spelling() != service.spelling()
-    }
-
-    /// Hertz schema: the key is read under the spelling of the request
-    /// that created the entry (Go writes `/hertz/{name}/server` with its
-    /// case). A request spelled otherwise replaces an entry that serves no
-    /// instance (negative, or not read yet) and is not watched, so that,
-    /// whichever request came first, `watch("Orders")` reads
-    /// `/hertz/Orders/server`. An entry that serves instances, or that is
-    /// watched, keeps its spelling. The native schema is case-insensitive
-    /// throughout: nothing to do.
-    fn respell(&self, service: &ServiceName) {
+    /// Hertz schema, for [`watch`](super::RedisResolver::watch): the key
+    /// is read under the spelling of the request that cached the service
+    /// (Go writes `/hertz/{name}/server` with its case). A watch spelled
+    /// otherwise replaces a cached entry that serves no instance (negative,
+    /// or not read yet) and is not watched, so that `watch("Orders")` reads
+    /// `/hertz/Orders/server` whichever request came first. An entry that
+    /// serves instances, or is watched, keeps its spelling. Only a watch:
+    /// `resolve` is reachable from request input (hyper keeps the case of
+    /// the host), and requests alternating spellings must not turn the
+    /// negative cache into one Redis read per request. The native schema
+    /// is case-insensitive throughout: nothing to do.
+    pub(super) fn respell(&self, service: &ServiceName) {
         if self.keyspace.schema() != KeySchema::Hertz {
             return;
         }

@@ -148,12 +148,14 @@
 //! Service names are case-insensitive ([`ServiceName`]):
 //! [`cached`](Resolve::cached) and the layer find `Orders` under `orders`.
 //! The Hertz schema's key keeps the case Go wrote it with, and a cached
-//! service is read under the spelling of the request that cached it; a
-//! request spelled otherwise replaces a cached service that has no
-//! instance and is not watched (so `watch("Orders")` reads
-//! `/hertz/Orders/server` even after a lowercased request for `orders`
-//! found nothing). A service with instances, or watched, keeps its
-//! spelling until it leaves the cache.
+//! service is read under the spelling of the request that cached it. A
+//! [`watch`](RedisResolver::watch) spelled otherwise replaces a cached
+//! service that has no instance and is not watched, so `watch("Orders")`
+//! reads `/hertz/Orders/server` even after a lowercased request for
+//! `orders` found nothing. A service with instances, or watched, keeps
+//! its spelling until it leaves the cache; `resolve` never changes it
+//! (requests alternating the case of their host must not bypass the
+//! negative cache).
 
 mod builder;
 mod cache;

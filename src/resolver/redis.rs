@@ -277,6 +277,11 @@ impl RedisResolver {
     /// Fails like [`resolve`](Resolve::resolve) if the service cannot be
     /// read now.
     ///
+    /// Hertz schema: the key is read under this call's spelling
+    /// (`/hertz/Orders/server` for `watch("Orders")`), also when the
+    /// service was cached under another spelling and has no instance, as
+    /// long as nothing else watches it (see the [module docs](super)).
+    ///
     /// ```no_run
     /// # use redis_discovery::resolver::RedisResolver;
     /// # async fn run(resolver: RedisResolver) -> Result<(), redis_discovery::ResolveError> {
@@ -304,6 +309,7 @@ impl RedisResolver {
     {
         let service = service.try_into().map_err(Into::into)?;
         let shared = self.shared();
+        shared.respell(&service);
         let snapshot = shared.resolve(&service).await?;
         let (entry, inserted) = shared.entry(&service);
         let was_negative = entry.is_negative();
@@ -422,9 +428,7 @@ impl Shared {
         service: &ServiceName,
     ) -> Result<Snapshot, ResolveError> {
         if let Some(snapshot) = self.cache.cached(service.as_str()) {
-            if !self.respelled(&snapshot, service) {
-                return Ok(snapshot);
-            }
+            return Ok(snapshot);
         }
         if self.cancel.is_cancelled() {
             return Err(ResolveError::Shutdown);
