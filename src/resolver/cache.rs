@@ -649,6 +649,15 @@ impl Entry {
             && !self.is_watched()
     }
 
+    /// Whether a background refresh (periodic, or after a reconnect)
+    /// should read the entry: it has a list that is not negative, or it is
+    /// watched. A service never read (its first read failed, or was
+    /// dropped unsent: see [`abandon_if_unwanted`](Self::abandon_if_unwanted))
+    /// is read when a caller asks for it, not in the background.
+    pub fn refreshable(&self) -> bool {
+        self.is_watched() || (self.snapshot.load().is_some() && !self.is_negative())
+    }
+
     pub fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
     }

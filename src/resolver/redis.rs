@@ -649,7 +649,7 @@ impl Shared {
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
             // A negative entry is not subscribed: it missed nothing.
-            if !entry.is_negative() && entry.mark_dirty() {
+            if entry.refreshable() && entry.mark_dirty() {
                 self.spawn_read(entry);
             }
         }
@@ -662,7 +662,7 @@ impl Shared {
         for entry in self.cache.entries() {
             // A negative entry is read again when asked for after its
             // negative-cache time, or dropped by the sweep.
-            if !entry.is_negative() && entry.start_if_idle() {
+            if entry.refreshable() && entry.start_if_idle() {
                 self.spawn_read(entry);
             }
         }
