@@ -88,6 +88,7 @@ pub mod layer;
 pub mod registry;
 pub mod resolver;
 pub mod schema;
+mod time;
 
 pub use connection::{redact as redact_url, Timeouts};
 pub use error::{RegistryError, ResolveError, ValidationError};

@@ -148,6 +148,10 @@ async fn poisoned_entries_are_skipped_warned_once_and_never_dialed() {
     let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::WARN, false));
     let resolver = builder(&redis).connect().await.unwrap();
 
+    let snapshot = resolver.resolve(&"orders".parse().unwrap()).await.unwrap();
+    assert_eq!(listed(&snapshot), good);
+    // An uncached read of a cached service shares the cache's memory (of
+    // a service not cached it warns at every call: nothing to remember on).
     let listed_now: Vec<String> = resolver
         .list("orders")
         .await
@@ -156,8 +160,6 @@ async fn poisoned_entries_are_skipped_warned_once_and_never_dialed() {
         .map(|l| l.instance.addr().to_owned())
         .collect();
     assert_eq!(listed_now, good);
-    let snapshot = resolver.resolve(&"orders".parse().unwrap()).await.unwrap();
-    assert_eq!(listed(&snapshot), good);
     all_succeed(&resolver, "orders", &good, 100).await;
 
     // Several periodic refreshes: still one warning per entry.
@@ -177,6 +179,38 @@ async fn poisoned_entries_are_skipped_warned_once_and_never_dialed() {
     assert_eq!(warnings_about(&text, POISONED[0]), 2, "{text}");
     assert_eq!(warnings_about(&text, POISONED[1]), 1, "{text}");
     assert_eq!(listed(&resolver.fetch("orders").await.unwrap()), good);
+}
+
+/// Regression: the memory of warned entries used to be one map for the
+/// whole resolver, capped at 256 services; past it every read warned about
+/// every skipped entry again. It now lives on each cache entry, bounded by
+/// the cache cap and freed with the entry.
+#[tokio::test(flavor = "current_thread")]
+async fn a_bad_entry_in_each_of_many_services_is_warned_about_once() {
+    let redis = RedisServer::start();
+    let services = 300;
+    // A distinct port for each, all of one length: no address is a prefix
+    // of another in the logs.
+    let bad = |n: usize| format!("169.254.0.1:{}", 10_000 + n);
+    for n in 0..services {
+        let service = format!("many-{n}");
+        write_raw(&redis, &service, "10.0.17.1:80");
+        write_raw(&redis, &service, &bad(n));
+    }
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::WARN, false));
+    let resolver = builder(&redis).connect().await.unwrap();
+    for n in 0..services {
+        let service: ServiceName = format!("many-{n}").parse().unwrap();
+        let snapshot = resolver.resolve(&service).await.unwrap();
+        assert_eq!(listed(&snapshot), ["10.0.17.1:80"]);
+    }
+    // Every service read at least twice more (periodic refreshes).
+    more_reads(&redis, 2 * services as u64).await;
+    let text = logs.text();
+    for n in 0..services {
+        assert_eq!(warnings_about(&text, &bad(n)), 1, "{}: {text}", bad(n));
+    }
 }
 
 /// The registry refuses them too: the same policy where instances are made.

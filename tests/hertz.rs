@@ -216,3 +216,62 @@ async fn hertz_registry_and_resolver_agree() {
     );
     assert_eq!(resolver.services().await.unwrap(), vec!["hertz.test.demo"]);
 }
+
+/// Regression: the Hertz key is read under the spelling of the request
+/// that created the cache entry, and `watch` reused an existing entry. So
+/// once a lowercased request for `orders` had come first (even one that
+/// found nothing, remembered as a negative entry), `watch("Orders")`, as
+/// the README advises for Go services named with capitals, kept reading
+/// `/hertz/orders/server`. An entry with no instance, not watched, is now
+/// replaced by a watch spelled otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_by_the_go_spelling_wins_over_an_earlier_lowercase_request() {
+    use redis_discovery::resolver::{RedisResolver, Resolve};
+    use redis_discovery::ServiceName;
+
+    let server = RedisServer::start();
+    let key = "/hertz/Orders/server";
+    let json = r#"{"service_name":"Orders","addr":"127.0.0.1:8080","weight":10,"tags":null}"#;
+    server.cmd::<()>(&["HSET", key, "127.0.0.1:8080", json]);
+    server.cmd::<()>(&["EXPIRE", key, "60"]);
+    let resolver = RedisResolver::builder(server.url())
+        .schema(KeySchema::Hertz)
+        .refresh_interval(Duration::from_millis(200))
+        .negative_ttl(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    // A lowercased request (a reqwest host) first: `/hertz/orders/server`
+    // does not exist.
+    let lowercase = ServiceName::new("orders").unwrap();
+    assert!(resolver.resolve(&lowercase).await.unwrap().is_empty());
+    assert!(resolver.cached("orders").is_some_and(|s| s.is_empty()));
+
+    let watched = resolver.watch("Orders").await.unwrap();
+    assert_eq!(watched.borrow().len(), 1, "read /hertz/Orders/server");
+    // From then on every spelling finds it, lowercased hosts included.
+    for spelling in ["orders", "Orders", "ORDERS"] {
+        let snapshot = resolver.cached(spelling).expect("cached");
+        assert_eq!(snapshot.len(), 1, "{spelling}");
+        let resolved = resolver
+            .resolve(&ServiceName::new(spelling).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resolved.len(), 1, "{spelling}");
+    }
+    // A watched entry keeps its spelling, even with no instance left.
+    server.cmd::<()>(&["DEL", key]);
+    let mut updates = watched.clone();
+    tokio::time::timeout(support::DEADLINE, updates.wait_for(|s| s.is_empty()))
+        .await
+        .expect("the watch sees the key gone")
+        .unwrap();
+    let other = resolver.watch("orders").await.unwrap();
+    assert!(other.borrow().is_empty());
+    server.cmd::<()>(&["HSET", key, "127.0.0.1:8080", json]);
+    server.cmd::<()>(&["EXPIRE", key, "60"]);
+    tokio::time::timeout(support::DEADLINE, updates.wait_for(|s| s.len() == 1))
+        .await
+        .expect("the watch, still reading /hertz/Orders/server, sees the key back")
+        .unwrap();
+}

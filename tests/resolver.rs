@@ -1263,6 +1263,32 @@ async fn a_dropped_resolve_leaves_its_read_to_the_others_and_the_cache() {
     .await;
 }
 
+/// Freezes `server`, then resolves `names` distinct names (`PREFIX-N`) at
+/// once, each caller giving up quickly; leaves the server frozen. Returns
+/// the count of reads before the flood.
+async fn flood_while_frozen(
+    server: &RedisServer,
+    resolver: &RedisResolver,
+    prefix: &str,
+    names: usize,
+) -> u64 {
+    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
+    let before = read_calls(server);
+    server.freeze();
+    let lookups = (0..names).map(|n| {
+        let resolver = resolver.clone();
+        let service = name(&format!("{prefix}-{n}"));
+        async move {
+            let give_up = Duration::from_millis(50);
+            tokio::time::timeout(give_up, resolver.resolve(&service)).await
+        }
+    });
+    for gave_up in futures_util::future::join_all(lookups).await {
+        assert!(gave_up.is_err(), "Redis is frozen");
+    }
+    before
+}
+
 /// Reads queue for a permit while Redis is slow. One queued for a service
 /// that has since been evicted, and that no caller waits for any more, is
 /// dropped instead of sent: a flood of names while Redis hangs does not
@@ -1278,22 +1304,8 @@ async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
         .connect()
         .await
         .unwrap();
-    resolver.fetch("warm.up").await.unwrap(); // script loaded: one call a read
-    let before = read_calls(&server);
-    server.freeze();
     let names = 300;
-    let lookups = (0..names).map(|n| {
-        let resolver = resolver.clone();
-        let service = name(&format!("flood-{n}"));
-        // Each caller gives up quickly.
-        async move {
-            let give_up = Duration::from_millis(50);
-            tokio::time::timeout(give_up, resolver.resolve(&service)).await
-        }
-    });
-    for gave_up in futures_util::future::join_all(lookups).await {
-        assert!(gave_up.is_err(), "Redis is frozen");
-    }
+    let before = flood_while_frozen(&server, &resolver, "flood", names).await;
     server.thaw();
     // A read queued behind all of them: once it is done, they have been
     // sent (those that had a permit, and those of the services still
@@ -1302,4 +1314,151 @@ async fn queued_reads_that_no_one_waits_for_and_no_cache_keeps_are_dropped() {
     assert!(last.is_empty());
     let reads = read_calls(&server) - before;
     assert!(reads < 100, "{reads} reads for {names} abandoned names");
+}
+
+/// Regression (deadlock): subscribing an entry held its shard lock and
+/// then took the entry's read state, while completing a read of the same
+/// entry holds its read state and then takes the shard lock to publish a
+/// changed list. Subscribes now run on live entries (after a read found
+/// instances, and from `watch`), so watches, resolves, refreshes, events
+/// and evictions on the same services at once could hang the resolver,
+/// and with it every task touching that shard.
+///
+/// Runs on a runtime of its own in a thread of its own, so a deadlock
+/// (threads blocked on locks, timers included) fails the test instead of
+/// hanging it.
+#[test]
+fn concurrent_watches_resolves_events_and_evictions_never_deadlock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    init_tracing();
+    let server = RedisServer::start();
+    let services: Vec<String> = (0..32).map(|n| format!("busy-{n}")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Changes every service's list all the time, with events: every read
+    // finds a new list, so its completion publishes a new snapshot.
+    let writer = std::thread::spawn({
+        let (stop, services) = (stop.clone(), services.clone());
+        let mut conn = server.conn();
+        let lease = redis_now_ms(&server) + 600_000;
+        move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                for service in &services {
+                    n += 1;
+                    let addr = format!("10.0.16.{}:{}", n % 200 + 1, 1000 + n % 50_000);
+                    let entry = format!(
+                        r#"{{"service_name":"{service}","addr":"{addr}","weight":10,"tags":null}}"#
+                    );
+                    let event = format!(r#"{{"event":"register","addr":"{addr}"}}"#);
+                    let _: redis::RedisResult<()> = redis::pipe()
+                        .hset(format!("sd:{{{service}}}:instances"), &addr, entry)
+                        .ignore()
+                        .zadd(format!("sd:{{{service}}}:leases"), &addr, lease)
+                        .ignore()
+                        .publish(format!("sd:{{{service}}}:events"), event)
+                        .ignore()
+                        .query(&mut conn);
+                }
+            }
+        }
+    });
+    let (done, finished) = std::sync::mpsc::channel();
+    let url = server.url();
+    let stress = std::thread::spawn(move || {
+        // More threads than cores: a thread is preempted between two
+        // steps more often, which is what opens the window.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(8)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            // A small cap: services are evicted and inserted again, so
+            // each is subscribed for the first time again and again.
+            let resolver = RedisResolver::builder(url)
+                .refresh_interval(Duration::from_millis(20))
+                .max_services(8)
+                .connect()
+                .await
+                .unwrap();
+            let until = Instant::now() + Duration::from_secs(6);
+            let tasks: Vec<_> = (0..64)
+                .map(|task| {
+                    let (resolver, services) = (resolver.clone(), services.clone());
+                    tokio::spawn(async move {
+                        let mut round = task;
+                        while Instant::now() < until {
+                            round += 1;
+                            let service = &services[round % services.len()];
+                            if round % 3 == 0 {
+                                let watched = resolver.watch(service.as_str()).await;
+                                tokio::task::yield_now().await;
+                                drop(watched);
+                            } else {
+                                let _ = resolver.resolve(&name(service)).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            // Still answering.
+            let answered = resolver.resolve(&name("busy-0")).await.unwrap();
+            assert!(!answered.is_empty());
+        });
+        let _ = done.send(());
+    });
+    let outcome = finished.recv_timeout(Duration::from_secs(120));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    match outcome {
+        Ok(()) => stress.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(stress.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the resolver deadlocked (or is hopelessly slow)")
+        }
+    }
+}
+
+/// Regression: a queued read was dropped only if no caller waited *and*
+/// its service had been evicted. During a Redis stall, the first reads of
+/// thousands of unknown names whose callers gave up stayed queued while
+/// the cache still held the names, and once Redis answered a real
+/// service's first resolve waited behind one read per name. A first read
+/// nobody waits for is now dropped at its permit, cached or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_first_reads_that_no_one_waits_for_are_dropped_even_while_cached() {
+    init_tracing();
+    let server = RedisServer::start();
+    write_instance(&server, "real", "10.0.18.1:80");
+    let resolver = no_refresh(&server)
+        .command_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .unwrap();
+    let names = 1000;
+    let before = flood_while_frozen(&server, &resolver, "stalled", names).await;
+    assert!(
+        resolver.cached_services() >= names,
+        "the names are still cached: {}",
+        resolver.cached_services()
+    );
+    server.thaw();
+    let real = tokio::time::timeout(DEADLINE, resolver.resolve(&name("real")))
+        .await
+        .expect("the real service answers")
+        .unwrap();
+    assert_eq!(addrs(&real), ["10.0.18.1:80"]);
+    // Only the reads that had a permit when Redis froze were sent.
+    let reads = read_calls(&server) - before;
+    assert!(reads < 100, "{reads} reads for {names} abandoned names");
+    // An abandoned name is read again when asked for.
+    let again = resolver.resolve(&name("stalled-7")).await.unwrap();
+    assert!(again.is_empty());
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::time::later;
+
 /// How long an instance is ejected (skipped) after it refused a
 /// connection: `base` the first time, doubling on each repeat up to `max`.
 ///
@@ -88,16 +90,6 @@ fn count_active(map: &Map) -> usize {
         .flat_map(HashMap::values)
         .filter(|e| e.active)
         .count()
-}
-
-/// `at + period`, saturating: as late as the clock can say rather than a
-/// panic on overflow.
-fn later(at: Instant, period: Duration) -> Instant {
-    // Thirty years, tokio's own "far future".
-    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
-    at.checked_add(period)
-        .or_else(|| at.checked_add(FAR))
-        .unwrap_or(at)
 }
 
 impl Health {

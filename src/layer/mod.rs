@@ -92,7 +92,8 @@
 //!   dropped; no retry follows;
 //! - during a resolve (a cache miss), only this request stops waiting: the
 //!   shared resolve goes on for the other callers (`RedisResolver` reads in
-//!   its own task and fills its cache either way);
+//!   its own task and fills its cache, unless the read was still queued
+//!   behind a slow Redis and would be the service's first);
 //! - the request, its replay copy, the clone of the inner service and the
 //!   set of tried instances are freed with the future.
 //!

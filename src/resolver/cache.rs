@@ -31,6 +31,13 @@
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
 //!
+//! Locks: an entry's read state may be held while taking its shard's
+//! write lock ([`Cache::complete`] publishes under it), never the other
+//! way round: code under a shard lock (`keep` and `on_remove` of
+//! [`Cache::remove_all`], the closure of [`Cache::if_cached`]) must not
+//! take an entry's read state. The full order is in the docs of
+//! `membership.rs`.
+//!
 //! Bounds. A *negative* entry (its list is empty, and it is neither
 //! subscribed to events nor watched) is returned for the negative-cache
 //! time only, then read again when asked for, and dropped by the sweep.
@@ -55,6 +62,7 @@ use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
+use super::skipped::SkippedEntries;
 use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot, UseFlag};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
@@ -161,6 +169,9 @@ pub(crate) struct Entry {
     wanted_notify: Notify,
     outcome: watch::Sender<Outcome>,
     watchers: OnceLock<watch::Sender<Snapshot>>,
+    /// The skipped registry entries already warned about: freed with the
+    /// entry, so bounded by the cache cap.
+    skipped: SkippedEntries,
 }
 
 #[derive(Default)]
@@ -381,6 +392,8 @@ impl Cache {
 
     /// Runs `f` on `entry` under its shard's write lock if it is still the
     /// cached entry of its service (so it is ordered with its removal).
+    /// `f` must not take the entry's read state (see the module docs on
+    /// locks).
     pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
@@ -579,6 +592,7 @@ impl Entry {
             wanted_notify: Notify::new(),
             outcome: watch::Sender::new(None),
             watchers: OnceLock::new(),
+            skipped: SkippedEntries::default(),
         }
     }
 
@@ -588,6 +602,11 @@ impl Entry {
 
     pub fn channel(&self) -> Option<&str> {
         self.channel.as_deref()
+    }
+
+    /// The skipped registry entries already warned about.
+    pub fn skipped(&self) -> &SkippedEntries {
+        &self.skipped
     }
 
     /// Marks the entry used.
@@ -613,7 +632,7 @@ impl Entry {
     }
 
     /// Whether the current list has an instance.
-    fn serves(&self) -> bool {
+    pub fn serves(&self) -> bool {
         self.snapshot
             .load()
             .as_ref()
@@ -628,6 +647,15 @@ impl Entry {
             .is_some_and(|s| s.instances().is_empty())
             && !self.is_subscribed()
             && !self.is_watched()
+    }
+
+    /// Whether a background refresh (periodic, or after a reconnect)
+    /// should read the entry: it has a list that is not negative, or it is
+    /// watched. A service never read (its first read failed, or was
+    /// dropped unsent: see [`abandon_if_unwanted`](Self::abandon_if_unwanted))
+    /// is read when a caller asks for it, not in the background.
+    pub fn refreshable(&self) -> bool {
+        self.is_watched() || (self.snapshot.load().is_some() && !self.is_negative())
     }
 
     pub fn is_subscribed(&self) -> bool {
@@ -773,6 +801,31 @@ impl Entry {
     /// waited for it yet.
     pub fn take_subscription(&self) -> Option<oneshot::Receiver<()>> {
         lock(&self.state).subscribed.take()
+    }
+
+    /// A read that just got its permit is dropped unsent if no caller
+    /// waits for it (they gave up while it queued) and nothing watches
+    /// the entry, and either the entry was `evicted` meanwhile (its result
+    /// would go nowhere) or this is its first read (nothing is served from
+    /// it yet). During a Redis stall, a flood of names whose callers gave
+    /// up so leaves no backlog of reads ahead of a real service's first
+    /// read, however many of those names the cache still holds. Returns
+    /// `true` if dropped: the entry is released with no outcome sent, so
+    /// the next caller starts a read of its own.
+    ///
+    /// Checked under the read state: a caller holds its outcome receiver
+    /// before it joins, and joins under that lock, so it either counts
+    /// here (the read is sent) or finds no read running (and starts one).
+    pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
+        let mut state = lock(&self.state);
+        let unwanted =
+            !self.is_awaited() && !self.is_watched() && (evicted || self.snapshot.load().is_none());
+        if unwanted {
+            state.running = false;
+            state.dirty = false;
+            state.wanted = false;
+        }
+        unwanted
     }
 
     /// Ends a read that was cut short (shutdown, its runtime gone, a

@@ -4,6 +4,28 @@
 //! to an entry's membership and to its subscription is made under the
 //! entry's shard lock, so an unsubscribe and a later subscribe of the same
 //! channel reach the event connection in order.
+//!
+//! # Lock order
+//!
+//! Locks are taken in this order only, never the other way round:
+//!
+//! 1. `Shared::evicting` (one eviction at a time);
+//! 2. an entry's read state (`Entry::state`: [`Cache::complete`] holds it
+//!    while it publishes a new snapshot into the slot, which takes ...);
+//! 3. a shard's write lock;
+//! 4. leaf locks, under which nothing else is taken: the pending
+//!    subscription changes ([`Subscriptions`]) and an entry's skipped-entry
+//!    memory.
+//!
+//! So code running under a shard lock (the closures given to
+//! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
+//! read state: [`subscribe`](Shared::subscribe) records the subscription
+//! confirmation on the entry only after the shard lock is released.
+//!
+//! [`Cache::complete`]: super::cache::Cache::complete
+//! [`Cache::if_cached`]: super::cache::Cache::if_cached
+//! [`Cache::remove_all`]: super::cache::Cache::remove_all
+//! [`Subscriptions`]: super::subscriptions::Subscriptions
 
 use std::sync::Arc;
 
@@ -12,6 +34,7 @@ use tokio::sync::oneshot;
 use super::cache::Entry;
 use super::redis::Shared;
 use crate::instance::ServiceName;
+use crate::schema::KeySchema;
 
 impl Shared {
     /// The cached entry of a service, created if missing (not subscribed:
@@ -25,6 +48,33 @@ impl Shared {
             self.evict_over_cap(&entry, now_ms);
         }
         (entry, inserted)
+    }
+
+    /// Hertz schema, for [`watch`](super::RedisResolver::watch): the key
+    /// is read under the spelling of the request that cached the service
+    /// (Go writes `/hertz/{name}/server` with its case). A watch spelled
+    /// otherwise replaces a cached entry that serves no instance (negative,
+    /// or not read yet) and is not watched, so that `watch("Orders")` reads
+    /// `/hertz/Orders/server` whichever request came first. An entry that
+    /// serves instances, or is watched, keeps its spelling. Only a watch:
+    /// `resolve` is reachable from request input (hyper keeps the case of
+    /// the host), and requests alternating spellings must not turn the
+    /// negative cache into one Redis read per request. The native schema
+    /// is case-insensitive throughout: nothing to do.
+    pub(super) fn respell(&self, service: &ServiceName) {
+        if self.keyspace.schema() != KeySchema::Hertz {
+            return;
+        }
+        let Some(entry) = self.cache.get(service.as_str()) else {
+            return;
+        };
+        if entry.service().spelling() == service.spelling() {
+            return;
+        }
+        let keep = |e: &Entry| e.serves() || e.is_watched();
+        self.drop_entries(&[entry], keep, |entry| {
+            tracing::debug!(old = %entry.service().spelling(), new = %service.spelling(), "Hertz schema: an entry with no instance replaced by another spelling");
+        });
     }
 
     /// Past `max_services`, evicts the least recently used services (never
@@ -64,7 +114,6 @@ impl Shared {
     ) -> usize {
         self.cache.remove_all(entries, keep, |entry| {
             removed(entry);
-            self.skipped.forget(entry.service());
             // Under the shard lock, like `subscribe`: a later re-insert's
             // subscribe comes after this unsubscribe.
             if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
@@ -86,17 +135,25 @@ impl Shared {
         if entry.is_subscribed() {
             return false;
         }
-        // Under the shard lock, ordered with the entry's removal.
+        // Under the shard lock, ordered with the entry's removal; nothing
+        // else (see the module docs on lock order).
         let asked = self.cache.if_cached(entry, |entry| {
             if !entry.set_subscribed() {
-                return false;
+                return None;
             }
             let (ack, subscribed) = oneshot::channel();
-            entry.set_subscription(subscribed);
             subscriptions.subscribe(channel, ack);
-            true
+            Some(subscribed)
         });
-        asked == Some(true)
+        let Some(Some(subscribed)) = asked else {
+            return false;
+        };
+        // Outside the shard lock: this takes the entry's read state. A read
+        // that started meanwhile does not wait for the confirmation, but
+        // the caller's follow-up read (`mark_dirty` after this returns)
+        // finds it and does.
+        entry.set_subscription(subscribed);
+        true
     }
 
     /// The events channel of every subscribed entry.

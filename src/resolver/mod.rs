@@ -136,12 +136,26 @@
 //!   resolving the name.
 //!
 //! A refused entry is skipped, never dialed, and logged once while it stays
-//! ([`EntryError::Refused`](crate::EntryError::Refused)). The memory of
-//! which entries were logged is bounded (64 entries per service, 256
-//! services); beyond it an entry is logged at every read instead.
+//! ([`EntryError::Refused`](crate::EntryError::Refused)). Each cached
+//! service remembers up to 64 entries it warned about, and forgets them
+//! when it leaves the cache (so the memory is bounded by
+//! [`max_services`](ResolverBuilder::max_services)); entries beyond that
+//! are summed up in one line per read ("N more skipped entries"). An
+//! uncached read ([`fetch`](RedisResolver::fetch),
+//! [`list`](RedisResolver::list)) of a service not cached remembers
+//! nothing: it warns at every call.
 //!
 //! Service names are case-insensitive ([`ServiceName`]):
 //! [`cached`](Resolve::cached) and the layer find `Orders` under `orders`.
+//! The Hertz schema's key keeps the case Go wrote it with, and a cached
+//! service is read under the spelling of the request that cached it. A
+//! [`watch`](RedisResolver::watch) spelled otherwise replaces a cached
+//! service that has no instance and is not watched, so `watch("Orders")`
+//! reads `/hertz/Orders/server` even after a lowercased request for
+//! `orders` found nothing. A service with instances, or watched, keeps
+//! its spelling until it leaves the cache; `resolve` never changes it
+//! (requests alternating the case of their host must not bypass the
+//! negative cache).
 
 mod builder;
 mod cache;
@@ -201,7 +215,11 @@ pub trait Resolve: Send + Sync + 'static {
     /// its own: it goes on for the other callers and fills the cache, each
     /// Redis call in it bounded by the command timeout as always. The
     /// service is then cached like any other: dropped after the idle
-    /// expiry, or soon after the negative TTL if it had no instance.
+    /// expiry, or soon after the negative TTL if it had no instance. One
+    /// exception, so that callers who gave up leave no backlog: a read
+    /// still queued for its turn (Redis slow) when its last caller gives
+    /// up is dropped unsent if it would be the service's first read, or
+    /// the service has left the cache; the next caller starts a new one.
     fn resolve(
         &self,
         service: &ServiceName,

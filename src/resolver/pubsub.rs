@@ -12,9 +12,10 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::time::MissedTickBehavior;
 
-use super::redis::{after, Shared};
+use super::redis::Shared;
 use super::subscriptions::{Changes, Subscriptions};
 use crate::connection::{check_member, Events};
+use crate::time::after;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub;
-use super::skipped::SkippedEntries;
+use super::skipped::{self, SkippedEntries};
 use super::snapshot::{Listed, Snapshot};
 use super::subscriptions::Subscriptions;
 use super::Resolve;
@@ -21,6 +21,7 @@ use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace, RawEntry};
+use crate::time::after;
 
 /// Background reads (events, periodic refresh, reconnect) running at once,
 /// per resolver: a periodic refresh of thousands of services is spread
@@ -59,7 +60,9 @@ const MAX_CALLER_READS: usize = 32;
 ///   memory and no subscription.
 /// * Every async method is cancel-safe; each says what dropping its future
 ///   leaves. In short: a read that callers share goes on for the others
-///   (and fills the cache); an uncached read is abandoned.
+///   (and fills the cache), except a first read still queued when its
+///   last caller gives up, which is dropped unsent; an uncached read is
+///   abandoned.
 /// * When the last clone is dropped (or on [`shutdown`](Self::shutdown))
 ///   every background task ends and the connections close.
 ///
@@ -106,8 +109,6 @@ pub(super) struct Shared {
     /// Pending changes for the event connection (native schema).
     pub(super) subscriptions: Option<Subscriptions>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Skipped entries already warned about.
-    pub(super) skipped: SkippedEntries,
 }
 
 impl RedisResolver {
@@ -169,7 +170,6 @@ impl RedisResolver {
             started: Instant::now(),
             subscriptions: events.as_ref().map(|_| Subscriptions::default()),
             tasks: Mutex::new(Vec::new()),
-            skipped: SkippedEntries::default(),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
         if let Some(events) = events {
@@ -232,7 +232,7 @@ impl RedisResolver {
         let shared = self.shared();
         let raw = shared.read(&service).await?;
         let mut listed: Vec<Listed> = shared
-            .decode(&service, raw)
+            .decode_uncached(&service, raw)
             .map(|(instance, lease_left)| Listed {
                 instance,
                 lease_left,
@@ -277,6 +277,11 @@ impl RedisResolver {
     /// Fails like [`resolve`](Resolve::resolve) if the service cannot be
     /// read now.
     ///
+    /// Hertz schema: the key is read under this call's spelling
+    /// (`/hertz/Orders/server` for `watch("Orders")`), also when the
+    /// service was cached under another spelling and has no instance, as
+    /// long as nothing else watches it (see the [module docs](super)).
+    ///
     /// ```no_run
     /// # use redis_discovery::resolver::RedisResolver;
     /// # async fn run(resolver: RedisResolver) -> Result<(), redis_discovery::ResolveError> {
@@ -293,7 +298,8 @@ impl RedisResolver {
     ///
     /// Dropping the future before it completes creates no receiver. If it
     /// had started a read (as [`resolve`](Resolve::resolve) does), the read
-    /// goes on and caches the service, which is then an ordinary cached
+    /// goes on (unless dropped unsent as `resolve` says: a first read still
+    /// queued) and caches the service, which is then an ordinary cached
     /// service: dropped by the idle sweep when not asked for, subscribed
     /// only if it has instances.
     pub async fn watch<S>(&self, service: S) -> Result<watch::Receiver<Snapshot>, ResolveError>
@@ -303,6 +309,7 @@ impl RedisResolver {
     {
         let service = service.try_into().map_err(Into::into)?;
         let shared = self.shared();
+        shared.respell(&service);
         let snapshot = shared.resolve(&service).await?;
         let (entry, inserted) = shared.entry(&service);
         let was_negative = entry.is_negative();
@@ -510,13 +517,7 @@ impl Shared {
             }
             let result = {
                 let _permit = self.permit(entry).await;
-                if !entry.is_awaited() && !self.cache.holds(entry) {
-                    // Evicted while queued for a permit, and its callers
-                    // gave up: the result would go nowhere. Dropping it
-                    // keeps a flood of names during a Redis stall from
-                    // turning into a flood of reads afterwards.
-                    let service = entry.service().to_string();
-                    entry.interrupt(ResolveError::Interrupted { service });
+                if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
                     return;
                 }
                 self.read_cached(entry).await
@@ -573,7 +574,7 @@ impl Shared {
         let raw = self.read(service).await?;
         let leased = self.keyspace.schema() == KeySchema::Native;
         let instances = self
-            .decode(service, raw)
+            .decode(service, raw, Some(entry.skipped()))
             .map(|(instance, lease_left)| {
                 // Counted from the start of the read: a little early, never
                 // late.
@@ -648,7 +649,7 @@ impl Shared {
     pub(super) fn refresh_all(self: &Arc<Self>) {
         for entry in self.cache.entries() {
             // A negative entry is not subscribed: it missed nothing.
-            if !entry.is_negative() && entry.mark_dirty() {
+            if entry.refreshable() && entry.mark_dirty() {
                 self.spawn_read(entry);
             }
         }
@@ -661,7 +662,7 @@ impl Shared {
         for entry in self.cache.entries() {
             // A negative entry is read again when asked for after its
             // negative-cache time, or dropped by the sweep.
-            if !entry.is_negative() && entry.start_if_idle() {
+            if entry.refreshable() && entry.start_if_idle() {
                 self.spawn_read(entry);
             }
         }
@@ -679,7 +680,7 @@ impl Shared {
     async fn fetch(&self, service: &ServiceName) -> Result<Snapshot, ResolveError> {
         let read_at = Instant::now();
         let raw = self.read(service).await?;
-        let instances: Vec<Instance> = self.decode(service, raw).map(|(i, _)| i).collect();
+        let instances: Vec<Instance> = self.decode_uncached(service, raw).map(|(i, _)| i).collect();
         Ok(Snapshot::read_at_instant(
             service.clone(),
             instances,
@@ -712,12 +713,26 @@ impl Shared {
         }
     }
 
+    /// Decodes what an uncached read (`fetch`, `list`) found: skipped
+    /// entries are warned about as a cached read would if the service is
+    /// cached (once while they stay), else at this read.
+    fn decode_uncached(
+        &self,
+        service: &ServiceName,
+        raw: Vec<RawEntry>,
+    ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
+        let entry = self.cache.get(service.as_str());
+        self.decode(service, raw, entry.as_deref().map(Entry::skipped))
+    }
+
     /// Decodes entries, skipping corrupt ones and those the address policy
-    /// refuses (with one warning per entry while it stays).
+    /// refuses: with one warning per entry while it stays if `warned` (the
+    /// cache entry's memory) is given, else with a warning at this read.
     fn decode(
         &self,
         service: &ServiceName,
         raw: Vec<RawEntry>,
+        warned: Option<&SkippedEntries>,
     ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
         let mut skipped = Vec::new();
         let mut decoded = Vec::with_capacity(raw.len());
@@ -727,7 +742,10 @@ impl Shared {
                 Err(error) => skipped.push((entry.field, error)),
             }
         }
-        self.skipped.observe(service, skipped);
+        match warned {
+            Some(warned) => warned.observe(service, skipped),
+            None => skipped::warn_all(service, skipped),
+        }
         decoded.into_iter()
     }
 }
@@ -790,13 +808,4 @@ async fn maintain(shared: Arc<Shared>) {
             _ = sweep.tick() => shared.sweep(),
         }
     }
-}
-
-/// `delay` from now, without overflowing: a delay too long to represent is
-/// a year (the builder bounds every configured period far below either).
-pub(super) fn after(delay: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(delay)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 60 * 60)))
-        .unwrap_or(now)
 }

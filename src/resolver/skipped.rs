@@ -2,28 +2,33 @@
 //!
 //! A corrupt entry, or one the address policy refuses, is met again at
 //! every read of its service (every event and refresh), so warning at each
-//! read would flood the logs. Each service remembers the entries it warned
-//! about; an entry is warned about again only after it has left the
-//! registry and come back. The memory is bounded: a few entries per
-//! service, a few services; beyond that an entry is warned about at every
-//! read rather than remembered.
+//! read would flood the logs. Each cache entry remembers the registry
+//! entries it warned about ([`SkippedEntries`], freed with the cache entry,
+//! so bounded by the cache cap); an entry is warned about again only after
+//! it has left the registry and come back, or its service left the cache.
+//!
+//! Per service, at most [`MAX_REMEMBERED`] entries are remembered; those
+//! that do not fit are summed up in one line per read ("N more skipped
+//! entries"). An uncached read (`fetch`, `list`) remembers nothing: it
+//! warns about the first [`MAX_REMEMBERED`] entries individually and sums
+//! up the rest. So one read logs a bounded number of lines.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::instance::{EntryError, ServiceName};
 
-/// The most entries remembered per service.
-const MAX_PER_SERVICE: usize = 64;
-/// The most services with remembered entries.
-const MAX_SERVICES: usize = 256;
+/// The most skipped entries remembered per cached service, and the most
+/// warned about individually per read.
+const MAX_REMEMBERED: usize = 64;
 /// The longest field (address) remembered and logged, in characters.
 const MAX_FIELD_CHARS: usize = 256;
 
-/// The skipped entries already warned about, per service.
+/// The skipped entries of one cached service already warned about. Its
+/// lock is a leaf: nothing else is taken under it.
 #[derive(Debug, Default)]
 pub(super) struct SkippedEntries {
-    warned: Mutex<HashMap<ServiceName, HashSet<String>>>,
+    warned: Mutex<HashSet<String>>,
 }
 
 impl SkippedEntries {
@@ -31,43 +36,60 @@ impl SkippedEntries {
     /// about those not warned about yet and forgets those that left.
     pub fn observe(&self, service: &ServiceName, skipped: Vec<(String, EntryError)>) {
         let mut new = Vec::new();
+        let unremembered;
         {
             let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
-            if skipped.is_empty() {
-                warned.remove(service);
+            if skipped.is_empty() && warned.is_empty() {
                 return;
             }
-            let mut before = warned.remove(service).unwrap_or_default();
-            let mut now = HashSet::new();
+            let mut before = std::mem::take(&mut *warned);
             for (field, error) in skipped {
-                let field: String = field.chars().take(MAX_FIELD_CHARS).collect();
+                let field = truncated(field);
                 if before.remove(&field) {
-                    now.insert(field);
+                    warned.insert(field);
                 } else {
-                    if now.len() < MAX_PER_SERVICE {
-                        now.insert(field.clone());
-                    }
                     new.push((field, error));
                 }
             }
-            if warned.len() < MAX_SERVICES {
-                warned.insert(service.clone(), now);
-            }
+            // Newly met entries are remembered while there is room; those
+            // that do not fit are only counted, at every read.
+            let room = MAX_REMEMBERED.saturating_sub(warned.len());
+            unremembered = new.len().saturating_sub(room);
+            new.truncate(room);
+            warned.extend(new.iter().map(|(field, _)| field.clone()));
         }
         // Logged without the lock: a slow subscriber must not hold up
         // other reads.
-        for (field, error) in new {
-            warn(service, &field, &error);
+        for (field, error) in &new {
+            warn(service, field, error);
         }
+        warn_more(service, unremembered);
     }
+}
 
-    /// `service` left the cache: nothing to remember for it.
-    pub fn forget(&self, service: &ServiceName) {
-        self.warned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(service);
+/// Warns about each of `skipped` (the first [`MAX_REMEMBERED`], then one
+/// line with the count of the others), remembering nothing: for reads
+/// with no cache entry (`fetch`, `list`).
+pub(super) fn warn_all(service: &ServiceName, skipped: Vec<(String, EntryError)>) {
+    let more = skipped.len().saturating_sub(MAX_REMEMBERED);
+    for (field, error) in skipped.into_iter().take(MAX_REMEMBERED) {
+        warn(service, &truncated(field), &error);
     }
+    warn_more(service, more);
+}
+
+/// One line for `more` skipped entries not warned about individually.
+fn warn_more(service: &ServiceName, more: usize) {
+    if more > 0 {
+        tracing::warn!(%service, more, "{more} more skipped entries (corrupt or refused by the address policy)");
+    }
+}
+
+fn truncated(field: String) -> String {
+    if field.chars().count() <= MAX_FIELD_CHARS {
+        return field;
+    }
+    field.chars().take(MAX_FIELD_CHARS).collect()
 }
 
 fn warn(service: &ServiceName, field: &str, error: &EntryError) {
@@ -97,25 +119,22 @@ mod tests {
     fn remembers_a_bounded_set_and_forgets_entries_that_left() {
         let skipped = SkippedEntries::default();
         let svc = ServiceName::new("svc").unwrap();
-        let size = |s: &SkippedEntries| {
-            let map = s.warned.lock().unwrap();
-            map.get(&svc).map_or(0, HashSet::len)
-        };
+        let size = |s: &SkippedEntries| s.warned.lock().unwrap().len();
         skipped.observe(&svc, vec![refused("a"), refused("b")]);
         assert_eq!(size(&skipped), 2);
         skipped.observe(&svc, vec![refused("b")]);
         assert_eq!(size(&skipped), 1);
         skipped.observe(&svc, Vec::new());
-        assert!(skipped.warned.lock().unwrap().is_empty());
-        let many = (0..1000).map(|n| refused(&n.to_string())).collect();
+        assert_eq!(size(&skipped), 0);
+        let many: Vec<_> = (0..1000).map(|n| refused(&n.to_string())).collect();
+        skipped.observe(&svc, many.clone());
+        assert_eq!(size(&skipped), MAX_REMEMBERED);
+        // The remembered ones stay remembered; the rest still do not fit.
         skipped.observe(&svc, many);
-        assert_eq!(size(&skipped), MAX_PER_SERVICE);
-        skipped.forget(&svc);
-        assert!(skipped.warned.lock().unwrap().is_empty());
-        for n in 0..1000 {
-            let other = ServiceName::new(format!("s{n}")).unwrap();
-            skipped.observe(&other, vec![refused("x")]);
-        }
-        assert_eq!(skipped.warned.lock().unwrap().len(), MAX_SERVICES);
+        assert_eq!(size(&skipped), MAX_REMEMBERED);
+        let long = "x".repeat(10 * MAX_FIELD_CHARS);
+        skipped.observe(&svc, vec![refused(&long)]);
+        let warned = skipped.warned.lock().unwrap();
+        assert!(warned.iter().all(|f| f.len() == MAX_FIELD_CHARS));
     }
 }

@@ -408,3 +408,31 @@ fn least_recently_used_prefers_entries_without_instances_then_the_oldest() {
     assert_eq!(cache.len(), 2);
     assert!(cache.get("old").is_none() && cache.get("watched").is_some());
 }
+
+/// A read that got its permit is dropped unsent only if nobody waits for
+/// it, nothing watches the entry, and it is a first read (or the entry
+/// was evicted); a caller then starts a read of its own, and one that
+/// holds an outcome receiver keeps the read.
+#[test]
+fn only_unwanted_first_reads_are_abandoned() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    let seen = e.outcomes();
+    assert!(e.join_or_start(&seen));
+    assert!(!e.abandon_if_unwanted(false), "a caller waits");
+    drop(seen);
+    assert!(e.abandon_if_unwanted(false), "first read, nobody waits");
+    let seen = e.outcomes();
+    assert!(e.join_or_start(&seen), "released: the next caller starts");
+    drop(seen);
+    cache.complete(&e, Ok(read(&["h:1"])));
+    // Read once: a refresh nobody waits for is kept, unless evicted.
+    assert!(e.start_if_idle());
+    assert!(!e.abandon_if_unwanted(false));
+    assert!(e.abandon_if_unwanted(true));
+    // Watched: always kept.
+    let (w, _) = cache.get_or_insert(&name("w"), || None, 0);
+    let _rx = w.watch(snap("w", &[]));
+    assert!(w.start_if_idle());
+    assert!(!w.abandon_if_unwanted(true));
+}
