@@ -128,7 +128,10 @@
 //!   (`224.0.0.0/4`, `ff00::/8`), broadcast (`255.255.255.255`) and
 //!   link-local (`169.254.0.0/16`, `fe80::/10`) addresses are refused, in
 //!   their IPv4-mapped IPv6 forms too. Loopback and private ranges are
-//!   allowed.
+//!   allowed. IPv4 is accepted only as a dotted quad without leading
+//!   zeros (`0xa9fea9fe` or `0251.0376.0251.0376` would reach
+//!   169.254.169.254 when dialed). A DNS name cannot be checked: it is
+//!   resolved only when dialed; the allow-list closes that gap.
 //! * **An allow-list**, opt-in:
 //!   [`allow_networks`](ResolverBuilder::allow_networks) (CIDR) and
 //!   [`allow_ports`](ResolverBuilder::allow_ports). With networks set, an
