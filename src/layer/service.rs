@@ -121,15 +121,14 @@ where
             Err(e) => return ResponseFuture::failed(e),
         };
         // Host names are case-insensitive, and so are service names.
-        let mut lowercase = [0; ServiceName::MAX_LEN];
-        let name = crate::instance::lowercase(host, &mut lowercase);
+        let name = crate::instance::lowercase(host);
         let key = if router.uses_key() {
             req.hash_key(options.hash_header.as_ref())
         } else {
             None
         };
         let first = Attempts::FIRST.request(key, req.tag_filter().or(options.filter.as_ref()));
-        match router.pick_cached(name, first, Some(&mut self.memo)) {
+        match router.pick_cached(&name, first, Some(&mut self.memo)) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take

@@ -66,9 +66,10 @@ impl StaticResolver {
 
     /// Removes a service (named in any case). Returns whether it was known.
     pub fn remove(&mut self, service: &str) -> bool {
-        let mut buf = [0; ServiceName::MAX_LEN];
-        let service = crate::instance::lowercase(service, &mut buf);
-        Arc::make_mut(&mut self.services).remove(service).is_some()
+        let service = crate::instance::lowercase(service);
+        Arc::make_mut(&mut self.services)
+            .remove(&*service)
+            .is_some()
     }
 
     /// The known services, in no particular order.
@@ -93,9 +94,8 @@ impl Resolve for StaticResolver {
     #[inline]
     fn cached(&self, service: &str) -> Option<Snapshot> {
         // Names are case-insensitive; the map holds them in lowercase.
-        let mut buf = [0; ServiceName::MAX_LEN];
         self.services
-            .get(crate::instance::lowercase(service, &mut buf))
+            .get(&*crate::instance::lowercase(service))
             .cloned()
     }
 }

@@ -361,10 +361,9 @@ impl Resolve for RedisResolver {
     #[inline]
     fn cached(&self, service: &str) -> Option<Snapshot> {
         // Names are case-insensitive; the cache holds them in lowercase.
-        let mut buf = [0; ServiceName::MAX_LEN];
         self.shared()
             .cache
-            .cached(crate::instance::lowercase(service, &mut buf))
+            .cached(&crate::instance::lowercase(service))
     }
 
     // Its snapshots know when its cache replaces or drops them.
