@@ -96,6 +96,11 @@ pub enum AddressProblem {
         "a part with a leading zero is read as octal when dialed: write the address as a dotted quad a.b.c.d without leading zeros"
     )]
     Ipv4LeadingZero,
+    /// A deprecated IPv4-compatible IPv6 address (`[::a.b.c.d]`, `::/96`
+    /// but `[::]` and `[::1]`): no use for it, and it would hide an IPv4
+    /// address from the policy.
+    #[error("an IPv4-compatible IPv6 address ([::a.b.c.d]) is deprecated: write the IPv4 address a.b.c.d")]
+    Ipv4Compatible,
 }
 
 impl AddressProblem {
@@ -113,6 +118,7 @@ impl AddressProblem {
                 | AddressProblem::PortNotAllowed
                 | AddressProblem::NumericHost
                 | AddressProblem::Ipv4LeadingZero
+                | AddressProblem::Ipv4Compatible
         )
     }
 }

@@ -7,7 +7,9 @@
 //!   read. Refused: unspecified (`0.0.0.0/8`, `[::]`), multicast
 //!   (`224.0.0.0/4`, `ff00::/8`), broadcast (`255.255.255.255`) and
 //!   link-local (`169.254.0.0/16`, `fe80::/10`) addresses, also written as
-//!   IPv4-mapped IPv6 (`[::ffff:169.254.0.1]`). Loopback and private ranges
+//!   IPv4-mapped IPv6 (`[::ffff:169.254.0.1]`) or behind NAT64's
+//!   well-known prefix (`[64:ff9b::169.254.0.1]`); the deprecated
+//!   IPv4-compatible form (`[::a.b.c.d]`) is refused. Loopback and private ranges
 //!   are allowed: they are normal in development and inside a network.
 //!   IPv4 is accepted only as a dotted quad without leading zeros: a host
 //!   ending in a number (`0x7f000001`, `2130706433`, `127.1`, `0177.0.0.1`)
@@ -57,6 +59,16 @@ fn check_v4(ip: Ipv4Addr) -> Result<(), AddressProblem> {
 }
 
 fn check_v6(ip: Ipv6Addr) -> Result<(), AddressProblem> {
+    let bits = u128::from(ip);
+    // `::a.b.c.d`, deprecated (`::` and `::1` are not of this kind).
+    if bits > 1 && bits <= u128::from(u32::MAX) {
+        return Err(AddressProblem::Ipv4Compatible);
+    }
+    // NAT64's well-known prefix `64:ff9b::/96` reaches the IPv4 address in
+    // its last 32 bits, so that address must pass the IPv4 rules.
+    if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return check_v4(Ipv4Addr::from(bits as u32));
+    }
     if ip.is_unspecified() {
         Err(AddressProblem::Unspecified)
     } else if ip.is_multicast() {

@@ -40,7 +40,8 @@
 //!   Without the channels (`&sd:*`) the resolver still works, on its
 //!   periodic refresh alone, and says so once in a warning. A server
 //!   without `EVALSHA_RO` (Redis 6) is read with `EVALSHA`, decided per
-//!   server: other servers the process talks to keep `EVALSHA_RO`.
+//!   connection: other servers the process talks to keep `EVALSHA_RO` (a
+//!   Cluster is one connection: one Redis 6 node switches all of it).
 //!   Corrupt entries, and entries the [address policy](#the-address-policy)
 //!   refuses, are skipped with one warning each, naming the service and the
 //!   field, while they stay (not one per read).

@@ -39,7 +39,12 @@ impl LuaScript {
     /// (only that server: another in the same process, e.g. a Redis 7 with
     /// a read-only user, keeps `EVALSHA_RO`). Any other error, `ERR` from a
     /// failing script included, is returned as it is: the script runs once
-    /// and the server keeps `EVALSHA_RO`.
+    /// and the server keeps `EVALSHA_RO`. "Server" here is one connection's:
+    /// on a Cluster one Redis 6 node switches the whole cluster connection
+    /// to `EVALSHA`, and the choice lasts as long as the connection (a
+    /// server upgraded under it keeps being read with `EVALSHA`). A proxy
+    /// that answers an unknown command in other words is not recognised:
+    /// its error is returned.
     pub async fn run_read_only<T: FromRedisValue>(
         &self,
         keys: &[&str],
