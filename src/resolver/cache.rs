@@ -803,7 +803,7 @@ impl Entry {
         lock(&self.state).subscribed.take()
     }
 
-    /// A read that just got its permit is dropped unsent if no caller
+    /// A read that queues for a permit (or just got one) is dropped unsent if no caller
     /// waits for it (they gave up while it queued) and nothing watches
     /// the entry, and either the entry was `evicted` meanwhile (its result
     /// would go nowhere) or this is its first read (nothing is served from
@@ -818,14 +818,27 @@ impl Entry {
     /// here (the read is sent) or finds no read running (and starts one).
     pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
         let mut state = lock(&self.state);
-        let unwanted =
-            !self.is_awaited() && !self.is_watched() && (evicted || self.snapshot.load().is_none());
+        let unwanted = !self.is_awaited() && self.abandonable(evicted);
         if unwanted {
             state.running = false;
             state.dirty = false;
             state.wanted = false;
         }
         unwanted
+    }
+
+    /// Whether a read of the entry would be dropped unsent once no caller
+    /// waits for it: nothing watches the entry, and either it was
+    /// `evicted` or it was never read (see
+    /// [`abandon_if_unwanted`](Self::abandon_if_unwanted)).
+    pub fn abandonable(&self, evicted: bool) -> bool {
+        !self.is_watched() && (evicted || self.snapshot.load().is_none())
+    }
+
+    /// Completes when no caller waits for a read outcome (at once if none
+    /// does now).
+    pub async fn unawaited(&self) {
+        self.outcome.closed().await;
     }
 
     /// Ends a read that was cut short (shutdown, its runtime gone, a

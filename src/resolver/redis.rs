@@ -515,7 +515,9 @@ impl Shared {
                 let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
             }
             let result = {
-                let _permit = self.permit(entry).await;
+                let Queued::Permit(_permit) = self.permit(entry).await else {
+                    return; // abandoned while queued
+                };
                 if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
                     return;
                 }
@@ -610,16 +612,36 @@ impl Shared {
 
     /// A permit to read `entry`: from the caller pool if a caller waits
     /// for the read, else from the refresh pool, switching pools if a
-    /// caller starts waiting meanwhile.
-    async fn permit(&self, entry: &Entry) -> Option<SemaphorePermit<'_>> {
+    /// caller starts waiting meanwhile. While it queues, a read that
+    /// [may be abandoned](Entry::abandonable) is abandoned as soon as its
+    /// last caller gives up, not when it gets a permit: during a Redis
+    /// stall, a flood of names whose callers gave up leaves no task and
+    /// no entry behind, however many of them the permits hold up.
+    async fn permit(&self, entry: &Arc<Entry>) -> Queued<'_> {
         loop {
-            if entry.is_wanted() {
-                return self.caller_reads.acquire().await.ok();
-            }
+            let unawaited = async {
+                if entry.abandonable(!self.cache.holds(entry)) {
+                    entry.unawaited().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let wanted = entry.is_wanted();
             tokio::select! {
                 biased;
-                _ = entry.wanted() => {}
-                permit = self.refresh_reads.acquire() => return permit.ok(),
+                permit = self.caller_reads.acquire(), if wanted => {
+                    return Queued::Permit(permit.ok());
+                }
+                _ = entry.wanted(), if !wanted => {}
+                permit = self.refresh_reads.acquire(), if !wanted => {
+                    return Queued::Permit(permit.ok());
+                }
+                _ = unawaited => {
+                    if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
+                        return Queued::Abandoned;
+                    }
+                    // A caller or a watch came meanwhile: queue on.
+                }
             }
         }
     }
@@ -747,6 +769,15 @@ impl Shared {
         }
         decoded.into_iter()
     }
+}
+
+/// Where a queued read stands once it stops queueing.
+enum Queued<'a> {
+    /// It may run (`None`: the pool is closed, which it never is).
+    Permit(Option<SemaphorePermit<'a>>),
+    /// Every caller gave up on a read whose result would go nowhere: the
+    /// entry was released unread ([`Entry::abandon_if_unwanted`]).
+    Abandoned,
 }
 
 /// A change event as published by the registry's scripts:
