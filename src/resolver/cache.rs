@@ -383,6 +383,52 @@ impl Cache {
         removed
     }
 
+    /// Replaces `entry`, if it is still the cached entry of its service
+    /// and `keep` does not keep it, by a new entry for `name` (the same
+    /// service, spelled otherwise: the Hertz schema reads its key under
+    /// the entry's spelling). `keep` checked, the swap made and
+    /// `on_remove` run in one critical section under the shard's write
+    /// lock: no request can insert the service between the removal and
+    /// the insertion. Returns whether replaced.
+    pub fn replace_unless(
+        &self,
+        entry: &Arc<Entry>,
+        keep: impl FnOnce(&Entry) -> bool,
+        name: &ServiceName,
+        channel: impl FnOnce() -> Option<String>,
+        now_ms: u64,
+        on_remove: impl FnOnce(&Entry),
+    ) -> bool {
+        if name.as_str() != entry.service.as_str() {
+            return false; // another service
+        }
+        let shard = self.shard(entry.hash);
+        let _write = lock(&shard.write);
+        let current = shard.map.load_full();
+        let is_ours = |s: &Slot| Arc::ptr_eq(&s.entry, entry);
+        if current.find(entry.hash, is_ours).is_none() || keep(entry) {
+            return false;
+        }
+        let new = Arc::new(Entry::new(name.clone(), entry.hash, channel(), now_ms));
+        let mut map = HashTable::clone(&current);
+        let mut retired = None;
+        if let Some(slot) = map.find_mut(entry.hash, is_ours) {
+            let old = std::mem::replace(
+                slot,
+                Slot {
+                    entry: new,
+                    snapshot: None,
+                    max_age: None,
+                },
+            );
+            retired = old.snapshot;
+        }
+        shard.map.store(Arc::new(map));
+        retired.iter().for_each(Snapshot::retire);
+        on_remove(entry);
+        true
+    }
+
     /// Whether `entry` is still the cached entry of its service.
     pub fn holds(&self, entry: &Arc<Entry>) -> bool {
         let map = self.shard(entry.hash).map.load();

@@ -71,10 +71,18 @@ impl Shared {
         if entry.service().spelling() == service.spelling() {
             return;
         }
+        // One critical section: a request between the removal and the
+        // insertion would otherwise re-insert its own spelling, which the
+        // watch would then join and keep.
         let keep = |e: &Entry| e.serves() || e.is_watched();
-        self.drop_entries(&[entry], keep, |entry| {
+        let channel = || self.keyspace.events_channel(service.as_str());
+        let unsubscribe = |old: &Entry| self.unsubscribe_removed(old);
+        let replaced =
+            self.cache
+                .replace_unless(&entry, keep, service, channel, self.now_ms(), unsubscribe);
+        if replaced {
             tracing::debug!(old = %entry.service().spelling(), new = %service.spelling(), "Hertz schema: an entry with no instance replaced by another spelling");
-        });
+        }
     }
 
     /// Past `max_services`, evicts the least recently used services (never
@@ -114,14 +122,19 @@ impl Shared {
     ) -> usize {
         self.cache.remove_all(entries, keep, |entry| {
             removed(entry);
-            // Under the shard lock, like `subscribe`: a later re-insert's
-            // subscribe comes after this unsubscribe.
-            if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                if entry.is_subscribed() {
-                    subscriptions.unsubscribe(channel);
-                }
-            }
+            self.unsubscribe_removed(entry);
         })
+    }
+
+    /// Unsubscribes an entry just removed from the cache, if subscribed.
+    /// Under the shard lock, like `subscribe`: a later re-insert's
+    /// subscribe comes after this unsubscribe.
+    fn unsubscribe_removed(&self, entry: &Entry) {
+        if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
+            if entry.is_subscribed() {
+                subscriptions.unsubscribe(channel);
+            }
+        }
     }
 
     /// Subscribes `entry` to its events channel, unless it is already, or

@@ -436,3 +436,36 @@ fn only_unwanted_first_reads_are_abandoned() {
     assert!(w.start_if_idle());
     assert!(!w.abandon_if_unwanted(true));
 }
+
+/// Regression: a respelling watch removed the entry, and inserted its own
+/// spelling only later: a request in between re-inserted its spelling,
+/// which the watch then joined and kept. The swap is one critical section.
+#[test]
+fn an_entry_is_replaced_by_another_spelling_in_place() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (lower, _) = cache.get_or_insert(&name("orders"), || None, 0);
+    let keep_none = |_: &Entry| false;
+    let mut removed = 0;
+    let replaced = cache.replace_unless(
+        &lower,
+        keep_none,
+        &name("Orders"),
+        || None,
+        0,
+        |_| removed += 1,
+    );
+    assert!(replaced && removed == 1);
+    // A request spelled in lowercase finds the watch's spelling.
+    let (found, inserted) = cache.get_or_insert(&name("orders"), || unreachable!(), 0);
+    assert!(!inserted && !Arc::ptr_eq(&found, &lower));
+    assert_eq!(found.service().spelling(), "Orders");
+    assert_eq!(cache.len(), 1);
+    // Not twice (the old entry is gone), not when kept, not another name.
+    let again = |e: &Arc<Entry>, keep: bool, n: &str| {
+        cache.replace_unless(e, |_| keep, &name(n), || None, 0, |_| panic!())
+    };
+    assert!(!again(&lower, false, "ORDERS"));
+    assert!(!again(&found, true, "ORDERS"));
+    assert!(!again(&found, false, "billing"));
+    assert_eq!(cache.get("orders").unwrap().service().spelling(), "Orders");
+}
