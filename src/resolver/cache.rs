@@ -69,6 +69,16 @@ use crate::instance::{Instance, ServiceName};
 
 const SHARDS: usize = 16;
 
+/// The longest address an instance can have: a 253-byte host name (or a
+/// bracketed IPv6 address, shorter), a colon and a 5-digit port. An event
+/// naming a longer one is about no instance.
+const MAX_ADDR_LEN: usize = 253 + 2 + 1 + 5;
+
+/// How many more removals than listed instances an entry records (see
+/// [`ReadState::removed`]) before it forgets them all and trusts its next
+/// read alone.
+const EXTRA_REMOVALS: usize = 1024;
+
 /// The result of one read, as seen by the callers waiting for it.
 pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
 
@@ -193,7 +203,15 @@ struct ReadState {
     /// Instances that an event removed, with the event's generation: a read
     /// that started before it still lists them and must not bring them
     /// back. Dropped once a read started after the event completed.
+    /// Fed by anyone who may publish on the events channel, so capped: at
+    /// most the listed instances plus [`EXTRA_REMOVALS`]; past that, it is
+    /// cleared and `reset` set.
     removed: HashMap<Box<str>, u64>,
+    /// `removed` was cleared by the removal of this generation: a read
+    /// started before it may list instances removed since (the read that
+    /// the event triggers follows it); the first read started at or after
+    /// it is trusted alone, keeping no instance it misses.
+    reset: Option<u64>,
     /// When a re-read is scheduled to drop kept instances.
     recheck: Option<Instant>,
 }
@@ -224,6 +242,11 @@ impl ReadState {
             list.push(instance);
         }
         let mut recheck: Option<Instant> = None;
+        let authoritative = self.reset.is_some_and(|g| read.generation >= g);
+        if authoritative {
+            self.reset = None;
+        }
+        let previous = if authoritative { &[][..] } else { previous };
         for instance in previous {
             let addr = instance.addr();
             let Some(&deadline) = self.leases.get(addr) else {
@@ -818,11 +841,19 @@ impl Entry {
         let mut state = lock(&self.state);
         state.generation += 1;
         match event {
-            Event::Removed(addr) => {
+            Event::Removed(addr) if addr.len() <= MAX_ADDR_LEN => {
                 let generation = state.generation;
                 state.leases.remove(addr);
+                let cap = state.leases.len().saturating_add(EXTRA_REMOVALS);
+                if state.removed.len() >= cap && !state.removed.contains_key(addr) {
+                    state.removed.clear();
+                    state.reset = Some(generation);
+                }
                 state.removed.insert(Box::from(addr), generation);
             }
+            // Too long to be an instance's address: nothing to remove
+            // (the read the event triggers still runs).
+            Event::Removed(_) => {}
             Event::Listed(addr) => {
                 state.removed.remove(addr);
             }

@@ -651,7 +651,13 @@ impl Shared {
         let Some(service) = self.keyspace.service_of_channel(channel) else {
             return;
         };
-        tracing::trace!(service, event = %String::from_utf8_lossy(payload), "change event");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            // Four bytes per character at most.
+            let head = &payload[..payload.len().min(4 * MAX_LOGGED_EVENT_CHARS)];
+            let payload = String::from_utf8_lossy(head);
+            let event = skipped::truncated(&payload, MAX_LOGGED_EVENT_CHARS);
+            tracing::trace!(service, event, "change event");
+        }
         if let Some(entry) = self.cache.get(service) {
             let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
             entry.on_event(match &message {
@@ -770,6 +776,10 @@ impl Shared {
         decoded.into_iter()
     }
 }
+
+/// The most characters of a change event logged (anyone who may publish
+/// on the channel chooses its size).
+const MAX_LOGGED_EVENT_CHARS: usize = 512;
 
 /// Where a queued read stands once it stops queueing.
 enum Queued<'a> {

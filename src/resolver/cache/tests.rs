@@ -469,3 +469,38 @@ fn an_entry_is_replaced_by_another_spelling_in_place() {
     assert!(!again(&found, false, "billing"));
     assert_eq!(cache.get("orders").unwrap().service().spelling(), "Orders");
 }
+
+/// Regression: the removals announced by events were all recorded until
+/// a read completed, with addresses of any length: while Redis was slow,
+/// anyone who may publish on the events channel grew them without bound.
+#[tokio::test(start_paused = true)]
+async fn removals_announced_while_a_read_runs_are_bounded() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
+    let removed = |e: &Entry| lock(&e.state).removed.len();
+
+    // Too long to be an address: not recorded.
+    e.on_event(Event::Removed(&"x".repeat(MAX_ADDR_LEN + 1)));
+    assert_eq!(removed(&e), 0);
+
+    let slow = leased(&e, &[("h:1", 10), ("h:2", 10)]);
+    e.on_event(Event::Removed("h:2"));
+    for n in 0..3 * EXTRA_REMOVALS {
+        e.on_event(Event::Removed(&format!("10.{n}.0.1:80")));
+        assert!(removed(&e) <= 2 + EXTRA_REMOVALS);
+    }
+    // The read that started before may bring h:2 back (the record of its
+    // removal is gone) ...
+    cache.complete(&e, Ok(slow));
+    assert_eq!(listed(&e), ["h:1", "h:2"]);
+    // ... the next one, started after, is trusted alone: h:2, still
+    // leased, is not kept.
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+    assert_eq!(listed(&e), ["h:1"]);
+    assert_eq!(removed(&e), 0);
+    // From then on, instances a read misses are kept again.
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:3", 10)])));
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+    assert_eq!(listed(&e), ["h:1", "h:3"]);
+}
