@@ -101,9 +101,8 @@ impl Shared {
         let victims = self
             .cache
             .least_recently_used(len - target, now_ms, inserted);
-        let evicted = self.drop_entries(&victims, Entry::is_watched, |entry| {
-            tracing::trace!(service = %entry.service(), "cache full: evicted");
-        });
+        // One line for the batch, after the shard locks are released.
+        let evicted = self.drop_entries(&victims, Entry::is_watched).len();
         tracing::debug!(
             evicted,
             max_services = self.max_services,
@@ -112,18 +111,20 @@ impl Shared {
     }
 
     /// Removes `entries` from the cache (those still cached, unless `keep`
-    /// says otherwise, checked under the shard lock), unsubscribing them;
-    /// `removed` sees each. Returns how many were removed.
+    /// says otherwise, checked under the shard lock), unsubscribing them.
+    /// Returns the names of those removed, to log once the shard locks
+    /// are released (a subscriber may be slow).
     fn drop_entries(
         &self,
         entries: &[Arc<Entry>],
         keep: impl Fn(&Entry) -> bool,
-        mut removed: impl FnMut(&Entry),
-    ) -> usize {
+    ) -> Vec<ServiceName> {
+        let mut removed = Vec::new();
         self.cache.remove_all(entries, keep, |entry| {
-            removed(entry);
+            removed.push(entry.service().clone());
             self.unsubscribe_removed(entry);
-        })
+        });
+        removed
     }
 
     /// Unsubscribes an entry just removed from the cache, if subscribed.
@@ -192,11 +193,15 @@ impl Shared {
             }
         }
         let expired = |e: &Entry| !self.cache.negative_expired(e);
-        self.drop_entries(&negative, expired, |entry| {
-            tracing::trace!(service = %entry.service(), "no instance: dropped from the negative cache");
-        });
-        self.drop_entries(&idle, Entry::in_use, |entry| {
-            tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
-        });
+        let dropped = self.drop_entries(&negative, expired).len();
+        if dropped > 0 {
+            tracing::trace!(
+                dropped,
+                "no instance: services dropped from the negative cache"
+            );
+        }
+        for service in self.drop_entries(&idle, Entry::in_use) {
+            tracing::debug!(%service, idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        }
     }
 }
