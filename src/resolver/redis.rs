@@ -277,6 +277,15 @@ impl RedisResolver {
     /// Fails like [`resolve`](Resolve::resolve) if the service cannot be
     /// read now.
     ///
+    /// Do not hold the receiver's [`borrow`](watch::Receiver::borrow) (or
+    /// [`borrow_and_update`](watch::Receiver::borrow_and_update)) across
+    /// an `.await`, nor for long: the resolver sends a new snapshot
+    /// while holding the service's lock, blocking its thread until every
+    /// borrow is released. A borrow held across an `.await` so blocks
+    /// reads of the service, then the runtime's threads, and can hang the
+    /// resolver. Clone the snapshot out instead, as below: a [`Snapshot`]
+    /// is cheap to clone (an `Arc`).
+    ///
     /// Hertz schema: the key is read under this call's spelling
     /// (`/hertz/Orders/server` for `watch("Orders")`), also when the
     /// service was cached under another spelling and has no instance, as
