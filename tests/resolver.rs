@@ -1462,3 +1462,45 @@ async fn queued_first_reads_that_no_one_waits_for_are_dropped_even_while_cached(
     let again = resolver.resolve(&name("stalled-7")).await.unwrap();
     assert!(again.is_empty());
 }
+
+/// Regression (item 7: no queue fed by request input is unbounded): a
+/// queued first read whose callers all gave up was only dropped once it
+/// got a permit. While Redis stalls, the permits are held by hung reads,
+/// so every distinct unknown name kept a task (and, through it, its
+/// entry, evicted or not) until Redis answered: memory grew with the
+/// request rate times the stall. Such a read is now abandoned as soon as
+/// its last caller gives up.
+#[tokio::test]
+async fn queued_reads_end_when_their_callers_give_up_while_redis_stalls() {
+    init_tracing();
+    let server = RedisServer::start();
+    write_instance(&server, "real", "10.0.19.1:80");
+    let max_services = 16;
+    let resolver = no_refresh(&server)
+        .max_services(max_services)
+        .command_timeout(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+    let names = 1000;
+    flood_while_frozen(&server, &resolver, "stall", names).await;
+    // Left: the reads holding a permit (32), hung on the frozen Redis.
+    let bound = baseline + 32 + 8;
+    eventually(
+        "the queued reads end while Redis is still frozen",
+        || async {
+            let alive = metrics.num_alive_tasks();
+            let cached = resolver.cached_services();
+            (alive <= bound && cached <= max_services).then_some(())
+        },
+    )
+    .await;
+    server.thaw();
+    let real = tokio::time::timeout(DEADLINE, resolver.resolve(&name("real")))
+        .await
+        .expect("the real service answers")
+        .unwrap();
+    assert_eq!(addrs(&real), ["10.0.19.1:80"]);
+}

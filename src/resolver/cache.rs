@@ -69,6 +69,16 @@ use crate::instance::{Instance, ServiceName};
 
 const SHARDS: usize = 16;
 
+/// The longest address an instance can have: a 253-byte host name (or a
+/// bracketed IPv6 address, shorter), a colon and a 5-digit port. An event
+/// naming a longer one is about no instance.
+const MAX_ADDR_LEN: usize = 253 + 2 + 1 + 5;
+
+/// How many more removals than listed instances an entry records (see
+/// [`ReadState::removed`]) before it forgets them all and trusts its next
+/// read alone.
+const EXTRA_REMOVALS: usize = 1024;
+
 /// The result of one read, as seen by the callers waiting for it.
 pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
 
@@ -193,7 +203,15 @@ struct ReadState {
     /// Instances that an event removed, with the event's generation: a read
     /// that started before it still lists them and must not bring them
     /// back. Dropped once a read started after the event completed.
+    /// Fed by anyone who may publish on the events channel, so capped: at
+    /// most the listed instances plus [`EXTRA_REMOVALS`]; past that, it is
+    /// cleared and `reset` set.
     removed: HashMap<Box<str>, u64>,
+    /// `removed` was cleared by the removal of this generation: a read
+    /// started before it may list instances removed since (the read that
+    /// the event triggers follows it); the first read started at or after
+    /// it is trusted alone, keeping no instance it misses.
+    reset: Option<u64>,
     /// When a re-read is scheduled to drop kept instances.
     recheck: Option<Instant>,
 }
@@ -224,6 +242,11 @@ impl ReadState {
             list.push(instance);
         }
         let mut recheck: Option<Instant> = None;
+        let authoritative = self.reset.is_some_and(|g| read.generation >= g);
+        if authoritative {
+            self.reset = None;
+        }
+        let previous = if authoritative { &[][..] } else { previous };
         for instance in previous {
             let addr = instance.addr();
             let Some(&deadline) = self.leases.get(addr) else {
@@ -381,6 +404,52 @@ impl Cache {
             removed += gone_count;
         }
         removed
+    }
+
+    /// Replaces `entry`, if it is still the cached entry of its service
+    /// and `keep` does not keep it, by a new entry for `name` (the same
+    /// service, spelled otherwise: the Hertz schema reads its key under
+    /// the entry's spelling). `keep` checked, the swap made and
+    /// `on_remove` run in one critical section under the shard's write
+    /// lock: no request can insert the service between the removal and
+    /// the insertion. Returns whether replaced.
+    pub fn replace_unless(
+        &self,
+        entry: &Arc<Entry>,
+        keep: impl FnOnce(&Entry) -> bool,
+        name: &ServiceName,
+        channel: impl FnOnce() -> Option<String>,
+        now_ms: u64,
+        on_remove: impl FnOnce(&Entry),
+    ) -> bool {
+        if name.as_str() != entry.service.as_str() {
+            return false; // another service
+        }
+        let shard = self.shard(entry.hash);
+        let _write = lock(&shard.write);
+        let current = shard.map.load_full();
+        let is_ours = |s: &Slot| Arc::ptr_eq(&s.entry, entry);
+        if current.find(entry.hash, is_ours).is_none() || keep(entry) {
+            return false;
+        }
+        let new = Arc::new(Entry::new(name.clone(), entry.hash, channel(), now_ms));
+        let mut map = HashTable::clone(&current);
+        let mut retired = None;
+        if let Some(slot) = map.find_mut(entry.hash, is_ours) {
+            let old = std::mem::replace(
+                slot,
+                Slot {
+                    entry: new,
+                    snapshot: None,
+                    max_age: None,
+                },
+            );
+            retired = old.snapshot;
+        }
+        shard.map.store(Arc::new(map));
+        retired.iter().for_each(Snapshot::retire);
+        on_remove(entry);
+        true
     }
 
     /// Whether `entry` is still the cached entry of its service.
@@ -772,11 +841,19 @@ impl Entry {
         let mut state = lock(&self.state);
         state.generation += 1;
         match event {
-            Event::Removed(addr) => {
+            Event::Removed(addr) if addr.len() <= MAX_ADDR_LEN => {
                 let generation = state.generation;
                 state.leases.remove(addr);
+                let cap = state.leases.len().saturating_add(EXTRA_REMOVALS);
+                if state.removed.len() >= cap && !state.removed.contains_key(addr) {
+                    state.removed.clear();
+                    state.reset = Some(generation);
+                }
                 state.removed.insert(Box::from(addr), generation);
             }
+            // Too long to be an instance's address: nothing to remove
+            // (the read the event triggers still runs).
+            Event::Removed(_) => {}
             Event::Listed(addr) => {
                 state.removed.remove(addr);
             }
@@ -803,7 +880,7 @@ impl Entry {
         lock(&self.state).subscribed.take()
     }
 
-    /// A read that just got its permit is dropped unsent if no caller
+    /// A read that queues for a permit (or just got one) is dropped unsent if no caller
     /// waits for it (they gave up while it queued) and nothing watches
     /// the entry, and either the entry was `evicted` meanwhile (its result
     /// would go nowhere) or this is its first read (nothing is served from
@@ -818,14 +895,27 @@ impl Entry {
     /// here (the read is sent) or finds no read running (and starts one).
     pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
         let mut state = lock(&self.state);
-        let unwanted =
-            !self.is_awaited() && !self.is_watched() && (evicted || self.snapshot.load().is_none());
+        let unwanted = !self.is_awaited() && self.abandonable(evicted);
         if unwanted {
             state.running = false;
             state.dirty = false;
             state.wanted = false;
         }
         unwanted
+    }
+
+    /// Whether a read of the entry would be dropped unsent once no caller
+    /// waits for it: nothing watches the entry, and either it was
+    /// `evicted` or it was never read (see
+    /// [`abandon_if_unwanted`](Self::abandon_if_unwanted)).
+    pub fn abandonable(&self, evicted: bool) -> bool {
+        !self.is_watched() && (evicted || self.snapshot.load().is_none())
+    }
+
+    /// Completes when no caller waits for a read outcome (at once if none
+    /// does now).
+    pub async fn unawaited(&self) {
+        self.outcome.closed().await;
     }
 
     /// Ends a read that was cut short (shutdown, its runtime gone, a

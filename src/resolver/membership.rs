@@ -71,10 +71,18 @@ impl Shared {
         if entry.service().spelling() == service.spelling() {
             return;
         }
+        // One critical section: a request between the removal and the
+        // insertion would otherwise re-insert its own spelling, which the
+        // watch would then join and keep.
         let keep = |e: &Entry| e.serves() || e.is_watched();
-        self.drop_entries(&[entry], keep, |entry| {
+        let channel = || self.keyspace.events_channel(service.as_str());
+        let unsubscribe = |old: &Entry| self.unsubscribe_removed(old);
+        let replaced =
+            self.cache
+                .replace_unless(&entry, keep, service, channel, self.now_ms(), unsubscribe);
+        if replaced {
             tracing::debug!(old = %entry.service().spelling(), new = %service.spelling(), "Hertz schema: an entry with no instance replaced by another spelling");
-        });
+        }
     }
 
     /// Past `max_services`, evicts the least recently used services (never
@@ -93,9 +101,8 @@ impl Shared {
         let victims = self
             .cache
             .least_recently_used(len - target, now_ms, inserted);
-        let evicted = self.drop_entries(&victims, Entry::is_watched, |entry| {
-            tracing::trace!(service = %entry.service(), "cache full: evicted");
-        });
+        // One line for the batch, after the shard locks are released.
+        let evicted = self.drop_entries(&victims, Entry::is_watched).len();
         tracing::debug!(
             evicted,
             max_services = self.max_services,
@@ -104,24 +111,31 @@ impl Shared {
     }
 
     /// Removes `entries` from the cache (those still cached, unless `keep`
-    /// says otherwise, checked under the shard lock), unsubscribing them;
-    /// `removed` sees each. Returns how many were removed.
+    /// says otherwise, checked under the shard lock), unsubscribing them.
+    /// Returns the names of those removed, to log once the shard locks
+    /// are released (a subscriber may be slow).
     fn drop_entries(
         &self,
         entries: &[Arc<Entry>],
         keep: impl Fn(&Entry) -> bool,
-        mut removed: impl FnMut(&Entry),
-    ) -> usize {
+    ) -> Vec<ServiceName> {
+        let mut removed = Vec::new();
         self.cache.remove_all(entries, keep, |entry| {
-            removed(entry);
-            // Under the shard lock, like `subscribe`: a later re-insert's
-            // subscribe comes after this unsubscribe.
-            if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
-                if entry.is_subscribed() {
-                    subscriptions.unsubscribe(channel);
-                }
+            removed.push(entry.service().clone());
+            self.unsubscribe_removed(entry);
+        });
+        removed
+    }
+
+    /// Unsubscribes an entry just removed from the cache, if subscribed.
+    /// Under the shard lock, like `subscribe`: a later re-insert's
+    /// subscribe comes after this unsubscribe.
+    fn unsubscribe_removed(&self, entry: &Entry) {
+        if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
+            if entry.is_subscribed() {
+                subscriptions.unsubscribe(channel);
             }
-        })
+        }
     }
 
     /// Subscribes `entry` to its events channel, unless it is already, or
@@ -179,11 +193,15 @@ impl Shared {
             }
         }
         let expired = |e: &Entry| !self.cache.negative_expired(e);
-        self.drop_entries(&negative, expired, |entry| {
-            tracing::trace!(service = %entry.service(), "no instance: dropped from the negative cache");
-        });
-        self.drop_entries(&idle, Entry::in_use, |entry| {
-            tracing::debug!(service = %entry.service(), idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
-        });
+        let dropped = self.drop_entries(&negative, expired).len();
+        if dropped > 0 {
+            tracing::trace!(
+                dropped,
+                "no instance: services dropped from the negative cache"
+            );
+        }
+        for service in self.drop_entries(&idle, Entry::in_use) {
+            tracing::debug!(%service, idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        }
     }
 }

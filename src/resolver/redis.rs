@@ -277,6 +277,15 @@ impl RedisResolver {
     /// Fails like [`resolve`](Resolve::resolve) if the service cannot be
     /// read now.
     ///
+    /// Do not hold the receiver's [`borrow`](watch::Receiver::borrow) (or
+    /// [`borrow_and_update`](watch::Receiver::borrow_and_update)) across
+    /// an `.await`, nor for long: the resolver sends a new snapshot
+    /// while holding the service's lock, blocking its thread until every
+    /// borrow is released. A borrow held across an `.await` so blocks
+    /// reads of the service, then the runtime's threads, and can hang the
+    /// resolver. Clone the snapshot out instead, as below: a [`Snapshot`]
+    /// is cheap to clone (an `Arc`).
+    ///
     /// Hertz schema: the key is read under this call's spelling
     /// (`/hertz/Orders/server` for `watch("Orders")`), also when the
     /// service was cached under another spelling and has no instance, as
@@ -515,7 +524,9 @@ impl Shared {
                 let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
             }
             let result = {
-                let _permit = self.permit(entry).await;
+                let Queued::Permit(_permit) = self.permit(entry).await else {
+                    return; // abandoned while queued
+                };
                 if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
                     return;
                 }
@@ -610,16 +621,36 @@ impl Shared {
 
     /// A permit to read `entry`: from the caller pool if a caller waits
     /// for the read, else from the refresh pool, switching pools if a
-    /// caller starts waiting meanwhile.
-    async fn permit(&self, entry: &Entry) -> Option<SemaphorePermit<'_>> {
+    /// caller starts waiting meanwhile. While it queues, a read that
+    /// [may be abandoned](Entry::abandonable) is abandoned as soon as its
+    /// last caller gives up, not when it gets a permit: during a Redis
+    /// stall, a flood of names whose callers gave up leaves no task and
+    /// no entry behind, however many of them the permits hold up.
+    async fn permit(&self, entry: &Arc<Entry>) -> Queued<'_> {
         loop {
-            if entry.is_wanted() {
-                return self.caller_reads.acquire().await.ok();
-            }
+            let unawaited = async {
+                if entry.abandonable(!self.cache.holds(entry)) {
+                    entry.unawaited().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let wanted = entry.is_wanted();
             tokio::select! {
                 biased;
-                _ = entry.wanted() => {}
-                permit = self.refresh_reads.acquire() => return permit.ok(),
+                permit = self.caller_reads.acquire(), if wanted => {
+                    return Queued::Permit(permit.ok());
+                }
+                _ = entry.wanted(), if !wanted => {}
+                permit = self.refresh_reads.acquire(), if !wanted => {
+                    return Queued::Permit(permit.ok());
+                }
+                _ = unawaited => {
+                    if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
+                        return Queued::Abandoned;
+                    }
+                    // A caller or a watch came meanwhile: queue on.
+                }
             }
         }
     }
@@ -629,7 +660,13 @@ impl Shared {
         let Some(service) = self.keyspace.service_of_channel(channel) else {
             return;
         };
-        tracing::trace!(service, event = %String::from_utf8_lossy(payload), "change event");
+        if tracing::enabled!(tracing::Level::TRACE) {
+            // Four bytes per character at most.
+            let head = &payload[..payload.len().min(4 * MAX_LOGGED_EVENT_CHARS)];
+            let payload = String::from_utf8_lossy(head);
+            let event = skipped::truncated(&payload, MAX_LOGGED_EVENT_CHARS);
+            tracing::trace!(service, event, "change event");
+        }
         if let Some(entry) = self.cache.get(service) {
             let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
             entry.on_event(match &message {
@@ -747,6 +784,19 @@ impl Shared {
         }
         decoded.into_iter()
     }
+}
+
+/// The most characters of a change event logged (anyone who may publish
+/// on the channel chooses its size).
+const MAX_LOGGED_EVENT_CHARS: usize = 512;
+
+/// Where a queued read stands once it stops queueing.
+enum Queued<'a> {
+    /// It may run (`None`: the pool is closed, which it never is).
+    Permit(Option<SemaphorePermit<'a>>),
+    /// Every caller gave up on a read whose result would go nowhere: the
+    /// entry was released unread ([`Entry::abandon_if_unwanted`]).
+    Abandoned,
 }
 
 /// A change event as published by the registry's scripts:

@@ -436,3 +436,71 @@ fn only_unwanted_first_reads_are_abandoned() {
     assert!(w.start_if_idle());
     assert!(!w.abandon_if_unwanted(true));
 }
+
+/// Regression: a respelling watch removed the entry, and inserted its own
+/// spelling only later: a request in between re-inserted its spelling,
+/// which the watch then joined and kept. The swap is one critical section.
+#[test]
+fn an_entry_is_replaced_by_another_spelling_in_place() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (lower, _) = cache.get_or_insert(&name("orders"), || None, 0);
+    let keep_none = |_: &Entry| false;
+    let mut removed = 0;
+    let replaced = cache.replace_unless(
+        &lower,
+        keep_none,
+        &name("Orders"),
+        || None,
+        0,
+        |_| removed += 1,
+    );
+    assert!(replaced && removed == 1);
+    // A request spelled in lowercase finds the watch's spelling.
+    let (found, inserted) = cache.get_or_insert(&name("orders"), || unreachable!(), 0);
+    assert!(!inserted && !Arc::ptr_eq(&found, &lower));
+    assert_eq!(found.service().spelling(), "Orders");
+    assert_eq!(cache.len(), 1);
+    // Not twice (the old entry is gone), not when kept, not another name.
+    let again = |e: &Arc<Entry>, keep: bool, n: &str| {
+        cache.replace_unless(e, |_| keep, &name(n), || None, 0, |_| panic!())
+    };
+    assert!(!again(&lower, false, "ORDERS"));
+    assert!(!again(&found, true, "ORDERS"));
+    assert!(!again(&found, false, "billing"));
+    assert_eq!(cache.get("orders").unwrap().service().spelling(), "Orders");
+}
+
+/// Regression: the removals announced by events were all recorded until
+/// a read completed, with addresses of any length: while Redis was slow,
+/// anyone who may publish on the events channel grew them without bound.
+#[tokio::test(start_paused = true)]
+async fn removals_announced_while_a_read_runs_are_bounded() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
+    let removed = |e: &Entry| lock(&e.state).removed.len();
+
+    // Too long to be an address: not recorded.
+    e.on_event(Event::Removed(&"x".repeat(MAX_ADDR_LEN + 1)));
+    assert_eq!(removed(&e), 0);
+
+    let slow = leased(&e, &[("h:1", 10), ("h:2", 10)]);
+    e.on_event(Event::Removed("h:2"));
+    for n in 0..3 * EXTRA_REMOVALS {
+        e.on_event(Event::Removed(&format!("10.{n}.0.1:80")));
+        assert!(removed(&e) <= 2 + EXTRA_REMOVALS);
+    }
+    // The read that started before may bring h:2 back (the record of its
+    // removal is gone) ...
+    cache.complete(&e, Ok(slow));
+    assert_eq!(listed(&e), ["h:1", "h:2"]);
+    // ... the next one, started after, is trusted alone: h:2, still
+    // leased, is not kept.
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+    assert_eq!(listed(&e), ["h:1"]);
+    assert_eq!(removed(&e), 0);
+    // From then on, instances a read misses are kept again.
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:3", 10)])));
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
+    assert_eq!(listed(&e), ["h:1", "h:3"]);
+}
