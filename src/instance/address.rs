@@ -32,7 +32,7 @@ pub enum AddressProblem {
     #[error("the port is missing: write host:port, e.g. 10.0.0.7:8080 or [::1]:8080")]
     MissingPort,
     /// The port is not 1 to 65535.
-    #[error("the port must be a number from 1 to 65535")]
+    #[error("the port must be a number from 1 to 65535, without leading zeros")]
     Port,
     /// An IPv6 address without brackets (`::1:80`).
     #[error("an IPv6 address must be written in brackets: [::1]:8080")]
@@ -201,7 +201,12 @@ fn parse_form(addr: &str) -> Result<(Authority, Host), AddressProblem> {
     if port.is_empty() {
         return Err(AddressProblem::MissingPort);
     }
-    if !port.bytes().all(|b| b.is_ascii_digit()) || !port.parse::<u16>().is_ok_and(|p| p > 0) {
+    // One spelling per port (no leading zero, so at most 5 digits): an
+    // address names one entry, and its length is bounded.
+    if !port.bytes().all(|b| b.is_ascii_digit())
+        || port.starts_with('0')
+        || !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
         return Err(AddressProblem::Port);
     }
     let authority = Authority::from_str(addr).map_err(|_| AddressProblem::HostCharacter)?;

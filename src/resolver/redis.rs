@@ -33,6 +33,10 @@ const MAX_REFRESH_READS: usize = 32;
 /// which pile up when Redis is slow or unreachable.
 const MAX_CALLER_READS: usize = 32;
 
+/// How often `watch` looks for its service again when an eviction took
+/// the entry it found away before it was watched.
+const MAX_WATCH_TRIES: u32 = 4;
+
 /// The user-facing resolver: service name to live instances, from Redis,
 /// cached. Cheap to clone; clones share one cache and one set of
 /// connections.
@@ -319,18 +323,31 @@ impl RedisResolver {
         let service = service.try_into().map_err(Into::into)?;
         let shared = self.shared();
         shared.respell(&service);
-        let snapshot = shared.resolve(&service).await?;
-        let (entry, inserted) = shared.entry(&service);
-        let was_negative = entry.is_negative();
-        let receiver = entry.watch(snapshot);
-        // Watched: subscribed even with no instance, never negative. Read
-        // again if just subscribed (after the confirmation), negative until
-        // now, or dropped by the sweep or an eviction meanwhile.
-        let subscribed = shared.subscribe(&entry);
-        if (inserted || subscribed || was_negative) && entry.mark_dirty() {
-            shared.spawn_read(entry.clone());
+        let mut tries = 0;
+        loop {
+            let snapshot = shared.resolve(&service).await?;
+            let (entry, inserted) = shared.entry(&service);
+            let was_negative = entry.is_negative();
+            let receiver = entry.watch(snapshot);
+            // An eviction can take the entry away between finding and
+            // watching it (a watched entry is never evicted, but the check
+            // is under the shard lock, the watch under the entry's): a
+            // watcher of such an orphan would never be refreshed, so watch
+            // the entry cached now. Bounded, for a cache churned by a flood.
+            tries += 1;
+            if !shared.cache.holds(&entry) && tries < MAX_WATCH_TRIES {
+                continue;
+            }
+            // Watched: subscribed even with no instance, never negative.
+            // Read again if just subscribed (after the confirmation),
+            // negative until now, or dropped by the sweep or an eviction
+            // meanwhile.
+            let subscribed = shared.subscribe(&entry);
+            if (inserted || subscribed || was_negative) && entry.mark_dirty() {
+                shared.spawn_read(entry.clone());
+            }
+            return Ok(receiver);
         }
-        Ok(receiver)
     }
 
     /// The number of services in the cache.
