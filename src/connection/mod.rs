@@ -88,6 +88,17 @@ async fn manager(
     timed(timeouts.connect + timeouts.command, CONNECTING, connect).await
 }
 
+/// Whether `error` says the connection broke (closed, reset, refused)
+/// rather than that a command failed or timed out. The connection then
+/// reconnects in the background, and a second try at once waits for that
+/// reconnect instead of failing on the dead connection: without it, the
+/// first command after Redis comes back fails, and its retry waits out a
+/// whole backoff (measured: entries back one heartbeat late).
+pub(crate) fn broke(error: &redis::RedisError) -> bool {
+    !error.is_timeout()
+        && (error.is_connection_dropped() || error.is_connection_refusal() || error.is_io_error())
+}
+
 /// The error of a connect that took too long.
 const CONNECTING: &str = "timed out connecting to Redis";
 
