@@ -24,6 +24,7 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// | [`max_staleness`](Self::max_staleness) | none: serve the last known instances for as long as Redis is away | longer than the refresh interval, up to 30 days ([`MAX_STALENESS`](Self::MAX_STALENESS)) |
 /// | [`negative_ttl`](Self::negative_ttl) | 5 s | up to 1 hour ([`MAX_NEGATIVE_TTL`](Self::MAX_NEGATIVE_TTL)) |
 /// | [`max_services`](Self::max_services) | 10 000 | 1 to 1 000 000 ([`MAX_SERVICES`](Self::MAX_SERVICES)) |
+/// | [`recovery_grace`](Self::recovery_grace) | the schema's default heartbeat interval plus 5 s: 10 s native, 35 s Hertz | zero (off) to 1 day ([`MAX_RECOVERY_GRACE`](Self::MAX_RECOVERY_GRACE)) |
 /// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
 /// | [`schema`](Self::schema) | [`KeySchema::Native`] | |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
@@ -53,6 +54,8 @@ pub struct ResolverBuilder {
     pub(super) max_staleness: Option<Duration>,
     pub(super) negative_ttl: Duration,
     pub(super) max_services: usize,
+    /// `None`: the schema's default.
+    recovery_grace: Option<Duration>,
     pub(super) prefix: String,
     pub(super) schema: KeySchema,
     pub(super) timeouts: Timeouts,
@@ -69,6 +72,7 @@ impl fmt::Debug for ResolverBuilder {
             .field("max_staleness", &self.max_staleness)
             .field("negative_ttl", &self.negative_ttl)
             .field("max_services", &self.max_services)
+            .field("recovery_grace", &self.recovery_grace_or_default())
             .field("prefix", &self.prefix)
             .field("schema", &self.schema)
             .field("timeouts", &self.timeouts)
@@ -91,6 +95,12 @@ impl ResolverBuilder {
     /// The largest allowed [`max_services`](Self::max_services): one
     /// million.
     pub const MAX_SERVICES: usize = 1_000_000;
+    /// The longest allowed [`recovery_grace`](Self::recovery_grace): one
+    /// day.
+    pub const MAX_RECOVERY_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+    /// What the default [`recovery_grace`](Self::recovery_grace) adds to
+    /// the schema's default heartbeat interval.
+    const RECOVERY_MARGIN: Duration = Duration::from_secs(5);
     /// The longest allowed [`connect_timeout`](Self::connect_timeout) and
     /// [`command_timeout`](Self::command_timeout): one hour.
     pub const MAX_TIMEOUT: Duration = Timeouts::MAX;
@@ -103,6 +113,7 @@ impl ResolverBuilder {
             max_staleness: None,
             negative_ttl: Duration::from_secs(5),
             max_services: 10_000,
+            recovery_grace: None,
             prefix: DEFAULT_PREFIX.to_owned(),
             schema: KeySchema::Native,
             timeouts: Timeouts::default(),
@@ -164,6 +175,45 @@ impl ResolverBuilder {
     pub fn max_services(mut self, max: usize) -> Self {
         self.max_services = max;
         self
+    }
+
+    /// How long, after Redis lost what it held or was unreachable, an
+    /// instance that reads miss is still listed (the recovery grace).
+    ///
+    /// The grace starts when Redis answers again after the resolver lost
+    /// it (its event connection dropped, or a read failed because Redis
+    /// could not be reached), and, with the native schema, when a read
+    /// finds a service's keys gone after one that found them (`FLUSHALL`,
+    /// a restart, a failover to a replica that missed writes). Until it
+    /// ends, an instance of the last list that a read misses stays listed
+    /// (until the later of its last known lease and the grace end), and an
+    /// `expire` event does not remove an instance at once; a `deregister`
+    /// event still does. Without it, after an outage longer than the lease
+    /// TTL every known lease has run out, and a read landing after Redis
+    /// is back but before an instance's next heartbeat would drop that
+    /// live instance.
+    ///
+    /// The default, the schema's default heartbeat interval plus 5 s (10 s
+    /// native, 35 s Hertz), is one heartbeat, in which every live
+    /// registration re-creates its entry, plus a margin for the
+    /// registry's own reconnect. Set it to your registries' heartbeat
+    /// interval plus a few seconds if they use another. The cost: an
+    /// instance that crashed during the outage is listed until the grace
+    /// ends. Zero turns the grace off (instances are kept until their
+    /// last known lease only). At most
+    /// [`MAX_RECOVERY_GRACE`](Self::MAX_RECOVERY_GRACE).
+    pub fn recovery_grace(mut self, grace: Duration) -> Self {
+        self.recovery_grace = Some(grace);
+        self
+    }
+
+    /// The configured recovery grace, or the schema's default.
+    pub(super) fn recovery_grace_or_default(&self) -> Duration {
+        self.recovery_grace.unwrap_or_else(|| {
+            self.schema
+                .default_heartbeat()
+                .saturating_add(Self::RECOVERY_MARGIN)
+        })
     }
 
     /// The key prefix of the native schema (ignored by the Hertz schema).
@@ -283,6 +333,13 @@ impl ResolverBuilder {
                 Self::MAX_SERVICES
             ));
         }
+        if self.recovery_grace_or_default() > Self::MAX_RECOVERY_GRACE {
+            return config(format!(
+                "recovery grace ({:?}) must be at most {:?} (one day)",
+                self.recovery_grace_or_default(),
+                Self::MAX_RECOVERY_GRACE
+            ));
+        }
         if let Some(max) = self.max_staleness {
             if max <= self.refresh_interval {
                 return config(format!(
@@ -318,78 +375,4 @@ impl ResolverBuilder {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(b: ResolverBuilder) -> Result<(), ValidationError> {
-        b.validate().map(drop)
-    }
-
-    #[test]
-    fn validation() {
-        let b = || ResolverBuilder::new("redis://127.0.0.1:1".into());
-        let s = Duration::from_secs;
-        assert!(check(b()).is_ok());
-        assert!(check(b().max_staleness(s(11))).is_ok());
-        assert!(check(
-            b().allow_networks(["10.0.0.0/8", "::1/128"])
-                .allow_networks(vec!["192.168.0.0/16".to_owned()])
-                .allow_ports(8000..=8999)
-                .allow_ports(1..=1)
-        )
-        .is_ok());
-        let at_the_bounds = b()
-            .refresh_interval(ResolverBuilder::MAX_REFRESH_INTERVAL)
-            .idle_expiry(ResolverBuilder::MAX_IDLE_EXPIRY)
-            .max_staleness(ResolverBuilder::MAX_STALENESS)
-            .negative_ttl(ResolverBuilder::MAX_NEGATIVE_TTL)
-            .max_services(ResolverBuilder::MAX_SERVICES)
-            .connect_timeout(ResolverBuilder::MAX_TIMEOUT)
-            .command_timeout(ResolverBuilder::MAX_TIMEOUT);
-        assert!(check(at_the_bounds).is_ok());
-        let over = |d: Duration| d + Duration::from_millis(1);
-        for bad in [
-            b().refresh_interval(s(0)),
-            b().idle_expiry(s(0)),
-            b().max_staleness(s(10)),
-            b().refresh_interval(s(60)).max_staleness(s(30)),
-            b().connect_timeout(s(0)),
-            b().command_timeout(s(0)),
-            b().refresh_interval(over(ResolverBuilder::MAX_REFRESH_INTERVAL)),
-            b().refresh_interval(Duration::MAX),
-            b().idle_expiry(over(ResolverBuilder::MAX_IDLE_EXPIRY)),
-            b().idle_expiry(Duration::MAX),
-            b().max_staleness(over(ResolverBuilder::MAX_STALENESS)),
-            b().max_staleness(Duration::MAX),
-            b().negative_ttl(s(0)),
-            b().negative_ttl(over(ResolverBuilder::MAX_NEGATIVE_TTL)),
-            b().negative_ttl(Duration::MAX),
-            b().max_services(0),
-            b().max_services(ResolverBuilder::MAX_SERVICES + 1),
-            b().max_services(usize::MAX),
-            b().connect_timeout(over(ResolverBuilder::MAX_TIMEOUT)),
-            b().command_timeout(Duration::MAX),
-            b().timeouts(Timeouts {
-                connect: Duration::MAX,
-                command: Duration::MAX,
-            }),
-            b().prefix(""),
-            b().prefix("a b"),
-            b().allow_networks(["10.0.0.0/33"]),
-            b().allow_networks(["10.0.0.0/8", "not a network"]),
-            b().allow_ports(0..=80),
-            b().allow_ports(RangeInclusive::new(2, 1)),
-        ] {
-            assert!(
-                matches!(check(bad.clone()), Err(ValidationError::Config(_))),
-                "{bad:?}"
-            );
-        }
-        let debug = format!("{:?}", ResolverBuilder::new("redis://u:secret@h".into()));
-        assert!(!debug.contains("secret"), "{debug}");
-        assert!(matches!(
-            check(ResolverBuilder::new("http://x".into())),
-            Err(ValidationError::RedisUrl { .. })
-        ));
-    }
-}
+mod tests;

@@ -51,7 +51,6 @@
 //! last look ranks above one created since (as in segmented LRU).
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -62,22 +61,13 @@ use hashbrown::HashTable;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::time::Instant;
 
+use self::read_state::ReadState;
 use super::skipped::SkippedEntries;
 use super::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot, UseFlag};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 
 const SHARDS: usize = 16;
-
-/// The longest address an instance can have: a 253-byte host name (or a
-/// bracketed IPv6 address, shorter), a colon and a 5-digit port. An event
-/// naming a longer one is about no instance.
-const MAX_ADDR_LEN: usize = 253 + 2 + 1 + 5;
-
-/// How many more removals than listed instances an entry records (see
-/// [`ReadState::removed`]) before it forgets them all and trusts its next
-/// read alone.
-const EXTRA_REMOVALS: usize = 1024;
 
 /// The result of one read, as seen by the callers waiting for it.
 pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
@@ -92,6 +82,14 @@ pub(crate) struct Read {
     /// The entry's [event generation](Entry::begin_read) when the read
     /// started.
     pub generation: u64,
+    /// Whether the service's keys exist (native schema; `None`: the schema
+    /// cannot tell). Found gone after a read that found them, they start
+    /// the service's recovery grace.
+    pub keys_exist: Option<bool>,
+    /// The end of the resolver's recovery grace, if one runs.
+    pub grace_end: Option<Instant>,
+    /// The length of a recovery grace (zero: none).
+    pub grace: Duration,
 }
 
 /// What [`Cache::complete`] asks of the read task.
@@ -109,8 +107,11 @@ pub(crate) struct Completed {
 pub(crate) enum Event<'a> {
     /// `register` or `update`: the instance is (back) in the registry.
     Listed(&'a str),
-    /// `deregister` or `expire`: the instance left the registry.
+    /// `deregister`: the instance left the registry.
     Removed(&'a str),
+    /// `expire`: its lease ran out. A removal, except during a recovery
+    /// grace.
+    Expired(&'a str),
     /// Anything else.
     Other,
 }
@@ -182,88 +183,6 @@ pub(crate) struct Entry {
     /// The skipped registry entries already warned about: freed with the
     /// entry, so bounded by the cache cap.
     skipped: SkippedEntries,
-}
-
-#[derive(Default)]
-struct ReadState {
-    running: bool,
-    dirty: bool,
-    /// A caller waits for the outcome of the running (or next) read: it
-    /// must not queue behind background refreshes.
-    wanted: bool,
-    /// Confirmation that the events channel is subscribed; the first read
-    /// waits for it so no change can slip between the read and the
-    /// subscription.
-    subscribed: Option<oneshot::Receiver<()>>,
-    /// Events received so far (a read records it when it starts).
-    generation: u64,
-    /// The deadline of the last known lease of each instance of the
-    /// current list that has one (native schema).
-    leases: HashMap<Box<str>, Instant>,
-    /// Instances that an event removed, with the event's generation: a read
-    /// that started before it still lists them and must not bring them
-    /// back. Dropped once a read started after the event completed.
-    /// Fed by anyone who may publish on the events channel, so capped: at
-    /// most the listed instances plus [`EXTRA_REMOVALS`]; past that, it is
-    /// cleared and `reset` set.
-    removed: HashMap<Box<str>, u64>,
-    /// `removed` was cleared by the removal of this generation: a read
-    /// started before it may list instances removed since (the read that
-    /// the event triggers follows it); the first read started at or after
-    /// it is trusted alone, keeping no instance it misses.
-    reset: Option<u64>,
-    /// When a re-read is scheduled to drop kept instances.
-    recheck: Option<Instant>,
-}
-
-impl ReadState {
-    /// The list a read makes, given the `previous` list (the rule of the
-    /// module docs): every instance the read lists, except those an event
-    /// removed after the read started; plus every instance of the previous
-    /// list that the read does not list, whose last known lease has not run
-    /// out at `now` and that no event removed. Returns the list and the
-    /// earliest lease deadline among the kept instances.
-    fn merge(
-        &mut self,
-        read: Read,
-        previous: &[Instance],
-        now: Instant,
-    ) -> (Vec<Instance>, Option<Instant>) {
-        let mut leases = HashMap::with_capacity(read.instances.len());
-        let mut list = Vec::with_capacity(read.instances.len());
-        for (instance, deadline) in read.instances {
-            let addr = instance.addr();
-            if self.removed.get(addr).is_some_and(|&g| g > read.generation) {
-                continue; // removed after the read started
-            }
-            if let Some(deadline) = deadline {
-                leases.insert(Box::from(addr), deadline);
-            }
-            list.push(instance);
-        }
-        let mut recheck: Option<Instant> = None;
-        let authoritative = self.reset.is_some_and(|g| read.generation >= g);
-        if authoritative {
-            self.reset = None;
-        }
-        let previous = if authoritative { &[][..] } else { previous };
-        for instance in previous {
-            let addr = instance.addr();
-            let Some(&deadline) = self.leases.get(addr) else {
-                continue; // no lease known, or removed by an event
-            };
-            if deadline <= now || leases.contains_key(addr) || self.removed.contains_key(addr) {
-                continue; // lease over, or listed by this read
-            }
-            recheck = Some(recheck.map_or(deadline, |r| r.min(deadline)));
-            leases.insert(Box::from(addr), deadline);
-            list.push(instance.clone());
-        }
-        self.leases = leases;
-        // A removal older than the read is reflected in it.
-        self.removed.retain(|_, g| *g > read.generation);
-        (list, recheck)
-    }
 }
 
 impl Cache {
@@ -837,28 +756,10 @@ impl Entry {
 
     /// Records a change event about one instance (the read it triggers
     /// is started separately, with [`mark_dirty`](Self::mark_dirty)).
-    pub fn on_event(&self, event: Event<'_>) {
-        let mut state = lock(&self.state);
-        state.generation += 1;
-        match event {
-            Event::Removed(addr) if addr.len() <= MAX_ADDR_LEN => {
-                let generation = state.generation;
-                state.leases.remove(addr);
-                let cap = state.leases.len().saturating_add(EXTRA_REMOVALS);
-                if state.removed.len() >= cap && !state.removed.contains_key(addr) {
-                    state.removed.clear();
-                    state.reset = Some(generation);
-                }
-                state.removed.insert(Box::from(addr), generation);
-            }
-            // Too long to be an instance's address: nothing to remove
-            // (the read the event triggers still runs).
-            Event::Removed(_) => {}
-            Event::Listed(addr) => {
-                state.removed.remove(addr);
-            }
-            Event::Other => {}
-        }
+    /// `resolver_grace`: the end of the resolver's recovery grace, if one
+    /// runs (an `expire` is then no removal).
+    pub fn on_event(&self, event: Event<'_>, resolver_grace: Option<Instant>) {
+        lock(&self.state).on_event(event, resolver_grace, Instant::now());
     }
 
     /// The re-read scheduled for `at` is due: another may be scheduled.
@@ -949,5 +850,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+mod read_state;
 #[cfg(test)]
 mod tests;

@@ -166,6 +166,7 @@ mod cache;
 mod fixed;
 mod membership;
 mod pubsub;
+mod recovery;
 mod redis;
 mod skipped;
 mod snapshot;

@@ -19,7 +19,11 @@ use crate::time::after;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest reconnect delay: short, so the resolver resubscribes (and
+/// its recovery grace starts) within a second of Redis coming back; a
+/// refused connection costs next to nothing, and this is one connection
+/// per resolver.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Channels per SUBSCRIBE command.
 const BATCH: usize = 1000;
 
@@ -98,6 +102,8 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
                 services = channels.len(),
                 "event connection back: resubscribed, refreshing every cached service"
             );
+            // Before the refresh, so its reads keep what they miss.
+            shared.recovery.answered(tokio::time::Instant::now());
             shared.refresh_all();
         }
         reconnect = true;
@@ -105,10 +111,13 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
         match serve(&shared, &mut sink, &mut stream, member.as_mut(), commands).await {
             Ok(()) => return,
             Err(reason) if denied(&shared, &reason, &mut told_denied).is_some() => {}
-            Err(reason) => tracing::warn!(
-                %reason,
-                "event connection lost; serving cached instances, reconnecting"
-            ),
+            Err(reason) => {
+                shared.recovery.lost();
+                tracing::warn!(
+                    %reason,
+                    "event connection lost; serving cached instances, reconnecting"
+                );
+            }
         }
     }
 }

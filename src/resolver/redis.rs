@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::builder::ResolverBuilder;
 use super::cache::{Cache, Entry, Event, Read};
 use super::pubsub;
+use super::recovery::{self, Recovery};
 use super::skipped::{self, SkippedEntries};
 use super::snapshot::{Listed, Snapshot};
 use super::subscriptions::Subscriptions;
@@ -20,7 +21,7 @@ use super::Resolve;
 use crate::connection::{self, Connection, Endpoint, Timeouts};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
-use crate::schema::{KeySchema, Keyspace, RawEntry};
+use crate::schema::{KeySchema, Keyspace, RawEntry, ReadReply};
 use crate::time::after;
 
 /// Background reads (events, periodic refresh, reconnect) running at once,
@@ -112,6 +113,8 @@ pub(super) struct Shared {
     started: Instant,
     /// Pending changes for the event connection (native schema).
     pub(super) subscriptions: Option<Subscriptions>,
+    /// Outages, for the recovery grace.
+    pub(super) recovery: Recovery,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -173,6 +176,7 @@ impl RedisResolver {
             caller_reads: Semaphore::new(MAX_CALLER_READS),
             started: Instant::now(),
             subscriptions: events.as_ref().map(|_| Subscriptions::default()),
+            recovery: Recovery::new(b.recovery_grace_or_default()),
             tasks: Mutex::new(Vec::new()),
         });
         let mut tasks = vec![tokio::spawn(maintain(shared.clone()))];
@@ -234,7 +238,7 @@ impl RedisResolver {
     {
         let service = service.try_into().map_err(Into::into)?;
         let shared = self.shared();
-        let raw = shared.read(&service).await?;
+        let raw = shared.read(&service).await?.entries;
         let mut listed: Vec<Listed> = shared
             .decode_uncached(&service, raw)
             .map(|(instance, lease_left)| Listed {
@@ -410,6 +414,7 @@ impl fmt::Debug for RedisResolver {
             .field("max_staleness", &s.max_staleness)
             .field("negative_ttl", &s.negative_ttl)
             .field("max_services", &s.max_services)
+            .field("recovery_grace", &s.recovery.grace())
             .field("cached_services", &s.cache.len())
             .field("closed", &s.cancel.is_cancelled())
             .finish()
@@ -556,6 +561,9 @@ impl Shared {
                     }
                 }
                 Err(error) => {
+                    if recovery::unreachable(error) {
+                        self.recovery.lost();
+                    }
                     let service = entry.service();
                     let age = entry.snapshot().map(|s| s.age());
                     match (entry.set_failing(true), age) {
@@ -598,10 +606,15 @@ impl Shared {
         let generation = entry.begin_read();
         let read_at = Instant::now();
         let service = entry.service();
-        let raw = self.read(service).await?;
+        let ReadReply {
+            entries,
+            keys_exist,
+        } = self.read(service).await?;
+        let answered = Instant::now();
+        self.recovery.answered(answered);
         let leased = self.keyspace.schema() == KeySchema::Native;
         let instances = self
-            .decode(service, raw, Some(entry.skipped()))
+            .decode(service, entries, Some(entry.skipped()))
             .map(|(instance, lease_left)| {
                 // Counted from the start of the read: a little early, never
                 // late.
@@ -615,11 +628,15 @@ impl Shared {
             instances,
             read_at,
             generation,
+            keys_exist,
+            grace_end: self.recovery.grace_end(answered),
+            grace: self.recovery.grace(),
         })
     }
 
-    /// Reads `entry` again at `at`, when the first lease of the instances
-    /// its list keeps without Redis listing them runs out.
+    /// Reads `entry` again at `at`, when the first lease (or recovery
+    /// grace) of the instances its list keeps without Redis listing them
+    /// runs out.
     fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
         let shared = self.clone();
         self.runtime.spawn(async move {
@@ -686,11 +703,13 @@ impl Shared {
         }
         if let Some(entry) = self.cache.get(service) {
             let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
-            entry.on_event(match &message {
+            let event = match &message {
                 Some(m) if matches!(&*m.event, "register" | "update") => Event::Listed(&m.addr),
-                Some(m) if matches!(&*m.event, "deregister" | "expire") => Event::Removed(&m.addr),
+                Some(m) if m.event == "deregister" => Event::Removed(&m.addr),
+                Some(m) if m.event == "expire" => Event::Expired(&m.addr),
                 _ => Event::Other,
-            });
+            };
+            entry.on_event(event, self.recovery.grace_end(Instant::now()));
             if entry.mark_dirty() {
                 self.spawn_read(entry);
             }
@@ -732,7 +751,7 @@ impl Shared {
     /// One uncached read, decoded.
     async fn fetch(&self, service: &ServiceName) -> Result<Snapshot, ResolveError> {
         let read_at = Instant::now();
-        let raw = self.read(service).await?;
+        let raw = self.read(service).await?.entries;
         let instances: Vec<Instance> = self.decode_uncached(service, raw).map(|(i, _)| i).collect();
         Ok(Snapshot::read_at_instant(
             service.clone(),
@@ -741,9 +760,22 @@ impl Shared {
         ))
     }
 
-    async fn read(&self, service: &ServiceName) -> Result<Vec<RawEntry>, ResolveError> {
+    /// One read of a service. A read that fails on a broken connection
+    /// is tried once more at once: that try waits for the reconnect the
+    /// failure started (the first read after Redis comes back would fail
+    /// otherwise). Both tries share one call limit, so a caller's wait
+    /// bound holds.
+    async fn read(&self, service: &ServiceName) -> Result<ReadReply, ResolveError> {
         let mut conn = self.conn()?;
-        let call = self.keyspace.read(&mut conn, service);
+        let call = async {
+            match self.keyspace.read(&mut conn, service).await {
+                Err(error) if connection::broke(&error) => {
+                    tracing::debug!(%service, %error, "read failed on a broken connection; trying once more");
+                    self.keyspace.read(&mut conn, service).await
+                }
+                result => result,
+            }
+        };
         self.timed(service.as_str(), call).await
     }
 

@@ -12,7 +12,7 @@ use crate::connection::Connection;
 use redis::RedisResult;
 
 use super::script::LuaScript;
-use super::{RawEntry, Upserted};
+use super::{RawEntry, ReadReply, Upserted};
 use crate::instance::ServiceName;
 
 pub(super) fn key(service: &str) -> String {
@@ -60,10 +60,11 @@ pub(super) async fn remove(
     Ok(removed > 0)
 }
 
-pub(super) async fn read(
-    conn: &mut Connection,
-    service: &ServiceName,
-) -> RedisResult<Vec<RawEntry>> {
+/// Says nothing of whether the hash exists: a hash emptied by the last
+/// `HDEL` is gone too, so its absence cannot tell a lost registry from a
+/// service whose last instance left (and Hertz has no events to tell them
+/// apart).
+pub(super) async fn read(conn: &mut Connection, service: &ServiceName) -> RedisResult<ReadReply> {
     let k = key(service.spelling());
     let (entries, ttl): (Vec<(String, Vec<u8>)>, i64) = redis::pipe()
         .cmd("HGETALL")
@@ -73,14 +74,18 @@ pub(super) async fn read(
         .query_async(conn)
         .await?;
     let lease_left = u64::try_from(ttl).ok().map(Duration::from_millis);
-    Ok(entries
+    let entries = entries
         .into_iter()
         .map(|(field, value)| RawEntry {
             field,
             value: Some(value),
             lease_left,
         })
-        .collect())
+        .collect();
+    Ok(ReadReply {
+        entries,
+        keys_exist: None,
+    })
 }
 
 /// Hertz keeps no list of services: find the hashes with `SCAN`. A cluster

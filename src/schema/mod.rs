@@ -119,6 +119,18 @@ pub(crate) struct RawEntry {
     pub lease_left: Option<Duration>,
 }
 
+/// What one read of a service found.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadReply {
+    /// The live entries.
+    pub entries: Vec<RawEntry>,
+    /// Whether the service's keys exist (native: its leases key), which
+    /// tells a registry that lost them (`FLUSHALL`, restart, failover)
+    /// once a read found them before. `None`: the schema cannot tell
+    /// (Hertz).
+    pub keys_exist: Option<bool>,
+}
+
 /// What a register or heartbeat changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Upserted {
@@ -227,12 +239,13 @@ impl Keyspace {
         }
     }
 
-    /// Reads the live entries of a service in one round trip, writing nothing.
+    /// Reads the live entries of a service in one round trip, writing
+    /// nothing.
     pub async fn read(
         &self,
         conn: &mut Connection,
         service: &ServiceName,
-    ) -> redis::RedisResult<Vec<RawEntry>> {
+    ) -> redis::RedisResult<ReadReply> {
         match self.schema {
             KeySchema::Native => native::read(conn, &self.prefix, service).await,
             KeySchema::Hertz => hertz::read(conn, service).await,

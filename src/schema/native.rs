@@ -8,7 +8,7 @@ use crate::connection::{timed, Connection};
 use redis::RedisResult;
 
 use super::script::{LuaScript, ScriptArg};
-use super::{RawEntry, Upserted};
+use super::{RawEntry, ReadReply, Upserted};
 use crate::instance::ServiceName;
 
 pub(super) fn instances(prefix: &str, service: &str) -> String {
@@ -86,14 +86,17 @@ return 1
 
 /// Read-only: the live leases joined with their entries.
 ///
-/// KEYS: instances, leases. Returns `{now, addr1, deadline1, json1, …}`
-/// where a missing json is nil (false in Lua). HMGET is chunked because
+/// KEYS: instances, leases. Returns `{now, exists, addr1, deadline1,
+/// json1, …}` where `exists` is 1 if the leases key exists (0 after a
+/// `FLUSHALL`, a restart or a failover that lost it: the resolver's
+/// recovery grace, see `resolver::recovery`) and a missing json is nil
+/// (false in Lua). HMGET is chunked because
 /// Lua's `unpack` is limited to a few thousand values.
 const READ: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf', 'WITHSCORES')
-local out = {now}
+local out = {now, redis.call('EXISTS', KEYS[2])}
 local chunk = 1000
 for i = 1, #live / 2, chunk do
   local addrs = {}
@@ -199,16 +202,20 @@ pub(super) async fn read(
     conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
-) -> RedisResult<Vec<RawEntry>> {
+) -> RedisResult<ReadReply> {
     let s = service.as_str();
     let reply: Vec<redis::Value> = READ_SCRIPT
         .run_read_only(&[&instances(prefix, s), &leases(prefix, s)], &[], conn)
         .await?;
     let mut values = reply.into_iter();
-    let now: i64 = match values.next() {
-        Some(v) => redis::from_redis_value(v)?,
-        None => return Ok(Vec::new()),
+    let (Some(now), Some(exists)) = (values.next(), values.next()) else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "the read script answered without the Redis time and the keys' existence",
+        )));
     };
+    let now: i64 = redis::from_redis_value(now)?;
+    let exists: i64 = redis::from_redis_value(exists)?;
     let mut entries = Vec::with_capacity(values.len() / 3);
     while let (Some(field), Some(deadline), Some(value)) =
         (values.next(), values.next(), values.next())
@@ -222,7 +229,10 @@ pub(super) async fn read(
             )),
         });
     }
-    Ok(entries)
+    Ok(ReadReply {
+        entries,
+        keys_exist: Some(exists != 0),
+    })
 }
 
 /// The members of the services set whose instances hash still exists. A

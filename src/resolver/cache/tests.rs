@@ -1,3 +1,4 @@
+use super::read_state::{EXTRA_REMOVALS, MAX_ADDR_LEN};
 use super::*;
 use crate::instance::Instance;
 
@@ -16,6 +17,9 @@ fn read(addrs: &[&str]) -> Read {
             .collect(),
         read_at: Instant::now(),
         generation: 0,
+        keys_exist: None,
+        grace_end: None,
+        grace: Duration::ZERO,
     }
 }
 
@@ -110,6 +114,9 @@ fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
             .collect(),
         read_at: now,
         generation: e.begin_read(),
+        keys_exist: Some(true),
+        grace_end: None,
+        grace: Duration::ZERO,
     }
 }
 
@@ -144,22 +151,22 @@ async fn instances_a_read_misses_stay_until_their_lease_runs_out_or_an_event_rem
     assert_eq!(done.recheck, None, "already scheduled");
 
     // An event removes one at once: the next read drops it.
-    e.on_event(Event::Removed("h:2"));
+    e.on_event(Event::Removed("h:2"), None);
     cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
     assert_eq!(listed(&e), ["h:1", "h:3"]);
 
     // A read that started before a removal does not bring it back, even
     // though it lists it; one started after the removal may.
     let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
-    e.on_event(Event::Removed("h:4"));
+    e.on_event(Event::Removed("h:4"), None);
     cache.complete(&e, Ok(before));
     assert_eq!(listed(&e), ["h:1", "h:3"]);
     cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:4", 10)])));
     assert_eq!(listed(&e), ["h:1", "h:3", "h:4"], "registered again");
     // A re-registration announced while a read runs counts too.
     let before = leased(&e, &[("h:1", 10), ("h:4", 10)]);
-    e.on_event(Event::Removed("h:4"));
-    e.on_event(Event::Listed("h:4"));
+    e.on_event(Event::Removed("h:4"), None);
+    e.on_event(Event::Listed("h:4"), None);
     cache.complete(&e, Ok(before));
     assert_eq!(listed(&e), ["h:1", "h:3", "h:4"]);
 
@@ -478,16 +485,16 @@ async fn removals_announced_while_a_read_runs_are_bounded() {
     let cache = Cache::new(None, NEGATIVE_TTL);
     let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
-    let removed = |e: &Entry| lock(&e.state).removed.len();
+    let removed = |e: &Entry| lock(&e.state).removals();
 
     // Too long to be an address: not recorded.
-    e.on_event(Event::Removed(&"x".repeat(MAX_ADDR_LEN + 1)));
+    e.on_event(Event::Removed(&"x".repeat(MAX_ADDR_LEN + 1)), None);
     assert_eq!(removed(&e), 0);
 
     let slow = leased(&e, &[("h:1", 10), ("h:2", 10)]);
-    e.on_event(Event::Removed("h:2"));
+    e.on_event(Event::Removed("h:2"), None);
     for n in 0..3 * EXTRA_REMOVALS {
-        e.on_event(Event::Removed(&format!("10.{n}.0.1:80")));
+        e.on_event(Event::Removed(&format!("10.{n}.0.1:80")), None);
         assert!(removed(&e) <= 2 + EXTRA_REMOVALS);
     }
     // The read that started before may bring h:2 back (the record of its
