@@ -76,11 +76,14 @@ async fn read_since(resolver: &RedisResolver, since: Instant) {
     .await;
 }
 
+/// A list of addresses the resolver served, and when it was seen.
+type Seen = (Instant, Vec<String>);
+
 /// The resolver's cached list, looked at every 10 ms on a thread of its
 /// own; every change is recorded with when it was seen.
 struct Watcher {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, Vec<String>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -109,7 +112,7 @@ impl Watcher {
     }
 
     /// Stops watching; returns every list seen, with when.
-    fn stop(mut self) -> Vec<(Instant, Vec<String>)> {
+    fn stop(mut self) -> Vec<Seen> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             thread.join().expect("the watcher thread");
@@ -120,7 +123,7 @@ impl Watcher {
 
 /// Panics unless every list seen holds `always`, and each list seen
 /// before `until` holds `kept` too.
-fn check(seen: &[(Instant, Vec<String>)], always: &[&str], kept: &str, until: Instant) {
+fn check(seen: &[Seen], always: &[&str], kept: &str, until: Instant) {
     for (at, list) in seen {
         for addr in always {
             assert!(list.iter().any(|a| a == addr), "{addr} missing: {list:?}");

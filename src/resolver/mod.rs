@@ -68,8 +68,9 @@
 //!   subscription. Subscription changes wait as the latest wanted state
 //!   of each channel, not in a queue, so they cannot pile up while Redis
 //!   is slow. When the connection
-//!   drops it is re-established with backoff (100 ms to 5 s), every channel
-//!   is subscribed again and every cached service is read again. It is
+//!   drops it is re-established with backoff (100 ms to 1 s: resubscribed
+//!   within about a second of Redis coming back), every channel is
+//!   subscribed again and every cached service is read again. It is
 //!   pinged every refresh interval to detect a silently dead connection.
 //! * **Periodic refresh.** Every cached service is read again each refresh
 //!   interval (the safety net for lost events; the only refresh of the
@@ -79,17 +80,54 @@
 //!   read misses stays listed until its last known lease runs out (the
 //!   lease deadline read with it last time, counted from the start of
 //!   that read), unless a `deregister` or `expire` event named it. In
-//!   short, an instance leaves a client's view when Redis says it was
-//!   deregistered or expired, or when its last known lease has run out; a
-//!   read that lists it with a new lease keeps it. After a `FLUSHALL`, or
-//!   a failover to a replica that lost writes, clients keep the whole list
-//!   while the registrations heal (every heartbeat re-creates its entry),
-//!   instead of sending all traffic to the first instance back. The cost
-//!   is bounded by the lease TTL, as for a crashed instance. When the first
-//!   kept lease runs out the service is read again. The Hertz schema has
-//!   no per-instance lease: there a read is the whole list.
+//!   short, outside a recovery grace an instance leaves a client's view
+//!   when Redis says it was deregistered or expired, or at the first read
+//!   after its last known lease has run out (an event, the periodic
+//!   refresh, or a re-read scheduled when the first kept lease runs
+//!   out); a read that lists it with a new lease keeps it. After a
+//!   `FLUSHALL`, or a failover to a replica that lost writes, clients so
+//!   keep the whole list while the registrations heal, instead of sending
+//!   all traffic to the first instance back (and past the last known
+//!   leases, for the recovery grace below). The Hertz schema has no
+//!   per-instance lease: there, outside a recovery grace, a read is the
+//!   whole list.
 //!   [`RedisResolver::fetch`] and [`RedisResolver::list`] show what Redis
 //!   holds now, nothing kept.
+//! * **Recovery grace.** After an outage longer than the lease TTL every
+//!   known lease has run out, and a read after Redis is back but before
+//!   an instance's next heartbeat would drop that live instance. So for a
+//!   [grace](ResolverBuilder::recovery_grace) (by default the schema's
+//!   default heartbeat interval plus 5 s: 10 s native, 35 s Hertz), an
+//!   instance a read misses stays listed until the later of its last
+//!   known lease and the grace end; the service is read again then, and
+//!   what is still missing leaves. The grace starts:
+//!   * resolver-wide, when Redis answers again (a read succeeds, or the
+//!     event connection is back and resubscribed) after the resolver lost
+//!     it: its event connection dropped, or a read failed because Redis
+//!     could not be reached (broken or refused connection, timeout; not
+//!     an error Redis answered with);
+//!   * per service (native schema), when a read finds the service's keys
+//!     gone after a read that found them: a `FLUSHALL`, a restart or a
+//!     failover to a replica that missed writes, seen by a read before
+//!     the first registration comes back. The Hertz schema has no such
+//!     rule: a hash emptied by its last `HDEL` looks the same as a lost
+//!     one, and there are no events to tell them apart.
+//!
+//!   During a grace a `deregister` event still removes its instance at
+//!   once; an `expire` event does not (after a restart from an old
+//!   snapshot, the first heartbeat's pruning announces live siblings
+//!   whose leases ran out while Redis was away): that instance is kept
+//!   to the grace end like any other a read misses. Instances of the
+//!   Hertz schema, which have no lease of their own, are kept during a
+//!   grace too. The cost: an instance that crashed during the outage is
+//!   listed until the grace ends. Outside a grace nothing changes.
+//!   [`recovery_grace(Duration::ZERO)`](ResolverBuilder::recovery_grace)
+//!   turns it off.
+//! * **Reads retry a broken connection once.** A read that fails because
+//!   the connection broke (Redis restarted, a failover) is tried once
+//!   more at once, which waits for the reconnect the failure started;
+//!   both tries share the time limit of one read, so the wait bound
+//!   above holds.
 //! * **Outages.** An error never replaces a good snapshot: callers keep the
 //!   last known instances, whose [`age`](Snapshot::age) grows, unless a
 //!   [`max_staleness`](ResolverBuilder::max_staleness) is configured.

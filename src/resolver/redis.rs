@@ -51,8 +51,12 @@ const MAX_WATCH_TRIES: u32 = 4;
 ///   pub/sub connection per resolver) and by a periodic refresh.
 /// * An instance a read misses is kept until its last known lease runs
 ///   out, unless an event said it was deregistered or expired (native
-///   schema; see the [module docs](super)): a `FLUSHALL` or a failover does
-///   not shrink the list while registrations heal.
+///   schema), and, after Redis was unreachable or lost a service's keys,
+///   until the [recovery grace](ResolverBuilder::recovery_grace) ends
+///   (one heartbeat plus a margin from when Redis answers again;
+///   `deregister` events still remove at once): an outage, a `FLUSHALL`
+///   or a failover does not shrink the list while registrations come
+///   back. See the [module docs](super).
 /// * An error never replaces a good snapshot: while Redis is unreachable,
 ///   the last known instances are served and their
 ///   [`age`](Snapshot::age) grows.
