@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder};
-use redis_discovery::ServiceName;
+use redis_discovery::{KeySchema, ServiceName};
 use support::{cached_addrs, eventually, init_tracing, RedisServer};
 
 const SERVICE: &str = "rec";
@@ -118,6 +118,13 @@ impl Watcher {
             thread.join().expect("the watcher thread");
         }
         std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+impl Drop for Watcher {
+    // A test that fails before `stop` leaves no thread behind.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -297,4 +304,44 @@ async fn outside_an_outage_a_crashed_instance_leaves_at_its_lease_end() {
         took < Duration::from_secs(2) + Duration::from_secs(5),
         "left {took:?} after its 2 s lease was written: no grace outside an outage"
     );
+}
+
+/// The Hertz schema has no events and no per-instance lease, but the
+/// resolver-wide grace applies: reads failed while Redis was away, so
+/// after it comes back empty, what the first reads miss stays for the
+/// grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hertz_schema_keeps_missed_instances_for_the_grace_after_an_outage() {
+    init_tracing();
+    let mut server = RedisServer::start();
+    let key = format!("/hertz/{SERVICE}/server");
+    let write = |server: &RedisServer, addr: &str| {
+        let value =
+            format!(r#"{{"service_name":"{SERVICE}","addr":"{addr}","weight":10,"tags":null}}"#);
+        server.cmd::<()>(&["HSET", &key, addr, &value]);
+        server.cmd::<()>(&["EXPIRE", &key, "60"]);
+    };
+    write(&server, ALL[0]);
+    write(&server, ALL[1]);
+    let resolver = resolver(&server)
+        .schema(KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let service = ServiceName::new(SERVICE).unwrap();
+    assert_eq!(resolver.resolve(&service).await.unwrap().len(), 2);
+    let watcher = Watcher::start(&resolver);
+    server.stop();
+    tokio::time::sleep(OUTAGE).await;
+    server.restart();
+    let restarted = Instant::now();
+    // A read after the restart finds nothing; both stay.
+    read_since(&resolver, restarted).await;
+    write(&server, ALL[0]);
+    eventually(
+        "the instance that never came back to be dropped",
+        || async { (cached_addrs(&resolver, SERVICE)? == [ALL[0]]).then_some(()) },
+    )
+    .await;
+    check(&watcher.stop(), &ALL[..1], ALL[1], restarted + GRACE);
 }
