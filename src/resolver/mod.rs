@@ -204,6 +204,7 @@ mod cache;
 mod fixed;
 mod membership;
 mod pubsub;
+mod read_task;
 mod recovery;
 mod redis;
 mod skipped;

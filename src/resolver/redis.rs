@@ -5,15 +5,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore, SemaphorePermit};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::ResolverBuilder;
-use super::cache::{Cache, Entry, Event, Read};
+use super::cache::{Cache, Entry, Event};
 use super::pubsub;
-use super::recovery::{self, Recovery};
+use super::recovery::Recovery;
 use super::skipped::{self, SkippedEntries};
 use super::snapshot::{Listed, Snapshot};
 use super::subscriptions::Subscriptions;
@@ -102,7 +102,7 @@ pub(super) struct Shared {
     pub(super) cache: Cache,
     refresh_interval: Duration,
     pub(super) idle_expiry: Duration,
-    max_staleness: Option<Duration>,
+    pub(super) max_staleness: Option<Duration>,
     pub(super) negative_ttl: Duration,
     pub(super) max_services: usize,
     /// Held while evicting: one eviction at a time.
@@ -111,9 +111,9 @@ pub(super) struct Shared {
     /// The longest one Redis call may take on this kind of connection.
     call_limit: Duration,
     pub(super) cancel: CancellationToken,
-    runtime: tokio::runtime::Handle,
-    refresh_reads: Semaphore,
-    caller_reads: Semaphore,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) refresh_reads: Semaphore,
+    pub(super) caller_reads: Semaphore,
     started: Instant,
     /// Pending changes for the event connection (native schema).
     pub(super) subscriptions: Option<Subscriptions>,
@@ -522,177 +522,6 @@ impl Shared {
             .saturating_add(self.call_limit)
     }
 
-    /// Starts the read task of an entry (the caller won the right to).
-    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
-        // Made before spawning and moved into the task, so it also runs if
-        // the task is dropped without ever being polled (the runtime is
-        // gone).
-        let guard = ReadGuard {
-            shared: self.clone(),
-            entry,
-            finished: false,
-        };
-        self.runtime.spawn(async move {
-            let mut guard = guard;
-            let shared = guard.shared.clone();
-            tokio::select! {
-                _ = shared.cancel.cancelled() => {}
-                _ = shared.read_loop(&guard.entry) => guard.finished = true,
-            }
-        });
-    }
-
-    async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
-        loop {
-            if let Some(subscribed) = entry.take_subscription() {
-                // Ok, Err (subscriber down: resubscribes and refreshes on
-                // reconnect) and timeout all mean: read now.
-                let _ = tokio::time::timeout(self.timeouts.command, subscribed).await;
-            }
-            let result = {
-                let Queued::Permit(_permit) = self.permit(entry).await else {
-                    return; // abandoned while queued
-                };
-                if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
-                    return;
-                }
-                self.read_cached(entry).await
-            };
-            match &result {
-                Ok(read) => {
-                    if entry.set_failing(false) {
-                        tracing::info!(service = %entry.service(), instances = read.instances.len(), "service read again after failures");
-                    }
-                }
-                Err(error) => {
-                    if recovery::unreachable(error) {
-                        self.recovery.lost();
-                    }
-                    let service = entry.service();
-                    let age = entry.snapshot().map(|s| s.age());
-                    match (entry.set_failing(true), age) {
-                        (true, _) => {
-                            tracing::debug!(%service, %error, last_known_age = ?age, "read failed again")
-                        }
-                        (false, Some(age)) if self.max_staleness.is_some_and(|max| age > max) => {
-                            tracing::warn!(%service, %error, last_known_age = ?age, max_staleness = ?self.max_staleness, "read failed; the last known instances are too old to serve: callers get an error")
-                        }
-                        (false, Some(age)) => {
-                            tracing::warn!(%service, %error, last_known_age = ?age, "read failed; serving the last known instances")
-                        }
-                        (false, None) => {
-                            tracing::warn!(%service, %error, "read failed; no instances known yet: callers get the error")
-                        }
-                    }
-                }
-            }
-            let completed = self.cache.complete(entry, result);
-            if let Some(at) = completed.recheck {
-                self.recheck_at(entry.clone(), at);
-            }
-            if completed.again {
-                continue;
-            }
-            // A service found with instances is subscribed from now on; a
-            // negative one is not (request input must not grow the
-            // subscriptions). One more read, once the subscription is
-            // confirmed, catches a change made before it.
-            let serves = entry.snapshot().is_some_and(|s| !s.is_empty());
-            if !(serves && self.subscribe(entry) && entry.mark_dirty()) {
-                return;
-            }
-        }
-    }
-
-    /// One read for the cache: the instances with their lease deadlines
-    /// (native schema: the Hertz schema has no per-instance lease).
-    async fn read_cached(&self, entry: &Entry) -> Result<Read, ResolveError> {
-        let generation = entry.begin_read();
-        let read_at = Instant::now();
-        let service = entry.service();
-        let ReadReply {
-            entries,
-            keys_exist,
-        } = self.read(service).await?;
-        let answered = Instant::now();
-        self.recovery.answered(answered);
-        let leased = self.keyspace.schema() == KeySchema::Native;
-        let instances = self
-            .decode(service, entries, Some(entry.skipped()))
-            .map(|(instance, lease_left)| {
-                // Counted from the start of the read: a little early, never
-                // late.
-                let deadline = lease_left
-                    .filter(|_| leased)
-                    .and_then(|left| read_at.checked_add(left));
-                (instance, deadline)
-            })
-            .collect();
-        Ok(Read {
-            instances,
-            read_at,
-            generation,
-            keys_exist,
-            grace_end: self.recovery.grace_end(answered),
-            grace: self.recovery.grace(),
-        })
-    }
-
-    /// Reads `entry` again at `at`, when the first lease (or recovery
-    /// grace) of the instances its list keeps without Redis listing them
-    /// runs out.
-    fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
-        let shared = self.clone();
-        self.runtime.spawn(async move {
-            tokio::select! {
-                _ = shared.cancel.cancelled() => {}
-                _ = tokio::time::sleep_until(at) => {
-                    entry.recheck_due(at);
-                    // A running read drops the expired instances itself.
-                    if shared.cache.holds(&entry) && entry.start_if_idle() {
-                        shared.spawn_read(entry);
-                    }
-                }
-            }
-        });
-    }
-
-    /// A permit to read `entry`: from the caller pool if a caller waits
-    /// for the read, else from the refresh pool, switching pools if a
-    /// caller starts waiting meanwhile. While it queues, a read that
-    /// [may be abandoned](Entry::abandonable) is abandoned as soon as its
-    /// last caller gives up, not when it gets a permit: during a Redis
-    /// stall, a flood of names whose callers gave up leaves no task and
-    /// no entry behind, however many of them the permits hold up.
-    async fn permit(&self, entry: &Arc<Entry>) -> Queued<'_> {
-        loop {
-            let unawaited = async {
-                if entry.abandonable(!self.cache.holds(entry)) {
-                    entry.unawaited().await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            let wanted = entry.is_wanted();
-            tokio::select! {
-                biased;
-                permit = self.caller_reads.acquire(), if wanted => {
-                    return Queued::Permit(permit.ok());
-                }
-                _ = entry.wanted(), if !wanted => {}
-                permit = self.refresh_reads.acquire(), if !wanted => {
-                    return Queued::Permit(permit.ok());
-                }
-                _ = unawaited => {
-                    if entry.abandon_if_unwanted(!self.cache.holds(entry)) {
-                        return Queued::Abandoned;
-                    }
-                    // A caller or a watch came meanwhile: queue on.
-                }
-            }
-        }
-    }
-
     /// An event arrived on `channel`: refresh its service if cached.
     pub(super) fn on_event(self: &Arc<Self>, channel: &str, payload: &[u8]) {
         let Some(service) = self.keyspace.service_of_channel(channel) else {
@@ -769,7 +598,7 @@ impl Shared {
     /// failure started (the first read after Redis comes back would fail
     /// otherwise). Both tries share one call limit, so a caller's wait
     /// bound holds.
-    async fn read(&self, service: &ServiceName) -> Result<ReadReply, ResolveError> {
+    pub(super) async fn read(&self, service: &ServiceName) -> Result<ReadReply, ResolveError> {
         let mut conn = self.conn()?;
         let call = async {
             match self.keyspace.read(&mut conn, service).await {
@@ -817,7 +646,7 @@ impl Shared {
     /// Decodes entries, skipping corrupt ones and those the address policy
     /// refuses: with one warning per entry while it stays if `warned` (the
     /// cache entry's memory) is given, else with a warning at this read.
-    fn decode(
+    pub(super) fn decode(
         &self,
         service: &ServiceName,
         raw: Vec<RawEntry>,
@@ -843,15 +672,6 @@ impl Shared {
 /// on the channel chooses its size).
 const MAX_LOGGED_EVENT_CHARS: usize = 512;
 
-/// Where a queued read stands once it stops queueing.
-enum Queued<'a> {
-    /// It may run (`None`: the pool is closed, which it never is).
-    Permit(Option<SemaphorePermit<'a>>),
-    /// Every caller gave up on a read whose result would go nowhere: the
-    /// entry was released unread ([`Entry::abandon_if_unwanted`]).
-    Abandoned,
-}
-
 /// A change event as published by the registry's scripts:
 /// `{"event":"register"|"update"|"deregister"|"expire","addr":"host:port"}`.
 #[derive(serde::Deserialize)]
@@ -860,33 +680,6 @@ struct EventMessage<'a> {
     event: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     addr: std::borrow::Cow<'a, str>,
-}
-
-/// Owns a read task's right to read its entry (`running`): if the task is
-/// dropped before it finished (shutdown, runtime gone, panic), the entry
-/// is released and its waiting callers get an error instead of waiting
-/// for an outcome that will never come.
-struct ReadGuard {
-    shared: Arc<Shared>,
-    entry: Arc<Entry>,
-    finished: bool,
-}
-
-impl Drop for ReadGuard {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let error = if self.shared.cancel.is_cancelled() {
-            ResolveError::Shutdown
-        } else {
-            tracing::warn!(service = %self.entry.service(), "a read was dropped before it finished; has the runtime the resolver was created on shut down?");
-            ResolveError::Interrupted {
-                service: self.entry.service().to_string(),
-            }
-        };
-        self.entry.interrupt(error);
-    }
 }
 
 /// Periodic refresh and idle sweep, until the resolver is dropped.
