@@ -345,3 +345,25 @@ async fn the_hertz_schema_keeps_missed_instances_for_the_grace_after_an_outage()
     .await;
     check(&watcher.stop(), &ALL[..1], ALL[1], restarted + GRACE);
 }
+
+/// The first read after Redis restarted would fail on the dead
+/// connection; it is tried once more at once, which waits for the
+/// reconnect, so callers get an answer instead of an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_read_after_a_restart_succeeds() {
+    init_tracing();
+    let mut server = RedisServer::start();
+    register(&server, ALL[0], 60_000);
+    let resolver = RedisResolver::builder(server.url())
+        .refresh_interval(Duration::from_secs(60))
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(resolver.fetch(SERVICE).await.unwrap().len(), 1);
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    register(&server, ALL[0], 60_000);
+    let snapshot = resolver.fetch(SERVICE).await;
+    assert_eq!(snapshot.map(|s| s.len()).ok(), Some(1), "answered at once");
+}
