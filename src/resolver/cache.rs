@@ -26,7 +26,8 @@
 //!
 //! A read does not simply replace the list (see [`Cache::complete`]): an
 //! instance of the previous list that the read misses is kept until its
-//! last known lease runs out, unless an event removed it. The entry tracks
+//! last known lease runs out (or a running recovery grace ends, if later),
+//! unless an event removed it ([`read_state`]). The entry tracks
 //! each instance's lease deadline and the removals announced by events,
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
@@ -98,7 +99,8 @@ pub(crate) struct Completed {
     /// The entry was marked dirty meanwhile: read it again.
     pub again: bool,
     /// The list keeps instances the read did not find: read again at this
-    /// time, when the first of their leases has run out.
+    /// time, when the first of them is due to go (its last known lease, or
+    /// the recovery grace, has run out).
     pub recheck: Option<Instant>,
 }
 
@@ -465,8 +467,9 @@ impl Cache {
     /// Records the result of a read and wakes its waiters. A failure never
     /// replaces a good snapshot. A successful read makes the new list by
     /// the rule of the module docs ([`ReadState::merge`]): instances it
-    /// misses are kept until their last known lease runs out, unless an
-    /// event removed them. An unchanged list keeps the current snapshot
+    /// misses are kept until their last known lease runs out (or a
+    /// running recovery grace ends), unless an event removed them. An
+    /// unchanged list keeps the current snapshot
     /// and only moves its `read_at`.
     ///
     /// The outcome is sent and `running` cleared in one critical section

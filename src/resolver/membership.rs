@@ -14,8 +14,9 @@
 //!    while it publishes a new snapshot into the slot, which takes ...);
 //! 3. a shard's write lock;
 //! 4. leaf locks, under which nothing else is taken: the pending
-//!    subscription changes ([`Subscriptions`]) and an entry's skipped-entry
-//!    memory.
+//!    subscription changes ([`Subscriptions`]), an entry's skipped-entry
+//!    memory, and the resolver's outage state (`Recovery`: its grace end
+//!    is read before an entry's read state is taken, never under it).
 //!
 //! So code running under a shard lock (the closures given to
 //! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
