@@ -855,4 +855,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 mod read_state;
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod tests;
