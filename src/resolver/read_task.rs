@@ -107,6 +107,7 @@ impl Shared {
             entries,
             keys_exist,
         } = self.read(service).await?;
+        // Redis answers: if it was lost, the recovery grace starts now.
         let answered = Instant::now();
         self.recovery.answered(answered);
         let leased = self.keyspace.schema() == KeySchema::Native;
