@@ -126,9 +126,14 @@ impl ListWatch {
         lock(&self.state).tracked.remove(&addr.to_string());
     }
 
-    /// Starts a new phase now (a new fault).
+    /// Starts a new phase now (a new fault). A phase left before its
+    /// first sample is forgotten: it saw nothing.
     pub fn phase(&self, name: &str) {
-        lock(&self.state).phases.push(Phase::new(name));
+        let mut state = lock(&self.state);
+        if state.phases.last().is_some_and(|p| p.samples == 0) {
+            state.phases.pop();
+        }
+        state.phases.push(Phase::new(name));
     }
 
     /// Counts the current phase's times from `up`, when Redis answered
@@ -178,9 +183,7 @@ impl Phase {
             samples: 0,
         }
     }
-}
 
-impl Phase {
     /// `at` in ms since the origin (negative: before it).
     fn ms(&self, at: Instant) -> i128 {
         match at.checked_duration_since(self.origin) {
