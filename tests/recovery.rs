@@ -120,6 +120,8 @@ struct Round {
     resubscribed: Duration,
     /// From Redis answering again to a resolver read listing `n` instances.
     resynced: Duration,
+    /// The fewest instances the resolver listed in this round, so far.
+    fewest: Option<usize>,
     /// Requests that succeeded while Redis was down.
     ok_during: Option<u64>,
 }
@@ -131,12 +133,13 @@ impl Round {
         });
         eprintln!(
             "{}: entries back after {}ms (bound {}ms), resolver subscribed after {}ms, \
-             read after {}ms{during}",
+             read after {}ms, fewest listed {:?}{during}",
             self.name,
             self.back.as_millis(),
             BACK_WITHIN.as_millis(),
             self.resubscribed.as_millis(),
             self.resynced.as_millis(),
+            self.fewest,
         );
     }
 }
@@ -164,6 +167,7 @@ async fn recovery(f: &Fixture, name: &str, up: Instant, n: usize) -> Round {
         back,
         resubscribed,
         resynced: up.elapsed(),
+        fewest: f.watch.report().min_in(name),
         ok_during: None,
     }
 }
@@ -192,7 +196,11 @@ fn check(rounds: &[Round], list: &ListReport, load: &LoadOutcome, min_listed: us
     for phase in &list.phases {
         match phase.min {
             Some((min, _)) if min >= min_listed => {}
-            min => failures.push(format!("{}: the resolver listed {min:?}", phase.name)),
+            Some((min, at)) => failures.push(format!(
+                "{}: the resolver listed {min} at {at:+}ms",
+                phase.name
+            )),
+            None => failures.push(format!("{}: the list was never looked at", phase.name)),
         }
     }
     if !list.gaps.is_empty() {
