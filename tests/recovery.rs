@@ -27,7 +27,7 @@ const TTL: Duration = Duration::from_secs(3);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// The bound: every entry back within one heartbeat plus 500 ms
 /// after Redis accepts connections again.
-const BACK_WITHIN: Duration = Duration::from_millis(1500);
+const BACK_WITHIN: Duration = HEARTBEAT.saturating_add(Duration::from_millis(500));
 /// Longer than the TTL: every lease the resolver knows runs out meanwhile.
 const OUTAGE: Duration = Duration::from_secs(5);
 const LOAD_TASKS: usize = 4;

@@ -1,5 +1,5 @@
 //! Bounded request load through the discovery layer over hyper-util's
-//! client: a few tasks send `GET http://SERVICE/` in a loop, and every
+//! client: a few tasks send `GET http://SERVICE/load` in a loop, and every
 //! outcome is counted, so a fault test can say "zero failed requests, and
 //! many succeeded meanwhile".
 
@@ -61,7 +61,7 @@ impl fmt::Display for LoadOutcome {
 
 impl Load {
     /// Starts `tasks` tasks, each sending one request at a time for
-    /// `http://SERVICE/` through a [`DiscoveryLayer`] over `resolver`
+    /// `http://SERVICE/load` through a [`DiscoveryLayer`] over `resolver`
     /// (default options: retries on). A response counts as a success if
     /// it is a 200 from a test server (`support::http_server`) that saw
     /// `service` as the request's host.

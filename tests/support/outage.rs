@@ -95,18 +95,6 @@ where
     }
 }
 
-/// How many clients are subscribed to `channel` on the server at `url`.
-pub fn numsub(url: &str, channel: &str) -> i64 {
-    let counted: redis::RedisResult<(String, i64)> = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
-        .arg(channel)
-        .query(&mut connect(url));
-    match counted {
-        Ok((_, n)) => n,
-        Err(e) => panic!("PUBSUB NUMSUB {channel} failed: {e}"),
-    }
-}
-
 /// A plain connection, every call bounded by [`DEADLINE`].
 fn connect(url: &str) -> redis::Connection {
     let connect = redis::Client::open(url)
