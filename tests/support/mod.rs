@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod http_server;
+pub mod list_watch;
+pub mod load;
+pub mod outage;
 
 use std::collections::HashMap;
 use std::future::Future;
