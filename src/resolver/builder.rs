@@ -183,8 +183,10 @@ impl ResolverBuilder {
     /// The grace starts when Redis answers again after the resolver lost
     /// it (its event connection dropped, or a read failed because Redis
     /// could not be reached), and, with the native schema, when a read
-    /// finds a service's keys gone after one that found them (`FLUSHALL`,
-    /// a restart, a failover to a replica that missed writes). Until it
+    /// finds a service's keys gone after one that found them, or misses
+    /// an instance whose known lease still runs with no event removing it
+    /// (`FLUSHALL`, a restart, a failover to a replica that missed
+    /// writes). Until it
     /// ends, an instance of the last list that a read misses stays listed
     /// (until the later of its last known lease and the grace end), and an
     /// `expire` event does not remove an instance at once; a `deregister`

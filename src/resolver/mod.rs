@@ -109,8 +109,10 @@
 //!   * per service (native schema), when a read finds the service's keys
 //!     gone after a read that found them: a `FLUSHALL`, a restart or a
 //!     failover to a replica that missed writes, seen by a read before
-//!     the first registration comes back. The Hertz schema has no such
-//!     rule: a hash emptied by its last `HDEL` looks the same as a lost
+//!     the first registration comes back; or when a read misses an
+//!     instance whose last known lease has not run out and that no event
+//!     removed (the same losses, seen after a sibling is back). The Hertz
+//!     schema has no such rule: a hash emptied by its last `HDEL` looks the same as a lost
 //!     one, and there are no events to tell them apart.
 //!
 //!   During a grace a `deregister` event still removes its instance at

@@ -55,7 +55,8 @@ pub(super) struct ReadState {
     /// The latest read found the service's keys (native schema).
     keys_seen: bool,
     /// The end of the service's own recovery grace: started by a read that
-    /// found the keys gone after one that found them.
+    /// found the keys gone after one that found them, or missed an
+    /// instance whose known lease still ran.
     grace_until: Option<Instant>,
 }
 
@@ -74,16 +75,7 @@ impl ReadState {
         previous: &[Instance],
         now: Instant,
     ) -> (Vec<Instance>, Option<Instant>) {
-        if let Some(exist) = read.keys_exist {
-            // Keys gone after a read found them: lost by the registry
-            // (FLUSHALL, restart, failover), or the last instance left
-            // (its deregister event removes it at once all the same).
-            if !exist && self.keys_seen && !self.in_grace(None, now) {
-                self.start_grace(read.grace, now);
-            }
-            self.keys_seen = exist;
-        }
-        let grace_end = self.grace_end(read.grace_end, now);
+        let keys_exist = read.keys_exist;
         let mut leases = HashMap::with_capacity(read.instances.len());
         let mut list = Vec::with_capacity(read.instances.len());
         for (instance, deadline) in read.instances {
@@ -94,12 +86,31 @@ impl ReadState {
             leases.insert(Box::from(addr), deadline);
             list.push(instance);
         }
-        let mut recheck: Option<Instant> = None;
         let authoritative = self.reset.is_some_and(|g| read.generation >= g);
         if authoritative {
             self.reset = None;
         }
         let previous = if authoritative { &[][..] } else { previous };
+        if let Some(exist) = keys_exist {
+            // Keys gone after a read found them: lost by the registry
+            // (FLUSHALL, restart, failover), or the last instance left
+            // (its deregister event removes it at once all the same).
+            // Or an instance missing whose lease has not run out and that
+            // no event removed: Redis lost it, though a sibling is back
+            // already (a FLUSHALL or failover seen only after the first
+            // heartbeat re-created the keys).
+            // The latter only outside the resolver's grace, which covers
+            // it (an `expire` it ignores leaves a live lease missing).
+            let keys_lost = !exist && self.keys_seen && !self.in_grace(None, now);
+            let live_lost = !self.in_grace(read.grace_end, now)
+                && self.misses_a_live_lease(previous, &leases, now);
+            if keys_lost || live_lost {
+                self.start_grace(read.grace, now);
+            }
+            self.keys_seen = exist;
+        }
+        let grace_end = self.grace_end(read.grace_end, now);
+        let mut recheck: Option<Instant> = None;
         for instance in previous {
             let addr = instance.addr();
             let Some(&lease) = self.leases.get(addr) else {
@@ -156,6 +167,26 @@ impl ReadState {
             }
             Event::Other => {}
         }
+    }
+
+    /// Whether an instance of `previous` that the read did not list
+    /// (`listed`) has a known lease that has not run out at `now`, and no
+    /// event removed it.
+    fn misses_a_live_lease(
+        &self,
+        previous: &[Instance],
+        listed: &HashMap<Box<str>, Option<Instant>>,
+        now: Instant,
+    ) -> bool {
+        previous.iter().any(|instance| {
+            let addr = instance.addr();
+            !listed.contains_key(addr)
+                && !self.removed.contains_key(addr)
+                && self
+                    .leases
+                    .get(addr)
+                    .is_some_and(|lease| lease.is_some_and(|lease| lease > now))
+        })
     }
 
     /// The later of the resolver's grace end and the service's, if either

@@ -70,8 +70,9 @@ async fn keys_found_gone_after_a_read_found_them_start_the_services_grace() {
     let cache = Cache::new(None, NEGATIVE_TTL);
     let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     cache.complete(&e, Ok(leased(&e, &[("h:1", 3), ("h:2", 3)])));
-    tokio::time::advance(Duration::from_secs(4)).await; // leases over
-                                                        // FLUSHALL: the keys are gone. The grace (10 s) starts now.
+    // The leases are over; then a FLUSHALL: the keys are gone. The grace
+    // (10 s) starts now.
+    tokio::time::advance(Duration::from_secs(4)).await;
     let flushed = Instant::now();
     let done = cache.complete(&e, Ok(recovering(leased(&e, &[]), false, None)));
     assert_eq!(listed(&e), ["h:1", "h:2"], "kept: the registry lost them");
@@ -109,4 +110,31 @@ async fn keys_found_gone_after_a_read_found_them_start_the_services_grace() {
         listed(&z).is_empty(),
         "grace zero: dropped at its lease end"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_lease_missing_starts_the_services_grace() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 3), ("h:2", 3)])));
+    // A FLUSHALL first seen after h:1's heartbeat re-created the keys:
+    // h:2 is missing while its lease runs, and no event removed it.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let lost = Instant::now();
+    let done = cache.complete(&e, Ok(recovering(leased(&e, &[("h:1", 3)]), true, None)));
+    assert_eq!(listed(&e), ["h:1", "h:2"]);
+    assert!(done.recheck.is_some());
+    // Its lease ends (its heartbeat is late): the grace keeps it.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    cache.complete(&e, Ok(recovering(leased(&e, &[("h:1", 3)]), true, None)));
+    assert_eq!(listed(&e), ["h:1", "h:2"], "kept by the service's grace");
+    tokio::time::sleep_until(lost + Duration::from_secs(10)).await;
+    cache.complete(&e, Ok(recovering(leased(&e, &[("h:1", 3)]), true, None)));
+    assert_eq!(listed(&e), ["h:1"], "dropped at the grace end");
+    // A deregister is no loss: no grace, removed at once.
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 3), ("h:3", 3)])));
+    e.on_event(Event::Removed("h:3"), None);
+    let done = cache.complete(&e, Ok(recovering(leased(&e, &[("h:1", 3)]), true, None)));
+    assert_eq!(listed(&e), ["h:1"]);
+    assert_eq!(done.recheck, None);
 }
