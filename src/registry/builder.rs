@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{RedisRegistry, Shared};
+use tokio_util::sync::CancellationToken;
+
+use super::{heartbeat, RedisRegistry, Shared};
 use crate::connection::{self, Connection, Timeouts};
 use crate::error::{RegistryError, ValidationError};
 use crate::schema::{KeySchema, DEFAULT_PREFIX};
@@ -115,21 +117,25 @@ impl RegistryBuilder {
             Ok(conn) => conn,
             Err(source) => return Err(RegistryError::Connect { url, source }),
         };
-        Ok(RedisRegistry {
-            shared: Arc::new(Shared {
-                conn,
-                url,
-                keyspace,
-                ttl,
-                heartbeat,
-                timeouts: self.timeouts,
-                leases: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                ops: tokio::sync::Mutex::new(()),
-                next_ticket: AtomicU64::new(0),
-                runtime: tokio::runtime::Handle::current(),
-            }),
-        })
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            conn,
+            url,
+            keyspace,
+            ttl,
+            heartbeat,
+            timeouts: self.timeouts,
+            leases: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            ops: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
+            stop: stop.clone(),
+            next_ticket: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        // One heartbeat task for every registration of this registry.
+        heartbeat::spawn(&shared, stop);
+        Ok(RedisRegistry { shared })
     }
 }
 

@@ -73,7 +73,9 @@
 
 mod builder;
 mod heartbeat;
+mod lease;
 mod registration;
+mod renewal;
 
 pub use builder::RegistryBuilder;
 pub use registration::Registration;
@@ -88,9 +90,11 @@ use std::time::Duration;
 use crate::connection::{Connection, Timeouts};
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
-use crate::schema::{KeySchema, Keyspace, Upserted};
+use crate::schema::{KeySchema, Keyspace};
 
-use heartbeat::Lease;
+use futures_util::StreamExt;
+use lease::Lease;
+use tokio_util::sync::CancellationToken;
 
 /// Registers instances in Redis and keeps them alive. Cheap to clone; all
 /// clones share one connection.
@@ -116,6 +120,14 @@ struct Shared {
     /// background deregister never races a new registration of the same
     /// address, nor a registration a shutdown.
     ops: tokio::sync::Mutex<()>,
+    /// Held by a heartbeat round while it writes, by `update` and
+    /// `take_over`, and waited for by a stop: a round never writes an older
+    /// value over an update, nor an ended lease after its stop returned.
+    /// Lock order: `ops`, then `writes`.
+    writes: tokio::sync::Mutex<()>,
+    /// Ends the heartbeat task: cancelled on shutdown and when the last
+    /// handle on the registry goes.
+    stop: CancellationToken,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
     /// The runtime the registry was connected on: runs the operations
@@ -190,8 +202,8 @@ impl RedisRegistry {
         let upserted = self.shared.upsert(&service, instance.addr(), &json).await?;
         tracing::debug!(%service, addr = instance.addr(), ?upserted, "registered");
         let lease = Arc::new(Lease::new(service, instance, json, ticket));
+        // From here on the registry's heartbeat renews it.
         self.shared.lock().insert(key, lease.clone());
-        heartbeat::spawn(self.shared.clone(), lease.clone());
         Ok(Registration::new(self.shared.clone(), lease, ticket))
     }
 
@@ -219,7 +231,7 @@ impl RedisRegistry {
             let _ops = shared.ops.lock().await;
             let lease = shared.lock().remove(&(service.clone(), addr.clone()));
             if let Some(lease) = lease {
-                lease.stop().await;
+                shared.stop(&lease).await;
             }
             shared.remove(&service, &addr).await
         })
@@ -257,6 +269,17 @@ impl RedisRegistry {
     }
 }
 
+/// Removals of a shutdown in flight at once.
+const MAX_REMOVALS_IN_FLIGHT: usize = 256;
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: the heartbeat ends now, not at its next
+        // tick.
+        self.stop.cancel();
+    }
+}
+
 /// Runs `op` in a task of its own and waits for it. Dropping the wait
 /// leaves `op` running to its end (every Redis call in it is bounded by the
 /// command timeout), so an operation is never cut in half. The task runs
@@ -288,19 +311,6 @@ impl Shared {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn upsert(
-        &self,
-        service: &ServiceName,
-        addr: &str,
-        json: &str,
-    ) -> Result<Upserted, RegistryError> {
-        let mut conn = self.conn.clone();
-        let call = self
-            .keyspace
-            .upsert(&mut conn, service, addr, json, self.ttl);
-        self.timed(call).await
-    }
-
     async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
@@ -321,21 +331,41 @@ impl Shared {
         }
     }
 
-    /// Stops every heartbeat, removes every instance and refuses new
+    /// Stops the heartbeat, removes every instance and refuses new
     /// registrations. Tries all of them; returns the first error.
     async fn shut_down(&self) -> Result<(), RegistryError> {
         let _ops = self.ops.lock().await;
         self.closed.store(true, Ordering::Release);
+        self.stop.cancel();
         let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
-        let mut first_error = None;
-        for lease in leases {
-            lease.stop().await;
-            if let Err(e) = self.remove(lease.service(), lease.addr()).await {
-                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
-                first_error.get_or_insert(e);
-            }
+        for lease in &leases {
+            lease.end();
         }
-        first_error.map_or(Ok(()), Err)
+        // A round in flight may still write them: let it finish first.
+        drop(self.writes.lock().await);
+        let removals = futures_util::stream::iter(leases)
+            .map(|lease: Arc<Lease>| async move {
+                let removed = self.remove(lease.service(), lease.addr()).await;
+                if let Err(e) = &removed {
+                    tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
+                }
+                removed
+            })
+            .buffer_unordered(MAX_REMOVALS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await;
+        removals
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Ends `lease` for the heartbeat: no round that starts now writes it,
+    /// and a round in flight (which may) has finished when this returns.
+    /// After this, removing the instance is final.
+    async fn stop(&self, lease: &Lease) {
+        lease.end();
+        drop(self.writes.lock().await);
     }
 
     /// Ends the registration `ticket` of `lease` if it still owns its
@@ -358,7 +388,7 @@ impl Shared {
         if !owned {
             return Ok(false);
         }
-        lease.stop().await;
+        self.stop(lease).await;
         self.remove(lease.service(), lease.addr()).await
     }
 }

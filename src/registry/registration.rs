@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::heartbeat::Lease;
+use super::lease::Lease;
 use super::{run_to_completion, Shared};
 use crate::error::{RegistryError, ValidationError};
 use crate::instance::{Instance, ServiceName};
