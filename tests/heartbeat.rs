@@ -1,0 +1,301 @@
+//! The registry's heartbeat against real redis-server processes: one task
+//! per registry, one script call per service and round, writes that never
+//! race updates or deregistrations, recovery right after an outage, and
+//! logs per registry.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use redis_discovery::{Instance, RedisRegistry, Registration};
+use support::{eventually, lease_renewed, LogCapture, RedisServer};
+
+async fn registry(server: &RedisServer, ttl: Duration, heartbeat: Duration) -> RedisRegistry {
+    RedisRegistry::builder(server.url())
+        .lease_ttl(ttl)
+        .heartbeat_interval(heartbeat)
+        .connect()
+        .await
+        .expect("connect to test redis")
+}
+
+fn instance(port: u16) -> Instance {
+    Instance::new(format!("127.0.0.1:{port}")).expect("valid address")
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// Registers `services` services (`svc-0`, …) of `per_service` instances
+/// each (ports 1, 2, …).
+async fn register_many(
+    registry: &RedisRegistry,
+    services: usize,
+    per_service: u16,
+) -> Vec<Registration> {
+    let mut registrations = Vec::new();
+    for svc in 0..services {
+        for port in 1..=per_service {
+            let name = format!("svc-{svc}");
+            registrations.push(registry.register(name.as_str(), instance(port)).await.unwrap());
+        }
+    }
+    registrations
+}
+
+/// The number of entries in each of `services` services' instances hashes
+/// (one round trip), or `None` if the server does not answer.
+fn counts(conn: &mut redis::Connection, services: usize) -> Option<Vec<usize>> {
+    let mut pipe = redis::pipe();
+    for svc in 0..services {
+        pipe.cmd("HLEN").arg(format!("sd:{{svc-{svc}}}:instances"));
+    }
+    pipe.query(conn).ok()
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+fn script_calls(server: &RedisServer) -> u64 {
+    server.calls("evalsha") + server.calls("eval")
+}
+
+/// Issue 12, item 4: 1 000 registrations (100 services x 10) make one
+/// heartbeat task and one connection, and each round sends one script call
+/// per service, not per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_and_one_script_call_per_service() {
+    let server = RedisServer::start();
+    let baseline = alive_tasks();
+    let heartbeat = Duration::from_millis(500);
+    let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
+    let (services, per_service) = (100, 10);
+    let registrations = register_many(&registry, services, per_service).await;
+    let tasks = alive_tasks() - baseline;
+    eprintln!("1 000 registrations: {tasks} tasks alive besides the test's");
+    assert!(tasks <= 10, "{tasks} tasks for 1 000 registrations");
+    assert_eq!(server.clients().len(), 1, "{:?}", server.clients());
+
+    // Count rounds by the renewals of one instance: each round renews
+    // every service once.
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    let before = script_calls(&server);
+    let rounds = 3;
+    for _ in 0..rounds {
+        lease_renewed(&server, "svc-0", &addr(1)).await;
+    }
+    let calls = script_calls(&server) - before;
+    let per_round = calls as f64 / rounds as f64;
+    eprintln!("{calls} script calls in {rounds} rounds: {per_round} per round for {services} services of {per_service} instances");
+    // Loose: a round may be half counted at either end.
+    assert!(
+        calls >= (rounds as u64 - 1) * services as u64
+            && calls <= (rounds as u64 + 1) * services as u64,
+        "{calls} script calls in {rounds} rounds"
+    );
+    assert!(alive_tasks() - baseline <= 10);
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// A service with more instances than one call takes is split into calls
+/// of at most 1 000: every instance is renewed, in two calls per round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_service_is_renewed_in_chunks() {
+    let server = RedisServer::start();
+    let registry = registry(&server, Duration::from_secs(3), Duration::from_millis(500)).await;
+    let registrations = register_many(&registry, 1, 1500).await;
+    let first = support::lease(&server, "svc-0", &addr(1)).unwrap();
+    let last = support::lease(&server, "svc-0", &addr(1500)).unwrap();
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    eventually("the last instance renewed too", || async {
+        (support::lease(&server, "svc-0", &addr(1500))? > last).then_some(())
+    })
+    .await;
+    assert!(support::lease(&server, "svc-0", &addr(1)).unwrap() > first);
+    let mut conn = server.conn();
+    assert_eq!(counts(&mut conn, 1), Some(vec![1500]));
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Every background task ends after a shutdown, and after the registry and
+/// its registrations are dropped without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_ends_after_shutdown_and_after_drop() {
+    let server = RedisServer::start();
+    let baseline = alive_tasks();
+    for shut_down in [true, false] {
+        let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(200)).await;
+        let registrations = register_many(&registry, 5, 10).await;
+        lease_renewed(&server, "svc-0", &addr(1)).await;
+        assert!(alive_tasks() > baseline, "the heartbeat runs");
+        if shut_down {
+            registry.shutdown().await.unwrap();
+            drop(registrations);
+            drop(registry);
+        } else {
+            drop(registry);
+            drop(registrations);
+        }
+        eventually("every task of the registry to end", || async {
+            (alive_tasks() == baseline).then_some(())
+        })
+        .await;
+        eventually("every instance to be removed", || async {
+            let mut conn = server.conn();
+            (counts(&mut conn, 5)? == vec![0; 5]).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Updates racing heartbeat rounds never leave an older value in Redis,
+/// and deregistrations racing them never leave an entry behind (nor see it
+/// re-created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_deregisters_never_lose_to_a_round() {
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_millis(100);
+    let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
+    // Many services make each round long enough to race.
+    let mut registrations = register_many(&registry, 50, 10).await;
+    let value = |port: u16| -> String {
+        server.cmd(&["HGET", "sd:{svc-0}:instances", &addr(port)])
+    };
+    for weight in 1..=40u32 {
+        let port = 1 + (weight % 10) as u16;
+        let reg = &registrations[usize::from(port) - 1];
+        reg.update(instance(port).with_weight(weight)).await.unwrap();
+        let expected = format!(r#""weight":{weight},"#);
+        assert!(value(port).contains(&expected), "{}", value(port));
+        if weight % 10 == 0 {
+            // A whole round later, still the new value.
+            lease_renewed(&server, "svc-0", &addr(port)).await;
+            assert!(value(port).contains(&expected), "{}", value(port));
+        }
+    }
+    // Deregister every instance of svc-1 while rounds run.
+    let svc1: Vec<Registration> = registrations.drain(10..20).collect();
+    for (i, reg) in svc1.into_iter().enumerate() {
+        assert!(reg.deregister().await.unwrap(), "registration {i}");
+        let left: bool = server.cmd(&["HEXISTS", "sd:{svc-1}:instances", &addr(i as u16 + 1)]);
+        assert!(!left, "instance {i} is back at once");
+    }
+    let quiet = Instant::now() + heartbeat * 5;
+    while Instant::now() < quiet {
+        let left: Vec<String> = server.cmd(&["HKEYS", "sd:{svc-1}:instances"]);
+        assert!(left.is_empty(), "re-created: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Issue 12, item 1 (registry side): TTL 3 s, heartbeat 1 s; Redis
+/// stopped for 5 s and restarted empty, 5 times in a row: every entry is
+/// back within one heartbeat plus 500 ms after Redis accepts connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_back_within_a_heartbeat_after_each_restart() {
+    let mut server = RedisServer::start();
+    let heartbeat = Duration::from_secs(1);
+    let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
+    let (services, per_service) = (20, 5);
+    let registrations = register_many(&registry, services, per_service).await;
+    let full = vec![usize::from(per_service); services];
+    for restart in 1..=5 {
+        server.stop();
+        // The outage itself, not a synchronisation.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        server.restart();
+        // `restart` returns once the server answers PING.
+        let accepting = Instant::now();
+        let mut conn = server.conn();
+        let back = loop {
+            if counts(&mut conn, services).as_ref() == Some(&full) {
+                break accepting.elapsed();
+            }
+            assert!(
+                accepting.elapsed() < support::DEADLINE,
+                "restart {restart}: entries not back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        eprintln!("restart {restart}: every entry back {back:?} after Redis accepted connections");
+        assert!(
+            back <= heartbeat + Duration::from_millis(500),
+            "restart {restart}: back after {back:?}"
+        );
+    }
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Failing heartbeats and lost entries are logged per registry: one warn
+/// when they start failing, one info when they succeed again, one info
+/// summary of the re-created entries per outage (not one per
+/// registration), and one more after a later FLUSHALL.
+#[tokio::test]
+async fn an_outage_is_logged_once_per_registry() {
+    let mut server = RedisServer::start();
+    let logs = LogCapture::default();
+    // Everything runs on this (current-thread) runtime's thread.
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::INFO, false));
+    let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(500)).await;
+    let services = 5;
+    let registrations = register_many(&registry, services, 10).await;
+    let full = vec![10; services];
+    let lines = |what: &str| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    server.stop();
+    eventually("heartbeats to fail", || async {
+        (!lines("heartbeats failing").is_empty()).then_some(())
+    })
+    .await;
+    server.restart();
+    eventually("heartbeats to succeed again", || async {
+        (!lines("heartbeats succeed again").is_empty()).then_some(())
+    })
+    .await;
+    eventually("every entry back", || async {
+        (counts(&mut server.conn(), services)? == full).then_some(())
+    })
+    .await;
+    let failing = lines("heartbeats failing");
+    assert_eq!(failing.len(), 1, "{}", logs.text());
+    assert!(failing[0].contains("WARN") && failing[0].contains("services=5"), "{failing:?}");
+    assert_eq!(lines("heartbeats succeed again").len(), 1, "{}", logs.text());
+    let lost = lines("re-created them");
+    assert_eq!(lost.len(), 1, "{}", logs.text());
+    assert!(lost[0].contains("INFO") && lost[0].contains("entries=50"), "{lost:?}");
+
+    // After a clean round, a FLUSHALL is a new episode: one more summary.
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    server.flushall();
+    eventually("every entry back after FLUSHALL", || async {
+        (counts(&mut server.conn(), services)? == full).then_some(())
+    })
+    .await;
+    let lost = lines("re-created them");
+    assert_eq!(lost.len(), 2, "{}", logs.text());
+    assert!(lost[1].contains("entries=50"), "{lost:?}");
+    // Nothing per registration at info or above.
+    assert!(
+        logs.text().lines().count() <= 5,
+        "too many lines: {}",
+        logs.text()
+    );
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
