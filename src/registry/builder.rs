@@ -70,7 +70,7 @@ impl RegistryBuilder {
         self
     }
 
-    /// How often each registration renews its lease.
+    /// How often the registry's heartbeat renews every lease it holds.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat = Some(interval);
         self
@@ -129,6 +129,7 @@ impl RegistryBuilder {
             closed: AtomicBool::new(false),
             ops: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
+            index_failing: AtomicBool::new(false),
             stop: stop.clone(),
             next_ticket: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,14 +122,17 @@ impl Shared {
             match result {
                 Ok(codes) => {
                     renewal.written += chunk.len();
+                    let mut example = None;
                     for ((lease, _), code) in chunk.iter().zip(codes) {
                         if code == Upserted::Created {
                             renewal.created += 1;
-                            if renewal.examples.len() < EXAMPLES {
-                                let example = (lease.service().clone(), lease.addr().to_owned());
-                                renewal.examples.push(example);
-                            }
+                            example.get_or_insert(lease);
                         }
+                    }
+                    // One example per service, so a few tell where.
+                    if let Some(lease) = example.filter(|_| renewal.examples.len() < EXAMPLES) {
+                        let example = (lease.service().clone(), lease.addr().to_owned());
+                        renewal.examples.push(example);
                     }
                 }
                 Err(error) => {
@@ -205,8 +209,16 @@ impl Shared {
             Some(result) => result,
             None => connection::timed(INDEX_GRACE, "no answer in time", index).await,
         };
-        if let Err(error) = indexed {
-            tracing::warn!(services = names.len(), %error, "could not add services to the services index (listing may miss them until a later heartbeat)");
+        // Once per failing streak: while Redis is down every round fails
+        // here too, and the heartbeat's own log says so.
+        match indexed {
+            Err(error) if !self.index_failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(services = names.len(), %error, "could not add services to the services index (listing may miss them until a later write)");
+            }
+            Err(error) => {
+                tracing::debug!(services = names.len(), %error, "services index still failing");
+            }
+            Ok(()) => self.index_failing.store(false, Ordering::Relaxed),
         }
         out
     }
