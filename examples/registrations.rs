@@ -70,6 +70,62 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Calls of one command so far (`INFO commandstats`, lowercase name).
+    fn calls(&self, command: &str) -> Result<u64, Box<dyn std::error::Error>> {
+        let info = self.info("commandstats")?;
+        let prefix = format!("cmdstat_{command}:calls=");
+        Ok(info
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Seconds of CPU Redis used so far (user + system).
+    fn cpu(&self) -> Result<f64, Box<dyn std::error::Error>> {
+        let info = self.info("cpu")?;
+        let field = |name: &str| -> f64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(field("used_cpu_user") + field("used_cpu_sys"))
+    }
+
+    /// What the steady state is measured by.
+    fn sample(&self) -> Result<Sample, Box<dyn std::error::Error>> {
+        Ok(Sample {
+            at: Instant::now(),
+            commands: self.info_field("stats", "total_commands_processed")?,
+            scripts: self.calls("evalsha")? + self.calls("eval")?,
+            sadds: self.calls("sadd")?,
+            redis_cpu: self.cpu()?,
+            own_cpu: own_cpu(),
+        })
+    }
+}
+
+struct Sample {
+    at: Instant,
+    commands: u64,
+    scripts: u64,
+    sadds: u64,
+    redis_cpu: f64,
+    own_cpu: f64,
+}
+
+/// Seconds of CPU this process used so far (user + system, from
+/// `/proc/self/stat`, at 100 ticks a second; Linux).
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -129,11 +185,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Let one interval pass, so every registration has heartbeated once,
     // then measure the steady state.
     tokio::time::sleep(heartbeat).await;
-    let commands_before = server.info_field("stats", "total_commands_processed")?;
-    let measuring = Instant::now();
+    let before = server.sample()?;
     tokio::time::sleep(heartbeat * intervals).await;
-    let commands = server.info_field("stats", "total_commands_processed")? - commands_before;
-    let seconds = measuring.elapsed().as_secs_f64();
+    let after = server.sample()?;
+    let seconds = after.at.duration_since(before.at).as_secs_f64();
+    let per_second = |a: u64, b: u64| (b - a) as f64 / seconds;
 
     let tasks = tokio::runtime::Handle::current()
         .metrics()
@@ -149,8 +205,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tokio alive tasks: {tasks}");
     println!("Redis connected clients: {clients}");
     println!(
-        "Redis commands per second: {:.0} ({commands} in {seconds:.1} s)",
-        commands as f64 / seconds
+        "Redis commands per second (total_commands_processed, commands inside scripts included): {:.0}",
+        per_second(before.commands, after.commands)
+    );
+    println!(
+        "commands the registry sent per second: scripts {:.1}, SADD {:.1}",
+        per_second(before.scripts, after.scripts),
+        per_second(before.sadds, after.sadds)
+    );
+    println!(
+        "CPU over the steady state ({seconds:.1} s): this process {:.1} %, Redis {:.1} %",
+        (after.own_cpu - before.own_cpu) / seconds * 100.0,
+        (after.redis_cpu - before.redis_cpu) / seconds * 100.0
     );
     println!("RSS: {}", rss());
 
