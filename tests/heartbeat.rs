@@ -265,28 +265,28 @@ async fn an_outage_is_logged_once_per_registry() {
 
     server.stop();
     eventually("heartbeats to fail", || async {
-        (!lines("heartbeats failing").is_empty()).then_some(())
+        (!lines("heartbeat failed").is_empty()).then_some(())
     })
     .await;
     // The outage itself (many retries), not a synchronisation.
     tokio::time::sleep(Duration::from_secs(2)).await;
     server.restart();
     eventually("heartbeats to succeed again", || async {
-        (!lines("heartbeats succeed again").is_empty()).then_some(())
+        (!lines("heartbeat succeeds again").is_empty()).then_some(())
     })
     .await;
     eventually("every entry back", || async {
         (counts(&mut server.conn(), services)? == full).then_some(())
     })
     .await;
-    let failing = lines("heartbeats failing");
+    let failing = lines("heartbeat failed");
     assert_eq!(failing.len(), 1, "{}", logs.text());
     assert!(
         failing[0].contains("WARN") && failing[0].contains("services=5"),
         "{failing:?}"
     );
     assert_eq!(
-        lines("heartbeats succeed again").len(),
+        lines("heartbeat succeeds again").len(),
         1,
         "{}",
         logs.text()
@@ -313,8 +313,8 @@ async fn an_outage_is_logged_once_per_registry() {
     // retry or per round (the index write fails with the heartbeats: one
     // line at most).
     let known = [
-        "heartbeats failing",
-        "heartbeats succeed again",
+        "heartbeat failed",
+        "heartbeat succeeds again",
         "re-created them",
         "could not add services to the services index",
     ];

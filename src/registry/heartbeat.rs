@@ -99,7 +99,7 @@ impl Health {
         }
         let Some(error) = renewal.error else {
             if let Some(outage) = self.outage.take() {
-                tracing::info!(down_for = ?outage.since.elapsed(), renewed = renewal.written, "heartbeats succeed again");
+                tracing::info!(down_for = ?outage.since.elapsed(), renewed = renewal.written, "heartbeat succeeds again");
             } else if full && renewal.created == 0 {
                 // A clean round ends the episode: the next loss is news.
                 self.reported_lost = false;
@@ -131,9 +131,9 @@ impl Health {
         outage.services = renewal.failed;
         let services = outage.services.len();
         if first {
-            tracing::warn!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeats failing; retrying");
+            tracing::warn!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeat failed; retrying");
         } else {
-            tracing::debug!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeats still failing");
+            tracing::debug!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeat still failing");
         }
     }
 
