@@ -92,6 +92,24 @@ struct Outage {
     immediate: bool,
 }
 
+impl Outage {
+    /// The delay before the next try, after one failed (`broke`: on a
+    /// broken connection).
+    fn next_delay(&mut self, broke: bool, cap: Duration) -> Duration {
+        // A failure on a broken connection started a reconnect: a try at
+        // once waits for it. Not twice in a row: a refused reconnect fails
+        // at once, and then the backoff spaces the tries.
+        if broke && !self.immediate {
+            self.immediate = true;
+            return Duration::ZERO;
+        }
+        self.immediate = false;
+        let delay = self.backoff.min(cap);
+        self.backoff = self.backoff.saturating_mul(2).min(cap);
+        delay
+    }
+}
+
 impl Health {
     fn record(&mut self, full: bool, renewal: Renewal, interval: Duration) {
         if renewal.created > 0 {
@@ -115,18 +133,7 @@ impl Health {
             backoff: FIRST_RETRY,
             immediate: false,
         });
-        // A failure on a broken connection started a reconnect: a try at
-        // once waits for it. Not twice in a row: a refused reconnect fails
-        // at once, and then the backoff spaces the tries.
-        let delay = if renewal.broke && !outage.immediate {
-            outage.immediate = true;
-            Duration::ZERO
-        } else {
-            outage.immediate = false;
-            let delay = outage.backoff.min(cap);
-            outage.backoff = outage.backoff.saturating_mul(2).min(cap);
-            delay
-        };
+        let delay = outage.next_delay(renewal.broke, cap);
         outage.next_try = Instant::now() + delay;
         outage.services = renewal.failed;
         let services = outage.services.len();
@@ -152,5 +159,86 @@ impl Health {
             self.reported_lost = true;
             tracing::info!(entries = renewal.created, %examples, "registry entries were lost in Redis (restart, FLUSHALL or failover); re-created them");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RegistryError;
+
+    fn failed(broke: bool) -> Renewal {
+        let error = if broke {
+            let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            let error = redis::RedisError::from(io);
+            assert!(crate::connection::broke(&error));
+            RegistryError::Redis(error)
+        } else {
+            RegistryError::Timeout(Duration::from_secs(2))
+        };
+        Renewal {
+            failed: HashSet::from(["orders".to_owned()]),
+            failed_instances: 1,
+            broke,
+            error: Some(error),
+            ..Renewal::default()
+        }
+    }
+
+    /// The delays before each retry after failures on a broken
+    /// connection (`true`) or not.
+    fn delays(interval: Duration, failures: &[bool]) -> Vec<Duration> {
+        let mut outage = Outage {
+            since: Instant::now(),
+            services: HashSet::new(),
+            next_try: Instant::now(),
+            backoff: FIRST_RETRY,
+            immediate: false,
+        };
+        let cap = retry_cap(interval);
+        failures
+            .iter()
+            .map(|&broke| outage.next_delay(broke, cap))
+            .collect()
+    }
+
+    #[test]
+    fn a_broken_connection_is_retried_at_once_then_with_a_short_backoff() {
+        let ms = Duration::from_millis;
+        // Heartbeat 1 s: the cap is 250 ms. Every broken try after a
+        // backoff is followed by one at once (it waits for the reconnect).
+        assert_eq!(
+            delays(ms(1000), &[true, true, true, true, true, true, true, true]),
+            [
+                ms(0),
+                ms(100),
+                ms(0),
+                ms(200),
+                ms(0),
+                ms(250),
+                ms(0),
+                ms(250)
+            ]
+        );
+        // Timeouts (a hung Redis) only back off.
+        assert_eq!(
+            delays(ms(1000), &[false, false, false, false]),
+            [ms(100), ms(200), ms(250), ms(250)]
+        );
+        // Heartbeat 60 s: capped at 1 s; 100 ms: at 25 ms.
+        assert_eq!(
+            delays(Duration::from_secs(60), &[false; 6]),
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(delays(ms(100), &[false; 2]), [ms(25), ms(25)]);
+    }
+
+    #[test]
+    fn success_ends_the_outage() {
+        let mut health = Health::default();
+        health.record(true, failed(true), Duration::from_secs(1));
+        assert!(health.outage.is_some());
+        health.record(false, Renewal::default(), Duration::from_secs(1));
+        assert!(health.outage.is_none());
     }
 }

@@ -362,6 +362,17 @@ mod tests {
     }
 
     #[test]
+    fn one_upsert_code_per_entry() {
+        assert_eq!(
+            Upserted::from_codes(vec![0, 1, 2], 3).unwrap(),
+            [Upserted::Renewed, Upserted::Created, Upserted::Updated]
+        );
+        // Another count (a proxy, another script) is an error, not a guess.
+        assert!(Upserted::from_codes(vec![1], 2).is_err());
+        assert!(Upserted::from_codes(vec![1, 1], 1).is_err());
+    }
+
+    #[test]
     fn schema_names() {
         assert_eq!("hertz".parse::<KeySchema>().unwrap(), KeySchema::Hertz);
         assert_eq!(KeySchema::default().to_string(), "native");
