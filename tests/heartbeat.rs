@@ -327,3 +327,65 @@ async fn an_outage_is_logged_once_per_registry() {
     registry.shutdown().await.unwrap();
     drop(registrations);
 }
+
+/// A round's one script call per service keeps the keyspace contract of
+/// one call per instance: expired siblings pruned with an `expire` event,
+/// a lost entry re-created with a `register` event each, a value changed
+/// behind the registry's back restored with an `update` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_publishes_what_one_call_per_instance_would() {
+    let server = RedisServer::start();
+    let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(300)).await;
+    let mut registrations = Vec::new();
+    for port in 1..=3 {
+        registrations.push(registry.register("orders", instance(port)).await.unwrap());
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("sd:{orders}:events").await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let event = |kind: &str, port: u16| format!(r#"{{"event":"{kind}","addr":"{}"}}"#, addr(port));
+
+    // A crashed sibling (its lease long gone) is pruned by the next round.
+    let json = r#"{"service_name":"orders","addr":"127.0.0.1:9","weight":10,"tags":{}}"#;
+    server.cmd::<()>(&["HSET", "sd:{orders}:instances", &addr(9), json]);
+    server.cmd::<()>(&["ZADD", "sd:{orders}:leases", "1", &addr(9)]);
+    assert_eq!(next(&mut messages).await, event("expire", 9));
+
+    // Lost: each instance is registered again, in one call.
+    server.flushall();
+    let mut registered = vec![
+        next(&mut messages).await,
+        next(&mut messages).await,
+        next(&mut messages).await,
+    ];
+    registered.sort();
+    assert_eq!(
+        registered,
+        [
+            event("register", 1),
+            event("register", 2),
+            event("register", 3)
+        ]
+    );
+
+    // Changed behind the registry's back: the round writes its value back.
+    let original: String = server.cmd(&["HGET", "sd:{orders}:instances", &addr(2)]);
+    let changed = original.replace(r#""weight":10"#, r#""weight":99"#);
+    assert_ne!(changed, original);
+    server.cmd::<()>(&["HSET", "sd:{orders}:instances", &addr(2), &changed]);
+    assert_eq!(next(&mut messages).await, event("update", 2));
+    let restored: String = server.cmd(&["HGET", "sd:{orders}:instances", &addr(2)]);
+    assert_eq!(restored, original);
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+async fn next(messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin)) -> String {
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(support::DEADLINE, messages.next())
+        .await
+        .expect("an event within the deadline")
+        .expect("the subscription is open");
+    message.get_payload::<String>().unwrap()
+}
