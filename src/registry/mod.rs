@@ -101,6 +101,7 @@
 //!   behind.
 
 mod builder;
+mod ending;
 mod heartbeat;
 mod lease;
 mod registration;
@@ -121,7 +122,6 @@ use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace};
 
-use futures_util::StreamExt;
 use lease::Lease;
 use tokio_util::sync::CancellationToken;
 
@@ -302,9 +302,6 @@ impl RedisRegistry {
     }
 }
 
-/// Removals of a shutdown in flight at once.
-const MAX_REMOVALS_IN_FLIGHT: usize = 256;
-
 impl Drop for Shared {
     fn drop(&mut self) {
         // The last handle is gone: the heartbeat ends now, not at its next
@@ -344,7 +341,11 @@ impl Shared {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
+    pub(super) async fn remove(
+        &self,
+        service: &ServiceName,
+        addr: &str,
+    ) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
         let removed = self.timed(call).await?;
@@ -362,66 +363,5 @@ impl Shared {
             Ok(result) => Ok(result?),
             Err(_) => Err(RegistryError::Timeout(limit)),
         }
-    }
-
-    /// Stops the heartbeat, removes every instance and refuses new
-    /// registrations. Tries all of them; returns the first error.
-    async fn shut_down(&self) -> Result<(), RegistryError> {
-        let _ops = self.ops.lock().await;
-        self.closed.store(true, Ordering::Release);
-        self.stop.cancel();
-        let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
-        for lease in &leases {
-            lease.end();
-        }
-        // A round in flight may still write them: let it finish first.
-        drop(self.writes.lock().await);
-        let removals = futures_util::stream::iter(leases)
-            .map(|lease: Arc<Lease>| async move {
-                let removed = self.remove(lease.service(), lease.addr()).await;
-                if let Err(e) = &removed {
-                    tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
-                }
-                removed
-            })
-            .buffer_unordered(MAX_REMOVALS_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await;
-        removals
-            .into_iter()
-            .find_map(Result::err)
-            .map_or(Ok(()), Err)
-    }
-
-    /// Ends `lease` for the heartbeat: no round that starts now writes it,
-    /// and a round in flight (which may) has finished when this returns.
-    /// After this, removing the instance is final.
-    async fn stop(&self, lease: &Lease) {
-        lease.end();
-        drop(self.writes.lock().await);
-    }
-
-    /// Ends the registration `ticket` of `lease` if it still owns its
-    /// address: stops the heartbeat and removes the instance. A detached
-    /// handle (replaced by a newer registration, or already ended) changes
-    /// nothing.
-    async fn retire(&self, lease: &Arc<Lease>, ticket: u64) -> Result<bool, RegistryError> {
-        let _ops = self.ops.lock().await;
-        let key = (lease.service().clone(), lease.addr().to_owned());
-        let owned = {
-            let mut map = self.lock();
-            match map.get(&key) {
-                Some(current) if Arc::ptr_eq(current, lease) && lease.owner() == ticket => {
-                    map.remove(&key);
-                    true
-                }
-                _ => false,
-            }
-        };
-        if !owned {
-            return Ok(false);
-        }
-        self.stop(lease).await;
-        self.remove(lease.service(), lease.addr()).await
     }
 }
