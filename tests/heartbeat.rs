@@ -10,6 +10,29 @@ use std::time::{Duration, Instant};
 use redis_discovery::{Instance, RedisRegistry, Registration};
 use support::{eventually, lease_renewed, LogCapture, RedisServer};
 
+/// Held by every test here for its whole run. Two of them stop a server
+/// and restart it on the same port; a server another test started
+/// meanwhile could take that port, and the restart would then talk to it
+/// (support's `restart` takes any server answering PING as its own).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The working directory of the server on `server`'s port: unique to
+/// each server support starts.
+fn dir(server: &RedisServer) -> Vec<String> {
+    server.cmd(&["CONFIG", "GET", "dir"])
+}
+
+/// Restarts `server` (stopped) and checks that the server now on its port
+/// is the one it started (`dir` as before the stop), not another process's.
+fn restart_own(server: &mut RedisServer, dir_before: &[String]) {
+    server.restart();
+    assert_eq!(
+        dir(server),
+        dir_before,
+        "another redis-server took the port during the outage"
+    );
+}
+
 async fn registry(server: &RedisServer, ttl: Duration, heartbeat: Duration) -> RedisRegistry {
     RedisRegistry::builder(server.url())
         .lease_ttl(ttl)
@@ -74,6 +97,7 @@ fn script_calls(server: &RedisServer) -> u64 {
 /// per service, not per instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_and_one_script_call_per_service() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     let heartbeat = Duration::from_millis(500);
@@ -111,6 +135,7 @@ async fn one_task_and_one_script_call_per_service() {
 /// of at most 1 000: every instance is renewed, in two calls per round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_service_is_renewed_in_chunks() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(3), Duration::from_millis(500)).await;
     let registrations = register_many(&registry, 1, 1500).await;
@@ -132,6 +157,7 @@ async fn a_big_service_is_renewed_in_chunks() {
 /// its registrations are dropped without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_ends_after_shutdown_and_after_drop() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     for shut_down in [true, false] {
@@ -164,6 +190,7 @@ async fn every_task_ends_after_shutdown_and_after_drop() {
 /// re-created).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_deregisters_never_lose_to_a_round() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let heartbeat = Duration::from_millis(100);
     let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
@@ -207,6 +234,7 @@ async fn updates_and_deregisters_never_lose_to_a_round() {
 /// back within one heartbeat plus 500 ms after Redis accepts connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_are_back_within_a_heartbeat_after_each_restart() {
+    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::start();
     let heartbeat = Duration::from_secs(1);
     let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
@@ -214,10 +242,11 @@ async fn entries_are_back_within_a_heartbeat_after_each_restart() {
     let registrations = register_many(&registry, services, per_service).await;
     let full = vec![usize::from(per_service); services];
     for restart in 1..=5 {
+        let own = dir(&server);
         server.stop();
         // The outage itself, not a synchronisation.
         tokio::time::sleep(Duration::from_secs(5)).await;
-        server.restart();
+        restart_own(&mut server, &own);
         // `restart` returns once the server answers PING.
         let accepting = Instant::now();
         let mut conn = server.conn();
@@ -247,6 +276,7 @@ async fn entries_are_back_within_a_heartbeat_after_each_restart() {
 /// registration), and one more after a later FLUSHALL.
 #[tokio::test]
 async fn an_outage_is_logged_once_per_registry() {
+    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::start();
     let logs = LogCapture::default();
     // Everything runs on this (current-thread) runtime's thread.
@@ -263,6 +293,7 @@ async fn an_outage_is_logged_once_per_registry() {
             .collect::<Vec<_>>()
     };
 
+    let own = dir(&server);
     server.stop();
     eventually("heartbeats to fail", || async {
         (!lines("heartbeat failed").is_empty()).then_some(())
@@ -270,7 +301,7 @@ async fn an_outage_is_logged_once_per_registry() {
     .await;
     // The outage itself (many retries), not a synchronisation.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    server.restart();
+    restart_own(&mut server, &own);
     eventually("heartbeats to succeed again", || async {
         (!lines("heartbeat succeeds again").is_empty()).then_some(())
     })
@@ -312,11 +343,19 @@ async fn an_outage_is_logged_once_per_registry() {
         (counts(&mut server.conn(), services)? == full).then_some(())
     })
     .await;
-    let lost = eventually("the lost entries summary", || async {
+    let waiting = Instant::now();
+    let lost = loop {
         let lost = lines("re-created them");
-        (lost.len() > before_flush).then_some(lost)
-    })
-    .await;
+        if lost.len() > before_flush {
+            break lost;
+        }
+        assert!(
+            waiting.elapsed() < support::DEADLINE,
+            "no summary after FLUSHALL: {}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(lost.len(), before_flush + 1, "{}", logs.text());
     assert!(
         lost[before_flush].contains("INFO") && lost[before_flush].contains("entries=50"),
@@ -347,6 +386,7 @@ async fn an_outage_is_logged_once_per_registry() {
 /// behind the registry's back restored with an `update` event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_publishes_what_one_call_per_instance_would() {
+    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(300)).await;
     let mut registrations = Vec::new();
