@@ -322,15 +322,10 @@ async fn an_outage_is_logged_once_per_registry() {
         "{}",
         logs.text()
     );
-    // One summary at most. Usually of all 50; but a retry cut by the
-    // command timeout while it waited for the reconnect may have written
-    // its entries unseen (its answer lost), and the next try finds them
-    // there: FLUSHALL below checks the summary itself.
     let lost = lines("re-created them");
-    assert!(lost.len() <= 1, "{}", logs.text());
+    assert_eq!(lost.len(), 1, "{}", logs.text());
     assert!(
-        lost.iter()
-            .all(|l| l.contains("INFO") && l.contains("entries=")),
+        lost[0].contains("INFO") && lost[0].contains("entries=50"),
         "{lost:?}"
     );
     let before_flush = lost.len();
