@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{RedisRegistry, Shared};
+use tokio_util::sync::CancellationToken;
+
+use super::{heartbeat, RedisRegistry, Shared};
 use crate::connection::{self, Connection, Timeouts};
 use crate::error::{RegistryError, ValidationError};
 use crate::schema::{KeySchema, DEFAULT_PREFIX};
@@ -68,7 +70,7 @@ impl RegistryBuilder {
         self
     }
 
-    /// How often each registration renews its lease.
+    /// How often the registry's heartbeat renews every lease it holds.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat = Some(interval);
         self
@@ -115,21 +117,26 @@ impl RegistryBuilder {
             Ok(conn) => conn,
             Err(source) => return Err(RegistryError::Connect { url, source }),
         };
-        Ok(RedisRegistry {
-            shared: Arc::new(Shared {
-                conn,
-                url,
-                keyspace,
-                ttl,
-                heartbeat,
-                timeouts: self.timeouts,
-                leases: Mutex::new(HashMap::new()),
-                closed: AtomicBool::new(false),
-                ops: tokio::sync::Mutex::new(()),
-                next_ticket: AtomicU64::new(0),
-                runtime: tokio::runtime::Handle::current(),
-            }),
-        })
+        let stop = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            conn,
+            url,
+            keyspace,
+            ttl,
+            heartbeat,
+            timeouts: self.timeouts,
+            leases: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            ops: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(()),
+            index_failing: AtomicBool::new(false),
+            stop: stop.clone(),
+            next_ticket: AtomicU64::new(0),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        // One heartbeat task for every registration of this registry.
+        heartbeat::spawn(&shared, stop);
+        Ok(RedisRegistry { shared })
     }
 }
 

@@ -1,165 +1,244 @@
-//! The per-registration heartbeat task.
+//! The registry's one heartbeat task: renews every lease each interval,
+//! retries failed services at once on a broken connection and then with a
+//! short backoff, and logs per registry, not per registration.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::renewal::Renewal;
 use super::Shared;
-use crate::error::RegistryError;
-use crate::instance::{Instance, ServiceName};
-use crate::schema::Upserted;
 
-/// First retry delay after a failed heartbeat; doubles up to the interval.
-const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// First backoff delay after a failed try; doubles up to [`retry_cap`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
 
-/// The state of one registration, shared by its handle and its heartbeat.
-pub(super) struct Lease {
-    service: ServiceName,
-    current: Mutex<(Instance, Arc<str>)>,
-    /// Held around every write, so an update and a heartbeat never race to
-    /// leave an older value in Redis.
-    write: tokio::sync::Mutex<()>,
-    cancel: CancellationToken,
-    task: Mutex<Option<JoinHandle<()>>>,
-    addr: String,
-    /// The ticket of the handle that owns this lease.
-    owner: AtomicU64,
+/// The longest backoff delay, whatever the interval.
+const MAX_RETRY: Duration = Duration::from_secs(1);
+
+/// The longest delay between tries while renewals fail: a quarter of the
+/// interval, at most [`MAX_RETRY`], so an entry lost in an outage is back
+/// soon after Redis is.
+fn retry_cap(interval: Duration) -> Duration {
+    (interval / 4).min(MAX_RETRY)
 }
 
-impl Lease {
-    pub(super) fn new(
-        service: ServiceName,
-        instance: Instance,
-        json: Arc<str>,
-        ticket: u64,
-    ) -> Self {
-        Lease {
-            owner: AtomicU64::new(ticket),
-            service,
-            addr: instance.addr().to_owned(),
-            current: Mutex::new((instance, json)),
-            write: tokio::sync::Mutex::new(()),
-            cancel: CancellationToken::new(),
-            task: Mutex::new(None),
-        }
-    }
-
-    pub(super) fn service(&self) -> &ServiceName {
-        &self.service
-    }
-
-    pub(super) fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    pub(super) fn instance(&self) -> Instance {
-        self.lock_current().0.clone()
-    }
-
-    fn json(&self) -> Arc<str> {
-        self.lock_current().1.clone()
-    }
-
-    fn lock_current(&self) -> std::sync::MutexGuard<'_, (Instance, Arc<str>)> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn owner(&self) -> u64 {
-        self.owner.load(Ordering::Acquire)
-    }
-
-    /// Writes a new value now and makes the heartbeat write it from then
-    /// on, if the handle `ticket` still owns the lease.
-    pub(super) async fn update(
-        &self,
-        shared: &Shared,
-        ticket: u64,
-        instance: Instance,
-        json: Arc<str>,
-    ) -> Result<(), RegistryError> {
-        let _write = self.write.lock().await;
-        if self.cancel.is_cancelled() || self.owner() != ticket {
-            return Err(RegistryError::Detached);
-        }
-        shared.upsert(&self.service, &self.addr, &json).await?;
-        *self.lock_current() = (instance, json);
-        Ok(())
-    }
-
-    /// Like `update`, for a new registration of the same address: writes
-    /// the value and hands the lease to `ticket`, atomically with respect
-    /// to the older handle's updates.
-    pub(super) async fn take_over(
-        &self,
-        shared: &Shared,
-        instance: Instance,
-        json: Arc<str>,
-        ticket: u64,
-    ) -> Result<(), RegistryError> {
-        let _write = self.write.lock().await;
-        shared.upsert(&self.service, &self.addr, &json).await?;
-        *self.lock_current() = (instance, json);
-        self.owner.store(ticket, Ordering::Release);
-        Ok(())
-    }
-
-    /// Stops the heartbeat at once (no new write starts) and waits for a
-    /// write in flight to finish.
-    pub(super) async fn stop(&self) {
-        self.cancel.cancel();
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(task) = task {
-            // The task ends by itself; a JoinError only means it was aborted.
-            let _ = task.await;
-        }
-        // An update in flight holds the write lock: let it finish too.
-        drop(self.write.lock().await);
-    }
-}
-
-/// Starts the heartbeat of `lease`; it ends when the lease is cancelled.
-pub(super) fn spawn(shared: Arc<Shared>, lease: Arc<Lease>) {
-    let task = shared
-        .current_runtime()
-        .spawn(run(shared.clone(), lease.clone()));
-    *lease.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
-}
-
-async fn run(shared: Arc<Shared>, lease: Arc<Lease>) {
+/// Starts the heartbeat of the registry `shared` on its runtime. It holds
+/// only a weak reference between rounds, so it ends when the registry and
+/// all its registrations are gone (their drop cancels `stop`), or at once
+/// when `stop` is cancelled (shutdown).
+pub(super) fn spawn(shared: &Arc<Shared>, stop: CancellationToken) {
     let interval = shared.heartbeat;
-    let mut delay = interval;
-    let mut retry = FIRST_RETRY;
+    drop(
+        shared
+            .runtime
+            .spawn(run(Arc::downgrade(shared), interval, stop)),
+    );
+}
+
+async fn run(shared: Weak<Shared>, interval: Duration, stop: CancellationToken) {
+    let start = Instant::now()
+        .checked_add(interval)
+        .unwrap_or_else(Instant::now);
+    let mut ticks = tokio::time::interval_at(start, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut health = Health::default();
     loop {
-        tokio::select! {
-            _ = lease.cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        // A write that has started is let finish: stop() waits for it.
-        let result = {
-            let _write = lease.write.lock().await;
-            if lease.cancel.is_cancelled() {
-                return;
-            }
-            shared
-                .upsert(&lease.service, &lease.addr, &lease.json())
-                .await
+        let retry_at = health.outage.as_ref().map(|o| o.next_try);
+        let full = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => true,
+            _ = sleep_until(retry_at), if retry_at.is_some() => false,
         };
-        match result {
-            Ok(upserted) => {
-                if upserted == Upserted::Created {
-                    tracing::info!(service = %lease.service, addr = %lease.addr, "registry entry was lost; re-created it");
-                }
-                delay = interval;
-                retry = FIRST_RETRY;
-            }
-            Err(error) => {
-                tracing::warn!(service = %lease.service, addr = %lease.addr, %error, retry_in = ?retry, "heartbeat failed");
-                delay = retry.min(interval);
-                retry = (retry * 2).min(interval);
-            }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let only = match (&health.outage, full) {
+            (Some(outage), false) => Some(&outage.services),
+            _ => None,
+        };
+        let renewal = shared.renew(only).await;
+        drop(shared);
+        health.record(full, renewal, interval);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// What the heartbeat remembers between rounds, for retries and logs.
+#[derive(Default)]
+struct Health {
+    /// Set while renewals fail.
+    outage: Option<Outage>,
+    /// Whether lost entries were reported since the last clean round.
+    reported_lost: bool,
+}
+
+struct Outage {
+    since: Instant,
+    /// The services to retry (their group keys).
+    services: HashSet<String>,
+    next_try: Instant,
+    /// The next backoff delay.
+    backoff: Duration,
+    /// Whether the try that failed last was an immediate one.
+    immediate: bool,
+}
+
+impl Outage {
+    /// The delay before the next try, after one failed (`broke`: on a
+    /// broken connection).
+    fn next_delay(&mut self, broke: bool, cap: Duration) -> Duration {
+        // A failure on a broken connection started a reconnect: a try at
+        // once waits for it. Not twice in a row: a refused reconnect fails
+        // at once, and then the backoff spaces the tries.
+        if broke && !self.immediate {
+            self.immediate = true;
+            return Duration::ZERO;
         }
+        self.immediate = false;
+        let delay = self.backoff.min(cap);
+        self.backoff = self.backoff.saturating_mul(2).min(cap);
+        delay
+    }
+}
+
+impl Health {
+    fn record(&mut self, full: bool, renewal: Renewal, interval: Duration) {
+        if renewal.created > 0 {
+            self.report_lost(&renewal);
+        }
+        let Some(error) = renewal.error else {
+            if let Some(outage) = self.outage.take() {
+                tracing::info!(down_for = ?outage.since.elapsed(), renewed = renewal.written, "heartbeat succeeds again");
+            } else if full && renewal.created == 0 {
+                // A clean round ends the episode: the next loss is news.
+                self.reported_lost = false;
+            }
+            return;
+        };
+        let cap = retry_cap(interval);
+        let first = self.outage.is_none();
+        let outage = self.outage.get_or_insert_with(|| Outage {
+            since: Instant::now(),
+            services: HashSet::new(),
+            next_try: Instant::now(),
+            backoff: FIRST_RETRY,
+            immediate: false,
+        });
+        let delay = outage.next_delay(renewal.broke, cap);
+        outage.next_try = Instant::now() + delay;
+        outage.services = renewal.failed;
+        let services = outage.services.len();
+        if first {
+            tracing::warn!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeat failed; retrying");
+        } else {
+            tracing::debug!(services, instances = renewal.failed_instances, %error, retry_in = ?delay, "heartbeat still failing");
+        }
+    }
+
+    /// Entries Redis had lost (restart, `FLUSHALL`, failover) and the
+    /// heartbeat re-created: one info line per episode, however many.
+    fn report_lost(&mut self, renewal: &Renewal) {
+        let examples: Vec<String> = renewal
+            .examples
+            .iter()
+            .map(|(service, addr)| format!("{service}/{addr}"))
+            .collect();
+        let examples = examples.join(", ");
+        if self.reported_lost {
+            tracing::debug!(entries = renewal.created, %examples, "more lost registry entries re-created");
+        } else {
+            self.reported_lost = true;
+            tracing::info!(entries = renewal.created, %examples, "registry entries were lost in Redis (restart, FLUSHALL or failover); re-created them");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::RegistryError;
+
+    fn failed(broke: bool) -> Renewal {
+        let error = if broke {
+            let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+            let error = redis::RedisError::from(io);
+            assert!(crate::connection::broke(&error));
+            RegistryError::Redis(error)
+        } else {
+            RegistryError::Timeout(Duration::from_secs(2))
+        };
+        Renewal {
+            failed: HashSet::from(["orders".to_owned()]),
+            failed_instances: 1,
+            broke,
+            error: Some(error),
+            ..Renewal::default()
+        }
+    }
+
+    /// The delays before each retry after failures on a broken
+    /// connection (`true`) or not.
+    fn delays(interval: Duration, failures: &[bool]) -> Vec<Duration> {
+        let mut outage = Outage {
+            since: Instant::now(),
+            services: HashSet::new(),
+            next_try: Instant::now(),
+            backoff: FIRST_RETRY,
+            immediate: false,
+        };
+        let cap = retry_cap(interval);
+        failures
+            .iter()
+            .map(|&broke| outage.next_delay(broke, cap))
+            .collect()
+    }
+
+    #[test]
+    fn a_broken_connection_is_retried_at_once_then_with_a_short_backoff() {
+        let ms = Duration::from_millis;
+        // Heartbeat 1 s: the cap is 250 ms. Every broken try after a
+        // backoff is followed by one at once (it waits for the reconnect).
+        assert_eq!(
+            delays(ms(1000), &[true, true, true, true, true, true, true, true]),
+            [
+                ms(0),
+                ms(100),
+                ms(0),
+                ms(200),
+                ms(0),
+                ms(250),
+                ms(0),
+                ms(250)
+            ]
+        );
+        // Timeouts (a hung Redis) only back off.
+        assert_eq!(
+            delays(ms(1000), &[false, false, false, false]),
+            [ms(100), ms(200), ms(250), ms(250)]
+        );
+        // Heartbeat 60 s: capped at 1 s; 100 ms: at 25 ms.
+        assert_eq!(
+            delays(Duration::from_secs(60), &[false; 6]),
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
+        assert_eq!(delays(ms(100), &[false; 2]), [ms(25), ms(25)]);
+    }
+
+    #[test]
+    fn success_ends_the_outage() {
+        let mut health = Health::default();
+        health.record(true, failed(true), Duration::from_secs(1));
+        assert!(health.outage.is_some());
+        health.record(false, Renewal::default(), Duration::from_secs(1));
+        assert!(health.outage.is_none());
     }
 }

@@ -27,16 +27,40 @@
 //!
 //! In the native schema every instance has its own lease: an instance whose
 //! process dies is gone from the service after its lease TTL, whatever its
-//! siblings do. Every heartbeat is an idempotent upsert, so an instance lost
-//! to a Redis restart, `FLUSHALL` or failover is back within one heartbeat
-//! interval. Heartbeat errors are logged with `tracing` and retried with
-//! backoff (from 250 ms up to the interval); they never end the heartbeat.
+//! siblings do.
+//!
+//! A registry runs one heartbeat task, however many instances it
+//! registers. Every heartbeat interval it renews every current lease: one
+//! idempotent upsert script call per service (at most 1 000 instances per
+//! call), the calls sent together on the registry's one connection (at
+//! most 256 in flight), each bounded by the command timeout, plus one
+//! best-effort write of the services index. Tasks and round trips stay
+//! flat as registrations grow (measured in `BENCHMARKS.md`).
+//!
+//! Heartbeat errors never end the heartbeat. The services whose renewal
+//! failed are retried: at once when the connection broke (the retry waits
+//! for the reconnect the failure started), then with a backoff from 100 ms
+//! doubling up to a quarter of the interval, at most 1 s, until they
+//! succeed. So an instance lost to a Redis restart, `FLUSHALL` or failover
+//! is back one retry after Redis answers again (tested: with heartbeat 1 s,
+//! every entry back within heartbeat + 500 ms after a restarted, empty
+//! Redis accepts connections), or at the next heartbeat after a `FLUSHALL`.
+//!
+//! Logs are per registry, not per registration: one `warn` when heartbeats
+//! start failing (how many services, the error, the retry delay), repeats
+//! at `debug`, one `info` when they succeed again (how long they failed);
+//! entries that Redis had lost and a heartbeat re-created are reported in
+//! one `info` summary per outage (count and a few examples).
+//!
+//! The heartbeat task runs on the runtime the registry was connected on.
+//! It ends at once on [`RedisRegistry::shutdown`], and when the registry
+//! and all its [`Registration`]s are dropped.
 //!
 //! # Ending a registration
 //!
-//! * [`Registration::deregister`] stops the heartbeat, removes the instance
+//! * [`Registration::deregister`] stops renewing the instance, removes it
 //!   and publishes a `deregister` event.
-//! * Dropping a [`Registration`] stops its heartbeat and deregisters in a
+//! * Dropping a [`Registration`] stops renewing it and deregisters in a
 //!   task on the runtime it was registered on. If that
 //!   runtime is gone (for example the process is exiting), nothing is
 //!   removed: the instance disappears when its lease runs out.
@@ -45,14 +69,17 @@
 //!
 //! Registering an address that this registry already registered for the
 //! same service updates it (weight, tags) and publishes an `update`; the
-//! new [`Registration`] takes over the running heartbeat and the older
+//! new [`Registration`] takes over the lease and the older
 //! handle is detached: dropping or deregistering it changes nothing, and
 //! its [`update`](Registration::update) fails with
 //! [`RegistryError::Detached`].
 //!
 //! Registering, deregistering and shutting down are serialised per
 //! registry, so a dropped handle's background deregister never races a new
-//! registration of the same address.
+//! registration of the same address. A heartbeat round never races an
+//! update or a deregistration: an update is never overwritten by the older
+//! value, and once a deregistration has removed an instance no heartbeat
+//! writes it again (a round in flight is waited for before the removal).
 //!
 //! # Cancel safety
 //!
@@ -63,17 +90,22 @@
 //!   [`RedisRegistry::deregister`] and [`RedisRegistry::shutdown`] run in a
 //!   task of their own, which the returned future only waits for. Once
 //!   polled, the operation runs to its end in the background, bounded by
-//!   the command timeout: dropping the future only drops its result.
+//!   the command timeout (plus, for an update or deregistration, the
+//!   heartbeat round in flight it waits for, whose calls are bounded by it
+//!   too): dropping the future only drops its result.
 //! * [`RedisRegistry::register`] dropped before it returns registers
-//!   nothing that lasts: no heartbeat starts, and an entry that already
+//!   nothing that lasts: the heartbeat never renews it, and an entry that already
 //!   reached Redis disappears when its lease runs out. A registration of
 //!   the same address that it would have replaced carries on unchanged.
 //! * [`RegistryBuilder::connect`] dropped before it returns leaves nothing
 //!   behind.
 
 mod builder;
+mod ending;
 mod heartbeat;
+mod lease;
 mod registration;
+mod renewal;
 
 pub use builder::RegistryBuilder;
 pub use registration::Registration;
@@ -88,9 +120,10 @@ use std::time::Duration;
 use crate::connection::{Connection, Timeouts};
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
-use crate::schema::{KeySchema, Keyspace, Upserted};
+use crate::schema::{KeySchema, Keyspace};
 
-use heartbeat::Lease;
+use lease::Lease;
+use tokio_util::sync::CancellationToken;
 
 /// Registers instances in Redis and keeps them alive. Cheap to clone; all
 /// clones share one connection.
@@ -116,6 +149,17 @@ struct Shared {
     /// background deregister never races a new registration of the same
     /// address, nor a registration a shutdown.
     ops: tokio::sync::Mutex<()>,
+    /// Held by a heartbeat round while it writes, by `update` and
+    /// `take_over`, and waited for by a stop: a round never writes an older
+    /// value over an update, nor an ended lease after its stop returned.
+    /// Lock order: `ops`, then `writes`.
+    writes: tokio::sync::Mutex<()>,
+    /// Whether the last services index write failed: its warning is
+    /// logged once per failing streak.
+    index_failing: AtomicBool,
+    /// Ends the heartbeat task: cancelled on shutdown and when the last
+    /// handle on the registry goes.
+    stop: CancellationToken,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
     /// The runtime the registry was connected on: runs the operations
@@ -149,14 +193,15 @@ impl RedisRegistry {
         Self::builder(url).connect().await
     }
 
-    /// Registers `instance` under `service` and starts its heartbeat.
+    /// Registers `instance` under `service`; the registry's heartbeat renews
+    /// it from then on.
     ///
     /// Returns once Redis has the entry. Fails without writing anything if
     /// the name or the instance is invalid, and with a timeout error if
     /// Redis does not answer within the command timeout.
     ///
     /// Dropping the future before it returns registers nothing that lasts:
-    /// no heartbeat starts, and an entry that already reached Redis
+    /// the heartbeat never renews it, and an entry that already reached Redis
     /// disappears when its lease runs out. If this registry had already
     /// registered the address, that registration carries on unchanged (its
     /// heartbeat writes its own value back).
@@ -190,8 +235,8 @@ impl RedisRegistry {
         let upserted = self.shared.upsert(&service, instance.addr(), &json).await?;
         tracing::debug!(%service, addr = instance.addr(), ?upserted, "registered");
         let lease = Arc::new(Lease::new(service, instance, json, ticket));
+        // From here on the registry's heartbeat renews it.
         self.shared.lock().insert(key, lease.clone());
-        heartbeat::spawn(self.shared.clone(), lease.clone());
         Ok(Registration::new(self.shared.clone(), lease, ticket))
     }
 
@@ -219,7 +264,7 @@ impl RedisRegistry {
             let _ops = shared.ops.lock().await;
             let lease = shared.lock().remove(&(service.clone(), addr.clone()));
             if let Some(lease) = lease {
-                lease.stop().await;
+                shared.stop(&lease).await;
             }
             shared.remove(&service, &addr).await
         })
@@ -257,6 +302,14 @@ impl RedisRegistry {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The last handle is gone: the heartbeat ends now, not at its next
+        // tick.
+        self.stop.cancel();
+    }
+}
+
 /// Runs `op` in a task of its own and waits for it. Dropping the wait
 /// leaves `op` running to its end (every Redis call in it is bounded by the
 /// command timeout), so an operation is never cut in half. The task runs
@@ -288,20 +341,11 @@ impl Shared {
         self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn upsert(
+    pub(super) async fn remove(
         &self,
         service: &ServiceName,
         addr: &str,
-        json: &str,
-    ) -> Result<Upserted, RegistryError> {
-        let mut conn = self.conn.clone();
-        let call = self
-            .keyspace
-            .upsert(&mut conn, service, addr, json, self.ttl);
-        self.timed(call).await
-    }
-
-    async fn remove(&self, service: &ServiceName, addr: &str) -> Result<bool, RegistryError> {
+    ) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
         let removed = self.timed(call).await?;
@@ -319,46 +363,5 @@ impl Shared {
             Ok(result) => Ok(result?),
             Err(_) => Err(RegistryError::Timeout(limit)),
         }
-    }
-
-    /// Stops every heartbeat, removes every instance and refuses new
-    /// registrations. Tries all of them; returns the first error.
-    async fn shut_down(&self) -> Result<(), RegistryError> {
-        let _ops = self.ops.lock().await;
-        self.closed.store(true, Ordering::Release);
-        let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
-        let mut first_error = None;
-        for lease in leases {
-            lease.stop().await;
-            if let Err(e) = self.remove(lease.service(), lease.addr()).await {
-                tracing::warn!(service = %lease.service(), addr = lease.addr(), error = %e, "deregister on shutdown failed");
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
-
-    /// Ends the registration `ticket` of `lease` if it still owns its
-    /// address: stops the heartbeat and removes the instance. A detached
-    /// handle (replaced by a newer registration, or already ended) changes
-    /// nothing.
-    async fn retire(&self, lease: &Arc<Lease>, ticket: u64) -> Result<bool, RegistryError> {
-        let _ops = self.ops.lock().await;
-        let key = (lease.service().clone(), lease.addr().to_owned());
-        let owned = {
-            let mut map = self.lock();
-            match map.get(&key) {
-                Some(current) if Arc::ptr_eq(current, lease) && lease.owner() == ticket => {
-                    map.remove(&key);
-                    true
-                }
-                _ => false,
-            }
-        };
-        if !owned {
-            return Ok(false);
-        }
-        lease.stop().await;
-        self.remove(lease.service(), lease.addr()).await
     }
 }

@@ -3,16 +3,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::heartbeat::Lease;
+use super::lease::Lease;
 use super::{run_to_completion, Shared};
 use crate::error::{RegistryError, ValidationError};
 use crate::instance::{Instance, ServiceName};
 
-/// One registered instance, kept alive by a background heartbeat for as
+/// One registered instance, kept alive by the registry's heartbeat for as
 /// long as this handle lives.
 ///
 /// Call [`deregister`](Self::deregister) on shutdown. Dropping the handle
-/// stops the heartbeat and deregisters in the background, on a best-effort
+/// stops renewing it and deregisters in the background, on a best-effort
 /// basis (see the [module docs](super#ending-a-registration)).
 #[must_use = "dropping a Registration deregisters the instance"]
 pub struct Registration {
@@ -75,13 +75,13 @@ impl Registration {
         .await
     }
 
-    /// Stops the heartbeat and removes the instance from Redis, publishing a
+    /// Stops renewing the instance and removes it from Redis, publishing a
     /// `deregister` event. Returns whether Redis still had it.
     ///
     /// Dropping the future does not stop the deregistration: it runs to
     /// its end in the background, bounded by the command timeout (see
     /// [cancel safety](super#cancel-safety)). If Redis cannot be reached
-    /// then, the heartbeat is stopped all the same and the instance
+    /// then, it is no longer renewed all the same and the instance
     /// disappears when its lease runs out.
     pub async fn deregister(mut self) -> Result<bool, RegistryError> {
         // From here on the task below ends the registration, not `Drop`.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::connection::Connection;
 use redis::RedisResult;
 
-use super::script::LuaScript;
+use super::script::{LuaScript, ScriptArg};
 use super::{RawEntry, ReadReply, Upserted};
 use crate::instance::ServiceName;
 
@@ -19,32 +19,52 @@ pub(super) fn key(service: &str) -> String {
     format!("/hertz/{service}/server")
 }
 
-/// KEYS: hash. ARGV: addr, json, ttl seconds. Returns 0 renewed, 1 created,
-/// 2 updated. What Hertz runs is the `HSET` and `EXPIRE`; the `HGET` only
-/// tells us what changed.
+/// KEYS: hash. ARGV: ttl seconds, then addr, json for each instance.
+/// Returns one code per instance, in order: 0 renewed, 1 created, 2
+/// updated. What Hertz runs is the `HSET`s and the `EXPIRE`; the `HGET`s
+/// only tell us what changed.
 const UPSERT: &str = r#"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if not old then return 1 elseif old ~= ARGV[2] then return 2 end
-return 0
+local codes = {}
+for i = 2, #ARGV - 1, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if not old then
+    codes[#codes + 1] = 1
+  elseif old ~= ARGV[i + 1] then
+    codes[#codes + 1] = 2
+  else
+    codes[#codes + 1] = 0
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return codes
 "#;
 
 static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSERT));
 
+/// Writes (or renews) `entries` (address, JSON) of one service in one
+/// script call. Returns one outcome per entry, in order.
 pub(super) async fn upsert(
     conn: &mut Connection,
     service: &ServiceName,
-    addr: &str,
-    json: &str,
+    entries: &[(&str, &str)],
     ttl: Duration,
-) -> RedisResult<Upserted> {
+) -> RedisResult<Vec<Upserted>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     // EXPIRE takes whole seconds; round up so the lease is never shorter.
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    let code: i64 = UPSERT_SCRIPT
-        .run(&[&key(service.spelling())], &[&addr, &json, &secs], conn)
+    let mut args: Vec<&dyn ScriptArg> = Vec::with_capacity(1 + 2 * entries.len());
+    args.push(&secs);
+    for (addr, json) in entries {
+        args.push(addr);
+        args.push(json);
+    }
+    let codes: Vec<i64> = UPSERT_SCRIPT
+        .run(&[&key(service.spelling())], &args, conn)
         .await?;
-    Ok(Upserted::from_code(code))
+    Upserted::from_codes(codes, entries.len())
 }
 
 pub(super) async fn remove(

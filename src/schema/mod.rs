@@ -144,14 +144,32 @@ pub(crate) enum Upserted {
 
 impl Upserted {
     /// The scripts' return codes: 1 created, 2 updated, else renewed.
-    pub(super) fn from_code(code: i64) -> Self {
+    fn from_code(code: i64) -> Self {
         match code {
             1 => Upserted::Created,
             2 => Upserted::Updated,
             _ => Upserted::Renewed,
         }
     }
+
+    /// A script's codes, one per entry written: any other count is an
+    /// error (a proxy or a script of another version answered).
+    pub(super) fn from_codes(codes: Vec<i64>, entries: usize) -> redis::RedisResult<Vec<Self>> {
+        if codes.len() != entries {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the upsert script answered another number of codes than entries written",
+                format!("{} codes for {entries} entries", codes.len()),
+            )));
+        }
+        Ok(codes.into_iter().map(Self::from_code).collect())
+    }
 }
+
+/// The most instances one upsert script call writes: the registry splits
+/// a bigger service into several calls, so one call stays short (Redis
+/// runs nothing else meanwhile).
+pub(crate) const UPSERT_BATCH: usize = 1000;
 
 impl Keyspace {
     pub fn new(schema: KeySchema, prefix: &str) -> Result<Self, ValidationError> {
@@ -211,18 +229,31 @@ impl Keyspace {
         }
     }
 
-    /// Writes (or renews) one instance. Idempotent.
+    /// Writes (or renews) `entries` (address, stored JSON) of one service
+    /// in one script call, atomically. Idempotent. Returns one outcome per
+    /// entry, in order. The services index is written apart
+    /// ([`index`](Self::index)).
     pub async fn upsert(
         &self,
         conn: &mut Connection,
         service: &ServiceName,
-        addr: &str,
-        json: &str,
+        entries: &[(&str, &str)],
         ttl: Duration,
-    ) -> redis::RedisResult<Upserted> {
+    ) -> redis::RedisResult<Vec<Upserted>> {
+        debug_assert!(entries.len() <= UPSERT_BATCH);
         match self.schema {
-            KeySchema::Native => native::upsert(conn, &self.prefix, service, addr, json, ttl).await,
-            KeySchema::Hertz => hertz::upsert(conn, service, addr, json, ttl).await,
+            KeySchema::Native => native::upsert(conn, &self.prefix, service, entries, ttl).await,
+            KeySchema::Hertz => hertz::upsert(conn, service, entries, ttl).await,
+        }
+    }
+
+    /// Adds service names to the services index (native: `SADD
+    /// PREFIX:services`, chunked; Hertz keeps no index). It lives in
+    /// another cluster slot than the services' keys, so it is sent apart.
+    pub async fn index(&self, conn: &Connection, names: &[&str]) -> redis::RedisResult<()> {
+        match self.schema {
+            KeySchema::Native => native::index(conn, &self.prefix, names).await,
+            KeySchema::Hertz => Ok(()),
         }
     }
 
@@ -341,6 +372,17 @@ mod tests {
             hertz::key("hertz.test.demo"),
             "/hertz/hertz.test.demo/server"
         );
+    }
+
+    #[test]
+    fn one_upsert_code_per_entry() {
+        assert_eq!(
+            Upserted::from_codes(vec![0, 1, 2], 3).unwrap(),
+            [Upserted::Renewed, Upserted::Created, Upserted::Updated]
+        );
+        // Another count (a proxy, another script) is an error, not a guess.
+        assert!(Upserted::from_codes(vec![1], 2).is_err());
+        assert!(Upserted::from_codes(vec![1, 1], 1).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::connection::{timed, Connection};
+use crate::connection::Connection;
 use redis::RedisResult;
 
 use super::script::{LuaScript, ScriptArg};
@@ -34,44 +34,64 @@ pub(super) fn services_key(prefix: &str) -> String {
     format!("{prefix}:services")
 }
 
-/// Register and heartbeat, atomically, in one round trip.
+/// Register and heartbeat, atomically, in one round trip, for any number
+/// of instances of one service (the registry sends at most
+/// [`UPSERT_BATCH`](super::UPSERT_BATCH) per call).
 ///
-/// KEYS: instances, leases. ARGV: addr, json, ttl ms, events channel.
-/// Returns 0 renewed, 1 created, 2 updated.
+/// KEYS: instances, leases. ARGV: ttl ms, events channel, then addr, json
+/// for each instance. Returns one code per instance, in order: 0 renewed,
+/// 1 created, 2 updated.
 ///
 /// The lease deadline comes from Redis `TIME`, one clock for every client.
 /// Expired leases of the service are pruned (at most 100 per call, so one
-/// call stays short) and announced as `expire` events. Both keys expire a
-/// grace period after the latest lease, so a dead service leaves nothing.
+/// call stays short; the call's own instances are renewed, not pruned) and
+/// announced as `expire` events. Both keys expire a grace period after the
+/// latest lease, so a dead service leaves nothing. Each instance's state is
+/// read before anything is written, so its code and its `register` or
+/// `update` event are what one call for it alone would give.
 const UPSERT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local addr, json, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local old = redis.call('HGET', KEYS[1], addr)
-local score = redis.call('ZSCORE', KEYS[2], addr)
-local live = old and score and tonumber(score) >= now
+local ttl, channel = tonumber(ARGV[1]), ARGV[2]
+local mine, codes = {}, {}
+for i = 3, #ARGV - 1, 2 do
+  local addr, json = ARGV[i], ARGV[i + 1]
+  mine[addr] = true
+  local old = redis.call('HGET', KEYS[1], addr)
+  local score = redis.call('ZSCORE', KEYS[2], addr)
+  if not (old and score and tonumber(score) >= now) then
+    codes[#codes + 1] = 1
+  elseif old ~= json then
+    codes[#codes + 1] = 2
+  else
+    codes[#codes + 1] = 0
+  end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. now, 'LIMIT', 0, 100)
 for _, a in ipairs(expired) do
-  if a ~= addr then
+  if not mine[a] then
     redis.call('HDEL', KEYS[1], a)
     redis.call('ZREM', KEYS[2], a)
     redis.call('PUBLISH', channel, '{"event":"expire","addr":"' .. a .. '"}')
   end
 end
-redis.call('HSET', KEYS[1], addr, json)
-redis.call('ZADD', KEYS[2], now + ttl, addr)
+for i = 3, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
+end
 local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local gc = tonumber(last[2]) + 60000
 redis.call('PEXPIREAT', KEYS[1], gc)
 redis.call('PEXPIREAT', KEYS[2], gc)
-if not live then
-  redis.call('PUBLISH', channel, '{"event":"register","addr":"' .. addr .. '"}')
-  return 1
-elseif old ~= json then
-  redis.call('PUBLISH', channel, '{"event":"update","addr":"' .. addr .. '"}')
-  return 2
+for k, code in ipairs(codes) do
+  local addr = ARGV[1 + 2 * k]
+  if code == 1 then
+    redis.call('PUBLISH', channel, '{"event":"register","addr":"' .. addr .. '"}')
+  elseif code == 2 then
+    redis.call('PUBLISH', channel, '{"event":"update","addr":"' .. addr .. '"}')
+  end
 end
-return 0
+return codes
 "#;
 
 /// KEYS: instances, leases. ARGV: addr, events channel. Returns 0 if the
@@ -118,54 +138,49 @@ static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSE
 static REMOVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REMOVE));
 static READ_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ));
 
-/// How long a heartbeat waits for the services index once its own script
-/// has answered (the two are sent together, so on one server both answers
-/// arrive at once).
-const INDEX_GRACE: Duration = Duration::from_millis(100);
-
+/// Writes (or renews) `entries` (address, JSON) of one service in one
+/// script call. Returns one outcome per entry, in order.
 pub(super) async fn upsert(
     conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
-    addr: &str,
-    json: &str,
+    entries: &[(&str, &str)],
     ttl: Duration,
-) -> RedisResult<Upserted> {
+) -> RedisResult<Vec<Upserted>> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let s = service.as_str();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-    let (instances_key, leases_key, channel) =
-        (instances(prefix, s), leases(prefix, s), events(prefix, s));
-    let mut index_conn = conn.clone();
-    // The services set lives in another cluster slot, so it is a separate
-    // command; sent alongside the script on the multiplexed connection it
-    // costs no extra round trip. Every heartbeat re-adds the name, which
-    // heals a concurrent remove of the service's last instance.
-    let mut sadd = redis::cmd("SADD");
-    sadd.arg(services_key(prefix)).arg(s);
-    let keys = [instances_key.as_str(), leases_key.as_str()];
-    let args: [&dyn ScriptArg; 4] = [&addr, &json, &ttl_ms, &channel];
-    // The index only serves listing; on a cluster it lives on another node,
-    // whose outage must neither fail nor slow registrations and heartbeats
-    // elsewhere: its write gets until shortly after the script's answer.
-    let index = sadd.exec_async(&mut index_conn);
-    let script = UPSERT_SCRIPT.run::<i64>(&keys, &args, conn);
-    tokio::pin!(index, script);
-    let mut indexed = None;
-    let code = loop {
-        tokio::select! {
-            code = &mut script => break code?,
-            result = &mut index, if indexed.is_none() => indexed = Some(result),
-        }
-    };
-    let indexed = match indexed {
-        Some(result) => result,
-        None => timed(INDEX_GRACE, "no answer in time", index).await,
-    };
-    if let Err(error) = indexed {
-        tracing::warn!(service = s, %error, "could not add the service to the services index (listing may miss it until a later heartbeat)");
+    let channel = events(prefix, s);
+    let mut args: Vec<&dyn ScriptArg> = Vec::with_capacity(2 + 2 * entries.len());
+    args.push(&ttl_ms);
+    args.push(&channel);
+    for (addr, json) in entries {
+        args.push(addr);
+        args.push(json);
     }
-    Ok(Upserted::from_code(code))
+    let codes: Vec<i64> = UPSERT_SCRIPT
+        .run(&[&instances(prefix, s), &leases(prefix, s)], &args, conn)
+        .await?;
+    Upserted::from_codes(codes, entries.len())
 }
+
+/// Adds `names` to the services index: one `SADD` per
+/// [`INDEX_BATCH`] names, sent at once on the multiplexed connection.
+pub(super) async fn index(conn: &Connection, prefix: &str, names: &[&str]) -> RedisResult<()> {
+    let key = services_key(prefix);
+    let adds = names.chunks(INDEX_BATCH).map(|chunk| {
+        let mut conn = conn.clone();
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(&key).arg(chunk);
+        async move { sadd.exec_async(&mut conn).await }
+    });
+    futures_util::future::try_join_all(adds).await.map(drop)
+}
+
+/// Names per `SADD` of the services index.
+const INDEX_BATCH: usize = 1000;
 
 pub(super) async fn remove(
     conn: &mut Connection,

@@ -1,0 +1,225 @@
+//! One heartbeat round: every current lease renewed with one script call
+//! per service, the calls sent together on the multiplexed connection.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+use super::lease::Lease;
+use super::Shared;
+use crate::connection;
+use crate::error::RegistryError;
+use crate::instance::ServiceName;
+use crate::schema::{Upserted, UPSERT_BATCH};
+
+/// Script calls of one round in flight at once: enough to fill the
+/// connection's pipeline, bounded so a huge registry does not queue
+/// everything at once.
+const MAX_IN_FLIGHT: usize = 256;
+
+/// How long a write waits for the services index once its own scripts
+/// have answered (both are sent together, so on one server all answers
+/// arrive at once). The index only serves listing: on a cluster it lives
+/// on another node, whose outage must neither fail nor slow registrations
+/// and heartbeats elsewhere.
+const INDEX_GRACE: Duration = Duration::from_millis(100);
+
+/// Lost-and-re-created entries kept as examples for the log.
+const EXAMPLES: usize = 5;
+
+/// What one round did.
+#[derive(Default)]
+pub(super) struct Renewal {
+    /// Instances written.
+    pub written: usize,
+    /// Instances whose entry Redis had lost: re-created.
+    pub created: usize,
+    /// A few of them, as (service, address).
+    pub examples: Vec<(ServiceName, String)>,
+    /// The services whose renewal failed (by [`group_key`]).
+    pub failed: HashSet<String>,
+    /// Instances in those failed calls.
+    pub failed_instances: usize,
+    /// The first error.
+    pub error: Option<RegistryError>,
+    /// Whether a failure was a broken connection: a try at once then waits
+    /// for the reconnect it started.
+    pub broke: bool,
+}
+
+/// A lease and the JSON a round writes for it.
+type Entry = (Arc<Lease>, Arc<str>);
+
+/// One script call of a round: up to [`UPSERT_BATCH`] instances of one
+/// service.
+struct Call {
+    key: String,
+    service: ServiceName,
+    entries: Vec<Entry>,
+}
+
+/// How a round groups leases: one script call per key. The Hertz key is
+/// spelled with the name's case, so the spelling, not the lowercase name.
+fn group_key(service: &ServiceName) -> &str {
+    service.spelling()
+}
+
+impl Shared {
+    /// Renews every current lease, or only those of the services in
+    /// `only` (a retry). Holds the write lock while it writes, so an
+    /// update never races it and a stopped lease is never written after
+    /// its stop returned.
+    pub(super) async fn renew(&self, only: Option<&HashSet<String>>) -> Renewal {
+        let writes = self.writes.lock().await;
+        let groups = self.due(only);
+        if groups.is_empty() {
+            return Renewal::default();
+        }
+        let mut names: Vec<String> = groups.values().map(|g| g.0.as_str().to_owned()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Owned calls: a stream closure over borrowed items trips rustc's
+        // higher-ranked `Send` check of the spawned heartbeat future.
+        let calls: Vec<Call> = groups
+            .into_iter()
+            .flat_map(|(key, (service, entries))| {
+                let chunks: Vec<Vec<Entry>> =
+                    entries.chunks(UPSERT_BATCH).map(<[_]>::to_vec).collect();
+                chunks.into_iter().map(move |entries| Call {
+                    key: key.clone(),
+                    service: service.clone(),
+                    entries,
+                })
+            })
+            .collect();
+        let written = futures_util::stream::iter(calls)
+            .map(|call: Call| async move {
+                let entries: Vec<(&str, &str)> = call
+                    .entries
+                    .iter()
+                    .map(|(l, json)| (l.addr(), &**json))
+                    .collect();
+                let result = self.write(&call.service, &entries).await;
+                (call, result)
+            })
+            .buffer_unordered(MAX_IN_FLIGHT)
+            .collect::<Vec<_>>();
+        let results = self
+            .with_index(&names, async move {
+                let results = written.await;
+                drop(writes);
+                results
+            })
+            .await;
+        let mut renewal = Renewal::default();
+        for (call, result) in results {
+            let (key, chunk) = (call.key, call.entries);
+            match result {
+                Ok(codes) => {
+                    renewal.written += chunk.len();
+                    let mut example = None;
+                    for ((lease, _), code) in chunk.iter().zip(codes) {
+                        if code == Upserted::Created {
+                            renewal.created += 1;
+                            example.get_or_insert(lease);
+                        }
+                    }
+                    // One example per service, so a few tell where.
+                    if let Some(lease) = example.filter(|_| renewal.examples.len() < EXAMPLES) {
+                        let example = (lease.service().clone(), lease.addr().to_owned());
+                        renewal.examples.push(example);
+                    }
+                }
+                Err(error) => {
+                    renewal.failed.insert(key);
+                    renewal.failed_instances += chunk.len();
+                    renewal.broke |=
+                        matches!(&error, RegistryError::Redis(e) if connection::broke(e));
+                    renewal.error.get_or_insert(error);
+                }
+            }
+        }
+        renewal
+    }
+
+    /// The leases to renew now, grouped by service, with the JSON to
+    /// write (read under the write lock: the current value).
+    fn due(&self, only: Option<&HashSet<String>>) -> HashMap<String, (ServiceName, Vec<Entry>)> {
+        let mut groups: HashMap<String, (ServiceName, Vec<Entry>)> = HashMap::new();
+        for lease in self.lock().values() {
+            let key = group_key(lease.service());
+            if lease.ended() || only.is_some_and(|only| !only.contains(key)) {
+                continue;
+            }
+            groups
+                .entry(key.to_owned())
+                .or_insert_with(|| (lease.service().clone(), Vec::new()))
+                .1
+                .push((lease.clone(), lease.json()));
+        }
+        groups
+    }
+
+    /// Writes one instance (register, update, take-over): the same script
+    /// call as a round's, with one entry, and the index beside it.
+    pub(super) async fn upsert(
+        &self,
+        service: &ServiceName,
+        addr: &str,
+        json: &str,
+    ) -> Result<Upserted, RegistryError> {
+        let codes = self
+            .with_index(&[service.as_str()], self.write(service, &[(addr, json)]))
+            .await?;
+        // `write` checked that there is one code per entry.
+        Ok(codes.first().copied().unwrap_or(Upserted::Renewed))
+    }
+
+    /// One upsert script call, within the connection's call limit.
+    async fn write(
+        &self,
+        service: &ServiceName,
+        entries: &[(&str, &str)],
+    ) -> Result<Vec<Upserted>, RegistryError> {
+        let mut conn = self.conn.clone();
+        let call = self.keyspace.upsert(&mut conn, service, entries, self.ttl);
+        self.timed(call).await
+    }
+
+    /// Runs `writes` with the services index write for `names` beside it,
+    /// which gets [`INDEX_GRACE`] past the end of `writes`; its failure is
+    /// logged, never returned. Every write re-adds the names, which heals
+    /// a concurrent remove of a service's last instance.
+    async fn with_index<T>(&self, names: &[&str], writes: impl Future<Output = T>) -> T {
+        let index = self.keyspace.index(&self.conn, names);
+        tokio::pin!(index, writes);
+        let mut indexed = None;
+        let out = loop {
+            tokio::select! {
+                out = &mut writes => break out,
+                result = &mut index, if indexed.is_none() => indexed = Some(result),
+            }
+        };
+        let indexed = match indexed {
+            Some(result) => result,
+            None => connection::timed(INDEX_GRACE, "no answer in time", index).await,
+        };
+        // Once per failing streak: while Redis is down every round fails
+        // here too, and the heartbeat's own log says so.
+        match indexed {
+            Err(error) if !self.index_failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(services = names.len(), %error, "could not add services to the services index (listing may miss them until a later write)");
+            }
+            Err(error) => {
+                tracing::debug!(services = names.len(), %error, "services index still failing");
+            }
+            Ok(()) => self.index_failing.store(false, Ordering::Relaxed),
+        }
+        out
+    }
+}

@@ -1,0 +1,439 @@
+//! The registry's heartbeat against real redis-server processes: one task
+//! per registry, one script call per service and round, writes that never
+//! race updates or deregistrations, recovery right after an outage, and
+//! logs per registry.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use redis_discovery::{Instance, RedisRegistry, Registration};
+use support::{eventually, lease_renewed, LogCapture, RedisServer};
+
+/// Held by every test here for its whole run. Two of them stop a server
+/// and restart it on the same port; a server another test started
+/// meanwhile could take that port, and the restart would then talk to it
+/// (support's `restart` takes any server answering PING as its own).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The working directory of the server on `server`'s port: unique to
+/// each server support starts.
+fn dir(server: &RedisServer) -> Vec<String> {
+    server.cmd(&["CONFIG", "GET", "dir"])
+}
+
+/// Restarts `server` (stopped) and checks that the server now on its port
+/// is the one it started (`dir` as before the stop), not another process's.
+fn restart_own(server: &mut RedisServer, dir_before: &[String]) {
+    server.restart();
+    assert_eq!(
+        dir(server),
+        dir_before,
+        "another redis-server took the port during the outage"
+    );
+}
+
+async fn registry(server: &RedisServer, ttl: Duration, heartbeat: Duration) -> RedisRegistry {
+    RedisRegistry::builder(server.url())
+        .lease_ttl(ttl)
+        .heartbeat_interval(heartbeat)
+        .connect()
+        .await
+        .expect("connect to test redis")
+}
+
+fn instance(port: u16) -> Instance {
+    Instance::new(format!("127.0.0.1:{port}")).expect("valid address")
+}
+
+fn addr(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+/// Registers `services` services (`svc-0`, …) of `per_service` instances
+/// each (ports 1, 2, …).
+async fn register_many(
+    registry: &RedisRegistry,
+    services: usize,
+    per_service: u16,
+) -> Vec<Registration> {
+    let mut registrations = Vec::new();
+    for svc in 0..services {
+        for port in 1..=per_service {
+            let name = format!("svc-{svc}");
+            registrations.push(
+                registry
+                    .register(name.as_str(), instance(port))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    registrations
+}
+
+/// The number of entries in each of `services` services' instances hashes
+/// (one round trip), or `None` if the server does not answer.
+fn counts(conn: &mut redis::Connection, services: usize) -> Option<Vec<usize>> {
+    let mut pipe = redis::pipe();
+    for svc in 0..services {
+        pipe.cmd("HLEN").arg(format!("sd:{{svc-{svc}}}:instances"));
+    }
+    pipe.query(conn).ok()
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+fn script_calls(server: &RedisServer) -> u64 {
+    server.calls("evalsha") + server.calls("eval")
+}
+
+/// Issue 12, item 4: 1 000 registrations (100 services x 10) make one
+/// heartbeat task and one connection, and each round sends one script call
+/// per service, not per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_and_one_script_call_per_service() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let baseline = alive_tasks();
+    let heartbeat = Duration::from_millis(500);
+    let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
+    let (services, per_service) = (100, 10);
+    let registrations = register_many(&registry, services, per_service).await;
+    let tasks = alive_tasks() - baseline;
+    eprintln!("1 000 registrations: {tasks} tasks alive besides the test's");
+    assert!(tasks <= 10, "{tasks} tasks for 1 000 registrations");
+    assert_eq!(server.clients().len(), 1, "{:?}", server.clients());
+
+    // Count rounds by the renewals of one instance: each round renews
+    // every service once.
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    let before = script_calls(&server);
+    let rounds = 3;
+    for _ in 0..rounds {
+        lease_renewed(&server, "svc-0", &addr(1)).await;
+    }
+    let calls = script_calls(&server) - before;
+    let per_round = calls as f64 / rounds as f64;
+    eprintln!("{calls} script calls in {rounds} rounds: {per_round} per round for {services} services of {per_service} instances");
+    // Loose: a round may be half counted at either end.
+    assert!(
+        calls >= (rounds as u64 - 1) * services as u64
+            && calls <= (rounds as u64 + 1) * services as u64,
+        "{calls} script calls in {rounds} rounds"
+    );
+    assert!(alive_tasks() - baseline <= 10);
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// A service with more instances than one call takes is split into calls
+/// of at most 1 000: every instance is renewed, in two calls per round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_service_is_renewed_in_chunks() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let registry = registry(&server, Duration::from_secs(3), Duration::from_millis(500)).await;
+    let registrations = register_many(&registry, 1, 1500).await;
+    let first = support::lease(&server, "svc-0", &addr(1)).unwrap();
+    let last = support::lease(&server, "svc-0", &addr(1500)).unwrap();
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    eventually("the last instance renewed too", || async {
+        (support::lease(&server, "svc-0", &addr(1500))? > last).then_some(())
+    })
+    .await;
+    assert!(support::lease(&server, "svc-0", &addr(1)).unwrap() > first);
+    let mut conn = server.conn();
+    assert_eq!(counts(&mut conn, 1), Some(vec![1500]));
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Every background task ends after a shutdown, and after the registry and
+/// its registrations are dropped without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_ends_after_shutdown_and_after_drop() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let baseline = alive_tasks();
+    for shut_down in [true, false] {
+        let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(200)).await;
+        let registrations = register_many(&registry, 5, 10).await;
+        lease_renewed(&server, "svc-0", &addr(1)).await;
+        assert!(alive_tasks() > baseline, "the heartbeat runs");
+        if shut_down {
+            registry.shutdown().await.unwrap();
+            drop(registrations);
+            drop(registry);
+        } else {
+            drop(registry);
+            drop(registrations);
+        }
+        eventually("every task of the registry to end", || async {
+            (alive_tasks() == baseline).then_some(())
+        })
+        .await;
+        eventually("every instance to be removed", || async {
+            let mut conn = server.conn();
+            (counts(&mut conn, 5)? == vec![0; 5]).then_some(())
+        })
+        .await;
+    }
+}
+
+/// Updates racing heartbeat rounds never leave an older value in Redis,
+/// and deregistrations racing them never leave an entry behind (nor see it
+/// re-created).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_deregisters_never_lose_to_a_round() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_millis(100);
+    let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
+    // Many services make each round long enough to race.
+    let mut registrations = register_many(&registry, 50, 10).await;
+    let value =
+        |port: u16| -> String { server.cmd(&["HGET", "sd:{svc-0}:instances", &addr(port)]) };
+    for weight in 1..=40u32 {
+        let port = 1 + (weight % 10) as u16;
+        let reg = &registrations[usize::from(port) - 1];
+        reg.update(instance(port).with_weight(weight))
+            .await
+            .unwrap();
+        let expected = format!(r#""weight":{weight},"#);
+        assert!(value(port).contains(&expected), "{}", value(port));
+        if weight % 10 == 0 {
+            // A whole round later, still the new value.
+            lease_renewed(&server, "svc-0", &addr(port)).await;
+            assert!(value(port).contains(&expected), "{}", value(port));
+        }
+    }
+    // Deregister every instance of svc-1 while rounds run.
+    let svc1: Vec<Registration> = registrations.drain(10..20).collect();
+    for (i, reg) in svc1.into_iter().enumerate() {
+        assert!(reg.deregister().await.unwrap(), "registration {i}");
+        let left: bool = server.cmd(&["HEXISTS", "sd:{svc-1}:instances", &addr(i as u16 + 1)]);
+        assert!(!left, "instance {i} is back at once");
+    }
+    let quiet = Instant::now() + heartbeat * 5;
+    while Instant::now() < quiet {
+        let left: Vec<String> = server.cmd(&["HKEYS", "sd:{svc-1}:instances"]);
+        assert!(left.is_empty(), "re-created: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Issue 12, item 1 (registry side): TTL 3 s, heartbeat 1 s; Redis
+/// stopped for 5 s and restarted empty, 5 times in a row: every entry is
+/// back within one heartbeat plus 500 ms after Redis accepts connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_back_within_a_heartbeat_after_each_restart() {
+    let _serial = SERIAL.lock().await;
+    let mut server = RedisServer::start();
+    let heartbeat = Duration::from_secs(1);
+    let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
+    let (services, per_service) = (20, 5);
+    let registrations = register_many(&registry, services, per_service).await;
+    let full = vec![usize::from(per_service); services];
+    for restart in 1..=5 {
+        let own = dir(&server);
+        server.stop();
+        // The outage itself, not a synchronisation.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        restart_own(&mut server, &own);
+        // `restart` returns once the server answers PING.
+        let accepting = Instant::now();
+        let mut conn = server.conn();
+        let back = loop {
+            if counts(&mut conn, services).as_ref() == Some(&full) {
+                break accepting.elapsed();
+            }
+            assert!(
+                accepting.elapsed() < support::DEADLINE,
+                "restart {restart}: entries not back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        eprintln!("restart {restart}: every entry back {back:?} after Redis accepted connections");
+        assert!(
+            back <= heartbeat + Duration::from_millis(500),
+            "restart {restart}: back after {back:?}"
+        );
+    }
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// Failing heartbeats and lost entries are logged per registry: one warn
+/// when they start failing, one info when they succeed again, one info
+/// summary of the re-created entries per outage (not one per
+/// registration), and one more after a later FLUSHALL.
+#[tokio::test]
+async fn an_outage_is_logged_once_per_registry() {
+    let _serial = SERIAL.lock().await;
+    let mut server = RedisServer::start();
+    let logs = LogCapture::default();
+    // Everything runs on this (current-thread) runtime's thread.
+    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::INFO, false));
+    let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(500)).await;
+    let services = 5;
+    let registrations = register_many(&registry, services, 10).await;
+    let full = vec![10; services];
+    let lines = |what: &str| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    let own = dir(&server);
+    server.stop();
+    eventually("heartbeats to fail", || async {
+        (!lines("heartbeat failed").is_empty()).then_some(())
+    })
+    .await;
+    // The outage itself (many retries), not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restart_own(&mut server, &own);
+    eventually("heartbeats to succeed again", || async {
+        (!lines("heartbeat succeeds again").is_empty()).then_some(())
+    })
+    .await;
+    eventually("every entry back", || async {
+        (counts(&mut server.conn(), services)? == full).then_some(())
+    })
+    .await;
+    let failing = lines("heartbeat failed");
+    assert_eq!(failing.len(), 1, "{}", logs.text());
+    assert!(
+        failing[0].contains("WARN") && failing[0].contains("services=5"),
+        "{failing:?}"
+    );
+    assert_eq!(
+        lines("heartbeat succeeds again").len(),
+        1,
+        "{}",
+        logs.text()
+    );
+    let lost = lines("re-created them");
+    assert_eq!(lost.len(), 1, "{}", logs.text());
+    assert!(
+        lost[0].contains("INFO") && lost[0].contains("entries=50"),
+        "{lost:?}"
+    );
+    let before_flush = lost.len();
+
+    // After a clean round, a FLUSHALL is a new episode: one more summary.
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    server.flushall();
+    eventually("every entry back after FLUSHALL", || async {
+        (counts(&mut server.conn(), services)? == full).then_some(())
+    })
+    .await;
+    let waiting = Instant::now();
+    let lost = loop {
+        let lost = lines("re-created them");
+        if lost.len() > before_flush {
+            break lost;
+        }
+        assert!(
+            waiting.elapsed() < support::DEADLINE,
+            "no summary after FLUSHALL: {}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lost.len(), before_flush + 1, "{}", logs.text());
+    assert!(
+        lost[before_flush].contains("INFO") && lost[before_flush].contains("entries=50"),
+        "{lost:?}"
+    );
+    // Nothing else at info or above: no line per registration, per
+    // retry or per round (the index write fails with the heartbeats: one
+    // line at most).
+    let known = [
+        "heartbeat failed",
+        "heartbeat succeeds again",
+        "re-created them",
+        "could not add services to the services index",
+    ];
+    let text = logs.text();
+    assert!(
+        text.lines().all(|l| known.iter().any(|k| l.contains(k))),
+        "{text}"
+    );
+    assert!(lines("services index").len() <= 1, "{text}");
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+/// A round's one script call per service keeps the keyspace contract of
+/// one call per instance: expired siblings pruned with an `expire` event,
+/// a lost entry re-created with a `register` event each, a value changed
+/// behind the registry's back restored with an `update` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_publishes_what_one_call_per_instance_would() {
+    let _serial = SERIAL.lock().await;
+    let server = RedisServer::start();
+    let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(300)).await;
+    let mut registrations = Vec::new();
+    for port in 1..=3 {
+        registrations.push(registry.register("orders", instance(port)).await.unwrap());
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("sd:{orders}:events").await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let event = |kind: &str, port: u16| format!(r#"{{"event":"{kind}","addr":"{}"}}"#, addr(port));
+
+    // A crashed sibling (its lease long gone) is pruned by the next round.
+    let json = r#"{"service_name":"orders","addr":"127.0.0.1:9","weight":10,"tags":{}}"#;
+    server.cmd::<()>(&["HSET", "sd:{orders}:instances", &addr(9), json]);
+    server.cmd::<()>(&["ZADD", "sd:{orders}:leases", "1", &addr(9)]);
+    assert_eq!(next(&mut messages).await, event("expire", 9));
+
+    // Lost: each instance is registered again, in one call.
+    server.flushall();
+    let mut registered = vec![
+        next(&mut messages).await,
+        next(&mut messages).await,
+        next(&mut messages).await,
+    ];
+    registered.sort();
+    assert_eq!(
+        registered,
+        [
+            event("register", 1),
+            event("register", 2),
+            event("register", 3)
+        ]
+    );
+
+    // Changed behind the registry's back: the round writes its value back.
+    let original: String = server.cmd(&["HGET", "sd:{orders}:instances", &addr(2)]);
+    let changed = original.replace(r#""weight":10"#, r#""weight":99"#);
+    assert_ne!(changed, original);
+    server.cmd::<()>(&["HSET", "sd:{orders}:instances", &addr(2), &changed]);
+    assert_eq!(next(&mut messages).await, event("update", 2));
+    let restored: String = server.cmd(&["HGET", "sd:{orders}:instances", &addr(2)]);
+    assert_eq!(restored, original);
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}
+
+async fn next(messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin)) -> String {
+    use futures_util::StreamExt;
+    let message = tokio::time::timeout(support::DEADLINE, messages.next())
+        .await
+        .expect("an event within the deadline")
+        .expect("the subscription is open");
+    message.get_payload::<String>().unwrap()
+}
