@@ -184,13 +184,26 @@ impl RedisServer {
                     return false; // exited: port taken
                 }
             }
-            if self.ping() {
+            // Ours, not another server that took the port while this one
+            // was stopped (a restart).
+            if self.ping() && self.child.as_ref().is_some_and(|c| self.runs_as(c.id())) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         self.kill();
         false
+    }
+
+    /// Whether the server answering on the port is the process `pid`.
+    fn runs_as(&self, pid: u32) -> bool {
+        let info = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+        info.is_ok_and(|info| {
+            info.lines()
+                .any(|l| l.trim() == format!("process_id:{pid}"))
+        })
     }
 
     fn ping(&self) -> bool {
@@ -471,11 +484,23 @@ impl RedisCluster {
     }
 }
 
+/// A free loopback port this process has not handed out before: a
+/// server stopped for a while (then restarted on its port) must not see
+/// another test's server take it meanwhile.
 fn free_port() -> u16 {
-    match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(e) => panic!("cannot find a free port: {e}"),
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..100 {
+        let port = match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(addr) => addr.port(),
+            Err(e) => panic!("cannot find a free port: {e}"),
+        };
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed_out.insert(port) {
+            return port;
+        }
     }
+    panic!("cannot find a free port not handed out before");
 }
 
 /// The addresses of a service's cached snapshot, if the resolver has one.
