@@ -67,6 +67,18 @@ async fn subscribed(server: &RedisServer) {
 }
 
 /// Waits until the resolver has read the service since `since`.
+/// Waits until the instance that never came back has left the list.
+async fn never_back_dropped(resolver: &RedisResolver) {
+    eventually(
+        "the instance that never came back to be dropped",
+        || async {
+            let list = cached_addrs(resolver, SERVICE)?;
+            (list.len() == 2).then_some(())
+        },
+    )
+    .await;
+}
+
 async fn read_since(resolver: &RedisResolver, since: Instant) {
     let since = tokio::time::Instant::from_std(since);
     eventually("a read", || async {
@@ -176,14 +188,7 @@ async fn after_an_outage_longer_than_the_ttl_no_live_instance_leaves_the_list() 
     register(&server, ALL[0], 60_000);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     register(&server, ALL[1], 60_000);
-    eventually(
-        "the instance that never came back to be dropped",
-        || async {
-            let list = cached_addrs(&resolver, SERVICE)?;
-            (list.len() == 2).then_some(())
-        },
-    )
-    .await;
+    never_back_dropped(&resolver).await;
     let seen = watcher.stop();
     check(&seen, &ALL[..2], ALL[2], restarted + GRACE);
 }
@@ -206,14 +211,7 @@ async fn after_a_flushall_no_live_instance_leaves_the_list() {
     // The last known leases run out (TTL after the flush, at the latest).
     tokio::time::sleep(Duration::from_millis(TTL_MS as u64)).await;
     register(&server, ALL[1], 60_000);
-    eventually(
-        "the instance that never came back to be dropped",
-        || async {
-            let list = cached_addrs(&resolver, SERVICE)?;
-            (list.len() == 2).then_some(())
-        },
-    )
-    .await;
+    never_back_dropped(&resolver).await;
     let seen = watcher.stop();
     check(&seen, &ALL[..2], ALL[2], flushed + GRACE);
 }

@@ -279,17 +279,7 @@ impl RedisServer {
     /// Bounded by [`DEADLINE`], so a frozen or hung server fails the test
     /// instead of hanging it.
     pub fn conn(&self) -> redis::Connection {
-        let connect = redis::Client::open(self.url())
-            .and_then(|c| c.get_connection_with_timeout(DEADLINE))
-            .and_then(|c| {
-                c.set_read_timeout(Some(DEADLINE))?;
-                c.set_write_timeout(Some(DEADLINE))?;
-                Ok(c)
-            });
-        match connect {
-            Ok(c) => c,
-            Err(e) => panic!("cannot connect to test redis at {}: {e}", self.url()),
-        }
+        connect(&self.url())
     }
 
     /// Runs one raw command.
@@ -481,6 +471,21 @@ impl RedisCluster {
         (0..n)
             .find(|&i| Self::slots(i, n).contains(&slot))
             .unwrap_or(0)
+    }
+}
+
+/// A plain connection to `url`, every call bounded by [`DEADLINE`].
+pub fn connect(url: &str) -> redis::Connection {
+    let connect = redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(DEADLINE))
+        .and_then(|c| {
+            c.set_read_timeout(Some(DEADLINE))?;
+            c.set_write_timeout(Some(DEADLINE))?;
+            Ok(c)
+        });
+    match connect {
+        Ok(c) => c,
+        Err(e) => panic!("cannot connect to test redis at {url}: {e}"),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{RedisServer, DEADLINE};
+use super::{connect, RedisServer, DEADLINE};
 
 /// How often [`entries_back`] and [`subscribed`] look.
 const POLL: Duration = Duration::from_millis(10);
@@ -92,20 +92,5 @@ where
     match polled {
         Ok(seen) => seen,
         Err(e) => panic!("{e}"),
-    }
-}
-
-/// A plain connection, every call bounded by [`DEADLINE`].
-fn connect(url: &str) -> redis::Connection {
-    let connect = redis::Client::open(url)
-        .and_then(|c| c.get_connection_with_timeout(DEADLINE))
-        .and_then(|c| {
-            c.set_read_timeout(Some(DEADLINE))?;
-            c.set_write_timeout(Some(DEADLINE))?;
-            Ok(c)
-        });
-    match connect {
-        Ok(c) => c,
-        Err(e) => panic!("cannot connect to test redis at {url}: {e}"),
     }
 }
