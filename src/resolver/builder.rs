@@ -188,7 +188,8 @@ impl ResolverBuilder {
     /// (`FLUSHALL`, a restart, a failover to a replica that missed
     /// writes). Until it
     /// ends, an instance of the last list that a read misses stays listed
-    /// (until the later of its last known lease and the grace end), and an
+    /// (until the later of its last known lease and the grace end, and at
+    /// most one grace after a read first missed it), and an
     /// `expire` event does not remove an instance at once; a `deregister`
     /// event still does. Without it, after an outage longer than the lease
     /// TTL every known lease has run out, and a read landing after Redis

@@ -100,7 +100,9 @@
 //!   default heartbeat interval plus 5 s: 10 s native, 35 s Hertz), an
 //!   instance a read misses stays listed until the later of its last
 //!   known lease and the grace end; the service is read again then, and
-//!   what is still missing leaves. The grace starts:
+//!   what is still missing leaves. However often graces follow one another
+//!   (a flapping connection, a slow service's timeouts), an instance stays
+//!   at most one grace after the first read that missed it. The grace starts:
 //!   * resolver-wide, when Redis answers again (a read succeeds, or the
 //!     event connection is back and resubscribed) after the resolver lost
 //!     it: its event connection dropped, or a read failed because Redis

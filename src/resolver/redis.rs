@@ -603,6 +603,11 @@ impl Shared {
         let call = async {
             match self.keyspace.read(&mut conn, service).await {
                 Err(error) if connection::broke(&error) => {
+                    // Redis went away (a restart, a failover) even if the
+                    // retry succeeds: without events (the Hertz schema)
+                    // this is the only sign of it, and the recovery grace
+                    // must follow.
+                    self.recovery.lost();
                     tracing::debug!(%service, %error, "read failed on a broken connection; trying once more");
                     self.keyspace.read(&mut conn, service).await
                 }

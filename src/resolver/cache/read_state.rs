@@ -52,6 +52,11 @@ pub(super) struct ReadState {
     reset: Option<u64>,
     /// When a re-read is scheduled to drop kept instances.
     pub recheck: Option<Instant>,
+    /// When a read first missed each instance that the list keeps without
+    /// Redis listing it: a grace keeps it at most one grace from then, so
+    /// graces that follow one another (a flapping connection, a slow
+    /// service's timeouts) cannot keep a crashed instance listed for ever.
+    missed: HashMap<Box<str>, Instant>,
     /// The latest read found the service's keys (native schema).
     keys_seen: bool,
     /// The end of the service's own recovery grace: started by a read that
@@ -67,7 +72,8 @@ impl ReadState {
     /// of the previous list that the read does not list and that no event
     /// removed, until the later of its last known lease and the end of a
     /// running recovery grace (the resolver's, [`Read::grace_end`], or the
-    /// service's). Returns the list and the earliest such deadline among
+    /// service's), but no longer than one grace after a read first missed
+    /// it. Returns the list and the earliest such deadline among
     /// the kept instances (when to read again to drop them).
     pub fn merge(
         &mut self,
@@ -111,6 +117,7 @@ impl ReadState {
         }
         let grace_end = self.grace_end(read.grace_end, now);
         let mut recheck: Option<Instant> = None;
+        let mut missed = HashMap::new();
         for instance in previous {
             let addr = instance.addr();
             let Some(&lease) = self.leases.get(addr) else {
@@ -119,6 +126,8 @@ impl ReadState {
             if leases.contains_key(addr) || self.removed.contains_key(addr) {
                 continue; // listed by this read, or removed by an event
             }
+            let missed_since = self.missed.get(addr).copied().unwrap_or(now);
+            let grace_end = grace_end.map(|end| end.min(later(missed_since, read.grace)));
             let keep_until = match (lease, grace_end) {
                 (Some(lease), Some(grace)) => lease.max(grace),
                 (lease, grace) => match lease.or(grace) {
@@ -131,9 +140,11 @@ impl ReadState {
             }
             recheck = Some(recheck.map_or(keep_until, |r| r.min(keep_until)));
             leases.insert(Box::from(addr), lease);
+            missed.insert(Box::from(addr), missed_since);
             list.push(instance.clone());
         }
         self.leases = leases;
+        self.missed = missed;
         // A removal older than the read is reflected in it.
         self.removed.retain(|_, g| *g > read.generation);
         (list, recheck)

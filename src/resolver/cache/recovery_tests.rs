@@ -138,3 +138,36 @@ async fn a_live_lease_missing_starts_the_services_grace() {
     assert_eq!(listed(&e), ["h:1"]);
     assert_eq!(done.recheck, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn graces_that_follow_one_another_keep_a_missed_instance_one_grace_at_most() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 3), ("h:2", 3)])));
+    // h:2 crashed; its lease runs out. Redis is lost and answers again
+    // every few seconds, so every read sees a grace ending 10 s later.
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let first_missed = Instant::now();
+    let bound = first_missed + Duration::from_secs(10);
+    loop {
+        let grace_end = Some(Instant::now() + Duration::from_secs(10));
+        let done = cache.complete(
+            &e,
+            Ok(recovering(leased(&e, &[("h:1", 3)]), true, grace_end)),
+        );
+        if Instant::now() < bound {
+            assert_eq!(listed(&e), ["h:1", "h:2"], "kept within one grace");
+            // Scheduled once (at the first read), for its bound.
+            assert!(done.recheck.is_none_or(|at| at == bound), "{done:?}");
+            assert_eq!(
+                lock(&e.state).recheck,
+                Some(bound),
+                "read again at its bound"
+            );
+        } else {
+            assert_eq!(listed(&e), ["h:1"], "gone one grace after first missed");
+            break;
+        }
+        tokio::time::advance(Duration::from_secs(3)).await;
+    }
+}
