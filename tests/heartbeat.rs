@@ -437,3 +437,50 @@ async fn next(messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unp
         .expect("the subscription is open");
     message.get_payload::<String>().unwrap()
 }
+
+/// A round on a hung Redis holds the registry's write lock at most one
+/// command timeout, however many waves of calls it has (1 500 services:
+/// six waves of 256): an update or a deregistration started meanwhile
+/// returns (here with a timeout) within a few command timeouts, not one
+/// per wave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_on_a_hung_redis_delays_an_update_by_one_command_timeout() {
+    let server = RedisServer::start();
+    let timeout = Duration::from_millis(500);
+    let registry = RedisRegistry::builder(server.url())
+        .lease_ttl(Duration::from_secs(60))
+        .heartbeat_interval(Duration::from_millis(400))
+        .command_timeout(timeout)
+        .connect()
+        .await
+        .expect("connect to test redis");
+    let services = 1500;
+    let mut registrations = register_many(&registry, services, 1).await;
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    server.freeze();
+    // Rounds and their retries now take the lock again and again (one
+    // round in flight most of the time): time operations that wait for it.
+    let mut slowest = Duration::ZERO;
+    for weight in 1..=4u32 {
+        let started = Instant::now();
+        let updated = registrations[0]
+            .update(instance(1).with_weight(weight))
+            .await;
+        let took = started.elapsed();
+        eprintln!("update during a hung round: {updated:?} after {took:?}");
+        slowest = slowest.max(took);
+        let reg = registrations.pop().expect("a registration");
+        let started = Instant::now();
+        let removed = reg.deregister().await;
+        let took = started.elapsed();
+        eprintln!("deregister during a hung round: {removed:?} after {took:?}");
+        slowest = slowest.max(took);
+    }
+    server.thaw();
+    assert!(
+        slowest <= timeout * 3,
+        "an operation waited {slowest:?} (command timeout {timeout:?})"
+    );
+    registry.shutdown().await.unwrap();
+    drop(registrations);
+}

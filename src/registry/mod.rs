@@ -89,10 +89,16 @@
 //! * [`Registration::deregister`], [`Registration::update`],
 //!   [`RedisRegistry::deregister`] and [`RedisRegistry::shutdown`] run in a
 //!   task of their own, which the returned future only waits for. Once
-//!   polled, the operation runs to its end in the background, bounded by
-//!   the command timeout (plus, for an update or deregistration, the
-//!   heartbeat round in flight it waits for, whose calls are bounded by it
-//!   too): dropping the future only drops its result.
+//!   polled, the operation runs to its end in the background: dropping
+//!   the future only drops its result. Each of its Redis calls is bounded
+//!   by the call limit (the command timeout; on a Cluster or behind
+//!   Sentinel also the reconnects a call may make on the way). An update
+//!   or deregistration first waits for the heartbeat round in flight,
+//!   which has one deadline for all its calls, one call limit after it
+//!   started: so it returns within two call limits (an update 100 ms more,
+//!   for the services index), however many services the round renews.
+//!   A shutdown waits for that round too, then removes every instance,
+//!   256 removals in flight at once, each bounded by the call limit.
 //! * [`RedisRegistry::register`] dropped before it returns registers
 //!   nothing that lasts: the heartbeat never renews it, and an entry that already
 //!   reached Redis disappears when its lease runs out. A registration of
@@ -358,10 +364,27 @@ impl Shared {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RegistryError> {
-        let limit = self.timeouts.call_limit(&self.conn);
-        match tokio::time::timeout(limit, call).await {
+        self.timed_until(self.call_deadline(), call).await
+    }
+
+    /// One call limit from now: the deadline of a call, or of a whole
+    /// heartbeat round.
+    fn call_deadline(&self) -> tokio::time::Instant {
+        crate::time::after(self.timeouts.call_limit(&self.conn))
+    }
+
+    /// Runs a Redis call until `deadline` (from [`call_deadline`]); a call
+    /// not answered by then fails with the call limit as its timeout.
+    ///
+    /// [`call_deadline`]: Self::call_deadline
+    async fn timed_until<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(RegistryError::Timeout(limit)),
+            Err(_) => Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn))),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::lease::Lease;
 use super::Shared;
@@ -73,8 +74,15 @@ impl Shared {
     /// `only` (a retry). Holds the write lock while it writes, so an
     /// update never races it and a stopped lease is never written after
     /// its stop returned.
+    ///
+    /// The whole round has one deadline, one call limit after it took the
+    /// lock: a call not answered by then (or not yet sent) fails like any
+    /// other and is retried. So a round holds the lock at most one call
+    /// limit, however many waves of calls it has, and the services index
+    /// write gets [`INDEX_GRACE`] more, outside the lock.
     pub(super) async fn renew(&self, only: Option<&HashSet<String>>) -> Renewal {
         let writes = self.writes.lock().await;
+        let deadline = self.call_deadline();
         let groups = self.due(only);
         if groups.is_empty() {
             return Renewal::default();
@@ -104,7 +112,7 @@ impl Shared {
                     .iter()
                     .map(|(l, json)| (l.addr(), &**json))
                     .collect();
-                let result = self.write(&call.service, &entries).await;
+                let result = self.write(&call.service, &entries, deadline).await;
                 (call, result)
             })
             .buffer_unordered(MAX_IN_FLIGHT)
@@ -173,22 +181,32 @@ impl Shared {
         addr: &str,
         json: &str,
     ) -> Result<Upserted, RegistryError> {
+        let deadline = self.call_deadline();
         let codes = self
-            .with_index(&[service.as_str()], self.write(service, &[(addr, json)]))
+            .with_index(
+                &[service.as_str()],
+                self.write(service, &[(addr, json)], deadline),
+            )
             .await?;
         // `write` checked that there is one code per entry.
         Ok(codes.first().copied().unwrap_or(Upserted::Renewed))
     }
 
-    /// One upsert script call, within the connection's call limit.
+    /// One upsert script call, answered by `deadline` or failed. Past the
+    /// deadline it fails without sending anything: a round's calls still
+    /// queued behind a hung Redis are not piled onto it.
     async fn write(
         &self,
         service: &ServiceName,
         entries: &[(&str, &str)],
+        deadline: Instant,
     ) -> Result<Vec<Upserted>, RegistryError> {
+        if Instant::now() >= deadline {
+            return Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn)));
+        }
         let mut conn = self.conn.clone();
         let call = self.keyspace.upsert(&mut conn, service, entries, self.ttl);
-        self.timed(call).await
+        self.timed_until(deadline, call).await
     }
 
     /// Runs `writes` with the services index write for `names` beside it,
