@@ -18,6 +18,20 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// The longest backoff delay, whatever the interval.
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
+/// The spread of a backoff delay: each is drawn from +-25 % of it, so a
+/// fleet whose heartbeats failed together does not retry in lockstep.
+const JITTER: f64 = 0.25;
+
+/// `delay` spread by [`JITTER`]. An immediate try stays immediate: it
+/// waits for the reconnect, not for a slot.
+fn jittered(delay: Duration) -> Duration {
+    if delay.is_zero() {
+        return delay;
+    }
+    // At most 1.25 x the 1 s cap: no overflow.
+    delay.mul_f64(rand::random_range(1.0 - JITTER..=1.0 + JITTER))
+}
+
 /// The longest delay between tries while renewals fail: a quarter of the
 /// interval, at most [`MAX_RETRY`], so an entry lost in an outage is back
 /// soon after Redis is.
@@ -133,8 +147,8 @@ impl Health {
             backoff: FIRST_RETRY,
             immediate: false,
         });
-        let delay = outage.next_delay(renewal.broke, cap);
-        outage.next_try = Instant::now() + delay;
+        let delay = jittered(outage.next_delay(renewal.broke, cap));
+        outage.next_try = crate::time::after(delay);
         outage.services = renewal.failed;
         let services = outage.services.len();
         if first {
@@ -231,6 +245,22 @@ mod tests {
             [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
         );
         assert_eq!(delays(ms(100), &[false; 2]), [ms(25), ms(25)]);
+    }
+
+    #[test]
+    fn a_backoff_delay_is_spread_by_a_quarter_either_way() {
+        let ms = Duration::from_millis;
+        assert_eq!(jittered(Duration::ZERO), Duration::ZERO);
+        let delays: Vec<Duration> = (0..1000).map(|_| jittered(ms(100))).collect();
+        assert!(
+            delays.iter().all(|d| (ms(75)..=ms(125)).contains(d)),
+            "{delays:?}"
+        );
+        // Spread over the range, not one value.
+        assert!(delays.iter().any(|d| *d < ms(90)), "{delays:?}");
+        assert!(delays.iter().any(|d| *d > ms(110)), "{delays:?}");
+        let longest = (0..1000).map(|_| jittered(ms(1000))).max();
+        assert!(longest <= Some(ms(1250)), "{longest:?}");
     }
 
     #[test]

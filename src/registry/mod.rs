@@ -40,7 +40,8 @@
 //! Heartbeat errors never end the heartbeat. The services whose renewal
 //! failed are retried: at once when the connection broke (the retry waits
 //! for the reconnect the failure started), then with a backoff from 100 ms
-//! doubling up to a quarter of the interval, at most 1 s, until they
+//! doubling up to a quarter of the interval, at most 1 s, each delay
+//! spread by +-25 % so a fleet does not retry in lockstep, until they
 //! succeed. So an instance lost to a Redis restart, `FLUSHALL` or failover
 //! is back one retry after Redis answers again (tested: with heartbeat 1 s,
 //! every entry back within heartbeat + 500 ms after a restarted, empty
