@@ -32,11 +32,16 @@ fn jittered(delay: Duration) -> Duration {
     delay.mul_f64(rand::random_range(1.0 - JITTER..=1.0 + JITTER))
 }
 
+/// The shortest backoff delay, whatever the interval: the shortest
+/// heartbeat interval.
+const MIN_RETRY: Duration = super::builder::MIN_HEARTBEAT;
+
 /// The longest delay between tries while renewals fail: a quarter of the
-/// interval, at most [`MAX_RETRY`], so an entry lost in an outage is back
-/// soon after Redis is.
+/// interval, from [`MIN_RETRY`] to [`MAX_RETRY`], so an entry lost in an
+/// outage is back soon after Redis is, and a failing Redis is never tried
+/// in a spin.
 fn retry_cap(interval: Duration) -> Duration {
-    (interval / 4).min(MAX_RETRY)
+    (interval / 4).clamp(MIN_RETRY, MAX_RETRY)
 }
 
 /// Starts the heartbeat of the registry `shared` on its runtime. It holds
@@ -245,6 +250,8 @@ mod tests {
             [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
         );
         assert_eq!(delays(ms(100), &[false; 2]), [ms(25), ms(25)]);
+        // Heartbeat 10 ms (the shortest): 10 ms, not 2.5 ms.
+        assert_eq!(delays(ms(10), &[false; 2]), [ms(10), ms(10)]);
     }
 
     #[test]
