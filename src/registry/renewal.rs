@@ -15,7 +15,7 @@ use super::Shared;
 use crate::connection;
 use crate::error::RegistryError;
 use crate::instance::ServiceName;
-use crate::schema::{Upserted, UPSERT_BATCH};
+use crate::schema::{KeySchema, Upserted, UPSERT_BATCH};
 
 /// Script calls of one round in flight at once: enough to fill the
 /// connection's pipeline, bounded so a huge registry does not queue
@@ -63,10 +63,16 @@ struct Call {
     entries: Vec<Entry>,
 }
 
-/// How a round groups leases: one script call per key. The Hertz key is
-/// spelled with the name's case, so the spelling, not the lowercase name.
-fn group_key(service: &ServiceName) -> &str {
-    service.spelling()
+/// How a round groups leases under `schema`: one script call per service
+/// key. The native keys hold the lowercase name, so "Orders" and "orders"
+/// are one call (two would each prune the other's entries as expired
+/// siblings); the Hertz key is spelled with the name's case, so there the
+/// spelling.
+fn group_key(schema: KeySchema, service: &ServiceName) -> &str {
+    match schema {
+        KeySchema::Native => service.as_str(),
+        KeySchema::Hertz => service.spelling(),
+    }
 }
 
 impl Shared {
@@ -159,8 +165,9 @@ impl Shared {
     /// write (read under the write lock: the current value).
     fn due(&self, only: Option<&HashSet<String>>) -> HashMap<String, (ServiceName, Vec<Entry>)> {
         let mut groups: HashMap<String, (ServiceName, Vec<Entry>)> = HashMap::new();
+        let schema = self.keyspace.schema();
         for lease in self.lock().values() {
-            let key = group_key(lease.service());
+            let key = group_key(schema, lease.service());
             if lease.ended() || only.is_some_and(|only| !only.contains(key)) {
                 continue;
             }
@@ -239,5 +246,22 @@ impl Shared {
             Ok(()) => self.index_failing.store(false, Ordering::Relaxed),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_call_per_service_key() {
+        let name = |n: &str| ServiceName::new(n).expect("a valid name");
+        let (upper, lower) = (name("Orders"), name("orders"));
+        // Native: one key for both spellings, so one call.
+        assert_eq!(group_key(KeySchema::Native, &upper), "orders");
+        assert_eq!(group_key(KeySchema::Native, &lower), "orders");
+        // Hertz: a key per spelling, so a call per spelling.
+        assert_eq!(group_key(KeySchema::Hertz, &upper), "Orders");
+        assert_eq!(group_key(KeySchema::Hertz, &lower), "orders");
     }
 }
