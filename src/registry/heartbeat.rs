@@ -96,7 +96,9 @@ async fn sleep_until(at: Option<Instant>) {
 struct Health {
     /// Set while renewals fail.
     outage: Option<Outage>,
-    /// Whether lost entries were reported since the last clean round.
+    /// Whether lost entries were reported at info in this episode, which
+    /// ends with the outage or with a clean full round: the next loss is
+    /// news.
     reported_lost: bool,
 }
 
@@ -136,7 +138,12 @@ impl Health {
         }
         let Some(error) = renewal.error else {
             if let Some(outage) = self.outage.take() {
-                tracing::info!(down_for = ?outage.since.elapsed(), renewed = renewal.written, "heartbeat succeeds again");
+                // A retry writes only the failed services: count what it
+                // wrote, not the registry.
+                tracing::info!(down_for = ?outage.since.elapsed(), instances_written = renewal.written, "heartbeat succeeds again");
+                // The outage's losses are reported: the next outage's are
+                // news, even within one interval.
+                self.reported_lost = false;
             } else if full && renewal.created == 0 {
                 // A clean round ends the episode: the next loss is news.
                 self.reported_lost = false;
@@ -268,6 +275,30 @@ mod tests {
         assert!(delays.iter().any(|d| *d > ms(110)), "{delays:?}");
         let longest = (0..1000).map(|_| jittered(ms(1000))).max();
         assert!(longest <= Some(ms(1250)), "{longest:?}");
+    }
+
+    #[test]
+    fn each_outage_reports_its_losses_anew() {
+        let second = Duration::from_secs(1);
+        let recreated = || Renewal {
+            written: 10,
+            created: 10,
+            ..Renewal::default()
+        };
+        let mut health = Health::default();
+        for _ in 0..2 {
+            health.record(true, failed(true), second);
+            assert!(!health.reported_lost);
+            // A retry re-creates the lost entries and ends the outage.
+            health.record(false, recreated(), second);
+            assert!(health.outage.is_none());
+            assert!(!health.reported_lost, "the next outage is news");
+        }
+        // Without an outage (FLUSHALL), one report until a clean round.
+        health.record(true, recreated(), second);
+        assert!(health.reported_lost);
+        health.record(true, Renewal::default(), second);
+        assert!(!health.reported_lost);
     }
 
     #[test]
