@@ -133,7 +133,7 @@ impl RegistryBuilder {
             ops: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             index_failing: AtomicBool::new(false),
-            stop: stop.clone(),
+            heartbeat_stop: stop.clone(),
             next_ticket: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });

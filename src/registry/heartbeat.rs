@@ -44,10 +44,12 @@ fn retry_cap(interval: Duration) -> Duration {
     (interval / 4).clamp(MIN_RETRY, MAX_RETRY)
 }
 
-/// Starts the heartbeat of the registry `shared` on its runtime. It holds
-/// only a weak reference between rounds, so it ends when the registry and
-/// all its registrations are gone (their drop cancels `stop`), or at once
-/// when `stop` is cancelled (shutdown).
+/// Starts the heartbeat of the registry `shared` on its runtime. It ends
+/// when `stop` is cancelled: on shutdown, and when the registry and all
+/// its registrations are gone (it holds only a weak reference between
+/// rounds, and the last one's drop cancels `stop`). Between rounds it ends
+/// at once; a round in flight finishes first (within one call limit and
+/// the index grace).
 pub(super) fn spawn(shared: &Arc<Shared>, stop: CancellationToken) {
     let interval = shared.heartbeat;
     drop(

@@ -166,7 +166,7 @@ struct Shared {
     index_failing: AtomicBool,
     /// Ends the heartbeat task: cancelled on shutdown and when the last
     /// handle on the registry goes.
-    stop: CancellationToken,
+    heartbeat_stop: CancellationToken,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
     /// The runtime the registry was connected on: runs the operations
@@ -313,7 +313,7 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The last handle is gone: the heartbeat ends now, not at its next
         // tick.
-        self.stop.cancel();
+        self.heartbeat_stop.cancel();
     }
 }
 
