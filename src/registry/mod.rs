@@ -30,32 +30,44 @@
 //! siblings do.
 //!
 //! A registry runs one heartbeat task, however many instances it
-//! registers. Every heartbeat interval it renews every current lease: one
-//! idempotent upsert script call per service (at most 1 000 instances per
-//! call), the calls sent together on the registry's one connection (at
-//! most 256 in flight), each bounded by the command timeout, plus one
-//! best-effort write of the services index. Tasks and round trips stay
-//! flat as registrations grow (measured in `BENCHMARKS.md`).
+//! registers. Every heartbeat interval (at least 10 ms) it renews every
+//! current lease: one idempotent upsert script call per service (at most
+//! 1 000 instances per call), the calls sent together on the registry's
+//! one connection (at most 256 in flight). The whole round has one
+//! deadline, one call limit after it starts (the command timeout; on a
+//! Cluster or behind Sentinel also the reconnects a call may make): a
+//! call not answered by then fails and is retried like any other failure.
+//! Beside the calls, best-effort writes of the services index (one `SADD`
+//! per 1 000 service names; none in the Hertz schema) get 100 ms past the
+//! round's last answer. Tasks and round trips stay flat as registrations
+//! grow (measured in `BENCHMARKS.md`).
 //!
 //! Heartbeat errors never end the heartbeat. The services whose renewal
-//! failed are retried: at once when the connection broke (the retry waits
-//! for the reconnect the failure started), then with a backoff from 100 ms
-//! doubling up to a quarter of the interval, at most 1 s, each delay
-//! spread by +-25 % so a fleet does not retry in lockstep, until they
-//! succeed. So an instance lost to a Redis restart, `FLUSHALL` or failover
-//! is back one retry after Redis answers again (tested: with heartbeat 1 s,
-//! every entry back within heartbeat + 500 ms after a restarted, empty
-//! Redis accepts connections), or at the next heartbeat after a `FLUSHALL`.
+//! failed are retried until they succeed. After each failed try on a
+//! broken connection, one try follows at once (it waits for the reconnect
+//! the failure started); otherwise, and after that immediate try if it
+//! fails too, the next try waits a backoff: it starts at 100 ms (or the
+//! cap, if smaller) and doubles up to the cap, a quarter of the interval
+//! within 10 ms to 1 s. Each backoff delay is spread by +-25 %, so a fleet
+//! does not retry in lockstep. So an instance lost to a Redis restart,
+//! `FLUSHALL` or failover is back one retry after Redis answers again
+//! (tested: with heartbeat 1 s, every entry back within heartbeat +
+//! 500 ms after a restarted, empty Redis accepts connections), or at the
+//! next heartbeat after a `FLUSHALL`.
 //!
 //! Logs are per registry, not per registration: one `warn` when heartbeats
 //! start failing (how many services, the error, the retry delay), repeats
-//! at `debug`, one `info` when they succeed again (how long they failed);
-//! entries that Redis had lost and a heartbeat re-created are reported in
-//! one `info` summary per outage (count and a few examples).
+//! at `debug`, one `info` when they succeed again (how long they failed,
+//! how many instances that round wrote); entries that Redis had lost and a
+//! heartbeat re-created are reported in one `info` summary per outage
+//! (count and a few examples), or, without an outage (`FLUSHALL`), one
+//! until a round re-creates nothing.
 //!
 //! The heartbeat task runs on the runtime the registry was connected on.
-//! It ends at once on [`RedisRegistry::shutdown`], and when the registry
-//! and all its [`Registration`]s are dropped.
+//! It ends on [`RedisRegistry::shutdown`] (even while [`Registration`]s
+//! are still held), and when the registry and all its registrations are
+//! dropped: at once between rounds, else once the round in flight is done
+//! (within one call limit plus 100 ms).
 //!
 //! # Ending a registration
 //!
