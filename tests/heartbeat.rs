@@ -8,30 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use redis_discovery::{Instance, RedisRegistry, Registration};
+use support::outage::{crash_and_restart, entries_back};
 use support::{eventually, lease_renewed, LogCapture, RedisServer};
-
-/// Held by every test here for its whole run. Two of them stop a server
-/// and restart it on the same port; a server another test started
-/// meanwhile could take that port, and the restart would then talk to it
-/// (support's `restart` takes any server answering PING as its own).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The working directory of the server on `server`'s port: unique to
-/// each server support starts.
-fn dir(server: &RedisServer) -> Vec<String> {
-    server.cmd(&["CONFIG", "GET", "dir"])
-}
-
-/// Restarts `server` (stopped) and checks that the server now on its port
-/// is the one it started (`dir` as before the stop), not another process's.
-fn restart_own(server: &mut RedisServer, dir_before: &[String]) {
-    server.restart();
-    assert_eq!(
-        dir(server),
-        dir_before,
-        "another redis-server took the port during the outage"
-    );
-}
 
 async fn registry(server: &RedisServer, ttl: Duration, heartbeat: Duration) -> RedisRegistry {
     RedisRegistry::builder(server.url())
@@ -82,6 +60,25 @@ fn counts(conn: &mut redis::Connection, services: usize) -> Option<Vec<usize>> {
     pipe.query(conn).ok()
 }
 
+/// Waits until each of `services` services (`svc-0`, …) has
+/// `per_service` entries, and returns how long after `since` the last
+/// was first seen.
+async fn all_back(
+    server: &RedisServer,
+    services: usize,
+    per_service: u16,
+    since: Instant,
+) -> Duration {
+    let url = server.url();
+    let mut back = Duration::ZERO;
+    for svc in 0..services {
+        let service = format!("svc-{svc}");
+        let seen = entries_back(&url, &service, usize::from(per_service), since).await;
+        back = back.max(seen);
+    }
+    back
+}
+
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -97,7 +94,6 @@ fn script_calls(server: &RedisServer) -> u64 {
 /// per service, not per instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_and_one_script_call_per_service() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     let heartbeat = Duration::from_millis(500);
@@ -135,7 +131,6 @@ async fn one_task_and_one_script_call_per_service() {
 /// of at most 1 000: every instance is renewed, in two calls per round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_service_is_renewed_in_chunks() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(3), Duration::from_millis(500)).await;
     let registrations = register_many(&registry, 1, 1500).await;
@@ -157,7 +152,6 @@ async fn a_big_service_is_renewed_in_chunks() {
 /// its registrations are dropped without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_ends_after_shutdown_and_after_drop() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     for shut_down in [true, false] {
@@ -190,7 +184,6 @@ async fn every_task_ends_after_shutdown_and_after_drop() {
 /// re-created).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_deregisters_never_lose_to_a_round() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let heartbeat = Duration::from_millis(100);
     let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
@@ -234,32 +227,16 @@ async fn updates_and_deregisters_never_lose_to_a_round() {
 /// back within one heartbeat plus 500 ms after Redis accepts connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_are_back_within_a_heartbeat_after_each_restart() {
-    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::start();
     let heartbeat = Duration::from_secs(1);
     let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
     let (services, per_service) = (20, 5);
     let registrations = register_many(&registry, services, per_service).await;
-    let full = vec![usize::from(per_service); services];
     for restart in 1..=5 {
-        let own = dir(&server);
-        server.stop();
         // The outage itself, not a synchronisation.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        restart_own(&mut server, &own);
-        // `restart` returns once the server answers PING.
-        let accepting = Instant::now();
-        let mut conn = server.conn();
-        let back = loop {
-            if counts(&mut conn, services).as_ref() == Some(&full) {
-                break accepting.elapsed();
-            }
-            assert!(
-                accepting.elapsed() < support::DEADLINE,
-                "restart {restart}: entries not back"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        let (restarted, accepting) = crash_and_restart(server, Duration::from_secs(5)).await;
+        server = restarted;
+        let back = all_back(&server, services, per_service, accepting).await;
         eprintln!("restart {restart}: every entry back {back:?} after Redis accepted connections");
         assert!(
             back <= heartbeat + Duration::from_millis(500),
@@ -276,7 +253,6 @@ async fn entries_are_back_within_a_heartbeat_after_each_restart() {
 /// registration), and one more after a later FLUSHALL.
 #[tokio::test]
 async fn an_outage_is_logged_once_per_registry() {
-    let _serial = SERIAL.lock().await;
     let mut server = RedisServer::start();
     let logs = LogCapture::default();
     // Everything runs on this (current-thread) runtime's thread.
@@ -284,7 +260,6 @@ async fn an_outage_is_logged_once_per_registry() {
     let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(500)).await;
     let services = 5;
     let registrations = register_many(&registry, services, 10).await;
-    let full = vec![10; services];
     let lines = |what: &str| {
         logs.text()
             .lines()
@@ -293,23 +268,14 @@ async fn an_outage_is_logged_once_per_registry() {
             .collect::<Vec<_>>()
     };
 
-    let own = dir(&server);
-    server.stop();
-    eventually("heartbeats to fail", || async {
-        (!lines("heartbeat failed").is_empty()).then_some(())
-    })
-    .await;
-    // The outage itself (many retries), not a synchronisation.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    restart_own(&mut server, &own);
+    // Down for 2 s (many retries), not a synchronisation.
+    let (restarted, _) = crash_and_restart(server, Duration::from_secs(2)).await;
+    server = restarted;
     eventually("heartbeats to succeed again", || async {
         (!lines("heartbeat succeeds again").is_empty()).then_some(())
     })
     .await;
-    eventually("every entry back", || async {
-        (counts(&mut server.conn(), services)? == full).then_some(())
-    })
-    .await;
+    all_back(&server, services, 10, Instant::now()).await;
     let failing = lines("heartbeat failed");
     assert_eq!(failing.len(), 1, "{}", logs.text());
     assert!(
@@ -334,10 +300,7 @@ async fn an_outage_is_logged_once_per_registry() {
     lease_renewed(&server, "svc-0", &addr(1)).await;
     lease_renewed(&server, "svc-0", &addr(1)).await;
     server.flushall();
-    eventually("every entry back after FLUSHALL", || async {
-        (counts(&mut server.conn(), services)? == full).then_some(())
-    })
-    .await;
+    all_back(&server, services, 10, Instant::now()).await;
     let waiting = Instant::now();
     let lost = loop {
         let lost = lines("re-created them");
@@ -381,7 +344,6 @@ async fn an_outage_is_logged_once_per_registry() {
 /// behind the registry's back restored with an `update` event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_publishes_what_one_call_per_instance_would() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(300)).await;
     let mut registrations = Vec::new();
@@ -483,4 +445,38 @@ async fn a_round_on_a_hung_redis_delays_an_update_by_one_command_timeout() {
     );
     registry.shutdown().await.unwrap();
     drop(registrations);
+}
+
+/// The heartbeat ends at shutdown, not when the last handle goes: with
+/// every registration still held, no script call reaches Redis after
+/// `shutdown` returns, and the heartbeat task is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_ends_at_shutdown_while_registrations_are_held() {
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_millis(100);
+    let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
+    let registrations = register_many(&registry, 5, 10).await;
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    // The heartbeat and the connection's tasks (which live on with the
+    // handles).
+    let running = alive_tasks();
+    registry.shutdown().await.unwrap();
+    let after_shutdown = script_calls(&server);
+    eventually("the heartbeat task to end", || async {
+        (alive_tasks() == running - 1).then_some(())
+    })
+    .await;
+    // Many intervals without a call: watched, not a synchronisation.
+    let quiet = Instant::now() + heartbeat * 10;
+    while Instant::now() < quiet {
+        assert_eq!(
+            script_calls(&server),
+            after_shutdown,
+            "a call after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(registrations.len(), 50, "every handle still held");
+    drop(registrations);
+    drop(registry);
 }
