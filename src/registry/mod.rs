@@ -330,8 +330,9 @@ impl Drop for Shared {
 }
 
 /// Runs `op` in a task of its own and waits for it. Dropping the wait
-/// leaves `op` running to its end (every Redis call in it is bounded by the
-/// command timeout), so an operation is never cut in half. The task runs
+/// leaves `op` running to its end (every Redis call in it, and the
+/// heartbeat round it may wait for, is bounded by the call limit), so an
+/// operation is never cut in half. The task runs
 /// on the caller's runtime, or on `fallback` when the caller is not on one.
 async fn run_to_completion<T: Send + 'static>(
     fallback: &tokio::runtime::Handle,
