@@ -70,7 +70,10 @@ impl RegistryBuilder {
         self
     }
 
-    /// How often the registry's heartbeat renews every lease it holds.
+    /// How often the registry's heartbeat renews every lease it holds. At
+    /// least 10 ms ([`connect`](Self::connect) refuses less): a shorter
+    /// interval would only load Redis, and the retry backoff, a quarter of
+    /// it, would spin.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat = Some(interval);
         self
@@ -130,7 +133,7 @@ impl RegistryBuilder {
             ops: tokio::sync::Mutex::new(()),
             writes: tokio::sync::Mutex::new(()),
             index_failing: AtomicBool::new(false),
-            stop: stop.clone(),
+            heartbeat_stop: stop.clone(),
             next_ticket: AtomicU64::new(0),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -143,18 +146,22 @@ impl RegistryBuilder {
 /// The longest lease TTL accepted.
 pub(crate) const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The lease rules: both non-zero, TTL at least two heartbeats, at most a
-/// day (lease deadlines are milliseconds in a Redis score and key expiry).
+/// The shortest heartbeat interval accepted.
+pub(crate) const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+
+/// The lease rules: TTL non-zero, heartbeat at least [`MIN_HEARTBEAT`],
+/// TTL at least two heartbeats, at most a day (lease deadlines are
+/// milliseconds in a Redis score and key expiry).
 pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), ValidationError> {
     if ttl.is_zero() {
         return Err(ValidationError::Config(
             "lease TTL must be greater than zero".into(),
         ));
     }
-    if heartbeat.is_zero() {
-        return Err(ValidationError::Config(
-            "heartbeat interval must be greater than zero".into(),
-        ));
+    if heartbeat < MIN_HEARTBEAT {
+        return Err(ValidationError::Config(format!(
+            "heartbeat interval ({heartbeat:?}) must be at least {MIN_HEARTBEAT:?}"
+        )));
     }
     if ttl > MAX_LEASE_TTL {
         return Err(ValidationError::Config(format!(
@@ -180,6 +187,11 @@ mod tests {
         assert!(validate_lease(s(10), s(5)).is_ok());
         assert!(validate_lease(s(0), s(5)).is_err());
         assert!(validate_lease(s(15), s(0)).is_err());
+        let ms = Duration::from_millis;
+        assert!(validate_lease(s(15), ms(10)).is_ok());
+        let e = validate_lease(s(15), ms(9)).unwrap_err().to_string();
+        assert!(e.contains("at least 10ms"), "{e}");
+        assert!(validate_lease(s(15), Duration::from_nanos(1)).is_err());
         assert!(validate_lease(Duration::MAX, s(5)).is_err());
         assert!(validate_lease(s(15), Duration::MAX).is_err());
         let e = validate_lease(s(9), s(5)).unwrap_err().to_string();

@@ -19,7 +19,7 @@ impl Shared {
     pub(super) async fn shut_down(&self) -> Result<(), RegistryError> {
         let _ops = self.ops.lock().await;
         self.closed.store(true, Ordering::Release);
-        self.stop.cancel();
+        self.heartbeat_stop.cancel();
         let leases: Vec<Arc<Lease>> = self.lock().drain().map(|(_, l)| l).collect();
         for lease in &leases {
             lease.end();

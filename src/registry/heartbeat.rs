@@ -18,17 +18,38 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// The longest backoff delay, whatever the interval.
 const MAX_RETRY: Duration = Duration::from_secs(1);
 
-/// The longest delay between tries while renewals fail: a quarter of the
-/// interval, at most [`MAX_RETRY`], so an entry lost in an outage is back
-/// soon after Redis is.
-fn retry_cap(interval: Duration) -> Duration {
-    (interval / 4).min(MAX_RETRY)
+/// The spread of a backoff delay: each is drawn from +-25 % of it, so a
+/// fleet whose heartbeats failed together does not retry in lockstep.
+const JITTER: f64 = 0.25;
+
+/// `delay` spread by [`JITTER`]. An immediate try stays immediate: it
+/// waits for the reconnect, not for a slot.
+fn jittered(delay: Duration) -> Duration {
+    if delay.is_zero() {
+        return delay;
+    }
+    // At most 1.25 x the 1 s cap: no overflow.
+    delay.mul_f64(rand::random_range(1.0 - JITTER..=1.0 + JITTER))
 }
 
-/// Starts the heartbeat of the registry `shared` on its runtime. It holds
-/// only a weak reference between rounds, so it ends when the registry and
-/// all its registrations are gone (their drop cancels `stop`), or at once
-/// when `stop` is cancelled (shutdown).
+/// The shortest backoff delay, whatever the interval: the shortest
+/// heartbeat interval.
+const MIN_RETRY: Duration = super::builder::MIN_HEARTBEAT;
+
+/// The longest delay between tries while renewals fail: a quarter of the
+/// interval, from [`MIN_RETRY`] to [`MAX_RETRY`], so an entry lost in an
+/// outage is back soon after Redis is, and a failing Redis is never tried
+/// in a spin.
+fn retry_cap(interval: Duration) -> Duration {
+    (interval / 4).clamp(MIN_RETRY, MAX_RETRY)
+}
+
+/// Starts the heartbeat of the registry `shared` on its runtime. It ends
+/// when `stop` is cancelled: on shutdown, and when the registry and all
+/// its registrations are gone (it holds only a weak reference between
+/// rounds, and the last one's drop cancels `stop`). Between rounds it ends
+/// at once; a round in flight finishes first (within one call limit and
+/// the index grace).
 pub(super) fn spawn(shared: &Arc<Shared>, stop: CancellationToken) {
     let interval = shared.heartbeat;
     drop(
@@ -39,10 +60,7 @@ pub(super) fn spawn(shared: &Arc<Shared>, stop: CancellationToken) {
 }
 
 async fn run(shared: Weak<Shared>, interval: Duration, stop: CancellationToken) {
-    let start = Instant::now()
-        .checked_add(interval)
-        .unwrap_or_else(Instant::now);
-    let mut ticks = tokio::time::interval_at(start, interval);
+    let mut ticks = tokio::time::interval_at(crate::time::after(interval), interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut health = Health::default();
     loop {
@@ -77,7 +95,9 @@ async fn sleep_until(at: Option<Instant>) {
 struct Health {
     /// Set while renewals fail.
     outage: Option<Outage>,
-    /// Whether lost entries were reported since the last clean round.
+    /// Whether lost entries were reported at info in this episode, which
+    /// ends with the outage or with a clean full round: the next loss is
+    /// news.
     reported_lost: bool,
 }
 
@@ -93,6 +113,18 @@ struct Outage {
 }
 
 impl Outage {
+    /// An outage starting now, its first backoff [`FIRST_RETRY`].
+    fn new() -> Self {
+        let now = Instant::now();
+        Outage {
+            since: now,
+            services: HashSet::new(),
+            next_try: now,
+            backoff: FIRST_RETRY,
+            immediate: false,
+        }
+    }
+
     /// The delay before the next try, after one failed (`broke`: on a
     /// broken connection).
     fn next_delay(&mut self, broke: bool, cap: Duration) -> Duration {
@@ -117,7 +149,12 @@ impl Health {
         }
         let Some(error) = renewal.error else {
             if let Some(outage) = self.outage.take() {
-                tracing::info!(down_for = ?outage.since.elapsed(), renewed = renewal.written, "heartbeat succeeds again");
+                // A retry writes only the failed services: count what it
+                // wrote, not the registry.
+                tracing::info!(down_for = ?outage.since.elapsed(), instances_written = renewal.written, "heartbeat succeeds again");
+                // The outage's losses are reported: the next outage's are
+                // news, even within one interval.
+                self.reported_lost = false;
             } else if full && renewal.created == 0 {
                 // A clean round ends the episode: the next loss is news.
                 self.reported_lost = false;
@@ -126,15 +163,9 @@ impl Health {
         };
         let cap = retry_cap(interval);
         let first = self.outage.is_none();
-        let outage = self.outage.get_or_insert_with(|| Outage {
-            since: Instant::now(),
-            services: HashSet::new(),
-            next_try: Instant::now(),
-            backoff: FIRST_RETRY,
-            immediate: false,
-        });
-        let delay = outage.next_delay(renewal.broke, cap);
-        outage.next_try = Instant::now() + delay;
+        let outage = self.outage.get_or_insert_with(Outage::new);
+        let delay = jittered(outage.next_delay(renewal.broke, cap));
+        outage.next_try = crate::time::after(delay);
         outage.services = renewal.failed;
         let services = outage.services.len();
         if first {
@@ -163,82 +194,4 @@ impl Health {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::RegistryError;
-
-    fn failed(broke: bool) -> Renewal {
-        let error = if broke {
-            let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-            let error = redis::RedisError::from(io);
-            assert!(crate::connection::broke(&error));
-            RegistryError::Redis(error)
-        } else {
-            RegistryError::Timeout(Duration::from_secs(2))
-        };
-        Renewal {
-            failed: HashSet::from(["orders".to_owned()]),
-            failed_instances: 1,
-            broke,
-            error: Some(error),
-            ..Renewal::default()
-        }
-    }
-
-    /// The delays before each retry after failures on a broken
-    /// connection (`true`) or not.
-    fn delays(interval: Duration, failures: &[bool]) -> Vec<Duration> {
-        let mut outage = Outage {
-            since: Instant::now(),
-            services: HashSet::new(),
-            next_try: Instant::now(),
-            backoff: FIRST_RETRY,
-            immediate: false,
-        };
-        let cap = retry_cap(interval);
-        failures
-            .iter()
-            .map(|&broke| outage.next_delay(broke, cap))
-            .collect()
-    }
-
-    #[test]
-    fn a_broken_connection_is_retried_at_once_then_with_a_short_backoff() {
-        let ms = Duration::from_millis;
-        // Heartbeat 1 s: the cap is 250 ms. Every broken try after a
-        // backoff is followed by one at once (it waits for the reconnect).
-        assert_eq!(
-            delays(ms(1000), &[true, true, true, true, true, true, true, true]),
-            [
-                ms(0),
-                ms(100),
-                ms(0),
-                ms(200),
-                ms(0),
-                ms(250),
-                ms(0),
-                ms(250)
-            ]
-        );
-        // Timeouts (a hung Redis) only back off.
-        assert_eq!(
-            delays(ms(1000), &[false, false, false, false]),
-            [ms(100), ms(200), ms(250), ms(250)]
-        );
-        // Heartbeat 60 s: capped at 1 s; 100 ms: at 25 ms.
-        assert_eq!(
-            delays(Duration::from_secs(60), &[false; 6]),
-            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
-        );
-        assert_eq!(delays(ms(100), &[false; 2]), [ms(25), ms(25)]);
-    }
-
-    #[test]
-    fn success_ends_the_outage() {
-        let mut health = Health::default();
-        health.record(true, failed(true), Duration::from_secs(1));
-        assert!(health.outage.is_some());
-        health.record(false, Renewal::default(), Duration::from_secs(1));
-        assert!(health.outage.is_none());
-    }
-}
+mod tests;

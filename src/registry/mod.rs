@@ -30,31 +30,44 @@
 //! siblings do.
 //!
 //! A registry runs one heartbeat task, however many instances it
-//! registers. Every heartbeat interval it renews every current lease: one
-//! idempotent upsert script call per service (at most 1 000 instances per
-//! call), the calls sent together on the registry's one connection (at
-//! most 256 in flight), each bounded by the command timeout, plus one
-//! best-effort write of the services index. Tasks and round trips stay
-//! flat as registrations grow (measured in `BENCHMARKS.md`).
+//! registers. Every heartbeat interval (at least 10 ms) it renews every
+//! current lease: one idempotent upsert script call per service (at most
+//! 1 000 instances per call), the calls sent together on the registry's
+//! one connection (at most 256 in flight). The whole round has one
+//! deadline, one call limit after it starts (the command timeout; on a
+//! Cluster or behind Sentinel also the reconnects a call may make): a
+//! call not answered by then fails and is retried like any other failure.
+//! Beside the calls, best-effort writes of the services index (one `SADD`
+//! per 1 000 service names; none in the Hertz schema) get 100 ms past the
+//! round's last answer. Tasks and round trips stay flat as registrations
+//! grow (measured in `BENCHMARKS.md`).
 //!
 //! Heartbeat errors never end the heartbeat. The services whose renewal
-//! failed are retried: at once when the connection broke (the retry waits
-//! for the reconnect the failure started), then with a backoff from 100 ms
-//! doubling up to a quarter of the interval, at most 1 s, until they
-//! succeed. So an instance lost to a Redis restart, `FLUSHALL` or failover
-//! is back one retry after Redis answers again (tested: with heartbeat 1 s,
-//! every entry back within heartbeat + 500 ms after a restarted, empty
-//! Redis accepts connections), or at the next heartbeat after a `FLUSHALL`.
+//! failed are retried until they succeed. After each failed try on a
+//! broken connection, one try follows at once (it waits for the reconnect
+//! the failure started); otherwise, and after that immediate try if it
+//! fails too, the next try waits a backoff: it starts at 100 ms (or the
+//! cap, if smaller) and doubles up to the cap, a quarter of the interval
+//! within 10 ms to 1 s. Each backoff delay is spread by +-25 %, so a fleet
+//! does not retry in lockstep. So an instance lost to a Redis restart,
+//! `FLUSHALL` or failover is back one retry after Redis answers again
+//! (tested: with heartbeat 1 s, every entry back within heartbeat +
+//! 500 ms after a restarted, empty Redis accepts connections), or at the
+//! next heartbeat after a `FLUSHALL`.
 //!
 //! Logs are per registry, not per registration: one `warn` when heartbeats
 //! start failing (how many services, the error, the retry delay), repeats
-//! at `debug`, one `info` when they succeed again (how long they failed);
-//! entries that Redis had lost and a heartbeat re-created are reported in
-//! one `info` summary per outage (count and a few examples).
+//! at `debug`, one `info` when they succeed again (how long they failed,
+//! how many instances that round wrote); entries that Redis had lost and a
+//! heartbeat re-created are reported in one `info` summary per outage
+//! (count and a few examples), or, without an outage (`FLUSHALL`), one
+//! until a round re-creates nothing.
 //!
 //! The heartbeat task runs on the runtime the registry was connected on.
-//! It ends at once on [`RedisRegistry::shutdown`], and when the registry
-//! and all its [`Registration`]s are dropped.
+//! It ends on [`RedisRegistry::shutdown`] (even while [`Registration`]s
+//! are still held), and when the registry and all its registrations are
+//! dropped: at once between rounds, else once the round in flight is done
+//! (within one call limit plus 100 ms).
 //!
 //! # Ending a registration
 //!
@@ -89,10 +102,16 @@
 //! * [`Registration::deregister`], [`Registration::update`],
 //!   [`RedisRegistry::deregister`] and [`RedisRegistry::shutdown`] run in a
 //!   task of their own, which the returned future only waits for. Once
-//!   polled, the operation runs to its end in the background, bounded by
-//!   the command timeout (plus, for an update or deregistration, the
-//!   heartbeat round in flight it waits for, whose calls are bounded by it
-//!   too): dropping the future only drops its result.
+//!   polled, the operation runs to its end in the background: dropping
+//!   the future only drops its result. Each of its Redis calls is bounded
+//!   by the call limit (the command timeout; on a Cluster or behind
+//!   Sentinel also the reconnects a call may make on the way). An update
+//!   or deregistration first waits for the heartbeat round in flight,
+//!   which has one deadline for all its calls, one call limit after it
+//!   started: so it returns within two call limits (an update 100 ms more,
+//!   for the services index), however many services the round renews.
+//!   A shutdown waits for that round too, then removes every instance,
+//!   256 removals in flight at once, each bounded by the call limit.
 //! * [`RedisRegistry::register`] dropped before it returns registers
 //!   nothing that lasts: the heartbeat never renews it, and an entry that already
 //!   reached Redis disappears when its lease runs out. A registration of
@@ -159,7 +178,7 @@ struct Shared {
     index_failing: AtomicBool,
     /// Ends the heartbeat task: cancelled on shutdown and when the last
     /// handle on the registry goes.
-    stop: CancellationToken,
+    heartbeat_stop: CancellationToken,
     /// Tells the handles of one lease apart: the newest owns it.
     next_ticket: AtomicU64,
     /// The runtime the registry was connected on: runs the operations
@@ -306,13 +325,14 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // The last handle is gone: the heartbeat ends now, not at its next
         // tick.
-        self.stop.cancel();
+        self.heartbeat_stop.cancel();
     }
 }
 
 /// Runs `op` in a task of its own and waits for it. Dropping the wait
-/// leaves `op` running to its end (every Redis call in it is bounded by the
-/// command timeout), so an operation is never cut in half. The task runs
+/// leaves `op` running to its end (every Redis call in it, and the
+/// heartbeat round it may wait for, is bounded by the call limit), so an
+/// operation is never cut in half. The task runs
 /// on the caller's runtime, or on `fallback` when the caller is not on one.
 async fn run_to_completion<T: Send + 'static>(
     fallback: &tokio::runtime::Handle,
@@ -358,10 +378,27 @@ impl Shared {
         &self,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RegistryError> {
-        let limit = self.timeouts.call_limit(&self.conn);
-        match tokio::time::timeout(limit, call).await {
+        self.timed_until(self.call_deadline(), call).await
+    }
+
+    /// One call limit from now: the deadline of a call, or of a whole
+    /// heartbeat round.
+    fn call_deadline(&self) -> tokio::time::Instant {
+        crate::time::after(self.timeouts.call_limit(&self.conn))
+    }
+
+    /// Runs a Redis call until `deadline` (from [`call_deadline`]); a call
+    /// not answered by then fails with the call limit as its timeout.
+    ///
+    /// [`call_deadline`]: Self::call_deadline
+    async fn timed_until<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(RegistryError::Timeout(limit)),
+            Err(_) => Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn))),
         }
     }
 }

@@ -79,8 +79,9 @@ impl Registration {
     /// `deregister` event. Returns whether Redis still had it.
     ///
     /// Dropping the future does not stop the deregistration: it runs to
-    /// its end in the background, bounded by the command timeout (see
-    /// [cancel safety](super#cancel-safety)). If Redis cannot be reached
+    /// its end in the background, within two call limits: the heartbeat
+    /// round in flight, then the removal (see [cancel
+    /// safety](super#cancel-safety)). If Redis cannot be reached
     /// then, it is no longer renewed all the same and the instance
     /// disappears when its lease runs out.
     pub async fn deregister(mut self) -> Result<bool, RegistryError> {

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::lease::Lease;
 use super::Shared;
 use crate::connection;
 use crate::error::RegistryError;
 use crate::instance::ServiceName;
-use crate::schema::{Upserted, UPSERT_BATCH};
+use crate::schema::{KeySchema, Upserted, UPSERT_BATCH};
 
 /// Script calls of one round in flight at once: enough to fill the
 /// connection's pipeline, bounded so a huge registry does not queue
@@ -62,10 +63,16 @@ struct Call {
     entries: Vec<Entry>,
 }
 
-/// How a round groups leases: one script call per key. The Hertz key is
-/// spelled with the name's case, so the spelling, not the lowercase name.
-fn group_key(service: &ServiceName) -> &str {
-    service.spelling()
+/// How a round groups leases under `schema`: one script call per service
+/// key. The native keys hold the lowercase name, so "Orders" and "orders"
+/// are one call (two would each prune the other's entries as expired
+/// siblings); the Hertz key is spelled with the name's case, so there the
+/// spelling.
+fn group_key(schema: KeySchema, service: &ServiceName) -> &str {
+    match schema {
+        KeySchema::Native => service.as_str(),
+        KeySchema::Hertz => service.spelling(),
+    }
 }
 
 impl Shared {
@@ -73,8 +80,15 @@ impl Shared {
     /// `only` (a retry). Holds the write lock while it writes, so an
     /// update never races it and a stopped lease is never written after
     /// its stop returned.
+    ///
+    /// The whole round has one deadline, one call limit after it took the
+    /// lock: a call not answered by then (or not yet sent) fails like any
+    /// other and is retried. So a round holds the lock at most one call
+    /// limit, however many waves of calls it has, and the services index
+    /// write gets [`INDEX_GRACE`] more, outside the lock.
     pub(super) async fn renew(&self, only: Option<&HashSet<String>>) -> Renewal {
         let writes = self.writes.lock().await;
+        let deadline = self.call_deadline();
         let groups = self.due(only);
         if groups.is_empty() {
             return Renewal::default();
@@ -104,7 +118,7 @@ impl Shared {
                     .iter()
                     .map(|(l, json)| (l.addr(), &**json))
                     .collect();
-                let result = self.write(&call.service, &entries).await;
+                let result = self.write(&call.service, &entries, deadline).await;
                 (call, result)
             })
             .buffer_unordered(MAX_IN_FLIGHT)
@@ -151,8 +165,9 @@ impl Shared {
     /// write (read under the write lock: the current value).
     fn due(&self, only: Option<&HashSet<String>>) -> HashMap<String, (ServiceName, Vec<Entry>)> {
         let mut groups: HashMap<String, (ServiceName, Vec<Entry>)> = HashMap::new();
+        let schema = self.keyspace.schema();
         for lease in self.lock().values() {
-            let key = group_key(lease.service());
+            let key = group_key(schema, lease.service());
             if lease.ended() || only.is_some_and(|only| !only.contains(key)) {
                 continue;
             }
@@ -173,22 +188,32 @@ impl Shared {
         addr: &str,
         json: &str,
     ) -> Result<Upserted, RegistryError> {
+        let deadline = self.call_deadline();
         let codes = self
-            .with_index(&[service.as_str()], self.write(service, &[(addr, json)]))
+            .with_index(
+                &[service.as_str()],
+                self.write(service, &[(addr, json)], deadline),
+            )
             .await?;
         // `write` checked that there is one code per entry.
         Ok(codes.first().copied().unwrap_or(Upserted::Renewed))
     }
 
-    /// One upsert script call, within the connection's call limit.
+    /// One upsert script call, answered by `deadline` or failed. Past the
+    /// deadline it fails without sending anything: a round's calls still
+    /// queued behind a hung Redis are not piled onto it.
     async fn write(
         &self,
         service: &ServiceName,
         entries: &[(&str, &str)],
+        deadline: Instant,
     ) -> Result<Vec<Upserted>, RegistryError> {
+        if Instant::now() >= deadline {
+            return Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn)));
+        }
         let mut conn = self.conn.clone();
         let call = self.keyspace.upsert(&mut conn, service, entries, self.ttl);
-        self.timed(call).await
+        self.timed_until(deadline, call).await
     }
 
     /// Runs `writes` with the services index write for `names` beside it,
@@ -221,5 +246,22 @@ impl Shared {
             Ok(()) => self.index_failing.store(false, Ordering::Relaxed),
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_call_per_service_key() {
+        let name = |n: &str| ServiceName::new(n).expect("a valid name");
+        let (upper, lower) = (name("Orders"), name("orders"));
+        // Native: one key for both spellings, so one call.
+        assert_eq!(group_key(KeySchema::Native, &upper), "orders");
+        assert_eq!(group_key(KeySchema::Native, &lower), "orders");
+        // Hertz: a key per spelling, so a call per spelling.
+        assert_eq!(group_key(KeySchema::Hertz, &upper), "Orders");
+        assert_eq!(group_key(KeySchema::Hertz, &lower), "orders");
     }
 }

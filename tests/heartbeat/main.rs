@@ -3,35 +3,16 @@
 //! race updates or deregistrations, recovery right after an outage, and
 //! logs per registry.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod outage;
 
 use std::time::{Duration, Instant};
 
 use redis_discovery::{Instance, RedisRegistry, Registration};
-use support::{eventually, lease_renewed, LogCapture, RedisServer};
-
-/// Held by every test here for its whole run. Two of them stop a server
-/// and restart it on the same port; a server another test started
-/// meanwhile could take that port, and the restart would then talk to it
-/// (support's `restart` takes any server answering PING as its own).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The working directory of the server on `server`'s port: unique to
-/// each server support starts.
-fn dir(server: &RedisServer) -> Vec<String> {
-    server.cmd(&["CONFIG", "GET", "dir"])
-}
-
-/// Restarts `server` (stopped) and checks that the server now on its port
-/// is the one it started (`dir` as before the stop), not another process's.
-fn restart_own(server: &mut RedisServer, dir_before: &[String]) {
-    server.restart();
-    assert_eq!(
-        dir(server),
-        dir_before,
-        "another redis-server took the port during the outage"
-    );
-}
+use support::outage::entries_back;
+use support::{eventually, lease_renewed, RedisServer};
 
 async fn registry(server: &RedisServer, ttl: Duration, heartbeat: Duration) -> RedisRegistry {
     RedisRegistry::builder(server.url())
@@ -82,6 +63,25 @@ fn counts(conn: &mut redis::Connection, services: usize) -> Option<Vec<usize>> {
     pipe.query(conn).ok()
 }
 
+/// Waits until each of `services` services (`svc-0`, …) has
+/// `per_service` entries, and returns how long after `since` the last
+/// was first seen.
+async fn all_back(
+    server: &RedisServer,
+    services: usize,
+    per_service: u16,
+    since: Instant,
+) -> Duration {
+    let url = server.url();
+    let mut back = Duration::ZERO;
+    for svc in 0..services {
+        let service = format!("svc-{svc}");
+        let seen = entries_back(&url, &service, usize::from(per_service), since).await;
+        back = back.max(seen);
+    }
+    back
+}
+
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current()
         .metrics()
@@ -97,7 +97,6 @@ fn script_calls(server: &RedisServer) -> u64 {
 /// per service, not per instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_and_one_script_call_per_service() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     let heartbeat = Duration::from_millis(500);
@@ -135,7 +134,6 @@ async fn one_task_and_one_script_call_per_service() {
 /// of at most 1 000: every instance is renewed, in two calls per round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_service_is_renewed_in_chunks() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(3), Duration::from_millis(500)).await;
     let registrations = register_many(&registry, 1, 1500).await;
@@ -157,7 +155,6 @@ async fn a_big_service_is_renewed_in_chunks() {
 /// its registrations are dropped without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_task_ends_after_shutdown_and_after_drop() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let baseline = alive_tasks();
     for shut_down in [true, false] {
@@ -190,7 +187,6 @@ async fn every_task_ends_after_shutdown_and_after_drop() {
 /// re-created).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_and_deregisters_never_lose_to_a_round() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let heartbeat = Duration::from_millis(100);
     let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
@@ -229,159 +225,12 @@ async fn updates_and_deregisters_never_lose_to_a_round() {
     drop(registrations);
 }
 
-/// Issue 12, item 1 (registry side): TTL 3 s, heartbeat 1 s; Redis
-/// stopped for 5 s and restarted empty, 5 times in a row: every entry is
-/// back within one heartbeat plus 500 ms after Redis accepts connections.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_are_back_within_a_heartbeat_after_each_restart() {
-    let _serial = SERIAL.lock().await;
-    let mut server = RedisServer::start();
-    let heartbeat = Duration::from_secs(1);
-    let registry = registry(&server, Duration::from_secs(3), heartbeat).await;
-    let (services, per_service) = (20, 5);
-    let registrations = register_many(&registry, services, per_service).await;
-    let full = vec![usize::from(per_service); services];
-    for restart in 1..=5 {
-        let own = dir(&server);
-        server.stop();
-        // The outage itself, not a synchronisation.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        restart_own(&mut server, &own);
-        // `restart` returns once the server answers PING.
-        let accepting = Instant::now();
-        let mut conn = server.conn();
-        let back = loop {
-            if counts(&mut conn, services).as_ref() == Some(&full) {
-                break accepting.elapsed();
-            }
-            assert!(
-                accepting.elapsed() < support::DEADLINE,
-                "restart {restart}: entries not back"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        eprintln!("restart {restart}: every entry back {back:?} after Redis accepted connections");
-        assert!(
-            back <= heartbeat + Duration::from_millis(500),
-            "restart {restart}: back after {back:?}"
-        );
-    }
-    registry.shutdown().await.unwrap();
-    drop(registrations);
-}
-
-/// Failing heartbeats and lost entries are logged per registry: one warn
-/// when they start failing, one info when they succeed again, one info
-/// summary of the re-created entries per outage (not one per
-/// registration), and one more after a later FLUSHALL.
-#[tokio::test]
-async fn an_outage_is_logged_once_per_registry() {
-    let _serial = SERIAL.lock().await;
-    let mut server = RedisServer::start();
-    let logs = LogCapture::default();
-    // Everything runs on this (current-thread) runtime's thread.
-    let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::INFO, false));
-    let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(500)).await;
-    let services = 5;
-    let registrations = register_many(&registry, services, 10).await;
-    let full = vec![10; services];
-    let lines = |what: &str| {
-        logs.text()
-            .lines()
-            .filter(|l| l.contains(what))
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-
-    let own = dir(&server);
-    server.stop();
-    eventually("heartbeats to fail", || async {
-        (!lines("heartbeat failed").is_empty()).then_some(())
-    })
-    .await;
-    // The outage itself (many retries), not a synchronisation.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    restart_own(&mut server, &own);
-    eventually("heartbeats to succeed again", || async {
-        (!lines("heartbeat succeeds again").is_empty()).then_some(())
-    })
-    .await;
-    eventually("every entry back", || async {
-        (counts(&mut server.conn(), services)? == full).then_some(())
-    })
-    .await;
-    let failing = lines("heartbeat failed");
-    assert_eq!(failing.len(), 1, "{}", logs.text());
-    assert!(
-        failing[0].contains("WARN") && failing[0].contains("services=5"),
-        "{failing:?}"
-    );
-    assert_eq!(
-        lines("heartbeat succeeds again").len(),
-        1,
-        "{}",
-        logs.text()
-    );
-    let lost = lines("re-created them");
-    assert_eq!(lost.len(), 1, "{}", logs.text());
-    assert!(
-        lost[0].contains("INFO") && lost[0].contains("entries=50"),
-        "{lost:?}"
-    );
-    let before_flush = lost.len();
-
-    // After a clean round, a FLUSHALL is a new episode: one more summary.
-    lease_renewed(&server, "svc-0", &addr(1)).await;
-    lease_renewed(&server, "svc-0", &addr(1)).await;
-    server.flushall();
-    eventually("every entry back after FLUSHALL", || async {
-        (counts(&mut server.conn(), services)? == full).then_some(())
-    })
-    .await;
-    let waiting = Instant::now();
-    let lost = loop {
-        let lost = lines("re-created them");
-        if lost.len() > before_flush {
-            break lost;
-        }
-        assert!(
-            waiting.elapsed() < support::DEADLINE,
-            "no summary after FLUSHALL: {}",
-            logs.text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(lost.len(), before_flush + 1, "{}", logs.text());
-    assert!(
-        lost[before_flush].contains("INFO") && lost[before_flush].contains("entries=50"),
-        "{lost:?}"
-    );
-    // Nothing else at info or above: no line per registration, per
-    // retry or per round (the index write fails with the heartbeats: one
-    // line at most).
-    let known = [
-        "heartbeat failed",
-        "heartbeat succeeds again",
-        "re-created them",
-        "could not add services to the services index",
-    ];
-    let text = logs.text();
-    assert!(
-        text.lines().all(|l| known.iter().any(|k| l.contains(k))),
-        "{text}"
-    );
-    assert!(lines("services index").len() <= 1, "{text}");
-    registry.shutdown().await.unwrap();
-    drop(registrations);
-}
-
 /// A round's one script call per service keeps the keyspace contract of
 /// one call per instance: expired siblings pruned with an `expire` event,
 /// a lost entry re-created with a `register` event each, a value changed
 /// behind the registry's back restored with an `update` event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_publishes_what_one_call_per_instance_would() {
-    let _serial = SERIAL.lock().await;
     let server = RedisServer::start();
     let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(300)).await;
     let mut registrations = Vec::new();
@@ -436,4 +285,38 @@ async fn next(messages: &mut (impl futures_util::Stream<Item = redis::Msg> + Unp
         .expect("an event within the deadline")
         .expect("the subscription is open");
     message.get_payload::<String>().unwrap()
+}
+
+/// The heartbeat ends at shutdown, not when the last handle goes: with
+/// every registration still held, no script call reaches Redis after
+/// `shutdown` returns, and the heartbeat task is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_ends_at_shutdown_while_registrations_are_held() {
+    let server = RedisServer::start();
+    let heartbeat = Duration::from_millis(100);
+    let registry = registry(&server, Duration::from_secs(1), heartbeat).await;
+    let registrations = register_many(&registry, 5, 10).await;
+    lease_renewed(&server, "svc-0", &addr(1)).await;
+    // The heartbeat and the connection's tasks (which live on with the
+    // handles).
+    let running = alive_tasks();
+    registry.shutdown().await.unwrap();
+    let after_shutdown = script_calls(&server);
+    eventually("the heartbeat task to end", || async {
+        (alive_tasks() == running - 1).then_some(())
+    })
+    .await;
+    // Many intervals without a call: watched, not a synchronisation.
+    let quiet = Instant::now() + heartbeat * 10;
+    while Instant::now() < quiet {
+        assert_eq!(
+            script_calls(&server),
+            after_shutdown,
+            "a call after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(registrations.len(), 50, "every handle still held");
+    drop(registrations);
+    drop(registry);
 }
