@@ -43,11 +43,6 @@ async fn entries_are_back_within_a_heartbeat_after_each_restart() {
 async fn an_outage_is_logged_once_per_registry() {
     let mut server = RedisServer::start();
     let logs = LogCapture::default();
-    // With one dispatcher registered (the capture's), `tracing` takes a
-    // call site first hit on another test's thread, which has none, as
-    // disabled for the whole process (tokio-rs/tracing#3611), and the
-    // capture misses its lines. With two alive it asks every dispatcher.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     // Everything runs on this (current-thread) runtime's thread.
     let _guard = tracing::subscriber::set_default(logs.subscriber(tracing::Level::INFO, false));
     let registry = registry(&server, Duration::from_secs(2), Duration::from_millis(500)).await;

@@ -595,6 +595,12 @@ impl LogCapture {
         level: tracing::Level,
         spans: bool,
     ) -> impl tracing::Subscriber + Send + Sync {
+        // With one dispatcher registered (a capture's), `tracing` takes a
+        // call site first hit on another test's thread, which has none,
+        // as disabled for the whole process (tokio-rs/tracing#3611), and
+        // captures miss its lines. With two alive it asks every dispatcher.
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let writer = self.clone();
         let events = if spans {
             tracing_subscriber::fmt::format::FmtSpan::NEW
