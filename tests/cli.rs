@@ -410,10 +410,9 @@ fn silent_listener() -> TcpListener {
 /// the Redis by its URL, password hidden.
 #[test]
 fn redis_problems_are_one_line_naming_the_redacted_url() {
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // Bound but not listening: refuses, and no other test can take it.
+    let refusing = support::http_server::RefusingPort::new();
+    let dead = refusing.addr().port();
     let silent = silent_listener();
     let silent_port = silent.local_addr().expect("its address").port();
     let cases = [
@@ -457,10 +456,9 @@ fn redis_problems_are_one_line_naming_the_redacted_url() {
 fn cli_output_never_shows_a_password() {
     let redis = RedisServer::start();
     redis.cmd::<()>(&["ACL", "SETUSER", "app", "on", ">right", "~*", "&*", "+@all"]);
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    // Bound but not listening: refuses, and no other test can take it.
+    let refusing = support::http_server::RefusingPort::new();
+    let dead = refusing.addr().port();
     let urls = [
         // A wrong password.
         format!("redis://app:hunter2@127.0.0.1:{}", redis.port()),
