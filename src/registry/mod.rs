@@ -388,7 +388,10 @@ impl Shared {
     }
 
     /// Runs a Redis call until `deadline` (from [`call_deadline`]); a call
-    /// not answered by then fails with the call limit as its timeout.
+    /// not answered by then fails with the call limit as its timeout. Past
+    /// the deadline it fails without being polled, so sending nothing: a
+    /// heartbeat round's calls still queued behind a hung Redis are not
+    /// piled onto it.
     ///
     /// [`call_deadline`]: Self::call_deadline
     async fn timed_until<T>(
@@ -396,9 +399,13 @@ impl Shared {
         deadline: tokio::time::Instant,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RegistryError> {
+        let timed_out = || RegistryError::Timeout(self.timeouts.call_limit(&self.conn));
+        if tokio::time::Instant::now() >= deadline {
+            return Err(timed_out());
+        }
         match tokio::time::timeout_at(deadline, call).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn))),
+            Err(_) => Err(timed_out()),
         }
     }
 }

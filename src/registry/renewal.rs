@@ -199,18 +199,14 @@ impl Shared {
         Ok(codes.first().copied().unwrap_or(Upserted::Renewed))
     }
 
-    /// One upsert script call, answered by `deadline` or failed. Past the
-    /// deadline it fails without sending anything: a round's calls still
-    /// queued behind a hung Redis are not piled onto it.
+    /// One upsert script call, answered by `deadline` or failed (past the
+    /// deadline, without sending anything: see `timed_until`).
     async fn write(
         &self,
         service: &ServiceName,
         entries: &[(&str, &str)],
         deadline: Instant,
     ) -> Result<Vec<Upserted>, RegistryError> {
-        if Instant::now() >= deadline {
-            return Err(RegistryError::Timeout(self.timeouts.call_limit(&self.conn)));
-        }
         let mut conn = self.conn.clone();
         let call = self.keyspace.upsert(&mut conn, service, entries, self.ttl);
         self.timed_until(deadline, call).await

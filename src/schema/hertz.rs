@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::connection::Connection;
 use redis::RedisResult;
 
-use super::script::{LuaScript, ScriptArg};
-use super::{RawEntry, ReadReply, Upserted};
+use super::script::{with_entries, LuaScript};
+use super::{RawEntry, ReadReply};
 use crate::instance::ServiceName;
 
 pub(super) fn key(service: &str) -> String {
@@ -43,28 +43,19 @@ return codes
 static UPSERT_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(UPSERT));
 
 /// Writes (or renews) `entries` (address, JSON) of one service in one
-/// script call. Returns one outcome per entry, in order.
+/// script call. Returns the script's code per entry, in order.
 pub(super) async fn upsert(
     conn: &mut Connection,
     service: &ServiceName,
     entries: &[(&str, &str)],
     ttl: Duration,
-) -> RedisResult<Vec<Upserted>> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> RedisResult<Vec<i64>> {
     // EXPIRE takes whole seconds; round up so the lease is never shorter.
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    let mut args: Vec<&dyn ScriptArg> = Vec::with_capacity(1 + 2 * entries.len());
-    args.push(&secs);
-    for (addr, json) in entries {
-        args.push(addr);
-        args.push(json);
-    }
-    let codes: Vec<i64> = UPSERT_SCRIPT
+    let args = with_entries(&[&secs], entries);
+    UPSERT_SCRIPT
         .run(&[&key(service.spelling())], &args, conn)
-        .await?;
-    Upserted::from_codes(codes, entries.len())
+        .await
 }
 
 pub(super) async fn remove(

@@ -154,7 +154,7 @@ impl Upserted {
 
     /// A script's codes, one per entry written: any other count is an
     /// error (a proxy or a script of another version answered).
-    pub(super) fn from_codes(codes: Vec<i64>, entries: usize) -> redis::RedisResult<Vec<Self>> {
+    fn from_codes(codes: Vec<i64>, entries: usize) -> redis::RedisResult<Vec<Self>> {
         if codes.len() != entries {
             return Err(redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
@@ -241,10 +241,14 @@ impl Keyspace {
         ttl: Duration,
     ) -> redis::RedisResult<Vec<Upserted>> {
         debug_assert!(entries.len() <= UPSERT_BATCH);
-        match self.schema {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let codes = match self.schema {
             KeySchema::Native => native::upsert(conn, &self.prefix, service, entries, ttl).await,
             KeySchema::Hertz => hertz::upsert(conn, service, entries, ttl).await,
-        }
+        }?;
+        Upserted::from_codes(codes, entries.len())
     }
 
     /// Adds service names to the services index (native: `SADD

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::connection::Connection;
 use redis::RedisResult;
 
-use super::script::{LuaScript, ScriptArg};
-use super::{RawEntry, ReadReply, Upserted};
+use super::script::{with_entries, LuaScript};
+use super::{RawEntry, ReadReply};
 use crate::instance::ServiceName;
 
 pub(super) fn instances(prefix: &str, service: &str) -> String {
@@ -139,31 +139,21 @@ static REMOVE_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(REMO
 static READ_SCRIPT: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(READ));
 
 /// Writes (or renews) `entries` (address, JSON) of one service in one
-/// script call. Returns one outcome per entry, in order.
+/// script call. Returns the script's code per entry, in order.
 pub(super) async fn upsert(
     conn: &mut Connection,
     prefix: &str,
     service: &ServiceName,
     entries: &[(&str, &str)],
     ttl: Duration,
-) -> RedisResult<Vec<Upserted>> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> RedisResult<Vec<i64>> {
     let s = service.as_str();
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     let channel = events(prefix, s);
-    let mut args: Vec<&dyn ScriptArg> = Vec::with_capacity(2 + 2 * entries.len());
-    args.push(&ttl_ms);
-    args.push(&channel);
-    for (addr, json) in entries {
-        args.push(addr);
-        args.push(json);
-    }
-    let codes: Vec<i64> = UPSERT_SCRIPT
+    let args = with_entries(&[&ttl_ms, &channel], entries);
+    UPSERT_SCRIPT
         .run(&[&instances(prefix, s), &leases(prefix, s)], &args, conn)
-        .await?;
-    Upserted::from_codes(codes, entries.len())
+        .await
 }
 
 /// Adds `names` to the services index: one `SADD` per

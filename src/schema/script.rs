@@ -118,6 +118,21 @@ fn is_unknown_read_only_command(error: &redis::RedisError) -> bool {
     name.eq_ignore_ascii_case("EVALSHA_RO") || name.eq_ignore_ascii_case("EVAL_RO")
 }
 
+/// A script's arguments: `head`, then the address and JSON of each of
+/// `entries` (the upsert scripts of both schemas take them so).
+pub(crate) fn with_entries<'a>(
+    head: &[&'a dyn ScriptArg],
+    entries: &'a [(&str, &str)],
+) -> Vec<&'a dyn ScriptArg> {
+    let mut args = Vec::with_capacity(head.len() + 2 * entries.len());
+    args.extend_from_slice(head);
+    for (addr, json) in entries {
+        args.push(addr);
+        args.push(json);
+    }
+    args
+}
+
 /// An object-safe script argument, so one call can mix strings and numbers.
 pub(crate) trait ScriptArg: Sync {
     fn push_to(&self, cmd: &mut Cmd);
