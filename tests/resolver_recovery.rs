@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder};
 use redis_discovery::{KeySchema, ServiceName};
+use support::outage::subscribed;
 use support::{cached_addrs, eventually, init_tracing, RedisServer};
 
 const SERVICE: &str = "rec";
@@ -53,20 +54,6 @@ fn publish(server: &RedisServer, event: &str, addr: &str) {
     server.cmd::<i64>(&["PUBLISH", CHANNEL, &message]);
 }
 
-fn subscribers(server: &RedisServer) -> i64 {
-    let reply: redis::RedisResult<(String, i64)> = server.try_cmd(&["PUBSUB", "NUMSUB", CHANNEL]);
-    reply.map_or(0, |(_, n)| n)
-}
-
-/// Waits until the resolver is subscribed to the service's events.
-async fn subscribed(server: &RedisServer) {
-    eventually("the resolver to subscribe", || async {
-        (subscribers(server) > 0).then_some(())
-    })
-    .await;
-}
-
-/// Waits until the resolver has read the service since `since`.
 /// Writes `addr` as Hertz's registry does (no lease of its own).
 fn hertz_write(server: &RedisServer, addr: &str) {
     let key = format!("/hertz/{SERVICE}/server");
@@ -88,6 +75,7 @@ async fn never_back_dropped(resolver: &RedisResolver) {
     .await;
 }
 
+/// Waits until the resolver has read the service since `since`.
 async fn read_since(resolver: &RedisResolver, since: Instant) {
     let since = tokio::time::Instant::from_std(since);
     eventually("a read", || async {
@@ -175,7 +163,7 @@ async fn start(server: &RedisServer, builder: ResolverBuilder) -> RedisResolver 
     let resolver = builder.connect().await.expect("resolver connects");
     let service = ServiceName::new(SERVICE).unwrap();
     assert_eq!(resolver.resolve(&service).await.unwrap().len(), 3);
-    subscribed(server).await;
+    subscribed(&server.url(), CHANNEL, Instant::now()).await;
     resolver
 }
 
@@ -239,7 +227,8 @@ async fn during_the_grace_a_deregister_removes_at_once_and_an_expire_does_not() 
     tokio::time::sleep(OUTAGE).await;
     server.restart();
     let restarted = Instant::now();
-    subscribed(&server).await; // resubscribed: events arrive again
+    // Resubscribed: events arrive again.
+    subscribed(&server.url(), CHANNEL, Instant::now()).await;
 
     publish(&server, "expire", ALL[0]);
     let published = Instant::now();
