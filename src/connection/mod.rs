@@ -4,10 +4,11 @@
 
 mod endpoint;
 mod link;
+mod redis_url;
 
-pub use endpoint::redact;
 pub(crate) use endpoint::{check_member, Endpoint, Events};
 pub(crate) use link::Connection;
+pub use redis_url::redact;
 
 use std::time::Duration;
 
