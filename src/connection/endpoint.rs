@@ -11,7 +11,7 @@ use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, RedisResult};
 
-use super::{timed, Timeouts, CONNECTING};
+use super::{timed, CallError, Timeouts, CONNECTING};
 
 /// Retries of one command on a cluster connection.
 pub(crate) const CLUSTER_RETRIES: u32 = 3;
@@ -107,14 +107,12 @@ impl Endpoint {
                         format!("master {master:?}: {detail}"),
                     ))
                 };
-                match tokio::time::timeout(timeout, ask).await {
-                    Ok(Ok(client)) => Ok(client),
-                    Ok(Err(e)) => Err(context(e.kind(), e.to_string())),
-                    Err(_) => Err(context(
-                        redis::ErrorKind::Io,
-                        format!("no answer within {timeout:?}"),
-                    )),
-                }
+                timed(timeout, (), ask).await.map_err(|error| match error {
+                    CallError::Redis { source, .. } => context(source.kind(), source.to_string()),
+                    CallError::TimedOut { limit, .. } => {
+                        context(redis::ErrorKind::Io, format!("no answer within {limit:?}"))
+                    }
+                })
             }
         }
     }

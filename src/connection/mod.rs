@@ -5,10 +5,12 @@
 mod endpoint;
 mod link;
 mod redis_url;
+mod timed;
 
 pub(crate) use endpoint::{check_member, Endpoint, Events};
 pub(crate) use link::Connection;
 pub use redis_url::redact;
+pub(crate) use timed::{timed, CallError, CallLimit};
 
 use std::time::Duration;
 
@@ -86,7 +88,7 @@ async fn manager(
         .set_number_of_retries(1)
         .set_max_delay(timeouts.connect);
     let connect = ConnectionManager::new_with_config(client, config);
-    timed(timeouts.connect + timeouts.command, CONNECTING, connect).await
+    Ok(timed(timeouts.connect + timeouts.command, CONNECTING, connect).await?)
 }
 
 /// Whether `error` says the connection broke (closed, reset, refused)
@@ -102,19 +104,3 @@ pub(crate) fn broke(error: &redis::RedisError) -> bool {
 
 /// The error of a connect that took too long.
 const CONNECTING: &str = "timed out connecting to Redis";
-
-/// `call`, failing with a timed-out I/O error saying `what` after
-/// `timeout` (shown as "`what` after 4s").
-pub(crate) async fn timed<T>(
-    timeout: Duration,
-    what: &'static str,
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> redis::RedisResult<T> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{what} after {timeout:?}"),
-        ))),
-    }
-}

@@ -136,7 +136,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::connection::{Connection, Timeouts};
+use crate::connection::{timed, CallError, CallLimit, Connection, Timeouts};
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace};
@@ -368,44 +368,25 @@ impl Shared {
     ) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
-        let removed = self.timed(call).await?;
+        let removed = timed(self.call_deadline(), (), call).await?;
         tracing::debug!(%service, addr, removed, "deregistered");
         Ok(removed)
     }
 
-    /// Runs a Redis call within the connection's call limit.
-    async fn timed<T>(
-        &self,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        self.timed_until(self.call_deadline(), call).await
-    }
-
-    /// One call limit from now: the deadline of a call, or of a whole
+    /// One call limit from now, as one deadline: of a call, or of a whole
     /// heartbeat round.
-    fn call_deadline(&self) -> tokio::time::Instant {
-        crate::time::after(self.timeouts.call_limit(&self.conn))
+    fn call_deadline(&self) -> CallLimit {
+        CallLimit::deadline_in(self.timeouts.call_limit(&self.conn))
     }
+}
 
-    /// Runs a Redis call until `deadline` (from [`call_deadline`]); a call
-    /// not answered by then fails with the call limit as its timeout. Past
-    /// the deadline it fails without being polled, so sending nothing: a
-    /// heartbeat round's calls still queued behind a hung Redis are not
-    /// piled onto it.
-    ///
-    /// [`call_deadline`]: Self::call_deadline
-    async fn timed_until<T>(
-        &self,
-        deadline: tokio::time::Instant,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        let timed_out = || RegistryError::Timeout(self.timeouts.call_limit(&self.conn));
-        if tokio::time::Instant::now() >= deadline {
-            return Err(timed_out());
-        }
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(timed_out()),
+/// A timed-out call reports the call limit; the registry's errors name no
+/// call.
+impl<L> From<CallError<L>> for RegistryError {
+    fn from(error: CallError<L>) -> Self {
+        match error {
+            CallError::Redis { source, .. } => RegistryError::Redis(source),
+            CallError::TimedOut { limit, .. } => RegistryError::Timeout(limit),
         }
     }
 }
