@@ -4,11 +4,13 @@
 
 mod endpoint;
 mod link;
+mod options;
 mod redis_url;
 mod timed;
 
 pub(crate) use endpoint::{check_member, Endpoint, Events};
 pub(crate) use link::Connection;
+pub(crate) use options::{redis_options_setters, RedisOptions};
 pub use redis_url::redact;
 pub(crate) use timed::{timed, CallError, CallLimit};
 
@@ -17,7 +19,6 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::ValidationError;
-use crate::schema::{KeySchema, Keyspace};
 
 /// How long to wait for Redis: connecting, and each command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,19 +61,6 @@ impl Timeouts {
         }
         Ok(())
     }
-}
-
-/// Checks what every Redis-backed builder shares (timeouts, key schema and
-/// prefix, URL) without connecting.
-pub(crate) fn prepare(
-    url: &str,
-    schema: KeySchema,
-    prefix: &str,
-    timeouts: &Timeouts,
-) -> Result<(Keyspace, Endpoint), ValidationError> {
-    timeouts.validate()?;
-    let keyspace = Keyspace::new(schema, prefix)?;
-    Ok((keyspace, Endpoint::parse(url)?))
 }
 
 /// A self-reconnecting connection; fails if Redis does not answer now.

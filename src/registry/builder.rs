@@ -9,9 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{heartbeat, RedisRegistry, Shared};
-use crate::connection::{self, Connection, Timeouts};
+use crate::connection::{self, Connection, RedisOptions};
 use crate::error::{RegistryError, ValidationError};
-use crate::schema::{KeySchema, DEFAULT_PREFIX};
 
 /// Configures and connects a [`RedisRegistry`].
 ///
@@ -23,30 +22,27 @@ use crate::schema::{KeySchema, DEFAULT_PREFIX};
 /// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) |
 /// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) |
 /// | [`prefix`](Self::prefix) | `sd` |
-/// | [`schema`](Self::schema) | [`KeySchema::Native`] |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s |
 /// | [`command_timeout`](Self::command_timeout) | 2 s |
 #[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
-    url: String,
+    redis: RedisOptions,
     ttl: Option<Duration>,
     heartbeat: Option<Duration>,
-    prefix: String,
-    schema: KeySchema,
-    timeouts: Timeouts,
 }
 
 // By hand: the URL is shown without its password.
 impl fmt::Debug for RegistryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryBuilder")
-            .field("url", &connection::redact(&self.url))
+            .field("url", &self.redis.redacted_url())
             .field("lease_ttl", &self.ttl)
             .field("heartbeat_interval", &self.heartbeat)
-            .field("prefix", &self.prefix)
-            .field("schema", &self.schema)
-            .field("timeouts", &self.timeouts)
+            .field("prefix", &self.redis.prefix)
+            .field("schema", &self.redis.schema)
+            .field("timeouts", &self.redis.timeouts)
             .finish()
     }
 }
@@ -54,12 +50,9 @@ impl fmt::Debug for RegistryBuilder {
 impl RegistryBuilder {
     pub(super) fn new(url: String) -> Self {
         RegistryBuilder {
-            url,
+            redis: RedisOptions::new(url),
             ttl: None,
             heartbeat: None,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            schema: KeySchema::Native,
-            timeouts: Timeouts::default(),
         }
     }
 
@@ -79,28 +72,9 @@ impl RegistryBuilder {
         self
     }
 
-    /// The key prefix of the native schema (ignored by the Hertz schema).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The key schema.
-    pub fn schema(mut self, schema: KeySchema) -> Self {
-        self.schema = schema;
-        self
-    }
-
-    /// How long to wait for a connection to Redis.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.connect = timeout;
-        self
-    }
-
-    /// How long to wait for Redis to answer one command.
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.command = timeout;
-        self
+    connection::redis_options_setters! {
+        schema: [],
+        command_timeout: [],
     }
 
     /// Checks the options and connects. Fails with
@@ -110,13 +84,14 @@ impl RegistryBuilder {
     /// Dropping the future before it returns leaves nothing behind: a
     /// connection being made is closed.
     pub async fn connect(self) -> Result<RedisRegistry, RegistryError> {
-        let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
-        let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
+        let schema = self.redis.schema;
+        let ttl = self.ttl.unwrap_or(schema.default_ttl());
+        let heartbeat = self.heartbeat.unwrap_or(schema.default_heartbeat());
         validate_lease(ttl, heartbeat)?;
-        let (keyspace, endpoint) =
-            connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
-        let url = connection::redact(&self.url);
-        let conn = match Connection::open(&endpoint, self.timeouts).await {
+        let (keyspace, endpoint) = self.redis.validate()?;
+        let url = self.redis.redacted_url();
+        let timeouts = self.redis.timeouts;
+        let conn = match Connection::open(&endpoint, timeouts).await {
             Ok(conn) => conn,
             Err(source) => return Err(RegistryError::Connect { url, source }),
         };
@@ -127,7 +102,7 @@ impl RegistryBuilder {
             keyspace,
             ttl,
             heartbeat,
-            timeouts: self.timeouts,
+            timeouts,
             leases: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             ops: tokio::sync::Mutex::new(()),
