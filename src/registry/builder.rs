@@ -15,16 +15,16 @@ use crate::error::{RegistryError, ValidationError};
 /// Configures and connects a [`RedisRegistry`].
 ///
 /// Every option is checked in [`connect`](Self::connect) before Redis is
-/// contacted.
+/// contacted; a bad value is a [`ValidationError::Config`].
 ///
-/// | option | default |
-/// | --- | --- |
-/// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) |
-/// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) |
-/// | [`prefix`](Self::prefix) | `sd` |
-/// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) |
-/// | [`connect_timeout`](Self::connect_timeout) | 2 s |
-/// | [`command_timeout`](Self::command_timeout) | 2 s |
+/// | option | default | allowed |
+/// | --- | --- | --- |
+/// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) | at least two heartbeat intervals, up to 1 day ([`MAX_LEASE_TTL`](Self::MAX_LEASE_TTL)) |
+/// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) | at least 10 ms ([`MIN_HEARTBEAT_INTERVAL`](Self::MIN_HEARTBEAT_INTERVAL)) |
+/// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) | |
+/// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+/// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 #[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
@@ -48,6 +48,13 @@ impl fmt::Debug for RegistryBuilder {
 }
 
 impl RegistryBuilder {
+    /// The longest allowed [`lease_ttl`](Self::lease_ttl): one day (lease
+    /// deadlines are milliseconds in a Redis score and key expiry).
+    pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The shortest allowed [`heartbeat_interval`](Self::heartbeat_interval):
+    /// 10 ms.
+    pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+
     pub(super) fn new(url: String) -> Self {
         RegistryBuilder {
             redis: RedisOptions::new(url),
@@ -118,16 +125,12 @@ impl RegistryBuilder {
     }
 }
 
-/// The longest lease TTL accepted.
-pub(crate) const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The shortest heartbeat interval accepted.
-pub(crate) const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
-
-/// The lease rules: TTL non-zero, heartbeat at least [`MIN_HEARTBEAT`],
-/// TTL at least two heartbeats, at most a day (lease deadlines are
-/// milliseconds in a Redis score and key expiry).
+/// The lease rules: TTL non-zero, heartbeat at least
+/// [`MIN_HEARTBEAT_INTERVAL`](RegistryBuilder::MIN_HEARTBEAT_INTERVAL), TTL
+/// at least two heartbeats, at most
+/// [`MAX_LEASE_TTL`](RegistryBuilder::MAX_LEASE_TTL).
 pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), ValidationError> {
+    const MIN_HEARTBEAT: Duration = RegistryBuilder::MIN_HEARTBEAT_INTERVAL;
     if ttl.is_zero() {
         return Err(ValidationError::Config(
             "lease TTL must be greater than zero".into(),
@@ -138,7 +141,7 @@ pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), V
             "heartbeat interval ({heartbeat:?}) must be at least {MIN_HEARTBEAT:?}"
         )));
     }
-    if ttl > MAX_LEASE_TTL {
+    if ttl > RegistryBuilder::MAX_LEASE_TTL {
         return Err(ValidationError::Config(format!(
             "lease TTL ({ttl:?}) must be at most 24 hours"
         )));

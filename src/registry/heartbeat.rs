@@ -34,7 +34,7 @@ fn jittered(delay: Duration) -> Duration {
 
 /// The shortest backoff delay, whatever the interval: the shortest
 /// heartbeat interval.
-const MIN_RETRY: Duration = super::builder::MIN_HEARTBEAT;
+const MIN_RETRY: Duration = super::RegistryBuilder::MIN_HEARTBEAT_INTERVAL;
 
 /// The longest delay between tries while renewals fail: a quarter of the
 /// interval, from [`MIN_RETRY`] to [`MAX_RETRY`], so an entry lost in an
