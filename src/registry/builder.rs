@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{heartbeat, RedisRegistry, Shared};
+use super::{heartbeat, RedisRegistry, RegistryState};
 use crate::connection::{self, Connection, RedisOptions};
 use crate::error::{RegistryError, ValidationError};
 
@@ -103,7 +103,7 @@ impl RegistryBuilder {
             Err(source) => return Err(RegistryError::Connect { url, source }),
         };
         let stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
+        let state = Arc::new(RegistryState {
             conn,
             url,
             keyspace,
@@ -120,8 +120,8 @@ impl RegistryBuilder {
             runtime: tokio::runtime::Handle::current(),
         });
         // One heartbeat task for every registration of this registry.
-        heartbeat::spawn(&shared, stop);
-        Ok(RedisRegistry { shared })
+        heartbeat::spawn(&state, stop);
+        Ok(RedisRegistry { state })
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::lease::Lease;
-use super::Shared;
+use super::RegistryState;
 use crate::connection::{self, CallLimit};
 use crate::error::RegistryError;
 use crate::instance::ServiceName;
@@ -74,7 +74,7 @@ fn group_key(schema: KeySchema, service: &ServiceName) -> &str {
     }
 }
 
-impl Shared {
+impl RegistryState {
     /// Renews every current lease, or only those of the services in
     /// `only` (a retry). Holds the write lock while it writes, so an
     /// update never races it and a stopped lease is never written after
