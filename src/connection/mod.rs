@@ -3,6 +3,7 @@
 //! as a [`Connection`] that reconnects by itself and follows failovers.
 
 mod endpoint;
+mod failover_sign;
 mod link;
 mod options;
 mod redis_url;
