@@ -25,6 +25,21 @@ use crate::error::{RegistryError, ValidationError};
 /// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) | |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 /// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_discovery::RedisRegistry;
+///
+/// # async fn run() -> Result<(), redis_discovery::RegistryError> {
+/// let registry = RedisRegistry::builder("redis://127.0.0.1:6379")
+///     .lease_ttl(Duration::from_secs(30))
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .command_timeout(Duration::from_secs(1))
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
