@@ -11,7 +11,7 @@ use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, ConnectionInfo, RedisResult};
 
-use super::{timed, CallError, Timeouts, CONNECTING};
+use super::{timed, Timeouts, CONNECTING};
 
 /// Retries of one command on a cluster connection.
 pub(crate) const CLUSTER_RETRIES: u32 = 3;
@@ -107,12 +107,16 @@ impl Endpoint {
                         format!("master {master:?}: {detail}"),
                     ))
                 };
-                timed(timeout, (), ask).await.map_err(|error| match error {
-                    CallError::Redis { source, .. } => context(source.kind(), source.to_string()),
-                    CallError::TimedOut { limit, .. } => {
-                        context(redis::ErrorKind::Io, format!("no answer within {limit:?}"))
-                    }
-                })
+                // Not `timed`: its extra async layer here makes rustc's
+                // query depth overflow building the CLI for the tests.
+                match tokio::time::timeout(timeout, ask).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(context(e.kind(), e.to_string())),
+                    Err(_) => Err(context(
+                        redis::ErrorKind::Io,
+                        format!("no answer within {timeout:?}"),
+                    )),
+                }
             }
         }
     }
