@@ -1,6 +1,14 @@
 //! Opening Redis connections with the crate's timeouts: to one server, to
 //! the master a set of Sentinels name, or to a Redis Cluster ([`Endpoint`]),
 //! as a [`Connection`] that reconnects by itself and follows failovers.
+//!
+//! * `redis_url`: parsing a URL into an [`Endpoint`], and [`redact`].
+//! * `endpoint`: connecting to an [`Endpoint`], and the resolver's event
+//!   connection ([`Events`]).
+//! * `link`: the [`Connection`], and the Sentinel follower behind it;
+//!   `failover_sign` reads a failed command for a failover.
+//! * `options`: [`RedisOptions`], the Redis part of every builder.
+//! * `timed`: [`timed()`], the one time limit on a Redis call.
 
 mod endpoint;
 mod failover_sign;
