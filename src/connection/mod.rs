@@ -1,20 +1,33 @@
 //! Opening Redis connections with the crate's timeouts: to one server, to
 //! the master a set of Sentinels name, or to a Redis Cluster ([`Endpoint`]),
 //! as a [`Connection`] that reconnects by itself and follows failovers.
+//!
+//! * `redis_url`: parsing a URL into an [`Endpoint`], and [`redact`].
+//! * `endpoint`: connecting to an [`Endpoint`], and the resolver's event
+//!   connection ([`Events`]).
+//! * `link`: the [`Connection`], and the Sentinel follower behind it;
+//!   `failover_sign` reads a failed command for a failover.
+//! * `options`: [`RedisOptions`], the Redis part of every builder.
+//! * `timed`: [`timed()`], the one time limit on a Redis call.
 
 mod endpoint;
+mod failover_sign;
 mod link;
+mod options;
+mod redis_url;
+mod timed;
 
-pub use endpoint::redact;
 pub(crate) use endpoint::{check_member, Endpoint, Events};
 pub(crate) use link::Connection;
+pub(crate) use options::{redis_options_setters, RedisOptions};
+pub use redis_url::redact;
+pub(crate) use timed::{timed, CallError, CallLimit};
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::ValidationError;
-use crate::schema::{KeySchema, Keyspace};
 
 /// How long to wait for Redis: connecting, and each command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +72,6 @@ impl Timeouts {
     }
 }
 
-/// Checks what every Redis-backed builder shares (timeouts, key schema and
-/// prefix, URL) without connecting.
-pub(crate) fn prepare(
-    url: &str,
-    schema: KeySchema,
-    prefix: &str,
-    timeouts: &Timeouts,
-) -> Result<(Keyspace, Endpoint), ValidationError> {
-    timeouts.validate()?;
-    let keyspace = Keyspace::new(schema, prefix)?;
-    Ok((keyspace, Endpoint::parse(url)?))
-}
-
 /// A self-reconnecting connection; fails if Redis does not answer now.
 async fn manager(
     client: redis::Client,
@@ -85,7 +85,7 @@ async fn manager(
         .set_number_of_retries(1)
         .set_max_delay(timeouts.connect);
     let connect = ConnectionManager::new_with_config(client, config);
-    timed(timeouts.connect + timeouts.command, CONNECTING, connect).await
+    Ok(timed(timeouts.connect + timeouts.command, CONNECTING, connect).await?)
 }
 
 /// Whether `error` says the connection broke (closed, reset, refused)
@@ -101,19 +101,3 @@ pub(crate) fn broke(error: &redis::RedisError) -> bool {
 
 /// The error of a connect that took too long.
 const CONNECTING: &str = "timed out connecting to Redis";
-
-/// `call`, failing with a timed-out I/O error saying `what` after
-/// `timeout` (shown as "`what` after 4s").
-pub(crate) async fn timed<T>(
-    timeout: Duration,
-    what: &'static str,
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> redis::RedisResult<T> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("{what} after {timeout:?}"),
-        ))),
-    }
-}

@@ -8,58 +8,73 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{heartbeat, RedisRegistry, Shared};
-use crate::connection::{self, Connection, Timeouts};
+use super::{heartbeat, RedisRegistry, RegistryState};
+use crate::connection::{self, Connection, RedisOptions};
 use crate::error::{RegistryError, ValidationError};
-use crate::schema::{KeySchema, DEFAULT_PREFIX};
 
 /// Configures and connects a [`RedisRegistry`].
 ///
 /// Every option is checked in [`connect`](Self::connect) before Redis is
-/// contacted.
+/// contacted; a bad value is a [`ValidationError::Config`].
 ///
-/// | option | default |
-/// | --- | --- |
-/// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) |
-/// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) |
-/// | [`prefix`](Self::prefix) | `sd` |
-/// | [`schema`](Self::schema) | [`KeySchema::Native`] |
-/// | [`connect_timeout`](Self::connect_timeout) | 2 s |
-/// | [`command_timeout`](Self::command_timeout) | 2 s |
+/// | option | default | allowed |
+/// | --- | --- | --- |
+/// | [`lease_ttl`](Self::lease_ttl) | 15 s (Hertz schema: 60 s) | at least two heartbeat intervals, up to 1 day ([`MAX_LEASE_TTL`](Self::MAX_LEASE_TTL)) |
+/// | [`heartbeat_interval`](Self::heartbeat_interval) | 5 s (Hertz schema: 30 s) | at least 10 ms ([`MIN_HEARTBEAT_INTERVAL`](Self::MIN_HEARTBEAT_INTERVAL)) |
+/// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) | |
+/// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+/// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use redis_discovery::RedisRegistry;
+///
+/// # async fn run() -> Result<(), redis_discovery::RegistryError> {
+/// let registry = RedisRegistry::builder("redis://127.0.0.1:6379")
+///     .lease_ttl(Duration::from_secs(30))
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .command_timeout(Duration::from_secs(1))
+///     .connect()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[must_use]
 pub struct RegistryBuilder {
-    url: String,
+    redis: RedisOptions,
     ttl: Option<Duration>,
     heartbeat: Option<Duration>,
-    prefix: String,
-    schema: KeySchema,
-    timeouts: Timeouts,
 }
 
 // By hand: the URL is shown without its password.
 impl fmt::Debug for RegistryBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryBuilder")
-            .field("url", &connection::redact(&self.url))
+            .field("url", &self.redis.redacted_url())
             .field("lease_ttl", &self.ttl)
             .field("heartbeat_interval", &self.heartbeat)
-            .field("prefix", &self.prefix)
-            .field("schema", &self.schema)
-            .field("timeouts", &self.timeouts)
+            .field("prefix", &self.redis.prefix)
+            .field("schema", &self.redis.schema)
+            .field("timeouts", &self.redis.timeouts)
             .finish()
     }
 }
 
 impl RegistryBuilder {
+    /// The longest allowed [`lease_ttl`](Self::lease_ttl): one day (lease
+    /// deadlines are milliseconds in a Redis score and key expiry).
+    pub const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The shortest allowed [`heartbeat_interval`](Self::heartbeat_interval):
+    /// 10 ms.
+    pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+
     pub(super) fn new(url: String) -> Self {
         RegistryBuilder {
-            url,
+            redis: RedisOptions::new(url),
             ttl: None,
             heartbeat: None,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            schema: KeySchema::Native,
-            timeouts: Timeouts::default(),
         }
     }
 
@@ -79,28 +94,9 @@ impl RegistryBuilder {
         self
     }
 
-    /// The key prefix of the native schema (ignored by the Hertz schema).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The key schema.
-    pub fn schema(mut self, schema: KeySchema) -> Self {
-        self.schema = schema;
-        self
-    }
-
-    /// How long to wait for a connection to Redis.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.connect = timeout;
-        self
-    }
-
-    /// How long to wait for Redis to answer one command.
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.command = timeout;
-        self
+    connection::redis_options_setters! {
+        schema: [],
+        command_timeout: [],
     }
 
     /// Checks the options and connects. Fails with
@@ -110,24 +106,25 @@ impl RegistryBuilder {
     /// Dropping the future before it returns leaves nothing behind: a
     /// connection being made is closed.
     pub async fn connect(self) -> Result<RedisRegistry, RegistryError> {
-        let ttl = self.ttl.unwrap_or(self.schema.default_ttl());
-        let heartbeat = self.heartbeat.unwrap_or(self.schema.default_heartbeat());
+        let schema = self.redis.schema;
+        let ttl = self.ttl.unwrap_or(schema.default_ttl());
+        let heartbeat = self.heartbeat.unwrap_or(schema.default_heartbeat());
         validate_lease(ttl, heartbeat)?;
-        let (keyspace, endpoint) =
-            connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
-        let url = connection::redact(&self.url);
-        let conn = match Connection::open(&endpoint, self.timeouts).await {
+        let (keyspace, endpoint) = self.redis.validate()?;
+        let url = self.redis.redacted_url();
+        let timeouts = self.redis.timeouts;
+        let conn = match Connection::open(&endpoint, timeouts).await {
             Ok(conn) => conn,
             Err(source) => return Err(RegistryError::Connect { url, source }),
         };
         let stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
+        let state = Arc::new(RegistryState {
             conn,
             url,
             keyspace,
             ttl,
             heartbeat,
-            timeouts: self.timeouts,
+            timeouts,
             leases: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             ops: tokio::sync::Mutex::new(()),
@@ -138,21 +135,17 @@ impl RegistryBuilder {
             runtime: tokio::runtime::Handle::current(),
         });
         // One heartbeat task for every registration of this registry.
-        heartbeat::spawn(&shared, stop);
-        Ok(RedisRegistry { shared })
+        heartbeat::spawn(&state, stop);
+        Ok(RedisRegistry { state })
     }
 }
 
-/// The longest lease TTL accepted.
-pub(crate) const MAX_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The shortest heartbeat interval accepted.
-pub(crate) const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
-
-/// The lease rules: TTL non-zero, heartbeat at least [`MIN_HEARTBEAT`],
-/// TTL at least two heartbeats, at most a day (lease deadlines are
-/// milliseconds in a Redis score and key expiry).
+/// The lease rules: TTL non-zero, heartbeat at least
+/// [`MIN_HEARTBEAT_INTERVAL`](RegistryBuilder::MIN_HEARTBEAT_INTERVAL), TTL
+/// at least two heartbeats, at most
+/// [`MAX_LEASE_TTL`](RegistryBuilder::MAX_LEASE_TTL).
 pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), ValidationError> {
+    const MIN_HEARTBEAT: Duration = RegistryBuilder::MIN_HEARTBEAT_INTERVAL;
     if ttl.is_zero() {
         return Err(ValidationError::Config(
             "lease TTL must be greater than zero".into(),
@@ -163,7 +156,7 @@ pub(crate) fn validate_lease(ttl: Duration, heartbeat: Duration) -> Result<(), V
             "heartbeat interval ({heartbeat:?}) must be at least {MIN_HEARTBEAT:?}"
         )));
     }
-    if ttl > MAX_LEASE_TTL {
+    if ttl > RegistryBuilder::MAX_LEASE_TTL {
         return Err(ValidationError::Config(format!(
             "lease TTL ({ttl:?}) must be at most 24 hours"
         )));

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 
 use super::lease::Lease;
-use super::Shared;
+use super::RegistryState;
 use crate::error::RegistryError;
 
 /// Removals of a shutdown in flight at once.
 const MAX_REMOVALS_IN_FLIGHT: usize = 256;
 
-impl Shared {
+impl RegistryState {
     /// Stops the heartbeat, removes every instance and refuses new
     /// registrations. Tries all of them; returns the first error.
     pub(super) async fn shut_down(&self) -> Result<(), RegistryError> {

@@ -10,7 +10,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::renewal::Renewal;
-use super::Shared;
+use super::RegistryState;
 
 /// First backoff delay after a failed try; doubles up to [`retry_cap`].
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -34,7 +34,7 @@ fn jittered(delay: Duration) -> Duration {
 
 /// The shortest backoff delay, whatever the interval: the shortest
 /// heartbeat interval.
-const MIN_RETRY: Duration = super::builder::MIN_HEARTBEAT;
+const MIN_RETRY: Duration = super::RegistryBuilder::MIN_HEARTBEAT_INTERVAL;
 
 /// The longest delay between tries while renewals fail: a quarter of the
 /// interval, from [`MIN_RETRY`] to [`MAX_RETRY`], so an entry lost in an
@@ -44,22 +44,22 @@ fn retry_cap(interval: Duration) -> Duration {
     (interval / 4).clamp(MIN_RETRY, MAX_RETRY)
 }
 
-/// Starts the heartbeat of the registry `shared` on its runtime. It ends
+/// Starts the heartbeat of the registry `state` on its runtime. It ends
 /// when `stop` is cancelled: on shutdown, and when the registry and all
 /// its registrations are gone (it holds only a weak reference between
 /// rounds, and the last one's drop cancels `stop`). Between rounds it ends
 /// at once; a round in flight finishes first (within one call limit and
 /// the index grace).
-pub(super) fn spawn(shared: &Arc<Shared>, stop: CancellationToken) {
-    let interval = shared.heartbeat;
+pub(super) fn spawn(state: &Arc<RegistryState>, stop: CancellationToken) {
+    let interval = state.heartbeat;
     drop(
-        shared
+        state
             .runtime
-            .spawn(run(Arc::downgrade(shared), interval, stop)),
+            .spawn(run(Arc::downgrade(state), interval, stop)),
     );
 }
 
-async fn run(shared: Weak<Shared>, interval: Duration, stop: CancellationToken) {
+async fn run(state: Weak<RegistryState>, interval: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval_at(crate::time::after(interval), interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut health = Health::default();
@@ -71,15 +71,15 @@ async fn run(shared: Weak<Shared>, interval: Duration, stop: CancellationToken) 
             _ = ticks.tick() => true,
             _ = sleep_until(retry_at), if retry_at.is_some() => false,
         };
-        let Some(shared) = shared.upgrade() else {
+        let Some(state) = state.upgrade() else {
             return;
         };
         let only = match (&health.outage, full) {
             (Some(outage), false) => Some(&outage.services),
             _ => None,
         };
-        let renewal = shared.renew(only).await;
-        drop(shared);
+        let renewal = state.renew(only).await;
+        drop(state);
         health.record(full, renewal, interval);
     }
 }

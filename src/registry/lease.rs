@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::Shared;
+use super::RegistryState;
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 
@@ -68,7 +68,7 @@ impl Lease {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// Marks the registration ended; see [`Shared::stop`] for the wait
+    /// Marks the registration ended; see [`RegistryState::stop`] for the wait
     /// that must follow before the instance is removed.
     pub(super) fn end(&self) {
         self.ended.store(true, Ordering::Release);
@@ -80,16 +80,16 @@ impl Lease {
     /// over it.
     pub(super) async fn update(
         &self,
-        shared: &Shared,
+        state: &RegistryState,
         ticket: u64,
         instance: Instance,
         json: Arc<str>,
     ) -> Result<(), RegistryError> {
-        let _writes = shared.writes.lock().await;
+        let _writes = state.writes.lock().await;
         if self.ended() || self.owner() != ticket {
             return Err(RegistryError::Detached);
         }
-        shared.upsert(&self.service, &self.addr, &json).await?;
+        state.upsert(&self.service, &self.addr, &json).await?;
         *self.lock_current() = (instance, json);
         Ok(())
     }
@@ -99,13 +99,13 @@ impl Lease {
     /// to the older handle's updates and to heartbeat rounds.
     pub(super) async fn take_over(
         &self,
-        shared: &Shared,
+        state: &RegistryState,
         instance: Instance,
         json: Arc<str>,
         ticket: u64,
     ) -> Result<(), RegistryError> {
-        let _writes = shared.writes.lock().await;
-        shared.upsert(&self.service, &self.addr, &json).await?;
+        let _writes = state.writes.lock().await;
+        state.upsert(&self.service, &self.addr, &json).await?;
         *self.lock_current() = (instance, json);
         self.owner.store(ticket, Ordering::Release);
         Ok(())

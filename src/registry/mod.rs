@@ -136,7 +136,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::connection::{Connection, Timeouts};
+use crate::connection::{timed, CallError, CallLimit, Connection, Timeouts};
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace};
@@ -150,10 +150,13 @@ use tokio_util::sync::CancellationToken;
 /// Built with [`RedisRegistry::builder`]; see the [module docs](self).
 #[derive(Clone)]
 pub struct RedisRegistry {
-    shared: Arc<Shared>,
+    state: Arc<RegistryState>,
 }
 
-struct Shared {
+/// What every clone of a [`RedisRegistry`] and every [`Registration`]
+/// shares: the connection, the options, the leases and the locks that
+/// order the operations on them.
+struct RegistryState {
     conn: Connection,
     /// The Redis URL without its password.
     url: String,
@@ -189,12 +192,12 @@ struct Shared {
 impl fmt::Debug for RedisRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisRegistry")
-            .field("url", &self.shared.url)
-            .field("schema", &self.shared.keyspace.schema())
-            .field("prefix", &self.shared.keyspace.prefix())
-            .field("lease_ttl", &self.shared.ttl)
-            .field("heartbeat_interval", &self.shared.heartbeat)
-            .field("registrations", &self.shared.lock().len())
+            .field("url", &self.state.url)
+            .field("schema", &self.state.keyspace.schema())
+            .field("prefix", &self.state.keyspace.prefix())
+            .field("lease_ttl", &self.state.ttl)
+            .field("heartbeat_interval", &self.state.heartbeat)
+            .field("registrations", &self.state.lock().len())
             .finish()
     }
 }
@@ -234,29 +237,27 @@ impl RedisRegistry {
         S::Error: Into<RegistryError>,
     {
         let service: ServiceName = service.try_into().map_err(Into::into)?;
-        let json: Arc<str> = self.shared.keyspace.encode(&service, &instance)?.into();
-        let _ops = self.shared.ops.lock().await;
-        if self.shared.closed.load(Ordering::Acquire) {
+        let json: Arc<str> = self.state.keyspace.encode(&service, &instance)?.into();
+        let _ops = self.state.ops.lock().await;
+        if self.state.closed.load(Ordering::Acquire) {
             return Err(RegistryError::Shutdown);
         }
-        let ticket = self.shared.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let ticket = self.state.next_ticket.fetch_add(1, Ordering::Relaxed);
         let key = (service.clone(), instance.addr().to_owned());
-        let existing = self.shared.lock().get(&key).cloned();
+        let existing = self.state.lock().get(&key).cloned();
         if let Some(lease) = existing {
             // The same address again: update it in place and take it over.
             // Its heartbeat carries on; the older handle is detached.
-            lease
-                .take_over(&self.shared, instance, json, ticket)
-                .await?;
+            lease.take_over(&self.state, instance, json, ticket).await?;
             tracing::debug!(%service, addr = lease.addr(), "registration updated");
-            return Ok(Registration::new(self.shared.clone(), lease, ticket));
+            return Ok(Registration::new(self.state.clone(), lease, ticket));
         }
-        let upserted = self.shared.upsert(&service, instance.addr(), &json).await?;
+        let upserted = self.state.upsert(&service, instance.addr(), &json).await?;
         tracing::debug!(%service, addr = instance.addr(), ?upserted, "registered");
         let lease = Arc::new(Lease::new(service, instance, json, ticket));
         // From here on the registry's heartbeat renews it.
-        self.shared.lock().insert(key, lease.clone());
-        Ok(Registration::new(self.shared.clone(), lease, ticket))
+        self.state.lock().insert(key, lease.clone());
+        Ok(Registration::new(self.state.clone(), lease, ticket))
     }
 
     /// Removes an instance by address, whoever registered it (the CLI's
@@ -278,14 +279,14 @@ impl RedisRegistry {
         // someone else) must be removable.
         crate::instance::check_addr_form(addr)?;
         let addr = addr.to_owned();
-        let shared = self.shared.clone();
-        run_to_completion(&self.shared.runtime, async move {
-            let _ops = shared.ops.lock().await;
-            let lease = shared.lock().remove(&(service.clone(), addr.clone()));
+        let state = self.state.clone();
+        run_to_completion(&self.state.runtime, async move {
+            let _ops = state.ops.lock().await;
+            let lease = state.lock().remove(&(service.clone(), addr.clone()));
             if let Some(lease) = lease {
-                shared.stop(&lease).await;
+                state.stop(&lease).await;
             }
-            shared.remove(&service, &addr).await
+            state.remove(&service, &addr).await
         })
         .await
     }
@@ -297,31 +298,27 @@ impl RedisRegistry {
     /// runs to its end in the background (see [cancel
     /// safety](self#cancel-safety)).
     pub async fn shutdown(&self) -> Result<(), RegistryError> {
-        let shared = self.shared.clone();
-        run_to_completion(
-            &self.shared.runtime,
-            async move { shared.shut_down().await },
-        )
-        .await
+        let state = self.state.clone();
+        run_to_completion(&self.state.runtime, async move { state.shut_down().await }).await
     }
 
     /// The key schema in use.
     pub fn schema(&self) -> KeySchema {
-        self.shared.keyspace.schema()
+        self.state.keyspace.schema()
     }
 
     /// The lease TTL of every registration.
     pub fn lease_ttl(&self) -> Duration {
-        self.shared.ttl
+        self.state.ttl
     }
 
     /// The heartbeat interval of every registration.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.shared.heartbeat
+        self.state.heartbeat
     }
 }
 
-impl Drop for Shared {
+impl Drop for RegistryState {
     fn drop(&mut self) {
         // The last handle is gone: the heartbeat ends now, not at its next
         // tick.
@@ -350,7 +347,7 @@ fn current_runtime_or(fallback: &tokio::runtime::Handle) -> tokio::runtime::Hand
     tokio::runtime::Handle::try_current().unwrap_or_else(|_| fallback.clone())
 }
 
-impl Shared {
+impl RegistryState {
     /// The caller's runtime, or the registry's when the caller is not on one.
     fn current_runtime(&self) -> tokio::runtime::Handle {
         current_runtime_or(&self.runtime)
@@ -368,44 +365,25 @@ impl Shared {
     ) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
-        let removed = self.timed(call).await?;
+        let removed = timed(self.call_deadline(), (), call).await?;
         tracing::debug!(%service, addr, removed, "deregistered");
         Ok(removed)
     }
 
-    /// Runs a Redis call within the connection's call limit.
-    async fn timed<T>(
-        &self,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        self.timed_until(self.call_deadline(), call).await
-    }
-
-    /// One call limit from now: the deadline of a call, or of a whole
+    /// One call limit from now, as one deadline: of a call, or of a whole
     /// heartbeat round.
-    fn call_deadline(&self) -> tokio::time::Instant {
-        crate::time::after(self.timeouts.call_limit(&self.conn))
+    fn call_deadline(&self) -> CallLimit {
+        CallLimit::deadline_in(self.timeouts.call_limit(&self.conn))
     }
+}
 
-    /// Runs a Redis call until `deadline` (from [`call_deadline`]); a call
-    /// not answered by then fails with the call limit as its timeout. Past
-    /// the deadline it fails without being polled, so sending nothing: a
-    /// heartbeat round's calls still queued behind a hung Redis are not
-    /// piled onto it.
-    ///
-    /// [`call_deadline`]: Self::call_deadline
-    async fn timed_until<T>(
-        &self,
-        deadline: tokio::time::Instant,
-        call: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        let timed_out = || RegistryError::Timeout(self.timeouts.call_limit(&self.conn));
-        if tokio::time::Instant::now() >= deadline {
-            return Err(timed_out());
-        }
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(timed_out()),
+/// A timed-out call reports the call limit; the registry's errors name no
+/// call.
+impl<L> From<CallError<L>> for RegistryError {
+    fn from(error: CallError<L>) -> Self {
+        match error {
+            CallError::Redis { source, .. } => RegistryError::Redis(source),
+            CallError::TimedOut { limit, .. } => RegistryError::Timeout(limit),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::lease::Lease;
-use super::{run_to_completion, Shared};
+use super::{run_to_completion, RegistryState};
 use crate::error::{RegistryError, ValidationError};
 use crate::instance::{Instance, ServiceName};
 
@@ -16,7 +16,7 @@ use crate::instance::{Instance, ServiceName};
 /// basis (see the [module docs](super#ending-a-registration)).
 #[must_use = "dropping a Registration deregisters the instance"]
 pub struct Registration {
-    shared: Arc<Shared>,
+    state: Arc<RegistryState>,
     lease: Arc<Lease>,
     runtime: tokio::runtime::Handle,
     /// This handle's claim on the lease; a newer registration of the same
@@ -26,10 +26,10 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub(super) fn new(shared: Arc<Shared>, lease: Arc<Lease>, ticket: u64) -> Self {
+    pub(super) fn new(state: Arc<RegistryState>, lease: Arc<Lease>, ticket: u64) -> Self {
         Registration {
-            runtime: shared.current_runtime(),
-            shared,
+            runtime: state.current_runtime(),
+            state,
             lease,
             ticket,
             ended: false,
@@ -64,13 +64,13 @@ impl Registration {
             .into());
         }
         let json = self
-            .shared
+            .state
             .keyspace
             .encode(self.lease.service(), &instance)?
             .into();
-        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
+        let (state, lease, ticket) = (self.state.clone(), self.lease.clone(), self.ticket);
         run_to_completion(&self.runtime, async move {
-            lease.update(&shared, ticket, instance, json).await
+            lease.update(&state, ticket, instance, json).await
         })
         .await
     }
@@ -87,10 +87,10 @@ impl Registration {
     pub async fn deregister(mut self) -> Result<bool, RegistryError> {
         // From here on the task below ends the registration, not `Drop`.
         self.ended = true;
-        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
+        let (state, lease, ticket) = (self.state.clone(), self.lease.clone(), self.ticket);
         run_to_completion(
             &self.runtime,
-            async move { shared.retire(&lease, ticket).await },
+            async move { state.retire(&lease, ticket).await },
         )
         .await
     }
@@ -101,10 +101,10 @@ impl Drop for Registration {
         if self.ended {
             return;
         }
-        let (shared, lease, ticket) = (self.shared.clone(), self.lease.clone(), self.ticket);
+        let (state, lease, ticket) = (self.state.clone(), self.lease.clone(), self.ticket);
         // If the runtime is gone this does nothing and the lease expires.
         drop(self.runtime.spawn(async move {
-            if let Err(error) = shared.retire(&lease, ticket).await {
+            if let Err(error) = state.retire(&lease, ticket).await {
                 tracing::warn!(service = %lease.service(), addr = lease.addr(), %error, "deregister on drop failed");
             }
         }));

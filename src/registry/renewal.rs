@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::time::Instant;
 
 use super::lease::Lease;
-use super::Shared;
-use crate::connection;
+use super::RegistryState;
+use crate::connection::{self, CallLimit};
 use crate::error::RegistryError;
 use crate::instance::ServiceName;
 use crate::schema::{KeySchema, Upserted, UPSERT_BATCH};
@@ -75,7 +74,7 @@ fn group_key(schema: KeySchema, service: &ServiceName) -> &str {
     }
 }
 
-impl Shared {
+impl RegistryState {
     /// Renews every current lease, or only those of the services in
     /// `only` (a retry). Holds the write lock while it writes, so an
     /// update never races it and a stopped lease is never written after
@@ -200,16 +199,16 @@ impl Shared {
     }
 
     /// One upsert script call, answered by `deadline` or failed (past the
-    /// deadline, without sending anything: see `timed_until`).
+    /// deadline, without sending anything: see [`connection::timed`]).
     async fn write(
         &self,
         service: &ServiceName,
         entries: &[(&str, &str)],
-        deadline: Instant,
+        deadline: CallLimit,
     ) -> Result<Vec<Upserted>, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.upsert(&mut conn, service, entries, self.ttl);
-        self.timed_until(deadline, call).await
+        Ok(connection::timed(deadline, (), call).await?)
     }
 
     /// Runs `writes` with the services index write for `names` beside it,
@@ -228,7 +227,9 @@ impl Shared {
         };
         let indexed = match indexed {
             Some(result) => result,
-            None => connection::timed(INDEX_GRACE, "no answer in time", index).await,
+            None => connection::timed(INDEX_GRACE, "no answer in time", index)
+                .await
+                .map_err(redis::RedisError::from),
         };
         // Once per failing streak: while Redis is down every round fails
         // here too, and the heartbeat's own log says so.

@@ -5,10 +5,10 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::RedisResolver;
-use crate::connection::{self, Endpoint, Timeouts};
+use crate::connection::{self, Endpoint, RedisOptions};
 use crate::error::{ResolveError, ValidationError};
 use crate::instance::AllowList;
-use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
+use crate::schema::Keyspace;
 
 /// Configures and connects a [`RedisResolver`].
 ///
@@ -26,7 +26,7 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 /// | [`max_services`](Self::max_services) | 10 000 | 1 to 1 000 000 ([`MAX_SERVICES`](Self::MAX_SERVICES)) |
 /// | [`recovery_grace`](Self::recovery_grace) | the schema's default heartbeat interval plus 5 s: 10 s native, 35 s Hertz | zero (off) to 1 day ([`MAX_RECOVERY_GRACE`](Self::MAX_RECOVERY_GRACE)) |
 /// | [`prefix`](Self::prefix) | `sd` | 1 to 64 characters of `A-Z a-z 0-9 . _ - : /` |
-/// | [`schema`](Self::schema) | [`KeySchema::Native`] | |
+/// | [`schema`](Self::schema) | [`KeySchema::Native`](crate::KeySchema::Native) | |
 /// | [`connect_timeout`](Self::connect_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 /// | [`command_timeout`](Self::command_timeout) | 2 s | up to 1 hour ([`MAX_TIMEOUT`](Self::MAX_TIMEOUT)) |
 /// | [`allow_networks`](Self::allow_networks) | any network | CIDR notation (`10.0.0.0/8`, `fd00::/8`), up to 1024 |
@@ -48,7 +48,7 @@ use crate::schema::{KeySchema, Keyspace, DEFAULT_PREFIX};
 #[derive(Clone)]
 #[must_use]
 pub struct ResolverBuilder {
-    pub(super) url: String,
+    pub(super) redis: RedisOptions,
     pub(super) refresh_interval: Duration,
     pub(super) idle_expiry: Duration,
     pub(super) max_staleness: Option<Duration>,
@@ -56,9 +56,6 @@ pub struct ResolverBuilder {
     pub(super) max_services: usize,
     /// `None`: the schema's default.
     recovery_grace: Option<Duration>,
-    pub(super) prefix: String,
-    pub(super) schema: KeySchema,
-    pub(super) timeouts: Timeouts,
     allowed_networks: Vec<String>,
     allowed_ports: Vec<RangeInclusive<u16>>,
 }
@@ -66,16 +63,16 @@ pub struct ResolverBuilder {
 impl fmt::Debug for ResolverBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResolverBuilder")
-            .field("url", &connection::redact(&self.url))
+            .field("url", &self.redis.redacted_url())
             .field("refresh_interval", &self.refresh_interval)
             .field("idle_expiry", &self.idle_expiry)
             .field("max_staleness", &self.max_staleness)
             .field("negative_ttl", &self.negative_ttl)
             .field("max_services", &self.max_services)
             .field("recovery_grace", &self.recovery_grace_or_default())
-            .field("prefix", &self.prefix)
-            .field("schema", &self.schema)
-            .field("timeouts", &self.timeouts)
+            .field("prefix", &self.redis.prefix)
+            .field("schema", &self.redis.schema)
+            .field("timeouts", &self.redis.timeouts)
             .field("allowed_networks", &self.allowed_networks)
             .field("allowed_ports", &self.allowed_ports)
             .finish()
@@ -101,22 +98,16 @@ impl ResolverBuilder {
     /// What the default [`recovery_grace`](Self::recovery_grace) adds to
     /// the schema's default heartbeat interval.
     const RECOVERY_MARGIN: Duration = Duration::from_secs(5);
-    /// The longest allowed [`connect_timeout`](Self::connect_timeout) and
-    /// [`command_timeout`](Self::command_timeout): one hour.
-    pub const MAX_TIMEOUT: Duration = Timeouts::MAX;
 
     pub(super) fn new(url: String) -> Self {
         ResolverBuilder {
-            url,
+            redis: RedisOptions::new(url),
             refresh_interval: Duration::from_secs(10),
             idle_expiry: Duration::from_secs(300),
             max_staleness: None,
             negative_ttl: Duration::from_secs(5),
             max_services: 10_000,
             recovery_grace: None,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            schema: KeySchema::Native,
-            timeouts: Timeouts::default(),
             allowed_networks: Vec::new(),
             allowed_ports: Vec::new(),
         }
@@ -213,47 +204,25 @@ impl ResolverBuilder {
     /// The configured recovery grace, or the schema's default.
     pub(super) fn recovery_grace_or_default(&self) -> Duration {
         self.recovery_grace.unwrap_or_else(|| {
-            self.schema
+            self.redis
+                .schema
                 .default_heartbeat()
                 .saturating_add(Self::RECOVERY_MARGIN)
         })
     }
 
-    /// The key prefix of the native schema (ignored by the Hertz schema).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The key schema. [`KeySchema::Hertz`] has no change events: changes
-    /// are seen at the next periodic refresh.
-    pub fn schema(mut self, schema: KeySchema) -> Self {
-        self.schema = schema;
-        self
-    }
-
-    /// How long to wait for a connection to Redis. At most
-    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.connect = timeout;
-        self
-    }
-
-    /// How long to wait for Redis to answer one command. At most
-    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
-    ///
-    /// A [`resolve`](super::Resolve::resolve) that has to read waits at
-    /// most the connect timeout plus twice this, then fails with
-    /// [`ResolveError::Timeout`].
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeouts.command = timeout;
-        self
-    }
-
-    /// Both timeouts at once.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
+    connection::redis_options_setters! {
+        schema: [
+            "",
+            "[`KeySchema::Hertz`](crate::KeySchema::Hertz) has no change events: changes are seen at",
+            "the next periodic refresh.",
+        ],
+        command_timeout: [
+            "",
+            "A [`resolve`](super::Resolve::resolve) that has to read waits at",
+            "most the connect timeout plus twice this, then fails with",
+            "[`ResolveError::Timeout`].",
+        ],
     }
 
     /// Accepts instances only in these networks (CIDR notation:
@@ -358,8 +327,7 @@ impl ResolverBuilder {
             }
         }
         let allow = AllowList::new(&self.allowed_networks, &self.allowed_ports)?;
-        let (keyspace, endpoint) =
-            connection::prepare(&self.url, self.schema, &self.prefix, &self.timeouts)?;
+        let (keyspace, endpoint) = self.redis.validate()?;
         Ok((keyspace.with_allow_list(allow), endpoint))
     }
 

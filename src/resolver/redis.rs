@@ -142,24 +142,24 @@ impl RedisResolver {
 
     pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
         let (keyspace, endpoint) = b.validate()?;
-        let url = connection::redact(&b.url);
+        let url = b.redis.redacted_url();
         let connect_error = |source| ResolveError::Connect {
             url: url.clone(),
             source,
         };
-        let conn = Connection::open(&endpoint, b.timeouts)
+        let conn = Connection::open(&endpoint, b.redis.timeouts)
             .await
             .map_err(connect_error)?;
         let events = match keyspace.schema() {
             KeySchema::Native => Some(
                 endpoint
-                    .events(b.timeouts.connect)
+                    .events(b.redis.timeouts.connect)
                     .await
                     .map_err(connect_error)?,
             ),
             _ => None,
         };
-        let call_limit = b.timeouts.call_limit(&conn);
+        let call_limit = b.redis.timeouts.call_limit(&conn);
         let shared = Arc::new(Shared {
             conn: Mutex::new(Some(conn)),
             endpoint,
@@ -172,7 +172,7 @@ impl RedisResolver {
             negative_ttl: b.negative_ttl,
             max_services: b.max_services,
             evicting: Mutex::new(()),
-            timeouts: b.timeouts,
+            timeouts: b.redis.timeouts,
             call_limit,
             cancel: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),

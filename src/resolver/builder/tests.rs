@@ -1,4 +1,6 @@
 use super::*;
+use crate::connection::Timeouts;
+use crate::schema::KeySchema;
 
 fn check(b: ResolverBuilder) -> Result<(), ValidationError> {
     b.validate().map(drop)
