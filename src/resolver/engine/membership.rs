@@ -9,7 +9,7 @@
 //!
 //! Locks are taken in this order only, never the other way round:
 //!
-//! 1. `Shared::evicting` (one eviction at a time);
+//! 1. `ResolverEngine::evicting` (one eviction at a time);
 //! 2. an entry's read state (`Entry::state`: [`Cache::complete`] holds it
 //!    while it publishes a new snapshot into the slot, which takes ...);
 //! 3. a shard's write lock;
@@ -20,24 +20,30 @@
 //!
 //! So code running under a shard lock (the closures given to
 //! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
-//! read state: [`subscribe`](Shared::subscribe) records the subscription
+//! read state: [`subscribe`](ResolverEngine::subscribe) records the subscription
 //! confirmation on the entry only after the shard lock is released.
 //!
-//! [`Cache::complete`]: super::cache::Cache::complete
-//! [`Cache::if_cached`]: super::cache::Cache::if_cached
-//! [`Cache::remove_all`]: super::cache::Cache::remove_all
-//! [`Subscriptions`]: super::subscriptions::Subscriptions
+//! [`Cache::complete`]: crate::resolver::cache::Cache::complete
+//! [`Cache::if_cached`]: crate::resolver::cache::Cache::if_cached
+//! [`Cache::remove_all`]: crate::resolver::cache::Cache::remove_all
+//! [`Subscriptions`]: crate::resolver::subscriptions::Subscriptions
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use super::cache::Entry;
-use super::redis::Shared;
+use super::ResolverEngine;
+use crate::error::ResolveError;
 use crate::instance::ServiceName;
+use crate::resolver::cache::Entry;
+use crate::resolver::snapshot::Snapshot;
 use crate::schema::KeySchema;
 
-impl Shared {
+/// How often `watch` looks for its service again when an eviction took
+/// the entry it found away before it was watched.
+const MAX_WATCH_TRIES: u32 = 4;
+
+impl ResolverEngine {
     /// The cached entry of a service, created if missing (not subscribed:
     /// see [`subscribe`](Self::subscribe)); evicts the least recently used
     /// services if that puts the cache over its cap.
@@ -51,7 +57,7 @@ impl Shared {
         (entry, inserted)
     }
 
-    /// Hertz schema, for [`watch`](super::RedisResolver::watch): the key
+    /// Hertz schema, for [`watch`](crate::resolver::RedisResolver::watch): the key
     /// is read under the spelling of the request that cached the service
     /// (Go writes `/hertz/{name}/server` with its case). A watch spelled
     /// otherwise replaces a cached entry that serves no instance (negative,
@@ -62,7 +68,7 @@ impl Shared {
     /// the host), and requests alternating spellings must not turn the
     /// negative cache into one Redis read per request. The native schema
     /// is case-insensitive throughout: nothing to do.
-    pub(super) fn respell(&self, service: &ServiceName) {
+    fn respell(&self, service: &ServiceName) {
         if self.keyspace.schema() != KeySchema::Hertz {
             return;
         }
@@ -172,7 +178,7 @@ impl Shared {
     }
 
     /// The events channel of every subscribed entry.
-    pub(super) fn channels(&self) -> Vec<String> {
+    pub(in crate::resolver) fn channels(&self) -> Vec<String> {
         self.cache
             .entries()
             .iter()
@@ -203,6 +209,39 @@ impl Shared {
         }
         for service in self.drop_entries(&idle, Entry::in_use) {
             tracing::debug!(%service, idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        }
+    }
+
+    /// Watches a service (see [`RedisResolver::watch`](crate::resolver::RedisResolver::watch)).
+    pub(in crate::resolver) async fn watch(
+        self: &Arc<Self>,
+        service: &ServiceName,
+    ) -> Result<watch::Receiver<Snapshot>, ResolveError> {
+        self.respell(service);
+        let mut tries = 0;
+        loop {
+            let snapshot = self.resolve(service).await?;
+            let (entry, inserted) = self.entry(service);
+            let was_negative = entry.is_negative();
+            let receiver = entry.watch(snapshot);
+            // An eviction can take the entry away between finding and
+            // watching it (a watched entry is never evicted, but the check
+            // is under the shard lock, the watch under the entry's): a
+            // watcher of such an orphan would never be refreshed, so watch
+            // the entry cached now. Bounded, for a cache churned by a flood.
+            tries += 1;
+            if !self.cache.holds(&entry) && tries < MAX_WATCH_TRIES {
+                continue;
+            }
+            // Watched: subscribed even with no instance, never negative.
+            // Read again if just subscribed (after the confirmation),
+            // negative until now, or dropped by the sweep or an eviction
+            // meanwhile.
+            let subscribed = self.subscribe(&entry);
+            if (inserted || subscribed || was_negative) && entry.mark_dirty() {
+                self.spawn_read(entry.clone());
+            }
+            return Ok(receiver);
         }
     }
 }

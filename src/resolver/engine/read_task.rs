@@ -1,5 +1,5 @@
 //! The read task of a cached service: waits for a permit, reads, hands
-//! the result to the cache ([`Cache::complete`](super::cache::Cache::complete)),
+//! the result to the cache ([`Cache::complete`](crate::resolver::cache::Cache::complete)),
 //! schedules the re-read that drops kept instances, and records outages
 //! for the recovery grace.
 
@@ -8,29 +8,29 @@ use std::sync::Arc;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
-use super::cache::{Entry, Read};
-use super::recovery;
-use super::redis::Shared;
+use super::ResolverEngine;
 use crate::error::ResolveError;
+use crate::resolver::cache::{Entry, Read};
+use crate::resolver::recovery;
 use crate::schema::{KeySchema, ReadReply};
 
-impl Shared {
+impl ResolverEngine {
     /// Starts the read task of an entry (the caller won the right to).
     pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
         // Made before spawning and moved into the task, so it also runs if
         // the task is dropped without ever being polled (the runtime is
         // gone).
         let guard = ReadGuard {
-            shared: self.clone(),
+            engine: self.clone(),
             entry,
             finished: false,
         };
         self.runtime.spawn(async move {
             let mut guard = guard;
-            let shared = guard.shared.clone();
+            let engine = guard.engine.clone();
             tokio::select! {
-                _ = shared.cancel.cancelled() => {}
-                _ = shared.read_loop(&guard.entry) => guard.finished = true,
+                _ = engine.cancel.cancelled() => {}
+                _ = engine.read_loop(&guard.entry) => guard.finished = true,
             }
         });
     }
@@ -136,15 +136,15 @@ impl Shared {
     /// grace) of the instances its list keeps without Redis listing them
     /// runs out.
     fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
-        let shared = self.clone();
+        let engine = self.clone();
         self.runtime.spawn(async move {
             tokio::select! {
-                _ = shared.cancel.cancelled() => {}
+                _ = engine.cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(at) => {
                     entry.recheck_due(at);
                     // A running read drops the expired instances itself.
-                    if shared.cache.holds(&entry) && entry.start_if_idle() {
-                        shared.spawn_read(entry);
+                    if engine.cache.holds(&entry) && entry.start_if_idle() {
+                        engine.spawn_read(entry);
                     }
                 }
             }
@@ -202,7 +202,7 @@ enum Queued<'a> {
 /// is released and its waiting callers get an error instead of waiting
 /// for an outcome that will never come.
 struct ReadGuard {
-    shared: Arc<Shared>,
+    engine: Arc<ResolverEngine>,
     entry: Arc<Entry>,
     finished: bool,
 }
@@ -212,7 +212,7 @@ impl Drop for ReadGuard {
         if self.finished {
             return;
         }
-        let error = if self.shared.cancel.is_cancelled() {
+        let error = if self.engine.cancel.is_cancelled() {
             ResolveError::Shutdown
         } else {
             tracing::warn!(service = %self.entry.service(), "a read was dropped before it finished; has the runtime the resolver was created on shut down?");
