@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::builder::ResolverBuilder;
 use super::cache::Cache;
@@ -212,8 +212,8 @@ impl ResolverEngine {
     }
 
     /// Completes when the resolver is shut down or dropped.
-    pub(super) async fn closed(&self) {
-        self.cancel.cancelled().await;
+    pub(super) fn closed(&self) -> WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
     }
 
     /// The engine's settings and state, for the facade's `Debug`.

@@ -87,7 +87,10 @@ impl RedisResolver {
     }
 
     pub(super) async fn from_builder(b: ResolverBuilder) -> Result<Self, ResolveError> {
-        let engine = ResolverEngine::start(b).await?;
+        // Boxed: callers' futures hold a pointer, not the connect future's
+        // nested state; unboxed, rustc hit its query depth limit laying out
+        // the CLI's test futures.
+        let engine = Box::pin(ResolverEngine::start(b)).await?;
         Ok(RedisResolver {
             handle: Arc::new(ResolverHandle { engine }),
         })
