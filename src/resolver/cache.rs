@@ -2,7 +2,7 @@
 //! reads and coalesced refreshes per service.
 //!
 //! Layout: [`map`] is the concurrent map, service name to the service's
-//! [`Entry`] (its mutable state, [`entry`]) and current snapshot; a hit
+//! [`CacheEntry`] (its mutable state, [`entry`]) and current snapshot; a hit
 //! reads the map alone, without a lock. [`read_state`] holds the rule
 //! that makes a read's list from the previous one.
 //!
@@ -58,7 +58,7 @@ use crate::instance::ServiceName;
 
 #[cfg(test)]
 use self::entry::lock;
-pub(crate) use self::entry::Entry;
+pub(crate) use self::entry::CacheEntry;
 pub(crate) use self::read_state::{Completed, Event, Read};
 #[cfg(test)]
 use tokio::time::Instant;
@@ -104,7 +104,7 @@ impl Cache {
     }
 
     /// The entry of a service, without marking it used.
-    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+    pub fn get(&self, name: &str) -> Option<Arc<CacheEntry>> {
         self.map.get(name)
     }
 
@@ -114,9 +114,9 @@ impl Cache {
         name: &ServiceName,
         channel: impl FnOnce() -> Option<String>,
         now_ms: u64,
-    ) -> (Arc<Entry>, bool) {
+    ) -> (Arc<CacheEntry>, bool) {
         self.map.get_or_insert_with(name.as_str(), |hash| {
-            Arc::new(Entry::new(name.clone(), hash, channel(), now_ms))
+            Arc::new(CacheEntry::new(name.clone(), hash, channel(), now_ms))
         })
     }
 
@@ -126,9 +126,9 @@ impl Cache {
     #[cfg(test)]
     pub fn remove_if(
         &self,
-        entry: &Arc<Entry>,
-        keep: impl Fn(&Entry) -> bool,
-        on_remove: impl FnMut(&Entry),
+        entry: &Arc<CacheEntry>,
+        keep: impl Fn(&CacheEntry) -> bool,
+        on_remove: impl FnMut(&CacheEntry),
     ) -> bool {
         self.remove_all(std::slice::from_ref(entry), keep, on_remove) == 1
     }
@@ -139,9 +139,9 @@ impl Cache {
     /// Returns how many were removed.
     pub fn remove_all(
         &self,
-        entries: &[Arc<Entry>],
-        keep: impl Fn(&Entry) -> bool,
-        on_remove: impl FnMut(&Entry),
+        entries: &[Arc<CacheEntry>],
+        keep: impl Fn(&CacheEntry) -> bool,
+        on_remove: impl FnMut(&CacheEntry),
     ) -> usize {
         self.map.remove_all(entries, keep, on_remove)
     }
@@ -155,22 +155,22 @@ impl Cache {
     /// the insertion. Returns whether replaced.
     pub fn replace_unless(
         &self,
-        entry: &Arc<Entry>,
-        keep: impl FnOnce(&Entry) -> bool,
+        entry: &Arc<CacheEntry>,
+        keep: impl FnOnce(&CacheEntry) -> bool,
         name: &ServiceName,
         channel: impl FnOnce() -> Option<String>,
         now_ms: u64,
-        on_remove: impl FnOnce(&Entry),
+        on_remove: impl FnOnce(&CacheEntry),
     ) -> bool {
         if name.as_str() != entry.service.as_str() {
             return false; // another service
         }
-        let make = || Arc::new(Entry::new(name.clone(), entry.hash, channel(), now_ms));
+        let make = || Arc::new(CacheEntry::new(name.clone(), entry.hash, channel(), now_ms));
         self.map.replace_unless(entry, keep, make, on_remove)
     }
 
     /// Whether `entry` is still the cached entry of its service.
-    pub fn holds(&self, entry: &Arc<Entry>) -> bool {
+    pub fn holds(&self, entry: &Arc<CacheEntry>) -> bool {
         self.map.holds(entry)
     }
 
@@ -178,7 +178,11 @@ impl Cache {
     /// cached entry of its service (so it is ordered with its removal).
     /// `f` must not take the entry's read state (see the module docs on
     /// locks).
-    pub fn if_cached<R>(&self, entry: &Arc<Entry>, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+    pub fn if_cached<R>(
+        &self,
+        entry: &Arc<CacheEntry>,
+        f: impl FnOnce(&CacheEntry) -> R,
+    ) -> Option<R> {
         self.map.if_cached(entry, f)
     }
 
@@ -191,9 +195,9 @@ impl Cache {
         &self,
         count: usize,
         now_ms: u64,
-        except: &Arc<Entry>,
-    ) -> Vec<Arc<Entry>> {
-        let mut candidates: Vec<(EvictionRank, Arc<Entry>)> = self
+        except: &Arc<CacheEntry>,
+    ) -> Vec<Arc<CacheEntry>> {
+        let mut candidates: Vec<(EvictionRank, Arc<CacheEntry>)> = self
             .entries()
             .into_iter()
             .filter_map(|entry| {
@@ -219,7 +223,7 @@ impl Cache {
 
     /// Whether `entry` is negative and its list older than the
     /// negative-cache time: the sweep drops it.
-    pub fn negative_expired(&self, entry: &Entry) -> bool {
+    pub fn negative_expired(&self, entry: &CacheEntry) -> bool {
         entry.is_negative()
             && entry
                 .snapshot()
@@ -229,7 +233,7 @@ impl Cache {
     /// The maximum age of a new snapshot of `entry`: the negative-cache
     /// time for a negative one (capped by `max_staleness`), else
     /// `max_staleness`.
-    fn max_age(&self, entry: &Entry, empty: bool) -> Option<Duration> {
+    fn max_age(&self, entry: &CacheEntry, empty: bool) -> Option<Duration> {
         if empty && !entry.is_subscribed() && !entry.is_watched() {
             let ttl = self.negative_ttl;
             Some(self.max_staleness.map_or(ttl, |max| max.min(ttl)))
@@ -239,7 +243,7 @@ impl Cache {
     }
 
     /// Every cached entry (a copy of the list, in no particular order).
-    pub fn entries(&self) -> Vec<Arc<Entry>> {
+    pub fn entries(&self) -> Vec<Arc<CacheEntry>> {
         self.map.entries()
     }
 
@@ -249,9 +253,13 @@ impl Cache {
     }
 
     /// Records the result of a read and wakes its waiters (see
-    /// [`Entry::complete`]).
-    pub fn complete(&self, entry: &Arc<Entry>, result: Result<Read, ResolveError>) -> Completed {
-        let max_age = |entry: &Entry, empty| self.max_age(entry, empty);
+    /// [`CacheEntry::complete`]).
+    pub fn complete(
+        &self,
+        entry: &Arc<CacheEntry>,
+        result: Result<Read, ResolveError>,
+    ) -> Completed {
+        let max_age = |entry: &CacheEntry, empty| self.max_age(entry, empty);
         entry.complete(result, max_age, |new| self.map.publish(entry, new))
     }
 

@@ -1,4 +1,4 @@
-//! One cached service ([`Entry`]) and its read state machine: whether a
+//! One cached service ([`CacheEntry`]) and its read state machine: whether a
 //! read runs or is wanted, the events seen, the outcome sent to waiting
 //! callers, and the watchers of its snapshots. The rule that makes a
 //! read's list from the previous one is in [`read_state`](super::read_state).
@@ -20,7 +20,7 @@ use crate::resolver::snapshot::{Inner as SnapshotInner, Snapshot, UseFlag};
 mod completion;
 
 /// One cached service.
-pub(crate) struct Entry {
+pub(crate) struct CacheEntry {
     pub(super) service: ServiceName,
     pub(super) hash: u64,
     /// The events channel (native schema).
@@ -48,14 +48,14 @@ pub(crate) struct Entry {
     skipped: SkippedEntries,
 }
 
-impl Entry {
+impl CacheEntry {
     pub(super) fn new(
         service: ServiceName,
         hash: u64,
         channel: Option<String>,
         now_ms: u64,
     ) -> Self {
-        Entry {
+        CacheEntry {
             service,
             hash,
             channel,

@@ -1,4 +1,4 @@
-//! The concurrent map of the cache: service name to its [`Entry`] and
+//! The concurrent map of the cache: service name to its [`CacheEntry`] and
 //! current snapshot, read without a lock.
 //!
 //! 16 shards, each an `ArcSwap` of an immutable hash table of slots. A hit
@@ -18,7 +18,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 
-use super::entry::{lock, Entry};
+use super::entry::{lock, CacheEntry};
 use crate::resolver::snapshot::Snapshot;
 
 const SHARDS: usize = 16;
@@ -37,7 +37,7 @@ struct Shard {
 
 #[derive(Clone)]
 struct Slot {
-    entry: Arc<Entry>,
+    entry: Arc<CacheEntry>,
     /// The entry's current snapshot, copied here for the hot path.
     snapshot: Option<Snapshot>,
     /// The snapshot's [`max_age`](Snapshot::max_age), copied here so a hit
@@ -46,7 +46,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(entry: Arc<Entry>) -> Self {
+    fn new(entry: Arc<CacheEntry>) -> Self {
         Slot {
             entry,
             snapshot: None,
@@ -54,7 +54,7 @@ impl Slot {
         }
     }
 
-    fn holds(&self, entry: &Arc<Entry>) -> bool {
+    fn holds(&self, entry: &Arc<CacheEntry>) -> bool {
         Arc::ptr_eq(&self.entry, entry)
     }
 }
@@ -99,7 +99,7 @@ impl ServiceMap {
     }
 
     /// The entry of `name`, without marking it used.
-    pub(super) fn get(&self, name: &str) -> Option<Arc<Entry>> {
+    pub(super) fn get(&self, name: &str) -> Option<Arc<CacheEntry>> {
         let hash = self.hash(name);
         let table = self.shard(hash).table.load();
         table
@@ -112,8 +112,8 @@ impl ServiceMap {
     pub(super) fn get_or_insert_with(
         &self,
         name: &str,
-        make: impl FnOnce(u64) -> Arc<Entry>,
-    ) -> (Arc<Entry>, bool) {
+        make: impl FnOnce(u64) -> Arc<CacheEntry>,
+    ) -> (Arc<CacheEntry>, bool) {
         let hash = self.hash(name);
         let shard = self.shard(hash);
         let find = |table: &HashTable<Slot>| {
@@ -142,9 +142,9 @@ impl ServiceMap {
     /// snapshots are retired. Returns how many were removed.
     pub(super) fn remove_all(
         &self,
-        entries: &[Arc<Entry>],
-        keep: impl Fn(&Entry) -> bool,
-        mut on_remove: impl FnMut(&Entry),
+        entries: &[Arc<CacheEntry>],
+        keep: impl Fn(&CacheEntry) -> bool,
+        mut on_remove: impl FnMut(&CacheEntry),
     ) -> usize {
         let mut removed = 0;
         for (index, shard) in self.shards.iter().enumerate() {
@@ -158,8 +158,8 @@ impl ServiceMap {
             }
             let _write = lock(&shard.write);
             let current = shard.table.load_full();
-            let is_cached = |e: &Arc<Entry>| current.find(e.hash, |s| s.holds(e)).is_some();
-            let gone: Vec<&Arc<Entry>> = ours().filter(|e| is_cached(e) && !keep(e)).collect();
+            let is_cached = |e: &Arc<CacheEntry>| current.find(e.hash, |s| s.holds(e)).is_some();
+            let gone: Vec<&Arc<CacheEntry>> = ours().filter(|e| is_cached(e) && !keep(e)).collect();
             if gone.is_empty() {
                 continue;
             }
@@ -188,10 +188,10 @@ impl ServiceMap {
     /// replaced.
     pub(super) fn replace_unless(
         &self,
-        entry: &Arc<Entry>,
-        keep: impl FnOnce(&Entry) -> bool,
-        make: impl FnOnce() -> Arc<Entry>,
-        on_remove: impl FnOnce(&Entry),
+        entry: &Arc<CacheEntry>,
+        keep: impl FnOnce(&CacheEntry) -> bool,
+        make: impl FnOnce() -> Arc<CacheEntry>,
+        on_remove: impl FnOnce(&CacheEntry),
     ) -> bool {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
@@ -211,7 +211,7 @@ impl ServiceMap {
     }
 
     /// Whether `entry` is still in the map.
-    pub(super) fn holds(&self, entry: &Arc<Entry>) -> bool {
+    pub(super) fn holds(&self, entry: &Arc<CacheEntry>) -> bool {
         let table = self.shard(entry.hash).table.load();
         table.find(entry.hash, |s| s.holds(entry)).is_some()
     }
@@ -220,8 +220,8 @@ impl ServiceMap {
     /// the map (so it is ordered with its removal).
     pub(super) fn if_cached<R>(
         &self,
-        entry: &Arc<Entry>,
-        f: impl FnOnce(&Entry) -> R,
+        entry: &Arc<CacheEntry>,
+        f: impl FnOnce(&CacheEntry) -> R,
     ) -> Option<R> {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
@@ -232,7 +232,7 @@ impl ServiceMap {
 
     /// Copies a new snapshot into the entry's slot, if the entry is still
     /// in the map; retires the one it replaces.
-    pub(super) fn publish(&self, entry: &Arc<Entry>, snapshot: &Snapshot) {
+    pub(super) fn publish(&self, entry: &Arc<CacheEntry>, snapshot: &Snapshot) {
         let shard = self.shard(entry.hash);
         let _write = lock(&shard.write);
         let current = shard.table.load_full();
@@ -252,7 +252,7 @@ impl ServiceMap {
     }
 
     /// Every entry (a copy of the list, in no particular order).
-    pub(super) fn entries(&self) -> Vec<Arc<Entry>> {
+    pub(super) fn entries(&self) -> Vec<Arc<CacheEntry>> {
         let mut all = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
             all.extend(shard.table.load().iter().map(|s| s.entry.clone()));

@@ -33,7 +33,7 @@ pub(crate) struct Read {
     pub instances: Vec<(Instance, Option<Instant>)>,
     /// When the read started.
     pub read_at: Instant,
-    /// The entry's [event generation](super::Entry::begin_read) when the read
+    /// The entry's [event generation](super::CacheEntry::begin_read) when the read
     /// started.
     pub generation: u64,
     /// Whether the service's keys exist (native schema; `None`: the schema

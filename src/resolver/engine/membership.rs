@@ -10,7 +10,7 @@
 //! Locks are taken in this order only, never the other way round:
 //!
 //! 1. `ResolverEngine::evicting` (one eviction at a time);
-//! 2. an entry's read state (`Entry::state`: [`Cache::complete`] holds it
+//! 2. an entry's read state (`CacheEntry::state`: [`Cache::complete`] holds it
 //!    while it publishes a new snapshot into the slot, which takes ...);
 //! 3. a shard's write lock;
 //! 4. leaf locks, under which nothing else is taken: the pending
@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, watch};
 use super::ResolverEngine;
 use crate::error::ResolveError;
 use crate::instance::ServiceName;
-use crate::resolver::cache::Entry;
+use crate::resolver::cache::CacheEntry;
 use crate::resolver::snapshot::Snapshot;
 use crate::schema::KeySchema;
 
@@ -47,7 +47,7 @@ impl ResolverEngine {
     /// The cached entry of a service, created if missing (not subscribed:
     /// see [`subscribe`](Self::subscribe)); evicts the least recently used
     /// services if that puts the cache over its cap.
-    pub(super) fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
+    pub(super) fn entry(&self, service: &ServiceName) -> (Arc<CacheEntry>, bool) {
         let now_ms = self.now_ms();
         let channel = || self.keyspace.events_channel(service.as_str());
         let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
@@ -81,9 +81,9 @@ impl ResolverEngine {
         // One critical section: a request between the removal and the
         // insertion would otherwise re-insert its own spelling, which the
         // watch would then join and keep.
-        let keep = |e: &Entry| e.serves() || e.is_watched();
+        let keep = |e: &CacheEntry| e.serves() || e.is_watched();
         let channel = || self.keyspace.events_channel(service.as_str());
-        let unsubscribe = |old: &Entry| self.unsubscribe_removed(old);
+        let unsubscribe = |old: &CacheEntry| self.unsubscribe_removed(old);
         let replaced =
             self.cache
                 .replace_unless(&entry, keep, service, channel, self.now_ms(), unsubscribe);
@@ -95,7 +95,7 @@ impl ResolverEngine {
     /// Past `max_services`, evicts the least recently used services (never
     /// `inserted`), a sixteenth of the cap at once so the scan that picks
     /// them is paid once per that many inserts.
-    fn evict_over_cap(&self, inserted: &Arc<Entry>, now_ms: u64) {
+    fn evict_over_cap(&self, inserted: &Arc<CacheEntry>, now_ms: u64) {
         if self.cache.len() <= self.max_services {
             return;
         }
@@ -109,7 +109,7 @@ impl ResolverEngine {
             .cache
             .least_recently_used(len - target, now_ms, inserted);
         // One line for the batch, after the shard locks are released.
-        let evicted = self.drop_entries(&victims, Entry::is_watched).len();
+        let evicted = self.drop_entries(&victims, CacheEntry::is_watched).len();
         tracing::debug!(
             evicted,
             max_services = self.max_services,
@@ -123,8 +123,8 @@ impl ResolverEngine {
     /// are released (a subscriber may be slow).
     fn drop_entries(
         &self,
-        entries: &[Arc<Entry>],
-        keep: impl Fn(&Entry) -> bool,
+        entries: &[Arc<CacheEntry>],
+        keep: impl Fn(&CacheEntry) -> bool,
     ) -> Vec<ServiceName> {
         let mut removed = Vec::new();
         self.cache.remove_all(entries, keep, |entry| {
@@ -137,7 +137,7 @@ impl ResolverEngine {
     /// Unsubscribes an entry just removed from the cache, if subscribed.
     /// Under the shard lock, like `subscribe`: a later re-insert's
     /// subscribe comes after this unsubscribe.
-    fn unsubscribe_removed(&self, entry: &Entry) {
+    fn unsubscribe_removed(&self, entry: &CacheEntry) {
         if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
             if entry.is_subscribed() {
                 subscriptions.unsubscribe(channel);
@@ -149,7 +149,7 @@ impl ResolverEngine {
     /// no longer cached, or there are no events (Hertz schema). `true` if
     /// asked now: the next read waits until Redis confirmed, so no change
     /// falls between that read and the subscription.
-    pub(super) fn subscribe(&self, entry: &Arc<Entry>) -> bool {
+    pub(super) fn subscribe(&self, entry: &Arc<CacheEntry>) -> bool {
         let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) else {
             return false;
         };
@@ -199,7 +199,7 @@ impl ResolverEngine {
                 idle.push(entry);
             }
         }
-        let expired = |e: &Entry| !self.cache.negative_expired(e);
+        let expired = |e: &CacheEntry| !self.cache.negative_expired(e);
         let dropped = self.drop_entries(&negative, expired).len();
         if dropped > 0 {
             tracing::trace!(
@@ -207,7 +207,7 @@ impl ResolverEngine {
                 "no instance: services dropped from the negative cache"
             );
         }
-        for service in self.drop_entries(&idle, Entry::in_use) {
+        for service in self.drop_entries(&idle, CacheEntry::in_use) {
             tracing::debug!(%service, idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
         }
     }

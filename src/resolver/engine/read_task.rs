@@ -10,13 +10,13 @@ use tokio::time::Instant;
 
 use super::ResolverEngine;
 use crate::error::ResolveError;
-use crate::resolver::cache::{Entry, Read};
+use crate::resolver::cache::{CacheEntry, Read};
 use crate::resolver::recovery;
 use crate::schema::{KeySchema, ReadReply};
 
 impl ResolverEngine {
     /// Starts the read task of an entry (the caller won the right to).
-    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
+    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<CacheEntry>) {
         // Made before spawning and moved into the task, so it also runs if
         // the task is dropped without ever being polled (the runtime is
         // gone).
@@ -35,7 +35,7 @@ impl ResolverEngine {
         });
     }
 
-    async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
+    async fn read_loop(self: &Arc<Self>, entry: &Arc<CacheEntry>) {
         loop {
             if let Some(subscribed) = entry.take_subscription() {
                 // Ok, Err (subscriber down: resubscribes and refreshes on
@@ -99,7 +99,7 @@ impl ResolverEngine {
 
     /// One read for the cache: the instances with their lease deadlines
     /// (native schema: the Hertz schema has no per-instance lease).
-    async fn read_cached(&self, entry: &Entry) -> Result<Read, ResolveError> {
+    async fn read_cached(&self, entry: &CacheEntry) -> Result<Read, ResolveError> {
         let generation = entry.begin_read();
         let read_at = Instant::now();
         let service = entry.service();
@@ -135,7 +135,7 @@ impl ResolverEngine {
     /// Reads `entry` again at `at`, when the first lease (or recovery
     /// grace) of the instances its list keeps without Redis listing them
     /// runs out.
-    fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
+    fn recheck_at(self: &Arc<Self>, entry: Arc<CacheEntry>, at: Instant) {
         let engine = self.clone();
         self.runtime.spawn(async move {
             tokio::select! {
@@ -154,11 +154,11 @@ impl ResolverEngine {
     /// A permit to read `entry`: from the caller pool if a caller waits
     /// for the read, else from the refresh pool, switching pools if a
     /// caller starts waiting meanwhile. While it queues, a read that
-    /// [may be abandoned](Entry::abandonable) is abandoned as soon as its
+    /// [may be abandoned](CacheEntry::abandonable) is abandoned as soon as its
     /// last caller gives up, not when it gets a permit: during a Redis
     /// stall, a flood of names whose callers gave up leaves no task and
     /// no entry behind, however many of them the permits hold up.
-    async fn permit(&self, entry: &Arc<Entry>) -> Queued<'_> {
+    async fn permit(&self, entry: &Arc<CacheEntry>) -> Queued<'_> {
         loop {
             let unawaited = async {
                 if entry.abandonable(!self.cache.holds(entry)) {
@@ -193,7 +193,7 @@ enum Queued<'a> {
     /// It may run (`None`: the pool is closed, which it never is).
     Permit(Option<SemaphorePermit<'a>>),
     /// Every caller gave up on a read whose result would go nowhere: the
-    /// entry was released unread ([`Entry::abandon_if_unwanted`]).
+    /// entry was released unread ([`CacheEntry::abandon_if_unwanted`]).
     Abandoned,
 }
 
@@ -203,7 +203,7 @@ enum Queued<'a> {
 /// for an outcome that will never come.
 struct ReadGuard {
     engine: Arc<ResolverEngine>,
-    entry: Arc<Entry>,
+    entry: Arc<CacheEntry>,
     finished: bool,
 }
 

@@ -11,7 +11,7 @@ use super::ResolverEngine;
 use crate::connection;
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
-use crate::resolver::cache::Entry;
+use crate::resolver::cache::CacheEntry;
 use crate::resolver::skipped::{self, SkippedEntries};
 use crate::resolver::snapshot::{Listed, Snapshot};
 use crate::schema::{RawEntry, ReadReply};
@@ -109,7 +109,7 @@ impl ResolverEngine {
         raw: Vec<RawEntry>,
     ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
         let entry = self.cache.get(service.as_str());
-        self.decode(service, raw, entry.as_deref().map(Entry::skipped))
+        self.decode(service, raw, entry.as_deref().map(CacheEntry::skipped))
     }
 
     /// Decodes entries, skipping corrupt ones and those the address policy

@@ -1,4 +1,4 @@
-//! A read's result recorded on its entry ([`Entry::complete`]): the new
+//! A read's result recorded on its entry ([`CacheEntry::complete`]): the new
 //! list made by the merge rule, the snapshot that shares it, the outcome
 //! sent to the waiting callers and the watchers.
 
@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{lock, Entry};
+use super::{lock, CacheEntry};
 use crate::error::ResolveError;
 use crate::resolver::cache::read_state::{Completed, Read};
 use crate::resolver::snapshot::{CacheLink, Inner as SnapshotInner, Snapshot};
 
-impl Entry {
+impl CacheEntry {
     /// Records the result of a read and wakes its waiters. A failure never
     /// replaces a good snapshot. A successful read makes the new list by
     /// the rule of [`ReadState::merge`](crate::resolver::cache::read_state::ReadState::merge): instances it
@@ -32,7 +32,7 @@ impl Entry {
     pub(in crate::resolver::cache) fn complete(
         &self,
         result: Result<Read, ResolveError>,
-        max_age: impl FnOnce(&Entry, bool) -> Option<Duration>,
+        max_age: impl FnOnce(&CacheEntry, bool) -> Option<Duration>,
         publish: impl FnOnce(&Snapshot),
     ) -> Completed {
         let entry = self;
