@@ -33,7 +33,7 @@
 //! way round: code under a shard lock (`keep` and `on_remove` of
 //! [`Cache::remove_all`], the closure of [`Cache::if_cached`]) must not
 //! take an entry's read state. The full order is in the docs of
-//! `membership.rs`.
+//! `engine/membership.rs`.
 //!
 //! Bounds. A *negative* entry (its list is empty, and it is neither
 //! subscribed to events nor watched) is returned for the negative-cache

@@ -19,7 +19,7 @@ use crate::time::later;
 
 /// Whether Redis is, or was lately, unreachable, and until when the
 /// grace that follows runs. Its lock is a leaf (see the lock order in
-/// `membership.rs`): nothing else is taken under it.
+/// `engine/membership.rs`): nothing else is taken under it.
 pub(crate) struct Recovery {
     grace: Duration,
     state: Mutex<OutageState>,

@@ -1,5 +1,7 @@
 //! An entry's read state: whether a read runs, the events seen, and the
-//! rule that makes a read's list from the previous one ([`ReadState::merge`]).
+//! rule that makes a read's list from the previous one ([`ReadState::merge`]);
+//! with what a read brings ([`Read`]), what an event says ([`Event`]) and
+//! what the read task is asked next ([`Completed`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
