@@ -1,4 +1,4 @@
-//! The snapshot cache: lock-free reads, copy-on-write inserts, single-flight
+//! The snapshot cache: lock-free reads, single-flight
 //! reads and coalesced refreshes per service.
 //!
 //! Layout: [`map`] is the concurrent map, service name to the service's
@@ -28,9 +28,9 @@
 //! stamped with a per-entry event generation so a read that started
 //! before a removal cannot bring the instance back.
 //!
-//! Locks: an entry's read state may be held while taking its shard's
-//! write lock ([`Cache::complete`] publishes under it), never the other
-//! way round: code under a shard lock (`keep` and `on_remove` of
+//! Locks: an entry's read state may be held while taking its write-stripe
+//! lock ([`Cache::complete`] publishes under it), never the other
+//! way round: code under a write-stripe lock (`keep` and `on_remove` of
 //! [`Cache::remove_all`], the closure of [`Cache::if_cached`]) must not
 //! take an entry's read state. The full order is in the docs of
 //! `engine/membership.rs`.
@@ -122,7 +122,7 @@ impl Cache {
 
     /// Removes `entry` if it is still the cached entry of its service and
     /// `keep` does not say otherwise; both checked, and `on_remove` run,
-    /// under the shard's write lock.
+    /// under the write-stripe lock.
     #[cfg(test)]
     pub fn remove_if(
         &self,
@@ -134,8 +134,8 @@ impl Cache {
     }
 
     /// Removes those of `entries` that are still the cached entry of their
-    /// service and that `keep` does not keep, copying each shard once;
-    /// `keep` checked, and `on_remove` run, under the shard's write lock.
+    /// service and that `keep` does not keep;
+    /// `keep` checked, and `on_remove` run, under the write-stripe lock.
     /// Returns how many were removed.
     pub fn remove_all(
         &self,
@@ -150,7 +150,7 @@ impl Cache {
     /// and `keep` does not keep it, by a new entry for `name` (the same
     /// service, spelled otherwise: the Hertz schema reads its key under
     /// the entry's spelling). `keep` checked, the swap made and
-    /// `on_remove` run in one critical section under the shard's write
+    /// `on_remove` run in one critical section under the write-stripe
     /// lock: no request can insert the service between the removal and
     /// the insertion. Returns whether replaced.
     pub fn replace_unless(
@@ -174,7 +174,7 @@ impl Cache {
         self.map.holds(entry)
     }
 
-    /// Runs `f` on `entry` under its shard's write lock if it is still the
+    /// Runs `f` on `entry` under its write-stripe lock if it is still the
     /// cached entry of its service (so it is ordered with its removal).
     /// `f` must not take the entry's read state (see the module docs on
     /// locks).

@@ -2,7 +2,7 @@
 //! inserting (and evicting past the cap), subscribing a service once it
 //! has instances, and the sweep of idle and negative entries. Each change
 //! to an entry's membership and to its subscription is made under the
-//! entry's shard lock, so an unsubscribe and a later subscribe of the same
+//! entry's write-stripe lock, so an unsubscribe and a later subscribe of the same
 //! channel reach the event connection in order.
 //!
 //! # Lock order
@@ -12,16 +12,16 @@
 //! 1. `ResolverEngine::evicting` (one eviction at a time);
 //! 2. an entry's read state (`CacheEntry::state`: [`Cache::complete`] holds it
 //!    while it publishes a new snapshot into the slot, which takes ...);
-//! 3. a shard's write lock;
+//! 3. a write-stripe lock;
 //! 4. leaf locks, under which nothing else is taken: the pending
 //!    subscription changes ([`Subscriptions`]), an entry's skipped-entry
 //!    memory, and the resolver's outage state (`Recovery`: its grace end
 //!    is read before an entry's read state is taken, never under it).
 //!
-//! So code running under a shard lock (the closures given to
+//! So code running under a write-stripe lock (the closures given to
 //! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
 //! read state: [`subscribe`](ResolverEngine::subscribe) records the subscription
-//! confirmation on the entry only after the shard lock is released.
+//! confirmation on the entry only after the write-stripe lock is released.
 //!
 //! [`Cache::complete`]: crate::resolver::cache::Cache::complete
 //! [`Cache::if_cached`]: crate::resolver::cache::Cache::if_cached
@@ -108,7 +108,7 @@ impl ResolverEngine {
         let victims = self
             .cache
             .least_recently_used(len - target, now_ms, inserted);
-        // One line for the batch, after the shard locks are released.
+        // One line for the batch, after the write-stripe locks are released.
         let evicted = self.drop_entries(&victims, CacheEntry::is_watched).len();
         tracing::debug!(
             evicted,
@@ -118,8 +118,8 @@ impl ResolverEngine {
     }
 
     /// Removes `entries` from the cache (those still cached, unless `keep`
-    /// says otherwise, checked under the shard lock), unsubscribing them.
-    /// Returns the names of those removed, to log once the shard locks
+    /// says otherwise, checked under the write-stripe lock), unsubscribing them.
+    /// Returns the names of those removed, to log once the write-stripe locks
     /// are released (a subscriber may be slow).
     fn drop_entries(
         &self,
@@ -135,7 +135,7 @@ impl ResolverEngine {
     }
 
     /// Unsubscribes an entry just removed from the cache, if subscribed.
-    /// Under the shard lock, like `subscribe`: a later re-insert's
+    /// Under the write-stripe lock, like `subscribe`: a later re-insert's
     /// subscribe comes after this unsubscribe.
     fn unsubscribe_removed(&self, entry: &CacheEntry) {
         if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
@@ -156,7 +156,7 @@ impl ResolverEngine {
         if entry.is_subscribed() {
             return false;
         }
-        // Under the shard lock, ordered with the entry's removal; nothing
+        // Under the write-stripe lock, ordered with the entry's removal; nothing
         // else (see the module docs on lock order).
         let asked = self.cache.if_cached(entry, |entry| {
             if !entry.set_subscribed() {
@@ -169,7 +169,7 @@ impl ResolverEngine {
         let Some(Some(subscribed)) = asked else {
             return false;
         };
-        // Outside the shard lock: this takes the entry's read state. A read
+        // Outside the write-stripe lock: this takes the entry's read state. A read
         // that started meanwhile does not wait for the confirmation, but
         // the caller's follow-up read (`mark_dirty` after this returns)
         // finds it and does.
@@ -226,7 +226,7 @@ impl ResolverEngine {
             let receiver = entry.watch(snapshot);
             // An eviction can take the entry away between finding and
             // watching it (a watched entry is never evicted, but the check
-            // is under the shard lock, the watch under the entry's): a
+            // is under the write-stripe lock, the watch under the entry's): a
             // watcher of such an orphan would never be refreshed, so watch
             // the entry cached now. Bounded, for a cache churned by a flood.
             tries += 1;
