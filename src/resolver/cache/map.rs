@@ -6,8 +6,11 @@
 //! the hand-written sharded copy-on-write table it replaces, `cached_hit`
 //! bench in one run (1 / 100 / 10 000 services): 25.7 / 33.7 / 38.3 ns
 //! against 33.0 / 35.2 / 34.7 ns (base code: 33.7 / 33.9 / 34.1 ns), within
-//! the 50 ns target; and an insert, an eviction or a changed snapshot no
-//! longer copies 1/16 of the table.
+//! the 50 ns target. Writes no longer copy 1/16 of the table: at 10 000
+//! services an insert costs 3.2 µs against 6.9 µs and a changed snapshot
+//! 6.2 µs against 25.2 µs (release build, a timing run of the cache); a
+//! batch removal costs 1.5 µs per entry against 0.14 µs (one copy per
+//! shard), paid by evictions and sweeps, not by requests.
 //!
 //! Changes to one entry (insert, removal, replacement, a new snapshot) are
 //! made under a write lock striped by the name's hash, so a check made
