@@ -205,23 +205,22 @@
 
 mod builder;
 mod cache;
-mod fixed;
-mod membership;
+mod engine;
 mod pubsub;
-mod read_task;
 mod recovery;
-mod redis;
+mod redis_resolver;
 mod skipped;
 mod snapshot;
+mod static_resolver;
 mod subscriptions;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use self::builder::ResolverBuilder;
-pub use self::fixed::StaticResolver;
-pub use self::redis::RedisResolver;
+pub use self::redis_resolver::RedisResolver;
 pub use self::snapshot::{Listed, Snapshot};
+pub use self::static_resolver::StaticResolver;
 
 use crate::error::ResolveError;
 use crate::instance::ServiceName;

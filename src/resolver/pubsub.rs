@@ -12,7 +12,7 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::time::MissedTickBehavior;
 
-use super::redis::Shared;
+use super::engine::ResolverEngine;
 use super::subscriptions::{Changes, Subscriptions};
 use crate::connection::{check_member, Events};
 use crate::time::after;
@@ -56,8 +56,8 @@ impl EventsError {
 }
 
 /// Runs until the resolver is dropped.
-pub(super) async fn run(shared: Arc<Shared>, first: Events) {
-    let Some(commands) = shared.subscriptions() else {
+pub(super) async fn run(engine: Arc<ResolverEngine>, first: Events) {
+    let Some(commands) = engine.subscriptions() else {
         return; // no events: nothing to subscribe
     };
     let mut connection = Some(first);
@@ -68,16 +68,16 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
         let Events { pubsub, mut member } = match connection.take() {
             Some(events) => events,
             None => {
-                let connecting = shared.endpoint().events(shared.timeouts.connect);
+                let connecting = engine.endpoint().events(engine.timeouts().connect);
                 let result = tokio::select! {
-                    _ = shared.cancel.cancelled() => return,
+                    _ = engine.closed() => return,
                     result = connecting => result,
                 };
                 match result {
                     Ok(events) => events,
                     Err(error) => {
                         tracing::debug!(%error, retry_in = ?backoff, "event connection: reconnect failed");
-                        if !pause(&shared, commands, backoff).await {
+                        if !pause(&engine, commands, backoff).await {
                             return;
                         }
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -88,11 +88,11 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
         };
         let (mut sink, mut stream) = pubsub.split();
         if reconnect {
-            let channels = shared.channels();
-            if let Err(error) = subscribe(&shared, &mut sink, &channels).await {
+            let channels = engine.channels();
+            if let Err(error) = subscribe(&engine, &mut sink, &channels).await {
                 tracing::debug!(%error, "event connection: resubscribing failed");
-                let delay = denied(&shared, &error, &mut told_denied).unwrap_or(backoff);
-                if !pause(&shared, commands, delay).await {
+                let delay = denied(&engine, &error, &mut told_denied).unwrap_or(backoff);
+                if !pause(&engine, commands, delay).await {
                     return;
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -103,16 +103,16 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
                 "event connection back: resubscribed, refreshing every cached service"
             );
             // Before the refresh, so its reads keep what they miss.
-            shared.recovery.answered(tokio::time::Instant::now());
-            shared.refresh_all();
+            engine.recovery().answered(tokio::time::Instant::now());
+            engine.refresh_all();
         }
         reconnect = true;
         backoff = MIN_BACKOFF;
-        match serve(&shared, &mut sink, &mut stream, member.as_mut(), commands).await {
+        match serve(&engine, &mut sink, &mut stream, member.as_mut(), commands).await {
             Ok(()) => return,
-            Err(reason) if denied(&shared, &reason, &mut told_denied).is_some() => {}
+            Err(reason) if denied(&engine, &reason, &mut told_denied).is_some() => {}
             Err(reason) => {
-                shared.recovery.lost();
+                engine.recovery().lost();
                 tracing::warn!(
                     %reason,
                     "event connection lost; serving cached instances, reconnecting"
@@ -125,26 +125,26 @@ pub(super) async fn run(shared: Arc<Shared>, first: Events) {
 /// A permission error (an ACL without the event channels) is not cured by
 /// reconnecting: say so once, plainly, and retry only at the refresh
 /// interval (the ACL may be fixed). `None` for any other error.
-fn denied(shared: &Shared, error: &EventsError, told: &mut bool) -> Option<Duration> {
+fn denied(engine: &ResolverEngine, error: &EventsError, told: &mut bool) -> Option<Duration> {
     if !error.is_denied() {
         return None;
     }
     if !*told {
         *told = true;
-        let prefix = shared.keyspace.prefix();
+        let prefix = engine.keyspace().prefix();
         tracing::warn!(%error, "the Redis user may not subscribe to the event channels: changes arrive only with the periodic refresh (grant the channels, e.g. `&{prefix}:*` in its ACL, to have them pushed)");
     }
-    Some(shared.refresh_interval().max(MAX_BACKOFF))
+    Some(engine.refresh_interval().max(MAX_BACKOFF))
 }
 
 /// Waits `delay` while disconnected, releasing subscribers at once (the
 /// channels are subscribed on reconnect). `false` if the resolver is gone.
-async fn pause(shared: &Shared, commands: &Subscriptions, delay: Duration) -> bool {
+async fn pause(engine: &ResolverEngine, commands: &Subscriptions, delay: Duration) -> bool {
     let until = tokio::time::sleep(delay);
     tokio::pin!(until);
     loop {
         tokio::select! {
-            _ = shared.cancel.cancelled() => return false,
+            _ = engine.closed() => return false,
             _ = &mut until => return true,
             // Dropping the acks lets the first reads go ahead.
             _ = commands.changed() => drop(commands.take()),
@@ -155,29 +155,29 @@ async fn pause(shared: &Shared, commands: &Subscriptions, delay: Duration) -> bo
 /// Handles events and subscription changes until the connection is lost
 /// (`Err`) or the resolver is dropped (`Ok`).
 async fn serve(
-    shared: &Arc<Shared>,
+    engine: &Arc<ResolverEngine>,
     sink: &mut PubSubSink,
     stream: &mut PubSubStream,
     mut member: Option<&mut MultiplexedConnection>,
     commands: &Subscriptions,
 ) -> Result<(), EventsError> {
     // Pub/sub connections are otherwise silent: a PING finds a dead one.
-    let every = shared.refresh_interval();
+    let every = engine.refresh_interval();
     let mut ping = tokio::time::interval_at(after(every), every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            _ = shared.cancel.cancelled() => return Ok(()),
-            _ = commands.changed() => apply(shared, sink, commands.take()).await?,
+            _ = engine.closed() => return Ok(()),
+            _ = commands.changed() => apply(engine, sink, commands.take()).await?,
             message = stream.next() => match message {
-                Some(message) => shared.on_event(message.get_channel_name(), message.get_payload_bytes()),
+                Some(message) => engine.on_event(message.get_channel_name(), message.get_payload_bytes()),
                 None => return Err(EventsError::Closed),
             },
             _ = ping.tick() => {
-                timed(shared, "PING", async { sink.ping::<redis::Value>().await.map(drop) }).await?;
+                timed(engine, "PING", async { sink.ping::<redis::Value>().await.map(drop) }).await?;
                 if let Some(member) = member.as_deref_mut() {
-                    check_member(member, shared.timeouts.command)
+                    check_member(member, engine.timeouts().command)
                         .await
                         .map_err(|error| EventsError::Redis { command: "CLUSTER INFO", error })?;
                 }
@@ -190,7 +190,7 @@ async fn serve(
 /// [`BATCH`] channels, then one `UNSUBSCRIBE` per batch (a channel is in
 /// one list at most).
 async fn apply(
-    shared: &Shared,
+    engine: &ResolverEngine,
     sink: &mut PubSubSink,
     changes: Changes,
 ) -> Result<(), EventsError> {
@@ -199,31 +199,31 @@ async fn apply(
         acks,
         unsubscribe,
     } = changes;
-    subscribe(shared, sink, &channels).await?;
+    subscribe(engine, sink, &channels).await?;
     drop(acks); // confirmed: the first reads go ahead
     for chunk in unsubscribe.chunks(BATCH) {
-        timed(shared, "UNSUBSCRIBE", sink.unsubscribe(chunk)).await?;
+        timed(engine, "UNSUBSCRIBE", sink.unsubscribe(chunk)).await?;
     }
     Ok(())
 }
 
 async fn subscribe(
-    shared: &Shared,
+    engine: &ResolverEngine,
     sink: &mut PubSubSink,
     channels: &[String],
 ) -> Result<(), EventsError> {
     for chunk in channels.chunks(BATCH) {
-        timed(shared, "SUBSCRIBE", sink.subscribe(chunk)).await?;
+        timed(engine, "SUBSCRIBE", sink.subscribe(chunk)).await?;
     }
     Ok(())
 }
 
 async fn timed(
-    shared: &Shared,
+    engine: &ResolverEngine,
     command: &'static str,
     call: impl std::future::Future<Output = redis::RedisResult<()>>,
 ) -> Result<(), EventsError> {
-    let timeout = shared.timeouts.command;
+    let timeout = engine.timeouts().command;
     match tokio::time::timeout(timeout, call).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(EventsError::Redis { command, error }),

@@ -19,14 +19,14 @@ use crate::time::later;
 
 /// Whether Redis is, or was lately, unreachable, and until when the
 /// grace that follows runs. Its lock is a leaf (see the lock order in
-/// `membership.rs`): nothing else is taken under it.
+/// `engine/membership.rs`): nothing else is taken under it.
 pub(crate) struct Recovery {
     grace: Duration,
-    state: Mutex<State>,
+    state: Mutex<OutageState>,
 }
 
 #[derive(Default)]
-struct State {
+struct OutageState {
     /// Redis is unreachable (no answer since the loss).
     lost: bool,
     /// The end of the grace that started when Redis answered again.
@@ -38,7 +38,7 @@ impl Recovery {
     pub fn new(grace: Duration) -> Self {
         Recovery {
             grace,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(OutageState::default()),
         }
     }
 
@@ -84,7 +84,7 @@ impl Recovery {
         state.until.filter(|&until| until > now)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutageState> {
         // Nothing a panic could leave half-done is protected.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }

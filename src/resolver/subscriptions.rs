@@ -1,7 +1,7 @@
 //! The subscription changes the event connection still has to make: the
 //! latest wanted state of each channel, not a queue of commands.
 //!
-//! The cache asks for changes from synchronous code, under a shard lock,
+//! The cache asks for changes from synchronous code, under a write-stripe lock,
 //! so it cannot wait for room in a bounded queue; and an unbounded queue
 //! would grow for as long as Redis is slow. Keeping only the latest state
 //! per channel bounds the pending changes by the number of channels the

@@ -1,5 +1,7 @@
 //! An entry's read state: whether a read runs, the events seen, and the
-//! rule that makes a read's list from the previous one ([`ReadState::merge`]).
+//! rule that makes a read's list from the previous one ([`ReadState::merge`]);
+//! with what a read brings ([`Read`]), what an event says ([`Event`]) and
+//! what the read task is asked next ([`Completed`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Event, Read};
+use super::Snapshot;
+use crate::error::ResolveError;
+
 use crate::instance::Instance;
 use crate::time::later;
 
@@ -20,6 +24,54 @@ pub(super) const MAX_ADDR_LEN: usize = 253 + 2 + 1 + 5;
 /// [`ReadState::removed`]) before it forgets them all and trusts its next
 /// read alone.
 pub(super) const EXTRA_REMOVALS: usize = 1024;
+
+/// The result of one read, as seen by the callers waiting for it.
+pub(crate) type Outcome = Option<Result<Snapshot, ResolveError>>;
+
+/// What one successful read of a service found.
+pub(crate) struct Read {
+    /// The listed instances, each with the deadline of its lease (native
+    /// schema; `None` where there is no per-instance lease).
+    pub instances: Vec<(Instance, Option<Instant>)>,
+    /// When the read started.
+    pub read_at: Instant,
+    /// The entry's [event generation](super::CacheEntry::begin_read) when the read
+    /// started.
+    pub generation: u64,
+    /// Whether the service's keys exist (native schema; `None`: the schema
+    /// cannot tell). Found gone after a read that found them, they start
+    /// the service's recovery grace.
+    pub keys_exist: Option<bool>,
+    /// The end of the resolver's recovery grace, if one runs.
+    pub grace_end: Option<Instant>,
+    /// The length of a recovery grace (zero: none).
+    pub grace: Duration,
+}
+
+/// What [`Cache::complete`](super::Cache::complete) asks of the read task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// The entry was marked dirty meanwhile: read it again.
+    pub again: bool,
+    /// The list keeps instances the read did not find: read again at this
+    /// time, when the first of them is due to go (its last known lease, or
+    /// the recovery grace, has run out).
+    pub recheck: Option<Instant>,
+}
+
+/// A change event, as far as the cache cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event<'a> {
+    /// `register` or `update`: the instance is (back) in the registry.
+    Listed(&'a str),
+    /// `deregister`: the instance left the registry.
+    Removed(&'a str),
+    /// `expire`: its lease ran out. A removal, except during a recovery
+    /// grace.
+    Expired(&'a str),
+    /// Anything else.
+    Other,
+}
 
 #[derive(Default)]
 pub(super) struct ReadState {

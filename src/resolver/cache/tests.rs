@@ -91,7 +91,7 @@ fn unchanged_reads_keep_the_snapshot_and_errors_never_replace_it() {
 }
 
 /// Addresses of the entry's current snapshot.
-pub(super) fn listed(e: &Entry) -> Vec<String> {
+pub(super) fn listed(e: &CacheEntry) -> Vec<String> {
     e.snapshot()
         .unwrap()
         .instances()
@@ -102,7 +102,7 @@ pub(super) fn listed(e: &Entry) -> Vec<String> {
 
 /// A read started now (generation taken now) listing `leases`:
 /// address and seconds left on its lease.
-pub(super) fn leased(e: &Entry, leases: &[(&str, u64)]) -> Read {
+pub(super) fn leased(e: &CacheEntry, leases: &[(&str, u64)]) -> Read {
     let now = Instant::now();
     Read {
         instances: leases
@@ -393,7 +393,7 @@ fn least_recently_used_prefers_entries_without_instances_then_the_oldest() {
     let watched = entry("watched", &["h:1"], 0);
     let _rx = watched.watch(snap("watched", &[]));
     let inserted = entry("inserted", &[], 0);
-    let names = |picked: Vec<Arc<Entry>>| -> Vec<String> {
+    let names = |picked: Vec<Arc<CacheEntry>>| -> Vec<String> {
         picked.iter().map(|e| e.service().to_string()).collect()
     };
     assert_eq!(
@@ -451,7 +451,7 @@ fn only_unwanted_first_reads_are_abandoned() {
 fn an_entry_is_replaced_by_another_spelling_in_place() {
     let cache = Cache::new(None, NEGATIVE_TTL);
     let (lower, _) = cache.get_or_insert(&name("orders"), || None, 0);
-    let keep_none = |_: &Entry| false;
+    let keep_none = |_: &CacheEntry| false;
     let mut removed = 0;
     let replaced = cache.replace_unless(
         &lower,
@@ -468,7 +468,7 @@ fn an_entry_is_replaced_by_another_spelling_in_place() {
     assert_eq!(found.service().spelling(), "Orders");
     assert_eq!(cache.len(), 1);
     // Not twice (the old entry is gone), not when kept, not another name.
-    let again = |e: &Arc<Entry>, keep: bool, n: &str| {
+    let again = |e: &Arc<CacheEntry>, keep: bool, n: &str| {
         cache.replace_unless(e, |_| keep, &name(n), || None, 0, |_| panic!())
     };
     assert!(!again(&lower, false, "ORDERS"));
@@ -485,7 +485,7 @@ async fn removals_announced_while_a_read_runs_are_bounded() {
     let cache = Cache::new(None, NEGATIVE_TTL);
     let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
     cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
-    let removed = |e: &Entry| lock(&e.state).removals();
+    let removed = |e: &CacheEntry| lock(&e.state).removals();
 
     // Too long to be an address: not recorded.
     e.on_event(Event::Removed(&"x".repeat(MAX_ADDR_LEN + 1)), None);

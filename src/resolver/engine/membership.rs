@@ -2,46 +2,52 @@
 //! inserting (and evicting past the cap), subscribing a service once it
 //! has instances, and the sweep of idle and negative entries. Each change
 //! to an entry's membership and to its subscription is made under the
-//! entry's shard lock, so an unsubscribe and a later subscribe of the same
+//! entry's write-stripe lock, so an unsubscribe and a later subscribe of the same
 //! channel reach the event connection in order.
 //!
 //! # Lock order
 //!
 //! Locks are taken in this order only, never the other way round:
 //!
-//! 1. `Shared::evicting` (one eviction at a time);
-//! 2. an entry's read state (`Entry::state`: [`Cache::complete`] holds it
+//! 1. `ResolverEngine::evicting` (one eviction at a time);
+//! 2. an entry's read state (`CacheEntry::state`: [`Cache::complete`] holds it
 //!    while it publishes a new snapshot into the slot, which takes ...);
-//! 3. a shard's write lock;
+//! 3. a write-stripe lock;
 //! 4. leaf locks, under which nothing else is taken: the pending
 //!    subscription changes ([`Subscriptions`]), an entry's skipped-entry
 //!    memory, and the resolver's outage state (`Recovery`: its grace end
 //!    is read before an entry's read state is taken, never under it).
 //!
-//! So code running under a shard lock (the closures given to
+//! So code running under a write-stripe lock (the closures given to
 //! [`Cache::if_cached`] and [`Cache::remove_all`]) never takes an entry's
-//! read state: [`subscribe`](Shared::subscribe) records the subscription
-//! confirmation on the entry only after the shard lock is released.
+//! read state: [`subscribe`](ResolverEngine::subscribe) records the subscription
+//! confirmation on the entry only after the write-stripe lock is released.
 //!
-//! [`Cache::complete`]: super::cache::Cache::complete
-//! [`Cache::if_cached`]: super::cache::Cache::if_cached
-//! [`Cache::remove_all`]: super::cache::Cache::remove_all
-//! [`Subscriptions`]: super::subscriptions::Subscriptions
+//! [`Cache::complete`]: crate::resolver::cache::Cache::complete
+//! [`Cache::if_cached`]: crate::resolver::cache::Cache::if_cached
+//! [`Cache::remove_all`]: crate::resolver::cache::Cache::remove_all
+//! [`Subscriptions`]: crate::resolver::subscriptions::Subscriptions
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use super::cache::Entry;
-use super::redis::Shared;
+use super::ResolverEngine;
+use crate::error::ResolveError;
 use crate::instance::ServiceName;
+use crate::resolver::cache::CacheEntry;
+use crate::resolver::snapshot::Snapshot;
 use crate::schema::KeySchema;
 
-impl Shared {
+/// How often `watch` looks for its service again when an eviction took
+/// the entry it found away before it was watched.
+const MAX_WATCH_TRIES: u32 = 4;
+
+impl ResolverEngine {
     /// The cached entry of a service, created if missing (not subscribed:
     /// see [`subscribe`](Self::subscribe)); evicts the least recently used
     /// services if that puts the cache over its cap.
-    pub(super) fn entry(&self, service: &ServiceName) -> (Arc<Entry>, bool) {
+    pub(super) fn entry(&self, service: &ServiceName) -> (Arc<CacheEntry>, bool) {
         let now_ms = self.now_ms();
         let channel = || self.keyspace.events_channel(service.as_str());
         let (entry, inserted) = self.cache.get_or_insert(service, channel, now_ms);
@@ -51,7 +57,7 @@ impl Shared {
         (entry, inserted)
     }
 
-    /// Hertz schema, for [`watch`](super::RedisResolver::watch): the key
+    /// Hertz schema, for [`watch`](crate::resolver::RedisResolver::watch): the key
     /// is read under the spelling of the request that cached the service
     /// (Go writes `/hertz/{name}/server` with its case). A watch spelled
     /// otherwise replaces a cached entry that serves no instance (negative,
@@ -62,7 +68,7 @@ impl Shared {
     /// the host), and requests alternating spellings must not turn the
     /// negative cache into one Redis read per request. The native schema
     /// is case-insensitive throughout: nothing to do.
-    pub(super) fn respell(&self, service: &ServiceName) {
+    fn respell(&self, service: &ServiceName) {
         if self.keyspace.schema() != KeySchema::Hertz {
             return;
         }
@@ -75,9 +81,9 @@ impl Shared {
         // One critical section: a request between the removal and the
         // insertion would otherwise re-insert its own spelling, which the
         // watch would then join and keep.
-        let keep = |e: &Entry| e.serves() || e.is_watched();
+        let keep = |e: &CacheEntry| e.serves() || e.is_watched();
         let channel = || self.keyspace.events_channel(service.as_str());
-        let unsubscribe = |old: &Entry| self.unsubscribe_removed(old);
+        let unsubscribe = |old: &CacheEntry| self.unsubscribe_removed(old);
         let replaced =
             self.cache
                 .replace_unless(&entry, keep, service, channel, self.now_ms(), unsubscribe);
@@ -89,7 +95,7 @@ impl Shared {
     /// Past `max_services`, evicts the least recently used services (never
     /// `inserted`), a sixteenth of the cap at once so the scan that picks
     /// them is paid once per that many inserts.
-    fn evict_over_cap(&self, inserted: &Arc<Entry>, now_ms: u64) {
+    fn evict_over_cap(&self, inserted: &Arc<CacheEntry>, now_ms: u64) {
         if self.cache.len() <= self.max_services {
             return;
         }
@@ -102,8 +108,8 @@ impl Shared {
         let victims = self
             .cache
             .least_recently_used(len - target, now_ms, inserted);
-        // One line for the batch, after the shard locks are released.
-        let evicted = self.drop_entries(&victims, Entry::is_watched).len();
+        // One line for the batch, after the write-stripe locks are released.
+        let evicted = self.drop_entries(&victims, CacheEntry::is_watched).len();
         tracing::debug!(
             evicted,
             max_services = self.max_services,
@@ -112,13 +118,13 @@ impl Shared {
     }
 
     /// Removes `entries` from the cache (those still cached, unless `keep`
-    /// says otherwise, checked under the shard lock), unsubscribing them.
-    /// Returns the names of those removed, to log once the shard locks
+    /// says otherwise, checked under the write-stripe lock), unsubscribing them.
+    /// Returns the names of those removed, to log once the write-stripe locks
     /// are released (a subscriber may be slow).
     fn drop_entries(
         &self,
-        entries: &[Arc<Entry>],
-        keep: impl Fn(&Entry) -> bool,
+        entries: &[Arc<CacheEntry>],
+        keep: impl Fn(&CacheEntry) -> bool,
     ) -> Vec<ServiceName> {
         let mut removed = Vec::new();
         self.cache.remove_all(entries, keep, |entry| {
@@ -129,9 +135,9 @@ impl Shared {
     }
 
     /// Unsubscribes an entry just removed from the cache, if subscribed.
-    /// Under the shard lock, like `subscribe`: a later re-insert's
+    /// Under the write-stripe lock, like `subscribe`: a later re-insert's
     /// subscribe comes after this unsubscribe.
-    fn unsubscribe_removed(&self, entry: &Entry) {
+    fn unsubscribe_removed(&self, entry: &CacheEntry) {
         if let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) {
             if entry.is_subscribed() {
                 subscriptions.unsubscribe(channel);
@@ -143,14 +149,14 @@ impl Shared {
     /// no longer cached, or there are no events (Hertz schema). `true` if
     /// asked now: the next read waits until Redis confirmed, so no change
     /// falls between that read and the subscription.
-    pub(super) fn subscribe(&self, entry: &Arc<Entry>) -> bool {
+    pub(super) fn subscribe(&self, entry: &Arc<CacheEntry>) -> bool {
         let (Some(subscriptions), Some(channel)) = (&self.subscriptions, entry.channel()) else {
             return false;
         };
         if entry.is_subscribed() {
             return false;
         }
-        // Under the shard lock, ordered with the entry's removal; nothing
+        // Under the write-stripe lock, ordered with the entry's removal; nothing
         // else (see the module docs on lock order).
         let asked = self.cache.if_cached(entry, |entry| {
             if !entry.set_subscribed() {
@@ -163,7 +169,7 @@ impl Shared {
         let Some(Some(subscribed)) = asked else {
             return false;
         };
-        // Outside the shard lock: this takes the entry's read state. A read
+        // Outside the write-stripe lock: this takes the entry's read state. A read
         // that started meanwhile does not wait for the confirmation, but
         // the caller's follow-up read (`mark_dirty` after this returns)
         // finds it and does.
@@ -172,7 +178,7 @@ impl Shared {
     }
 
     /// The events channel of every subscribed entry.
-    pub(super) fn channels(&self) -> Vec<String> {
+    pub(in crate::resolver) fn channels(&self) -> Vec<String> {
         self.cache
             .entries()
             .iter()
@@ -193,7 +199,7 @@ impl Shared {
                 idle.push(entry);
             }
         }
-        let expired = |e: &Entry| !self.cache.negative_expired(e);
+        let expired = |e: &CacheEntry| !self.cache.negative_expired(e);
         let dropped = self.drop_entries(&negative, expired).len();
         if dropped > 0 {
             tracing::trace!(
@@ -201,8 +207,41 @@ impl Shared {
                 "no instance: services dropped from the negative cache"
             );
         }
-        for service in self.drop_entries(&idle, Entry::in_use) {
+        for service in self.drop_entries(&idle, CacheEntry::in_use) {
             tracing::debug!(%service, idle_expiry = ?self.idle_expiry, "service idle: dropped from the cache");
+        }
+    }
+
+    /// Watches a service (see [`RedisResolver::watch`](crate::resolver::RedisResolver::watch)).
+    pub(in crate::resolver) async fn watch(
+        self: &Arc<Self>,
+        service: &ServiceName,
+    ) -> Result<watch::Receiver<Snapshot>, ResolveError> {
+        self.respell(service);
+        let mut tries = 0;
+        loop {
+            let snapshot = self.resolve(service).await?;
+            let (entry, inserted) = self.entry(service);
+            let was_negative = entry.is_negative();
+            let receiver = entry.watch(snapshot);
+            // An eviction can take the entry away between finding and
+            // watching it (a watched entry is never evicted, but the check
+            // is under the write-stripe lock, the watch under the entry's): a
+            // watcher of such an orphan would never be refreshed, so watch
+            // the entry cached now. Bounded, for a cache churned by a flood.
+            tries += 1;
+            if !self.cache.holds(&entry) && tries < MAX_WATCH_TRIES {
+                continue;
+            }
+            // Watched: subscribed even with no instance, never negative.
+            // Read again if just subscribed (after the confirmation),
+            // negative until now, or dropped by the sweep or an eviction
+            // meanwhile.
+            let subscribed = self.subscribe(&entry);
+            if (inserted || subscribed || was_negative) && entry.mark_dirty() {
+                self.spawn_read(entry.clone());
+            }
+            return Ok(receiver);
         }
     }
 }

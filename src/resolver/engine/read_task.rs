@@ -1,5 +1,5 @@
 //! The read task of a cached service: waits for a permit, reads, hands
-//! the result to the cache ([`Cache::complete`](super::cache::Cache::complete)),
+//! the result to the cache ([`Cache::complete`](crate::resolver::cache::Cache::complete)),
 //! schedules the re-read that drops kept instances, and records outages
 //! for the recovery grace.
 
@@ -8,34 +8,34 @@ use std::sync::Arc;
 use tokio::sync::SemaphorePermit;
 use tokio::time::Instant;
 
-use super::cache::{Entry, Read};
-use super::recovery;
-use super::redis::Shared;
+use super::ResolverEngine;
 use crate::error::ResolveError;
+use crate::resolver::cache::{CacheEntry, Read};
+use crate::resolver::recovery;
 use crate::schema::{KeySchema, ReadReply};
 
-impl Shared {
+impl ResolverEngine {
     /// Starts the read task of an entry (the caller won the right to).
-    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<Entry>) {
+    pub(super) fn spawn_read(self: &Arc<Self>, entry: Arc<CacheEntry>) {
         // Made before spawning and moved into the task, so it also runs if
         // the task is dropped without ever being polled (the runtime is
         // gone).
         let guard = ReadGuard {
-            shared: self.clone(),
+            engine: self.clone(),
             entry,
             finished: false,
         };
         self.runtime.spawn(async move {
             let mut guard = guard;
-            let shared = guard.shared.clone();
+            let engine = guard.engine.clone();
             tokio::select! {
-                _ = shared.cancel.cancelled() => {}
-                _ = shared.read_loop(&guard.entry) => guard.finished = true,
+                _ = engine.cancel.cancelled() => {}
+                _ = engine.read_loop(&guard.entry) => guard.finished = true,
             }
         });
     }
 
-    async fn read_loop(self: &Arc<Self>, entry: &Arc<Entry>) {
+    async fn read_loop(self: &Arc<Self>, entry: &Arc<CacheEntry>) {
         loop {
             if let Some(subscribed) = entry.take_subscription() {
                 // Ok, Err (subscriber down: resubscribes and refreshes on
@@ -99,7 +99,7 @@ impl Shared {
 
     /// One read for the cache: the instances with their lease deadlines
     /// (native schema: the Hertz schema has no per-instance lease).
-    async fn read_cached(&self, entry: &Entry) -> Result<Read, ResolveError> {
+    async fn read_cached(&self, entry: &CacheEntry) -> Result<Read, ResolveError> {
         let generation = entry.begin_read();
         let read_at = Instant::now();
         let service = entry.service();
@@ -135,16 +135,16 @@ impl Shared {
     /// Reads `entry` again at `at`, when the first lease (or recovery
     /// grace) of the instances its list keeps without Redis listing them
     /// runs out.
-    fn recheck_at(self: &Arc<Self>, entry: Arc<Entry>, at: Instant) {
-        let shared = self.clone();
+    fn recheck_at(self: &Arc<Self>, entry: Arc<CacheEntry>, at: Instant) {
+        let engine = self.clone();
         self.runtime.spawn(async move {
             tokio::select! {
-                _ = shared.cancel.cancelled() => {}
+                _ = engine.cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(at) => {
                     entry.recheck_due(at);
                     // A running read drops the expired instances itself.
-                    if shared.cache.holds(&entry) && entry.start_if_idle() {
-                        shared.spawn_read(entry);
+                    if engine.cache.holds(&entry) && entry.start_if_idle() {
+                        engine.spawn_read(entry);
                     }
                 }
             }
@@ -154,11 +154,11 @@ impl Shared {
     /// A permit to read `entry`: from the caller pool if a caller waits
     /// for the read, else from the refresh pool, switching pools if a
     /// caller starts waiting meanwhile. While it queues, a read that
-    /// [may be abandoned](Entry::abandonable) is abandoned as soon as its
+    /// [may be abandoned](CacheEntry::abandonable) is abandoned as soon as its
     /// last caller gives up, not when it gets a permit: during a Redis
     /// stall, a flood of names whose callers gave up leaves no task and
     /// no entry behind, however many of them the permits hold up.
-    async fn permit(&self, entry: &Arc<Entry>) -> Queued<'_> {
+    async fn permit(&self, entry: &Arc<CacheEntry>) -> Queued<'_> {
         loop {
             let unawaited = async {
                 if entry.abandonable(!self.cache.holds(entry)) {
@@ -193,7 +193,7 @@ enum Queued<'a> {
     /// It may run (`None`: the pool is closed, which it never is).
     Permit(Option<SemaphorePermit<'a>>),
     /// Every caller gave up on a read whose result would go nowhere: the
-    /// entry was released unread ([`Entry::abandon_if_unwanted`]).
+    /// entry was released unread ([`CacheEntry::abandon_if_unwanted`]).
     Abandoned,
 }
 
@@ -202,8 +202,8 @@ enum Queued<'a> {
 /// is released and its waiting callers get an error instead of waiting
 /// for an outcome that will never come.
 struct ReadGuard {
-    shared: Arc<Shared>,
-    entry: Arc<Entry>,
+    engine: Arc<ResolverEngine>,
+    entry: Arc<CacheEntry>,
     finished: bool,
 }
 
@@ -212,7 +212,7 @@ impl Drop for ReadGuard {
         if self.finished {
             return;
         }
-        let error = if self.shared.cancel.is_cancelled() {
+        let error = if self.engine.cancel.is_cancelled() {
             ResolveError::Shutdown
         } else {
             tracing::warn!(service = %self.entry.service(), "a read was dropped before it finished; has the runtime the resolver was created on shut down?");
