@@ -38,14 +38,7 @@ impl From<Duration> for CallLimit {
 #[derive(Debug)]
 pub(crate) enum CallError<L> {
     /// Redis answered with an error, or the connection failed.
-    Redis {
-        #[expect(
-            dead_code,
-            reason = "read by the resolver's errors once they call `timed`"
-        )]
-        label: L,
-        source: redis::RedisError,
-    },
+    Redis { label: L, source: redis::RedisError },
     /// No answer within `limit`.
     TimedOut { label: L, limit: Duration },
 }

@@ -14,7 +14,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::engine::ResolverEngine;
 use super::subscriptions::{Changes, Subscriptions};
-use crate::connection::{check_member, Events};
+use crate::connection::{self, check_member, CallError, Events};
 use crate::time::after;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
@@ -45,6 +45,21 @@ pub(super) enum EventsError {
     /// The server closed the connection.
     #[error("connection closed")]
     Closed,
+}
+
+impl From<CallError<&'static str>> for EventsError {
+    fn from(error: CallError<&'static str>) -> Self {
+        match error {
+            CallError::Redis { label, source } => EventsError::Redis {
+                command: label,
+                error: source,
+            },
+            CallError::TimedOut { label, limit } => EventsError::Timeout {
+                command: label,
+                timeout: limit,
+            },
+        }
+    }
 }
 
 impl EventsError {
@@ -175,7 +190,7 @@ async fn serve(
                 None => return Err(EventsError::Closed),
             },
             _ = ping.tick() => {
-                timed(engine, "PING", async { sink.ping::<redis::Value>().await.map(drop) }).await?;
+                connection::timed(engine.timeouts().command, "PING", async { sink.ping::<redis::Value>().await.map(drop) }).await?;
                 if let Some(member) = member.as_deref_mut() {
                     check_member(member, engine.timeouts().command)
                         .await
@@ -202,7 +217,12 @@ async fn apply(
     subscribe(engine, sink, &channels).await?;
     drop(acks); // confirmed: the first reads go ahead
     for chunk in unsubscribe.chunks(BATCH) {
-        timed(engine, "UNSUBSCRIBE", sink.unsubscribe(chunk)).await?;
+        connection::timed(
+            engine.timeouts().command,
+            "UNSUBSCRIBE",
+            sink.unsubscribe(chunk),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -213,20 +233,12 @@ async fn subscribe(
     channels: &[String],
 ) -> Result<(), EventsError> {
     for chunk in channels.chunks(BATCH) {
-        timed(engine, "SUBSCRIBE", sink.subscribe(chunk)).await?;
+        connection::timed(
+            engine.timeouts().command,
+            "SUBSCRIBE",
+            sink.subscribe(chunk),
+        )
+        .await?;
     }
     Ok(())
-}
-
-async fn timed(
-    engine: &ResolverEngine,
-    command: &'static str,
-    call: impl std::future::Future<Output = redis::RedisResult<()>>,
-) -> Result<(), EventsError> {
-    let timeout = engine.timeouts().command;
-    match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(EventsError::Redis { command, error }),
-        Err(_) => Err(EventsError::Timeout { command, timeout }),
-    }
 }

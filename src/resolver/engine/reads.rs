@@ -2,13 +2,12 @@
 //! uncached reads), and the uncached reads themselves: `fetch`, `list`,
 //! `services`.
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::ResolverEngine;
-use crate::connection;
+use crate::connection::{self, CallError};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
 use crate::resolver::cache::CacheEntry;
@@ -54,7 +53,7 @@ impl ResolverEngine {
     pub(in crate::resolver) async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let mut conn = self.conn()?;
         let call = self.keyspace.services(&mut conn);
-        self.timed("(service list)", call).await
+        Ok(connection::timed(self.call_limit, "(service list)", call).await?)
     }
 
     /// One read of a service. A read that fails on a broken connection
@@ -78,26 +77,7 @@ impl ResolverEngine {
                 result => result,
             }
         };
-        self.timed(service.as_str(), call).await
-    }
-
-    /// Runs a Redis call with the command timeout, mapping errors.
-    async fn timed<T>(
-        &self,
-        service: &str,
-        call: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, ResolveError> {
-        match tokio::time::timeout(self.call_limit, call).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(ResolveError::Redis {
-                service: service.to_owned(),
-                source,
-            }),
-            Err(_) => Err(ResolveError::Timeout {
-                service: service.to_owned(),
-                timeout: self.call_limit,
-            }),
-        }
+        Ok(connection::timed(self.call_limit, service.as_str(), call).await?)
     }
 
     /// Decodes what an uncached read (`fetch`, `list`) found: skipped
@@ -134,5 +114,22 @@ impl ResolverEngine {
             None => skipped::warn_all(service, skipped),
         }
         decoded.into_iter()
+    }
+}
+
+/// A resolver's timed call failed: a Redis error or timeout of reading
+/// `label` (a service, or the service list).
+impl From<CallError<&str>> for ResolveError {
+    fn from(error: CallError<&str>) -> Self {
+        match error {
+            CallError::Redis { label, source } => ResolveError::Redis {
+                service: label.to_owned(),
+                source,
+            },
+            CallError::TimedOut { label, limit } => ResolveError::Timeout {
+                service: label.to_owned(),
+                timeout: limit,
+            },
+        }
     }
 }
