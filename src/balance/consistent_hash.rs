@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use xxhash_rust::xxh64::xxh64;
+
 use super::lookup::Lookup;
 use super::rng::{mix64, thread_u64, GAMMA};
 use super::{index_limit, Balance, Pick};
@@ -195,46 +197,15 @@ impl ConsistentHashPicker {
         }
     }
 
-    /// Sorts the ring with a bucket sort on the points' top bits (they are
-    /// uniform: about two nodes a bucket, the buckets of the lookup table).
     fn new(
-        ring: Vec<(u64, u32)>,
+        mut ring: Vec<(u64, u32)>,
         instances: usize,
         order: impl Fn(&(u64, u32), &(u64, u32)) -> std::cmp::Ordering,
     ) -> Self {
-        let shift = Lookup::shift(Lookup::buckets(ring.len()));
-        let bucket_of = |point: u64| (point >> shift) as usize;
-        // ends[b + 1] counts bucket b, then (prefix sums) is its end: ends[b]
-        // is the start of bucket b.
-        let mut ends = vec![0u32; Lookup::buckets(ring.len()) + 1];
-        for &(point, _) in &ring {
-            if let Some(count) = ends.get_mut(bucket_of(point) + 1) {
-                *count += 1;
-            }
-        }
-        for b in 1..ends.len() {
-            ends[b] += ends[b - 1];
-        }
-        let mut next = ends.clone();
-        let mut sorted = vec![(0u64, 0u32); ring.len()];
-        for node in ring {
-            if let Some(slot) = next.get_mut(bucket_of(node.0)) {
-                if let Some(place) = sorted.get_mut(*slot as usize) {
-                    *place = node;
-                }
-                *slot += 1;
-            }
-        }
-        for bucket in ends.windows(2) {
-            if let Some(nodes) = sorted.get_mut(bucket[0] as usize..bucket[1] as usize) {
-                small_sort(nodes, &order);
-            }
-        }
-        let (points, owners): (Vec<u64>, Vec<u32>) = sorted.into_iter().unzip();
-        // The start of each bucket, then the number of nodes: the lookup's table.
-        let starts = ends;
+        ring.sort_unstable_by(order);
+        let (points, owners): (Vec<u64>, Vec<u32>) = ring.into_iter().unzip();
         ConsistentHashPicker {
-            ring: Lookup::from_parts(points.into_boxed_slice(), starts.into_boxed_slice()),
+            ring: Lookup::new(points.into_boxed_slice()),
             owners: owners.into_boxed_slice(),
             instances,
         }
@@ -258,20 +229,6 @@ impl ConsistentHashPicker {
 
     fn owner(&self, node: usize) -> Option<usize> {
         self.owners.get(node).map(|&i| i as usize)
-    }
-}
-
-/// Insertion sort for the few nodes of a bucket.
-fn small_sort<T: Copy>(nodes: &mut [T], order: impl Fn(&T, &T) -> std::cmp::Ordering) {
-    if nodes.len() > 16 {
-        return nodes.sort_unstable_by(order);
-    }
-    for i in 1..nodes.len() {
-        let mut j = i;
-        while j > 0 && order(&nodes[j - 1], &nodes[j]).is_gt() {
-            nodes.swap(j - 1, j);
-            j -= 1;
-        }
     }
 }
 
@@ -324,73 +281,6 @@ impl fmt::Debug for ConsistentHashPicker {
             .field("ring_size", &self.ring.len())
             .finish()
     }
-}
-
-const P1: u64 = 0x9E37_79B1_85EB_CA87;
-const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-const P3: u64 = 0x1656_67B1_9E37_79F9;
-const P4: u64 = 0x85EB_CA77_C2B2_AE63;
-const P5: u64 = 0x27D4_EB2F_1656_67C5;
-
-fn xxh64_round(acc: u64, lane: u64) -> u64 {
-    acc.wrapping_add(lane.wrapping_mul(P2))
-        .rotate_left(31)
-        .wrapping_mul(P1)
-}
-
-fn xxh64_merge(acc: u64, v: u64) -> u64 {
-    (acc ^ xxh64_round(0, v)).wrapping_mul(P1).wrapping_add(P4)
-}
-
-/// XXH64 (Yann Collet's xxHash, 64-bit), as specified in xxhash_spec.md.
-fn xxh64(input: &[u8], seed: u64) -> u64 {
-    let (stripes, rest) = input.as_chunks::<32>();
-    let mut hash = if stripes.is_empty() {
-        seed.wrapping_add(P5)
-    } else {
-        let mut v = [
-            seed.wrapping_add(P1).wrapping_add(P2),
-            seed.wrapping_add(P2),
-            seed,
-            seed.wrapping_sub(P1),
-        ];
-        for stripe in stripes {
-            let (lanes, _) = stripe.as_chunks::<8>();
-            for (acc, lane) in v.iter_mut().zip(lanes) {
-                *acc = xxh64_round(*acc, u64::from_le_bytes(*lane));
-            }
-        }
-        let mut hash = v[0]
-            .rotate_left(1)
-            .wrapping_add(v[1].rotate_left(7))
-            .wrapping_add(v[2].rotate_left(12))
-            .wrapping_add(v[3].rotate_left(18));
-        for acc in v {
-            hash = xxh64_merge(hash, acc);
-        }
-        hash
-    };
-    hash = hash.wrapping_add(input.len() as u64);
-    let (words, rest) = rest.as_chunks::<8>();
-    for word in words {
-        hash ^= xxh64_round(0, u64::from_le_bytes(*word));
-        hash = hash.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-    }
-    let mut rest = rest;
-    if let Some((word, tail)) = rest.split_first_chunk::<4>() {
-        hash ^= u64::from(u32::from_le_bytes(*word)).wrapping_mul(P1);
-        hash = hash.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        rest = tail;
-    }
-    for &byte in rest {
-        hash ^= u64::from(byte).wrapping_mul(P5);
-        hash = hash.rotate_left(11).wrapping_mul(P1);
-    }
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(P2);
-    hash ^= hash >> 29;
-    hash = hash.wrapping_mul(P3);
-    hash ^ (hash >> 32)
 }
 
 #[cfg(test)]
