@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::lookup::Lookup;
-use super::rng::{thread_u64, GAMMA};
+use super::rng::thread_u64;
 use super::{index_limit, Balance, Pick};
 use crate::Instance;
 
@@ -179,6 +179,10 @@ impl Schedule {
     }
 }
 
+/// 2^64 / φ (the golden ratio), odd: its multiples mod 2^64 fill the range
+/// evenly at every length.
+const GOLDEN_RATIO: u64 = 0x9E37_79B9_7F4A_7C15;
+
 /// Runs nginx's smooth weighted round robin for one cycle, in
 /// O(cycle × distinct weights).
 ///
@@ -265,7 +269,7 @@ impl Pick for RoundRobinPicker {
             }
             Schedule::Golden { bounds, index, .. } => {
                 let k = self.next.fetch_add(1, Ordering::Relaxed);
-                let slot = bounds.first_at_or_after(k.wrapping_mul(GAMMA));
+                let slot = bounds.first_at_or_after(k.wrapping_mul(GOLDEN_RATIO));
                 index.get(slot).map(|&i| i as usize)
             }
         }

@@ -15,8 +15,8 @@ use crate::Instance;
 /// one comparison, whatever the number of instances. Weight `0` is never
 /// picked.
 ///
-/// The random numbers come from a per-thread SplitMix64 generator (fast, not
-/// cryptographic, seeded from the OS once per thread). [`seeded`](Self::seeded)
+/// The random numbers come from `fastrand`'s per-thread generator (fast, not
+/// cryptographic, seeded once per thread). [`seeded`](Self::seeded)
 /// gives pickers a deterministic, lock-free (atomic) generator instead, for
 /// tests and simulations.
 ///
