@@ -122,6 +122,16 @@ pub struct RoundRobinPicker {
     next: AtomicU64,
 }
 
+// Two orders, on purpose (issue #13 asked for one unless measured
+// otherwise): nginx's exact order is the documented contract (`a a b a c a
+// a`, tests compare it with nginx's own algorithm), but storing it costs
+// `cycle` entries and `cycle × distinct weights` build steps, unbounded with
+// the weights (10 000 instances of weights 1..=100: a 500 000-pick cycle,
+// 50 M steps); the golden-ratio sequence is O(n) to build at any size but
+// is not nginx's order. Measured (benches/pick.rs, same run, loaded 2-core
+// machine): a pick from the table 2.9 ns (10 instances), from the
+// golden-ratio sequence 4.1 ns (1 000) and 8.3 ns (10 000); golden-ratio
+// build 62 µs at 1 000 instances, 214 µs at 10 000.
 enum Schedule {
     /// No instance with weight > 0.
     Empty,
