@@ -1,5 +1,5 @@
 //! The layer-overhead setup shared by `benches/layer.rs` (time, criterion)
-//! and `examples/layer_instructions.rs` (instructions, callgrind).
+//! and `benches/layer_instructions.rs` (instructions, callgrind).
 //! Both include `tests/support` as the module `support` (for
 //! [`redis_resolver`]).
 

@@ -14,12 +14,12 @@ pub(crate) struct Lookup {
 impl Lookup {
     /// The number of buckets for `len` points: about two points a bucket,
     /// at least two buckets (so the shift stays below 64).
-    pub(crate) fn buckets(len: usize) -> usize {
+    fn buckets(len: usize) -> usize {
         (len.next_power_of_two() / 2).max(2)
     }
 
     /// The shift that gives the bucket of a point, for `buckets` (a power of two).
-    pub(crate) fn shift(buckets: usize) -> u32 {
+    fn shift(buckets: usize) -> u32 {
         64 - buckets.trailing_zeros()
     }
 
@@ -40,18 +40,6 @@ impl Lookup {
         Lookup {
             points,
             starts: starts.into_boxed_slice(),
-            shift,
-        }
-    }
-
-    /// From sorted points and their `starts` (as [`Lookup::new`] computes
-    /// them, for `Lookup::buckets(points.len())` buckets).
-    pub(crate) fn from_parts(points: Box<[u64]>, starts: Box<[u32]>) -> Self {
-        let shift = Self::shift(Self::buckets(points.len()));
-        debug_assert_eq!(starts.len(), Self::buckets(points.len()) + 1);
-        Lookup {
-            points,
-            starts,
             shift,
         }
     }

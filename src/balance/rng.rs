@@ -1,13 +1,13 @@
-//! Fast random numbers for picking: SplitMix64, per thread or seeded.
+//! Random numbers for picking: fastrand's per-thread generator, or a seeded
+//! SplitMix64 sequence.
 //!
-//! Load balancing needs speed and a good spread, not unpredictability, so the
-//! pickers use SplitMix64 (Steele, Lea and Flood; it passes BigCrush): one
-//! add and a few multiply-xorshifts per draw. The default generator lives in
-//! a thread-local cell, seeded from `rand`'s thread RNG on first use in each
-//! thread; the seeded one is a shared atomic state, lock-free and
-//! deterministic for a single thread (for tests).
+//! Load balancing needs speed and a good spread, not unpredictability. The
+//! default draws come from `fastrand` (wyrand in a thread-local cell, seeded
+//! per thread). The seeded generator is SplitMix64 (Steele, Lea and Flood)
+//! on one shared atomic: lock-free and deterministic for a single thread
+//! (for tests); the ring of `ConsistentHash` uses the same output function
+//! [`mix64`] for its points.
 
-use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,31 +22,10 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-thread_local! {
-    // `0` means "not seeded yet". A const initializer and no destructor make
-    // the access a plain thread-local load.
-    static STATE: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A thread's first seed (kept out of the draw's inlined code).
-#[cold]
-#[inline(never)]
-fn seed() -> u64 {
-    rand::random::<u64>() | 1
-}
-
 /// The next draw of this thread's generator.
 #[inline]
 pub(crate) fn thread_u64() -> u64 {
-    STATE.with(|state| {
-        let mut s = state.get();
-        if s == 0 {
-            s = seed();
-        }
-        s = s.wrapping_add(GAMMA);
-        state.set(s);
-        mix64(s)
-    })
+    fastrand::u64(..)
 }
 
 /// The generator of a picker: this thread's, or a seeded one.
@@ -54,6 +33,8 @@ pub(crate) enum Rng {
     /// [`thread_u64`].
     Thread,
     /// A SplitMix64 sequence from a seed, shared by all threads of the picker.
+    /// Kept by hand: a crate generator needs `&mut`, so a lock on every
+    /// pick, where one atomic add does here.
     Seeded(AtomicU64),
 }
 
@@ -81,7 +62,7 @@ impl Rng {
 impl fmt::Debug for Rng {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rng::Thread => f.write_str("thread-local SplitMix64"),
+            Rng::Thread => f.write_str("thread-local fastrand"),
             Rng::Seeded(_) => f.write_str("seeded SplitMix64"),
         }
     }

@@ -2,8 +2,8 @@
 //! client sending to a fixed address, in the same run, over loopback.
 //!
 //! ```sh
-//! cargo run --release --example load                 # 40 000 requests per mode, 32 at a time
-//! cargo run --release --example load -- 100000 64    # requests per mode, concurrency
+//! cargo bench --bench load                 # 40 000 requests per mode, 32 at a time
+//! cargo bench --bench load -- 100000 64    # requests per mode, concurrency
 //! ```
 //!
 //! Uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); the
@@ -123,7 +123,10 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+#[path = "../examples/errors/mod.rs"]
 mod errors;
+#[path = "common/tool.rs"]
+mod tool;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -131,7 +134,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run_all() -> Result<(), BoxError> {
-    let mut args = std::env::args().skip(1);
+    let Some(args) = tool::args() else {
+        return Ok(());
+    };
+    let mut args = args.into_iter();
     let total: usize = args
         .next()
         .map(|a| a.parse())

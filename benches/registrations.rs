@@ -5,7 +5,7 @@
 //! RSS and how long registering took.
 //!
 //! ```sh
-//! cargo run --release --example registrations -- [SERVICES] [INSTANCES] [TTL_SECS] [HEARTBEAT_SECS] [INTERVALS]
+//! cargo bench --bench registrations -- [SERVICES] [INSTANCES] [TTL_SECS] [HEARTBEAT_SECS] [INTERVALS]
 //! ```
 //!
 //! Defaults: 1 000 services x 10 instances, TTL 15 s, heartbeat 5 s, 3
@@ -18,6 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use redis_discovery::{Instance, RedisRegistry};
+
+#[path = "common/tool.rs"]
+mod tool;
 
 /// A private redis-server, killed when dropped (also on a panic).
 struct Server {
@@ -150,8 +153,9 @@ fn rss() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn arg(n: usize, default: u64) -> Result<u64, Box<dyn std::error::Error>> {
-    match std::env::args().nth(n) {
+/// The `n`-th argument (from 0), or `default`.
+fn arg(args: &[String], n: usize, default: u64) -> Result<u64, Box<dyn std::error::Error>> {
+    match args.get(n) {
         Some(value) => Ok(value.parse()?),
         None => Ok(default),
     }
@@ -159,11 +163,14 @@ fn arg(n: usize, default: u64) -> Result<u64, Box<dyn std::error::Error>> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let services = arg(1, 1000)?;
-    let instances = arg(2, 10)?;
-    let ttl = Duration::from_secs(arg(3, 15)?);
-    let heartbeat = Duration::from_secs(arg(4, 5)?);
-    let intervals = u32::try_from(arg(5, 3)?)?;
+    let Some(args) = tool::args() else {
+        return Ok(());
+    };
+    let services = arg(&args, 0, 1000)?;
+    let instances = arg(&args, 1, 10)?;
+    let ttl = Duration::from_secs(arg(&args, 2, 15)?);
+    let heartbeat = Duration::from_secs(arg(&args, 3, 5)?);
+    let intervals = u32::try_from(arg(&args, 4, 3)?)?;
     let instances = u16::try_from(instances)?;
 
     let server = Server::start()?;

@@ -3,11 +3,12 @@
 //! The setup is the one of `benches/layer.rs`.
 //!
 //! ```sh
-//! cargo build --release --example layer_instructions
+//! bin=$(cargo bench --bench layer_instructions --no-run 2>&1 |
+//!   grep -o 'target/release/deps/layer_instructions-[0-9a-f]*')
 //! for mode in bare off on redis-off redis-on redis-clones; do
 //!   valgrind --tool=callgrind --toggle-collect='layer_instructions::run*' \
 //!     --callgrind-out-file=/tmp/cg.$mode \
-//!     target/release/examples/layer_instructions $mode 2>&1 | grep Collected
+//!     $bin $mode --bench 2>&1 | grep Collected
 //! done   # divide by 200 000 for instructions per request
 //! ```
 //!
@@ -19,10 +20,11 @@
 //! service (`svc.clone().oneshot(req)`).
 //! Only the requests are counted (`--toggle-collect`), not the setup.
 
-#[path = "../benches/common/mod.rs"]
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/tool.rs"]
+mod tool;
 
 use common::{request, resolver, send, Noop};
 use http::Request;
@@ -69,8 +71,11 @@ fn through_layer<R: Resolve>(resolver: R, retries: bool, clones: bool) {
 }
 
 fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "on".to_owned());
-    match mode.as_str() {
+    let Some(args) = tool::args() else {
+        return;
+    };
+    let mode = args.first().map_or("on", String::as_str);
+    match mode {
         "bare" => run(&mut Noop),
         "off" => through_layer(resolver(), false, false),
         "on" => through_layer(resolver(), true, false),
