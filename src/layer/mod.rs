@@ -111,25 +111,28 @@
 //! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
 
 mod attempts;
+mod discovery_layer;
 mod error;
+mod failure;
 mod future;
 mod health;
-#[allow(clippy::module_inception)]
-mod layer;
+mod options;
+mod pick;
+mod picker_cache;
 mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod router;
 mod service;
 
+pub use discovery_layer::{DiscoveryLayer, DiscoveryLayerBuilder};
 pub use error::DiscoveryError;
 pub use future::ResponseFuture;
 pub use health::Ejection;
-pub use layer::{DiscoveryLayer, DiscoveryLayerBuilder};
+pub use options::HostHeader;
 pub use request::{Discover, DiscoverRequest, HashKey, ReplayBody, DISCOVER_HEADER};
 #[cfg(feature = "reqwest-middleware")]
 pub use reqwest::DiscoveryMiddleware;
-pub use router::HostHeader;
 pub use service::DiscoveryService;
 
 /// The layer's error type, as in tower: a [`DiscoveryError`] or the inner

@@ -33,7 +33,7 @@ mod middleware {
 
     use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
-    use super::super::future::{classify, Failure};
+    use super::super::failure::{classify, Failure};
     use super::super::request::{service_of, Discover, DiscoverRequest, HashKey};
     use super::super::router::Route;
     use super::super::DiscoveryLayer;
@@ -113,9 +113,8 @@ mod middleware {
                 .or_else(|| options.filter.clone());
             let mut attempts = Attempts::new();
             let first = attempts.request(key, filter.as_ref());
-            // No memo: the middleware is shared, and a memo needs `&mut`.
             let picked =
-                match self.router.pick_cached(service.as_str(), first, None) {
+                match self.router.pick_cached(service.as_str(), first) {
                     Some(picked) => picked,
                     None => {
                         let snapshot = self.router.clone().resolve(service.clone()).await.map_err(

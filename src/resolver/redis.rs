@@ -399,11 +399,6 @@ impl Resolve for RedisResolver {
             .cache
             .cached(&crate::instance::lowercase(service))
     }
-
-    // Its snapshots know when its cache replaces or drops them.
-    fn may_reuse_cached(&self) -> bool {
-        true
-    }
 }
 
 impl fmt::Debug for RedisResolver {
