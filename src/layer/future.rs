@@ -13,6 +13,7 @@ use super::attempts::Attempts;
 use super::error::DiscoveryError;
 use super::failure::{classify, Failure};
 use super::pick::{PickRequest, Picked};
+use super::request::sealed::Internal;
 use super::request::DiscoverRequest;
 use super::router::{ResolveFuture, Route};
 use super::service::RoutingContext;
@@ -145,9 +146,9 @@ where
             pending: None,
             replay: None,
             attempts: Attempts::new(),
-            idempotent: req.is_idempotent(),
+            idempotent: req.is_idempotent(Internal),
             key,
-            filter: req.tag_filter().cloned(),
+            filter: req.tag_filter(Internal).cloned(),
         }
     }
 
@@ -165,11 +166,11 @@ where
     /// copy for a further retry if one is allowed.
     fn route(&mut self, mut req: Box<Req>, picked: &Picked) -> Result<(), DiscoveryError> {
         self.replay = if self.attempts.keeps_replay(self.router().options(), picked) {
-            req.replay()
+            req.replay(Internal)
         } else {
             None
         };
-        req.route_to(picked.authority(), picked.host())?;
+        req.route_to(picked.authority(), picked.host(), Internal)?;
         self.pending = Some(req);
         Ok(())
     }

@@ -119,6 +119,7 @@ mod health;
 mod options;
 mod pick;
 mod picker_cache;
+mod replay;
 mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
@@ -130,14 +131,15 @@ pub use error::DiscoveryError;
 pub use future::ResponseFuture;
 pub use health::Ejection;
 pub use options::HostHeader;
-pub use request::{Discover, DiscoverRequest, HashKey, ReplayBody, DISCOVER_HEADER};
+pub use replay::ReplayBody;
+pub use request::{Discover, DiscoverRequest, HashKey, DISCOVER_HEADER};
 #[cfg(feature = "reqwest-middleware")]
 pub use reqwest::DiscoveryMiddleware;
 pub use service::DiscoveryService;
 
-/// The layer's error type, as in tower: a [`DiscoveryError`] or the inner
+/// The layer's error type is tower's: a [`DiscoveryError`] or the inner
 /// service's error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use tower::BoxError;
 
 /// Flags a request for discovery in one call: `.discover()`.
 ///

@@ -32,11 +32,12 @@ pub(crate) struct PickerEntry {
     /// `Host: SERVICE`, made once per snapshot so a request only clones
     /// it; `None` when the layer leaves `Host` to the client.
     pub host: Option<HeaderValue>,
-    /// The resolver's `cached` returned this very snapshot, so while the
-    /// snapshot says its cache would still return it, asking again would
-    /// only cost a lookup. A snapshot from `resolve` is not reused before
-    /// `cached` returned it: `resolve` may answer with what its cache no
-    /// longer holds.
+    /// A lookup (the resolver's `cached`) returned this very snapshot
+    /// after the entry was built, so while the snapshot says its cache
+    /// would still return it, asking again would only cost a lookup. Not
+    /// set by the lookup or resolve the entry was built from: a snapshot
+    /// `resolve` answered with may be one its cache no longer holds, and
+    /// one more lookup per snapshot change is cheap.
     reusable: AtomicBool,
 }
 
@@ -75,7 +76,7 @@ impl PickerEntry {
         current
     }
 
-    /// The resolver's `cached` just returned this entry's snapshot.
+    /// A lookup after the entry was built returned its snapshot.
     #[inline]
     pub fn returned_by_cached(&self) {
         // Only snapshots a cache keeps current can tell when to stop.

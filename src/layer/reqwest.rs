@@ -34,7 +34,8 @@ mod middleware {
     use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
     use super::super::failure::{classify, Failure};
-    use super::super::request::{service_of, Discover, DiscoverRequest, HashKey};
+    use super::super::request::sealed::{Internal, RoutableRequest};
+    use super::super::request::{service_of, Discover, HashKey};
     use super::super::router::Route;
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
@@ -96,7 +97,7 @@ mod middleware {
             next: Next<'_>,
         ) -> reqwest_middleware::Result<reqwest::Response> {
             let options = self.router.options();
-            let flagged = req.take_flag() | extensions.get::<Discover>().is_some();
+            let flagged = req.take_flag(Internal) | extensions.get::<Discover>().is_some();
             if !flagged && !options.discover_all {
                 return next.run(req, extensions).await;
             }
@@ -106,7 +107,7 @@ mod middleware {
             let key = extensions
                 .get::<HashKey>()
                 .map(|k| k.0)
-                .or_else(|| req.hash_key(options.hash_header.as_ref()));
+                .or_else(|| req.hash_key(options.hash_header.as_ref(), Internal));
             let filter = extensions
                 .get::<crate::balance::TagFilter>()
                 .cloned()
@@ -129,18 +130,18 @@ mod middleware {
                     }
                 };
             let mut picked = picked.map_err(fail)?;
-            req.route_to(picked.authority(), picked.host())
+            req.route_to(picked.authority(), picked.host(), Internal)
                 .map_err(fail)?;
             // The layer's rules: a copy only when a retry could go to an
             // instance not tried yet; a retry that cannot fails with the
             // attempt's error.
             loop {
                 let replay = if attempts.keeps_replay(options, &picked) {
-                    req.replay()
+                    req.replay(Internal)
                 } else {
                     None
                 };
-                let idempotent = req.is_idempotent();
+                let idempotent = req.is_idempotent(Internal);
                 let error = match next.clone().run(req, extensions).await {
                     Err(reqwest_middleware::Error::Reqwest(e)) => e,
                     other => return other,
@@ -157,7 +158,11 @@ mod middleware {
                 let request = attempts.request(key, filter.as_ref());
                 req = copy;
                 match self.router.pick_retry(request, &picked) {
-                    Some(retry) if req.route_to(retry.authority(), retry.host()).is_ok() => {
+                    Some(retry)
+                        if req
+                            .route_to(retry.authority(), retry.host(), Internal)
+                            .is_ok() =>
+                    {
                         tracing::debug!(%service, failed = %picked.authority(), retry = %retry.authority(), %error, "retrying on another instance");
                         picked = retry;
                     }

@@ -26,7 +26,9 @@ pub(crate) trait Route: Send + Sync + 'static {
     fn options(&self) -> &Options;
     /// Whether the balancer uses request keys (else they are not computed).
     fn uses_key(&self) -> bool;
-    /// The hit path: `None` when the service is not cached.
+    /// The hit path: `None` when the service is not cached. The resolver
+    /// is not asked while the cached entry's snapshot is current (see
+    /// [`PickerEntry::current_without_lookup`]).
     fn pick_cached(
         &self,
         service: &str,
@@ -174,11 +176,7 @@ where
                         entry.returned_by_cached();
                         entry
                     }
-                    _ => {
-                        let entry = self.entry_for(snapshot, filter);
-                        entry.returned_by_cached();
-                        entry
-                    }
+                    _ => self.entry_for(snapshot, filter),
                 }
             }
         };

@@ -8,6 +8,7 @@ use tower_service::Service;
 
 use super::attempts::Attempts;
 use super::future::{ResponseFuture, Retry};
+use super::request::sealed::Internal;
 use super::request::{service_of, DiscoverRequest};
 use super::router::Route;
 use super::BoxError;
@@ -109,7 +110,7 @@ where
     fn call(&mut self, mut req: Req) -> Self::Future {
         let router = &self.context.router;
         let options = router.options();
-        if !req.take_flag() && !options.discover_all {
+        if !req.take_flag(Internal) && !options.discover_all {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
         let host = match service_of(&req) {
@@ -119,11 +120,12 @@ where
         // Host names are case-insensitive, and so are service names.
         let name = crate::instance::lowercase(host);
         let key = if router.uses_key() {
-            req.hash_key(options.hash_header.as_ref())
+            req.hash_key(options.hash_header.as_ref(), Internal)
         } else {
             None
         };
-        let first = Attempts::FIRST.request(key, req.tag_filter().or(options.filter.as_ref()));
+        let first =
+            Attempts::FIRST.request(key, req.tag_filter(Internal).or(options.filter.as_ref()));
         match router.pick_cached(&name, first) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
@@ -133,10 +135,10 @@ where
                 let mut retry = None;
                 if Attempts::FIRST.keeps_replay(options, &picked) {
                     let mut boxed = Box::new(Retry::new(self.context.clone(), &req, key));
-                    boxed.replay = req.replay();
+                    boxed.replay = req.replay(Internal);
                     retry = boxed.replay.is_some().then_some(boxed);
                 }
-                if let Err(e) = req.route_to(picked.authority(), picked.host()) {
+                if let Err(e) = req.route_to(picked.authority(), picked.host(), Internal) {
                     return ResponseFuture::failed(e);
                 }
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
