@@ -203,6 +203,7 @@
 //! (requests alternating the case of their host must not bypass the
 //! negative cache).
 
+mod boxed;
 mod builder;
 mod cache;
 mod fixed;
@@ -218,6 +219,7 @@ mod subscriptions;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use self::boxed::BoxResolver;
 pub use self::builder::ResolverBuilder;
 pub use self::fixed::StaticResolver;
 pub use self::redis::RedisResolver;
