@@ -176,7 +176,7 @@ pub(crate) fn service_of<R: RoutableRequest>(req: &R) -> Result<&str, DiscoveryE
     }
 }
 
-fn is_idempotent(method: &http::Method) -> bool {
+pub(super) fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
     [
         Method::GET,
@@ -190,7 +190,7 @@ fn is_idempotent(method: &http::Method) -> bool {
 }
 
 /// The consistent-hash key from `header`'s value, if configured and present.
-fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
+pub(super) fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
     header
         .and_then(|h| headers.get(h))
         .map(|v| hash_bytes(v.as_bytes()))
@@ -200,7 +200,11 @@ fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
 /// the URI authority as `:authority`, which `Host` must not contradict
 /// (RFC 9113, section 8.3.1).
 #[inline]
-fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
+pub(super) fn set_host(
+    headers: &mut HeaderMap,
+    version: http::Version,
+    host: Option<&HeaderValue>,
+) {
     if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
         // A scan of the few headers a request has is cheaper than hashing.
         if !headers.keys().any(|name| name == HOST) {
@@ -305,58 +309,6 @@ where
             *copy.extensions_mut() = self.extensions().clone();
         }
         Some(copy)
-    }
-}
-
-#[cfg(feature = "reqwest")]
-impl RoutableRequest for reqwest::Request {
-    fn take_flag(&mut self, _: Internal) -> bool {
-        self.headers_mut().remove(&DISCOVER_HEADER).is_some()
-    }
-
-    fn host(&self, _: Internal) -> Option<&str> {
-        self.url().host_str()
-    }
-
-    fn named_port(&self, _: Internal) -> Option<String> {
-        // `Url::port` is already `None` for the scheme's default.
-        self.url().port().map(|port| port.to_string())
-    }
-
-    fn uri_string(&self, _: Internal) -> String {
-        self.url().to_string()
-    }
-
-    fn is_idempotent(&self, _: Internal) -> bool {
-        is_idempotent(self.method())
-    }
-
-    fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64> {
-        header_key(self.headers(), header)
-    }
-
-    fn route_to(
-        &mut self,
-        authority: &Authority,
-        host: Option<&HeaderValue>,
-        _: Internal,
-    ) -> Result<(), DiscoveryError> {
-        let fail = |reason: String| DiscoveryError::Rewrite {
-            addr: authority.to_string(),
-            reason,
-        };
-        let url = self.url_mut();
-        url.set_host(Some(authority.host()))
-            .map_err(|e| fail(e.to_string()))?;
-        url.set_port(authority.port_u16())
-            .map_err(|()| fail("the URL cannot take a port".into()))?;
-        let version = self.version();
-        set_host(self.headers_mut(), version, host);
-        Ok(())
-    }
-
-    fn replay(&self, _: Internal) -> Option<Self> {
-        self.try_clone()
     }
 }
 
