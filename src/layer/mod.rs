@@ -67,10 +67,12 @@
 //!
 //! # Cost
 //!
-//! A cache hit adds no allocation, lock or I/O: one resolver lookup, one
-//! draw, the URI rewrite and the `Host` header. A service value (and its
-//! clones) remembers the snapshot it routed by last and, over a
-//! `RedisResolver`, reuses it without the lookup for as long as the
+//! A cache hit adds no allocation, lock or I/O: one lookup in the layer's
+//! picker cache (lock-free; by service, and tag filter if the request has
+//! its own), one resolver lookup, one draw, the URI rewrite and the `Host`
+//! header. The picker cache holds, per service, the snapshot its picker
+//! was built for; over a `RedisResolver`, once a lookup confirmed that
+//! snapshot, it is reused without the resolver lookup for as long as the
 //! resolver would still return it (one flag read, and a clock read if
 //! `max_staleness` is set: a changed list, an eviction or a shutdown ends
 //! it at once). To be able to retry, a request keeps a copy of itself (its
