@@ -160,3 +160,50 @@ impl PickerCache {
         kept
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::health::Health;
+    use super::{PickerCache, PickerEntry};
+    use crate::balance::{Balance, RoundRobin, TagFilter};
+    use crate::instance::{Instance, ServiceName};
+    use crate::resolver::Snapshot;
+
+    fn entry(snapshot: &Snapshot) -> PickerEntry {
+        let picker = Box::new(RoundRobin::new().build(snapshot.instances()));
+        let health = Arc::new(Health::new(Default::default()));
+        let members = (0..snapshot.len()).collect();
+        PickerEntry::new(snapshot.clone(), members, picker, health, None)
+    }
+
+    fn snapshot() -> Snapshot {
+        let name = ServiceName::new("Orders").unwrap();
+        Snapshot::new(name, vec![Instance::new("h:1").unwrap()])
+    }
+
+    #[test]
+    fn one_entry_per_snapshot_service_and_filter() {
+        let cache = PickerCache::default();
+        let first = snapshot();
+        assert!(cache.get("orders", None).is_none());
+        let kept = cache.insert(None, entry(&first));
+        assert!(Arc::ptr_eq(&kept, &cache.get("orders", None).unwrap()));
+        // A second picker for the same snapshot is not kept: one state.
+        assert!(Arc::ptr_eq(&kept, &cache.insert(None, entry(&first))));
+        let filter = TagFilter::new().with("zone", "a");
+        assert!(cache.get("orders", Some(&filter)).is_none());
+        let filtered = cache.insert(Some(&filter), entry(&first));
+        assert!(!Arc::ptr_eq(&kept, &filtered));
+        // A new snapshot replaces the entry.
+        let second = snapshot();
+        let replaced = cache.insert(None, entry(&second));
+        assert!(Snapshot::ptr_eq(&replaced.snapshot, &second));
+        let found = cache.get("orders", None).unwrap();
+        assert!(Snapshot::ptr_eq(&found.snapshot, &second));
+        // Unlinked snapshots are never used without a lookup.
+        found.returned_by_cached();
+        assert!(!found.current_without_lookup());
+    }
+}
