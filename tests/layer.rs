@@ -495,7 +495,8 @@ async fn a_long_lived_service_follows_the_registry() {
 }
 
 /// A resolver around a `RedisResolver` that counts the calls to it, and
-/// allows reuse of its snapshots or not (`Resolve::may_reuse_cached`).
+/// returns the inner resolver's snapshots (which the layer may reuse while
+/// they are current) or copies of its own (which it may not).
 #[derive(Clone)]
 struct Counting {
     inner: RedisResolver,
@@ -535,11 +536,15 @@ impl redis_discovery::resolver::Resolve for Counting {
     fn cached(&self, service: &str) -> Option<redis_discovery::resolver::Snapshot> {
         self.cached
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.cached(service)
-    }
-
-    fn may_reuse_cached(&self) -> bool {
-        self.reuse
+        let snapshot = self.inner.cached(service)?;
+        if self.reuse {
+            return Some(snapshot);
+        }
+        // A snapshot of its own, which no cache keeps current.
+        Some(redis_discovery::resolver::Snapshot::new(
+            snapshot.service().clone(),
+            snapshot.instances().to_vec(),
+        ))
     }
 }
 
@@ -553,8 +558,8 @@ async fn send_through(client: &mut HyperClient) {
     response.into_body().collect().await.unwrap();
 }
 
-/// A resolver is asked on every request unless it allows reuse: a wrapper
-/// never has its own `cached` skipped. With reuse, a service value asks
+/// A resolver is asked on every request unless its snapshots are a
+/// resolver cache's, which know when they stop being current. With reuse, a service value asks
 /// only until it has a snapshot to keep (a miss, then one lookup), and its
 /// clones start with that snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use foldhash::fast::FixedState;
 use http::uri::Authority;
 
-use super::router::{Options, PickRequest, Picked};
+use super::options::Options;
+use super::pick::{PickRequest, Picked};
 use crate::balance::TagFilter;
 
 /// Instances by authority, not by index: a retry picks from the current

@@ -1,6 +1,5 @@
 //! The response future of [`DiscoveryService`](super::DiscoveryService).
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +11,12 @@ use tower_service::Service;
 
 use super::attempts::Attempts;
 use super::error::DiscoveryError;
+use super::failure::{classify, Failure};
+use super::pick::{PickRequest, Picked};
+use super::request::sealed::Internal;
 use super::request::DiscoverRequest;
-use super::router::{PickRequest, Picked, ResolveFuture, Route};
-use super::service::Shared;
+use super::router::{ResolveFuture, Route};
+use super::service::RoutingContext;
 use super::BoxError;
 use crate::balance::TagFilter;
 use crate::instance::ServiceName;
@@ -58,7 +60,7 @@ pin_project! {
 /// What a request needs to be sent (again) after `call` returned: on a
 /// cache miss, or when a retry is possible.
 pub(crate) struct Retry<S, Req> {
-    pub shared: Arc<Shared<S>>,
+    pub context: Arc<RoutingContext<S>>,
     /// The ready inner service (cache miss), or a clone of it once a retry
     /// needs one.
     pub inner: Option<S>,
@@ -136,22 +138,22 @@ impl<S, Req> Retry<S, Req>
 where
     Req: DiscoverRequest,
 {
-    pub(crate) fn new(shared: Arc<Shared<S>>, req: &Req, key: Option<u64>) -> Self {
+    pub(crate) fn new(context: Arc<RoutingContext<S>>, req: &Req, key: Option<u64>) -> Self {
         Retry {
-            shared,
+            context,
             inner: None,
             service: None,
             pending: None,
             replay: None,
             attempts: Attempts::new(),
-            idempotent: req.is_idempotent(),
+            idempotent: req.is_idempotent(Internal),
             key,
-            filter: req.tag_filter().cloned(),
+            filter: req.tag_filter(Internal).cloned(),
         }
     }
 
     fn router(&self) -> &dyn Route {
-        &*self.shared.router
+        &*self.context.router
     }
 
     fn request(&self) -> PickRequest<'_> {
@@ -164,11 +166,11 @@ where
     /// copy for a further retry if one is allowed.
     fn route(&mut self, mut req: Box<Req>, picked: &Picked) -> Result<(), DiscoveryError> {
         self.replay = if self.attempts.keeps_replay(self.router().options(), picked) {
-            req.replay()
+            req.replay(Internal)
         } else {
             None
         };
-        req.route_to(picked.authority(), picked.host())?;
+        req.route_to(picked.authority(), picked.host(), Internal)?;
         self.pending = Some(req);
         Ok(())
     }
@@ -254,8 +256,8 @@ where
                     let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
-                    let shared = &retry.shared;
-                    let inner = retry.inner.get_or_insert_with(|| shared.service());
+                    let context = &retry.context;
+                    let inner = retry.inner.get_or_insert_with(|| context.service());
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
@@ -303,101 +305,4 @@ where
 /// The states that lack their data only after the future has completed.
 fn polled_after_completion() -> BoxError {
     "discovery ResponseFuture polled after completion".into()
-}
-
-/// What a failed attempt tells about the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// No connection was established (refused, or the client's connect
-    /// phase failed): the request certainly did not reach the server.
-    Connect,
-    /// The connection closed or was reset before a response: the server
-    /// may or may not have seen the request.
-    ConnectionLost,
-    /// Anything else.
-    Other,
-}
-
-/// Classifies an error by walking its source chain.
-pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
-    use std::io::ErrorKind;
-    let mut lost = false;
-    let mut current = Some(error);
-    while let Some(e) = current {
-        #[cfg(feature = "hyper-util")]
-        if e.downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(|e| e.is_connect())
-        {
-            return Failure::Connect;
-        }
-        #[cfg(feature = "reqwest")]
-        if e.downcast_ref::<reqwest::Error>()
-            .is_some_and(|e| e.is_connect())
-        {
-            return Failure::Connect;
-        }
-        #[cfg(any(feature = "hyper-util", feature = "reqwest"))]
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed())
-        {
-            lost = true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                ErrorKind::ConnectionRefused => return Failure::Connect,
-                ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::NotConnected
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof => lost = true,
-                _ => {}
-            }
-        }
-        current = e.source();
-    }
-    if lost {
-        Failure::ConnectionLost
-    } else {
-        Failure::Other
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::{Error, ErrorKind};
-
-    use super::{classify, Failure};
-
-    /// An error whose source is `source`, as clients wrap I/O errors.
-    #[derive(Debug)]
-    struct Wrapped(Error);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("client error")
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn failures_are_classified_by_their_source_chain() {
-        let of = |kind| classify(&Wrapped(Error::from(kind)));
-        assert_eq!(of(ErrorKind::ConnectionRefused), Failure::Connect);
-        for kind in [
-            ErrorKind::ConnectionReset,
-            ErrorKind::ConnectionAborted,
-            ErrorKind::NotConnected,
-            ErrorKind::BrokenPipe,
-            ErrorKind::UnexpectedEof,
-        ] {
-            assert_eq!(of(kind), Failure::ConnectionLost, "{kind:?}");
-        }
-        assert_eq!(of(ErrorKind::TimedOut), Failure::Other);
-        assert_eq!(classify(&Error::other("refused?")), Failure::Other);
-    }
 }

@@ -67,10 +67,12 @@
 //!
 //! # Cost
 //!
-//! A cache hit adds no allocation, lock or I/O: one resolver lookup, one
-//! draw, the URI rewrite and the `Host` header. A service value (and its
-//! clones) remembers the snapshot it routed by last and, over a
-//! `RedisResolver`, reuses it without the lookup for as long as the
+//! A cache hit adds no allocation, lock or I/O: one lookup in the layer's
+//! picker cache (lock-free; by service, and tag filter if the request has
+//! its own), one resolver lookup, one draw, the URI rewrite and the `Host`
+//! header. The picker cache holds, per service, the snapshot its picker
+//! was built for; over a `RedisResolver`, once a lookup confirmed that
+//! snapshot, it is reused without the resolver lookup for as long as the
 //! resolver would still return it (one flag read, and a clock read if
 //! `max_staleness` is set: a changed list, an eviction or a shutdown ends
 //! it at once). To be able to retry, a request keeps a copy of itself (its
@@ -111,30 +113,35 @@
 //! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
 
 mod attempts;
+mod discovery_layer;
 mod error;
+mod failure;
 mod future;
 mod health;
-#[allow(clippy::module_inception)]
-mod layer;
+mod options;
+mod pick;
+mod picker_cache;
+mod replay;
 mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod router;
 mod service;
 
+pub use discovery_layer::{DiscoveryLayer, DiscoveryLayerBuilder};
 pub use error::DiscoveryError;
 pub use future::ResponseFuture;
 pub use health::Ejection;
-pub use layer::{DiscoveryLayer, DiscoveryLayerBuilder};
-pub use request::{Discover, DiscoverRequest, HashKey, ReplayBody, DISCOVER_HEADER};
+pub use options::HostHeader;
+pub use replay::ReplayBody;
+pub use request::{Discover, DiscoverRequest, HashKey, DISCOVER_HEADER};
 #[cfg(feature = "reqwest-middleware")]
 pub use reqwest::DiscoveryMiddleware;
-pub use router::HostHeader;
 pub use service::DiscoveryService;
 
-/// The layer's error type, as in tower: a [`DiscoveryError`] or the inner
+/// The layer's error type is tower's: a [`DiscoveryError`] or the inner
 /// service's error.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use tower::BoxError;
 
 /// Flags a request for discovery in one call: `.discover()`.
 ///

@@ -1,11 +1,12 @@
 //! What the layer needs from a request type: the flag, the logical host,
 //! rewriting it to an instance, and replaying it for a retry.
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST};
 use http::uri::{Authority, Scheme, Uri};
 
+use self::sealed::{Internal, RoutableRequest};
 use super::error::DiscoveryError;
+use super::replay::ReplayBody;
 use crate::balance::TagFilter;
 
 /// Marks an `http::Request` for discovery: its URI host is a service name.
@@ -33,103 +34,87 @@ pub struct HashKey(pub u64);
 pub const DISCOVER_HEADER: HeaderName = HeaderName::from_static("x-redis-discovery");
 
 /// A request type the discovery layer can route: `http::Request<B>` (with
-/// a [`ReplayBody`]) and, with the `reqwest` feature, `reqwest::Request`.
-pub trait DiscoverRequest: Sized + Send + 'static {
-    /// Whether the request is flagged for discovery. Removes the flag, so
-    /// a routed request passes through any discovery layer further in and
-    /// no flag header reaches the server.
-    fn take_flag(&mut self) -> bool;
-
-    /// The URI host: the logical service name.
-    fn host(&self) -> Option<&str>;
-
-    /// The port the URI names, as written, unless it is empty or the
-    /// scheme's default (80 for `http`, 443 for `https`). The layer refuses
-    /// a request that names one ([`DiscoveryError::PortInUri`]): the
-    /// request goes to the port its instance registered. `None` unless
-    /// implemented.
-    fn named_port(&self) -> Option<String> {
-        None
-    }
-
-    /// The URI, for error messages.
-    fn uri_string(&self) -> String;
-
-    /// Whether the method is idempotent (RFC 9110, section 9.2.2): such a
-    /// request is also retried when a connection closed before any response.
-    fn is_idempotent(&self) -> bool;
-
-    /// A per-request tag filter, if the request carries one.
-    fn tag_filter(&self) -> Option<&TagFilter> {
-        None
-    }
-
-    /// The key for consistent hashing: a [`HashKey`] or the value of `header`.
-    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64>;
-
-    /// Points the request at `authority`; sets `Host` to `host` if given and
-    /// the request has no `Host` yet.
-    fn route_to(
-        &mut self,
-        authority: &Authority,
-        host: Option<&HeaderValue>,
-    ) -> Result<(), DiscoveryError>;
-
-    /// A copy to send again if the first attempt could not connect; `None`
-    /// if the body cannot be replayed (then the request is not retried).
-    fn replay(&self) -> Option<Self>;
-}
-
-/// A request body that can be sent again: cloned when it is bytes in
-/// memory, or re-created when it is empty.
+/// a [`ReplayBody`](super::ReplayBody)) and, with the `reqwest` feature,
+/// `reqwest::Request`.
 ///
-/// Implemented for the usual client bodies: `String`, `Vec<u8>`, `Bytes`,
-/// `()`, `http_body_util::{Full, Empty}`, and `BoxBody`/`UnsyncBoxBody`
-/// when they are empty. Streaming bodies (`StreamBody`, hyper's `Incoming`
-/// when proxying) go through the layer but are never replayed.
-pub trait ReplayBody: Sized {
-    /// A copy of the body, or `None` if it cannot be replayed.
-    fn replay(&self) -> Option<Self>;
-}
+/// Sealed: name it in bounds; the layer alone implements and calls it.
+///
+/// ```
+/// use redis_discovery::layer::{DiscoverRequest, DiscoveryService};
+///
+/// fn routes<S, Req>(_: &DiscoveryService<S>)
+/// where
+///     S: tower::Service<Req>,
+///     Req: DiscoverRequest,
+/// {
+/// }
+/// ```
+pub trait DiscoverRequest: sealed::RoutableRequest {}
 
-macro_rules! replay_by_clone {
-    ($($t:ty),*) => {$(
-        impl ReplayBody for $t {
-            fn replay(&self) -> Option<Self> {
-                Some(self.clone())
-            }
+impl<T: sealed::RoutableRequest> DiscoverRequest for T {}
+
+pub(crate) mod sealed {
+    use http::header::{HeaderName, HeaderValue};
+    use http::uri::Authority;
+
+    use super::DiscoveryError;
+    use crate::balance::TagFilter;
+
+    /// Proof of a caller inside the crate: every method takes one, so a
+    /// bound on [`DiscoverRequest`](super::DiscoverRequest) does not let
+    /// code outside the crate call them.
+    #[allow(unreachable_pub)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct Internal;
+
+    /// What the layer needs of a request. Public in a private module, so
+    /// that no one outside the crate can implement or call it.
+    #[allow(unreachable_pub)]
+    pub trait RoutableRequest: Sized + Send + 'static {
+        /// Whether the request is flagged for discovery. Removes the flag, so
+        /// a routed request passes through any discovery layer further in and
+        /// no flag header reaches the server.
+        fn take_flag(&mut self, _: Internal) -> bool;
+
+        /// The URI host: the logical service name.
+        fn host(&self, _: Internal) -> Option<&str>;
+
+        /// The port the URI names, as written, unless it is empty or the
+        /// scheme's default (80 for `http`, 443 for `https`). The layer refuses
+        /// a request that names one ([`DiscoveryError::PortInUri`]): the
+        /// request goes to the port its instance registered. `None` unless
+        /// implemented.
+        fn named_port(&self, _: Internal) -> Option<String> {
+            None
         }
-    )*};
-}
-replay_by_clone!(String, Vec<u8>, Bytes, (), &'static str, &'static [u8]);
 
-impl<D: Clone> ReplayBody for http_body_util::Full<D> {
-    fn replay(&self) -> Option<Self> {
-        Some(self.clone())
-    }
-}
+        /// The URI, for error messages.
+        fn uri_string(&self, _: Internal) -> String;
 
-impl<D> ReplayBody for http_body_util::Empty<D> {
-    fn replay(&self) -> Option<Self> {
-        Some(http_body_util::Empty::new())
-    }
-}
+        /// Whether the method is idempotent (RFC 9110, section 9.2.2): such a
+        /// request is also retried when a connection closed before any response.
+        fn is_idempotent(&self, _: Internal) -> bool;
 
-impl<D, E> ReplayBody for http_body_util::combinators::BoxBody<D, E>
-where
-    D: bytes::Buf + Send + Sync + 'static,
-{
-    fn replay(&self) -> Option<Self> {
-        http_body::Body::is_end_stream(self).then(Self::default)
-    }
-}
+        /// A per-request tag filter, if the request carries one.
+        fn tag_filter(&self, _: Internal) -> Option<&TagFilter> {
+            None
+        }
 
-impl<D, E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<D, E>
-where
-    D: bytes::Buf + Send + 'static,
-{
-    fn replay(&self) -> Option<Self> {
-        http_body::Body::is_end_stream(self).then(Self::default)
+        /// The key for consistent hashing: a [`HashKey`] or the value of `header`.
+        fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64>;
+
+        /// Points the request at `authority`; sets `Host` to `host` if given and
+        /// the request has no `Host` yet.
+        fn route_to(
+            &mut self,
+            authority: &Authority,
+            host: Option<&HeaderValue>,
+            _: Internal,
+        ) -> Result<(), DiscoveryError>;
+
+        /// A copy to send again if the first attempt could not connect; `None`
+        /// if the body cannot be replayed (then the request is not retried).
+        fn replay(&self, _: Internal) -> Option<Self>;
     }
 }
 
@@ -173,16 +158,16 @@ fn named_port(uri: &Uri) -> Option<String> {
 }
 
 /// The service a request flagged for discovery is for: its URI host. A URI
-/// without a host, or naming a port ([`DiscoverRequest::named_port`]), is
+/// without a host, or naming a port (`RoutableRequest::named_port`), is
 /// refused.
 #[inline]
-pub(crate) fn service_of<R: DiscoverRequest>(req: &R) -> Result<&str, DiscoveryError> {
-    let Some(host) = req.host() else {
+pub(crate) fn service_of<R: RoutableRequest>(req: &R) -> Result<&str, DiscoveryError> {
+    let Some(host) = req.host(Internal) else {
         return Err(DiscoveryError::NoHost {
-            uri: req.uri_string(),
+            uri: req.uri_string(Internal),
         });
     };
-    match req.named_port() {
+    match req.named_port(Internal) {
         None => Ok(host),
         Some(port) => Err(DiscoveryError::PortInUri {
             service: host.to_owned(),
@@ -191,7 +176,7 @@ pub(crate) fn service_of<R: DiscoverRequest>(req: &R) -> Result<&str, DiscoveryE
     }
 }
 
-fn is_idempotent(method: &http::Method) -> bool {
+pub(super) fn is_idempotent(method: &http::Method) -> bool {
     use http::Method;
     [
         Method::GET,
@@ -204,21 +189,8 @@ fn is_idempotent(method: &http::Method) -> bool {
     .contains(method)
 }
 
-impl<S> ReplayBody for http_body_util::StreamBody<S> {
-    fn replay(&self) -> Option<Self> {
-        None
-    }
-}
-
-#[cfg(any(feature = "hyper-util", feature = "reqwest"))]
-impl ReplayBody for hyper::body::Incoming {
-    fn replay(&self) -> Option<Self> {
-        None
-    }
-}
-
 /// The consistent-hash key from `header`'s value, if configured and present.
-fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
+pub(super) fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
     header
         .and_then(|h| headers.get(h))
         .map(|v| hash_bytes(v.as_bytes()))
@@ -228,7 +200,11 @@ fn header_key(headers: &HeaderMap, header: Option<&HeaderName>) -> Option<u64> {
 /// the URI authority as `:authority`, which `Host` must not contradict
 /// (RFC 9113, section 8.3.1).
 #[inline]
-fn set_host(headers: &mut HeaderMap, version: http::Version, host: Option<&HeaderValue>) {
+pub(super) fn set_host(
+    headers: &mut HeaderMap,
+    version: http::Version,
+    host: Option<&HeaderValue>,
+) {
     if let (Some(host), false) = (host, version == http::Version::HTTP_2) {
         // A scan of the few headers a request has is cheaper than hashing.
         if !headers.keys().any(|name| name == HOST) {
@@ -241,11 +217,11 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     crate::balance::ConsistentHash::key_of(bytes)
 }
 
-impl<B> DiscoverRequest for http::Request<B>
+impl<B> RoutableRequest for http::Request<B>
 where
     B: ReplayBody + Send + 'static,
 {
-    fn take_flag(&mut self) -> bool {
+    fn take_flag(&mut self, _: Internal) -> bool {
         let extensions = self.extensions_mut();
         if extensions.get::<Discover>().is_none() {
             return false;
@@ -261,14 +237,14 @@ where
         true
     }
 
-    fn host(&self) -> Option<&str> {
+    fn host(&self, _: Internal) -> Option<&str> {
         self.uri()
             .authority()
             .map(|a| split_authority(a.as_str()).0)
     }
 
     #[inline]
-    fn named_port(&self) -> Option<String> {
+    fn named_port(&self, _: Internal) -> Option<String> {
         let authority = self.uri().authority()?.as_str();
         // Nearly always: a service name, no port.
         if !authority.as_bytes().contains(&b':') {
@@ -277,15 +253,15 @@ where
         named_port(self.uri())
     }
 
-    fn uri_string(&self) -> String {
+    fn uri_string(&self, _: Internal) -> String {
         self.uri().to_string()
     }
 
-    fn is_idempotent(&self) -> bool {
+    fn is_idempotent(&self, _: Internal) -> bool {
         is_idempotent(self.method())
     }
 
-    fn tag_filter(&self) -> Option<&TagFilter> {
+    fn tag_filter(&self, _: Internal) -> Option<&TagFilter> {
         let extensions = self.extensions();
         if extensions.is_empty() {
             return None;
@@ -293,7 +269,7 @@ where
         extensions.get::<TagFilter>()
     }
 
-    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
+    fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64> {
         let extensions = self.extensions();
         let key = if extensions.is_empty() {
             None
@@ -310,6 +286,7 @@ where
         &mut self,
         authority: &Authority,
         host: Option<&HeaderValue>,
+        _: Internal,
     ) -> Result<(), DiscoveryError> {
         let mut parts = std::mem::take(self.uri_mut()).into_parts();
         parts.authority = Some(authority.clone());
@@ -322,7 +299,7 @@ where
         Ok(())
     }
 
-    fn replay(&self) -> Option<Self> {
+    fn replay(&self, _: Internal) -> Option<Self> {
         let mut copy = http::Request::new(self.body().replay()?);
         *copy.method_mut() = self.method().clone();
         *copy.uri_mut() = self.uri().clone();
@@ -335,68 +312,9 @@ where
     }
 }
 
-#[cfg(feature = "reqwest")]
-impl DiscoverRequest for reqwest::Request {
-    fn take_flag(&mut self) -> bool {
-        self.headers_mut().remove(&DISCOVER_HEADER).is_some()
-    }
-
-    fn host(&self) -> Option<&str> {
-        self.url().host_str()
-    }
-
-    fn named_port(&self) -> Option<String> {
-        // `Url::port` is already `None` for the scheme's default.
-        self.url().port().map(|port| port.to_string())
-    }
-
-    fn uri_string(&self) -> String {
-        self.url().to_string()
-    }
-
-    fn is_idempotent(&self) -> bool {
-        is_idempotent(self.method())
-    }
-
-    fn hash_key(&self, header: Option<&HeaderName>) -> Option<u64> {
-        header_key(self.headers(), header)
-    }
-
-    fn route_to(
-        &mut self,
-        authority: &Authority,
-        host: Option<&HeaderValue>,
-    ) -> Result<(), DiscoveryError> {
-        let fail = |reason: String| DiscoveryError::Rewrite {
-            addr: authority.to_string(),
-            reason,
-        };
-        let url = self.url_mut();
-        url.set_host(Some(authority.host()))
-            .map_err(|e| fail(e.to_string()))?;
-        url.set_port(authority.port_u16())
-            .map_err(|()| fail("the URL cannot take a port".into()))?;
-        let version = self.version();
-        set_host(self.headers_mut(), version, host);
-        Ok(())
-    }
-
-    fn replay(&self) -> Option<Self> {
-        self.try_clone()
-    }
-}
-
-#[cfg(feature = "reqwest")]
-impl ReplayBody for reqwest::Body {
-    fn replay(&self) -> Option<Self> {
-        self.as_bytes()
-            .map(|b| reqwest::Body::from(Bytes::copy_from_slice(b)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{split_authority, DiscoverRequest};
+    use super::{split_authority, Internal, RoutableRequest};
 
     #[test]
     fn authorities() {
@@ -415,7 +333,12 @@ mod tests {
 
     #[test]
     fn named_ports() {
-        let port = |uri: &str| http::Request::get(uri).body(()).unwrap().named_port();
+        let port = |uri: &str| {
+            http::Request::get(uri)
+                .body(())
+                .unwrap()
+                .named_port(Internal)
+        };
         for uri in [
             "http://orders/x",
             "http://orders:80/x",

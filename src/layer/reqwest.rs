@@ -1,9 +1,12 @@
 //! reqwest support: flagging reqwest requests, and (feature
 //! `reqwest-middleware`) a `reqwest_middleware::Middleware`.
 
-use http::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
+use http::uri::Authority;
 
-use super::request::DISCOVER_HEADER;
+use super::error::DiscoveryError;
+use super::request::sealed::{Internal, RoutableRequest};
+use super::request::{header_key, is_idempotent, set_host, DISCOVER_HEADER};
 use super::DiscoverExt;
 
 impl DiscoverExt for reqwest::RequestBuilder {
@@ -20,6 +23,57 @@ impl DiscoverExt for reqwest::Request {
     }
 }
 
+impl RoutableRequest for reqwest::Request {
+    fn take_flag(&mut self, _: Internal) -> bool {
+        self.headers_mut().remove(&DISCOVER_HEADER).is_some()
+    }
+
+    fn host(&self, _: Internal) -> Option<&str> {
+        self.url().host_str()
+    }
+
+    fn named_port(&self, _: Internal) -> Option<String> {
+        // `Url::port` is already `None` for the scheme's default.
+        self.url().port().map(|port| port.to_string())
+    }
+
+    fn uri_string(&self, _: Internal) -> String {
+        self.url().to_string()
+    }
+
+    fn is_idempotent(&self, _: Internal) -> bool {
+        is_idempotent(self.method())
+    }
+
+    fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64> {
+        header_key(self.headers(), header)
+    }
+
+    fn route_to(
+        &mut self,
+        authority: &Authority,
+        host: Option<&HeaderValue>,
+        _: Internal,
+    ) -> Result<(), DiscoveryError> {
+        let fail = |reason: String| DiscoveryError::Rewrite {
+            addr: authority.to_string(),
+            reason,
+        };
+        let url = self.url_mut();
+        url.set_host(Some(authority.host()))
+            .map_err(|e| fail(e.to_string()))?;
+        url.set_port(authority.port_u16())
+            .map_err(|()| fail("the URL cannot take a port".into()))?;
+        let version = self.version();
+        set_host(self.headers_mut(), version, host);
+        Ok(())
+    }
+
+    fn replay(&self, _: Internal) -> Option<Self> {
+        self.try_clone()
+    }
+}
+
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::DiscoveryMiddleware;
 
@@ -33,8 +87,9 @@ mod middleware {
 
     use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
-    use super::super::future::{classify, Failure};
-    use super::super::request::{service_of, Discover, DiscoverRequest, HashKey};
+    use super::super::failure::{classify, Failure};
+    use super::super::request::sealed::{Internal, RoutableRequest};
+    use super::super::request::{service_of, Discover, HashKey};
     use super::super::router::Route;
     use super::super::DiscoveryLayer;
     use crate::instance::ServiceName;
@@ -96,7 +151,7 @@ mod middleware {
             next: Next<'_>,
         ) -> reqwest_middleware::Result<reqwest::Response> {
             let options = self.router.options();
-            let flagged = req.take_flag() | extensions.get::<Discover>().is_some();
+            let flagged = req.take_flag(Internal) | extensions.get::<Discover>().is_some();
             if !flagged && !options.discover_all {
                 return next.run(req, extensions).await;
             }
@@ -106,16 +161,15 @@ mod middleware {
             let key = extensions
                 .get::<HashKey>()
                 .map(|k| k.0)
-                .or_else(|| req.hash_key(options.hash_header.as_ref()));
+                .or_else(|| req.hash_key(options.hash_header.as_ref(), Internal));
             let filter = extensions
                 .get::<crate::balance::TagFilter>()
                 .cloned()
                 .or_else(|| options.filter.clone());
             let mut attempts = Attempts::new();
             let first = attempts.request(key, filter.as_ref());
-            // No memo: the middleware is shared, and a memo needs `&mut`.
             let picked =
-                match self.router.pick_cached(service.as_str(), first, None) {
+                match self.router.pick_cached(service.as_str(), first) {
                     Some(picked) => picked,
                     None => {
                         let snapshot = self.router.clone().resolve(service.clone()).await.map_err(
@@ -130,18 +184,18 @@ mod middleware {
                     }
                 };
             let mut picked = picked.map_err(fail)?;
-            req.route_to(picked.authority(), picked.host())
+            req.route_to(picked.authority(), picked.host(), Internal)
                 .map_err(fail)?;
             // The layer's rules: a copy only when a retry could go to an
             // instance not tried yet; a retry that cannot fails with the
             // attempt's error.
             loop {
                 let replay = if attempts.keeps_replay(options, &picked) {
-                    req.replay()
+                    req.replay(Internal)
                 } else {
                     None
                 };
-                let idempotent = req.is_idempotent();
+                let idempotent = req.is_idempotent(Internal);
                 let error = match next.clone().run(req, extensions).await {
                     Err(reqwest_middleware::Error::Reqwest(e)) => e,
                     other => return other,
@@ -158,7 +212,11 @@ mod middleware {
                 let request = attempts.request(key, filter.as_ref());
                 req = copy;
                 match self.router.pick_retry(request, &picked) {
-                    Some(retry) if req.route_to(retry.authority(), retry.host()).is_ok() => {
+                    Some(retry)
+                        if req
+                            .route_to(retry.authority(), retry.host(), Internal)
+                            .is_ok() =>
+                    {
                         tracing::debug!(%service, failed = %picked.authority(), retry = %retry.authority(), %error, "retrying on another instance");
                         picked = retry;
                     }

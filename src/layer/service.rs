@@ -8,8 +8,9 @@ use tower_service::Service;
 
 use super::attempts::Attempts;
 use super::future::{ResponseFuture, Retry};
+use super::request::sealed::Internal;
 use super::request::{service_of, DiscoverRequest};
-use super::router::{Memo, Route};
+use super::router::Route;
 use super::BoxError;
 use crate::instance::ServiceName;
 
@@ -24,13 +25,11 @@ use crate::instance::ServiceName;
 /// retry does not pay for cloning the inner service.
 pub struct DiscoveryService<S> {
     inner: S,
-    shared: Arc<Shared<S>>,
-    /// The snapshot routed by last, to skip the resolver lookup next time.
-    memo: Memo,
+    context: Arc<RoutingContext<S>>,
 }
 
 /// What the requests of one service (and its clones) share.
-pub(crate) struct Shared<S> {
+pub(crate) struct RoutingContext<S> {
     pub router: Arc<dyn Route>,
     /// The inner service to clone for a retry. In a mutex so the response
     /// future stays `Send` for services that are `Send` but not `Sync`
@@ -38,7 +37,7 @@ pub(crate) struct Shared<S> {
     template: Mutex<S>,
 }
 
-impl<S: Clone> Shared<S> {
+impl<S: Clone> RoutingContext<S> {
     /// A fresh clone of the inner service, for a retry.
     pub fn service(&self) -> S {
         self.template
@@ -53,8 +52,7 @@ impl<S: Clone> DiscoveryService<S> {
         let template = Mutex::new(inner.clone());
         DiscoveryService {
             inner,
-            shared: Arc::new(Shared { router, template }),
-            memo: Memo::default(),
+            context: Arc::new(RoutingContext { router, template }),
         }
     }
 }
@@ -81,8 +79,7 @@ impl<S: Clone> Clone for DiscoveryService<S> {
     fn clone(&self) -> Self {
         DiscoveryService {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
-            memo: self.memo.clone(),
+            context: self.context.clone(),
         }
     }
 }
@@ -91,7 +88,7 @@ impl<S: fmt::Debug> fmt::Debug for DiscoveryService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DiscoveryService")
             .field("inner", &self.inner)
-            .field("options", self.shared.router.options())
+            .field("options", self.context.router.options())
             .finish()
     }
 }
@@ -111,9 +108,9 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let router = &self.shared.router;
+        let router = &self.context.router;
         let options = router.options();
-        if !req.take_flag() && !options.discover_all {
+        if !req.take_flag(Internal) && !options.discover_all {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
         let host = match service_of(&req) {
@@ -123,12 +120,13 @@ where
         // Host names are case-insensitive, and so are service names.
         let name = crate::instance::lowercase(host);
         let key = if router.uses_key() {
-            req.hash_key(options.hash_header.as_ref())
+            req.hash_key(options.hash_header.as_ref(), Internal)
         } else {
             None
         };
-        let first = Attempts::FIRST.request(key, req.tag_filter().or(options.filter.as_ref()));
-        match router.pick_cached(&name, first, Some(&mut self.memo)) {
+        let first =
+            Attempts::FIRST.request(key, req.tag_filter(Internal).or(options.filter.as_ref()));
+        match router.pick_cached(&name, first) {
             // Hit: route now and call the ready inner service in place.
             Some(Ok(picked)) => {
                 // A copy to replay only when another instance could take
@@ -136,11 +134,11 @@ where
                 // The copy goes straight into its box (the request is big).
                 let mut retry = None;
                 if Attempts::FIRST.keeps_replay(options, &picked) {
-                    let mut boxed = Box::new(Retry::new(self.shared.clone(), &req, key));
-                    boxed.replay = req.replay();
+                    let mut boxed = Box::new(Retry::new(self.context.clone(), &req, key));
+                    boxed.replay = req.replay(Internal);
                     retry = boxed.replay.is_some().then_some(boxed);
                 }
-                if let Err(e) = req.route_to(picked.authority(), picked.host()) {
+                if let Err(e) = req.route_to(picked.authority(), picked.host(), Internal) {
                     return ResponseFuture::failed(e);
                 }
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
@@ -158,7 +156,7 @@ where
                     Err(e) => return ResponseFuture::failed(e.into()),
                 };
                 let fut = router.clone().resolve(service.clone());
-                let mut retry = Retry::new(self.shared.clone(), &req, key);
+                let mut retry = Retry::new(self.context.clone(), &req, key);
                 let clone = self.inner.clone();
                 retry.inner = Some(std::mem::replace(&mut self.inner, clone));
                 retry.service = Some(service);

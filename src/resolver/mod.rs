@@ -203,6 +203,7 @@
 //! (requests alternating the case of their host must not bypass the
 //! negative cache).
 
+mod boxed;
 mod builder;
 mod cache;
 mod engine;
@@ -217,6 +218,7 @@ mod subscriptions;
 use std::future::Future;
 use std::sync::Arc;
 
+pub use self::boxed::BoxResolver;
 pub use self::builder::ResolverBuilder;
 pub use self::redis_resolver::RedisResolver;
 pub use self::snapshot::{Listed, Snapshot};
@@ -277,22 +279,17 @@ pub trait Resolve: Send + Sync + 'static {
     /// not cached, or cached but older than the configured maximum
     /// staleness: call [`resolve`](Self::resolve), which reads again or
     /// says why it cannot ([`ResolveError::Stale`]).
+    ///
+    /// The discovery layer skips this call while it can tell the answer
+    /// would not change: once `cached` returned a snapshot that a
+    /// [`RedisResolver`]'s cache made, that snapshot knows when its cache
+    /// replaces or drops it, or it grows too stale, and until then the
+    /// layer reuses it. A wrapper that returns those snapshots unchanged
+    /// is so asked only when the answer may have changed; one that makes
+    /// snapshots of its own (with [`Snapshot::new`]) is asked every time.
     fn cached(&self, service: &str) -> Option<Snapshot> {
         let _ = service;
         None
-    }
-
-    /// Whether a caller may keep using a snapshot that
-    /// [`cached`](Self::cached) returned, without asking again, for as
-    /// long as the cache that made it would still return it. The discovery
-    /// layer then saves a lookup per request. [`RedisResolver`] allows it:
-    /// its snapshots know when its cache replaces or drops them, or they
-    /// grow too stale (other snapshots are never reused). The default is
-    /// `false`, so `cached` is asked every time. A wrapper may return
-    /// `true` only if its `cached` returns the inner `RedisResolver`'s
-    /// answers unchanged. The answer must not change over time.
-    fn may_reuse_cached(&self) -> bool {
-        false
     }
 }
 
@@ -302,10 +299,6 @@ impl<R: Resolve> Resolve for Arc<R> {
         service: &ServiceName,
     ) -> impl Future<Output = Result<Snapshot, ResolveError>> + Send {
         (**self).resolve(service)
-    }
-
-    fn may_reuse_cached(&self) -> bool {
-        (**self).may_reuse_cached()
     }
 
     fn cached(&self, service: &str) -> Option<Snapshot> {

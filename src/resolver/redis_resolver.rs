@@ -255,11 +255,6 @@ impl Resolve for RedisResolver {
         // Names are case-insensitive; the cache holds them in lowercase.
         self.engine().cached(&crate::instance::lowercase(service))
     }
-
-    // Its snapshots know when its cache replaces or drops them.
-    fn may_reuse_cached(&self) -> bool {
-        true
-    }
 }
 
 impl fmt::Debug for RedisResolver {

@@ -1,12 +1,10 @@
 //! [`Snapshot`]: the live instances of one service at one point in time.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
 use tokio::time::Instant;
 
 use crate::instance::{Instance, ServiceName};
@@ -51,13 +49,7 @@ pub struct Snapshot {
 
 pub(crate) struct Inner {
     service: ServiceName,
-    /// `Host: SERVICE` for the discovery layer, made once per snapshot so a
-    /// request only clones it.
-    host: Option<HeaderValue>,
     instances: Box<[Instance]>,
-    /// Work consumers derive from this exact list (a layer's picker), made
-    /// once per snapshot; see [`Snapshot::derived`].
-    derived: [OnceLock<Derived>; DERIVED_SLOTS],
     /// When the snapshot was made; `read_at` is this plus `confirmed_nanos`.
     created: Instant,
     confirmed_nanos: AtomicU64,
@@ -156,11 +148,8 @@ impl Snapshot {
         instances.dedup_by(|later, first| later.addr() == first.addr());
         Snapshot {
             inner: Arc::new(Inner {
-                // A service name is always a valid header value.
-                host: HeaderValue::from_str(service.as_str()).ok(),
                 service,
                 instances: instances.into_boxed_slice(),
-                derived: Default::default(),
                 created: read_at,
                 confirmed_nanos: AtomicU64::new(0),
                 link,
@@ -172,12 +161,6 @@ impl Snapshot {
     #[inline]
     pub fn service(&self) -> &ServiceName {
         &self.inner.service
-    }
-
-    /// The service name as a `Host` header value.
-    #[inline]
-    pub(crate) fn host_header(&self) -> Option<&HeaderValue> {
-        self.inner.host.as_ref()
     }
 
     /// The live instances, sorted by address. Includes drained (weight 0)
@@ -266,46 +249,6 @@ impl Snapshot {
             .fetch_max(offset, Ordering::Relaxed);
     }
 
-    /// The value `owner` derived from this snapshot, made by `init` the
-    /// first time. `None` if [`DERIVED_SLOTS`] other owners claimed the
-    /// slots first (callers then keep their own cache). The value must not
-    /// hold this snapshot: that would be a reference cycle.
-    pub(crate) fn derived<T: Any + Send + Sync>(
-        &self,
-        owner: u64,
-        init: impl FnOnce() -> T,
-    ) -> Option<&T> {
-        let mut init = Some(init);
-        for slot in &self.inner.derived {
-            let derived = slot.get_or_init(|| match init.take() {
-                Some(init) => Derived {
-                    owner,
-                    value: Box::new(init()),
-                },
-                // Unreachable: `init` runs once, and then this owner's
-                // slot is found. Owner 0 is nobody's.
-                None => Derived {
-                    owner: 0,
-                    value: Box::new(()),
-                },
-            });
-            if derived.owner == owner {
-                return derived.value.downcast_ref();
-            }
-        }
-        None
-    }
-
-    /// The value `owner` derived from this snapshot, if it did.
-    pub(crate) fn derived_ref<T: Any + Send + Sync>(&self, owner: u64) -> Option<&T> {
-        self.inner
-            .derived
-            .iter()
-            .map_while(OnceLock::get)
-            .find(|d| d.owner == owner)
-            .and_then(|d| d.value.downcast_ref())
-    }
-
     pub(crate) fn into_arc(self) -> Arc<Inner> {
         self.inner
     }
@@ -327,16 +270,6 @@ impl Inner {
     pub(crate) fn max_age(&self) -> Option<Duration> {
         self.link.as_ref().and_then(|link| link.max_age)
     }
-}
-
-/// How many consumers (layers sharing a resolver) can keep their derived
-/// value in a snapshot; more keep their own caches.
-pub(crate) const DERIVED_SLOTS: usize = 4;
-
-/// See [`Snapshot::derived`].
-pub(crate) struct Derived {
-    owner: u64,
-    value: Box<dyn Any + Send + Sync>,
 }
 
 impl fmt::Debug for Snapshot {

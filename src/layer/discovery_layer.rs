@@ -7,7 +7,8 @@ use http::header::HeaderName;
 use tower_layer::Layer;
 
 use super::health::Ejection;
-use super::router::{HostHeader, Options, Route, Router};
+use super::options::{HostHeader, Options};
+use super::router::{Route, Router};
 use super::service::DiscoveryService;
 use crate::balance::{Balance, Fallback, TagFilter, WeightedRandom};
 use crate::resolver::Resolve;
