@@ -4,9 +4,12 @@
 //!   always reported before anything is written to Redis.
 //! * [`RegistryError`]: registering, heartbeating or deregistering failed.
 //! * [`ResolveError`]: reading a service's instances failed.
+//! * [`RedisFailure`]: what Redis (or the connection to it) said, inside
+//!   the two above; it does not expose the Redis client library.
 //!
 //! The tower layer has its own error, [`DiscoveryError`](crate::layer::DiscoveryError).
 
+use std::fmt;
 use std::time::Duration;
 
 /// Input that the crate refuses: nothing was sent to Redis.
@@ -80,26 +83,51 @@ pub enum ValidationError {
 }
 
 /// Registering, heartbeating or deregistering an instance failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, and shaped like [`ResolveError`]: the same variant names and
+/// fields for the same meaning.
+///
+/// ```
+/// use redis_discovery::RegistryError;
+///
+/// /// Whether trying again later may succeed.
+/// fn is_transient(error: &RegistryError) -> bool {
+///     match error {
+///         RegistryError::Timeout { .. } => true,
+///         RegistryError::Redis { source } | RegistryError::Connect { source, .. } => {
+///             source.is_timeout() || source.is_connection_failure()
+///         }
+///         _ => false,
+///     }
+/// }
+/// assert!(!is_transient(&RegistryError::Shutdown));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The input was refused; nothing was written.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// Redis answered with an error or the connection failed.
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error("redis error: {source}")]
+    Redis {
+        /// What Redis said, with its server error code.
+        source: RedisFailure,
+    },
     /// The registry could not connect to Redis when it was created.
     #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        source: redis::RedisError,
+        source: RedisFailure,
     },
     /// Redis did not answer in time.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("redis did not answer within {timeout:?}")]
+    Timeout {
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
     /// The registry was shut down.
     #[error("the registry has been shut down")]
     Shutdown,
@@ -119,20 +147,18 @@ pub enum RegistryError {
 /// Reading the instances of a service failed.
 ///
 /// `Clone`, so every caller of a shared read gets the same error. A Redis
-/// error keeps its kind and server error code:
+/// error keeps its server error code and whether the connection failed
+/// ([`RedisFailure`]):
 ///
 /// ```
 /// use redis_discovery::ResolveError;
 ///
+/// /// Whether the resolver's Redis user may not run the read.
 /// fn is_permission_error(error: &ResolveError) -> bool {
 ///     matches!(error, ResolveError::Redis { source, .. } if source.code() == Some("NOPERM"))
 /// }
-/// # let denied = redis::RedisError::from((
-/// #     redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
-/// #     "no permissions",
-/// # ));
-/// # let error = ResolveError::Redis { service: "orders".into(), source: denied };
-/// # assert!(is_permission_error(&error.clone()));
+/// let error = ResolveError::UnknownService { service: "orders".into() };
+/// assert!(!is_permission_error(&error.clone()));
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -145,11 +171,10 @@ pub enum ResolveError {
     Redis {
         /// The service being resolved.
         service: String,
-        /// The Redis error, with its kind and server error code
-        /// ([`kind`](redis::RedisError::kind),
-        /// [`code`](redis::RedisError::code)); `Clone`, so every caller of
-        /// a single-flight resolve gets it.
-        source: redis::RedisError,
+        /// What Redis said, with its server error code
+        /// ([`code`](RedisFailure::code)); `Clone`, so every caller of a
+        /// single-flight resolve gets it.
+        source: RedisFailure,
     },
     /// The resolver could not connect to Redis when it was created.
     #[error("cannot connect to Redis at {url}: {source}")]
@@ -157,7 +182,7 @@ pub enum ResolveError {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        source: redis::RedisError,
+        source: RedisFailure,
     },
     /// Redis did not answer in time.
     #[error("resolving {service}: redis did not answer within {timeout:?}")]
@@ -194,6 +219,96 @@ pub enum ResolveError {
     /// The resolver was shut down.
     #[error("the resolver has been shut down")]
     Shutdown,
+}
+
+/// A failure reported by Redis or by the connection to it, inside
+/// [`RegistryError`] and [`ResolveError`].
+///
+/// Opaque, so that the crate's API does not depend on the Redis client
+/// library's version; it tells what callers act on: the server's error
+/// code, whether the connection failed or timed out, and the message.
+/// `Display` is the client library's text, which never shows a password.
+///
+/// ```
+/// use redis_discovery::{RedisFailure, ResolveError};
+///
+/// /// What to tell an operator about a failed read.
+/// fn advice(failure: &RedisFailure) -> &'static str {
+///     match failure.code() {
+///         Some("NOPERM") => "grant the resolver's user the read commands",
+///         Some("NOSCRIPT") => "retry: the script cache was flushed",
+///         _ if failure.is_connection_failure() => "check that Redis is up",
+///         _ if failure.is_timeout() => "Redis is slow: check its load",
+///         _ => "see the message",
+///     }
+/// }
+///
+/// fn report(error: &ResolveError) -> Option<&'static str> {
+///     match error {
+///         ResolveError::Redis { source, .. } | ResolveError::Connect { source, .. } => {
+///             Some(advice(source))
+///         }
+///         _ => None,
+///     }
+/// }
+/// assert_eq!(report(&ResolveError::Shutdown), None);
+/// ```
+#[derive(Clone)]
+pub struct RedisFailure(redis::RedisError);
+
+impl RedisFailure {
+    /// Wraps a client library error; crate-private, so that no public
+    /// signature names the library's type.
+    pub(crate) fn new(error: redis::RedisError) -> Self {
+        RedisFailure(error)
+    }
+
+    /// The error code Redis answered with, e.g. `"NOPERM"`, `"NOSCRIPT"`,
+    /// `"READONLY"`; `None` if the failure is not an error reply.
+    pub fn code(&self) -> Option<&str> {
+        self.0.code()
+    }
+
+    /// The message that came with the failure, without its code (the
+    /// server's text after `NOPERM`, or the detail of a client-side
+    /// failure); `None` if there is none. The `Display` form is the whole
+    /// text.
+    pub fn message(&self) -> Option<&str> {
+        self.0.detail()
+    }
+
+    /// Whether Redis did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.0.is_timeout()
+    }
+
+    /// Whether the connection failed (it was refused, dropped or broke
+    /// at the I/O level) rather than Redis answering with an error. A
+    /// timeout is [`is_timeout`](Self::is_timeout), not this.
+    pub fn is_connection_failure(&self) -> bool {
+        crate::connection::broke(&self.0)
+    }
+}
+
+impl fmt::Debug for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RedisFailure").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+// Transparent, as its `Display` is the wrapped error's: the chain goes on
+// with what that error wraps (an I/O error, a server reply), which says
+// something new, rather than repeating the same text.
+impl std::error::Error for RedisFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 // `S: TryInto<ServiceName>` arguments also take a `ServiceName` itself,
