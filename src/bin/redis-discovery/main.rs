@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use problem::{registry_failed, resolve_failed};
 use redis_discovery::registry::RegistryBuilder;
 use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
-use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
+use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName, Tags};
 
 /// Service registry in Redis: list, watch, register and deregister instances.
 #[derive(Debug, Parser)]
@@ -306,7 +306,7 @@ fn listed_json(l: &Listed) -> serde_json::Value {
     })
 }
 
-fn tags_text(tags: &BTreeMap<String, String>) -> String {
+fn tags_text(tags: &Tags) -> String {
     tags.iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
