@@ -324,3 +324,52 @@ impl From<std::convert::Infallible> for ResolveError {
         match never {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    fn io_failure(kind: io::ErrorKind) -> RedisFailure {
+        RedisFailure::new(redis::RedisError::from(io::Error::from(kind)))
+    }
+
+    #[test]
+    fn a_failure_tells_connection_from_timeout_from_reply() {
+        let refused = io_failure(io::ErrorKind::ConnectionRefused);
+        assert!(refused.is_connection_failure() && !refused.is_timeout());
+        assert_eq!(refused.code(), None);
+        let timed_out = io_failure(io::ErrorKind::TimedOut);
+        assert!(timed_out.is_timeout() && !timed_out.is_connection_failure());
+
+        let denied = RedisFailure::new(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
+            "no permissions",
+            "this user has no permissions to run the 'evalsha_ro' command".to_owned(),
+        )));
+        assert_eq!(denied.code(), Some("NOPERM"));
+        assert_eq!(
+            denied.message(),
+            Some("this user has no permissions to run the 'evalsha_ro' command")
+        );
+        assert!(!denied.is_connection_failure() && !denied.is_timeout());
+    }
+
+    #[test]
+    fn a_failure_shows_the_wrapped_text_once() {
+        let inner = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionReset));
+        let failure = RedisFailure::new(inner.clone());
+        assert_eq!(failure.to_string(), inner.to_string());
+        assert_eq!(format!("{failure:?}"), format!("RedisFailure({inner:?})"));
+        // The chain goes on with what the wrapped error wraps, not with
+        // the wrapped error itself (the same text again).
+        let next = failure.source().map(ToString::to_string);
+        assert_eq!(next, inner.source().map(ToString::to_string));
+
+        let error = RegistryError::Redis { source: failure };
+        assert_eq!(error.to_string(), format!("redis error: {inner}"));
+        assert!(error.clone().source().is_some());
+    }
+}
