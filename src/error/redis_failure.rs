@@ -18,7 +18,7 @@ use std::fmt;
 /// fn advice(failure: &RedisFailure) -> &'static str {
 ///     match failure.code() {
 ///         Some("NOPERM") => "grant the resolver's user the read commands",
-///         Some("NOSCRIPT") => "retry: the script cache was flushed",
+///         Some("LOADING") => "Redis is loading its data: retry soon",
 ///         _ if failure.is_connection_failure() => "check that Redis is up",
 ///         _ if failure.is_timeout() => "Redis is slow: check its load",
 ///         _ => "see the message",
