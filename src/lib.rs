@@ -91,8 +91,8 @@ pub mod schema;
 mod time;
 
 pub use connection::{redact as redact_url, Timeouts};
-pub use error::{RegistryError, ResolveError, ValidationError};
-pub use instance::{AddressProblem, EntryError, Instance, ServiceName, Tags};
+pub use error::{RedisFailure, RegistryError, ResolveError, ValidationError};
+pub use instance::{AddressProblem, EntryError, Instance, ServiceName, Tags, TagsIter};
 pub use registry::{RedisRegistry, Registration};
 pub use resolver::{RedisResolver, Resolve, Snapshot, StaticResolver};
 pub use schema::KeySchema;

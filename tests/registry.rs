@@ -441,7 +441,10 @@ async fn redis_down_is_an_error_not_a_hang() {
     let started = Instant::now();
     let err = registry.register("orders", instance(1)).await.unwrap_err();
     assert!(
-        matches!(err, RegistryError::Redis(_) | RegistryError::Timeout(_)),
+        matches!(
+            err,
+            RegistryError::Redis { .. } | RegistryError::Timeout { .. }
+        ),
         "{err}"
     );
     eprintln!(

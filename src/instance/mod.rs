@@ -4,8 +4,8 @@
 mod address;
 mod name;
 mod policy;
+mod tags;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -18,10 +18,9 @@ pub use self::address::AddressProblem;
 pub(crate) use self::name::lowercase;
 pub use self::name::ServiceName;
 pub(crate) use self::policy::AllowList;
+use self::tags::validate_tag;
+pub use self::tags::{Tags, TagsIter};
 use crate::error::ValidationError;
-
-/// Tags of an instance: string keys to string values, e.g. `zone=a`.
-pub type Tags = BTreeMap<String, String>;
 
 /// One instance of a service: its address, weight and tags.
 ///
@@ -116,11 +115,8 @@ impl Instance {
         K: Into<String>,
         V: Into<String>,
     {
-        let tags: Tags = tags
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        validate_tags(&tags)?;
+        let tags: Tags = tags.into_iter().collect();
+        tags.validate()?;
         self.tags = tags;
         Ok(self)
     }
@@ -150,7 +146,7 @@ impl Instance {
 
     /// The value of one tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.get(key).map(String::as_str)
+        self.tags.get(key)
     }
 
     /// The stored form: JSON with Hertz's field names,
@@ -219,7 +215,7 @@ impl Instance {
             },
         };
         let tags = entry.tags.unwrap_or_default();
-        validate_tags(&tags).map_err(EntryError::Invalid)?;
+        tags.validate().map_err(EntryError::Invalid)?;
         let authority = parse_addr(&addr).map_err(|error| match error {
             ValidationError::Address { addr, reason } if reason.is_refusal() => {
                 EntryError::Refused { addr, reason }
@@ -311,25 +307,6 @@ struct EntryOwned {
     addr: Option<String>,
     weight: Option<i64>,
     tags: Option<Tags>,
-}
-
-fn validate_tag(key: &str, value: &str) -> Result<(), ValidationError> {
-    if key.is_empty() {
-        return Err(ValidationError::EmptyTagKey);
-    }
-    if key.len() > Instance::MAX_TAG_LEN || value.len() > Instance::MAX_TAG_LEN {
-        return Err(ValidationError::TagTooLong {
-            key: key.chars().take(64).collect(),
-        });
-    }
-    Ok(())
-}
-
-fn validate_tags(tags: &Tags) -> Result<(), ValidationError> {
-    if tags.len() > Instance::MAX_TAGS {
-        return Err(ValidationError::TooManyTags { count: tags.len() });
-    }
-    tags.iter().try_for_each(|(k, v)| validate_tag(k, v))
 }
 
 #[cfg(test)]

@@ -92,11 +92,11 @@ pub(crate) struct AllowList {
 impl AllowList {
     /// The most networks, and the most port ranges, one list may hold (a
     /// check walks them all).
-    pub const MAX_ENTRIES: usize = 1024;
+    pub(crate) const MAX_ENTRIES: usize = 1024;
 
     /// Parses the networks (CIDR notation, e.g. `10.0.0.0/8`, `fd00::/8`;
     /// a bare address is one host) and checks the port ranges.
-    pub fn new(
+    pub(crate) fn new(
         networks: &[String],
         ports: &[RangeInclusive<u16>],
     ) -> Result<Self, ValidationError> {
@@ -142,14 +142,14 @@ impl AllowList {
     }
 
     /// Whether nothing is restricted.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.networks.is_empty() && self.ports.is_empty()
     }
 
     /// Whether `instance` is inside the list. With networks set, an
     /// instance at a host name is refused: it cannot be checked without
     /// resolving the name.
-    pub fn check(&self, instance: &Instance) -> Result<(), AddressProblem> {
+    pub(crate) fn check(&self, instance: &Instance) -> Result<(), AddressProblem> {
         if self.is_empty() {
             return Ok(());
         }

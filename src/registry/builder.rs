@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{heartbeat, RedisRegistry, RegistryState};
 use crate::connection::{self, Connection, RedisOptions};
-use crate::error::{RegistryError, ValidationError};
+use crate::error::{RedisFailure, RegistryError, ValidationError};
 
 /// Configures and connects a [`RedisRegistry`].
 ///
@@ -115,7 +115,10 @@ impl RegistryBuilder {
         let timeouts = self.redis.timeouts;
         let conn = match Connection::open(&endpoint, timeouts).await {
             Ok(conn) => conn,
-            Err(source) => return Err(RegistryError::Connect { url, source }),
+            Err(source) => {
+                let source = RedisFailure::new(source);
+                return Err(RegistryError::Connect { url, source });
+            }
         };
         let stop = CancellationToken::new();
         let state = Arc::new(RegistryState {

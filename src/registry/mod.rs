@@ -137,7 +137,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::connection::{timed, CallError, CallLimit, Connection, Timeouts};
-use crate::error::RegistryError;
+use crate::error::{RedisFailure, RegistryError};
 use crate::instance::{Instance, ServiceName};
 use crate::schema::{KeySchema, Keyspace};
 
@@ -382,8 +382,10 @@ impl RegistryState {
 impl<L> From<CallError<L>> for RegistryError {
     fn from(error: CallError<L>) -> Self {
         match error {
-            CallError::Redis { source, .. } => RegistryError::Redis(source),
-            CallError::TimedOut { limit, .. } => RegistryError::Timeout(limit),
+            CallError::Redis { source, .. } => RegistryError::Redis {
+                source: RedisFailure::new(source),
+            },
+            CallError::TimedOut { limit, .. } => RegistryError::Timeout { timeout: limit },
         }
     }
 }

@@ -151,8 +151,7 @@ impl RegistryState {
                 Err(error) => {
                     renewal.failed.insert(key);
                     renewal.failed_instances += chunk.len();
-                    renewal.broke |=
-                        matches!(&error, RegistryError::Redis(e) if connection::broke(e));
+                    renewal.broke |= matches!(&error, RegistryError::Redis { source } if source.is_connection_failure());
                     renewal.error.get_or_insert(error);
                 }
             }

@@ -30,7 +30,7 @@ use super::recovery::Recovery;
 use super::snapshot::Snapshot;
 use super::subscriptions::Subscriptions;
 use crate::connection::{Connection, Endpoint, Timeouts};
-use crate::error::ResolveError;
+use crate::error::{RedisFailure, ResolveError};
 use crate::instance::ServiceName;
 use crate::schema::{KeySchema, Keyspace};
 
@@ -87,7 +87,7 @@ impl ResolverEngine {
         let url = b.redis.redacted_url();
         let connect_error = |source| ResolveError::Connect {
             url: url.clone(),
-            source,
+            source: RedisFailure::new(source),
         };
         let conn = Connection::open(&endpoint, b.redis.timeouts)
             .await

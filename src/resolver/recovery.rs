@@ -98,7 +98,7 @@ pub(crate) fn unreachable(error: &ResolveError) -> bool {
     match error {
         ResolveError::Timeout { .. } => true,
         ResolveError::Redis { source, .. } | ResolveError::Connect { source, .. } => {
-            crate::connection::broke(source) || source.is_timeout()
+            source.is_connection_failure() || source.is_timeout()
         }
         _ => false,
     }
@@ -107,6 +107,7 @@ pub(crate) fn unreachable(error: &ResolveError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::RedisFailure;
 
     #[test]
     fn the_grace_runs_from_the_answer_after_a_loss() {
@@ -145,7 +146,7 @@ mod tests {
     fn only_unreachable_redis_counts() {
         let io = |kind| ResolveError::Redis {
             service: "s".into(),
-            source: redis::RedisError::from(std::io::Error::from(kind)),
+            source: RedisFailure::new(redis::RedisError::from(std::io::Error::from(kind))),
         };
         assert!(unreachable(&io(std::io::ErrorKind::ConnectionRefused)));
         assert!(unreachable(&io(std::io::ErrorKind::ConnectionReset)));
@@ -156,7 +157,10 @@ mod tests {
         }));
         let script = ResolveError::Redis {
             service: "s".into(),
-            source: redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "bad reply")),
+            source: RedisFailure::new(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "bad reply",
+            ))),
         };
         assert!(!unreachable(&script));
         assert!(!unreachable(&ResolveError::Shutdown));

@@ -3,16 +3,15 @@
 
 mod problem;
 
-use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use problem::{registry_failed, resolve_failed};
+use problem::resolve_failed;
 use redis_discovery::registry::RegistryBuilder;
-use redis_discovery::resolver::{Listed, RedisResolver, Snapshot};
-use redis_discovery::{Instance, KeySchema, RedisRegistry, ServiceName};
+use redis_discovery::resolver::RedisResolver;
+use redis_discovery::{Instance, KeySchema, RedisRegistry, Tags};
 
 /// Service registry in Redis: list, watch, register and deregister instances.
 #[derive(Debug, Parser)]
@@ -152,6 +151,11 @@ macro_rules! out {
     }};
 }
 
+// After `out!`, which they use.
+mod list;
+mod register;
+mod watch;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     use std::io::IsTerminal as _;
@@ -189,17 +193,17 @@ async fn run(cli: Cli) -> Result<(), Error> {
             service: None,
             json,
             allow,
-        } => list_services(g, &allow, json).await,
+        } => list::list_services(g, &allow, json).await,
         Command::List {
             service: Some(service),
             json,
             allow,
-        } => list_instances(g, &allow, &service, json).await,
+        } => list::list_instances(g, &allow, &service, json).await,
         Command::Watch {
             service,
             resync,
             allow,
-        } => watch(g, &allow, &service, resync).await,
+        } => watch::watch(g, &allow, &service, resync).await,
         Command::Register {
             service,
             addr,
@@ -207,8 +211,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tags,
             ttl,
             heartbeat,
-        } => register(g, &service, &addr, weight, &tags, ttl, heartbeat).await,
-        Command::Deregister { service, addr } => deregister(g, &service, &addr).await,
+        } => register::register(g, &service, &addr, weight, &tags, ttl, heartbeat).await,
+        Command::Deregister { service, addr } => register::deregister(g, &service, &addr).await,
     }
 }
 
@@ -228,218 +232,6 @@ fn registry(g: &Global) -> RegistryBuilder {
     RedisRegistry::builder(g.redis.as_str())
         .schema(g.schema)
         .prefix(g.prefix.as_str())
-}
-
-async fn list_services(g: &Global, allow: &Allow, json: bool) -> Result<(), Error> {
-    let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
-    let mut rows = Vec::new();
-    for name in resolver.services().await.map_err(resolve_failed(g))? {
-        let instances = resolver
-            .list(name.as_str())
-            .await
-            .map_err(resolve_failed(g))?
-            .len();
-        rows.push((name, instances));
-    }
-    if json {
-        let rows: Vec<_> = rows
-            .iter()
-            .map(|(s, n)| serde_json::json!({"service": s, "instances": n}))
-            .collect();
-        out!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if rows.is_empty() {
-        eprintln!("no services registered");
-    } else {
-        out!("{:<40} INSTANCES", "SERVICE");
-        for (s, n) in rows {
-            out!("{s:<40} {n}");
-        }
-    }
-    Ok(())
-}
-
-async fn list_instances(g: &Global, allow: &Allow, service: &str, json: bool) -> Result<(), Error> {
-    let service = ServiceName::new(service)?;
-    let resolver = resolver(g, allow, Duration::from_secs(10)).await?;
-    let listed = resolver
-        .list(service.clone())
-        .await
-        .map_err(resolve_failed(g))?;
-    if listed.is_empty()
-        && !resolver
-            .services()
-            .await
-            .map_err(resolve_failed(g))?
-            .iter()
-            .any(|s| ServiceName::new(s).is_ok_and(|s| s == service))
-    {
-        return Err(format!("unknown service {service}").into());
-    }
-    if json {
-        let rows: Vec<_> = listed.iter().map(listed_json).collect();
-        out!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
-    out!("{:<30} {:>6} {:>10}  TAGS", "ADDRESS", "WEIGHT", "LEASE");
-    for l in &listed {
-        let lease = l
-            .lease_left
-            .map(|d| format!("{:.1}s", d.as_secs_f64()))
-            .unwrap_or_else(|| "-".into());
-        out!(
-            "{:<30} {:>6} {:>10}  {}",
-            l.instance.addr(),
-            l.instance.weight(),
-            lease,
-            tags_text(l.instance.tags())
-        );
-    }
-    Ok(())
-}
-
-fn listed_json(l: &Listed) -> serde_json::Value {
-    serde_json::json!({
-        "addr": l.instance.addr(),
-        "weight": l.instance.weight(),
-        "tags": l.instance.tags(),
-        "lease_left_ms": l.lease_left.map(|d| d.as_millis() as u64),
-    })
-}
-
-fn tags_text(tags: &BTreeMap<String, String>) -> String {
-    tags.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn describe(i: &Instance) -> String {
-    let tags = tags_text(i.tags());
-    if tags.is_empty() {
-        format!("{} weight={}", i.addr(), i.weight())
-    } else {
-        format!("{} weight={} tags={tags}", i.addr(), i.weight())
-    }
-}
-
-/// Prints what changed from `old` to `new`: `+` added, `-` removed, `~` changed.
-fn print_changes(old: &Snapshot, new: &Snapshot) -> Result<(), Error> {
-    let before: BTreeMap<&str, &Instance> = old.instances().iter().map(|i| (i.addr(), i)).collect();
-    let after: BTreeMap<&str, &Instance> = new.instances().iter().map(|i| (i.addr(), i)).collect();
-    for (addr, i) in &after {
-        match before.get(addr) {
-            None => out!("+ {}", describe(i)),
-            Some(was) if was != i => out!("~ {}", describe(i)),
-            Some(_) => {}
-        }
-    }
-    for (addr, _) in before.iter().filter(|(a, _)| !after.contains_key(*a)) {
-        out!("- {addr}");
-    }
-    Ok(())
-}
-
-async fn watch(g: &Global, allow: &Allow, service: &str, resync: u64) -> Result<(), Error> {
-    let service = ServiceName::new(service)?;
-    if resync == 0 {
-        return Err("--resync must be at least 1 second".into());
-    }
-    let resolver = resolver(g, allow, Duration::from_secs(resync)).await?;
-    let mut updates = resolver
-        .watch(service.clone())
-        .await
-        .map_err(resolve_failed(g))?;
-    let mut current = updates.borrow_and_update().clone();
-    out!(
-        "watching {service}: {} instances (Ctrl-C to stop)",
-        current.len()
-    );
-    for i in current.instances() {
-        out!("  {}", describe(i));
-    }
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            changed = updates.changed() => {
-                if changed.is_err() {
-                    return Err("the resolver stopped".into());
-                }
-                let next = updates.borrow_and_update().clone();
-                print_changes(&current, &next)?;
-                current = next;
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn register(
-    g: &Global,
-    service: &str,
-    addr: &str,
-    weight: u32,
-    tags: &[String],
-    ttl: Option<u64>,
-    heartbeat: Option<u64>,
-) -> Result<(), Error> {
-    let service = ServiceName::new(service)?;
-    let tags = tags
-        .iter()
-        .map(|t| {
-            t.split_once('=')
-                .ok_or_else(|| format!("invalid tag {t:?}: expected KEY=VALUE"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let instance = Instance::new(addr)?.with_weight(weight).with_tags(tags)?;
-    let mut builder = registry(g);
-    if let Some(ttl) = ttl {
-        builder = builder.lease_ttl(Duration::from_secs(ttl));
-    }
-    if let Some(heartbeat) = heartbeat {
-        builder = builder.heartbeat_interval(Duration::from_secs(heartbeat));
-    }
-    // Listen for signals before registering: a SIGTERM during start-up
-    // must not leave an entry behind.
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    let start = async {
-        let registry = builder.connect().await?;
-        registry.register(service.clone(), instance).await
-    };
-    let registration = tokio::select! {
-        registration = start => registration.map_err(registry_failed(g))?,
-        _ = &mut stop => return Ok(()),
-    };
-    out!(
-        "registered {} in {service}; heartbeating until SIGINT/SIGTERM",
-        describe(&registration.instance())
-    );
-    stop.await;
-    registration
-        .deregister()
-        .await
-        .map_err(registry_failed(g))?;
-    out!("deregistered {addr} from {service}");
-    Ok(())
-}
-
-async fn deregister(g: &Global, service: &str, addr: &str) -> Result<(), Error> {
-    let service = ServiceName::new(service)?;
-    let removed = async {
-        registry(g)
-            .connect()
-            .await?
-            .deregister(service.clone(), addr)
-            .await
-    };
-    if removed.await.map_err(registry_failed(g))? {
-        out!("deregistered {addr} from {service}");
-        Ok(())
-    } else {
-        Err(format!("{addr} is not registered in {service}").into())
-    }
 }
 
 /// Ctrl-C or SIGTERM.
@@ -462,5 +254,23 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Tags as `k=v,k=v`.
+fn tags_text(tags: &Tags) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// An instance on one line: address, weight and any tags.
+fn describe(i: &Instance) -> String {
+    let tags = tags_text(i.tags());
+    if tags.is_empty() {
+        format!("{} weight={}", i.addr(), i.weight())
+    } else {
+        format!("{} weight={} tags={tags}", i.addr(), i.weight())
     }
 }

@@ -26,7 +26,7 @@ pub(crate) fn resolve_failed(g: &Global) -> impl Fn(ResolveError) -> Error + '_ 
 pub(crate) fn registry_failed(g: &Global) -> impl Fn(RegistryError) -> Error + '_ {
     move |e| match e {
         RegistryError::Invalid(e) => e.into(),
-        RegistryError::Redis(e) => redis_problem(g, &e),
+        RegistryError::Redis { source } => redis_problem(g, &source),
         // It names the URL itself; say it once.
         RegistryError::Connect { source, .. } => redis_problem(g, &source),
         e => redis_problem(g, &e),

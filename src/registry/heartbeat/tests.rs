@@ -1,16 +1,20 @@
 //! The heartbeat's retry timing and log episodes.
 
 use super::*;
-use crate::error::RegistryError;
+use crate::error::{RedisFailure, RegistryError};
 
 fn failed(broke: bool) -> Renewal {
     let error = if broke {
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let error = redis::RedisError::from(io);
         assert!(crate::connection::broke(&error));
-        RegistryError::Redis(error)
+        RegistryError::Redis {
+            source: RedisFailure::new(error),
+        }
     } else {
-        RegistryError::Timeout(Duration::from_secs(2))
+        RegistryError::Timeout {
+            timeout: Duration::from_secs(2),
+        }
     };
     Renewal {
         failed: HashSet::from(["orders".to_owned()]),

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::ResolverEngine;
 use crate::connection::{self, CallError};
-use crate::error::ResolveError;
+use crate::error::{RedisFailure, ResolveError};
 use crate::instance::{Instance, ServiceName};
 use crate::resolver::cache::CacheEntry;
 use crate::resolver::skipped::{self, SkippedEntries};
@@ -124,7 +124,7 @@ impl From<CallError<&str>> for ResolveError {
         match error {
             CallError::Redis { label, source } => ResolveError::Redis {
                 service: label.to_owned(),
-                source,
+                source: RedisFailure::new(source),
             },
             CallError::TimedOut { label, limit } => ResolveError::Timeout {
                 service: label.to_owned(),

@@ -4,10 +4,16 @@
 //!   always reported before anything is written to Redis.
 //! * [`RegistryError`]: registering, heartbeating or deregistering failed.
 //! * [`ResolveError`]: reading a service's instances failed.
+//! * [`RedisFailure`]: what Redis (or the connection to it) said, inside
+//!   the two above; it does not expose the Redis client library.
 //!
 //! The tower layer has its own error, [`DiscoveryError`](crate::layer::DiscoveryError).
 
 use std::time::Duration;
+
+mod redis_failure;
+
+pub use self::redis_failure::RedisFailure;
 
 /// Input that the crate refuses: nothing was sent to Redis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,26 +86,51 @@ pub enum ValidationError {
 }
 
 /// Registering, heartbeating or deregistering an instance failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`, and shaped like [`ResolveError`]: the same variant names and
+/// fields for the same meaning.
+///
+/// ```
+/// use redis_discovery::RegistryError;
+///
+/// /// Whether trying again later may succeed.
+/// fn is_transient(error: &RegistryError) -> bool {
+///     match error {
+///         RegistryError::Timeout { .. } => true,
+///         RegistryError::Redis { source } | RegistryError::Connect { source, .. } => {
+///             source.is_timeout() || source.is_connection_failure()
+///         }
+///         _ => false,
+///     }
+/// }
+/// assert!(!is_transient(&RegistryError::Shutdown));
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
     /// The input was refused; nothing was written.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
     /// Redis answered with an error or the connection failed.
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error("redis error: {source}")]
+    Redis {
+        /// What Redis said, with its server error code.
+        source: RedisFailure,
+    },
     /// The registry could not connect to Redis when it was created.
     #[error("cannot connect to Redis at {url}: {source}")]
     Connect {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        source: redis::RedisError,
+        source: RedisFailure,
     },
     /// Redis did not answer in time.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("redis did not answer within {timeout:?}")]
+    Timeout {
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
     /// The registry was shut down.
     #[error("the registry has been shut down")]
     Shutdown,
@@ -119,20 +150,18 @@ pub enum RegistryError {
 /// Reading the instances of a service failed.
 ///
 /// `Clone`, so every caller of a shared read gets the same error. A Redis
-/// error keeps its kind and server error code:
+/// error keeps its server error code and whether the connection failed
+/// ([`RedisFailure`]):
 ///
 /// ```
 /// use redis_discovery::ResolveError;
 ///
+/// /// Whether the resolver's Redis user may not run the read.
 /// fn is_permission_error(error: &ResolveError) -> bool {
 ///     matches!(error, ResolveError::Redis { source, .. } if source.code() == Some("NOPERM"))
 /// }
-/// # let denied = redis::RedisError::from((
-/// #     redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm),
-/// #     "no permissions",
-/// # ));
-/// # let error = ResolveError::Redis { service: "orders".into(), source: denied };
-/// # assert!(is_permission_error(&error.clone()));
+/// let error = ResolveError::UnknownService { service: "orders".into() };
+/// assert!(!is_permission_error(&error.clone()));
 /// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -145,11 +174,10 @@ pub enum ResolveError {
     Redis {
         /// The service being resolved.
         service: String,
-        /// The Redis error, with its kind and server error code
-        /// ([`kind`](redis::RedisError::kind),
-        /// [`code`](redis::RedisError::code)); `Clone`, so every caller of
-        /// a single-flight resolve gets it.
-        source: redis::RedisError,
+        /// What Redis said, with its server error code
+        /// ([`code`](RedisFailure::code)); `Clone`, so every caller of a
+        /// single-flight resolve gets it.
+        source: RedisFailure,
     },
     /// The resolver could not connect to Redis when it was created.
     #[error("cannot connect to Redis at {url}: {source}")]
@@ -157,7 +185,7 @@ pub enum ResolveError {
         /// The Redis URL, without its password.
         url: String,
         /// What went wrong.
-        source: redis::RedisError,
+        source: RedisFailure,
     },
     /// Redis did not answer in time.
     #[error("resolving {service}: redis did not answer within {timeout:?}")]
