@@ -75,6 +75,7 @@
 //! The README covers configuration, guarantees under failure and running
 //! beside Go Hertz services.
 #![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
 pub mod balance;

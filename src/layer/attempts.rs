@@ -30,9 +30,9 @@ pub(crate) struct Attempts {
 
 impl Attempts {
     /// Before the first attempt.
-    pub const FIRST: &'static Attempts = &Attempts::new();
+    pub(crate) const FIRST: &'static Attempts = &Attempts::new();
 
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Attempts {
             number: 0,
             tried: None,
@@ -40,7 +40,7 @@ impl Attempts {
     }
 
     /// 0 for the first attempt, counted up for each retry.
-    pub fn number(&self) -> u32 {
+    pub(crate) fn number(&self) -> u32 {
         self.number
     }
 
@@ -49,14 +49,14 @@ impl Attempts {
     /// could take it. Bounds the retries by the count and by the number of
     /// distinct instances.
     #[inline]
-    pub fn keeps_replay(&self, options: &Options, picked: &Picked) -> bool {
+    pub(crate) fn keeps_replay(&self, options: &Options, picked: &Picked) -> bool {
         let tried = self.tried.as_ref().map_or(0, |tried| tried.len());
         self.number < options.retries && picked.usable() > tried.saturating_add(1)
     }
 
     /// The attempt under way, sent to `failed`, failed: the next one goes
     /// elsewhere.
-    pub fn failed(&mut self, failed: &Picked) {
+    pub(crate) fn failed(&mut self, failed: &Picked) {
         self.tried
             .get_or_insert_with(|| Box::new(HashSet::with_hasher(FixedState::with_seed(0))))
             .insert(failed.authority().clone());
@@ -64,7 +64,7 @@ impl Attempts {
     }
 
     /// What the pick for the next attempt asks of the router.
-    pub fn request<'a>(
+    pub(crate) fn request<'a>(
         &'a self,
         key: Option<u64>,
         filter: Option<&'a TagFilter>,

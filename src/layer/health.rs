@@ -93,7 +93,7 @@ fn count_active(map: &Map) -> usize {
 }
 
 impl Health {
-    pub fn new(config: Ejection) -> Self {
+    pub(super) fn new(config: Ejection) -> Self {
         Health {
             config,
             ..Default::default()
@@ -106,11 +106,11 @@ impl Health {
 
     /// Whether an ejection may be in force.
     #[inline]
-    pub fn any(&self) -> bool {
+    pub(super) fn any(&self) -> bool {
         self.active.load(Ordering::Acquire) > 0
     }
 
-    pub fn is_ejected(&self, service: &str, addr: &str) -> bool {
+    pub(super) fn is_ejected(&self, service: &str, addr: &str) -> bool {
         if !self.any() {
             return false;
         }
@@ -132,7 +132,7 @@ impl Health {
 
     /// Ejects `addr` unless that would eject more than half of the `live`
     /// instances of `service`. Returns whether it was ejected.
-    pub fn eject(&self, service: &str, addr: &str, live: usize) -> bool {
+    pub(super) fn eject(&self, service: &str, addr: &str, live: usize) -> bool {
         let now = Instant::now();
         let mut map = self.lock();
         // Forget old strikes: an instance that behaved for a while starts over.
@@ -187,7 +187,7 @@ impl Health {
     }
 
     /// Drops the ejections of `service` whose address is not in `live`.
-    pub fn retain_listed<'a>(&self, service: &str, live: impl Iterator<Item = &'a str>) {
+    pub(super) fn retain_listed<'a>(&self, service: &str, live: impl Iterator<Item = &'a str>) {
         if !self.any() {
             return;
         }

@@ -37,7 +37,7 @@ impl Options {
     /// Whether a request that failed so may be sent again: a connection
     /// that was never made, or (idempotent requests, if allowed) one lost
     /// before any response.
-    pub fn retries_after(&self, failure: Failure, idempotent: bool) -> bool {
+    pub(crate) fn retries_after(&self, failure: Failure, idempotent: bool) -> bool {
         match failure {
             Failure::Connect => true,
             Failure::ConnectionLost => idempotent && self.retry_lost_connections,

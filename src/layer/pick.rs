@@ -34,35 +34,35 @@ pub(crate) struct Picked {
 
 impl Picked {
     #[inline]
-    pub fn authority(&self) -> &Authority {
+    pub(crate) fn authority(&self) -> &Authority {
         self.entry.snapshot.instances()[self.index].authority()
     }
 
     /// The `Host` header the request gets, if any.
     #[inline]
-    pub fn host(&self) -> Option<&HeaderValue> {
+    pub(crate) fn host(&self) -> Option<&HeaderValue> {
         self.entry.host.as_ref()
     }
 
     #[inline]
-    pub fn service(&self) -> &ServiceName {
+    pub(crate) fn service(&self) -> &ServiceName {
         self.entry.snapshot.service()
     }
 
     /// How many instances could have been picked (weight above 0).
     #[inline]
-    pub fn usable(&self) -> usize {
+    pub(crate) fn usable(&self) -> usize {
         self.entry.usable
     }
 
     /// The snapshot this pick was made from.
     #[inline]
-    pub fn snapshot(&self) -> &Snapshot {
+    pub(crate) fn snapshot(&self) -> &Snapshot {
         &self.entry.snapshot
     }
 
     /// The instance refused a connection: skip it for a while.
-    pub fn eject(&self) {
+    pub(crate) fn eject(&self) {
         self.entry.health.eject(
             self.service().as_str(),
             self.authority().as_str(),

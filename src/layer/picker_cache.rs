@@ -42,7 +42,7 @@ pub(crate) struct PickerEntry {
 }
 
 impl PickerEntry {
-    pub fn new(
+    pub(super) fn new(
         snapshot: Snapshot,
         members: Vec<usize>,
         picker: Box<dyn Pick>,
@@ -68,7 +68,7 @@ impl PickerEntry {
     /// cache returned it and would still return it. Marks the service used
     /// for the cache's idle sweep, as the skipped lookup would have.
     #[inline]
-    pub fn current_without_lookup(&self) -> bool {
+    pub(super) fn current_without_lookup(&self) -> bool {
         let current = self.reusable.load(Ordering::Relaxed) && self.snapshot.still_cached();
         if current {
             self.snapshot.mark_used();
@@ -78,7 +78,7 @@ impl PickerEntry {
 
     /// A lookup after the entry was built returned its snapshot.
     #[inline]
-    pub fn returned_by_cached(&self) {
+    pub(super) fn returned_by_cached(&self) {
         // Only snapshots a cache keeps current can tell when to stop.
         if self.snapshot.is_linked() && !self.reusable.load(Ordering::Relaxed) {
             self.reusable.store(true, Ordering::Relaxed);
@@ -125,14 +125,22 @@ pub(crate) struct PickerCache {
 impl PickerCache {
     /// The entry of `service` and `filter`, whatever its snapshot.
     #[inline]
-    pub fn get(&self, service: &str, filter: Option<&TagFilter>) -> Option<Arc<PickerEntry>> {
+    pub(super) fn get(
+        &self,
+        service: &str,
+        filter: Option<&TagFilter>,
+    ) -> Option<Arc<PickerEntry>> {
         self.map.load().get(&LookupKey { service, filter }).cloned()
     }
 
     /// Keeps `entry` for its service and `filter`, and returns it, or the
     /// entry another request stored for the same snapshot meanwhile (so a
     /// stateful picker has one state per snapshot).
-    pub fn insert(&self, filter: Option<&TagFilter>, entry: PickerEntry) -> Arc<PickerEntry> {
+    pub(super) fn insert(
+        &self,
+        filter: Option<&TagFilter>,
+        entry: PickerEntry,
+    ) -> Arc<PickerEntry> {
         let entry = Arc::new(entry);
         let key = PickerKey {
             service: entry.snapshot.service().clone(),

@@ -67,7 +67,7 @@ where
     R: Resolve,
     B: Balance,
 {
-    pub fn new(resolver: R, balance: B, options: Options) -> Self {
+    pub(super) fn new(resolver: R, balance: B, options: Options) -> Self {
         Router {
             resolver,
             balance,

@@ -39,7 +39,7 @@ pub(crate) struct RoutingContext<S> {
 
 impl<S: Clone> RoutingContext<S> {
     /// A fresh clone of the inner service, for a retry.
-    pub fn service(&self) -> S {
+    pub(crate) fn service(&self) -> S {
         self.template
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

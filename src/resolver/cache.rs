@@ -89,7 +89,7 @@ struct EvictionRank {
 }
 
 impl Cache {
-    pub fn new(max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
+    pub(super) fn new(max_staleness: Option<Duration>, negative_ttl: Duration) -> Self {
         Cache {
             map: ServiceMap::new(),
             max_staleness,
@@ -99,17 +99,17 @@ impl Cache {
 
     /// The hot path: the fresh snapshot of a cached service, marking it used.
     #[inline]
-    pub fn cached(&self, name: &str) -> Option<Snapshot> {
+    pub(super) fn cached(&self, name: &str) -> Option<Snapshot> {
         self.map.hit(name)
     }
 
     /// The entry of a service, without marking it used.
-    pub fn get(&self, name: &str) -> Option<Arc<CacheEntry>> {
+    pub(super) fn get(&self, name: &str) -> Option<Arc<CacheEntry>> {
         self.map.get(name)
     }
 
     /// The entry of a service, inserted if missing; `true` if inserted.
-    pub fn get_or_insert(
+    pub(super) fn get_or_insert(
         &self,
         name: &ServiceName,
         channel: impl FnOnce() -> Option<String>,
@@ -124,7 +124,7 @@ impl Cache {
     /// `keep` does not say otherwise; both checked, and `on_remove` run,
     /// under the write-stripe lock.
     #[cfg(test)]
-    pub fn remove_if(
+    pub(crate) fn remove_if(
         &self,
         entry: &Arc<CacheEntry>,
         keep: impl Fn(&CacheEntry) -> bool,
@@ -137,7 +137,7 @@ impl Cache {
     /// service and that `keep` does not keep;
     /// `keep` checked, and `on_remove` run, under the write-stripe lock.
     /// Returns how many were removed.
-    pub fn remove_all(
+    pub(super) fn remove_all(
         &self,
         entries: &[Arc<CacheEntry>],
         keep: impl Fn(&CacheEntry) -> bool,
@@ -153,7 +153,7 @@ impl Cache {
     /// `on_remove` run in one critical section under the write-stripe
     /// lock: no request can insert the service between the removal and
     /// the insertion. Returns whether replaced.
-    pub fn replace_unless(
+    pub(super) fn replace_unless(
         &self,
         entry: &Arc<CacheEntry>,
         keep: impl FnOnce(&CacheEntry) -> bool,
@@ -170,7 +170,7 @@ impl Cache {
     }
 
     /// Whether `entry` is still the cached entry of its service.
-    pub fn holds(&self, entry: &Arc<CacheEntry>) -> bool {
+    pub(super) fn holds(&self, entry: &Arc<CacheEntry>) -> bool {
         self.map.holds(entry)
     }
 
@@ -178,7 +178,7 @@ impl Cache {
     /// cached entry of its service (so it is ordered with its removal).
     /// `f` must not take the entry's read state (see the module docs on
     /// locks).
-    pub fn if_cached<R>(
+    pub(super) fn if_cached<R>(
         &self,
         entry: &Arc<CacheEntry>,
         f: impl FnOnce(&CacheEntry) -> R,
@@ -191,7 +191,7 @@ impl Cache {
     /// serve some: a flood of unknown names does not push real services
     /// out. Never `except` (the entry being inserted) nor a watched entry.
     /// Records every entry's use since the last look (as the sweep does).
-    pub fn least_recently_used(
+    pub(super) fn least_recently_used(
         &self,
         count: usize,
         now_ms: u64,
@@ -223,7 +223,7 @@ impl Cache {
 
     /// Whether `entry` is negative and its list older than the
     /// negative-cache time: the sweep drops it.
-    pub fn negative_expired(&self, entry: &CacheEntry) -> bool {
+    pub(super) fn negative_expired(&self, entry: &CacheEntry) -> bool {
         entry.is_negative()
             && entry
                 .snapshot()
@@ -243,18 +243,18 @@ impl Cache {
     }
 
     /// Every cached entry (a copy of the list, in no particular order).
-    pub fn entries(&self) -> Vec<Arc<CacheEntry>> {
+    pub(super) fn entries(&self) -> Vec<Arc<CacheEntry>> {
         self.map.entries()
     }
 
     /// The number of cached services.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Records the result of a read and wakes its waiters (see
     /// [`CacheEntry::complete`]).
-    pub fn complete(
+    pub(super) fn complete(
         &self,
         entry: &Arc<CacheEntry>,
         result: Result<Read, ResolveError>,
@@ -264,7 +264,7 @@ impl Cache {
     }
 
     /// Drops every entry.
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.map.clear();
     }
 }

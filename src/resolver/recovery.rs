@@ -35,7 +35,7 @@ struct OutageState {
 
 impl Recovery {
     /// `grace` zero turns the grace off: nothing is tracked.
-    pub fn new(grace: Duration) -> Self {
+    pub(super) fn new(grace: Duration) -> Self {
         Recovery {
             grace,
             state: Mutex::new(OutageState::default()),
@@ -43,13 +43,13 @@ impl Recovery {
     }
 
     /// The configured grace.
-    pub fn grace(&self) -> Duration {
+    pub(super) fn grace(&self) -> Duration {
         self.grace
     }
 
     /// Redis could not be reached: the event connection was lost, or a
     /// read failed on a broken connection or timed out.
-    pub fn lost(&self) {
+    pub(super) fn lost(&self) {
         if self.grace.is_zero() {
             return;
         }
@@ -62,7 +62,7 @@ impl Recovery {
 
     /// Redis answered (a read succeeded, or the event connection is back
     /// and resubscribed): if it was lost, the grace runs from `now`.
-    pub fn answered(&self, now: Instant) {
+    pub(super) fn answered(&self, now: Instant) {
         let mut state = self.lock();
         if !state.lost {
             return;
@@ -76,7 +76,7 @@ impl Recovery {
     /// The end of the resolver-wide grace, if one runs at `now`. While
     /// Redis is still lost, a grace from `now` (a read that succeeds
     /// then raced with a loss seen elsewhere).
-    pub fn grace_end(&self, now: Instant) -> Option<Instant> {
+    pub(super) fn grace_end(&self, now: Instant) -> Option<Instant> {
         let state = self.lock();
         if state.lost {
             return Some(later(now, self.grace));

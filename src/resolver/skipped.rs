@@ -56,7 +56,7 @@ struct Warnings {
 impl SkippedEntries {
     /// One read of `service` skipped these entries (field, why): warns
     /// about those not warned about yet and forgets those that left.
-    pub fn observe(&self, service: &ServiceName, skipped: Vec<(String, EntryError)>) {
+    pub(super) fn observe(&self, service: &ServiceName, skipped: Vec<(String, EntryError)>) {
         let warnings = self.remember(skipped);
         // Logged without the lock: a slow subscriber must not hold up
         // other reads.

@@ -46,7 +46,7 @@ impl Subscriptions {
     }
 
     /// Subscribe `channel`; `ack` is dropped once that is done (or failed).
-    pub fn subscribe(&self, channel: &str, ack: oneshot::Sender<()>) {
+    pub(super) fn subscribe(&self, channel: &str, ack: oneshot::Sender<()>) {
         let mut pending = self.lock();
         match pending.get_mut(channel) {
             Some(Wanted::Subscribed(acks)) => acks.push(ack),
@@ -61,7 +61,7 @@ impl Subscriptions {
 
     /// Unsubscribe `channel` (a pending subscribe of it is dropped, which
     /// releases its waiting read).
-    pub fn unsubscribe(&self, channel: &str) {
+    pub(super) fn unsubscribe(&self, channel: &str) {
         let mut pending = self.lock();
         match pending.get_mut(channel) {
             Some(wanted) => *wanted = Wanted::Unsubscribed,
@@ -74,7 +74,7 @@ impl Subscriptions {
     }
 
     /// Takes every pending change.
-    pub fn take(&self) -> Changes {
+    pub(super) fn take(&self) -> Changes {
         let pending = std::mem::take(&mut *self.lock());
         let mut changes = Changes::default();
         for (channel, wanted) in pending {
@@ -91,13 +91,13 @@ impl Subscriptions {
 
     /// Completes once a change may be pending (a change made before the
     /// call is not missed: the notification is kept until then).
-    pub async fn changed(&self) {
+    pub(super) async fn changed(&self) {
         self.changed.notified().await;
     }
 
     /// The number of channels with a pending change.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 }

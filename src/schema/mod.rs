@@ -172,7 +172,7 @@ impl Upserted {
 pub(crate) const UPSERT_BATCH: usize = 1000;
 
 impl Keyspace {
-    pub fn new(schema: KeySchema, prefix: &str) -> Result<Self, ValidationError> {
+    pub(crate) fn new(schema: KeySchema, prefix: &str) -> Result<Self, ValidationError> {
         validate_prefix(prefix)?;
         Ok(Keyspace {
             schema,
@@ -182,21 +182,21 @@ impl Keyspace {
     }
 
     /// Entries outside `allow` are refused when decoded.
-    pub fn with_allow_list(mut self, allow: AllowList) -> Self {
+    pub(crate) fn with_allow_list(mut self, allow: AllowList) -> Self {
         self.allow = allow;
         self
     }
 
-    pub fn schema(&self) -> KeySchema {
+    pub(crate) fn schema(&self) -> KeySchema {
         self.schema
     }
 
-    pub fn prefix(&self) -> &str {
+    pub(crate) fn prefix(&self) -> &str {
         &self.prefix
     }
 
     /// The pub/sub channel of a service's change events (native only).
-    pub fn events_channel(&self, service: &str) -> Option<String> {
+    pub(crate) fn events_channel(&self, service: &str) -> Option<String> {
         match self.schema {
             KeySchema::Native => Some(native::events(&self.prefix, service)),
             KeySchema::Hertz => None,
@@ -204,7 +204,7 @@ impl Keyspace {
     }
 
     /// The stored form of an instance in this schema.
-    pub fn encode(
+    pub(crate) fn encode(
         &self,
         service: &ServiceName,
         instance: &Instance,
@@ -222,7 +222,7 @@ impl Keyspace {
 
     /// The service whose events channel is `channel` (the inverse of
     /// [`events_channel`](Self::events_channel)).
-    pub fn service_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+    pub(crate) fn service_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
         match self.schema {
             KeySchema::Native => native::service_of_events(&self.prefix, channel),
             KeySchema::Hertz => None,
@@ -233,7 +233,7 @@ impl Keyspace {
     /// in one script call, atomically. Idempotent. Returns one outcome per
     /// entry, in order. The services index is written apart
     /// ([`index`](Self::index)).
-    pub async fn upsert(
+    pub(crate) async fn upsert(
         &self,
         conn: &mut Connection,
         service: &ServiceName,
@@ -254,7 +254,7 @@ impl Keyspace {
     /// Adds service names to the services index (native: `SADD
     /// PREFIX:services`, chunked; Hertz keeps no index). It lives in
     /// another cluster slot than the services' keys, so it is sent apart.
-    pub async fn index(&self, conn: &Connection, names: &[&str]) -> redis::RedisResult<()> {
+    pub(crate) async fn index(&self, conn: &Connection, names: &[&str]) -> redis::RedisResult<()> {
         match self.schema {
             KeySchema::Native => native::index(conn, &self.prefix, names).await,
             KeySchema::Hertz => Ok(()),
@@ -262,7 +262,7 @@ impl Keyspace {
     }
 
     /// Removes one instance. Returns whether it was there.
-    pub async fn remove(
+    pub(crate) async fn remove(
         &self,
         conn: &mut Connection,
         service: &ServiceName,
@@ -276,7 +276,7 @@ impl Keyspace {
 
     /// Reads the live entries of a service in one round trip, writing
     /// nothing.
-    pub async fn read(
+    pub(crate) async fn read(
         &self,
         conn: &mut Connection,
         service: &ServiceName,
@@ -289,7 +289,7 @@ impl Keyspace {
 
     /// Decodes one stored entry by the schema's rules and the address
     /// policy: its fixed rules and the allow-list.
-    pub fn decode(&self, entry: &RawEntry) -> Result<Instance, EntryError> {
+    pub(crate) fn decode(&self, entry: &RawEntry) -> Result<Instance, EntryError> {
         let instance = self.decode_value(entry)?;
         match self.allow.check(&instance) {
             Ok(()) => Ok(instance),
@@ -320,7 +320,7 @@ impl Keyspace {
     }
 
     /// The names of known services, sorted.
-    pub async fn services(&self, conn: &mut Connection) -> redis::RedisResult<Vec<String>> {
+    pub(crate) async fn services(&self, conn: &mut Connection) -> redis::RedisResult<Vec<String>> {
         let mut names: Vec<String> = match self.schema {
             KeySchema::Native => native::services(conn, &self.prefix).await?,
             KeySchema::Hertz => hertz::services(conn).await?,

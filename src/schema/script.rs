@@ -12,7 +12,7 @@ pub(crate) struct LuaScript {
 }
 
 impl LuaScript {
-    pub fn new(source: &'static str) -> Self {
+    pub(super) fn new(source: &'static str) -> Self {
         LuaScript {
             source,
             hash: redis::Script::new(source).get_hash().to_owned(),
@@ -20,7 +20,7 @@ impl LuaScript {
     }
 
     /// Runs a script that writes.
-    pub async fn run<T: FromRedisValue>(
+    pub(super) async fn run<T: FromRedisValue>(
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],
@@ -45,7 +45,7 @@ impl LuaScript {
     /// server upgraded under it keeps being read with `EVALSHA`). A proxy
     /// that answers an unknown command in other words is not recognised:
     /// its error is returned.
-    pub async fn run_read_only<T: FromRedisValue>(
+    pub(super) async fn run_read_only<T: FromRedisValue>(
         &self,
         keys: &[&str],
         args: &[&dyn ScriptArg],

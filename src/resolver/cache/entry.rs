@@ -72,34 +72,34 @@ impl CacheEntry {
         }
     }
 
-    pub fn service(&self) -> &ServiceName {
+    pub(crate) fn service(&self) -> &ServiceName {
         &self.service
     }
 
-    pub fn channel(&self) -> Option<&str> {
+    pub(crate) fn channel(&self) -> Option<&str> {
         self.channel.as_deref()
     }
 
     /// The skipped registry entries already warned about.
-    pub fn skipped(&self) -> &SkippedEntries {
+    pub(crate) fn skipped(&self) -> &SkippedEntries {
         &self.skipped
     }
 
     /// Marks the entry used.
     #[inline]
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.used.mark();
     }
 
     /// The current snapshot, if any.
-    pub fn snapshot(&self) -> Option<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Option<Snapshot> {
         self.snapshot.load_full().map(Snapshot::from_arc)
     }
 
     /// The current snapshot if it is no older than its maximum age (what
     /// a hit would return).
     #[inline]
-    pub fn fresh(&self) -> Option<Snapshot> {
+    pub(crate) fn fresh(&self) -> Option<Snapshot> {
         let snapshot = self.snapshot()?;
         match snapshot.max_age() {
             Some(max) if snapshot.age() > max => None,
@@ -108,7 +108,7 @@ impl CacheEntry {
     }
 
     /// Whether the current list has an instance.
-    pub fn serves(&self) -> bool {
+    pub(crate) fn serves(&self) -> bool {
         self.snapshot
             .load()
             .as_ref()
@@ -116,7 +116,7 @@ impl CacheEntry {
     }
 
     /// Negative: read, no instance, neither subscribed nor watched.
-    pub fn is_negative(&self) -> bool {
+    pub(crate) fn is_negative(&self) -> bool {
         self.snapshot
             .load()
             .as_ref()
@@ -130,23 +130,23 @@ impl CacheEntry {
     /// watched. A service never read (its first read failed, or was
     /// dropped unsent: see [`abandon_if_unwanted`](Self::abandon_if_unwanted))
     /// is read when a caller asks for it, not in the background.
-    pub fn refreshable(&self) -> bool {
+    pub(crate) fn refreshable(&self) -> bool {
         self.is_watched() || (self.snapshot.load().is_some() && !self.is_negative())
     }
 
-    pub fn is_subscribed(&self) -> bool {
+    pub(crate) fn is_subscribed(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed)
     }
 
     /// Records that the entry is subscribed; `false` if it already was.
-    pub fn set_subscribed(&self) -> bool {
+    pub(crate) fn set_subscribed(&self) -> bool {
         !self.subscribed.swap(true, Ordering::Relaxed)
     }
 
     /// For the idle sweep: whether the entry was used since the last look
     /// (clears the flag) or is watched; records `now_ms` as its last use if
     /// so. Returns how long it has been idle.
-    pub fn idle_for(&self, now_ms: u64) -> Duration {
+    pub(crate) fn idle_for(&self, now_ms: u64) -> Duration {
         self.look(now_ms);
         Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
     }
@@ -160,23 +160,23 @@ impl CacheEntry {
     }
 
     /// Whether the entry has been used since the last sweep or is watched.
-    pub fn in_use(&self) -> bool {
+    pub(crate) fn in_use(&self) -> bool {
         self.used.get() || self.is_watched()
     }
 
-    pub fn is_watched(&self) -> bool {
+    pub(crate) fn is_watched(&self) -> bool {
         self.watchers
             .get()
             .is_some_and(|tx| tx.receiver_count() > 0)
     }
 
     /// A receiver of read outcomes that has seen the current one.
-    pub fn outcomes(&self) -> watch::Receiver<Outcome> {
+    pub(crate) fn outcomes(&self) -> watch::Receiver<Outcome> {
         self.outcome.subscribe()
     }
 
     /// Whether a caller waits for a read outcome (holds a receiver).
-    pub fn is_awaited(&self) -> bool {
+    pub(crate) fn is_awaited(&self) -> bool {
         self.outcome.receiver_count() > 0
     }
 
@@ -184,7 +184,7 @@ impl CacheEntry {
     /// (none is running, and none has finished since `seen` was taken).
     /// Either way the read the caller waits for is marked
     /// [wanted](Self::is_wanted).
-    pub fn join_or_start(&self, seen: &watch::Receiver<Outcome>) -> bool {
+    pub(crate) fn join_or_start(&self, seen: &watch::Receiver<Outcome>) -> bool {
         let mut state = lock(&self.state);
         if seen.has_changed().unwrap_or(true) {
             return false; // an outcome is already there
@@ -201,20 +201,20 @@ impl CacheEntry {
     }
 
     /// Whether a caller waits for the running read.
-    pub fn is_wanted(&self) -> bool {
+    pub(crate) fn is_wanted(&self) -> bool {
         lock(&self.state).wanted
     }
 
     /// Completes when a caller may have started waiting for the read (see
     /// [`is_wanted`](Self::is_wanted); can also wake spuriously).
-    pub async fn wanted(&self) {
+    pub(crate) async fn wanted(&self) {
         self.wanted_notify.notified().await;
     }
 
     /// Something changed (event, reconnect): returns `true` if the caller
     /// must start a read; otherwise the running read is followed by one
     /// more.
-    pub fn mark_dirty(&self) -> bool {
+    pub(crate) fn mark_dirty(&self) -> bool {
         let mut state = lock(&self.state);
         if state.running {
             state.dirty = true;
@@ -227,7 +227,7 @@ impl CacheEntry {
     /// The periodic refresh: returns `true` if the caller must start a
     /// read, `false` if one is running already (it is recent enough: not
     /// marked dirty, so a slow Redis does not grow a backlog of reads).
-    pub fn start_if_idle(&self) -> bool {
+    pub(crate) fn start_if_idle(&self) -> bool {
         let mut state = lock(&self.state);
         if state.running {
             return false;
@@ -238,7 +238,7 @@ impl CacheEntry {
 
     /// A read starts: returns the entry's event generation, to hand back
     /// in its [`Read`](super::Read).
-    pub fn begin_read(&self) -> u64 {
+    pub(crate) fn begin_read(&self) -> u64 {
         lock(&self.state).generation
     }
 
@@ -246,12 +246,12 @@ impl CacheEntry {
     /// is started separately, with [`mark_dirty`](Self::mark_dirty)).
     /// `resolver_grace`: the end of the resolver's recovery grace, if one
     /// runs (an `expire` is then no removal).
-    pub fn on_event(&self, event: Event<'_>, resolver_grace: Option<Instant>) {
+    pub(crate) fn on_event(&self, event: Event<'_>, resolver_grace: Option<Instant>) {
         lock(&self.state).on_event(event, resolver_grace, Instant::now());
     }
 
     /// The re-read scheduled for `at` is due: another may be scheduled.
-    pub fn recheck_due(&self, at: Instant) {
+    pub(crate) fn recheck_due(&self, at: Instant) {
         let mut state = lock(&self.state);
         if state.recheck == Some(at) {
             state.recheck = None;
@@ -259,13 +259,13 @@ impl CacheEntry {
     }
 
     /// Records that the first read must wait for `subscribed`.
-    pub fn set_subscription(&self, subscribed: oneshot::Receiver<()>) {
+    pub(crate) fn set_subscription(&self, subscribed: oneshot::Receiver<()>) {
         lock(&self.state).subscribed = Some(subscribed);
     }
 
     /// The pending subscription confirmation, if the first read has not
     /// waited for it yet.
-    pub fn take_subscription(&self) -> Option<oneshot::Receiver<()>> {
+    pub(crate) fn take_subscription(&self) -> Option<oneshot::Receiver<()>> {
         lock(&self.state).subscribed.take()
     }
 
@@ -282,7 +282,7 @@ impl CacheEntry {
     /// Checked under the read state: a caller holds its outcome receiver
     /// before it joins, and joins under that lock, so it either counts
     /// here (the read is sent) or finds no read running (and starts one).
-    pub fn abandon_if_unwanted(&self, evicted: bool) -> bool {
+    pub(crate) fn abandon_if_unwanted(&self, evicted: bool) -> bool {
         let mut state = lock(&self.state);
         let unwanted = !self.is_awaited() && self.abandonable(evicted);
         if unwanted {
@@ -297,20 +297,20 @@ impl CacheEntry {
     /// waits for it: nothing watches the entry, and either it was
     /// `evicted` or it was never read (see
     /// [`abandon_if_unwanted`](Self::abandon_if_unwanted)).
-    pub fn abandonable(&self, evicted: bool) -> bool {
+    pub(crate) fn abandonable(&self, evicted: bool) -> bool {
         !self.is_watched() && (evicted || self.snapshot.load().is_none())
     }
 
     /// Completes when no caller waits for a read outcome (at once if none
     /// does now).
-    pub async fn unawaited(&self) {
+    pub(crate) async fn unawaited(&self) {
         self.outcome.closed().await;
     }
 
     /// Ends a read that was cut short (shutdown, its runtime gone, a
     /// panic): waiting callers get `error`, and the next caller or refresh
     /// starts a new read. One critical section, like [`complete`](Self::complete).
-    pub fn interrupt(&self, error: ResolveError) {
+    pub(crate) fn interrupt(&self, error: ResolveError) {
         let mut state = lock(&self.state);
         self.outcome.send_replace(Some(Err(error)));
         state.running = false;
@@ -320,7 +320,7 @@ impl CacheEntry {
 
     /// A receiver of every new snapshot, starting with the current one
     /// (`fallback` if there is none yet).
-    pub fn watch(&self, fallback: Snapshot) -> watch::Receiver<Snapshot> {
+    pub(crate) fn watch(&self, fallback: Snapshot) -> watch::Receiver<Snapshot> {
         let _state = lock(&self.state);
         self.watchers
             .get_or_init(|| watch::Sender::new(self.snapshot().unwrap_or(fallback)))
@@ -328,7 +328,7 @@ impl CacheEntry {
     }
 
     /// Records whether the latest read failed; returns the previous state.
-    pub fn set_failing(&self, failing: bool) -> bool {
+    pub(crate) fn set_failing(&self, failing: bool) -> bool {
         self.failing.swap(failing, Ordering::Relaxed)
     }
 

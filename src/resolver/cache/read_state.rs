@@ -127,7 +127,7 @@ impl ReadState {
     /// service's), but no longer than one grace after a read first missed
     /// it. Returns the list and the earliest such deadline among
     /// the kept instances (when to read again to drop them).
-    pub fn merge(
+    pub(super) fn merge(
         &mut self,
         read: Read,
         previous: &[Instance],
@@ -208,7 +208,12 @@ impl ReadState {
     /// old snapshot, the first heartbeat's pruning announces live
     /// siblings whose leases ran out while Redis was away), so the
     /// instance is kept to the grace end like any instance a read misses.
-    pub fn on_event(&mut self, event: Event<'_>, resolver_grace: Option<Instant>, now: Instant) {
+    pub(super) fn on_event(
+        &mut self,
+        event: Event<'_>,
+        resolver_grace: Option<Instant>,
+        now: Instant,
+    ) {
         self.generation += 1;
         match event {
             Event::Expired(_) if self.in_grace(resolver_grace, now) => {}
@@ -270,7 +275,7 @@ impl ReadState {
     }
 
     #[cfg(test)]
-    pub fn removals(&self) -> usize {
+    pub(crate) fn removals(&self) -> usize {
         self.removed.len()
     }
 }
