@@ -1,6 +1,8 @@
 //! `redis-discovery`: list, watch, register and deregister service
 //! instances in a Redis registry.
 
+#![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
+
 mod problem;
 
 use std::ops::RangeInclusive;
