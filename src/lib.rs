@@ -40,10 +40,49 @@
 //! | module | what |
 //! | --- | --- |
 //! | [`registry`] | server side: [`RedisRegistry`], [`Registration`], heartbeats |
-//! | [`resolver`] | client side: [`Resolve`], [`RedisResolver`], [`StaticResolver`], the cache |
+//! | [`resolver`] | client side: [`Resolve`], [`RedisResolver`], [`StaticResolver`], [`BoxResolver`](resolver::BoxResolver), the cache |
 //! | [`balance`] | pickers: `WeightedRandom`, `RoundRobin`, `ConsistentHash`, tag filters |
 //! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
 //! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
+//! | [`error`] | [`ValidationError`], [`RegistryError`], [`ResolveError`], [`RedisFailure`] |
+//!
+//! ## Source map
+//!
+//! One folder a piece, one job a file (the README's "How it works" has the
+//! same map):
+//!
+//! | folder | file | what it holds |
+//! | --- | --- | --- |
+//! | `registry/` | `mod.rs` | `RedisRegistry`: register, deregister, shutdown |
+//! | | `builder.rs` | `RegistryBuilder`, its options and their checks |
+//! | | `registration.rs` | `Registration`, the handle of one registered instance |
+//! | | `lease.rs` | one registration's state, shared by its handle and the heartbeat |
+//! | | `heartbeat.rs`, `renewal.rs` | the one heartbeat task; one round of upserts |
+//! | | `ending.rs` | deregistration on drop and on shutdown |
+//! | `resolver/` | `mod.rs` | the `Resolve` trait |
+//! | | `redis_resolver.rs` | `RedisResolver`, the public face of the cached resolver |
+//! | | `builder.rs` | `ResolverBuilder` |
+//! | | `engine.rs`, `engine/` | what runs behind it: reads (`reads.rs`), single-flight read tasks (`read_task.rs`), cache membership and the idle sweep (`membership.rs`), refreshes (`refresh.rs`) |
+//! | | `cache.rs`, `cache/` | the cache's rules; the concurrent map (`map.rs`, papaya); one service's read state machine (`entry.rs`, `read_state.rs`) |
+//! | | `pubsub.rs`, `subscriptions.rs` | the event connection and what it subscribes to |
+//! | | `recovery.rs` | the recovery grace after Redis was lost |
+//! | | `snapshot.rs` | `Snapshot`, `Listed` |
+//! | | `static_resolver.rs`, `boxed.rs` | `StaticResolver`, `BoxResolver` |
+//! | | `skipped.rs` | warnings about refused entries, bounded |
+//! | `layer/` | `mod.rs` | `DiscoverExt`, the module docs |
+//! | | `discovery_layer.rs` | `DiscoveryLayer`, `DiscoveryLayerBuilder` |
+//! | | `service.rs`, `future.rs` | `DiscoveryService` and its `ResponseFuture` |
+//! | | `router.rs`, `picker_cache.rs`, `pick.rs` | resolve, the pickers kept per snapshot, picking with ejection |
+//! | | `health.rs`, `attempts.rs`, `failure.rs` | passive health (`Ejection`), tried instances, failure classes |
+//! | | `request.rs`, `replay.rs`, `reqwest.rs` | `DiscoverRequest` (sealed), `ReplayBody`, reqwest support |
+//! | | `options.rs`, `error.rs` | `HostHeader`, `DiscoveryError` |
+//! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `TagFilter`; `rng.rs`, `lookup.rs` their helpers |
+//! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; their Lua scripts |
+//! | `connection/` | `redis_url.rs`, `endpoint.rs`, `link.rs`, `options.rs`, `timed.rs`, `failover_sign.rs` | URL parsing and redaction; connecting (single, Sentinel, Cluster); the connection; the options both builders share; the one timeout helper; failover signs |
+//! | `instance/` | `mod.rs`, `name.rs`, `tags.rs`, `address.rs`, `policy.rs` | `Instance`; `ServiceName`; `Tags`; address checks; the address policy |
+//! | `error/` | `mod.rs`, `redis_failure.rs` | the error enums; `RedisFailure`, what Redis or the connection said |
+//! | `bin/redis-discovery/` | one file a command | the CLI (feature `cli`) |
+//! | `time.rs` | | deadline arithmetic that cannot panic |
 //!
 //! ## Redis URLs
 //!
