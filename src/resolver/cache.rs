@@ -273,6 +273,8 @@ mod entry;
 mod map;
 mod read_state;
 #[cfg(test)]
+mod read_tests;
+#[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]
 mod tests;
