@@ -18,6 +18,16 @@
 //! change is made, and code run under that lock ([`ServiceMap::if_cached`],
 //! the callbacks of [`ServiceMap::remove_all`]) is ordered with the entry's
 //! removal.
+//!
+//! papaya frees removed values late (in batches, or with the map), so what
+//! a removal must do is done at once ([`ServiceMap::left`]). A batch (32
+//! values, seize's default) may be freed by a request thread as its pin
+//! ends: about 3 µs, once per 32 removals or replacements, not per hit, so
+//! the collector keeps its defaults. The table halves, at a later insert's
+//! resize, once at most 1/8 full (no `shrink_to_fit`): after a flood up to
+//! the default cap of 10 000 names, all removed, it keeps about 180 KB
+//! (1.2 MB at 100 000), 56 KB once 20 000 more names came and went (a
+//! counting allocator around papaya 0.2.5).
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
