@@ -585,6 +585,21 @@ async fn shutdown_stops_every_clone() {
 }
 
 #[tokio::test]
+async fn shutdown_ends_watchers_while_a_clone_lives() {
+    let server = RedisServer::start();
+    let resolver = no_refresh(&server).connect().await.unwrap();
+    let clone = resolver.clone();
+    let mut updates = resolver.watch("watched").await.unwrap();
+    resolver.shutdown().await;
+    let changed = tokio::time::timeout(DEADLINE, updates.changed()).await;
+    assert!(
+        matches!(changed, Ok(Err(_))),
+        "watchers see the shutdown at once, not when the last clone goes"
+    );
+    drop(clone);
+}
+
+#[tokio::test]
 async fn idle_services_are_dropped_and_unsubscribed_unless_watched() {
     init_tracing();
     let server = RedisServer::start();

@@ -8,7 +8,8 @@
 //! * `link`: the [`Connection`], and the Sentinel follower behind it;
 //!   `failover_sign` reads a failed command for a failover.
 //! * `options`: [`RedisOptions`], the Redis part of every builder.
-//! * `timed`: [`timed()`], the one time limit on a Redis call.
+//! * `timed`: [`timed()`], the time limit on a Redis call (all but the
+//!   Sentinel lookup, which calls `tokio::time::timeout` itself).
 
 mod endpoint;
 mod failover_sign;

@@ -1,5 +1,7 @@
-//! Bounding a Redis call in time: the one helper every timed Redis call of
-//! the crate goes through, whatever error its caller reports.
+//! Bounding a Redis call in time: the helper the crate's timed Redis calls
+//! go through, whatever error their caller reports. One exception: the
+//! Sentinel lookup (`endpoint.rs`) calls `tokio::time::timeout` itself, as
+//! going through here overflowed rustc's query depth building the CLI.
 
 use std::fmt;
 use std::future::Future;

@@ -62,7 +62,7 @@ pub(super) fn spawn(state: &Arc<RegistryState>, stop: CancellationToken) {
 async fn run(state: Weak<RegistryState>, interval: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval_at(crate::time::after(interval), interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut health = Health::default();
+    let mut health = HeartbeatHealth::default();
     loop {
         let retry_at = health.outage.as_ref().map(|o| o.next_try);
         let full = tokio::select! {
@@ -92,7 +92,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// What the heartbeat remembers between rounds, for retries and logs.
 #[derive(Default)]
-struct Health {
+struct HeartbeatHealth {
     /// Set while renewals fail.
     outage: Option<Outage>,
     /// Whether lost entries were reported at info in this episode, which
@@ -142,7 +142,7 @@ impl Outage {
     }
 }
 
-impl Health {
+impl HeartbeatHealth {
     fn record(&mut self, full: bool, renewal: Renewal, interval: Duration) {
         if renewal.created > 0 {
             self.report_lost(&renewal);

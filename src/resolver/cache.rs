@@ -7,18 +7,19 @@
 //! that makes a read's list from the previous one.
 //!
 //! A snapshot the cache hands out carries a link to its entry
-//! ([`CacheLink`]): the entry's use flag, its maximum age, and a
-//! *retired* flag the cache sets once it stops returning that snapshot
-//! (replaced by a changed list, evicted, cleared at shutdown). A holder
-//! can so keep using a snapshot without a lookup, by one flag read, for
-//! exactly as long as a lookup would return it: the discovery layer
-//! remembers the snapshot it routed by last.
+//! ([`CacheLink`](super::snapshot::CacheLink)): the entry's use flag, its
+//! maximum age, and a *retired* flag the cache sets once it stops
+//! returning that snapshot (replaced by a changed list, evicted, cleared at
+//! shutdown). A holder can so keep using a snapshot without a lookup, by
+//! one flag read, for exactly as long as a lookup would return it: the
+//! discovery layer remembers the snapshot it routed by last.
 //!
-//! Reads of an entry are serialized by its [`ReadState`]: at most one read
-//! runs per service. Callers that miss *join* the running read (or start
-//! one); events and periodic refreshes mark the entry *dirty*, which runs
-//! one more read after the running one, so a burst of events costs at most
-//! two reads.
+//! Reads of an entry are serialized by its
+//! [`ReadState`](read_state::ReadState): at most one read runs per
+//! service. Callers that miss *join* the running read (or start one);
+//! events and periodic refreshes mark the entry *dirty*, which runs one
+//! more read after the running one, so a burst of events costs at most two
+//! reads.
 //!
 //! A read does not simply replace the list (see [`Cache::complete`]): an
 //! instance of the previous list that the read misses is kept until its
@@ -272,6 +273,8 @@ impl Cache {
 mod entry;
 mod map;
 mod read_state;
+#[cfg(test)]
+mod read_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn each_outage_reports_its_losses_anew() {
         created: 10,
         ..Renewal::default()
     };
-    let mut health = Health::default();
+    let mut health = HeartbeatHealth::default();
     for _ in 0..2 {
         health.record(true, failed(true), second);
         assert!(!health.reported_lost);
@@ -111,7 +111,7 @@ fn each_outage_reports_its_losses_anew() {
 
 #[test]
 fn success_ends_the_outage() {
-    let mut health = Health::default();
+    let mut health = HeartbeatHealth::default();
     health.record(true, failed(true), Duration::from_secs(1));
     assert!(health.outage.is_some());
     health.record(false, Renewal::default(), Duration::from_secs(1));

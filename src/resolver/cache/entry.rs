@@ -4,7 +4,7 @@
 //! read's list from the previous one is in [`read_state`](super::read_state).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -18,6 +18,14 @@ use crate::resolver::skipped::SkippedEntries;
 use crate::resolver::snapshot::{Inner as SnapshotInner, Snapshot, UseFlag};
 
 mod completion;
+
+/// The watchers of an entry's snapshots.
+enum Watchers {
+    /// In the map: the sender, once something watched.
+    Open(Option<watch::Sender<Snapshot>>),
+    /// Out of the map: a watch gets a receiver that is closed already.
+    Closed,
+}
 
 /// One cached service.
 pub(crate) struct CacheEntry {
@@ -42,7 +50,12 @@ pub(crate) struct CacheEntry {
     /// waiting for it (it then takes a caller permit instead).
     wanted_notify: Notify,
     outcome: watch::Sender<Outcome>,
-    watchers: OnceLock<watch::Sender<Snapshot>>,
+    /// The sender to the entry's watchers: taken out and dropped when the
+    /// entry leaves the map ([`close_watchers`](Self::close_watchers)), so
+    /// they learn it at once, not when the last `Arc` of the entry goes
+    /// (the map frees removed values late). A leaf lock: taken under the
+    /// read state and under a write stripe, takes neither.
+    watchers: Mutex<Watchers>,
     /// The skipped registry entries already warned about: freed with the
     /// entry, so bounded by the cache cap.
     skipped: SkippedEntries,
@@ -67,7 +80,7 @@ impl CacheEntry {
             state: Mutex::new(ReadState::default()),
             wanted_notify: Notify::new(),
             outcome: watch::Sender::new(None),
-            watchers: OnceLock::new(),
+            watchers: Mutex::new(Watchers::Open(None)),
             skipped: SkippedEntries::default(),
         }
     }
@@ -165,9 +178,20 @@ impl CacheEntry {
     }
 
     pub(crate) fn is_watched(&self) -> bool {
-        self.watchers
-            .get()
-            .is_some_and(|tx| tx.receiver_count() > 0)
+        matches!(&*lock(&self.watchers), Watchers::Open(Some(tx)) if tx.receiver_count() > 0)
+    }
+
+    /// Sends a new snapshot to the watchers, if any.
+    pub(super) fn notify_watchers(&self, snapshot: &Snapshot) {
+        if let Watchers::Open(Some(tx)) = &*lock(&self.watchers) {
+            tx.send_replace(snapshot.clone());
+        }
+    }
+
+    /// The entry left the map: its watchers' receivers end now.
+    pub(super) fn close_watchers(&self) {
+        // Dropped outside the lock: wakes the receivers.
+        let _closed = std::mem::replace(&mut *lock(&self.watchers), Watchers::Closed);
     }
 
     /// A receiver of read outcomes that has seen the current one.
@@ -322,9 +346,13 @@ impl CacheEntry {
     /// (`fallback` if there is none yet).
     pub(crate) fn watch(&self, fallback: Snapshot) -> watch::Receiver<Snapshot> {
         let _state = lock(&self.state);
-        self.watchers
-            .get_or_init(|| watch::Sender::new(self.snapshot().unwrap_or(fallback)))
-            .subscribe()
+        match &mut *lock(&self.watchers) {
+            Watchers::Open(tx) => tx
+                .get_or_insert_with(|| watch::Sender::new(self.snapshot().unwrap_or(fallback)))
+                .subscribe(),
+            // Removed meanwhile: as if its last `Arc` had gone.
+            Watchers::Closed => watch::Sender::new(fallback).subscribe(),
+        }
     }
 
     /// Records whether the latest read failed; returns the previous state.

@@ -71,8 +71,8 @@ impl CacheEntry {
                         // the cache's copy changes.
                         entry.snapshot.store(Some(new.clone().into_arc()));
                         publish(&new);
-                        if let Some(tx) = entry.watchers.get().filter(|_| !same_list) {
-                            tx.send_replace(new.clone());
+                        if !same_list {
+                            entry.notify_watchers(&new);
                         }
                         new
                     }
