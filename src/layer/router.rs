@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::error::DiscoveryError;
-use super::health::Health;
+use super::health::PassiveHealth;
 use super::options::{HostHeader, Options};
 use super::pick::{pick, PickRequest, Picked};
 use super::picker_cache::{PickerCache, PickerEntry};
@@ -58,7 +58,7 @@ pub(crate) struct Router<R, B> {
     resolver: R,
     balance: B,
     options: Options,
-    health: Arc<Health>,
+    health: Arc<PassiveHealth>,
     pickers: PickerCache,
 }
 
@@ -71,7 +71,7 @@ where
         Router {
             resolver,
             balance,
-            health: Arc::new(Health::new(options.ejection)),
+            health: Arc::new(PassiveHealth::new(options.ejection)),
             options,
             pickers: PickerCache::default(),
         }
@@ -95,20 +95,25 @@ where
     fn entry_for(&self, snapshot: Snapshot, filter: Option<&TagFilter>) -> Arc<PickerEntry> {
         match self.pickers.get(snapshot.service().as_str(), filter) {
             Some(entry) if Snapshot::ptr_eq(&entry.snapshot, &snapshot) => entry,
-            _ => self.pickers.insert(filter, self.build(snapshot, filter)),
+            _ => {
+                let inserted = self.pickers.insert(filter, self.build(snapshot, filter));
+                if inserted.stored && filter.is_none() && !inserted.entry.is_retired() {
+                    // A new current list for the layer's pickers: forget
+                    // the ejections of instances no longer listed (not for
+                    // an older list, which would forget newer ejections).
+                    let snapshot = &inserted.entry.snapshot;
+                    self.health.retain_listed(
+                        snapshot.service().as_str(),
+                        snapshot.instances().iter().map(|i| i.addr()),
+                    );
+                }
+                inserted.entry
+            }
         }
     }
 
     fn build(&self, snapshot: Snapshot, own_filter: Option<&TagFilter>) -> PickerEntry {
         let filter = own_filter.or(self.options.filter.as_ref());
-        if own_filter.is_none() {
-            // A new list for the layer's pickers: forget the ejections of
-            // instances no longer listed.
-            self.health.retain_listed(
-                snapshot.service().as_str(),
-                snapshot.instances().iter().map(|i| i.addr()),
-            );
-        }
         let instances = snapshot.instances();
         let mut members: Vec<usize> = match filter {
             Some(f) => (0..instances.len())
