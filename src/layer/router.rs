@@ -201,3 +201,37 @@ where
         self.pick_in(entry, request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::Router;
+    use crate::balance::RoundRobin;
+    use crate::instance::{Instance, ServiceName};
+    use crate::resolver::{CacheLink, Snapshot, StaticResolver, UseFlag};
+
+    fn linked(addrs: &[&str]) -> Snapshot {
+        let name = ServiceName::new("orders").unwrap();
+        let instances = addrs.iter().map(|a| Instance::new(*a).unwrap()).collect();
+        let link = CacheLink::new(UseFlag::new(true), None);
+        Snapshot::cached_at(name, instances, Instant::now(), link)
+    }
+
+    #[tokio::test]
+    async fn an_older_list_neither_replaces_the_current_one_nor_forgets_ejections() {
+        let router = Router::new(StaticResolver::new(), RoundRobin::new(), Default::default());
+        let older = linked(&["a:1", "b:1", "c:1"]);
+        router.entry_for(older.clone(), None);
+        older.retire();
+        let current = linked(&["a:1", "b:1", "c:1", "d:1"]);
+        let kept = router.entry_for(current.clone(), None);
+        assert!(router.health.eject("orders", "d:1", 4));
+        // A late resolve answered with the older list.
+        let late = router.entry_for(older.clone(), None);
+        assert!(Snapshot::ptr_eq(&late.snapshot, &older));
+        assert!(router.health.is_ejected("orders", "d:1"), "ejection kept");
+        let found = router.entry_for(current, None);
+        assert!(std::sync::Arc::ptr_eq(&found, &kept));
+    }
+}
