@@ -72,7 +72,7 @@ fn layer_overhead(c: &mut Criterion) {
 }
 
 /// A hit with retries off and on (two layers on one resolver: each keeps
-/// its pickers in the snapshots).
+/// its own picker cache).
 fn hits<R: Resolve + Clone>(c: &mut Criterion, name: &str, resolver: R) {
     let mut off = DiscoveryLayer::builder(resolver.clone())
         .retries(0)

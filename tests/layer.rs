@@ -558,12 +558,14 @@ async fn send_through(client: &mut HyperClient) {
     response.into_body().collect().await.unwrap();
 }
 
-/// A resolver is asked on every request unless its snapshots are a
-/// resolver cache's, which know when they stop being current. With reuse, a service value asks
-/// only until it has a snapshot to keep (a miss, then one lookup), and its
-/// clones start with that snapshot.
+/// A resolver is asked on every request unless its snapshots are linked
+/// (a resolver cache's), which know when they stop being current. A linked
+/// snapshot is reused from the layer's picker cache, which a service value
+/// shares with all its clones: the resolver is asked until the cache holds
+/// a snapshot a lookup returned again (a miss, then one lookup), and then
+/// not by the service, a clone of it, or a `clone().oneshot()`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn snapshots_are_reused_only_where_the_resolver_allows_it() {
+async fn linked_snapshots_are_reused_across_the_router() {
     let fleet = fleet(&[1, 1]).await;
     let asked_every_time = Counting::new(fleet.resolver.clone(), false);
     let mut client = hyper_client(&DiscoveryLayer::new(asked_every_time.clone()));
@@ -581,6 +583,13 @@ async fn snapshots_are_reused_only_where_the_resolver_allows_it() {
     let mut clone = client.clone();
     send_through(&mut clone).await;
     assert_eq!(reused.calls().0, 2, "a clone starts with the snapshot");
+    let request = http::Request::get("http://orders/")
+        .body(String::new())
+        .unwrap()
+        .discover();
+    let response = client.clone().oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+    assert_eq!(reused.calls().0, 2, "so does a clone().oneshot()");
 }
 
 /// Requests that reuse a snapshot keep its service in the resolver's cache:

@@ -66,7 +66,7 @@ impl Default for Ejection {
 struct Ejected {
     until: Instant,
     strikes: u32,
-    /// Counted in `Health::active` (set when ejected, cleared by the first
+    /// Counted in `PassiveHealth::active` (set when ejected, cleared by the first
     /// lookup after `until`).
     active: bool,
 }
@@ -75,32 +75,32 @@ struct Ejected {
 /// a single atomic load while no ejection is in force, so the hot path pays
 /// nothing for it once ejected instances are back.
 #[derive(Debug, Default)]
-pub(crate) struct Health {
+pub(crate) struct PassiveHealth {
     config: Ejection,
     /// Entries whose ejection may still be in force.
     active: AtomicUsize,
     /// service -> address -> ejection; nested so lookups take `&str`.
-    ejected: Mutex<HashMap<String, HashMap<String, Ejected>>>,
+    ejected: Mutex<EjectionMap>,
 }
 
-type Map = HashMap<String, HashMap<String, Ejected>>;
+type EjectionMap = HashMap<String, HashMap<String, Ejected>>;
 
-fn count_active(map: &Map) -> usize {
+fn count_active(map: &EjectionMap) -> usize {
     map.values()
         .flat_map(HashMap::values)
         .filter(|e| e.active)
         .count()
 }
 
-impl Health {
+impl PassiveHealth {
     pub(super) fn new(config: Ejection) -> Self {
-        Health {
+        PassiveHealth {
             config,
             ..Default::default()
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Map> {
+    fn lock(&self) -> MutexGuard<'_, EjectionMap> {
         self.ejected.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -207,7 +207,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ejection_grows_expires_and_is_capped_at_half() {
-        let health = Health::new(Ejection::default());
+        let health = PassiveHealth::new(Ejection::default());
         assert!(!health.is_ejected("s", "a:1"));
         assert!(health.eject("s", "a:1", 4));
         assert!(health.is_ejected("s", "a:1"));
@@ -230,7 +230,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_while_ejected_are_not_new_strikes() {
-        let health = Health::new(Ejection::default());
+        let health = PassiveHealth::new(Ejection::default());
         // Twenty requests were in flight when the instance went away.
         for _ in 0..20 {
             assert!(health.eject("s", "a:1", 4));
@@ -250,7 +250,7 @@ mod tests {
             max: Duration::MAX,
         };
         for config in [huge, huge.clamped()] {
-            let health = Health::new(config);
+            let health = PassiveHealth::new(config);
             for _ in 0..3 {
                 assert!(health.eject("s", "a:1", 4));
                 assert!(health.is_ejected("s", "a:1"));
@@ -277,7 +277,7 @@ mod tests {
     /// A base of zero turns ejection off.
     #[tokio::test(start_paused = true)]
     async fn zero_base_ejects_for_no_time() {
-        let health = Health::new(Ejection {
+        let health = PassiveHealth::new(Ejection {
             base: Duration::ZERO,
             max: Duration::ZERO,
         });
@@ -287,7 +287,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unlisted_instances_are_put_back() {
-        let health = Health::new(Ejection::default());
+        let health = PassiveHealth::new(Ejection::default());
         assert!(health.eject("s", "a:1", 2));
         health.retain_listed("s", ["b:1"].into_iter());
         assert!(!health.is_ejected("s", "a:1"));

@@ -4,14 +4,13 @@
 //! with one lock-free lookup, and (for snapshots a resolver cache keeps
 //! current) skips the resolver lookup too.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
-use arc_swap::ArcSwap;
-use hashbrown::{Equivalent, HashMap};
 use http::HeaderValue;
+use papaya::{Compute, Equivalent, Operation};
 
-use super::health::Health;
+use super::health::PassiveHealth;
 use crate::balance::{Pick, TagFilter};
 use crate::instance::ServiceName;
 use crate::resolver::Snapshot;
@@ -28,7 +27,7 @@ pub(crate) struct PickerEntry {
     pub usable: usize,
     /// The router's passive health, so an attempt can eject its instance
     /// without holding the router.
-    pub health: Arc<Health>,
+    pub health: Arc<PassiveHealth>,
     /// `Host: SERVICE`, made once per snapshot so a request only clones
     /// it; `None` when the layer leaves `Host` to the client.
     pub host: Option<HeaderValue>,
@@ -46,7 +45,7 @@ impl PickerEntry {
         snapshot: Snapshot,
         members: Vec<usize>,
         picker: Box<dyn Pick>,
-        health: Arc<Health>,
+        health: Arc<PassiveHealth>,
         host: Option<HeaderValue>,
     ) -> Self {
         let usable = members
@@ -74,6 +73,14 @@ impl PickerEntry {
             self.snapshot.mark_used();
         }
         current
+    }
+
+    /// Whether its snapshot is one a cache returned and no longer would:
+    /// replaced, evicted, or too old. Such an entry only serves the
+    /// requests already holding it.
+    #[inline]
+    pub(super) fn is_retired(&self) -> bool {
+        self.snapshot.is_linked() && !self.snapshot.still_cached()
     }
 
     /// A lookup after the entry was built returned its snapshot.
@@ -108,18 +115,60 @@ impl Equivalent<PickerKey> for LookupKey<'_> {
     }
 }
 
-type Map = HashMap<PickerKey, Arc<PickerEntry>, foldhash::fast::RandomState>;
+type PickerMap = papaya::HashMap<PickerKey, Arc<PickerEntry>, foldhash::fast::RandomState>;
 
-/// The most entries kept. Past it, entries whose snapshot its cache has
-/// dropped go first; if none has, the cache starts over.
-const MAX_ENTRIES: usize = 4096;
+/// Whether nothing else bounds how many entries like this one there are:
+/// a request's own tag filter (any number of them), or a snapshot no
+/// cache keeps (so none retires it). Entries of the layer's filter for
+/// linked snapshots are bounded by the resolver's `max_services`.
+fn is_unbounded(key: &PickerKey, entry: &PickerEntry) -> bool {
+    key.filter.is_some() || !entry.snapshot.is_linked()
+}
 
-/// The pickers of one router, by service and tag filter. Reads are one
-/// lock-free load and a lookup; an insert (once per snapshot change)
-/// copies the map.
-#[derive(Default)]
+/// The most unbounded entries (see [`is_unbounded`]) kept: past it they
+/// all go (the others stay).
+const MAX_UNBOUNDED: usize = 4096;
+
+/// The fewest stores between two prunes of retired entries; otherwise a
+/// prune waits for stores as many as half the entries (new keys grow the
+/// map too), so its cost is spread over them: amortized O(1) per store.
+const MIN_STORES_PER_PRUNE: usize = 64;
+
+/// What [`PickerCache::insert`] did with an entry.
+pub(super) struct Inserted {
+    /// The entry to route the request with.
+    pub entry: Arc<PickerEntry>,
+    /// Whether it is the new entry and the cache now holds it (not one
+    /// stored before for the same snapshot, nor an older snapshot's entry
+    /// routing this request only).
+    pub stored: bool,
+}
+
+/// The pickers of one router, by service and tag filter. A read is one
+/// lock-free [`papaya`] lookup; a store (once per snapshot change) changes
+/// one entry. Entries for snapshots their cache still returns are never
+/// evicted; retired ones are pruned every so often, and unbounded ones
+/// are capped.
 pub(crate) struct PickerCache {
-    map: ArcSwap<Map>,
+    map: PickerMap,
+    /// Unbounded entries held (see [`is_unbounded`]); signed since a
+    /// prune may count a removal before the store counts its insert.
+    unbounded: AtomicIsize,
+    /// Stores since the last prune.
+    stores: AtomicUsize,
+    /// Held by the one prune at a time.
+    pruning: Mutex<()>,
+}
+
+impl Default for PickerCache {
+    fn default() -> Self {
+        PickerCache {
+            map: PickerMap::with_hasher(foldhash::fast::RandomState::default()),
+            unbounded: AtomicIsize::new(0),
+            stores: AtomicUsize::new(0),
+            pruning: Mutex::new(()),
+        }
+    }
 }
 
 impl PickerCache {
@@ -130,88 +179,99 @@ impl PickerCache {
         service: &str,
         filter: Option<&TagFilter>,
     ) -> Option<Arc<PickerEntry>> {
-        self.map.load().get(&LookupKey { service, filter }).cloned()
+        self.map.pin().get(&LookupKey { service, filter }).cloned()
     }
 
-    /// Keeps `entry` for its service and `filter`, and returns it, or the
-    /// entry another request stored for the same snapshot meanwhile (so a
-    /// stateful picker has one state per snapshot).
-    pub(super) fn insert(
-        &self,
-        filter: Option<&TagFilter>,
-        entry: PickerEntry,
-    ) -> Arc<PickerEntry> {
+    /// Keeps `entry` for its service and `filter`, and returns it; or
+    /// returns the entry another request stored for the same snapshot
+    /// meanwhile (so a stateful picker has one state per snapshot). An
+    /// entry for a retired snapshot does not replace one whose snapshot is
+    /// current: it routes this request only.
+    pub(super) fn insert(&self, filter: Option<&TagFilter>, entry: PickerEntry) -> Inserted {
         let entry = Arc::new(entry);
         let key = PickerKey {
             service: entry.snapshot.service().clone(),
             filter: filter.cloned(),
         };
-        let mut kept = entry.clone();
-        self.map.rcu(|map| {
-            if let Some(current) = map.get(&key) {
-                if Snapshot::ptr_eq(&current.snapshot, &entry.snapshot) {
-                    kept = current.clone();
-                    return Arc::clone(map);
-                }
+        let unbounded = is_unbounded(&key, &entry);
+        if unbounded && self.unbounded.load(Ordering::Relaxed) >= MAX_UNBOUNDED as isize {
+            self.prune(true);
+        }
+        let map = self.map.pin();
+        // Checked and stored atomically for the key: no store undoes
+        // another's newer one.
+        let computed = map.compute(key, |current| match current {
+            Some((_, current)) if Snapshot::ptr_eq(&current.snapshot, &entry.snapshot) => {
+                Operation::Abort(current.clone())
             }
-            kept = entry.clone();
-            let mut map = Map::clone(map);
-            if map.len() >= MAX_ENTRIES {
-                map.retain(|_, e| !e.snapshot.is_linked() || e.snapshot.still_cached());
-                if map.len() >= MAX_ENTRIES {
-                    map.clear();
-                }
+            Some((_, current)) if current.snapshot.still_cached() && entry.is_retired() => {
+                Operation::Abort(entry.clone())
             }
-            map.insert(key.clone(), entry.clone());
-            Arc::new(map)
+            _ => Operation::Insert(entry.clone()),
         });
-        kept
+        let replaced_unbounded = match computed {
+            Compute::Inserted(..) => false,
+            Compute::Updated {
+                old: (key, old), ..
+            } => is_unbounded(key, old),
+            Compute::Aborted(kept) => {
+                return Inserted {
+                    entry: kept,
+                    stored: false,
+                }
+            }
+            // Not asked for: nothing stored.
+            Compute::Removed(..) => {
+                return Inserted {
+                    entry,
+                    stored: false,
+                }
+            }
+        };
+        let delta = isize::from(unbounded) - isize::from(replaced_unbounded);
+        if delta != 0 {
+            self.unbounded.fetch_add(delta, Ordering::Relaxed);
+        }
+        let stores = self.stores.fetch_add(1, Ordering::Relaxed) + 1;
+        if stores >= MIN_STORES_PER_PRUNE && stores * 2 >= self.map.len() {
+            self.prune(false);
+        }
+        Inserted {
+            entry,
+            stored: true,
+        }
+    }
+
+    /// Removes the entries of retired snapshots, and with `unbounded` all
+    /// unbounded entries. Skipped while another prune runs.
+    fn prune(&self, unbounded: bool) {
+        let _pruning = match self.pruning.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        self.stores.store(0, Ordering::Relaxed);
+        let map = self.map.pin();
+        for (key, entry) in map.iter() {
+            if !(entry.is_retired() || unbounded && is_unbounded(key, entry)) {
+                continue;
+            }
+            // Only this entry: not one stored for the key since.
+            let removed = map.remove_if(key, |_, held| Arc::ptr_eq(held, entry));
+            if let Ok(Some((key, removed))) = removed {
+                if is_unbounded(key, removed) {
+                    self.unbounded.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// How many entries are held.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::super::health::Health;
-    use super::{PickerCache, PickerEntry};
-    use crate::balance::{Balance, RoundRobin, TagFilter};
-    use crate::instance::{Instance, ServiceName};
-    use crate::resolver::Snapshot;
-
-    fn entry(snapshot: &Snapshot) -> PickerEntry {
-        let picker = Box::new(RoundRobin::new().build(snapshot.instances()));
-        let health = Arc::new(Health::new(Default::default()));
-        let members = (0..snapshot.len()).collect();
-        PickerEntry::new(snapshot.clone(), members, picker, health, None)
-    }
-
-    fn snapshot() -> Snapshot {
-        let name = ServiceName::new("Orders").unwrap();
-        Snapshot::new(name, vec![Instance::new("h:1").unwrap()])
-    }
-
-    #[test]
-    fn one_entry_per_snapshot_service_and_filter() {
-        let cache = PickerCache::default();
-        let first = snapshot();
-        assert!(cache.get("orders", None).is_none());
-        let kept = cache.insert(None, entry(&first));
-        assert!(Arc::ptr_eq(&kept, &cache.get("orders", None).unwrap()));
-        // A second picker for the same snapshot is not kept: one state.
-        assert!(Arc::ptr_eq(&kept, &cache.insert(None, entry(&first))));
-        let filter = TagFilter::new().with("zone", "a");
-        assert!(cache.get("orders", Some(&filter)).is_none());
-        let filtered = cache.insert(Some(&filter), entry(&first));
-        assert!(!Arc::ptr_eq(&kept, &filtered));
-        // A new snapshot replaces the entry.
-        let second = snapshot();
-        let replaced = cache.insert(None, entry(&second));
-        assert!(Snapshot::ptr_eq(&replaced.snapshot, &second));
-        let found = cache.get("orders", None).unwrap();
-        assert!(Snapshot::ptr_eq(&found.snapshot, &second));
-        // Unlinked snapshots are never used without a lookup.
-        found.returned_by_cached();
-        assert!(!found.current_without_lookup());
-    }
-}
+mod tests;

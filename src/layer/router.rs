@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::error::DiscoveryError;
-use super::health::Health;
+use super::health::PassiveHealth;
 use super::options::{HostHeader, Options};
 use super::pick::{pick, PickRequest, Picked};
 use super::picker_cache::{PickerCache, PickerEntry};
@@ -58,7 +58,7 @@ pub(crate) struct Router<R, B> {
     resolver: R,
     balance: B,
     options: Options,
-    health: Arc<Health>,
+    health: Arc<PassiveHealth>,
     pickers: PickerCache,
 }
 
@@ -71,7 +71,7 @@ where
         Router {
             resolver,
             balance,
-            health: Arc::new(Health::new(options.ejection)),
+            health: Arc::new(PassiveHealth::new(options.ejection)),
             options,
             pickers: PickerCache::default(),
         }
@@ -95,20 +95,25 @@ where
     fn entry_for(&self, snapshot: Snapshot, filter: Option<&TagFilter>) -> Arc<PickerEntry> {
         match self.pickers.get(snapshot.service().as_str(), filter) {
             Some(entry) if Snapshot::ptr_eq(&entry.snapshot, &snapshot) => entry,
-            _ => self.pickers.insert(filter, self.build(snapshot, filter)),
+            _ => {
+                let inserted = self.pickers.insert(filter, self.build(snapshot, filter));
+                if inserted.stored && filter.is_none() && !inserted.entry.is_retired() {
+                    // A new current list for the layer's pickers: forget
+                    // the ejections of instances no longer listed (not for
+                    // an older list, which would forget newer ejections).
+                    let snapshot = &inserted.entry.snapshot;
+                    self.health.retain_listed(
+                        snapshot.service().as_str(),
+                        snapshot.instances().iter().map(|i| i.addr()),
+                    );
+                }
+                inserted.entry
+            }
         }
     }
 
     fn build(&self, snapshot: Snapshot, own_filter: Option<&TagFilter>) -> PickerEntry {
         let filter = own_filter.or(self.options.filter.as_ref());
-        if own_filter.is_none() {
-            // A new list for the layer's pickers: forget the ejections of
-            // instances no longer listed.
-            self.health.retain_listed(
-                snapshot.service().as_str(),
-                snapshot.instances().iter().map(|i| i.addr()),
-            );
-        }
         let instances = snapshot.instances();
         let mut members: Vec<usize> = match filter {
             Some(f) => (0..instances.len())
@@ -194,5 +199,39 @@ where
     ) -> Result<Picked, DiscoveryError> {
         let entry = self.entry_for(snapshot, self.own_filter(request.filter));
         self.pick_in(entry, request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::Router;
+    use crate::balance::RoundRobin;
+    use crate::instance::{Instance, ServiceName};
+    use crate::resolver::{CacheLink, Snapshot, StaticResolver, UseFlag};
+
+    fn linked(addrs: &[&str]) -> Snapshot {
+        let name = ServiceName::new("orders").unwrap();
+        let instances = addrs.iter().map(|a| Instance::new(*a).unwrap()).collect();
+        let link = CacheLink::new(UseFlag::new(true), None);
+        Snapshot::cached_at(name, instances, Instant::now(), link)
+    }
+
+    #[tokio::test]
+    async fn an_older_list_neither_replaces_the_current_one_nor_forgets_ejections() {
+        let router = Router::new(StaticResolver::new(), RoundRobin::new(), Default::default());
+        let older = linked(&["a:1", "b:1", "c:1"]);
+        router.entry_for(older.clone(), None);
+        older.retire();
+        let current = linked(&["a:1", "b:1", "c:1", "d:1"]);
+        let kept = router.entry_for(current.clone(), None);
+        assert!(router.health.eject("orders", "d:1", 4));
+        // A late resolve answered with the older list.
+        let late = router.entry_for(older.clone(), None);
+        assert!(Snapshot::ptr_eq(&late.snapshot, &older));
+        assert!(router.health.is_ejected("orders", "d:1"), "ejection kept");
+        let found = router.entry_for(current, None);
+        assert!(std::sync::Arc::ptr_eq(&found, &kept));
     }
 }

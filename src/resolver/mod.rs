@@ -221,6 +221,9 @@ use std::sync::Arc;
 pub use self::boxed::BoxResolver;
 pub use self::builder::ResolverBuilder;
 pub use self::redis_resolver::RedisResolver;
+/// For the layer's unit tests: snapshots as a cache makes them.
+#[cfg(test)]
+pub(crate) use self::snapshot::{CacheLink, UseFlag};
 pub use self::snapshot::{Listed, Snapshot};
 pub use self::static_resolver::StaticResolver;
 
