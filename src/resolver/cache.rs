@@ -12,7 +12,8 @@
 //! returning that snapshot (replaced by a changed list, evicted, cleared at
 //! shutdown). A holder can so keep using a snapshot without a lookup, by
 //! one flag read, for exactly as long as a lookup would return it: the
-//! discovery layer remembers the snapshot it routed by last.
+//! discovery layer's picker cache keeps the snapshot each picker was built
+//! for.
 //!
 //! Reads of an entry are serialized by its
 //! [`ReadState`](read_state::ReadState): at most one read runs per
