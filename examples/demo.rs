@@ -7,6 +7,11 @@
 //! Uses the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`). If
 //! none answers there and `redis-server` is installed, it starts a private
 //! one on a free port. The demo exits non-zero if anything it shows fails.
+//!
+//! Its client is hyper-util's, so the crate's `hyper-util` feature is on
+//! (the crate's dev-dependencies turn it on for the examples): with it,
+//! a request sent on a pooled connection the crashed server closed is
+//! retried on another instance. Turn it on in your own `Cargo.toml` too.
 
 #[path = "errors/mod.rs"]
 mod errors;
