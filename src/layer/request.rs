@@ -34,7 +34,7 @@ pub struct HashKey(pub u64);
 pub const DISCOVER_HEADER: HeaderName = HeaderName::from_static("x-redis-discovery");
 
 /// A request type the discovery layer can route: `http::Request<B>` (with
-/// a [`ReplayBody`](super::ReplayBody)) and, with the `reqwest` feature,
+/// a [`ReplayBody`]) and, with the `reqwest` feature,
 /// `reqwest::Request`.
 ///
 /// Sealed: name it in bounds; the layer alone implements and calls it.
@@ -100,7 +100,7 @@ pub(crate) mod sealed {
             None
         }
 
-        /// The key for consistent hashing: a [`HashKey`] or the value of `header`.
+        /// The key for consistent hashing: a [`HashKey`](super::HashKey) or the value of `header`.
         fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64>;
 
         /// Points the request at `authority`; sets `Host` to `host` if given and
