@@ -16,7 +16,8 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture}
 use hyper_util::rt::TokioExecutor;
 use redis_discovery::balance::{ConsistentHash, RoundRobin};
 use redis_discovery::layer::{
-    BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, Ejection, HashKey,
+    BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, HashKey,
+    OutlierDetection,
 };
 use redis_discovery::resolver::{Resolve, StaticResolver};
 use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
@@ -107,10 +108,7 @@ async fn fleet(refusing: usize, answering: usize) -> Fleet {
 }
 
 /// No ejection: every retry decision is the pick's own.
-const NO_EJECTION: Ejection = Ejection {
-    base: Duration::ZERO,
-    max: Duration::ZERO,
-};
+const NO_EJECTION: OutlierDetection = OutlierDetection::disabled();
 
 /// One GET through `client`, bounded by the test deadline; the body.
 async fn get(
@@ -147,13 +145,13 @@ fn layers_over<R: Resolve + Clone>(
 ) {
     for (ejection, name) in [
         (NO_EJECTION, "no ejection"),
-        (Ejection::default(), "ejection"),
+        (OutlierDetection::new(), "ejection"),
     ] {
         let name = format!("{resolver_name}, {name}");
         let builder = || {
             DiscoveryLayer::builder(resolver.clone())
                 .retries(retries)
-                .ejection(ejection)
+                .outlier_detection(ejection)
         };
         layers.push((format!("weighted random, {name}"), builder().build()));
         let round_robin = builder().balance(RoundRobin::new()).build();
@@ -217,10 +215,7 @@ async fn huge_ejection_periods_do_not_panic() {
     for base in [Duration::from_secs(10), Duration::MAX] {
         let layer = DiscoveryLayer::builder(fleet.registered.clone())
             .balance(RoundRobin::new())
-            .ejection(Ejection {
-                base,
-                max: Duration::MAX,
-            })
+            .outlier_detection(OutlierDetection::new().ejection_time(base, Duration::MAX))
             .build();
         let inner = Recording::new();
         let client = layer.layer(inner.clone());
@@ -296,7 +291,7 @@ async fn the_middleware_retries_each_instance_once() {
         let fleet = fleet(refusing, answering).await;
         let layer = DiscoveryLayer::builder(fleet.registered.clone())
             .retries(u32::MAX)
-            .ejection(NO_EJECTION)
+            .outlier_detection(NO_EJECTION)
             .build();
         let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
             .with(layer.middleware())

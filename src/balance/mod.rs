@@ -63,6 +63,7 @@ use crate::Instance;
 
 mod consistent_hash;
 mod filter;
+mod load;
 mod lookup;
 mod rng;
 mod round_robin;
@@ -70,6 +71,8 @@ mod weighted_random;
 
 pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
 pub use filter::{Fallback, ParseTagFilterError, TagFilter};
+pub(crate) use load::{InstanceLoad, LoadSource};
+pub use load::{Loads, PeakEwma};
 pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 
@@ -127,6 +130,13 @@ pub trait Balance: Send + Sync + 'static + Debug {
     fn uses_key(&self) -> bool {
         false
     }
+
+    /// Whether pickers read the instances' load ([`Pick::pick_loaded`]),
+    /// and how the layer should measure it; `None` (the default): the
+    /// layer measures nothing and calls [`Pick::pick`].
+    fn peak_ewma(&self) -> Option<PeakEwma> {
+        None
+    }
 }
 
 /// Picks an instance; no allocation, no lock.
@@ -159,6 +169,14 @@ pub trait Pick: Send + Sync + 'static + Debug {
     /// request: return a different instance where possible (next on the ring, a fresh
     /// random draw, the next in sequence).
     fn pick(&self, key: Option<u64>, attempt: u32) -> Option<usize>;
+
+    /// [`pick`](Self::pick) with the instances' measured load, for a
+    /// balancer whose [`Balance::peak_ewma`] asks the layer to measure it.
+    /// The default ignores the load.
+    fn pick_loaded(&self, key: Option<u64>, attempt: u32, loads: &Loads<'_>) -> Option<usize> {
+        let _ = loads;
+        self.pick(key, attempt)
+    }
 }
 
 /// The index type of the tables: instances beyond `u32::MAX` (which no

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use tower_layer::Layer;
 
-use super::health::Ejection;
 use super::options::{HostHeader, Options};
+use super::outlier::OutlierDetection;
 use super::router::{Route, Router};
 use super::service::DiscoveryService;
 use crate::balance::{Balance, Fallback, TagFilter, WeightedRandom};
@@ -73,11 +73,11 @@ impl fmt::Debug for DiscoveryLayer {
 /// | [`hash_header`](Self::hash_header) | none |
 /// | [`retries`](Self::retries) | 2 |
 /// | [`retry_lost_connections`](Self::retry_lost_connections) | `true` (idempotent methods only) |
-/// | [`ejection`](Self::ejection) | 10 s, doubling up to 160 s |
+/// | [`outlier_detection`](Self::outlier_detection) | [`OutlierDetection::new`]: eject after 5 gateway failures in a row (a refused connection at once) for 10 s, doubling up to 160 s |
 ///
 /// Every option accepts every value, so none returns an error: a value
 /// beyond an option's range is clamped to it, as the option says
-/// ([`ejection`](Self::ejection): at most [`Ejection::LONGEST`];
+/// ([`OutlierDetection`]: ejections at most [`OutlierDetection::LONGEST`];
 /// [`retries`](Self::retries): at most one attempt per instance). No value
 /// makes a request panic or retry without end.
 #[must_use]
@@ -159,12 +159,11 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
         self
     }
 
-    /// How long an instance that refused a connection is skipped: `base`
-    /// the first time, doubling on each repeat up to `max`. Clamped: each
-    /// at most [`Ejection::LONGEST`] (an hour), `max` at least `base`. A
-    /// `base` of zero turns ejection off.
-    pub fn ejection(mut self, ejection: Ejection) -> Self {
-        self.options.ejection = ejection.clamped();
+    /// When instances are ejected (skipped), for how long, and how many at
+    /// once: see [`OutlierDetection`]. [`OutlierDetection::disabled`]
+    /// turns ejection off.
+    pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.options.outlier = outlier;
         self
     }
 

@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::attempts::Attempts;
 use super::error::DiscoveryError;
 use super::failure::{classify, Failure};
-use super::pick::{PickRequest, Picked};
+use super::pick::{Outcome, PickRequest, Picked};
 use super::request::sealed::Internal;
 use super::request::DiscoverRequest;
 use super::router::{ResolveFuture, Route};
@@ -202,7 +202,7 @@ where
                     };
                     let failure = classify(&*error);
                     if failure == Failure::Connect {
-                        failed.eject();
+                        failed.record(Outcome::Refused);
                     }
                     let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(error));

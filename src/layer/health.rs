@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::outlier::OutlierDetection;
 use crate::time::later;
 
 /// How long an instance is ejected (skipped) after it refused a
 /// connection: `base` the first time, doubling on each repeat up to `max`.
 ///
-/// [`DiscoveryLayerBuilder::ejection`](super::DiscoveryLayerBuilder::ejection)
+
 /// accepts any value and clamps it: each duration at most
 /// [`Ejection::LONGEST`], and `max` at least `base`. A `base` of zero turns
 /// ejection off.
@@ -30,7 +31,7 @@ use crate::time::later;
 /// assert!(format!("{layer:?}").contains("max: 3600s"));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ejection {
+pub(crate) struct Ejection {
     /// The first ejection of an instance (default 10 s).
     pub base: Duration,
     /// Repeated ejections double the period up to this (default 160 s).
@@ -93,7 +94,14 @@ fn count_active(map: &EjectionMap) -> usize {
 }
 
 impl PassiveHealth {
-    pub(super) fn new(config: Ejection) -> Self {
+    pub(super) fn new(outlier: OutlierDetection) -> Self {
+        Self::with_ejection(Ejection {
+            base: outlier.base_ejection,
+            max: outlier.max_ejection,
+        })
+    }
+
+    fn with_ejection(config: Ejection) -> Self {
         PassiveHealth {
             config,
             ..Default::default()
@@ -207,7 +215,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ejection_grows_expires_and_is_capped_at_half() {
-        let health = PassiveHealth::new(Ejection::default());
+        let health = PassiveHealth::with_ejection(Ejection::default());
         assert!(!health.is_ejected("s", "a:1"));
         assert!(health.eject("s", "a:1", 4));
         assert!(health.is_ejected("s", "a:1"));
@@ -230,7 +238,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failures_while_ejected_are_not_new_strikes() {
-        let health = PassiveHealth::new(Ejection::default());
+        let health = PassiveHealth::with_ejection(Ejection::default());
         // Twenty requests were in flight when the instance went away.
         for _ in 0..20 {
             assert!(health.eject("s", "a:1", 4));
@@ -250,7 +258,7 @@ mod tests {
             max: Duration::MAX,
         };
         for config in [huge, huge.clamped()] {
-            let health = PassiveHealth::new(config);
+            let health = PassiveHealth::with_ejection(config);
             for _ in 0..3 {
                 assert!(health.eject("s", "a:1", 4));
                 assert!(health.is_ejected("s", "a:1"));
@@ -277,7 +285,7 @@ mod tests {
     /// A base of zero turns ejection off.
     #[tokio::test(start_paused = true)]
     async fn zero_base_ejects_for_no_time() {
-        let health = PassiveHealth::new(Ejection {
+        let health = PassiveHealth::with_ejection(Ejection {
             base: Duration::ZERO,
             max: Duration::ZERO,
         });
@@ -287,7 +295,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unlisted_instances_are_put_back() {
-        let health = PassiveHealth::new(Ejection::default());
+        let health = PassiveHealth::with_ejection(Ejection::default());
         assert!(health.eject("s", "a:1", 2));
         health.retain_listed("s", ["b:1"].into_iter());
         assert!(!health.is_ejected("s", "a:1"));

@@ -119,6 +119,7 @@ mod failure;
 mod future;
 mod health;
 mod options;
+mod outlier;
 mod pick;
 mod picker_cache;
 mod replay;
@@ -131,8 +132,8 @@ mod service;
 pub use discovery_layer::{DiscoveryLayer, DiscoveryLayerBuilder};
 pub use error::DiscoveryError;
 pub use future::ResponseFuture;
-pub use health::Ejection;
 pub use options::HostHeader;
+pub use outlier::OutlierDetection;
 pub use replay::ReplayBody;
 pub use request::{Discover, DiscoverRequest, HashKey, DISCOVER_HEADER};
 #[cfg(feature = "reqwest-middleware")]

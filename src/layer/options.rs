@@ -3,7 +3,7 @@
 use http::header::HeaderName;
 
 use super::failure::Failure;
-use super::health::Ejection;
+use super::outlier::OutlierDetection;
 use crate::balance::{Fallback, TagFilter};
 
 /// What `Host` header a discovered request carries.
@@ -30,7 +30,7 @@ pub(crate) struct Options {
     pub hash_header: Option<HeaderName>,
     pub retries: u32,
     pub retry_lost_connections: bool,
-    pub ejection: Ejection,
+    pub outlier: OutlierDetection,
 }
 
 impl Options {
@@ -56,7 +56,7 @@ impl Default for Options {
             hash_header: None,
             retries: 2,
             retry_lost_connections: true,
-            ejection: Ejection::default(),
+            outlier: OutlierDetection::new(),
         }
     }
 }

@@ -61,13 +61,58 @@ impl Picked {
         &self.entry.snapshot
     }
 
-    /// The instance refused a connection: skip it for a while.
-    pub(crate) fn eject(&self) {
-        self.entry.health.eject(
-            self.service().as_str(),
-            self.authority().as_str(),
-            self.entry.usable,
-        );
+    /// What the attempt sent to this instance showed: feeds outlier
+    /// detection (a refused connection ejects at once; gateway failures
+    /// eject after `consecutive_failures` in a row; a success resets the
+    /// count).
+    pub(crate) fn record(&self, outcome: Outcome) {
+        // STUB: the outlier helper implements consecutive failures.
+        if outcome == Outcome::Refused {
+            self.entry.health.eject(
+                self.service().as_str(),
+                self.authority().as_str(),
+                self.entry.usable,
+            );
+        }
+    }
+
+    /// An attempt is sent to this instance: counts it in flight while the
+    /// guard lives, for balancers that read load ([`Balance::peak_ewma`]).
+    /// `None` (nothing measured, nothing to drop) for the others.
+    ///
+    /// [`Balance::peak_ewma`]: crate::balance::Balance::peak_ewma
+    pub(crate) fn start(&self) -> Option<AttemptLoad> {
+        None // STUB
+    }
+}
+
+/// What an attempt showed about its instance, for outlier detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A response the failure classifier accepts.
+    Success,
+    /// The connection was refused: eject at once.
+    Refused,
+    /// A gateway failure: another connect error, an attempt timeout, a
+    /// connection lost before the response, or a response status the
+    /// classifier counts (502, 503, 504 by default).
+    GatewayFailure,
+    /// Anything else (e.g. the client's own errors): not the instance's fault.
+    Other,
+}
+
+/// An attempt in flight to one instance, for load-aware balancers: ends it
+/// when dropped (a dropped attempt counts as failed, with the time it ran).
+#[derive(Debug)]
+pub(crate) struct AttemptLoad {
+    // STUB: the outlier helper fills it (an `Arc` of the instance's state,
+    // the start time, the balancer's `PeakEwma`).
+}
+
+impl AttemptLoad {
+    /// The attempt ended: response headers (`failed: false`) or a failure.
+    pub(crate) fn end(self, failed: bool) {
+        let _ = failed; // STUB
     }
 }
 

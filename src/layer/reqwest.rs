@@ -88,6 +88,7 @@ mod middleware {
     use super::super::attempts::Attempts;
     use super::super::error::DiscoveryError;
     use super::super::failure::{classify, Failure};
+    use super::super::pick::Outcome;
     use super::super::request::sealed::{Internal, RoutableRequest};
     use super::super::request::{service_of, Discover, HashKey};
     use super::super::router::Route;
@@ -202,7 +203,7 @@ mod middleware {
                 };
                 let failure = classify(&error);
                 if failure == Failure::Connect {
-                    picked.eject();
+                    picked.record(Outcome::Refused);
                 }
                 let retryable = options.retries_after(failure, idempotent);
                 let Some(copy) = replay.filter(|_| retryable) else {

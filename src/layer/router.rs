@@ -71,7 +71,7 @@ where
         Router {
             resolver,
             balance,
-            health: Arc::new(PassiveHealth::new(options.ejection)),
+            health: Arc::new(PassiveHealth::new(options.outlier)),
             options,
             pickers: PickerCache::default(),
         }
