@@ -28,7 +28,7 @@ fn resolver() -> StaticResolver {
 /// Echoes the authority the request was sent to and its `Host` header.
 fn echo() -> impl tower::Service<
     http::Request<String>,
-    Response = (String, Option<String>),
+    Response = http::Response<(String, Option<String>)>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {
@@ -37,13 +37,13 @@ fn echo() -> impl tower::Service<
             .headers()
             .get(http::header::HOST)
             .map(|h| h.to_str().unwrap_or("").to_owned());
-        Ok::<_, Infallible>((
+        Ok::<_, Infallible>(http::Response::new((
             req.uri()
                 .authority()
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             host,
-        ))
+        )))
     })
 }
 
@@ -63,7 +63,7 @@ async fn per_request_filters_keep_round_robin_going() {
             .body(String::new())
             .unwrap();
         request.extensions_mut().insert(zone_a.clone());
-        let (sent_to, _) = client.clone().oneshot(request).await.unwrap();
+        let (sent_to, _) = client.clone().oneshot(request).await.unwrap().into_body();
         *counts.entry(sent_to).or_default() += 1;
     }
     assert_eq!(counts.get("10.0.0.1:80"), Some(&50), "{counts:?}");
@@ -79,14 +79,14 @@ async fn no_host_header_on_http2() {
         .discover()
         .body(String::new())
         .unwrap();
-    let (_, host) = client.clone().oneshot(request).await.unwrap();
+    let (_, host) = client.clone().oneshot(request).await.unwrap().into_body();
     assert_eq!(host.as_deref(), Some("orders"));
     let request = http::Request::get("http://orders/")
         .version(http::Version::HTTP_2)
         .discover()
         .body(String::new())
         .unwrap();
-    let (_, host) = client.oneshot(request).await.unwrap();
+    let (_, host) = client.oneshot(request).await.unwrap().into_body();
     assert_eq!(host, None);
 }
 
@@ -109,15 +109,24 @@ async fn host_header_policy() {
             .unwrap()
     };
     let client = DiscoveryLayer::new(resolver()).layer(echo());
-    let (_, host) = client.clone().oneshot(request(None)).await.unwrap();
+    let (_, host) = client
+        .clone()
+        .oneshot(request(None))
+        .await
+        .unwrap()
+        .into_body();
     assert_eq!(host.as_deref(), Some("orders"));
-    let (_, host) = client.oneshot(request(Some("www.example"))).await.unwrap();
+    let (_, host) = client
+        .oneshot(request(Some("www.example")))
+        .await
+        .unwrap()
+        .into_body();
     assert_eq!(host.as_deref(), Some("www.example"));
     let client = DiscoveryLayer::builder(resolver())
         .host_header(HostHeader::Instance)
         .build()
         .layer(echo());
-    let (sent_to, host) = client.oneshot(request(None)).await.unwrap();
+    let (sent_to, host) = client.oneshot(request(None)).await.unwrap().into_body();
     assert!(sent_to.starts_with("10.0.0."), "{sent_to}");
     assert_eq!(host, None);
 }
@@ -144,7 +153,7 @@ async fn layers_share_one_resolver() {
                 .discover()
                 .body(String::new())
                 .unwrap();
-            let (sent_to, _) = client.clone().oneshot(request).await.unwrap();
+            let (sent_to, _) = client.clone().oneshot(request).await.unwrap().into_body();
             *counts.entry(sent_to).or_default() += 1;
         }
         // Round robin over three equal weights: exactly a third each.
@@ -156,7 +165,7 @@ async fn layers_share_one_resolver() {
         .discover()
         .body(String::new())
         .unwrap();
-    let (sent_to, _) = random.oneshot(request).await.unwrap();
+    let (sent_to, _) = random.oneshot(request).await.unwrap().into_body();
     assert!(sent_to.starts_with("10.0.0."), "{sent_to}");
 }
 
@@ -170,7 +179,7 @@ async fn routed_requests_pass_through_inner_discovery_layers() {
         .unwrap();
     let seen = service_fn(|req: http::Request<String>| async move {
         let flagged = req.extensions().get::<Discover>().is_some();
-        Ok::<_, Infallible>((req.uri().to_string(), flagged))
+        Ok::<_, Infallible>(http::Response::new((req.uri().to_string(), flagged)))
     });
     let single = StaticResolver::new()
         .with_service("orders", [Instance::new("10.0.0.1:80").unwrap()])
@@ -188,7 +197,7 @@ async fn routed_requests_pass_through_inner_discovery_layers() {
             // Another extension: the flag goes, the extension stays.
             request.extensions_mut().insert(7u32);
         }
-        let (uri, flagged) = client.clone().oneshot(request).await.unwrap();
+        let (uri, flagged) = client.clone().oneshot(request).await.unwrap().into_body();
         assert_eq!(uri, "http://10.0.0.1:80/v1?x=1");
         assert!(!flagged);
     }
@@ -210,14 +219,14 @@ async fn requests_without_retries_do_not_clone_the_inner_service() {
         }
     }
     impl tower::Service<http::Request<String>> for Counted {
-        type Response = ();
+        type Response = http::Response<()>;
         type Error = Infallible;
-        type Future = std::future::Ready<Result<(), Infallible>>;
+        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
             Poll::Ready(Ok(()))
         }
         fn call(&mut self, _: http::Request<String>) -> Self::Future {
-            std::future::ready(Ok(()))
+            std::future::ready(Ok(http::Response::new(())))
         }
     }
 
@@ -261,7 +270,7 @@ async fn hosts_in_any_case_reach_the_service() {
             .discover()
             .body(String::new())
             .unwrap();
-        let (sent_to, host_header) = client.clone().oneshot(request).await.unwrap();
+        let (sent_to, host_header) = client.clone().oneshot(request).await.unwrap().into_body();
         assert!(sent_to.starts_with("10.0.0."), "{host}: {sent_to}");
         assert_eq!(host_header.as_deref(), Some("orders"));
     }

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use redis_discovery::balance::{ConsistentHash, RoundRobin};
 use redis_discovery::layer::{
     BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, HashKey,
-    OutlierDetection,
+    OutlierDetection, RetryBudget,
 };
 use redis_discovery::resolver::{Resolve, StaticResolver};
 use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
@@ -149,8 +149,11 @@ fn layers_over<R: Resolve + Clone>(
     ] {
         let name = format!("{resolver_name}, {name}");
         let builder = || {
+            // Unlimited: these tests count retries per request, not
+            // their share (tests/layer_budget.rs does).
             DiscoveryLayer::builder(resolver.clone())
                 .retries(retries)
+                .retry_budget(RetryBudget::unlimited())
                 .outlier_detection(ejection)
         };
         layers.push((format!("weighted random, {name}"), builder().build()));

@@ -23,7 +23,7 @@ async fn discovered_requests_get_a_tracing_span() {
         .unwrap();
     let resolver = RedisResolver::connect(redis.url()).await.unwrap();
     let inner = service_fn(|req: http::Request<String>| async move {
-        Ok::<_, Infallible>(req.uri().to_string())
+        Ok::<_, Infallible>(http::Response::new(req.uri().to_string()))
     });
     let client = DiscoveryLayer::new(resolver).layer(inner);
     for path in ["/first", "/second"] {
@@ -32,7 +32,7 @@ async fn discovered_requests_get_a_tracing_span() {
             .discover()
             .body(String::new())
             .unwrap();
-        let sent_to = client.clone().oneshot(request).await.unwrap();
+        let sent_to = client.clone().oneshot(request).await.unwrap().into_body();
         assert_eq!(sent_to, format!("http://10.0.0.7:8080{path}"));
     }
     let logged = logs.text();

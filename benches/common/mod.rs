@@ -19,14 +19,14 @@ use tower::Service;
 pub struct Noop;
 
 impl Service<Request<()>> for Noop {
-    type Response = ();
+    type Response = http::Response<()>;
     type Error = Infallible;
-    type Future = Ready<Result<(), Infallible>>;
+    type Future = Ready<Result<http::Response<()>, Infallible>>;
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
     }
     fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(()))
+        ready(Ok(http::Response::new(())))
     }
 }
 

@@ -3,9 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use http::header::HeaderName;
 use tower_layer::Layer;
 
+use super::budget::{RetryBudget, RetryTokens};
 use super::options::{HostHeader, Options};
 use super::outlier::OutlierDetection;
 use super::router::{Route, Router};
@@ -73,6 +76,9 @@ impl fmt::Debug for DiscoveryLayer {
 /// | [`hash_header`](Self::hash_header) | none |
 /// | [`retries`](Self::retries) | 2 |
 /// | [`retry_lost_connections`](Self::retry_lost_connections) | `true` (idempotent methods only) |
+/// | [`attempt_timeout`](Self::attempt_timeout) | 15 s |
+/// | [`failure_status`](Self::failure_status) | 502, 503, 504 |
+/// | [`retry_budget`](Self::retry_budget) | [`RetryBudget::new`]: 20 % of requests plus 10 per second |
 /// | [`outlier_detection`](Self::outlier_detection) | [`OutlierDetection::new`]: eject after 5 gateway failures in a row (a refused connection at once) for 10 s, doubling up to 160 s |
 ///
 /// Every option accepts every value, so none returns an error: a value
@@ -155,7 +161,7 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
     /// request may have reached the server; turn this off if your PUT or
     /// DELETE handlers are not truly idempotent.
     pub fn retry_lost_connections(mut self, retry: bool) -> Self {
-        self.options.retry_lost_connections = retry;
+        self.options.rules.retry_lost_connections = retry;
         self
     }
 
@@ -164,6 +170,51 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
     /// turns ejection off.
     pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
         self.options.outlier = outlier;
+        self
+    }
+
+    /// The time limit of one attempt, from sending it to its response
+    /// headers (the body's streaming is not limited). Default 15 s
+    /// (Envoy's route timeout); `None` turns it off. Clamped: at least
+    /// 1 ms, at most [`OutlierDetection::LONGEST`].
+    ///
+    /// An attempt that times out counts as a gateway failure of its
+    /// instance, and an idempotent request whose body can be replayed is
+    /// retried on another instance; otherwise the request fails with
+    /// [`DiscoveryError::AttemptTimeout`](super::DiscoveryError::AttemptTimeout).
+    /// The timer needs a tokio runtime with time enabled (as hyper-util's
+    /// and reqwest's clients do).
+    pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.rules.timeout =
+            timeout.map(|t| t.clamp(Duration::from_millis(1), OutlierDetection::LONGEST));
+        self
+    }
+
+    /// Which response statuses are failures of the instance that sent them
+    /// (default: 502, 503 and 504). Such a response counts toward the
+    /// instance's ejection ([`OutlierDetection`]) and, for an idempotent
+    /// request whose body can be replayed, is retried on another instance
+    /// (the last attempt's response is returned as it is).
+    ///
+    /// ```
+    /// use redis_discovery::layer::DiscoveryLayer;
+    /// use redis_discovery::resolver::StaticResolver;
+    ///
+    /// // Also count 500 and 429 against the instance.
+    /// let layer = DiscoveryLayer::builder(StaticResolver::new())
+    ///     .failure_status(|status| status.is_server_error() || status.as_u16() == 429)
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn failure_status(mut self, is_failure: fn(http::StatusCode) -> bool) -> Self {
+        self.options.rules.is_failure = is_failure;
+        self
+    }
+
+    /// How many retries the layer may make, as a share of its requests
+    /// (default: 20 % plus 10 per second, over 10 s). See [`RetryBudget`].
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.options.budget = RetryTokens::new(budget);
         self
     }
 

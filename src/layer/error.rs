@@ -53,6 +53,19 @@ pub enum DiscoveryError {
     /// The URI host is not a valid service name.
     #[error(transparent)]
     InvalidService(#[from] ValidationError),
+    /// An attempt sent no response headers within the attempt timeout
+    /// ([`attempt_timeout`](super::DiscoveryLayerBuilder::attempt_timeout))
+    /// and was not retried (the request is not idempotent, its body cannot
+    /// be replayed, no other instance is left, or the retry budget is spent).
+    #[error("instance {instance} of service {service} sent no response within {timeout:?}")]
+    AttemptTimeout {
+        /// The service asked for.
+        service: String,
+        /// The instance that did not answer.
+        instance: String,
+        /// The attempt timeout.
+        timeout: std::time::Duration,
+    },
     /// The picked instance could not be put into the request URI.
     #[error("cannot route the request to {addr}: {reason}")]
     Rewrite {

@@ -1,40 +1,53 @@
-//! What a failed attempt tells about the request: whether it may have
-//! reached a server, read from the error's source chain.
+//! What a failed attempt tells about the instance and the request: read
+//! from the error's source chain, the same way whatever client and cargo
+//! features are in use.
 
 use std::error::Error as StdError;
+use std::io::ErrorKind;
 
 /// What a failed attempt tells about the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
-    /// No connection was established (refused, or the client's connect
-    /// phase failed): the request certainly did not reach the server.
+    /// The instance refused the connection: it is not listening.
+    Refused,
+    /// No connection was established for another reason (a DNS failure,
+    /// a connect timeout, an unreachable host): the request certainly did
+    /// not reach the server.
     Connect,
-    /// The connection closed or was reset before a response: the server
-    /// may or may not have seen the request.
+    /// The connection closed, was reset or timed out before a response:
+    /// the server may or may not have seen the request.
     ConnectionLost,
-    /// Anything else.
+    /// Anything else (not the instance's fault as far as the layer can tell).
     Other,
 }
 
-/// Classifies an error by walking its source chain.
+/// Classifies an error by walking its source chain: the connect phase as
+/// the client reports it (`is_connect()` of hyper-util's and reqwest's
+/// errors), else `std::io::Error` kinds and hyper's own errors.
 pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
-    use std::io::ErrorKind;
+    let mut connect = false;
     let mut lost = false;
     let mut current = Some(error);
     while let Some(e) = current {
-        #[cfg(feature = "hyper-util")]
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(|e| e.is_connect())
         {
-            return Failure::Connect;
+            connect = true;
         }
         #[cfg(feature = "reqwest")]
         if e.downcast_ref::<reqwest::Error>()
             .is_some_and(|e| e.is_connect())
         {
-            return Failure::Connect;
+            connect = true;
         }
-        #[cfg(any(feature = "hyper-util", feature = "reqwest"))]
+        #[cfg(feature = "reqwest-middleware")]
+        if let Some(reqwest_middleware::Error::Reqwest(e)) =
+            e.downcast_ref::<reqwest_middleware::Error>()
+        {
+            // `Error::Reqwest` is transparent: its `source()` skips the
+            // reqwest error itself.
+            connect |= e.is_connect();
+        }
         if e.downcast_ref::<hyper::Error>()
             .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed())
         {
@@ -42,18 +55,25 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
-                ErrorKind::ConnectionRefused => return Failure::Connect,
+                ErrorKind::ConnectionRefused => return Failure::Refused,
+                ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::AddrNotAvailable => connect = true,
                 ErrorKind::ConnectionReset
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::NotConnected
                 | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof => lost = true,
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::TimedOut => lost = true,
                 _ => {}
             }
         }
         current = e.source();
     }
-    if lost {
+    // A timeout or reset in the connect phase is a connect failure.
+    if connect {
+        Failure::Connect
+    } else if lost {
         Failure::ConnectionLost
     } else {
         Failure::Other
@@ -85,17 +105,25 @@ mod tests {
     #[test]
     fn failures_are_classified_by_their_source_chain() {
         let of = |kind| classify(&Wrapped(Error::from(kind)));
-        assert_eq!(of(ErrorKind::ConnectionRefused), Failure::Connect);
+        assert_eq!(of(ErrorKind::ConnectionRefused), Failure::Refused);
+        for kind in [
+            ErrorKind::HostUnreachable,
+            ErrorKind::NetworkUnreachable,
+            ErrorKind::AddrNotAvailable,
+        ] {
+            assert_eq!(of(kind), Failure::Connect, "{kind:?}");
+        }
         for kind in [
             ErrorKind::ConnectionReset,
             ErrorKind::ConnectionAborted,
             ErrorKind::NotConnected,
             ErrorKind::BrokenPipe,
             ErrorKind::UnexpectedEof,
+            ErrorKind::TimedOut,
         ] {
             assert_eq!(of(kind), Failure::ConnectionLost, "{kind:?}");
         }
-        assert_eq!(of(ErrorKind::TimedOut), Failure::Other);
+        assert_eq!(of(ErrorKind::InvalidData), Failure::Other);
         assert_eq!(classify(&Error::other("refused?")), Failure::Other);
     }
 }

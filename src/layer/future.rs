@@ -1,4 +1,5 @@
-//! The response future of [`DiscoveryService`](super::DiscoveryService).
+//! The response future of [`DiscoveryService`](super::DiscoveryService):
+//! the one retry loop of the layer (the reqwest middleware runs it too).
 
 use std::fmt;
 use std::future::Future;
@@ -7,16 +8,18 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::attempts::Attempts;
 use super::error::DiscoveryError;
-use super::failure::{classify, Failure};
-use super::pick::{Outcome, PickRequest, Picked};
+use super::pick::{AttemptLoad, Outcome, PickRequest, Picked};
 use super::request::sealed::Internal;
 use super::request::DiscoverRequest;
+use super::response::sealed::StatusResponse;
 use super::router::{ResolveFuture, Route};
 use super::service::RoutingContext;
+use super::verdict::{AttemptRules, Ended};
 use super::BoxError;
 use crate::balance::TagFilter;
 use crate::instance::ServiceName;
@@ -33,9 +36,15 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The instance of the attempt under way, to eject if it refuses
-        // the connection.
+        // The attempt timeout, armed once the attempt under way is pending.
+        #[pin]
+        timer: Option<Sleep>,
+        // The instance of the attempt under way, for its outcome.
         picked: Option<Picked>,
+        // The attempt counted in the instance's load, if the balancer
+        // reads load; dropping it ends the attempt.
+        load: Option<AttemptLoad>,
+        rules: Option<AttemptRules>,
         // What a retry or a cache miss needs; boxed, as a hit without a
         // possible retry needs none of it.
         retry: Option<Box<Retry<S, Req>>>,
@@ -69,10 +78,9 @@ pub(crate) struct Retry<S, Req> {
     /// The request waiting for the resolve or for the inner service (boxed:
     /// only a miss or a retry has one).
     pub pending: Option<Box<Req>>,
-    /// A copy of the request to send if this attempt cannot connect.
+    /// A copy of the request to send if this attempt fails.
     pub replay: Option<Req>,
     pub attempts: Attempts,
-    /// Also retry when a connection closed before any response.
     pub idempotent: bool,
     pub key: Option<u64>,
     /// The request's own tag filter, if it has one.
@@ -83,47 +91,54 @@ impl<S, Req> ResponseFuture<S, Req>
 where
     S: Service<Req>,
 {
-    pub(crate) fn passthrough(fut: S::Future) -> Self {
+    fn new(state: State<S::Future>, span: tracing::Span) -> Self {
         ResponseFuture {
-            state: State::Call { fut },
+            state,
+            timer: None,
             picked: None,
+            load: None,
+            rules: None,
             retry: None,
-            span: tracing::Span::none(),
-        }
-    }
-
-    pub(crate) fn call(
-        fut: S::Future,
-        picked: Picked,
-        retry: Option<Box<Retry<S, Req>>>,
-        span: tracing::Span,
-    ) -> Self {
-        ResponseFuture {
-            state: State::Call { fut },
-            picked: Some(picked),
-            retry,
             span,
         }
     }
 
-    pub(crate) fn resolve(fut: ResolveFuture, retry: Box<Retry<S, Req>>) -> Self {
+    pub(crate) fn passthrough(fut: S::Future) -> Self {
+        Self::new(State::Call { fut }, tracing::Span::none())
+    }
+
+    /// The first attempt, sent to `picked`.
+    pub(crate) fn call(
+        fut: S::Future,
+        picked: Picked,
+        rules: AttemptRules,
+        retry: Option<Box<Retry<S, Req>>>,
+        span: tracing::Span,
+    ) -> Self {
         ResponseFuture {
-            state: State::Resolve { fut },
-            picked: None,
+            load: picked.start(),
+            picked: Some(picked),
+            rules: Some(rules),
+            retry,
+            ..Self::new(State::Call { fut }, span)
+        }
+    }
+
+    pub(crate) fn resolve(
+        fut: ResolveFuture,
+        rules: AttemptRules,
+        retry: Box<Retry<S, Req>>,
+    ) -> Self {
+        ResponseFuture {
+            rules: Some(rules),
             retry: Some(retry),
-            span: tracing::Span::none(),
+            ..Self::new(State::Resolve { fut }, tracing::Span::none())
         }
     }
 
     pub(crate) fn failed(error: DiscoveryError) -> Self {
-        ResponseFuture {
-            state: State::Failed {
-                error: Some(error.into()),
-            },
-            picked: None,
-            retry: None,
-            span: tracing::Span::none(),
-        }
+        let error = Some(error.into());
+        Self::new(State::Failed { error }, tracing::Span::none())
     }
 }
 
@@ -174,12 +189,28 @@ where
         self.pending = Some(req);
         Ok(())
     }
+
+    /// After the attempt sent to `failed` ended so that a retry is allowed:
+    /// the instance for the next attempt, with the request routed to it.
+    /// `None` when there is no copy, no instance left, or no budget.
+    fn next_attempt(&mut self, failed: &Picked) -> Option<Picked> {
+        let req = self.replay.take()?;
+        self.attempts.failed(failed);
+        let picked = self.router().pick_retry(self.request(), failed)?;
+        if !self.router().options().budget.withdraw() {
+            tracing::debug!(service = %failed.service(), "retry budget spent: not retrying");
+            return None;
+        }
+        self.route(Box::new(req), &picked).ok()?;
+        Some(picked)
+    }
 }
 
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
+    S::Response: StatusResponse,
     Req: DiscoverRequest,
 {
     type Output = Result<S::Response, BoxError>;
@@ -193,35 +224,52 @@ where
                         let _entered = this.span.enter();
                         fut.poll(cx)
                     };
-                    let error: BoxError = match ready!(polled) {
-                        Ok(response) => return Poll::Ready(Ok(response)),
-                        Err(e) => e.into(),
+                    let timeout = this.rules.as_ref().and_then(|r| r.timeout);
+                    let result = match (polled, timeout) {
+                        (Poll::Ready(result), _) => result.map_err(Into::into),
+                        (Poll::Pending, None) => return Poll::Pending,
+                        (Poll::Pending, Some(timeout)) => {
+                            if this.timer.is_none() {
+                                let deadline = crate::time::after(timeout);
+                                this.timer.set(Some(tokio::time::sleep_until(deadline)));
+                            }
+                            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                                ready!(timer.poll(cx));
+                            }
+                            Err(timed_out(this.picked.as_ref(), timeout))
+                        }
                     };
-                    let Some(failed) = this.picked.take() else {
-                        return Poll::Ready(Err(error));
+                    this.timer.set(None);
+                    let (Some(failed), Some(rules)) = (this.picked.take(), *this.rules) else {
+                        return Poll::Ready(result);
                     };
-                    let failure = classify(&*error);
-                    if failure == Failure::Connect {
-                        failed.record(Outcome::Refused);
+                    let retry = this.retry.as_deref_mut();
+                    let idempotent = retry.as_ref().is_some_and(|r| r.idempotent);
+                    let ended = match &result {
+                        Ok(response) => Ended::Response(response.status(Internal)),
+                        Err(e) if is_timeout(&**e) => Ended::TimedOut,
+                        Err(e) => Ended::Failed(&**e),
+                    };
+                    let verdict = rules.judge(ended, idempotent);
+                    failed.record(verdict.outcome);
+                    if let Some(load) = this.load.take() {
+                        load.end(verdict.outcome != Outcome::Success);
                     }
-                    let Some(retry) = this.retry.as_deref_mut() else {
-                        return Poll::Ready(Err(error));
+                    let next = match retry {
+                        Some(retry) if verdict.retry => retry.next_attempt(&failed),
+                        _ => None,
                     };
-                    let retryable = retry
-                        .router()
-                        .options()
-                        .retries_after(failure, retry.idempotent);
-                    let Some(req) = retry.replay.take().filter(|_| retryable) else {
-                        return Poll::Ready(Err(error));
+                    let Some(picked) = next else {
+                        return Poll::Ready(result);
                     };
-                    retry.attempts.failed(&failed);
-                    let Some(picked) = retry.router().pick_retry(retry.request(), &failed) else {
-                        return Poll::Ready(Err(error));
-                    };
-                    if retry.route(Box::new(req), &picked).is_err() {
-                        return Poll::Ready(Err(error));
+                    match &result {
+                        Ok(response) => {
+                            tracing::debug!(service = %failed.service(), failed = %failed.authority(), retry = %picked.authority(), status = %response.status(Internal), "retrying on another instance")
+                        }
+                        Err(error) => {
+                            tracing::debug!(service = %failed.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance")
+                        }
                     }
-                    tracing::debug!(service = %failed.service(), failed = %failed.authority(), retry = %picked.authority(), %error, "retrying on another instance");
                     *this.picked = Some(picked);
                     this.state.set(State::Ready);
                 }
@@ -268,6 +316,7 @@ where
                         let _entered = this.span.enter();
                         inner.call(*req)
                     };
+                    *this.load = this.picked.as_ref().and_then(Picked::start);
                     this.state.set(State::Call { fut });
                 }
                 StateProj::Failed { error } => {
@@ -277,6 +326,26 @@ where
             }
         }
     }
+}
+
+/// The error of an attempt that timed out.
+#[cold]
+fn timed_out(picked: Option<&Picked>, timeout: std::time::Duration) -> BoxError {
+    DiscoveryError::AttemptTimeout {
+        service: service_of(picked, None).to_owned(),
+        instance: picked
+            .map(|p| p.authority().to_string())
+            .unwrap_or_default(),
+        timeout,
+    }
+    .into()
+}
+
+fn is_timeout(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    matches!(
+        error.downcast_ref::<DiscoveryError>(),
+        Some(DiscoveryError::AttemptTimeout { .. })
+    )
 }
 
 impl<S, Req> fmt::Debug for ResponseFuture<S, Req>

@@ -17,14 +17,15 @@
 //! // The inner service would be a hyper or reqwest client; this one echoes
 //! // where the request was sent.
 //! let client = service_fn(|req: http::Request<String>| async move {
-//!     Ok::<_, Infallible>(format!("{} Host: {:?}", req.uri(), req.headers()["host"]))
+//!     let echo = format!("{} Host: {:?}", req.uri(), req.headers()["host"]);
+//!     Ok::<_, Infallible>(http::Response::new(echo))
 //! });
 //! let client = DiscoveryLayer::new(resolver).layer(client);
 //!
 //! let request = http::Request::get("http://orders/v1/items?page=2")
 //!     .discover() // flag it; unflagged requests pass through untouched
 //!     .body(String::new())?;
-//! let sent_to = client.oneshot(request).await?;
+//! let sent_to = client.oneshot(request).await?.into_body();
 //! assert_eq!(sent_to, r#"http://10.0.0.7:8080/v1/items?page=2 Host: "orders""#);
 //! # Ok(())
 //! # }
@@ -113,11 +114,14 @@
 //! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
 
 mod attempts;
+mod budget;
 mod discovery_layer;
 mod error;
 mod failure;
 mod future;
 mod health;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod options;
 mod outlier;
 mod pick;
@@ -126,18 +130,22 @@ mod replay;
 mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod response;
 mod router;
 mod service;
+mod verdict;
 
+pub use budget::RetryBudget;
 pub use discovery_layer::{DiscoveryLayer, DiscoveryLayerBuilder};
 pub use error::DiscoveryError;
 pub use future::ResponseFuture;
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::DiscoveryMiddleware;
 pub use options::HostHeader;
 pub use outlier::OutlierDetection;
 pub use replay::ReplayBody;
 pub use request::{Discover, DiscoverRequest, HashKey, DISCOVER_HEADER};
-#[cfg(feature = "reqwest-middleware")]
-pub use reqwest::DiscoveryMiddleware;
+pub use response::DiscoverResponse;
 pub use service::DiscoveryService;
 
 /// The layer's error type is tower's: a [`DiscoveryError`] or the inner

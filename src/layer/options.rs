@@ -1,9 +1,14 @@
-//! The options of a discovery layer, as its builder sets them.
+//! The options of a discovery layer, as its builder sets them, and what
+//! they make of an attempt's end.
+
+use std::time::Duration;
 
 use http::header::HeaderName;
+use http::StatusCode;
 
-use super::failure::Failure;
+use super::budget::RetryTokens;
 use super::outlier::OutlierDetection;
+use super::verdict::AttemptRules;
 use crate::balance::{Fallback, TagFilter};
 
 /// What `Host` header a discovered request carries.
@@ -20,6 +25,15 @@ pub enum HostHeader {
     Instance,
 }
 
+/// The default failure classifier: the gateway errors 502, 503 and 504
+/// (Envoy's `gateway-error`).
+pub(crate) fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
 /// The options of a [`DiscoveryLayer`](super::DiscoveryLayer).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -29,21 +43,14 @@ pub(crate) struct Options {
     pub discover_all: bool,
     pub hash_header: Option<HeaderName>,
     pub retries: u32,
-    pub retry_lost_connections: bool,
     pub outlier: OutlierDetection,
+    pub rules: AttemptRules,
+    pub budget: RetryTokens,
 }
 
 impl Options {
-    /// Whether a request that failed so may be sent again: a connection
-    /// that was never made, or (idempotent requests, if allowed) one lost
-    /// before any response.
-    pub(crate) fn retries_after(&self, failure: Failure, idempotent: bool) -> bool {
-        match failure {
-            Failure::Connect => true,
-            Failure::ConnectionLost => idempotent && self.retry_lost_connections,
-            Failure::Other => false,
-        }
-    }
+    /// The default attempt timeout: Envoy's route timeout.
+    pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 }
 
 impl Default for Options {
@@ -55,8 +62,13 @@ impl Default for Options {
             discover_all: false,
             hash_header: None,
             retries: 2,
-            retry_lost_connections: true,
             outlier: OutlierDetection::new(),
+            rules: AttemptRules {
+                timeout: Some(Self::ATTEMPT_TIMEOUT),
+                is_failure: is_gateway_error,
+                retry_lost_connections: true,
+            },
+            budget: RetryTokens::default(),
         }
     }
 }

@@ -61,7 +61,6 @@ impl<S> ReplayBody for http_body_util::StreamBody<S> {
     }
 }
 
-#[cfg(any(feature = "hyper-util", feature = "reqwest"))]
 impl ReplayBody for hyper::body::Incoming {
     fn replay(&self) -> Option<Self> {
         None

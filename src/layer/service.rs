@@ -10,6 +10,7 @@ use super::attempts::Attempts;
 use super::future::{ResponseFuture, Retry};
 use super::request::sealed::Internal;
 use super::request::{service_of, DiscoverRequest};
+use super::response::DiscoverResponse;
 use super::router::Route;
 use super::BoxError;
 use crate::instance::ServiceName;
@@ -97,6 +98,7 @@ impl<S, Req> Service<Req> for DiscoveryService<S>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
+    S::Response: DiscoverResponse,
     Req: DiscoverRequest,
 {
     type Response = S::Response;
@@ -124,6 +126,7 @@ where
         } else {
             None
         };
+        options.budget.deposit();
         let first =
             Attempts::FIRST.request(key, req.tag_filter(Internal).or(options.filter.as_ref()));
         match router.pick_cached(&name, first) {
@@ -146,7 +149,7 @@ where
                 let entered = span.enter();
                 let fut = self.inner.call(req);
                 drop(entered);
-                ResponseFuture::call(fut, picked, retry, span)
+                ResponseFuture::call(fut, picked, options.rules, retry, span)
             }
             Some(Err(e)) => ResponseFuture::failed(e),
             // Miss: the ready inner service waits in the future for the resolve.
@@ -161,7 +164,7 @@ where
                 retry.inner = Some(std::mem::replace(&mut self.inner, clone));
                 retry.service = Some(service);
                 retry.pending = Some(Box::new(req));
-                ResponseFuture::resolve(fut, Box::new(retry))
+                ResponseFuture::resolve(fut, options.rules, Box::new(retry))
             }
         }
     }

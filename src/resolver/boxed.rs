@@ -32,7 +32,7 @@ use crate::instance::ServiceName;
 /// let fixed = StaticResolver::new().with_service("orders", [Instance::new("10.0.0.7:8080")?])?;
 /// let resolver: BoxResolver = BoxResolver::new(fixed);
 /// let client = service_fn(|req: http::Request<()>| async move {
-///     Ok::<_, Infallible>(req.uri().to_string())
+///     Ok::<_, Infallible>(http::Response::new(req.uri().to_string()))
 /// });
 /// let client = DiscoveryLayer::new(resolver).layer(client);
 /// let request = http::Request::get("http://orders/").discover().body(())?;
@@ -128,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn the_layer_routes_over_it() {
         let client = service_fn(|req: http::Request<()>| async move {
-            Ok::<_, Infallible>(req.uri().to_string())
+            Ok::<_, Infallible>(http::Response::new(req.uri().to_string()))
         });
         let client = DiscoveryLayer::new(boxed()).layer(client);
         for _ in 0..3 {
@@ -137,7 +137,7 @@ mod tests {
                 .body(())
                 .unwrap();
             let sent_to = client.clone().oneshot(request).await.unwrap();
-            assert_eq!(sent_to, "http://10.0.0.7:8080/x");
+            assert_eq!(sent_to.into_body(), "http://10.0.0.7:8080/x");
         }
     }
 }
