@@ -26,9 +26,10 @@ pub struct DiscoveryLayer {
 }
 
 impl DiscoveryLayer {
-    /// A layer with the default options: weighted random, only flagged
-    /// requests, `Host` set to the service name, 2 retries on connect
-    /// failures, 10 s ejection.
+    /// A layer with the default options (see [`DiscoveryLayerBuilder`]):
+    /// weighted random, only flagged requests, `Host` set to the service
+    /// name, a 15 s attempt timeout, 2 retries within a 20 % budget,
+    /// outlier detection after 5 gateway failures in a row.
     pub fn new<R: Resolve>(resolver: R) -> Self {
         Self::builder(resolver).build()
     }

@@ -50,28 +50,60 @@
 //!    and query stay. `Host` is set to the service name unless configured
 //!    otherwise ([`HostHeader`]) or the request is HTTP/2 (whose
 //!    `:authority` must match `Host`).
-//! 4. If the instance refuses the connection, it is ejected (skipped for
-//!    10 s, doubling on repeats, never more than half the usable instances)
-//!    and a request whose body can be replayed ([`ReplayBody`]) is sent to
-//!    an instance it has not tried yet, as long as one is left: retries end
-//!    when their count ([`retries`](DiscoveryLayerBuilder::retries)) is
-//!    used up or every instance was tried once. A request that may have
-//!    reached a server is retried only if its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT,
-//!    DELETE) and the connection closed before any response
-//!    ([`retry_lost_connections`](DiscoveryLayerBuilder::retry_lost_connections)).
-//! 5. No instance to pick, a failed resolve, a URI without host or with a
+//! 4. The attempt has [`attempt_timeout`](DiscoveryLayerBuilder::attempt_timeout)
+//!    (15 s) to send its response headers. How it ends is judged once, in
+//!    one place for the layer and the reqwest middleware (see
+//!    [Failure handling](#failure-handling)): a success, a failure of the
+//!    instance (fed to outlier detection), or neither.
+//! 5. A failed attempt is retried on an instance the request has not
+//!    tried yet when the request did not reach a server (no connection:
+//!    any method) or may have but its method is idempotent (GET, HEAD,
+//!    OPTIONS, TRACE, PUT, DELETE: a lost connection, a timeout, a
+//!    502/503/504 response), its body can be replayed ([`ReplayBody`]),
+//!    an instance is left, [`retries`](DiscoveryLayerBuilder::retries) are
+//!    left, and the [`RetryBudget`] allows. Otherwise the request gets the
+//!    attempt's own error or response.
+//! 6. No instance to pick, a failed resolve, a URI without host or with a
 //!    port: a [`DiscoveryError`] (as tower's `BoxError`), never a panic.
 //!
 //! `https://SERVICE/…` works only with a connector that verifies the
 //! instance's certificate against the service name: the URI carries the
 //! instance's address, which is what TLS checks by default.
 //!
+//! # Failure handling
+//!
+//! | mechanism | default | counterpart |
+//! | --- | --- | --- |
+//! | [`attempt_timeout`](DiscoveryLayerBuilder::attempt_timeout): time from sending an attempt to its response headers | 15 s | Envoy's route `timeout` (per try: `per_try_timeout`) |
+//! | [`failure_status`](DiscoveryLayerBuilder::failure_status): which statuses are the instance's failure | 502, 503, 504 | Envoy's `gateway-error` |
+//! | retries on another instance ([`retries`](DiscoveryLayerBuilder::retries)) | 2, never the same instance twice | Envoy's `retry_on: connect-failure,reset,gateway-error` with `previous_hosts` |
+//! | [`RetryBudget`]: retries as a share of requests | 20 % plus 10/s over 10 s | Finagle's `RetryBudget`, tower's `TpsBudget` (used as is) |
+//! | [`OutlierDetection`]: eject after consecutive gateway failures; a refused connection at once | 5 in a row; 10 s doubling to 160 s | Envoy's `consecutive_gateway_failure`, `base_ejection_time` |
+//! | [`OutlierDetection::max_ejected_percent`] | 50 % | Envoy's `max_ejection_percent` (10 %) |
+//! | [`OutlierDetection::panic_threshold_percent`] | 50 % | Envoy's `healthy_panic_threshold` |
+//! | [`LeastLoaded`](crate::balance::LeastLoaded): weighted power of two choices over peak-EWMA latency × requests in flight | off (weighted random is the default) | Finagle's and Linkerd's P2C over peak EWMA, made weighted |
+//!
+//! Failures are classified from the error's source chain: `is_connect()`
+//! of hyper-util's (always recognized, whatever the cargo features) and
+//! reqwest's errors, `std::io::Error` kinds (refused, reset, aborted,
+//! broken pipe, unexpected end, timed out, unreachable) and hyper's own
+//! errors (a connection closed before the response).
+//!
+//! tower's pieces where they fit: the retry budget is tower's `TpsBudget`.
+//! `tower::retry::Retry` is not used: its service clones the inner service
+//! and the policy for every request (a hyper-util client clone is several
+//! `Arc`s), where this layer clones them only for a retry, and its policy
+//! cannot reach the instance the attempt went to. `tower::timeout::Timeout`
+//! outside the layer cannot eject or retry; inside, a timer per attempt is
+//! what it would be too, and this one is armed only once the attempt is
+//! pending (an attempt answered at once registers no timer).
+//!
 //! # Cost
 //!
 //! A cache hit adds no allocation, lock or I/O: one lookup in the layer's
 //! picker cache (lock-free; by service, and tag filter if the request has
 //! its own), one resolver lookup, one draw, the URI rewrite and the `Host`
-//! header. The picker cache holds, per service, the snapshot its picker
+//! header, and one deposit in the retry budget (a short lock). The picker cache holds, per service, the snapshot its picker
 //! was built for; over a `RedisResolver`, once a lookup confirmed that
 //! snapshot, it is reused without the resolver lookup for as long as the
 //! resolver would still return it (one flag read, and a clock read if
@@ -92,7 +124,11 @@
 //!
 //! - during an attempt, the inner service's future is dropped with it, so
 //!   the attempt ends as the client ends any request whose future is
-//!   dropped; no retry follows;
+//!   dropped; no retry follows; its timer is deregistered, and the
+//!   attempt leaves the instance's count of requests in flight (for
+//!   [`LeastLoaded`](crate::balance::LeastLoaded), which counts the time it
+//!   ran as a failed attempt's: it may raise the latency estimate, never
+//!   lower it);
 //! - during a resolve (a cache miss), only this request stops waiting: the
 //!   shared resolve goes on for the other callers (`RedisResolver` reads in
 //!   its own task and fills its cache, unless the read was still queued
@@ -100,8 +136,9 @@
 //! - the request, its replay copy, the clone of the inner service and the
 //!   set of tried instances are freed with the future.
 //!
-//! Ejections made by the request's failed attempts stay in force: they are
-//! about the instance, not the request. The layer spawns no task and holds
+//! Ejections, failure counts and retry-budget withdrawals made by the
+//! request's ended attempts stay: they are about the instances and the
+//! layer, not the request. The layer spawns no task and holds
 //! no lock across an `.await`.
 //!
 //! # reqwest
@@ -111,7 +148,10 @@
 //! a reqwest request is flagged with a header the layer removes before
 //! sending: `client.get("http://orders/").discover()` ([`DiscoverExt`]).
 //! With the feature `reqwest-middleware`,
-//! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`.
+//! [`DiscoveryLayer::middleware`] gives a `reqwest_middleware::Middleware`:
+//! not a second implementation, it runs the rest of the middleware chain
+//! as the inner service of this layer's [`DiscoveryService`], so both
+//! share one retry loop ([`ResponseFuture`]) and one failure classifier.
 
 mod attempts;
 mod budget;
