@@ -1,0 +1,97 @@
+//! The layer's cost for `reqwest::Request`s on a cache hit, by part: the
+//! retry copy (`try_clone`), the URL rewrite, and the whole layer with
+//! retries off and on, each next to a baseline measured right before it
+//! (building and sending the request to a no-op inner service).
+//!
+//! `cargo bench --bench reqwest_path --features reqwest -- --warm-up-time 1 --measurement-time 3`
+
+mod common;
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
+use tower::{Layer, Service};
+
+/// Does nothing: the cost left is the layer's.
+#[derive(Clone, Copy)]
+struct Noop;
+
+impl Service<reqwest::Request> for Noop {
+    type Response = reqwest::Response;
+    type Error = Infallible;
+    type Future = Ready<Result<reqwest::Response, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: reqwest::Request) -> Self::Future {
+        black_box(req);
+        ready(Ok(reqwest::Response::from(http::Response::new(""))))
+    }
+}
+
+/// A typical small GET, as reqwest builds it.
+fn request(flagged: bool) -> reqwest::Request {
+    let url = reqwest::Url::parse("http://orders/v1/items?page=2").expect("valid");
+    let mut req = reqwest::Request::new(reqwest::Method::GET, url);
+    req.headers_mut()
+        .insert(http::header::ACCEPT, http::HeaderValue::from_static("*/*"));
+    if flagged {
+        req = req.discover();
+    }
+    req
+}
+
+fn send<S: Service<reqwest::Request>>(svc: &mut S, req: reqwest::Request)
+where
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(r) => {
+            r.expect("the request succeeds");
+        }
+        Poll::Pending => panic!("a hit never waits"),
+    }
+}
+
+fn reqwest_path(c: &mut Criterion) {
+    let mut bare = Noop;
+    let mut group = c.benchmark_group("reqwest");
+    group.bench_function("baseline: build and send", |b| {
+        b.iter(|| send(&mut bare, request(true)))
+    });
+    group.bench_function("try_clone", |b| {
+        b.iter(|| {
+            let req = request(true);
+            black_box(req.try_clone());
+            send(&mut bare, req)
+        })
+    });
+    group.bench_function("URL rewrite", |b| {
+        b.iter(|| {
+            let mut req = request(true);
+            let url = req.url_mut();
+            url.set_host(Some("10.0.0.1")).expect("valid");
+            url.set_port(Some(8080)).expect("valid");
+            send(&mut bare, req)
+        })
+    });
+    for (name, retries) in [("layer, retries off", 0), ("layer, retries on", 2)] {
+        let layer = DiscoveryLayer::builder(common::resolver())
+            .retries(retries)
+            .build();
+        let mut svc = layer.layer(Noop);
+        group.bench_function(name, |b| b.iter(|| send(&mut svc, request(true))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reqwest_path);
+criterion_main!(benches);
