@@ -163,16 +163,22 @@ async fn run_all(servers: Handle, settings: Settings) -> Result<(), BoxError> {
         }
         for index in order {
             let (scenario, balancer) = cells[index];
-            let tally = scenario_run(&servers, SCENARIOS[scenario].1, BALANCERS[balancer].1, settings)
-                .await?;
+            let tally = scenario_run(
+                &servers,
+                SCENARIOS[scenario].1,
+                BALANCERS[balancer].1,
+                settings,
+            )
+            .await?;
             report::merge(&mut tallies[index], tally);
         }
         eprintln!("round {} of {rounds} done", round + 1);
     }
     report::scenario_table(
-        cells.iter().zip(&tallies).filter_map(|(&(s, b), tally)| {
-            Some((SCENARIOS[s].0, BALANCERS[b].0, tally.as_ref()?))
-        }),
+        cells
+            .iter()
+            .zip(&tallies)
+            .filter_map(|(&(s, b), tally)| Some((SCENARIOS[s].0, BALANCERS[b].0, tally.as_ref()?))),
     );
     overhead(&servers, settings).await
 }
@@ -232,7 +238,10 @@ async fn overhead(servers: &Handle, settings: Settings) -> Result<(), BoxError> 
         // Alternate which goes first, so drift within a round is shared.
         let (b, l) = if round % 2 == 0 {
             let b = closed_loop(bare.clone(), &direct, false, settings).await;
-            (b, closed_loop(layered.clone(), &discovered, true, settings).await)
+            (
+                b,
+                closed_loop(layered.clone(), &discovered, true, settings).await,
+            )
         } else {
             let l = closed_loop(layered.clone(), &discovered, true, settings).await;
             (closed_loop(bare.clone(), &direct, false, settings).await, l)
