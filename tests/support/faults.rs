@@ -164,7 +164,7 @@ async fn answer(fault: Fault, nth: u64) -> Result<hyper::Response<Full<Bytes>>, 
         }
         Fault::Hanging => std::future::pending().await,
         Fault::Failing => unavailable(),
-        Fault::Flaky if nth % 2 == 0 => unavailable(),
+        Fault::Flaky if nth.is_multiple_of(2) => unavailable(),
         Fault::Flaky => ok(),
     })
 }
