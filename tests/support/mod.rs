@@ -4,6 +4,7 @@
 //! Never touches the Redis on 127.0.0.1:6379.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod http_server;
 pub mod list_watch;
 pub mod load;
