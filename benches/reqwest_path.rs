@@ -4,6 +4,11 @@
 //! (building and sending the request to a no-op inner service).
 //!
 //! `cargo bench --bench reqwest_path --features reqwest -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Instruction counts (repeatable on a noisy machine): with `count MODE`
+//! as arguments it sends 100 000 requests in `run` and exits, for
+//! `valgrind --tool=callgrind --toggle-collect='reqwest_path::run*'`;
+//! MODE is `bare`, `clone`, `rewrite`, `off` or `on` (the cases above).
 
 mod common;
 
@@ -93,5 +98,66 @@ fn reqwest_path(c: &mut Criterion) {
     group.finish();
 }
 
+/// The measured part of `count MODE`.
+#[inline(never)]
+fn run(mode: &str) {
+    let mut bare = Noop;
+    let layer = |retries| {
+        DiscoveryLayer::builder(common::resolver())
+            .retries(retries)
+            .build()
+            .layer(Noop)
+    };
+    let (mut off, mut on) = (layer(0), layer(2));
+    for _ in 0..100_000 {
+        let mut req = request(true);
+        match mode {
+            "bare" => send(&mut bare, req),
+            "clone" => {
+                black_box(req.try_clone());
+                send(&mut bare, req)
+            }
+            "rewrite" => {
+                let url = req.url_mut();
+                url.set_host(Some("10.0.0.1")).expect("valid");
+                url.set_port(Some(8080)).expect("valid");
+                send(&mut bare, req)
+            }
+            "rewrite-ip" => {
+                let url = req.url_mut();
+                url.set_ip_host(std::net::Ipv4Addr::new(10, 0, 0, 1).into())
+                    .expect("valid");
+                url.set_port(Some(8080)).expect("valid");
+                send(&mut bare, req)
+            }
+            "rewrite-parse" => {
+                let url = req.url_mut();
+                let mut s = String::with_capacity(url.as_str().len() + 16);
+                s.push_str(url.scheme());
+                s.push_str("://10.0.0.1:8080");
+                s.push_str(url.path());
+                if let Some(query) = url.query() {
+                    s.push('?');
+                    s.push_str(query);
+                }
+                *url = reqwest::Url::parse(&s).expect("valid");
+                send(&mut bare, req)
+            }
+            "off" => send(&mut off, req),
+            "on" => send(&mut on, req),
+            _ => panic!("unknown mode {mode}"),
+        }
+    }
+}
+
 criterion_group!(benches, reqwest_path);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "count") {
+        run(args.get(i + 1).map_or("bare", String::as_str));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -59,8 +59,22 @@ impl RoutableRequest for reqwest::Request {
             reason,
         };
         let url = self.url_mut();
-        url.set_host(Some(authority.host()))
-            .map_err(|e| fail(e.to_string()))?;
+        // An address (what instances nearly always register) skips the
+        // host parser: `set_ip_host` cost half of `set_host` (callgrind,
+        // benches/reqwest_path.rs: 2 434 against 5 384 instructions with
+        // the port).
+        let name = authority.host();
+        let ip = name
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(name)
+            .parse::<std::net::IpAddr>();
+        match ip {
+            Ok(ip) => url
+                .set_ip_host(ip)
+                .map_err(|()| fail("the URL cannot take a host".into()))?,
+            Err(_) => url.set_host(Some(name)).map_err(|e| fail(e.to_string()))?,
+        }
         url.set_port(authority.port_u16())
             .map_err(|()| fail("the URL cannot take a port".into()))?;
         let version = self.version();

@@ -23,7 +23,10 @@ async fn a_never_answering_instance_is_timed_out_retried_and_ejected() {
         let status = get(&client).await.expect("retried on a healthy instance");
         assert_eq!(status, http::StatusCode::OK);
         let took = started.elapsed();
-        assert!(took < timeout + Duration::from_secs(5), "request {i} took {took:?}");
+        assert!(
+            took < timeout + Duration::from_secs(5),
+            "request {i} took {took:?}"
+        );
     }
     let served = fleet.served();
     assert!(served[0] >= 1, "the hanging instance was tried: {served:?}");
@@ -40,9 +43,16 @@ async fn a_timed_out_post_fails_with_the_timeout() {
         .discover()
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let error = client(&layer).oneshot(request).await.expect_err("timed out");
+    let error = client(&layer)
+        .oneshot(request)
+        .await
+        .expect_err("timed out");
     match error.downcast_ref::<DiscoveryError>() {
-        Some(DiscoveryError::AttemptTimeout { service, timeout: t, .. }) => {
+        Some(DiscoveryError::AttemptTimeout {
+            service,
+            timeout: t,
+            ..
+        }) => {
             assert_eq!(service, "orders");
             assert_eq!(*t, timeout);
         }
@@ -72,7 +82,10 @@ async fn a_503_instance_under_concurrent_load_is_ejected() {
     let results = get_many(&client, 1000, 8).await;
     assert_eq!(successes(&results), 1000);
     let served = fleet.served();
-    assert!(served[0] <= 5 + 8, "at most the requests in flight more: {served:?}");
+    assert!(
+        served[0] <= 5 + 8,
+        "at most the requests in flight more: {served:?}"
+    );
 }
 
 /// An instance that answers 503 to every other request: never 5 in a row,
@@ -91,7 +104,12 @@ async fn a_flaky_instance_costs_no_request() {
 /// all of them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_failing_of_four_do_not_send_all_traffic_to_the_last() {
-    let faults = [Fault::Failing, Fault::Failing, Fault::Failing, Fault::Healthy];
+    let faults = [
+        Fault::Failing,
+        Fault::Failing,
+        Fault::Failing,
+        Fault::Healthy,
+    ];
     for (what, outlier) in [
         ("default", OutlierDetection::new()),
         (
@@ -103,12 +121,22 @@ async fn three_failing_of_four_do_not_send_all_traffic_to_the_last() {
     ] {
         let fleet = Fleet::start(&faults).await;
         // No retries: each request is one attempt, so shares are picks.
-        let layer = fleet.builder().retries(0).outlier_detection(outlier).build();
+        let layer = fleet
+            .builder()
+            .retries(0)
+            .outlier_detection(outlier)
+            .build();
         let client = client(&layer);
         let results = get_many(&client, 400, 1).await;
         let served = fleet.served();
         let healthy = served[3] as f64 / served.iter().sum::<u64>() as f64;
-        assert!(healthy < 0.8, "{what}: the last healthy one took {healthy:.2}: {served:?}");
-        assert!(successes(&results) < 400, "{what}: the failing ones still got requests");
+        assert!(
+            healthy < 0.8,
+            "{what}: the last healthy one took {healthy:.2}: {served:?}"
+        );
+        assert!(
+            successes(&results) < 400,
+            "{what}: the failing ones still got requests"
+        );
     }
 }

@@ -14,5 +14,8 @@ async fn least_loaded_sends_little_to_a_slow_instance() {
     let served = fleet.served();
     let share = served[0] as f64 / served.iter().sum::<u64>() as f64;
     // Weighted random would give it a third.
-    assert!(share < 0.15, "the slow instance took {share:.3}: {served:?}");
+    assert!(
+        share < 0.15,
+        "the slow instance took {share:.3}: {served:?}"
+    );
 }

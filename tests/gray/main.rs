@@ -50,7 +50,9 @@ impl Fleet {
         Fleet { servers, resolver }
     }
 
-    fn builder(&self) -> DiscoveryLayerBuilder<StaticResolver, redis_discovery::balance::WeightedRandom> {
+    fn builder(
+        &self,
+    ) -> DiscoveryLayerBuilder<StaticResolver, redis_discovery::balance::WeightedRandom> {
         DiscoveryLayer::builder(self.resolver.clone())
     }
 
