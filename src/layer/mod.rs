@@ -117,7 +117,6 @@ mod discovery_layer;
 mod error;
 mod failure;
 mod future;
-mod health;
 mod options;
 mod outlier;
 mod pick;
