@@ -162,8 +162,8 @@ pub(crate) fn pick(
     entry: Arc<PickerEntry>,
     request: PickRequest<'_>,
 ) -> Result<Picked, Arc<PickerEntry>> {
-    let chosen = choose(&entry, request)
-        .and_then(|member| Some((member, *entry.members.get(member)?)));
+    let chosen =
+        choose(&entry, request).and_then(|member| Some((member, *entry.members.get(member)?)));
     match chosen {
         Some((member, index)) => Ok(Picked {
             entry,

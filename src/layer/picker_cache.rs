@@ -56,7 +56,10 @@ impl PickerEntry {
         host: Option<HeaderValue>,
     ) -> Self {
         let instances = snapshot.instances();
-        let members: Vec<usize> = members.into_iter().filter(|&i| i < instances.len()).collect();
+        let members: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| i < instances.len())
+            .collect();
         let usable = members
             .iter()
             .filter(|&&i| instances[i].weight() > 0)

@@ -53,7 +53,8 @@ impl OutlierDetection {
     }
 
     /// No ejection at all: every instance keeps its share whatever it
-    /// answers (retries still go elsewhere).
+    /// answers (retries still go elsewhere), and outcomes are not even
+    /// counted.
     pub const fn disabled() -> Self {
         let mut off = Self::new();
         off.base_ejection = Duration::ZERO;
@@ -81,8 +82,11 @@ impl OutlierDetection {
         self
     }
 
-    /// At most this share of a service's usable instances is ejected at
-    /// once (clamped to 100); an instance that would exceed it stays in.
+    /// At most this share of a service's usable instances (weight above
+    /// 0) is ejected at once, rounded down (clamped to 100); an instance
+    /// that would exceed it stays in. One of two or more instances may
+    /// always be ejected (Envoy's `always_eject_one_host`, gRPC's rule),
+    /// the only one never; `0` ejects none.
     pub fn max_ejected_percent(mut self, percent: u8) -> Self {
         self.max_ejected_percent = percent.min(100);
         self

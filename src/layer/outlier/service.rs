@@ -162,7 +162,12 @@ impl ServiceOutliers {
         if due
             && self
                 .panic_logged
-                .compare_exchange(last, now_ms.saturating_add(1), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    last,
+                    now_ms.saturating_add(1),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             tracing::warn!(

@@ -252,7 +252,9 @@ async fn unlisted_instances_are_dropped_with_their_ejection() {
     fleet.record(0, Refused);
     assert!(fleet.ejected(0));
     let listed: Vec<String> = (1..4).map(addr).collect();
-    fleet.service.retain_listed(listed.iter().map(String::as_str));
+    fleet
+        .service
+        .retain_listed(listed.iter().map(String::as_str));
     assert_eq!(fleet.service.known(), 3);
     assert!(!fleet.service.any_ejected(), "its place is free");
     assert!(!fleet.ejected(0), "an older entry holding it sees it back");

@@ -16,7 +16,10 @@ use crate::layer::router::{Route, Router};
 use crate::resolver::{Snapshot, StaticResolver};
 
 fn snapshot(ids: &[usize]) -> Snapshot {
-    let instances = ids.iter().map(|&i| Instance::new(addr(i)).unwrap()).collect();
+    let instances = ids
+        .iter()
+        .map(|&i| Instance::new(addr(i)).unwrap())
+        .collect();
     Snapshot::new(ServiceName::new("orders").unwrap(), instances)
 }
 
@@ -80,7 +83,10 @@ async fn the_panic_threshold_spreads_traffic_over_all_instances() {
     // Three of four ejected: below the 50 % threshold, every instance
     // keeps a share; with no threshold, the last one takes it all.
     for (threshold, spread) in [(50, true), (0, false)] {
-        let router = router(WeightedRandom::seeded(3), all.panic_threshold_percent(threshold));
+        let router = router(
+            WeightedRandom::seeded(3),
+            all.panic_threshold_percent(threshold),
+        );
         for i in 0..3 {
             record(&router, &snapshot, i, Outcome::Refused);
         }
@@ -149,7 +155,7 @@ async fn load_is_measured_only_for_balancers_that_read_it() {
     let attempt = picked.start().expect("measured");
     attempt.end(false);
     drop(picked.start().expect("measured")); // ends as failed
-    // Retries and ejections read load too.
+                                             // Retries and ejections read load too.
     picked.record(Outcome::Refused);
     let mut tried = Tried::with_hasher(FixedState::with_seed(0));
     tried.insert(addr(0).parse().unwrap());
@@ -158,6 +164,9 @@ async fn load_is_measured_only_for_balancers_that_read_it() {
         tried: Some(&tried),
         ..FIRST
     };
-    assert_eq!(pick(&loaded, &snapshot, request).authority().as_str(), addr(1));
+    assert_eq!(
+        pick(&loaded, &snapshot, request).authority().as_str(),
+        addr(1)
+    );
     assert!(balance.loaded_picks.load(Ordering::Relaxed) > 1);
 }
