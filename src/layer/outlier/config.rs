@@ -64,7 +64,7 @@ impl OutlierDetection {
 
     /// Eject an instance after this many gateway failures in a row
     /// (connect errors, attempt timeouts, lost connections, and responses
-    /// the [failure classifier](super::DiscoveryLayerBuilder::failure_status)
+    /// the [failure classifier](crate::layer::DiscoveryLayerBuilder::failure_status)
     /// counts: 502, 503 and 504 by default). A refused connection ejects at
     /// once. `0` ejects only on refused connections.
     pub const fn consecutive_failures(mut self, failures: u32) -> Self {

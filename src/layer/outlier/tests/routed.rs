@@ -24,8 +24,10 @@ fn snapshot(ids: &[usize]) -> Snapshot {
 }
 
 fn router<B: Balance>(balance: B, outlier: OutlierDetection) -> Router<StaticResolver, B> {
-    let mut options = crate::layer::options::Options::default();
-    options.outlier = outlier;
+    let options = crate::layer::options::Options {
+        outlier,
+        ..Default::default()
+    };
     Router::new(StaticResolver::new(), balance, options)
 }
 
