@@ -159,7 +159,6 @@ mod discovery_layer;
 mod error;
 mod failure;
 mod future;
-mod health;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod options;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, TryLockError};
 use http::HeaderValue;
 use papaya::{Compute, Equivalent, Operation};
 
-use super::health::PassiveHealth;
-use crate::balance::{Pick, TagFilter};
+use super::outlier::{InstanceState, ServiceOutliers};
+use crate::balance::{InstanceLoad, LoadSource, PeakEwma, Pick, TagFilter};
 use crate::instance::ServiceName;
 use crate::resolver::Snapshot;
 
@@ -22,12 +22,18 @@ pub(crate) struct PickerEntry {
     /// Snapshot indexes of the instances the picker was built over.
     pub members: Vec<usize>,
     pub picker: Box<dyn Pick>,
-    /// Members with a weight above 0: what "half the instances" means for
-    /// ejection.
+    /// Members with a weight above 0: what the share of ejected instances
+    /// and the panic threshold are of.
     pub usable: usize,
-    /// The router's passive health, so an attempt can eject its instance
-    /// without holding the router.
-    pub health: Arc<PassiveHealth>,
+    /// The outlier state of the service, so an attempt can eject its
+    /// instance without holding the router.
+    pub outliers: Arc<ServiceOutliers>,
+    /// Each member's state (by member index), found once here so that a
+    /// request reads and updates it without a lookup or a lock.
+    pub states: Vec<Arc<InstanceState>>,
+    /// How the balancer wants load measured; `None`: it reads none, and
+    /// nothing is measured.
+    pub ewma: Option<PeakEwma>,
     /// `Host: SERVICE`, made once per snapshot so a request only clones
     /// it; `None` when the layer leaves `Host` to the client.
     pub host: Option<HeaderValue>,
@@ -45,19 +51,28 @@ impl PickerEntry {
         snapshot: Snapshot,
         members: Vec<usize>,
         picker: Box<dyn Pick>,
-        health: Arc<PassiveHealth>,
+        outliers: Arc<ServiceOutliers>,
+        ewma: Option<PeakEwma>,
         host: Option<HeaderValue>,
     ) -> Self {
+        let instances = snapshot.instances();
+        let members: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| i < instances.len())
+            .collect();
         let usable = members
             .iter()
-            .filter(|&&i| snapshot.instances()[i].weight() > 0)
+            .filter(|&&i| instances[i].weight() > 0)
             .count();
+        let states = outliers.states(members.iter().map(|&i| instances[i].addr()));
         PickerEntry {
             snapshot,
             members,
             picker,
             usable,
-            health,
+            outliers,
+            states,
+            ewma,
             host,
             reusable: AtomicBool::new(false),
         }
@@ -90,6 +105,12 @@ impl PickerEntry {
         if self.snapshot.is_linked() && !self.reusable.load(Ordering::Relaxed) {
             self.reusable.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+impl LoadSource for PickerEntry {
+    fn load(&self, index: usize) -> Option<&InstanceLoad> {
+        self.states.get(index).map(|state| &state.load)
     }
 }
 

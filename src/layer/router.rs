@@ -1,5 +1,5 @@
-//! The layer's shared state: resolver, balancer, picker cache, passive
-//! health. Synchronous on the hit path.
+//! The layer's shared state: resolver, balancer, picker cache, outlier
+//! state. Synchronous on the hit path.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use super::error::DiscoveryError;
-use super::health::PassiveHealth;
 use super::options::{HostHeader, Options};
+use super::outlier::Outliers;
 use super::pick::{pick, PickRequest, Picked};
 use super::picker_cache::{PickerCache, PickerEntry};
 use crate::balance::{Balance, Fallback, Pick, TagFilter};
@@ -58,7 +58,7 @@ pub(crate) struct Router<R, B> {
     resolver: R,
     balance: B,
     options: Options,
-    health: Arc<PassiveHealth>,
+    outliers: Outliers,
     pickers: PickerCache,
 }
 
@@ -71,7 +71,7 @@ where
         Router {
             resolver,
             balance,
-            health: Arc::new(PassiveHealth::new(options.outlier)),
+            outliers: Outliers::new(options.outlier),
             options,
             pickers: PickerCache::default(),
         }
@@ -99,13 +99,11 @@ where
                 let inserted = self.pickers.insert(filter, self.build(snapshot, filter));
                 if inserted.stored && filter.is_none() && !inserted.entry.is_retired() {
                     // A new current list for the layer's pickers: forget
-                    // the ejections of instances no longer listed (not for
-                    // an older list, which would forget newer ejections).
-                    let snapshot = &inserted.entry.snapshot;
-                    self.health.retain_listed(
-                        snapshot.service().as_str(),
-                        snapshot.instances().iter().map(|i| i.addr()),
-                    );
+                    // the instances no longer listed (not for an older
+                    // list, which would forget newer ejections).
+                    let entry = &inserted.entry;
+                    let listed = entry.snapshot.instances().iter().map(|i| i.addr());
+                    entry.outliers.retain_listed(listed);
                 }
                 inserted.entry
             }
@@ -137,7 +135,9 @@ where
         let host = (self.options.host == HostHeader::Service)
             .then(|| HeaderValue::from_str(snapshot.service().as_str()).ok())
             .flatten();
-        PickerEntry::new(snapshot, members, picker, self.health.clone(), host)
+        let outliers = self.outliers.service(snapshot.service());
+        let ewma = self.balance.peak_ewma();
+        PickerEntry::new(snapshot, members, picker, outliers, ewma, host)
     }
 
     fn pick_in(
@@ -226,11 +226,15 @@ mod tests {
         older.retire();
         let current = linked(&["a:1", "b:1", "c:1", "d:1"]);
         let kept = router.entry_for(current.clone(), None);
-        assert!(router.health.eject("orders", "d:1", 4));
+        let refused = crate::layer::pick::Outcome::Refused;
+        let (d, states) = (&kept.states[3], &kept.states);
+        kept.outliers.record(d, refused, "d:1", states, 4);
+        let now_ms = || kept.outliers.now_ms(Instant::now());
         // A late resolve answered with the older list.
         let late = router.entry_for(older.clone(), None);
         assert!(Snapshot::ptr_eq(&late.snapshot, &older));
-        assert!(router.health.is_ejected("orders", "d:1"), "ejection kept");
+        assert!(late.outliers.is_ejected(d, now_ms()), "ejection kept");
+        assert!(std::sync::Arc::ptr_eq(&late.states[2], &kept.states[2]));
         let found = router.entry_for(current, None);
         assert!(std::sync::Arc::ptr_eq(&found, &kept));
     }

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::super::health::PassiveHealth;
+use super::super::outlier::Outliers;
 use super::{PickerCache, PickerEntry, MAX_UNBOUNDED};
 use crate::balance::{Balance, RoundRobin, TagFilter};
 use crate::instance::{Instance, ServiceName};
@@ -10,9 +10,9 @@ use crate::resolver::{CacheLink, Snapshot, UseFlag};
 
 fn entry(snapshot: &Snapshot) -> PickerEntry {
     let picker = Box::new(RoundRobin::new().build(snapshot.instances()));
-    let health = Arc::new(PassiveHealth::new(Default::default()));
+    let outliers = Outliers::new(Default::default()).service(snapshot.service());
     let members = (0..snapshot.len()).collect();
-    PickerEntry::new(snapshot.clone(), members, picker, health, None)
+    PickerEntry::new(snapshot.clone(), members, picker, outliers, None, None)
 }
 
 fn snapshot() -> Snapshot {
