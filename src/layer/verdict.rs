@@ -130,7 +130,7 @@ mod tests {
             is_failure: |s| s.is_server_error(),
             ..rules
         };
-        assert_eq!(strict.judge(Ended::Failed(&reset), true).retry, false);
+        assert!(!strict.judge(Ended::Failed(&reset), true).retry);
         assert_eq!(strict.judge(e500, true).outcome, GatewayFailure);
     }
 }

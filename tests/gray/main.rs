@@ -10,6 +10,7 @@ mod support;
 
 mod budget;
 mod ejection;
+mod refused;
 // mod latency; (LeastLoaded: merged next)
 
 use std::time::Duration;

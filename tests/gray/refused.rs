@@ -2,18 +2,19 @@
 //! that refuse connections: at most the configured share of instances is
 //! ejected, and below the panic threshold ejections are ignored.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::support;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use redis_discovery::balance::WeightedRandom;
-use redis_discovery::layer::{DiscoverExt, DiscoveryLayer, DiscoveryService, OutlierDetection};
+use redis_discovery::layer::{
+    DiscoverExt, DiscoveryLayer, DiscoveryService, OutlierDetection, RetryBudget,
+};
 use redis_discovery::resolver::StaticResolver;
 use redis_discovery::Instance;
 use support::http_server::{spawn_server, RefusingPort, TestServer};
@@ -81,6 +82,8 @@ impl Fleet {
         let layer = DiscoveryLayer::builder(self.resolver.clone())
             .balance(WeightedRandom::seeded(11))
             .retries(3)
+            // These tests count attempts per request, not their share.
+            .retry_budget(RetryBudget::unlimited())
             .outlier_detection(outlier.ejection_time(long, long))
             .build();
         let inner = Recording {
