@@ -96,6 +96,28 @@ async fn a_flaky_instance_costs_no_request() {
     let client = client(&fleet.builder().build());
     let results = get_many(&client, 300, 4).await;
     assert_eq!(successes(&results), 300);
+    let served = fleet.served();
+    let share = served[0] as f64 / served.iter().sum::<u64>() as f64;
+    assert!(share > 0.2, "not ejected, it keeps its share: {served:?}");
+}
+
+/// With outlier detection off, a 503 instance keeps its share (and
+/// idempotent requests are still retried around it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_outlier_detection_a_503_instance_keeps_its_share() {
+    let fleet = Fleet::start(&[Fault::Failing, Fault::Healthy, Fault::Healthy]).await;
+    let layer = fleet
+        .builder()
+        .outlier_detection(OutlierDetection::disabled())
+        .retry_budget(redis_discovery::layer::RetryBudget::unlimited())
+        .build();
+    let results = get_many(&client(&layer), 300, 4).await;
+    assert_eq!(successes(&results), 300);
+    let served = fleet.served();
+    assert!(
+        served[0] > 60,
+        "about a third of 300 first attempts: {served:?}"
+    );
 }
 
 /// With 3 of 4 instances failing, the layer does not send everything to

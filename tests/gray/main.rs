@@ -9,7 +9,10 @@
 mod support;
 
 mod budget;
+mod config;
 mod ejection;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod refused;
 // mod latency; (LeastLoaded: merged next)
 
