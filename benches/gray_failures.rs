@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench gray_failures                # 2 s per run, 16 workers, 4 rounds
 //! cargo bench --bench gray_failures -- 1 8 2       # seconds per run, workers, rounds
+//! cargo bench --bench gray_failures -- 3 16 8 overhead   # only the overhead table
 //! ```
 //!
 //! Every run starts three servers of `tests/support/faults.rs` on free
@@ -100,14 +101,17 @@ struct Settings {
     run: Duration,
     workers: usize,
     rounds: usize,
+    /// Only the overhead table (the argument `overhead` after the others).
+    overhead_only: bool,
 }
 
 impl Settings {
     fn parse(args: Vec<String>) -> Result<Settings, BoxError> {
-        let mut args = args.into_iter();
+        let mut args = args.into_iter().peekable();
         let seconds: f64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2.0);
         let workers: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(16);
         let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(4);
+        let overhead_only = args.next_if(|a| a == "overhead").is_some();
         if let Some(extra) = args.next() {
             return Err(format!("unexpected argument {extra:?}").into());
         }
@@ -117,6 +121,7 @@ impl Settings {
             run,
             workers: workers.clamp(1, 1024),
             rounds: rounds.clamp(1, 100),
+            overhead_only,
         })
     }
 }
@@ -148,7 +153,11 @@ async fn run_all(servers: Handle, settings: Settings) -> Result<(), BoxError> {
         run,
         workers,
         rounds,
+        overhead_only,
     } = settings;
+    if overhead_only {
+        return overhead(&servers, settings).await;
+    }
     println!(
         "{SERVERS} servers on loopback, the first faulty; {workers} workers in a closed loop, \
          {run:?} per run, {rounds} rounds, all runs alternating; each request bounded by \
