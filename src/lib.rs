@@ -71,12 +71,14 @@
 //! | | `skipped.rs` | warnings about refused entries, bounded |
 //! | `layer/` | `mod.rs` | `DiscoverExt`, the module docs |
 //! | | `discovery_layer.rs` | `DiscoveryLayer`, `DiscoveryLayerBuilder` |
-//! | | `service.rs`, `future.rs` | `DiscoveryService` and its `ResponseFuture` |
-//! | | `router.rs`, `picker_cache.rs`, `pick.rs` | resolve, the pickers kept per snapshot, picking with ejection |
-//! | | `health.rs`, `attempts.rs`, `failure.rs` | passive health (`Ejection`), tried instances, failure classes |
-//! | | `request.rs`, `replay.rs`, `reqwest.rs` | `DiscoverRequest` (sealed), `ReplayBody`, reqwest support |
-//! | | `options.rs`, `error.rs` | `HostHeader`, `DiscoveryError` |
-//! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `TagFilter`; `rng.rs`, `lookup.rs` their helpers |
+//! | | `service.rs`, `future.rs` | `DiscoveryService` and its `ResponseFuture`: the one retry loop, with the attempt timeout |
+//! | | `verdict.rs`, `failure.rs`, `budget.rs` | what an attempt's end means (outcome, retry or not); failure classes from the error chain; `RetryBudget` |
+//! | | `router.rs`, `picker_cache.rs`, `pick.rs`, `attempts.rs` | resolve, the pickers kept per snapshot, picking with ejection and the panic threshold, tried instances |
+//! | | `outlier/` | `OutlierDetection` (`config.rs`); per-instance state, lock-free (`instance.rs`), per service with the ejected share (`service.rs`), per layer (`registry.rs`) |
+//! | | `request.rs`, `response.rs`, `replay.rs` | `DiscoverRequest`, `DiscoverResponse` (sealed), `ReplayBody` |
+//! | | `reqwest.rs`, `middleware.rs` | reqwest requests; `DiscoveryMiddleware`, which runs the layer's own future |
+//! | | `options.rs`, `error.rs` | `HostHeader`, the options, `DiscoveryError` |
+//! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, `TagFilter`; `load.rs` what load-aware pickers read (`PeakEwma`, `Loads`); `rng.rs`, `lookup.rs` their helpers |
 //! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; their Lua scripts |
 //! | `connection/` | `redis_url.rs`, `endpoint.rs`, `link.rs`, `options.rs`, `timed.rs`, `failover_sign.rs` | URL parsing and redaction; connecting (single, Sentinel, Cluster); the connection; the options both builders share; the one timeout helper; failover signs |
 //! | `instance/` | `mod.rs`, `name.rs`, `tags.rs`, `address.rs`, `policy.rs` | `Instance`; `ServiceName`; `Tags`; address checks; the address policy |
