@@ -61,8 +61,10 @@ use std::fmt::Debug;
 
 use crate::Instance;
 
+mod alias;
 mod consistent_hash;
 mod filter;
+mod least_loaded;
 mod load;
 mod lookup;
 mod rng;
@@ -71,8 +73,9 @@ mod weighted_random;
 
 pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
 pub use filter::{Fallback, ParseTagFilterError, TagFilter};
-pub(crate) use load::{InstanceLoad, LoadSource};
-pub use load::{Loads, PeakEwma};
+pub use least_loaded::{LeastLoaded, LeastLoadedPicker};
+pub(crate) use load::LoadSource;
+pub use load::{InstanceLoad, Loads, PeakEwma};
 pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 
