@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::alias::AliasTable;
 use super::rng::Rng;
-use super::{index_limit, Balance, Loads, Pick, PeakEwma};
+use super::{index_limit, Balance, Loads, PeakEwma, Pick};
 use crate::Instance;
 
 /// How often a pick draws again for a second candidate distinct from the
@@ -176,12 +176,17 @@ impl LeastLoadedPicker {
         let Some((latency, outstanding)) = loads.latency_and_outstanding(index) else {
             return f64::INFINITY;
         };
-        let latency = if latency.is_nan() { f64::INFINITY } else { latency.max(0.0) };
+        let latency = if latency.is_nan() {
+            f64::INFINITY
+        } else {
+            latency.max(0.0)
+        };
         // With nothing in flight the factor is `weight × other_weight` on
         // both sides, bit for bit (multiplication commutes), so idle
         // instances of equal latency tie exactly.
-        latency * ((f64::from(outstanding) * self.mean_weight + f64::from(weight))
-            * f64::from(other_weight))
+        latency
+            * ((f64::from(outstanding) * self.mean_weight + f64::from(weight))
+                * f64::from(other_weight))
     }
 }
 

@@ -167,7 +167,8 @@ impl InstanceLoad {
             } else {
                 let blended = estimate as f64 * w + rtt_ns as f64 * (1.0 - w);
                 // Between rtt_ns and estimate, so at least 1; `as` saturates.
-                self.ewma_ns.store((blended as u64).max(1), Ordering::Relaxed);
+                self.ewma_ns
+                    .store((blended as u64).max(1), Ordering::Relaxed);
             }
         }
         self.stamp_ns.store(now_ns, Ordering::Relaxed);
