@@ -236,7 +236,6 @@ impl fmt::Debug for InstanceLoad {
 
 /// Where a [`Loads`] finds the load of a picker's instance `index`.
 pub(crate) trait LoadSource: Sync {
-    #[inline]
     fn load(&self, index: usize) -> Option<&InstanceLoad>;
 }
 
