@@ -30,16 +30,18 @@ const REDRAWS: usize = 8;
 /// unequal ones, the `+ 1` becomes the instance's weight relative to the
 /// mean: idle instances of equal latency then tie, and a tie keeps the first
 /// draw, so that they share requests in proportion to their weights (with a
-/// plain `+ 1` the heavier of two idle instances would always win, and a
-/// client sending one request at a time would use only its heaviest
-/// instances). Under load, `outstanding / weight` dominates, so requests in
+/// plain `+ 1` the heavier of two idle instances would always win: in a
+/// simulation at one request at a time, weights 1:2:3:4 got 0 %, 5 %, 24 %
+/// and 72 % of the requests). Under load, `outstanding / weight` dominates, so requests in
 /// flight follow the weights. Weight `0` is never picked.
 ///
 /// The discovery layer measures each instance's load (it asks
 /// [`peak_ewma`](Balance::peak_ewma)) and calls
 /// [`pick_loaded`](Pick::pick_loaded); [`pick`](Pick::pick) without loads is
-/// weighted random. A pick is O(1): two or a few more draws, two reads of
-/// atomics each, one comparison; no allocation, no lock. Retries
+/// weighted random. A pick is O(1): two draws (up to 9), three atomic
+/// loads and one `exp` per candidate, one comparison; no allocation, no
+/// lock (about 40 ns against 2 ns for weighted random in `benches/pick.rs`,
+/// without the layer's bookkeeping). Retries
 /// (`attempt > 0`) draw afresh, as with `WeightedRandom`.
 ///
 /// ```
