@@ -32,13 +32,20 @@
 //! | [`WeightedRandom`] (the default) | O(1), alias table | random, share proportional to weight |
 //! | [`RoundRobin`] | O(1), one atomic increment | nginx's smooth weighted round robin (a golden-ratio sequence for very large cycles) |
 //! | [`ConsistentHash`] | O(1) expected, hash ring | the same key goes to the same instance |
+//! | [`LeastLoaded`] | O(1), two draws of the alias table and two loads | the less loaded of two drawn by weight: latency × requests in flight, per weight |
 //!
 //! In all of them a weight of `0` means *drained*: the instance is never
 //! picked, and a picker over instances that all have weight `0` (or over no
 //! instance) returns `None`.
 //!
-//! Building is O(n) for [`WeightedRandom`] and about that for [`RoundRobin`]
-//! (bounded work: see its docs); [`ConsistentHash`] hashes and sorts its
+//! [`LeastLoaded`] reads what the discovery layer measures of each instance
+//! ([`Balance::peak_ewma`], [`Pick::pick_loaded`], [`Loads`]): it moves
+//! requests away from slow, hung and overloaded instances, at the price of
+//! the layer's bookkeeping (a few atomics per attempt); the others ignore
+//! load.
+//!
+//! Building is O(n) for [`WeightedRandom`] and [`LeastLoaded`] and about
+//! that for [`RoundRobin`] (bounded work: see its docs); [`ConsistentHash`] hashes and sorts its
 //! ring, up to a million nodes by default, which takes tens of milliseconds
 //! for thousands of instances: build pickers when a snapshot changes rather
 //! than on a request's path where that matters.
@@ -48,8 +55,10 @@
 //! The `attempt` argument of [`Pick::pick`] is `0` for the first pick of a
 //! request and counts up for its retries; balancers use it to move away from
 //! the instance of the first attempt where they can: [`ConsistentHash`] walks
-//! to the next distinct instance on the ring, [`WeightedRandom`] draws again
-//! and [`RoundRobin`] takes the next pick of its sequence.
+//! to the next distinct instance on the ring, [`WeightedRandom`] draws again,
+//! [`LeastLoaded`] draws two new candidates (a slow failed attempt already
+//! raised its instance's cost; a fast one never lowers it) and
+//! [`RoundRobin`] takes the next pick of its sequence.
 //!
 //! # Tag filters
 //!
@@ -61,8 +70,10 @@ use std::fmt::Debug;
 
 use crate::Instance;
 
+mod alias;
 mod consistent_hash;
 mod filter;
+mod least_loaded;
 mod load;
 mod lookup;
 mod rng;
@@ -71,8 +82,9 @@ mod weighted_random;
 
 pub use consistent_hash::{ConsistentHash, ConsistentHashPicker};
 pub use filter::{Fallback, ParseTagFilterError, TagFilter};
-pub(crate) use load::{InstanceLoad, LoadSource};
-pub use load::{Loads, PeakEwma};
+pub use least_loaded::{LeastLoaded, LeastLoadedPicker};
+pub(crate) use load::LoadSource;
+pub use load::{InstanceLoad, Loads, PeakEwma};
 pub use round_robin::{RoundRobin, RoundRobinPicker};
 pub use weighted_random::{WeightedRandom, WeightedRandomPicker};
 

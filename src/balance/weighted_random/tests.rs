@@ -73,35 +73,6 @@ fn empty_and_drained() {
 }
 
 #[test]
-fn alias_table_is_exact() {
-    // Each instance's probability, summed over the columns, is its share.
-    for weights in [
-        &[5, 1, 1][..],
-        &[1, 0, 1],
-        &[3, 3, 3, 3],
-        &[0, 9, 2, 0, 1, 6],
-    ] {
-        let table = alias_table(weights);
-        let n = weights.len() as f64;
-        let total: u32 = weights.iter().sum();
-        let mut p = vec![0.0; weights.len()];
-        for (i, column) in table.iter().enumerate() {
-            let own = if column.alias as usize == i {
-                1.0
-            } else {
-                f64::from(column.threshold) / 2f64.powi(32)
-            };
-            p[i] += own / n;
-            p[column.alias as usize] += (1.0 - own) / n;
-        }
-        for (i, &w) in weights.iter().enumerate() {
-            let expected = f64::from(w) / f64::from(total);
-            assert!((p[i] - expected).abs() < 1e-9, "{weights:?}: {p:?}");
-        }
-    }
-}
-
-#[test]
 fn ten_thousand_instances() {
     let weights: Vec<u32> = (0..10_000).map(|i| (i % 100) as u32).collect();
     let picker = WeightedRandom::seeded(10).build(&instances(&weights));
