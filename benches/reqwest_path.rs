@@ -10,6 +10,8 @@
 //! `valgrind --tool=callgrind --toggle-collect='reqwest_path::run*'`;
 //! MODE is `bare`, `clone`, `rewrite`, `off` or `on` (the cases above).
 
+// Only `resolver` is used here.
+#[allow(dead_code)]
 mod common;
 
 use std::convert::Infallible;
@@ -18,7 +20,7 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use tower::{Layer, Service};
 

@@ -5,6 +5,8 @@
 //! connection never reached the server, so every request is retried on the
 //! healthy instance: none fails, as with the feature before 0.3.
 
+// Only the servers this test needs.
+#[allow(dead_code)]
 #[path = "support/http_server.rs"]
 mod http_server;
 

@@ -11,10 +11,10 @@ mod support;
 mod budget;
 mod config;
 mod ejection;
+mod latency;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod refused;
-// mod latency; (LeastLoaded: merged next)
 
 use std::time::Duration;
 
