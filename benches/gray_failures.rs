@@ -34,7 +34,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use redis_discovery::balance::{RoundRobin, WeightedRandom};
+use redis_discovery::balance::{LeastLoaded, RoundRobin, WeightedRandom};
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer, DiscoveryLayerBuilder};
 use redis_discovery::resolver::StaticResolver;
 use redis_discovery::Instance;
@@ -91,8 +91,9 @@ const BALANCERS: &[(&str, Configure)] = &[
     ("round robin", |builder| {
         builder.balance(RoundRobin::new()).build()
     }),
-    // LEAD (#14): the new balancer, once it exists:
-    // ("least loaded", |builder| builder.balance(LeastLoaded::new()).build()),
+    ("least loaded", |builder| {
+        builder.balance(LeastLoaded::new()).build()
+    }),
 ];
 
 /// The command line: `[SECONDS_PER_RUN] [WORKERS] [ROUNDS]`.

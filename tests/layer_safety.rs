@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use redis_discovery::balance::{ConsistentHash, RoundRobin};
+use redis_discovery::balance::{ConsistentHash, LeastLoaded, RoundRobin};
 use redis_discovery::layer::{
     BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, HashKey,
     OutlierDetection, RetryBudget,
@@ -161,6 +161,8 @@ fn layers_over<R: Resolve + Clone>(
         layers.push((format!("round robin, {name}"), round_robin));
         let hash = builder().balance(ConsistentHash::new()).build();
         layers.push((format!("consistent hash, {name}"), hash));
+        let least_loaded = builder().balance(LeastLoaded::new()).build();
+        layers.push((format!("least loaded, {name}"), least_loaded));
     }
 }
 
