@@ -29,6 +29,11 @@ use tower::{Layer, ServiceExt};
 
 use http_server::{spawn_server, RefusingPort};
 
+// The never-answering server.
+#[allow(dead_code)]
+#[path = "support/faults.rs"]
+mod faults;
+
 /// A name only the test's resolver knows: it fails to resolve, as a name
 /// the DNS does not have would (no query leaves the machine).
 const UNRESOLVABLE: &str = "gone.test";
@@ -143,4 +148,35 @@ async fn refused_connections_are_retried() {
     let refusing = RefusingPort::new();
     let bad = refusing.addr().to_string();
     assert_eq!(failures_with(&bad, Duration::from_secs(5)).await, 0);
+}
+
+/// A client's own timeout inside the layer (tower's `Timeout` around the
+/// client) counts as the attempt's timeout: the GET is retried elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_timeouts_are_retried() {
+    let (healthy, _server) = spawn_server().await;
+    let hanging = faults::FaultServer::start(faults::Fault::Hanging)
+        .await
+        .unwrap();
+    let resolver = StaticResolver::new()
+        .with_service(
+            "orders",
+            [
+                Instance::new(healthy.to_string()).unwrap(),
+                Instance::from_socket_addr(hanging.addr()).unwrap(),
+            ],
+        )
+        .unwrap();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let client = tower::timeout::Timeout::new(client, Duration::from_millis(200));
+    let client = DiscoveryLayer::new(resolver).layer(client);
+    for _ in 0..30 {
+        let request = http::Request::get("http://orders/")
+            .discover()
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = client.clone().oneshot(request).await.expect("retried");
+        assert_eq!(response.status(), http::StatusCode::OK);
+    }
+    assert!(hanging.requests() <= 5, "ejected after 5 timeouts");
 }

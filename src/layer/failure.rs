@@ -14,9 +14,13 @@ pub(crate) enum Failure {
     /// a connect timeout, an unreachable host): the request certainly did
     /// not reach the server.
     Connect,
-    /// The connection closed, was reset or timed out before a response:
-    /// the server may or may not have seen the request.
+    /// The connection closed or was reset before a response: the server
+    /// may or may not have seen the request.
     ConnectionLost,
+    /// A timeout of the client's own (reqwest's `timeout`, a tower
+    /// `Timeout` inside the layer, an I/O timeout) fired before the
+    /// response: as the layer's attempt timeout.
+    TimedOut,
     /// Anything else (not the instance's fault as far as the layer can tell).
     Other,
 }
@@ -27,6 +31,7 @@ pub(crate) enum Failure {
 pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
     let mut connect = false;
     let mut lost = false;
+    let mut timed_out = false;
     let mut current = Some(error);
     while let Some(e) = current {
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
@@ -35,10 +40,9 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
             connect = true;
         }
         #[cfg(feature = "reqwest")]
-        if e.downcast_ref::<reqwest::Error>()
-            .is_some_and(|e| e.is_connect())
-        {
-            connect = true;
+        if let Some(e) = e.downcast_ref::<reqwest::Error>() {
+            connect |= e.is_connect();
+            timed_out |= e.is_timeout();
         }
         #[cfg(feature = "reqwest-middleware")]
         if let Some(reqwest_middleware::Error::Reqwest(e)) =
@@ -47,7 +51,9 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
             // `Error::Reqwest` is transparent: its `source()` skips the
             // reqwest error itself.
             connect |= e.is_connect();
+            timed_out |= e.is_timeout();
         }
+        timed_out |= e.is::<tower::timeout::error::Elapsed>();
         if e.downcast_ref::<hyper::Error>()
             .is_some_and(|e| e.is_incomplete_message() || e.is_canceled() || e.is_closed())
         {
@@ -63,8 +69,8 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
                 | ErrorKind::ConnectionAborted
                 | ErrorKind::NotConnected
                 | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof
-                | ErrorKind::TimedOut => lost = true,
+                | ErrorKind::UnexpectedEof => lost = true,
+                ErrorKind::TimedOut => timed_out = true,
                 _ => {}
             }
         }
@@ -73,6 +79,8 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
     // A timeout or reset in the connect phase is a connect failure.
     if connect {
         Failure::Connect
+    } else if timed_out {
+        Failure::TimedOut
     } else if lost {
         Failure::ConnectionLost
     } else {
@@ -119,10 +127,12 @@ mod tests {
             ErrorKind::NotConnected,
             ErrorKind::BrokenPipe,
             ErrorKind::UnexpectedEof,
-            ErrorKind::TimedOut,
         ] {
             assert_eq!(of(kind), Failure::ConnectionLost, "{kind:?}");
         }
+        assert_eq!(of(ErrorKind::TimedOut), Failure::TimedOut);
+        let elapsed: tower::BoxError = tower::timeout::error::Elapsed::new().into();
+        assert_eq!(classify(&*elapsed), Failure::TimedOut);
         assert_eq!(of(ErrorKind::InvalidData), Failure::Other);
         assert_eq!(classify(&Error::other("refused?")), Failure::Other);
     }

@@ -97,13 +97,15 @@ where
             Some(entry) if Snapshot::ptr_eq(&entry.snapshot, &snapshot) => entry,
             _ => {
                 let inserted = self.pickers.insert(filter, self.build(snapshot, filter));
-                if inserted.stored && filter.is_none() && !inserted.entry.is_retired() {
-                    // A new current list for the layer's pickers: forget
-                    // the instances no longer listed (not for an older
-                    // list, which would forget newer ejections).
-                    let entry = &inserted.entry;
-                    let listed = entry.snapshot.instances().iter().map(|i| i.addr());
-                    entry.outliers.retain_listed(listed);
+                if inserted.stored && !inserted.entry.is_retired() {
+                    // A new current list (whatever the filter, the snapshot
+                    // is the service's): forget the instances no longer
+                    // listed (not for an older list, which would forget
+                    // newer ejections).
+                    let instances = inserted.entry.snapshot.instances();
+                    let listed = instances.iter().map(|i| i.addr());
+                    let usable = instances.iter().filter(|i| i.weight() > 0).count();
+                    inserted.entry.outliers.retain_listed(listed, usable);
                 }
                 inserted.entry
             }

@@ -74,6 +74,7 @@ impl AttemptRules {
                     Outcome::GatewayFailure,
                     idempotent && self.retry_lost_connections,
                 ),
+                Failure::TimedOut => (Outcome::GatewayFailure, idempotent),
                 Failure::Other => (Outcome::Other, false),
             },
         };

@@ -45,3 +45,23 @@ async fn the_middleware_times_out_a_never_answering_instance() {
     let served = fleet.served();
     assert!((1..=5).contains(&served[0]), "ejected within 5: {served:?}");
 }
+
+/// reqwest's own timeout (`ClientBuilder::timeout`, shorter than the
+/// layer's attempt timeout) counts as the attempt's timeout: retried, and
+/// the never-answering instance ejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_timeouts_are_attempt_timeouts() {
+    let fleet = Fleet::start(&[Fault::Hanging, Fault::Healthy]).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(http)
+        .with(fleet.builder().build().middleware())
+        .build();
+    for _ in 0..30 {
+        assert_eq!(status_of(&client).await, reqwest::StatusCode::OK);
+    }
+    let served = fleet.served();
+    assert!((1..=5).contains(&served[0]), "ejected within 5: {served:?}");
+}

@@ -12,7 +12,9 @@ pub(super) const MAX_MS: u64 = (1 << 48) - 1;
 
 /// Strikes beyond this are not counted (the period stopped doubling long
 /// before).
-const MAX_STRIKES: u32 = (1 << 15) - 1;
+const MAX_STRIKES: u32 = (1 << 14) - 1;
+/// The bit of a state its service forgot (the instance is no longer listed).
+const RETIRED: u64 = 1 << 15;
 
 /// An instance's ejection in one word, so that it changes in one
 /// compare-exchange: when it ends, how many ejections in a row it is, and
@@ -27,6 +29,10 @@ pub(super) struct Ejection {
     /// count: set with the ejection, cleared (and the count lowered) by
     /// the first look after it ended.
     pub counted: bool,
+    /// The service forgot this state (its instance is no longer listed):
+    /// attempts still in flight to it must not eject it, as nothing would
+    /// lower the service's count again.
+    pub retired: bool,
 }
 
 impl Ejection {
@@ -34,11 +40,19 @@ impl Ejection {
         until_ms: 0,
         strikes: 0,
         counted: false,
+        retired: false,
+    };
+
+    /// A state its service forgot.
+    pub(super) const RETIRED: Ejection = Ejection {
+        retired: true,
+        ..Ejection::NONE
     };
 
     fn pack(self) -> u64 {
         (self.until_ms.min(MAX_MS) << 16)
             | (u64::from(self.strikes.min(MAX_STRIKES)) << 1)
+            | if self.retired { RETIRED } else { 0 }
             | u64::from(self.counted)
     }
 
@@ -47,6 +61,7 @@ impl Ejection {
             until_ms: word >> 16,
             strikes: ((word >> 1) & u64::from(MAX_STRIKES)) as u32,
             counted: word & 1 == 1,
+            retired: word & RETIRED != 0,
         }
     }
 
@@ -129,15 +144,18 @@ mod tests {
     fn packs_and_unpacks() {
         for ejection in [
             Ejection::NONE,
+            Ejection::RETIRED,
             Ejection {
                 until_ms: MAX_MS,
                 strikes: MAX_STRIKES,
                 counted: true,
+                retired: false,
             },
             Ejection {
                 until_ms: 12_345,
                 strikes: 3,
                 counted: false,
+                retired: true,
             },
         ] {
             assert_eq!(Ejection::unpack(ejection.pack()), ejection);
@@ -147,10 +165,11 @@ mod tests {
             until_ms: u64::MAX,
             strikes: u32::MAX,
             counted: false,
+            retired: false,
         };
         let unpacked = Ejection::unpack(huge.pack());
         assert_eq!((unpacked.until_ms, unpacked.strikes), (MAX_MS, MAX_STRIKES));
-        assert!(!unpacked.counted);
+        assert!(!unpacked.counted && !unpacked.retired);
     }
 
     #[test]

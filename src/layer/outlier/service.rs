@@ -37,6 +37,10 @@ pub(crate) struct ServiceOutliers {
     ejected: AtomicUsize,
     /// When panic mode was last logged (ms since the epoch, plus one).
     panic_logged: AtomicU64,
+    /// The usable instances (weight above 0) of the service's current
+    /// list: what the ejected share is a share of, whatever filter the
+    /// request that ejects has. 0 until a list was seen.
+    usable: AtomicUsize,
     /// The listed instances' states, by address: read when a picker entry
     /// is built, never on a request's path.
     instances: Mutex<HashMap<Box<str>, Arc<InstanceState>>>,
@@ -50,6 +54,7 @@ impl ServiceOutliers {
             epoch,
             ejected: AtomicUsize::new(0),
             panic_logged: AtomicU64::new(0),
+            usable: AtomicUsize::new(0),
             instances: Mutex::default(),
         }
     }
@@ -72,9 +77,11 @@ impl ServiceOutliers {
             .collect()
     }
 
-    /// Forgets the instances not at one of `listed`: their state goes,
-    /// and their ejection with it.
-    pub(crate) fn retain_listed<'a>(&self, listed: impl Iterator<Item = &'a str>) {
+    /// The service's current list is `listed`, `usable` of them with a
+    /// weight: forgets the instances not on it (their state goes, and
+    /// their ejection with it).
+    pub(crate) fn retain_listed<'a>(&self, listed: impl Iterator<Item = &'a str>, usable: usize) {
+        self.usable.store(usable, Ordering::Relaxed);
         let listed: std::collections::HashSet<&str> = listed.collect();
         let mut dropped = Vec::new();
         self.lock().retain(|addr, state| {
@@ -85,11 +92,12 @@ impl ServiceOutliers {
             keep
         });
         // Entries of older snapshots may still hold them: un-eject, so the
-        // count stays right.
+        // count stays right, and retire them, so that a late failure of an
+        // attempt in flight cannot eject (and count) them again.
         for state in dropped {
             loop {
                 let (word, ejection) = state.ejection();
-                if state.replace_ejection(word, Ejection::NONE) {
+                if state.replace_ejection(word, Ejection::RETIRED) {
                     if ejection.counted {
                         self.ejected.fetch_sub(1, Ordering::AcqRel);
                     }
@@ -238,7 +246,10 @@ impl ServiceOutliers {
         why: &str,
     ) -> bool {
         let now_ms = self.now_ms(Instant::now());
-        let cap = self.max_ejected(usable);
+        // The share is of the service's list; a request's own filter may
+        // see fewer (its `usable`) before the list was seen.
+        let listed = self.usable.load(Ordering::Relaxed);
+        let cap = self.max_ejected(if listed > 0 { listed } else { usable });
         let mut swept = false;
         loop {
             // Already ejected: the requests in flight when it failed are no
@@ -247,6 +258,9 @@ impl ServiceOutliers {
                 return true;
             }
             let (word, ejection) = state.ejection();
+            if ejection.retired {
+                return false; // no longer listed
+            }
             if ejection.counted {
                 continue; // ejected meanwhile, or its end not seen yet
             }
@@ -280,6 +294,7 @@ impl ServiceOutliers {
                 until_ms: now_ms.saturating_add(period).min(MAX_MS),
                 strikes,
                 counted: true,
+                retired: false,
             };
             if state.replace_ejection(word, ejected) {
                 state.reset_failures();

@@ -254,13 +254,54 @@ async fn unlisted_instances_are_dropped_with_their_ejection() {
     let listed: Vec<String> = (1..4).map(addr).collect();
     fleet
         .service
-        .retain_listed(listed.iter().map(String::as_str));
+        .retain_listed(listed.iter().map(String::as_str), 3);
     assert_eq!(fleet.service.known(), 3);
     assert!(!fleet.service.any_ejected(), "its place is free");
     assert!(!fleet.ejected(0), "an older entry holding it sees it back");
     // Listed again: a new state.
     let again = fleet.service.states([addr(0).as_str()].into_iter());
     assert!(!Arc::ptr_eq(&again[0], &fleet.states[0]));
+}
+
+/// An attempt still in flight to an instance no longer listed fails
+/// afterwards: it must not eject (and count) the forgotten state, which
+/// nothing would ever uncount, blocking every later ejection.
+#[tokio::test(start_paused = true)]
+async fn a_late_failure_of_an_unlisted_instance_ejects_nothing() {
+    let fleet = fleet(OutlierDetection::new(), 4);
+    let listed: Vec<String> = (1..4).map(addr).collect();
+    fleet
+        .service
+        .retain_listed(listed.iter().map(String::as_str), 3);
+    for _ in 0..10 {
+        fleet.record(0, Refused);
+        fleet.record(0, GatewayFailure);
+    }
+    assert!(!fleet.ejected(0));
+    assert!(!fleet.service.any_ejected(), "nothing counted");
+    advance(SECOND * 3600).await;
+    fleet.record(1, Refused);
+    assert!(fleet.ejected(1), "a listed instance is still ejected");
+}
+
+/// The ejected share is of the service's list, not of the instances a
+/// request's own tag filter sees.
+#[tokio::test(start_paused = true)]
+async fn the_ejected_share_is_of_the_whole_list() {
+    let fleet = fleet(OutlierDetection::new(), 10);
+    let listed: Vec<String> = (0..10).map(addr).collect();
+    fleet
+        .service
+        .retain_listed(listed.iter().map(String::as_str), 10);
+    fleet.record(9, Refused);
+    assert!(fleet.ejected(9));
+    // A request filtered to instances 0 and 1 (usable 2) ejects 0: two of
+    // ten are ejected, within half of the list.
+    let members = &fleet.states[..2];
+    fleet
+        .service
+        .record(&fleet.states[0], Refused, &addr(0), members, 2);
+    assert!(fleet.ejected(0));
 }
 
 #[tokio::test(start_paused = true)]
