@@ -30,7 +30,6 @@ use tower::{Layer, ServiceExt};
 use http_server::{spawn_server, RefusingPort};
 
 // The never-answering server.
-#[allow(dead_code)]
 #[path = "support/faults.rs"]
 mod faults;
 

@@ -183,8 +183,9 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
     /// instance, and an idempotent request whose body can be replayed is
     /// retried on another instance; otherwise the request fails with
     /// [`DiscoveryError::AttemptTimeout`](super::DiscoveryError::AttemptTimeout).
-    /// The timer needs a tokio runtime with time enabled (as hyper-util's
-    /// and reqwest's clients do).
+    /// The timer is tokio's: outside a tokio runtime, or in one built
+    /// without `enable_time`, attempts have no timeout (a warning says so
+    /// once per thread; see the CHANGELOG for `panic = "abort"` builds).
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.options.rules.timeout =
             timeout.map(|t| t.clamp(Duration::from_millis(1), OutlierDetection::LONGEST));

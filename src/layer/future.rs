@@ -142,7 +142,7 @@ where
     }
 }
 
-fn service_of<'a>(picked: Option<&'a Picked>, service: Option<&'a ServiceName>) -> &'a str {
+fn service_name<'a>(picked: Option<&'a Picked>, service: Option<&'a ServiceName>) -> &'a str {
     picked
         .map(Picked::service)
         .or(service)
@@ -231,15 +231,20 @@ where
                         (Poll::Pending, Some(timeout)) => {
                             if this.timer.is_none() {
                                 let deadline = crate::time::after(timeout);
-                                this.timer.set(Some(tokio::time::sleep_until(deadline)));
+                                this.timer.set(crate::time::timer(deadline));
                             }
-                            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                                ready!(timer.poll(cx));
-                            }
+                            // No timer (a runtime without one): no timeout.
+                            let Some(timer) = this.timer.as_mut().as_pin_mut() else {
+                                return Poll::Pending;
+                            };
+                            ready!(timer.poll(cx));
                             Err(timed_out(this.picked.as_ref(), timeout))
                         }
                     };
                     this.timer.set(None);
+                    // Done with this attempt: polled again, the future says
+                    // so rather than poll a finished inner future.
+                    this.state.set(State::Failed { error: None });
                     let (Some(failed), Some(rules)) = (this.picked.take(), *this.rules) else {
                         return Poll::Ready(result);
                     };
@@ -253,7 +258,12 @@ where
                     let verdict = rules.judge(ended, idempotent);
                     failed.record(verdict.outcome);
                     if let Some(load) = this.load.take() {
-                        load.end(verdict.outcome != Outcome::Success);
+                        // A quick 500 must not make the instance look fast
+                        // to a load-aware balancer, whatever the classifier
+                        // counts against it.
+                        let server_error =
+                            matches!(ended, Ended::Response(s) if s.is_server_error());
+                        load.end(verdict.outcome != Outcome::Success || server_error);
                     }
                     let next = match retry {
                         Some(retry) if verdict.retry => retry.next_attempt(&failed),
@@ -283,7 +293,7 @@ where
                     };
                     let routed = result
                         .map_err(|source| DiscoveryError::Resolve {
-                            service: service_of(None, retry.service.as_ref()).to_owned(),
+                            service: service_name(None, retry.service.as_ref()).to_owned(),
                             source,
                         })
                         .and_then(|snapshot| {
@@ -332,7 +342,7 @@ where
 #[cold]
 fn timed_out(picked: Option<&Picked>, timeout: std::time::Duration) -> BoxError {
     DiscoveryError::AttemptTimeout {
-        service: service_of(picked, None).to_owned(),
+        service: service_name(picked, None).to_owned(),
         instance: picked
             .map(|p| p.authority().to_string())
             .unwrap_or_default(),
@@ -363,7 +373,7 @@ where
         f.debug_struct("ResponseFuture")
             .field(
                 "service",
-                &service_of(self.picked.as_ref(), retry.and_then(|r| r.service.as_ref())),
+                &service_name(self.picked.as_ref(), retry.and_then(|r| r.service.as_ref())),
             )
             .field("state", &state)
             .field("attempt", &retry.map_or(0, |r| r.attempts.number()))

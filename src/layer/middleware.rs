@@ -49,9 +49,12 @@ use crate::balance::TagFilter;
 /// # }
 /// ```
 ///
-/// Each attempt runs the rest of the chain with a copy of the request's
-/// extensions; the extensions of the attempt that answered are the
-/// request's afterwards.
+/// Attempts run the rest of the chain one after another with the request's
+/// extensions, as a retry middleware passes them: an attempt sees what the
+/// one before it left, and the request has the last attempt's afterwards.
+/// The [`Discover`] flag is taken off, as the layer takes it off an
+/// `http::Request`, so a discovery middleware further in leaves the routed
+/// request alone.
 #[derive(Clone)]
 pub struct DiscoveryMiddleware {
     router: Arc<dyn Route>,
@@ -83,7 +86,7 @@ impl Middleware for DiscoveryMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<reqwest::Response> {
-        let flagged = req.take_flag(Internal) | extensions.get::<Discover>().is_some();
+        let flagged = req.take_flag(Internal) | extensions.remove::<Discover>().is_some();
         if !flagged && !self.router.options().discover_all {
             return next.run(req, extensions).await;
         }

@@ -100,10 +100,12 @@
 //!
 //! # Cost
 //!
-//! A cache hit adds no allocation, lock or I/O: one lookup in the layer's
+//! Routing a cache hit adds no allocation or I/O: one lookup in the layer's
 //! picker cache (lock-free; by service, and tag filter if the request has
 //! its own), one resolver lookup, one draw, the URI rewrite and the `Host`
-//! header, and one deposit in the retry budget (a short lock). The picker cache holds, per service, the snapshot its picker
+//! header. The retry budget's deposit takes tower's `TpsBudget` lock (one
+//! per layer, held for a few instructions), and the retry copy below
+//! allocates; an attempt that is not answered at once arms one timer. The picker cache holds, per service, the snapshot its picker
 //! was built for; over a `RedisResolver`, once a lookup confirmed that
 //! snapshot, it is reused without the resolver lookup for as long as the
 //! resolver would still return it (one flag read, and a clock read if
