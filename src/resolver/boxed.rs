@@ -36,7 +36,7 @@ use crate::instance::ServiceName;
 /// });
 /// let client = DiscoveryLayer::new(resolver).layer(client);
 /// let request = http::Request::get("http://orders/").discover().body(())?;
-/// assert_eq!(client.oneshot(request).await?, "http://10.0.0.7:8080/");
+/// assert_eq!(client.oneshot(request).await?.into_body(), "http://10.0.0.7:8080/");
 /// # Ok(())
 /// # }
 /// ```
