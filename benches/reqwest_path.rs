@@ -10,16 +10,16 @@
 //! `valgrind --tool=callgrind --toggle-collect='reqwest_path::run*'`;
 //! MODE is `bare`, `clone`, `rewrite`, `off` or `on` (the cases above).
 
-// Only `resolver` is used here.
+// Only `resolver` and `send` are used here.
 #[allow(dead_code)]
 mod common;
 
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::{ready, Ready};
 use std::hint::black_box;
-use std::pin::pin;
 use std::task::{Context, Poll};
 
+use common::send;
 use criterion::{criterion_group, Criterion};
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use tower::{Layer, Service};
@@ -51,21 +51,6 @@ fn request(flagged: bool) -> reqwest::Request {
         req = req.discover();
     }
     req
-}
-
-fn send<S: Service<reqwest::Request>>(svc: &mut S, req: reqwest::Request)
-where
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    assert!(matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(r) => {
-            r.expect("the request succeeds");
-        }
-        Poll::Pending => panic!("a hit never waits"),
-    }
 }
 
 fn reqwest_path(c: &mut Criterion) {

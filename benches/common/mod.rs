@@ -31,9 +31,9 @@ impl Service<Request<()>> for Noop {
 }
 
 /// One request through `svc`, polled to completion without a runtime.
-pub fn send<S>(svc: &mut S, req: Request<()>)
+pub fn send<S, Req>(svc: &mut S, req: Req)
 where
-    S: Service<Request<()>>,
+    S: Service<Req>,
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(std::task::Waker::noop());

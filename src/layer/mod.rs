@@ -89,11 +89,14 @@
 //! broken pipe, unexpected end, timed out, unreachable) and hyper's own
 //! errors (a connection closed before the response).
 //!
-//! tower's pieces where they fit: the retry budget is tower's `TpsBudget`.
-//! `tower::retry::Retry` is not used: its service clones the inner service
-//! and the policy for every request (a hyper-util client clone is several
-//! `Arc`s), where this layer clones them only for a retry, and its policy
-//! cannot reach the instance the attempt went to. `tower::timeout::Timeout`
+//! tower's pieces where they fit: the retry budget is tower's `TpsBudget`,
+//! used as is. `tower::retry::Retry` is not used: its service clones the
+//! inner service and the policy for every request (a hyper-util client
+//! clone is several `Arc`s), where this layer clones them only for a retry.
+//! Nor is its `Policy` trait: a policy sees the request and the result but
+//! not the instance the attempt went to, which the verdict must feed, and
+//! its `retry` returns a future (a backoff) the layer has no use for, since
+//! a retry goes to another instance at once. `tower::timeout::Timeout`
 //! outside the layer cannot eject or retry; inside, a timer per attempt is
 //! what it would be too, and this one is armed only once the attempt is
 //! pending (an attempt answered at once registers no timer).
