@@ -6,14 +6,9 @@
 mod support;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
-use hyper_util::rt::TokioExecutor;
 use redis_discovery::balance::{ConsistentHash, LeastLoaded, RoundRobin};
 use redis_discovery::layer::{
     BoxError, DiscoverExt, DiscoveryError, DiscoveryLayer, DiscoveryService, HashKey,
@@ -21,49 +16,9 @@ use redis_discovery::layer::{
 };
 use redis_discovery::resolver::{Resolve, StaticResolver};
 use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
-use support::http_server::{spawn_server, RefusingPort, TestServer};
+use support::http_server::{spawn_server, Recording, RefusingPort, TestServer};
 use support::RedisServer;
 use tower::{Layer, ServiceExt};
-
-/// A hyper client that notes where every attempt was sent.
-#[derive(Clone)]
-struct Recording {
-    client: Client<HttpConnector, String>,
-    sent: Arc<Mutex<Vec<String>>>,
-}
-
-impl Recording {
-    fn new() -> Self {
-        Recording {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            sent: Arc::default(),
-        }
-    }
-
-    /// The authorities of the attempts since the last call.
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.sent.lock().unwrap())
-    }
-}
-
-impl tower::Service<http::Request<String>> for Recording {
-    type Response = hyper::Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::<http::Request<String>>::poll_ready(&mut self.client, cx)
-    }
-
-    fn call(&mut self, req: http::Request<String>) -> Self::Future {
-        let authority = req.uri().authority().map(|a| a.to_string());
-        self.sent
-            .lock()
-            .unwrap()
-            .push(authority.unwrap_or_default());
-        self.client.call(req)
-    }
-}
 
 /// `refusing` instances that refuse every connection and `answering` ones
 /// that answer, all of service `orders`: in a fixed map, and registered in

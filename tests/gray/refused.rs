@@ -3,46 +3,17 @@
 //! ejected, and below the panic threshold ejections are ignored.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::support;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
-use hyper_util::rt::TokioExecutor;
 use redis_discovery::balance::WeightedRandom;
 use redis_discovery::layer::{
     DiscoverExt, DiscoveryLayer, DiscoveryService, OutlierDetection, RetryBudget,
 };
 use redis_discovery::resolver::StaticResolver;
 use redis_discovery::Instance;
-use support::http_server::{spawn_server, RefusingPort, TestServer};
+use support::http_server::{spawn_server, Recording, RefusingPort, TestServer};
 use tower::{Layer, ServiceExt};
-
-/// A hyper client that notes where every attempt was sent.
-#[derive(Clone)]
-struct Recording {
-    client: Client<HttpConnector, String>,
-    sent: Arc<Mutex<Vec<String>>>,
-}
-
-impl tower::Service<http::Request<String>> for Recording {
-    type Response = hyper::Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        tower::Service::<http::Request<String>>::poll_ready(&mut self.client, cx)
-    }
-
-    fn call(&mut self, req: http::Request<String>) -> Self::Future {
-        let authority = req.uri().authority().map(|a| a.to_string());
-        let mut sent = self.sent.lock().unwrap();
-        sent.push(authority.unwrap_or_default());
-        self.client.call(req)
-    }
-}
 
 /// Three ports that refuse connections and one server that answers, as
 /// service `orders`.
@@ -86,10 +57,7 @@ impl Fleet {
             .retry_budget(RetryBudget::unlimited())
             .outlier_detection(outlier.ejection_time(long, long))
             .build();
-        let inner = Recording {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            sent: Arc::default(),
-        };
+        let inner = Recording::new();
         (layer.layer(inner.clone()), inner)
     }
 }
@@ -104,7 +72,7 @@ async fn get(client: &DiscoveryService<Recording>, inner: &Recording) -> Vec<Str
     let response = tokio::time::timeout(support::DEADLINE, client.clone().oneshot(request))
         .await
         .expect("the request ends");
-    let sent = std::mem::take(&mut *inner.sent.lock().unwrap());
+    let sent = inner.take();
     assert!(response.is_ok(), "{response:?} after {sent:?}");
     sent
 }

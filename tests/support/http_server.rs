@@ -3,10 +3,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// An HTTP server on a free loopback port that answers every request with
@@ -95,5 +98,45 @@ impl RefusingPort {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+/// A hyper-util client that notes the authority every attempt was sent to.
+#[derive(Clone)]
+pub struct Recording {
+    client: Client<HttpConnector, String>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recording {
+    pub fn new() -> Self {
+        Recording {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            sent: Arc::default(),
+        }
+    }
+
+    /// The authorities of the attempts since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+impl tower::Service<http::Request<String>> for Recording {
+    type Response = hyper::Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<http::Request<String>>::poll_ready(&mut self.client, cx)
+    }
+
+    fn call(&mut self, req: http::Request<String>) -> Self::Future {
+        let authority = req.uri().authority().map(|a| a.to_string());
+        self.sent
+            .lock()
+            .unwrap()
+            .push(authority.unwrap_or_default());
+        self.client.call(req)
     }
 }
