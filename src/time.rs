@@ -32,7 +32,9 @@ thread_local! {
 /// runtime, or in one built without `enable_time`. tokio offers no way to
 /// ask the latter, and `sleep_until` panics there: the panic is caught once
 /// per thread (its message still reaches the panic hook), a warning says
-/// what to do, and the thread makes no timer afterwards. With
+/// what to do, and the thread makes no timer afterwards (tokio cannot tell
+/// one runtime from another without its unstable API: a thread that later
+/// runs another runtime, with time, keeps making none). With
 /// `panic = "abort"`, enable time or turn the timeout off.
 pub(crate) fn timer(deadline: Instant) -> Option<Sleep> {
     if NO_TIMER.with(Cell::get) || tokio::runtime::Handle::try_current().is_err() {

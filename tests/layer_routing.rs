@@ -275,3 +275,34 @@ async fn hosts_in_any_case_reach_the_service() {
         assert_eq!(host_header.as_deref(), Some("orders"));
     }
 }
+
+/// A response future polled again after it completed returns an error: it
+/// never polls a finished inner future or resolve again (which may panic).
+#[tokio::test]
+async fn a_completed_future_polled_again_returns_an_error() {
+    use std::future::{poll_fn, Future};
+    use std::pin::pin;
+    use std::task::Poll;
+    use tower::Service;
+
+    let empty = StaticResolver::new();
+    let layers = [
+        (
+            DiscoveryLayer::builder(empty).discover_all(true).build(),
+            "http://nope/",
+        ),
+        (DiscoveryLayer::new(resolver()), "http://orders/"),
+    ];
+    for (layer, uri) in layers {
+        let mut client = layer.layer(echo());
+        let request = http::Request::get(uri)
+            .discover()
+            .body(String::new())
+            .unwrap();
+        poll_fn(|cx| client.poll_ready(cx)).await.unwrap();
+        let mut fut = pin!(client.call(request));
+        let _first = poll_fn(|cx| fut.as_mut().poll(cx)).await;
+        let again = poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        assert!(matches!(again, Poll::Ready(Err(_))), "{uri}");
+    }
+}

@@ -285,6 +285,8 @@ where
                 }
                 StateProj::Resolve { fut } => {
                     let result = ready!(fut.as_mut().poll(cx));
+                    // The resolve is done: never polled again.
+                    this.state.set(State::Failed { error: None });
                     let Some(retry) = this.retry.as_deref_mut() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
@@ -317,6 +319,7 @@ where
                     let context = &retry.context;
                     let inner = retry.inner.get_or_insert_with(|| context.service());
                     if let Err(e) = ready!(inner.poll_ready(cx)) {
+                        this.state.set(State::Failed { error: None });
                         return Poll::Ready(Err(e.into()));
                     }
                     let Some(req) = retry.pending.take() else {

@@ -87,7 +87,10 @@
 //! of hyper-util's (always recognized, whatever the cargo features) and
 //! reqwest's errors, `std::io::Error` kinds (refused, reset, aborted,
 //! broken pipe, unexpected end, timed out, unreachable) and hyper's own
-//! errors (a connection closed before the response).
+//! errors (a connection closed before the response). A client's own
+//! timeout (reqwest's `is_timeout()`, tower's `Elapsed`, an I/O timeout)
+//! is an attempt timeout; retried, it starts afresh, so a request may take
+//! up to (retries + 1) × that timeout.
 //!
 //! tower's pieces where they fit: the retry budget is tower's `TpsBudget`,
 //! used as is. `tower::retry::Retry` is not used: its service clones the

@@ -105,7 +105,11 @@ where
                     let instances = inserted.entry.snapshot.instances();
                     let listed = instances.iter().map(|i| i.addr());
                     let usable = instances.iter().filter(|i| i.weight() > 0).count();
-                    inserted.entry.outliers.retain_listed(listed, usable);
+                    let read_at = inserted.entry.snapshot.read_at();
+                    inserted
+                        .entry
+                        .outliers
+                        .retain_listed(listed, usable, read_at);
                 }
                 inserted.entry
             }

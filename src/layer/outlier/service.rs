@@ -41,9 +41,19 @@ pub(crate) struct ServiceOutliers {
     /// list: what the ejected share is a share of, whatever filter the
     /// request that ejects has. 0 until a list was seen.
     usable: AtomicUsize,
-    /// The listed instances' states, by address: read when a picker entry
-    /// is built, never on a request's path.
-    instances: Mutex<HashMap<Box<str>, Arc<InstanceState>>>,
+    /// The listed instances' states, by address, and when the list they
+    /// come from was read: used when a picker entry is built, never on a
+    /// request's path.
+    instances: Mutex<Listed>,
+}
+
+/// The states of a service's listed instances.
+#[derive(Default)]
+struct Listed {
+    by_addr: HashMap<Box<str>, Arc<InstanceState>>,
+    /// When the newest list `retain_listed` applied was read: an older
+    /// one, seen late, must not forget the instances a newer one added.
+    read_at: Option<Instant>,
 }
 
 impl ServiceOutliers {
@@ -59,7 +69,7 @@ impl ServiceOutliers {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Box<str>, Arc<InstanceState>>> {
+    fn lock(&self) -> MutexGuard<'_, Listed> {
         self.instances.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -68,7 +78,7 @@ impl ServiceOutliers {
         &self,
         addrs: impl Iterator<Item = &'a str>,
     ) -> Vec<Arc<InstanceState>> {
-        let mut instances = self.lock();
+        let instances = &mut self.lock().by_addr;
         addrs
             .map(|addr| match instances.get(addr) {
                 Some(state) => state.clone(),
@@ -77,20 +87,39 @@ impl ServiceOutliers {
             .collect()
     }
 
-    /// The service's current list is `listed`, `usable` of them with a
-    /// weight: forgets the instances not on it (their state goes, and
-    /// their ejection with it).
-    pub(crate) fn retain_listed<'a>(&self, listed: impl Iterator<Item = &'a str>, usable: usize) {
+    /// The service's current list, read at `read_at`, is `listed`, `usable`
+    /// of them with a weight: forgets the instances not on it (their state
+    /// goes, and their ejection with it). A list older than one already
+    /// applied changes nothing.
+    pub(crate) fn retain_listed<'a>(
+        &self,
+        listed: impl Iterator<Item = &'a str> + Clone,
+        usable: usize,
+        read_at: Instant,
+    ) {
+        let mut guard = self.lock();
+        if guard.read_at.is_some_and(|newest| newest > read_at) {
+            return;
+        }
+        guard.read_at = Some(read_at);
         self.usable.store(usable, Ordering::Relaxed);
+        // Nearly always every known instance is still listed: no set to
+        // build (a resolver without a cache makes a list per request).
+        let known = &guard.by_addr;
+        let count = listed.clone().count();
+        if known.len() <= count && listed.clone().all(|a| known.contains_key(a)) {
+            return;
+        }
         let listed: std::collections::HashSet<&str> = listed.collect();
         let mut dropped = Vec::new();
-        self.lock().retain(|addr, state| {
+        guard.by_addr.retain(|addr, state| {
             let keep = listed.contains(&**addr);
             if !keep {
                 dropped.push(state.clone());
             }
             keep
         });
+        drop(guard);
         // Entries of older snapshots may still hold them: un-eject, so the
         // count stays right, and retire them, so that a late failure of an
         // attempt in flight cannot eject (and count) them again.
@@ -334,7 +363,7 @@ impl ServiceOutliers {
 
     #[cfg(test)]
     pub(super) fn known(&self) -> usize {
-        self.lock().len()
+        self.lock().by_addr.len()
     }
 }
 

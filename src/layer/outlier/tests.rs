@@ -254,7 +254,7 @@ async fn unlisted_instances_are_dropped_with_their_ejection() {
     let listed: Vec<String> = (1..4).map(addr).collect();
     fleet
         .service
-        .retain_listed(listed.iter().map(String::as_str), 3);
+        .retain_listed(listed.iter().map(String::as_str), 3, Instant::now());
     assert_eq!(fleet.service.known(), 3);
     assert!(!fleet.service.any_ejected(), "its place is free");
     assert!(!fleet.ejected(0), "an older entry holding it sees it back");
@@ -272,7 +272,7 @@ async fn a_late_failure_of_an_unlisted_instance_ejects_nothing() {
     let listed: Vec<String> = (1..4).map(addr).collect();
     fleet
         .service
-        .retain_listed(listed.iter().map(String::as_str), 3);
+        .retain_listed(listed.iter().map(String::as_str), 3, Instant::now());
     for _ in 0..10 {
         fleet.record(0, Refused);
         fleet.record(0, GatewayFailure);
@@ -292,7 +292,7 @@ async fn the_ejected_share_is_of_the_whole_list() {
     let listed: Vec<String> = (0..10).map(addr).collect();
     fleet
         .service
-        .retain_listed(listed.iter().map(String::as_str), 10);
+        .retain_listed(listed.iter().map(String::as_str), 10, Instant::now());
     fleet.record(9, Refused);
     assert!(fleet.ejected(9));
     // A request filtered to instances 0 and 1 (usable 2) ejects 0: two of
@@ -302,6 +302,26 @@ async fn the_ejected_share_is_of_the_whole_list() {
         .service
         .record(&fleet.states[0], Refused, &addr(0), members, 2);
     assert!(fleet.ejected(0));
+}
+
+/// A list read before one already applied (a request that held it, seen
+/// late) forgets nothing the newer list has.
+#[tokio::test(start_paused = true)]
+async fn an_older_list_forgets_nothing() {
+    let fleet = fleet(OutlierDetection::new(), 4);
+    let older = Instant::now();
+    advance(SECOND).await;
+    let all: Vec<String> = (0..4).map(addr).collect();
+    fleet
+        .service
+        .retain_listed(all.iter().map(String::as_str), 4, Instant::now());
+    let three: Vec<String> = (0..3).map(addr).collect();
+    fleet
+        .service
+        .retain_listed(three.iter().map(String::as_str), 3, older);
+    assert_eq!(fleet.service.known(), 4);
+    fleet.record(3, Refused);
+    assert!(fleet.ejected(3), "instance 3 is listed and ejectable");
 }
 
 #[tokio::test(start_paused = true)]
