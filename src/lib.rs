@@ -121,6 +121,7 @@
 
 pub mod balance;
 mod connection;
+pub mod discover;
 pub mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
