@@ -65,7 +65,10 @@ fn a_tag_change_is_a_remove_then_an_insert() {
     diff.towards(Snapshot::new(service, vec![tagged.clone()]));
     assert_eq!(
         drain(&mut diff),
-        [InstanceChange::Remove(plain), InstanceChange::Insert(tagged)]
+        [
+            InstanceChange::Remove(plain),
+            InstanceChange::Insert(tagged)
+        ]
     );
 }
 
@@ -74,7 +77,10 @@ fn keys_are_byte_exact() {
     let upper = InstanceAddr::from(&Instance::new("Host:1").unwrap());
     let lower = InstanceAddr::from(&Instance::new("host:1").unwrap());
     assert_ne!(upper, lower, "two entries, two keys");
-    assert_eq!(format!("{upper:?} {lower}"), "InstanceAddr(\"Host:1\") host:1");
+    assert_eq!(
+        format!("{upper:?} {lower}"),
+        "InstanceAddr(\"Host:1\") host:1"
+    );
 }
 
 fn list_strategy() -> impl Strategy<Value = Vec<(u8, u32)>> {
