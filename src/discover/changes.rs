@@ -48,7 +48,7 @@ type Waited = (
 ///
 /// Make one with [`RedisResolver::changes`], or from any watch of
 /// snapshots with [`new`](Self::new). For `tower::balance`, see
-/// [`into_discover`](Self::into_discover) (feature `tower-discover`).
+/// `into_discover` (feature `tower-discover`).
 ///
 /// ```
 /// use futures_util::StreamExt;
