@@ -81,7 +81,8 @@ impl SnapshotDiff {
                     self.old += 1;
                     return Some(InstanceChange::Remove(old.clone()));
                 }
-                // Not reachable: `step` comes from which side is present.
+                // Not reachable: `Less` and `Equal` come with an old
+                // instance, `Greater` with a new one.
                 (_, None, _) => break,
             }
         }

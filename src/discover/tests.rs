@@ -204,3 +204,14 @@ async fn the_discover_adapter_keys_by_address_and_makes_one_service_per_insert()
     drop(discover);
     assert_eq!(made, 2);
 }
+
+/// Balancers are moved into tasks and behind `tower::buffer`.
+#[test]
+fn streams_are_send_sync_and_unpin() {
+    fn check<T: Send + Sync + Unpin + 'static>() {}
+    check::<InstanceChanges>();
+    check::<InstanceChange>();
+    check::<InstanceAddr>();
+    #[cfg(feature = "tower-discover")]
+    check::<super::DiscoverInstances<fn(Instance) -> u32>>();
+}
