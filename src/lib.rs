@@ -41,7 +41,8 @@
 //! | --- | --- |
 //! | [`registry`] | server side: [`RedisRegistry`], [`Registration`], heartbeats |
 //! | [`resolver`] | client side: [`Resolve`], [`RedisResolver`], [`StaticResolver`], [`BoxResolver`](resolver::BoxResolver), the cache |
-//! | [`balance`] | pickers: `WeightedRandom`, `RoundRobin`, `ConsistentHash`, tag filters |
+//! | [`balance`] | pickers: `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, tag filters |
+//! | [`discover`] | a service's changes as a `Stream` (`RedisResolver::changes`) and as a `tower::discover::Discover` (feature `tower-discover`) |
 //! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
 //! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
 //! | [`error`] | [`ValidationError`], [`RegistryError`], [`ResolveError`], [`RedisFailure`] |
@@ -78,6 +79,8 @@
 //! | | `request.rs`, `response.rs`, `replay.rs` | `DiscoverRequest`, `DiscoverResponse` (sealed), `ReplayBody` |
 //! | | `reqwest.rs`, `middleware.rs` | reqwest requests; `DiscoveryMiddleware`, which runs the layer's own future |
 //! | | `options.rs`, `error.rs` | `HostHeader`, the options, `DiscoveryError` |
+//! | `discover/` | `changes.rs`, `diff.rs`, `change.rs` | `InstanceChanges` (`RedisResolver::changes`): one service's changes as a stream; the merge of two sorted lists into removes and inserts; `InstanceChange`, `InstanceAddr` (the key) |
+//! | | `tower_discover.rs` | `DiscoverInstances` (`into_discover`): the stream as a `tower::discover::Discover` for `tower::balance` (feature `tower-discover`) |
 //! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, `TagFilter`; `load.rs` what load-aware pickers read (`PeakEwma`, `Loads`); `rng.rs`, `lookup.rs` their helpers |
 //! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; their Lua scripts |
 //! | `connection/` | `redis_url.rs`, `endpoint.rs`, `link.rs`, `options.rs`, `timed.rs`, `failover_sign.rs` | URL parsing and redaction; connecting (single, Sentinel, Cluster); the connection; the options both builders share; the one timeout helper; failover signs |
