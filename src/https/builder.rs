@@ -109,7 +109,9 @@ impl ServiceTlsBuilder {
             self.roots.push(cert);
         }
         if self.roots.len() == before {
-            return Err(TlsConfigError::new("root certificates: no certificate in the PEM"));
+            return Err(TlsConfigError::new(
+                "root certificates: no certificate in the PEM",
+            ));
         }
         Ok(self)
     }
@@ -142,7 +144,9 @@ impl ServiceTlsBuilder {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TlsConfigError::new(format!("client certificate: {e}")))?;
         if chain.is_empty() {
-            return Err(TlsConfigError::new("client certificate: no certificate in the PEM"));
+            return Err(TlsConfigError::new(
+                "client certificate: no certificate in the PEM",
+            ));
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| TlsConfigError::new(format!("client key: {e}")))?;

@@ -151,10 +151,7 @@ impl ServiceTls {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_client_config(
-        config: ClientConfig,
-        pattern: &str,
-    ) -> Result<Self, TlsConfigError> {
+    pub fn with_client_config(config: ClientConfig, pattern: &str) -> Result<Self, TlsConfigError> {
         let pattern = ServerNamePattern::new(pattern).map_err(TlsConfigError::new)?;
         Ok(Self {
             config: Arc::new(config),

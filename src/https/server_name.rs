@@ -19,7 +19,10 @@ pub(crate) const PLACEHOLDER: &str = "{service}";
 /// authority, so connections stay per instance (and service); its
 /// connector dials the host and port, ignoring the user info; the
 /// connector here reads the service back from it. Other schemes: `instance`.
-pub(crate) fn with_service(parts: &Parts, instance: &Authority) -> Result<Authority, DiscoveryError> {
+pub(crate) fn with_service(
+    parts: &Parts,
+    instance: &Authority,
+) -> Result<Authority, DiscoveryError> {
     let service = match (&parts.scheme, &parts.authority) {
         (Some(scheme), Some(logical)) if *scheme == Scheme::HTTPS => logical.host(),
         _ => return Ok(instance.clone()),
@@ -113,6 +116,11 @@ impl ResolveServerName for ServiceNameResolver {
             .unwrap_or(host);
         ServerName::try_from(host)
             .map(|n| n.to_owned())
-            .map_err(|_| InvalidServerName { name: host.to_owned() }.into())
+            .map_err(|_| {
+                InvalidServerName {
+                    name: host.to_owned(),
+                }
+                .into()
+            })
     }
 }
