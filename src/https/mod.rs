@@ -56,18 +56,22 @@
 //!   an HTTP/1 request line carries only the path).
 //!
 //! Why not another way: request extensions never reach a hyper-util
-//! connector; a per-instance resolver would need a made-up host name per
-//! instance, which is then also what TLS checks and what a pooled
-//! connection is keyed on, so it moves the problem rather than solving it;
-//! a client per service loses the shared pool and the one client the
-//! layer wraps. The user info is the one part of a URI that the client
-//! keeps in its pool key and that no part of the connection uses.
+//! connector. A per-instance resolver needs a made-up host name per
+//! instance (`orders.10-0-0-7.8443`), which rustls would then send as SNI
+//! and check, so it takes a custom verifier as well; a client per service
+//! loses the one client the layer wraps. The user info is the one part of
+//! a URI that the client keeps in its pool key and that no part of the
+//! connection uses. The TLS handshake sends the checked name
+//! (`orders.internal`) as SNI, so servers that pick a certificate by SNI
+//! work.
 //!
 //! Limits: HTTP/1 only. hyper's HTTP/2 sends the URI authority as
-//! `:authority`, user info included, so this connector offers no `h2` in
-//! ALPN. reqwest cannot use it: reqwest takes no connector, checks
-//! certificates against the URL's host, and turns URL user info into a
-//! `Basic` authorization header; its requests are routed as before.
+//! `:authority`, user info included, so the connector takes `h2` out of
+//! ALPN (of a [`ServiceTls::with_client_config`] configuration too).
+//! reqwest cannot use it: reqwest takes no TLS connector (its
+//! `connector_layer` wraps a connector that already did TLS) and checks
+//! the certificate against the URL's host; its requests are routed as
+//! before, to the address.
 //!
 //! # Trust
 //!
@@ -204,8 +208,11 @@ impl ServiceTls {
     /// # }
     /// ```
     pub fn wrap_connector<H>(&self, http: H) -> HttpsConnector<H> {
+        let mut config = ClientConfig::clone(&self.config);
+        // HTTP/2 would send the user info in `:authority` (module docs).
+        config.alpn_protocols.retain(|protocol| protocol != b"h2");
         HttpsConnectorBuilder::new()
-            .with_tls_config(ClientConfig::clone(&self.config))
+            .with_tls_config(config)
             .https_or_http()
             .with_server_name_resolver(ServiceNameResolver {
                 pattern: self.pattern.clone(),
