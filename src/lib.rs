@@ -129,6 +129,8 @@ pub mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "rustls")]
+pub mod https;
 mod instance;
 pub mod layer;
 pub mod registry;

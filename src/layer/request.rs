@@ -289,6 +289,10 @@ where
         _: Internal,
     ) -> Result<(), DiscoveryError> {
         let mut parts = std::mem::take(self.uri_mut()).into_parts();
+        // With `rustls`, an `https` URI keeps the service as user info
+        // (`orders@10.0.0.7:8443`) for the certificate check: see `crate::https`.
+        #[cfg(feature = "rustls")]
+        let authority = &crate::https::with_service(&parts, authority)?;
         parts.authority = Some(authority.clone());
         *self.uri_mut() = Uri::from_parts(parts).map_err(|e| DiscoveryError::Rewrite {
             addr: authority.to_string(),
