@@ -66,9 +66,13 @@
 //! 6. No instance to pick, a failed resolve, a URI without host or with a
 //!    port: a [`DiscoveryError`] (as tower's `BoxError`), never a panic.
 //!
-//! `https://SERVICE/…` works only with a connector that verifies the
-//! instance's certificate against the service name: the URI carries the
-//! instance's address, which is what TLS checks by default.
+//! `https://SERVICE/…` needs a connector that verifies the instance's
+//! certificate against the service name: the URI carries the instance's
+//! address, which is what TLS checks by default. The feature `rustls` has
+//! one (`redis_discovery::https::ServiceTls`, hyper-util's client, HTTP/1):
+//! with it the layer writes an `https` request's authority as
+//! `SERVICE@HOST:PORT`, so connections are pooled per instance while the
+//! connector checks the certificate against the service's name.
 //!
 //! # Failure handling
 //!
