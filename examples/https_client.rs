@@ -46,7 +46,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let tls = tls.build()?;
 
     let resolver = RedisResolver::connect(redis_url).await?;
-    let client = DiscoveryLayer::new(resolver)
+    let client = DiscoveryLayer::builder(resolver)
+        .service_tls(true)
+        .build()
         .layer(Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(tls.connector()));
 
     for _ in 0..5 {

@@ -176,7 +176,10 @@ fn client(tls: &ServiceTls, instances: impl IntoIterator<Item = Instance>) -> La
         .with_service("orders", instances)
         .unwrap();
     let http = Client::builder(TokioExecutor::new()).build(tls.connector());
-    DiscoveryLayer::new(resolver).layer(http)
+    DiscoveryLayer::builder(resolver)
+        .service_tls(true)
+        .build()
+        .layer(http)
 }
 
 /// Sends `GET https://orders/v1/items` through the layer; the body, or the

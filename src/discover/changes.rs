@@ -35,7 +35,10 @@ type Waited = (
 ///   for one address the remove always comes first.
 /// * It ends when the resolver shuts down (its last clone dropped, or
 ///   [`shutdown`](RedisResolver::shutdown)). Nothing is removed then: the
-///   last list stands.
+///   last list stands. Rarely, it can also end while the resolver lives:
+///   when the cache is full and churning, `watch` may hand out a receiver
+///   of an entry already evicted. An end with the resolver alive means
+///   "call `changes` again".
 ///
 /// Built on [`RedisResolver::watch`]: while the stream lives the service
 /// stays cached and subscribed, and every stream and watcher of one

@@ -17,8 +17,9 @@ impl InstanceChanges {
     /// This stream as a [`tower::discover::Discover`], for
     /// `tower::balance`: each instance inserted becomes the service
     /// `make(instance)` makes, keyed by its [`InstanceAddr`]; each
-    /// removed instance a [`Change::Remove`] of its key. Feature
-    /// `tower-discover`.
+    /// removed instance a [`Change::Remove`] of its key. A drained
+    /// instance (weight 0) is not inserted: draining one is a remove, and
+    /// a weight above 0 again an insert. Feature `tower-discover`.
     ///
     /// `make` runs once per insert (for the first list, then for every
     /// instance that joins or changes), not per request. It cannot fail:
@@ -97,16 +98,22 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let change = ready!(Pin::new(&mut this.changes).poll_next(cx));
-        Poll::Ready(change.map(|change| {
-            Ok(match change {
-                InstanceChange::Insert(instance) => {
+        loop {
+            let change = match ready!(Pin::new(&mut this.changes).poll_next(cx)) {
+                None => return Poll::Ready(None),
+                // Drained (weight 0): listed, never picked, so never handed
+                // to a balancer (its remove, if one comes, is a no-op there).
+                Some(InstanceChange::Insert(instance)) if instance.weight() == 0 => continue,
+                Some(InstanceChange::Insert(instance)) => {
                     let key = InstanceAddr::from(&instance);
                     Change::Insert(key, (this.make)(instance))
                 }
-                InstanceChange::Remove(instance) => Change::Remove(InstanceAddr::from(&instance)),
-            })
-        }))
+                Some(InstanceChange::Remove(instance)) => {
+                    Change::Remove(InstanceAddr::from(&instance))
+                }
+            };
+            return Poll::Ready(Some(Ok(change)));
+        }
     }
 }
 

@@ -24,7 +24,7 @@
 //!     .build()?;
 //! let resolver = StaticResolver::new()
 //!     .with_service("orders", [Instance::new("10.0.0.7:8443")?])?;
-//! let client = DiscoveryLayer::new(resolver).layer(
+//! let client = DiscoveryLayer::builder(resolver).service_tls(true).build().layer(
 //!     Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(tls.connector()),
 //! );
 //! // Connects to 10.0.0.7:8443 and expects a certificate for `orders.internal`.
@@ -43,7 +43,7 @@
 //! the authority to the instance's address, so by the time the connector
 //! runs the service name is gone. With this feature, the layer writes an
 //! `https` request's authority as `SERVICE@HOST:PORT`
-//! (`https://orders@10.0.0.7:8443/v1/items`), a change behind the feature
+//! (`https://~orders@10.0.0.7:8443/v1/items`, when the layer is built with `service_tls(true)`), a change behind the feature
 //! and for `https` URIs of `http::Request` only:
 //! - the pool key is that whole authority, so connections are pooled per
 //!   instance (and service), never shared between instances;
@@ -104,7 +104,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::ClientConfig;
 
 pub use self::builder::{ServiceTlsBuilder, TlsConfigError};
-pub(crate) use self::server_name::with_service;
+pub(crate) use self::server_name::{service_authority, InvalidServerName};
 use self::server_name::{ServerNamePattern, ServiceNameResolver};
 
 /// TLS to discovered instances: a rustls client configuration and the
@@ -210,7 +210,8 @@ impl ServiceTls {
     pub fn wrap_connector<H>(&self, http: H) -> HttpsConnector<H> {
         let mut config = ClientConfig::clone(&self.config);
         // HTTP/2 would send the user info in `:authority` (module docs).
-        config.alpn_protocols.retain(|protocol| protocol != b"h2");
+        // hyper-rustls sets ALPN itself (and asserts none is set): HTTP/1.
+        config.alpn_protocols.clear();
         HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()

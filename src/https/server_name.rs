@@ -1,44 +1,42 @@
 //! How the service name travels from the layer to the TLS handshake: as
-//! the user info of the routed URI (`https://orders@10.0.0.7:8443/…`).
+//! the user info of the routed URI (`https://~orders@10.0.0.7:8443/…`),
+//! written by a layer built with `service_tls(true)`.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use http::uri::{Authority, Parts, Scheme, Uri};
+use http::uri::{Authority, Uri};
 use hyper_rustls::ResolveServerName;
 use rustls::pki_types::ServerName;
 
-use crate::layer::DiscoveryError;
+use crate::instance::ServiceName;
 
 /// The placeholder a [`ServerNamePattern`] replaces with the service name.
 pub(crate) const PLACEHOLDER: &str = "{service}";
 
+/// What marks a service in the user info of a URI the layer routed: a
+/// character no service name has, so ordinary user info
+/// (`https://user:secret@host/`) is never taken for one.
+const MARK: char = '~';
+
 /// The authority the layer writes for an `https` request routed to
-/// `instance`: `SERVICE@HOST:PORT`. hyper-util's pool keys on the whole
-/// authority, so connections stay per instance (and service); its
-/// connector dials the host and port, ignoring the user info; the
-/// connector here reads the service back from it. Other schemes: `instance`.
-pub(crate) fn with_service(
-    parts: &Parts,
-    instance: &Authority,
-) -> Result<Authority, DiscoveryError> {
-    let service = match (&parts.scheme, &parts.authority) {
-        (Some(scheme), Some(logical)) if *scheme == Scheme::HTTPS => logical.host(),
-        _ => return Ok(instance.clone()),
-    };
-    // The layer only routes a host without a port; a service name is a
-    // reg-name, whose characters are all allowed in user info.
-    Authority::try_from(format!("{service}@{instance}")).map_err(|e| DiscoveryError::Rewrite {
-        addr: instance.to_string(),
-        reason: e.to_string(),
-    })
+/// `instance` of `service` with `ServiceTls`: `~SERVICE@HOST:PORT`.
+/// hyper-util's pool keys on the whole authority, so connections stay per
+/// instance (and service); its connector dials the host and port, ignoring
+/// the user info; the connector here reads the service back from it. An
+/// instance whose authority cannot take it keeps its own.
+pub(crate) fn service_authority(service: &ServiceName, instance: &Authority) -> Authority {
+    // A service name's characters are all allowed in user info.
+    Authority::try_from(format!("{MARK}{service}@{instance}")).unwrap_or_else(|_| instance.clone())
 }
 
-/// The service an `https` URI routed by the layer names in its user info.
+/// The service an `https` URI routed by the layer names in its user info;
+/// `None` for any other user info.
 pub(crate) fn service_of(uri: &Uri) -> Option<&str> {
-    let (service, _) = uri.authority()?.as_str().rsplit_once('@')?;
-    Some(service).filter(|s| !s.is_empty())
+    let (info, _) = uri.authority()?.as_str().rsplit_once('@')?;
+    let service = info.strip_prefix(MARK)?;
+    ServiceName::validate(service).ok().map(|()| service)
 }
 
 /// The name an instance's certificate must hold, from its service's name:

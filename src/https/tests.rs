@@ -2,42 +2,33 @@ use http::uri::{Authority, Uri};
 use hyper_rustls::ResolveServerName;
 use rustls::pki_types::ServerName;
 
-use super::server_name::{service_of, with_service, ServerNamePattern, ServiceNameResolver};
+use super::server_name::{service_authority, service_of, ServerNamePattern, ServiceNameResolver};
 use super::ServiceTls;
 
-fn routed(uri: &str, instance: &str) -> String {
-    let parts = uri.parse::<Uri>().unwrap().into_parts();
-    with_service(&parts, &instance.parse::<Authority>().unwrap())
-        .unwrap()
-        .to_string()
+fn routed(service: &str, instance: &str) -> String {
+    let service = crate::ServiceName::new(service).unwrap();
+    service_authority(&service, &instance.parse::<Authority>().unwrap()).to_string()
 }
 
 #[test]
 fn https_authorities_keep_the_service() {
-    assert_eq!(
-        routed("https://orders/x", "10.0.0.7:8443"),
-        "orders@10.0.0.7:8443"
-    );
-    assert_eq!(
-        routed("https://orders/x", "[::1]:8443"),
-        "orders@[::1]:8443"
-    );
-    assert_eq!(
-        routed("https://u:p@orders/x", "10.0.0.7:1"),
-        "orders@10.0.0.7:1"
-    );
-    assert_eq!(routed("http://orders/x", "10.0.0.7:8080"), "10.0.0.7:8080");
+    assert_eq!(routed("orders", "10.0.0.7:8443"), "~orders@10.0.0.7:8443");
+    assert_eq!(routed("orders", "[::1]:8443"), "~orders@[::1]:8443");
 }
 
 #[test]
-fn services_are_read_back() {
+fn services_are_read_back_only_when_marked() {
     let uri = |s: &str| s.parse::<Uri>().unwrap();
     assert_eq!(
-        service_of(&uri("https://orders@10.0.0.7:8443/")),
+        service_of(&uri("https://~orders@10.0.0.7:8443/")),
         Some("orders")
     );
     assert_eq!(service_of(&uri("https://10.0.0.7:8443/")), None);
     assert_eq!(service_of(&uri("https://@10.0.0.7:8443/")), None);
+    // Ordinary user info is never a service (nor shown in an error).
+    assert_eq!(service_of(&uri("https://orders@10.0.0.7:8443/")), None);
+    assert_eq!(service_of(&uri("https://deploy:tok3n@api.example/")), None);
+    assert_eq!(service_of(&uri("https://~a:b@api.example/")), None);
 }
 
 #[test]
@@ -78,16 +69,21 @@ fn the_resolver_uses_the_service_else_the_host() {
             .map(|n| n.to_str().into_owned())
     };
     assert_eq!(
-        resolve("https://orders@127.0.0.1:8443/").unwrap(),
+        resolve("https://~orders@127.0.0.1:8443/").unwrap(),
         "orders.internal"
+    );
+    // Not marked: the host, never the user info.
+    assert_eq!(
+        resolve("https://deploy:tok3n@example.com/").unwrap(),
+        "example.com"
     );
     assert_eq!(resolve("https://example.com/").unwrap(), "example.com");
     assert_eq!(resolve("https://[::1]:8443/").unwrap(), "::1");
-    let err = resolve("https://bad%20name@127.0.0.1/").unwrap_err();
-    assert!(
-        err.to_string().contains("not a valid TLS server name"),
-        "{err}"
-    );
+    let err = resolve("https://secret@bad..host/")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a valid TLS server name"), "{err}");
+    assert!(!err.contains("secret"), "user info is never shown: {err}");
     let _: ServerName<'static> = ServerName::try_from("x").unwrap();
 }
 

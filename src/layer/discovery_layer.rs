@@ -220,6 +220,18 @@ impl<R: Resolve, B: Balance> DiscoveryLayerBuilder<R, B> {
         self
     }
 
+    /// The client's connector is a [`ServiceTls`](crate::https::ServiceTls)
+    /// one (feature `rustls`): an `https` request's authority becomes
+    /// `~SERVICE@HOST:PORT`, so that connections are pooled per instance
+    /// while the connector checks the certificate against the service's
+    /// name. Off by default: other connectors, and HTTP/2 (which would send
+    /// the user info in `:authority`), must not see it.
+    #[cfg(feature = "rustls")]
+    pub fn service_tls(mut self, on: bool) -> Self {
+        self.options.service_tls = on;
+        self
+    }
+
     /// Builds the layer.
     pub fn build(self) -> DiscoveryLayer {
         DiscoveryLayer {

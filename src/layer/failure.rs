@@ -34,6 +34,12 @@ pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Failure {
     let mut timed_out = false;
     let mut current = Some(error);
     while let Some(e) = current {
+        // The client's own mistake (a service whose name pattern gives no
+        // valid TLS name): no instance is at fault, and none would do better.
+        #[cfg(feature = "rustls")]
+        if e.is::<crate::https::InvalidServerName>() {
+            return Failure::Other;
+        }
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(|e| e.is_connect())
         {

@@ -185,7 +185,12 @@ where
         } else {
             None
         };
-        req.route_to(picked.authority(), picked.host(), Internal)?;
+        req.route_to(
+            picked.authority(),
+            picked.tls_authority(),
+            picked.host(),
+            Internal,
+        )?;
         self.pending = Some(req);
         Ok(())
     }

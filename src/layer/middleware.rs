@@ -175,10 +175,12 @@ impl RoutableRequest for FlaggedRequest {
     fn route_to(
         &mut self,
         authority: &Authority,
+        tls_authority: Option<&Authority>,
         host: Option<&HeaderValue>,
         _: Internal,
     ) -> Result<(), DiscoveryError> {
-        self.request.route_to(authority, host, Internal)
+        self.request
+            .route_to(authority, tls_authority, host, Internal)
     }
 
     fn replay(&self, _: Internal) -> Option<Self> {

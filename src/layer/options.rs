@@ -46,6 +46,9 @@ pub(crate) struct Options {
     pub outlier: OutlierDetection,
     pub rules: AttemptRules,
     pub budget: RetryTokens,
+    /// Name the service in `https` authorities for `ServiceTls`.
+    #[cfg(feature = "rustls")]
+    pub service_tls: bool,
 }
 
 impl Options {
@@ -69,6 +72,8 @@ impl Default for Options {
                 retry_lost_connections: true,
             },
             budget: RetryTokens::default(),
+            #[cfg(feature = "rustls")]
+            service_tls: false,
         }
     }
 }

@@ -46,6 +46,13 @@ impl Picked {
         self.entry.snapshot.instances()[self.index].authority()
     }
 
+    /// The authority of an `https` request to this instance when the
+    /// layer names the service for `ServiceTls`; `None` otherwise.
+    #[inline]
+    pub(crate) fn tls_authority(&self) -> Option<&Authority> {
+        self.entry.tls_authorities.as_ref()?.get(self.index)
+    }
+
     /// The `Host` header the request gets, if any.
     #[inline]
     pub(crate) fn host(&self) -> Option<&HeaderValue> {

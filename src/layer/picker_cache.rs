@@ -37,6 +37,10 @@ pub(crate) struct PickerEntry {
     /// `Host: SERVICE`, made once per snapshot so a request only clones
     /// it; `None` when the layer leaves `Host` to the client.
     pub host: Option<HeaderValue>,
+    /// With [`service_tls`](super::DiscoveryLayerBuilder::service_tls):
+    /// each instance's authority for an `https` request, `~SERVICE@HOST:PORT`
+    /// (by snapshot index), made once per snapshot.
+    pub tls_authorities: Option<Box<[http::uri::Authority]>>,
     /// A lookup (the resolver's `cached`) returned this very snapshot
     /// after the entry was built, so while the snapshot says its cache
     /// would still return it, asking again would only cost a lookup. Not
@@ -74,8 +78,24 @@ impl PickerEntry {
             states,
             ewma,
             host,
+            tls_authorities: None,
             reusable: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps each instance's `https` authority naming the service, for
+    /// `ServiceTls` (instances whose authority cannot take it keep theirs).
+    #[cfg(feature = "rustls")]
+    pub(super) fn with_service_tls(mut self) -> Self {
+        let service = self.snapshot.service().clone();
+        let authorities = self
+            .snapshot
+            .instances()
+            .iter()
+            .map(|i| crate::https::service_authority(&service, i.authority()))
+            .collect();
+        self.tls_authorities = Some(authorities);
+        self
     }
 
     /// Whether the snapshot can be used without asking the resolver: its

@@ -103,11 +103,13 @@ pub(crate) mod sealed {
         /// The key for consistent hashing: a [`HashKey`](super::HashKey) or the value of `header`.
         fn hash_key(&self, header: Option<&HeaderName>, _: Internal) -> Option<u64>;
 
-        /// Points the request at `authority`; sets `Host` to `host` if given and
-        /// the request has no `Host` yet.
+        /// Points the request at `authority` (an `https` request at
+        /// `tls_authority` if given: see `ServiceTls`); sets `Host` to
+        /// `host` if given and the request has no `Host` yet.
         fn route_to(
             &mut self,
             authority: &Authority,
+            tls_authority: Option<&Authority>,
             host: Option<&HeaderValue>,
             _: Internal,
         ) -> Result<(), DiscoveryError>;
@@ -285,14 +287,17 @@ where
     fn route_to(
         &mut self,
         authority: &Authority,
+        tls_authority: Option<&Authority>,
         host: Option<&HeaderValue>,
         _: Internal,
     ) -> Result<(), DiscoveryError> {
         let mut parts = std::mem::take(self.uri_mut()).into_parts();
-        // With `rustls`, an `https` URI keeps the service as user info
-        // (`orders@10.0.0.7:8443`) for the certificate check: see `crate::https`.
-        #[cfg(feature = "rustls")]
-        let authority = &crate::https::with_service(&parts, authority)?;
+        // For `ServiceTls`, an `https` URI names the service in its user
+        // info (`~orders@10.0.0.7:8443`): see `crate::https`.
+        let authority = match tls_authority {
+            Some(tls) if parts.scheme.as_ref() == Some(&Scheme::HTTPS) => tls,
+            _ => authority,
+        };
         parts.authority = Some(authority.clone());
         *self.uri_mut() = Uri::from_parts(parts).map_err(|e| DiscoveryError::Rewrite {
             addr: authority.to_string(),

@@ -51,6 +51,7 @@ impl RoutableRequest for reqwest::Request {
     fn route_to(
         &mut self,
         authority: &Authority,
+        _tls_authority: Option<&Authority>,
         host: Option<&HeaderValue>,
         _: Internal,
     ) -> Result<(), DiscoveryError> {

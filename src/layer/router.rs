@@ -143,7 +143,14 @@ where
             .flatten();
         let outliers = self.outliers.service(snapshot.service());
         let ewma = self.balance.peak_ewma();
-        PickerEntry::new(snapshot, members, picker, outliers, ewma, host)
+        let entry = PickerEntry::new(snapshot, members, picker, outliers, ewma, host);
+        #[cfg(feature = "rustls")]
+        let entry = if self.options.service_tls {
+            entry.with_service_tls()
+        } else {
+            entry
+        };
+        entry
     }
 
     fn pick_in(

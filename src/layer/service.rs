@@ -141,7 +141,12 @@ where
                     boxed.replay = req.replay(Internal);
                     retry = boxed.replay.is_some().then_some(boxed);
                 }
-                if let Err(e) = req.route_to(picked.authority(), picked.host(), Internal) {
+                if let Err(e) = req.route_to(
+                    picked.authority(),
+                    picked.tls_authority(),
+                    picked.host(),
+                    Internal,
+                ) {
                     return ResponseFuture::failed(e);
                 }
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
