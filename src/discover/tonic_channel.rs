@@ -42,6 +42,16 @@ const CHANGES_BUFFERED: usize = 64;
 /// weight or tags change is removed and inserted again: its connection
 /// is made anew.
 ///
+/// # An instance that dies without deregistering
+///
+/// It stays in the channel until the registry drops it (its lease runs
+/// out). Meanwhile tonic's balancer keeps picking it, and each call it
+/// sends there fails with `Unavailable` ("tcp connect error"): in a test
+/// with one of two instances refusing connections, about 40% of the
+/// calls failed. Those calls never reached a server, so retrying them is
+/// safe; the [tower layer](crate::layer) does that retry for HTTP, this
+/// channel does not.
+///
 /// ```no_run
 /// use redis_discovery::discover::balance_channel;
 /// use tonic::transport::Endpoint;
