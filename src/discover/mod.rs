@@ -1,6 +1,7 @@
 //! A service's instances as a stream of changes, and as a
 //! `tower::discover::Discover` for `tower::balance` (feature
-//! `tower-discover`).
+//! `tower-discover`), and as a tonic `Channel` that follows the registry
+//! (feature `tonic`).
 //!
 //! The [tower layer](crate::layer) picks an instance per request from the
 //! resolver's snapshot. Clients that keep their own per-instance state (a
@@ -31,16 +32,21 @@
 //! | `diff.rs` | the merge of two sorted lists into changes |
 //! | `changes.rs` | `InstanceChanges`, `RedisResolver::changes` |
 //! | `tower_discover.rs` | `DiscoverInstances`, `InstanceChanges::into_discover` |
+//! | `tonic_channel.rs` | `balance_channel`, `forward_changes`, `RedisResolver::tonic_channel` |
 
 mod change;
 mod changes;
 mod diff;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tonic")]
+mod tonic_channel;
 #[cfg(feature = "tower-discover")]
 mod tower_discover;
 
 pub use self::change::{InstanceAddr, InstanceChange};
 pub use self::changes::InstanceChanges;
+#[cfg(feature = "tonic")]
+pub use self::tonic_channel::{balance_channel, forward_changes};
 #[cfg(feature = "tower-discover")]
 pub use self::tower_discover::DiscoverInstances;
