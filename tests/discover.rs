@@ -8,17 +8,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis_discovery::discover::{InstanceChange, InstanceChanges};
-use redis_discovery::{Instance, RedisRegistry, RedisResolver};
-use support::{eventually, init_tracing, RedisServer, DEADLINE};
-
-async fn registry(server: &RedisServer) -> RedisRegistry {
-    RedisRegistry::builder(server.url())
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("registry connects")
-}
+use redis_discovery::{Instance, RedisResolver};
+use support::{eventually, init_tracing, registry, RedisServer, DEADLINE};
 
 /// A resolver whose periodic refresh will not happen during a test: what
 /// the streams see comes from events and the first read.

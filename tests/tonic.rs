@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
 use redis_discovery::discover::forward_changes;
-use redis_discovery::{Instance, RedisRegistry, RedisResolver};
-use support::{eventually, init_tracing, RedisServer, DEADLINE};
+use redis_discovery::{Instance, RedisResolver};
+use support::{eventually, init_tracing, registry, RedisServer, DEADLINE};
 use tokio::sync::oneshot;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::server::TcpIncoming;
@@ -146,15 +146,6 @@ async fn call_until(channel: &Channel, what: &str, done: impl Fn() -> bool) {
         done().then_some(())
     })
     .await;
-}
-
-async fn registry(server: &RedisServer) -> RedisRegistry {
-    RedisRegistry::builder(server.url())
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("registry connects")
 }
 
 async fn resolver(server: &RedisServer) -> RedisResolver {

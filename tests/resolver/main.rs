@@ -15,22 +15,15 @@ use redis_discovery::resolver::{RedisResolver, Resolve, ResolverBuilder, Snapsho
 use redis_discovery::{
     Instance, KeySchema, RedisRegistry, Registration, ResolveError, ServiceName, ValidationError,
 };
-use support::{cached_addrs, eventually, init_tracing, LogCapture, RedisServer, DEADLINE};
+use support::{
+    cached_addrs, eventually, init_tracing, registry, LogCapture, RedisServer, DEADLINE,
+};
 use tokio::time::Instant;
 
 /// A resolver whose periodic refresh will not happen during a test, so
 /// whatever it sees came from events, reconnects or the first read.
 fn no_refresh(server: &RedisServer) -> ResolverBuilder {
     RedisResolver::builder(server.url()).refresh_interval(Duration::from_secs(60))
-}
-
-async fn registry(server: &RedisServer) -> RedisRegistry {
-    RedisRegistry::builder(server.url())
-        .lease_ttl(Duration::from_secs(3))
-        .heartbeat_interval(Duration::from_millis(500))
-        .connect()
-        .await
-        .expect("registry connects")
 }
 
 fn name(s: &str) -> ServiceName {

@@ -543,6 +543,17 @@ pub async fn lease_renewed(server: &RedisServer, service: &str, addr: &str) {
     .await;
 }
 
+/// A registry on `server` whose leases show a crash within seconds: a
+/// 3 s lease renewed every 500 ms.
+pub async fn registry(server: &RedisServer) -> redis_discovery::RedisRegistry {
+    redis_discovery::RedisRegistry::builder(server.url())
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(500))
+        .connect()
+        .await
+        .expect("registry connects")
+}
+
 /// Polls `check` until it returns `Some`, or panics after [`DEADLINE`] with
 /// `what` in the message.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
