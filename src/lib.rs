@@ -45,6 +45,7 @@
 //! | `https` | HTTPS and mTLS to instances, verified against the service's name (feature `rustls`) |
 //! | [`discover`] | a service's changes as a `Stream` (`RedisResolver::changes`) and as a `tower::discover::Discover` (feature `tower-discover`); a tonic `Channel` that follows the registry (feature `tonic`) |
 //! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
+//! | `metrics` | what the crate records through the `metrics` facade, and the names (feature `metrics`) |
 //! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
 //! | [`error`] | [`ValidationError`], [`RegistryError`], [`ResolveError`], [`RedisFailure`] |
 //!
@@ -90,6 +91,7 @@
 //! | `instance/` | `mod.rs`, `name.rs`, `tags.rs`, `address.rs`, `policy.rs` | `Instance`; `ServiceName`; `Tags`; address checks; the address policy |
 //! | `error/` | `mod.rs`, `redis_failure.rs` | the error enums; `RedisFailure`, what Redis or the connection said |
 //! | `bin/redis-discovery/` | one file a command | the CLI (feature `cli`) |
+//! | `metrics/` | `mod.rs`, `handles.rs` | the metric names and their table; the handles, prepared once per instance or service (empty without feature `metrics`) |
 //! | `time.rs` | | deadline arithmetic that cannot panic |
 //!
 //! ## Redis URLs
@@ -136,6 +138,11 @@ pub mod fuzzing;
 pub mod https;
 mod instance;
 pub mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[allow(unreachable_pub, dead_code)]
+mod metrics;
 pub mod registry;
 pub mod resolver;
 pub mod schema;
