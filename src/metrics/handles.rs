@@ -332,6 +332,12 @@ pub(crate) fn heartbeat_failed(service: &str) {
     counter(HEARTBEAT_FAILURES, &[(SERVICE, service)]).increment(1);
 }
 
+/// `instances` lease renewals of `service`'s instances failed at once (one
+/// failed call renews up to a thousand): one handle lookup for them all.
+pub(crate) fn heartbeats_failed(service: &str, instances: u64) {
+    counter(HEARTBEAT_FAILURES, &[(SERVICE, service)]).increment(instances);
+}
+
 /// Counts one registered instance in `redis_discovery.registrations` while
 /// it lives: up when made, down when dropped (through the same handle, so
 /// the pair always matches).

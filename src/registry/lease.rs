@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::RegistryState;
 use crate::error::RegistryError;
 use crate::instance::{Instance, ServiceName};
+use crate::metrics::{registrations, RegistrationGauge};
 
 /// One registered (service, address): the value the heartbeat writes, and
 /// which handle owns it.
@@ -20,6 +21,9 @@ pub(super) struct Lease {
     ended: AtomicBool,
     /// The ticket of the handle that owns this lease.
     owner: AtomicU64,
+    /// Counts the instance in `redis_discovery.registrations` until the
+    /// registration ends.
+    counted: Mutex<Option<RegistrationGauge>>,
 }
 
 impl Lease {
@@ -29,12 +33,14 @@ impl Lease {
         json: Arc<str>,
         ticket: u64,
     ) -> Self {
+        let counted = registrations(service.as_str());
         Lease {
             owner: AtomicU64::new(ticket),
             service,
             addr: instance.addr().to_owned(),
             current: Mutex::new((instance, json)),
             ended: AtomicBool::new(false),
+            counted: Mutex::new(Some(counted)),
         }
     }
 
@@ -72,6 +78,13 @@ impl Lease {
     /// that must follow before the instance is removed.
     pub(super) fn end(&self) {
         self.ended.store(true, Ordering::Release);
+        // Taken out under the lock, dropped (counted down) once.
+        let counted = self
+            .counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(counted);
     }
 
     /// Writes a new value now and makes the heartbeat write it from then

@@ -139,6 +139,7 @@ use std::time::Duration;
 use crate::connection::{timed, CallError, CallLimit, Connection, Timeouts};
 use crate::error::{RedisFailure, RegistryError};
 use crate::instance::{Instance, ServiceName};
+use crate::metrics::{redis_error, RedisOperation};
 use crate::schema::{KeySchema, Keyspace};
 
 use lease::Lease;
@@ -365,7 +366,9 @@ impl RegistryState {
     ) -> Result<bool, RegistryError> {
         let mut conn = self.conn.clone();
         let call = self.keyspace.remove(&mut conn, service, addr);
-        let removed = timed(self.call_deadline(), (), call).await?;
+        let removed = timed(self.call_deadline(), (), call)
+            .await
+            .inspect_err(|_| redis_error(RedisOperation::Deregister))?;
         tracing::debug!(%service, addr, removed, "deregistered");
         Ok(removed)
     }

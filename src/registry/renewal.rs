@@ -14,6 +14,7 @@ use super::RegistryState;
 use crate::connection::{self, CallLimit};
 use crate::error::RegistryError;
 use crate::instance::ServiceName;
+use crate::metrics::{heartbeats_failed, redis_error, RedisOperation};
 use crate::schema::{KeySchema, Upserted, UPSERT_BATCH};
 
 /// Script calls of one round in flight at once: enough to fill the
@@ -149,6 +150,11 @@ impl RegistryState {
                     }
                 }
                 Err(error) => {
+                    // One failed Redis call; every instance it renews
+                    // failed its renewal.
+                    redis_error(RedisOperation::Heartbeat);
+                    let instances = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+                    heartbeats_failed(call.service.as_str(), instances);
                     renewal.failed.insert(key);
                     renewal.failed_instances += chunk.len();
                     renewal.broke |= matches!(&error, RegistryError::Redis { source } if source.is_connection_failure());
@@ -192,7 +198,8 @@ impl RegistryState {
                 &[service.as_str()],
                 self.write(service, &[(addr, json)], deadline),
             )
-            .await?;
+            .await
+            .inspect_err(|_| redis_error(RedisOperation::Register))?;
         // `write` checked that there is one code per entry.
         Ok(codes.first().copied().unwrap_or(Upserted::Renewed))
     }

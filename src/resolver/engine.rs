@@ -32,6 +32,7 @@ use super::subscriptions::Subscriptions;
 use crate::connection::{Connection, Endpoint, Timeouts};
 use crate::error::{RedisFailure, ResolveError};
 use crate::instance::ServiceName;
+use crate::metrics::{redis_error, RedisOperation};
 use crate::schema::{KeySchema, Keyspace};
 
 mod membership;
@@ -85,19 +86,25 @@ impl ResolverEngine {
     pub(super) async fn start(b: ResolverBuilder) -> Result<Arc<Self>, ResolveError> {
         let (keyspace, endpoint) = b.validate()?;
         let url = b.redis.redacted_url();
-        let connect_error = |source| ResolveError::Connect {
-            url: url.clone(),
-            source: RedisFailure::new(source),
+        let connect_error = |operation| {
+            let url = url.clone();
+            move |source| {
+                redis_error(operation);
+                ResolveError::Connect {
+                    url,
+                    source: RedisFailure::new(source),
+                }
+            }
         };
         let conn = Connection::open(&endpoint, b.redis.timeouts)
             .await
-            .map_err(connect_error)?;
+            .map_err(connect_error(RedisOperation::Read))?;
         let events = match keyspace.schema() {
             KeySchema::Native => Some(
                 endpoint
                     .events(b.redis.timeouts.connect)
                     .await
-                    .map_err(connect_error)?,
+                    .map_err(connect_error(RedisOperation::Subscribe))?,
             ),
             _ => None,
         };
@@ -248,11 +255,16 @@ impl ResolverEngine {
         // the look and the wait is not missed.
         let mut outcomes = entry.outcomes();
         if let Some(snapshot) = entry.fresh() {
+            // A read ended since the look in the map.
+            entry.count_hit();
             return Ok(snapshot);
         }
         if entry.join_or_start(&outcomes) {
             self.spawn_read(entry.clone());
         }
+        // Once per caller that waits, whatever the wait ends with: hits
+        // plus misses are the lookups.
+        entry.count_miss();
         let limit = self.resolve_timeout();
         let waited = tokio::time::timeout(limit, async {
             tokio::select! {

@@ -15,6 +15,7 @@ use tokio::time::MissedTickBehavior;
 use super::engine::ResolverEngine;
 use super::subscriptions::{Changes, Subscriptions};
 use crate::connection::{self, check_member, CallError, Events};
+use crate::metrics::{redis_error, subscription_reconnected, RedisOperation};
 use crate::time::after;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
@@ -91,6 +92,7 @@ pub(super) async fn run(engine: Arc<ResolverEngine>, first: Events) {
                 match result {
                     Ok(events) => events,
                     Err(error) => {
+                        redis_error(RedisOperation::Subscribe);
                         tracing::debug!(%error, retry_in = ?backoff, "event connection: reconnect failed");
                         if !pause(&engine, commands, backoff).await {
                             return;
@@ -105,6 +107,7 @@ pub(super) async fn run(engine: Arc<ResolverEngine>, first: Events) {
         if reconnect {
             let channels = engine.channels();
             if let Err(error) = subscribe(&engine, &mut sink, &channels).await {
+                redis_error(RedisOperation::Subscribe);
                 tracing::debug!(%error, "event connection: resubscribing failed");
                 let delay = denied(&engine, &error, &mut told_denied).unwrap_or(backoff);
                 if !pause(&engine, commands, delay).await {
@@ -113,6 +116,7 @@ pub(super) async fn run(engine: Arc<ResolverEngine>, first: Events) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
+            subscription_reconnected();
             tracing::info!(
                 services = channels.len(),
                 "event connection back: resubscribed, refreshing every cached service"
@@ -123,7 +127,11 @@ pub(super) async fn run(engine: Arc<ResolverEngine>, first: Events) {
         }
         reconnect = true;
         backoff = MIN_BACKOFF;
-        match serve(&engine, &mut sink, &mut stream, member.as_mut(), commands).await {
+        let served = serve(&engine, &mut sink, &mut stream, member.as_mut(), commands).await;
+        if served.is_err() {
+            redis_error(RedisOperation::Subscribe);
+        }
+        match served {
             Ok(()) => return,
             Err(reason) if denied(&engine, &reason, &mut told_denied).is_some() => {}
             Err(reason) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::instance::{Instance, ServiceName};
+use crate::metrics::CacheMetrics;
 
 /// The live instances of one service, as read at one time. Immutable and
 /// cheap to clone (one `Arc`).
@@ -72,32 +73,60 @@ pub(crate) struct CacheLink {
 }
 
 /// A cache entry's "used since the last idle sweep" flag, shared with the
-/// entry's snapshots so a holder that skips the lookup still marks it.
+/// entry's snapshots so a holder that skips the lookup still marks it; with
+/// the entry's metric handles beside it, so such a holder also counts its
+/// cache hit through the link it already holds (no lookup, no lock).
 #[derive(Clone)]
-pub(crate) struct UseFlag(Arc<AtomicBool>);
+pub(crate) struct UseFlag(Arc<UseState>);
+
+struct UseState {
+    used: AtomicBool,
+    /// `None` for flags made without an entry (tests).
+    metrics: Option<CacheMetrics>,
+}
 
 impl UseFlag {
+    /// A flag with no metrics (tests' snapshots).
+    #[cfg(test)]
     pub(crate) fn new(marked: bool) -> Self {
-        UseFlag(Arc::new(AtomicBool::new(marked)))
+        Self::build(marked, None)
+    }
+
+    /// The flag of a cache entry, with the entry's metric handles.
+    pub(crate) fn with_metrics(marked: bool, metrics: CacheMetrics) -> Self {
+        Self::build(marked, Some(metrics))
+    }
+
+    fn build(marked: bool, metrics: Option<CacheMetrics>) -> Self {
+        UseFlag(Arc::new(UseState {
+            used: AtomicBool::new(marked),
+            metrics,
+        }))
     }
 
     /// Marks it used: a load, and a store only on the first use since the
     /// last sweep (no cache-line ping-pong between cores).
     #[inline]
     pub(crate) fn mark(&self) {
-        if !self.0.load(Ordering::Relaxed) {
-            self.0.store(true, Ordering::Relaxed);
+        if !self.0.used.load(Ordering::Relaxed) {
+            self.0.used.store(true, Ordering::Relaxed);
         }
     }
 
     /// Whether it was marked; clears it (the sweep).
     pub(crate) fn take(&self) -> bool {
-        self.0.swap(false, Ordering::Relaxed)
+        self.0.used.swap(false, Ordering::Relaxed)
     }
 
     /// Whether it is marked.
     pub(crate) fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.used.load(Ordering::Relaxed)
+    }
+
+    /// The entry's metric handles, if made with them.
+    #[inline]
+    pub(crate) fn metrics(&self) -> Option<&CacheMetrics> {
+        self.0.metrics.as_ref()
     }
 }
 
@@ -224,11 +253,16 @@ impl Snapshot {
         self.inner.max_age()
     }
 
-    /// Marks the service used for its cache's idle sweep, as a lookup does.
+    /// Marks the service used for its cache's idle sweep, and counts a
+    /// cache hit, as the lookup it stands for would have: for a holder
+    /// (the layer's picker cache) that uses the snapshot without a lookup.
     #[inline]
     pub(crate) fn mark_used(&self) {
         if let Some(link) = &self.inner.link {
             link.used.mark();
+            if let Some(metrics) = link.used.metrics() {
+                metrics.hit();
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::read_state::{Event, Outcome, ReadState};
 use crate::error::ResolveError;
 use crate::instance::ServiceName;
+use crate::metrics::{cache_metrics, Stopwatch};
 use crate::resolver::skipped::SkippedEntries;
 use crate::resolver::snapshot::{Inner as SnapshotInner, Snapshot, UseFlag};
 
@@ -37,6 +38,7 @@ pub(crate) struct CacheEntry {
     pub(super) snapshot: ArcSwapOption<SnapshotInner>,
     /// Set on every use; cleared by the idle sweep. Shared with the
     /// entry's snapshots, whose holders mark it ([`Snapshot::mark_used`]).
+    /// Also holds the service's metric handles, made with the entry.
     used: UseFlag,
     /// Last sweep that saw the entry used, ms since the resolver started.
     last_used_ms: AtomicU64,
@@ -68,12 +70,13 @@ impl CacheEntry {
         channel: Option<String>,
         now_ms: u64,
     ) -> Self {
+        let metrics = cache_metrics(service.as_str());
         CacheEntry {
             service,
             hash,
             channel,
             snapshot: ArcSwapOption::empty(),
-            used: UseFlag::new(true), // used at creation
+            used: UseFlag::with_metrics(true, metrics), // used at creation
             last_used_ms: AtomicU64::new(now_ms),
             subscribed: AtomicBool::new(false),
             failing: AtomicBool::new(false),
@@ -102,6 +105,40 @@ impl CacheEntry {
     #[inline]
     pub(crate) fn touch(&self) {
         self.used.mark();
+    }
+
+    /// Counts a lookup answered from the cache.
+    #[inline]
+    pub(crate) fn count_hit(&self) {
+        if let Some(metrics) = self.used.metrics() {
+            metrics.hit();
+        }
+    }
+
+    /// Counts a lookup that waits for a read from Redis.
+    pub(crate) fn count_miss(&self) {
+        if let Some(metrics) = self.used.metrics() {
+            metrics.miss();
+        }
+    }
+
+    /// Records a read of the service from Redis that ended, either way:
+    /// how long it took.
+    pub(crate) fn count_read(&self, took: Stopwatch) {
+        if let Some(metrics) = self.used.metrics() {
+            metrics.resolved(took);
+        }
+    }
+
+    /// Records how long ago Redis last confirmed the cached list (after a
+    /// read or refresh attempt); nothing before the first good read.
+    pub(crate) fn record_staleness(&self) {
+        if let (Some(metrics), Some(snapshot)) =
+            (self.used.metrics(), self.snapshot.load().as_ref())
+        {
+            let age = Instant::now().saturating_duration_since(snapshot.read_at());
+            metrics.staleness(age);
+        }
     }
 
     /// The current snapshot, if any.

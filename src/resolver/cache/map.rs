@@ -111,6 +111,7 @@ impl ServiceMap {
                 return None;
             }
         }
+        slot.entry.count_hit();
         Some(snapshot.clone())
     }
 

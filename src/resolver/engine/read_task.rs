@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::ResolverEngine;
 use crate::error::ResolveError;
+use crate::metrics::Stopwatch;
 use crate::resolver::cache::{CacheEntry, Read};
 use crate::resolver::recovery;
 use crate::schema::{KeySchema, ReadReply};
@@ -80,6 +81,9 @@ impl ResolverEngine {
                 }
             }
             let completed = self.cache.complete(entry, result);
+            // After every read attempt, good or not: near zero after a good
+            // one, growing while Redis fails.
+            entry.record_staleness();
             if let Some(at) = completed.recheck {
                 self.recheck_at(entry.clone(), at);
             }
@@ -103,10 +107,16 @@ impl ResolverEngine {
         let generation = entry.begin_read();
         let read_at = Instant::now();
         let service = entry.service();
+        let took = Stopwatch::start();
+        let reply = self.read(service).await;
+        if !matches!(reply, Err(ResolveError::Shutdown)) {
+            // Sent to Redis, answered or not.
+            entry.count_read(took);
+        }
         let ReadReply {
             entries,
             keys_exist,
-        } = self.read(service).await?;
+        } = reply?;
         // Redis answers: if it was lost, the recovery grace starts now.
         let answered = Instant::now();
         self.recovery.answered(answered);

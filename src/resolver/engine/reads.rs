@@ -10,6 +10,7 @@ use super::ResolverEngine;
 use crate::connection::{self, CallError};
 use crate::error::{RedisFailure, ResolveError};
 use crate::instance::{Instance, ServiceName};
+use crate::metrics::{redis_error, RedisOperation};
 use crate::resolver::cache::CacheEntry;
 use crate::resolver::skipped::{self, SkippedEntries};
 use crate::resolver::snapshot::{Listed, Snapshot};
@@ -53,7 +54,11 @@ impl ResolverEngine {
     pub(in crate::resolver) async fn services(&self) -> Result<Vec<String>, ResolveError> {
         let mut conn = self.conn()?;
         let call = self.keyspace.services(&mut conn);
-        Ok(connection::timed(self.call_limit, "(service list)", call).await?)
+        let listed = connection::timed(self.call_limit, "(service list)", call).await;
+        if listed.is_err() {
+            redis_error(RedisOperation::Read);
+        }
+        Ok(listed?)
     }
 
     /// One read of a service. A read that fails on a broken connection
@@ -77,7 +82,11 @@ impl ResolverEngine {
                 result => result,
             }
         };
-        Ok(connection::timed(self.call_limit, service.as_str(), call).await?)
+        let read = connection::timed(self.call_limit, service.as_str(), call).await;
+        if read.is_err() {
+            redis_error(RedisOperation::Read);
+        }
+        Ok(read?)
     }
 
     /// Decodes what an uncached read (`fetch`, `list`) found: skipped
