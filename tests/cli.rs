@@ -3,98 +3,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
-use support::{eventually_sync, RedisCluster, RedisServer, DEADLINE};
-
-const BIN: &str = env!("CARGO_BIN_EXE_redis-discovery");
-
-fn cli(url: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--redis", url])
-        .args(args)
-        .output()
-        .expect("run the CLI")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn spawn(url: &str, args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(["--redis", url])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the CLI")
-}
-
-/// A `register` sidecar for `orders` at `addr`, once it says it registered.
-fn sidecar(url: &str, addr: &str) -> Child {
-    let mut child = spawn(
-        url,
-        &[
-            "register",
-            "orders",
-            addr,
-            "--ttl",
-            "30",
-            "--heartbeat",
-            "10",
-        ],
-    );
-    let out = lines(&mut child);
-    wait_for_line(&out, "registered");
-    child
-}
-
-/// Lines of a child's stdout, as they come.
-fn lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().expect("piped stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains(what) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("no line containing {what:?} within {DEADLINE:?}"),
-        }
-    }
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    eventually_sync("the child to exit", || child.try_wait().ok().flatten())
-}
+use support::cli::{
+    cli, lines, sidecar, sigterm, spawn, stderr, stdout, wait_exit, wait_for_line, BIN,
+};
+use support::{RedisCluster, RedisServer};
 
 #[test]
 fn sidecar_register_list_watch_and_sigterm() {
@@ -284,7 +199,6 @@ fn bad_input_exits_non_zero_with_one_clear_line() {
         "{}",
         stderr(&out)
     );
-    let _ = Duration::ZERO;
 }
 
 /// `list` with the allow-list, and names in any case.

@@ -4,6 +4,8 @@
 //! Never touches the Redis on 127.0.0.1:6379.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod faults;
 pub mod http_server;
 pub mod list_watch;
@@ -493,7 +495,7 @@ pub fn connect(url: &str) -> redis::Connection {
 /// A free loopback port this process has not handed out before: a
 /// server stopped for a while (then restarted on its port) must not see
 /// another test's server take it meanwhile.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     for _ in 0..100 {

@@ -3,6 +3,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
+mod metrics_endpoint;
 mod problem;
 
 use std::ops::RangeInclusive;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use metrics_endpoint::MetricsListen;
 use problem::resolve_failed;
 use redis_discovery::registry::RegistryBuilder;
 use redis_discovery::resolver::RedisResolver;
@@ -75,11 +77,13 @@ enum Command {
         resync: u64,
         #[command(flatten)]
         allow: Allow,
+        #[command(flatten)]
+        metrics: MetricsListen,
     },
     /// Register an instance and keep it alive until SIGINT/SIGTERM (a sidecar
     /// for services not written in Rust), then deregister it.
     #[command(
-        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5"
+        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5\n  redis-discovery register orders 10.0.0.7:8080 --metrics-listen 127.0.0.1:9464"
     )]
     Register {
         /// The service name.
@@ -98,6 +102,8 @@ enum Command {
         /// Heartbeat interval in seconds (default 5, Hertz schema 30).
         #[arg(long)]
         heartbeat: Option<u64>,
+        #[command(flatten)]
+        metrics: MetricsListen,
     },
     /// Remove an instance now.
     #[command(after_help = "Example:\n  redis-discovery deregister orders 10.0.0.7:8080")]
@@ -205,7 +211,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             service,
             resync,
             allow,
-        } => watch::watch(g, &allow, &service, resync).await,
+            metrics,
+        } => {
+            metrics.install()?;
+            watch::watch(g, &allow, &service, resync).await
+        }
         Command::Register {
             service,
             addr,
@@ -213,7 +223,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tags,
             ttl,
             heartbeat,
-        } => register::register(g, &service, &addr, weight, &tags, ttl, heartbeat).await,
+            metrics,
+        } => {
+            metrics.install()?;
+            register::register(g, &service, &addr, weight, &tags, ttl, heartbeat).await
+        }
         Command::Deregister { service, addr } => register::deregister(g, &service, &addr).await,
     }
 }

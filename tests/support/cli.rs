@@ -1,0 +1,93 @@
+//! Running the `redis-discovery` binary: spawned with piped output, its
+//! lines as they come, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+
+use super::{eventually_sync, DEADLINE};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_redis-discovery");
+
+pub fn cli(url: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--redis", url])
+        .args(args)
+        .output()
+        .expect("run the CLI")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn spawn(url: &str, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["--redis", url])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the CLI")
+}
+
+/// A `register` sidecar for `orders` at `addr`, once it says it registered.
+pub fn sidecar(url: &str, addr: &str) -> Child {
+    let mut child = spawn(
+        url,
+        &[
+            "register",
+            "orders",
+            addr,
+            "--ttl",
+            "30",
+            "--heartbeat",
+            "10",
+        ],
+    );
+    let out = lines(&mut child);
+    wait_for_line(&out, "registered");
+    child
+}
+
+/// Lines of a child's stdout, as they come.
+pub fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+pub fn wait_for_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("no line containing {what:?} within {DEADLINE:?}"),
+        }
+    }
+}
+
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    eventually_sync("the child to exit", || child.try_wait().ok().flatten())
+}
