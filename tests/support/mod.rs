@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod grpc;
 pub mod http_server;
 pub mod list_watch;
 pub mod load;
