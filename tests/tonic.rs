@@ -153,7 +153,10 @@ async fn killing_one_without_deregistering_keeps_calls_succeeding() {
     let mut failed = 0;
     let mut in_a_row = 0;
     while in_a_row < 20 {
-        assert!(killed.elapsed() < DEADLINE, "calls keep failing after the kill");
+        assert!(
+            killed.elapsed() < DEADLINE,
+            "calls keep failing after the kill"
+        );
         match call(&channel).await {
             Ok(answer) => {
                 assert_eq!(answer, b.name);
@@ -178,7 +181,10 @@ async fn killing_one_without_deregistering_keeps_calls_succeeding() {
     }
     let listed = resolver.fetch(SERVICE).await.unwrap();
     assert!(
-        listed.instances().iter().any(|i| i.addr() == a.addr.to_string()),
+        listed
+            .instances()
+            .iter()
+            .any(|i| i.addr() == a.addr.to_string()),
         "a is still registered: the channel routed around it by itself"
     );
 }
@@ -203,7 +209,11 @@ async fn calls_fail_once_no_instance_is_up() {
     let started = Instant::now();
     let status = call(&channel).await.expect_err("no instance is up");
     assert_eq!(status.code(), Code::Unavailable, "{status}");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 
     // A server up again gets the calls.
     let a = GrpcServer::start("a").await;

@@ -96,24 +96,26 @@ impl GrpcServer {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let incoming = TcpIncoming::from(listener)
                     .map(move |accepted| accepted.map(|stream| Counted::new(stream, &open)));
-                let service = tower::service_fn(move |request: http::Request<tonic::body::Body>| {
-                    let counted = counted.clone();
-                    async move {
-                        let method = tower::service_fn(move |_: Request<Bytes>| {
-                            counted.fetch_add(1, Ordering::SeqCst);
-                            async move { Ok::<_, Status>(Response::new(Bytes::from_static(name.as_bytes()))) }
-                        });
-                        let mut grpc = tonic::server::Grpc::new(RawCodec);
-                        Ok::<_, Infallible>(grpc.unary(method, request).await)
-                    }
-                });
-                let serve = Server::builder().serve_with_incoming_shutdown(
-                    service,
-                    incoming,
-                    async move {
+                let service =
+                    tower::service_fn(move |request: http::Request<tonic::body::Body>| {
+                        let counted = counted.clone();
+                        async move {
+                            let method = tower::service_fn(move |_: Request<Bytes>| {
+                                counted.fetch_add(1, Ordering::SeqCst);
+                                async move {
+                                    Ok::<_, Status>(Response::new(Bytes::from_static(
+                                        name.as_bytes(),
+                                    )))
+                                }
+                            });
+                            let mut grpc = tonic::server::Grpc::new(RawCodec);
+                            Ok::<_, Infallible>(grpc.unary(method, request).await)
+                        }
+                    });
+                let serve =
+                    Server::builder().serve_with_incoming_shutdown(service, incoming, async move {
                         let _ = stopped.await;
-                    },
-                );
+                    });
                 tokio::select! {
                     _ = serve => {}
                     Ok(()) = killed => {}
