@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -187,6 +189,80 @@ async fn killing_one_without_deregistering_keeps_calls_succeeding() {
             .any(|i| i.addr() == a.addr.to_string()),
         "a is still registered: the channel routed around it by itself"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_under_concurrent_calls_fails_only_calls_in_flight() {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let mut a = GrpcServer::start("a").await;
+    let b = GrpcServer::start("b").await;
+    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    call_until(&channel, "calls reach both a and b", || {
+        a.calls() > 0 && b.calls() > 0
+    })
+    .await;
+
+    // Four callers, each one call at a time, while `a` dies.
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (channel, ok, failed, stop) =
+                (channel.clone(), ok.clone(), failed.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    match call(&channel).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(status) => {
+                            eprintln!("concurrent call failed at the kill: {status}");
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let until = |n: usize| {
+        let ok = ok.clone();
+        async move {
+            eventually("calls go on", || async {
+                (ok.load(Ordering::SeqCst) >= n).then_some(())
+            })
+            .await
+        }
+    };
+    until(200).await;
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no call fails before the kill"
+    );
+    a.kill().await;
+    let after = ok.load(Ordering::SeqCst);
+    until(after + 400).await;
+    stop.store(true, Ordering::SeqCst);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let failed = failed.load(Ordering::SeqCst);
+    eprintln!(
+        "{failed} of {} concurrent calls failed at the kill",
+        ok.load(Ordering::SeqCst) + failed
+    );
+    // At most the calls in flight (four callers), and a few sent before
+    // the connection was seen closed.
+    assert!(failed <= 12, "{failed} calls failed at the kill");
+    for _ in 0..100 {
+        assert_eq!(
+            call(&channel).await.expect("no call fails once settled"),
+            b.name
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
