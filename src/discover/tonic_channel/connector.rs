@@ -20,8 +20,9 @@ use tower::BoxError;
 use tower_service::Service;
 
 /// Whether one connection of an instance's channel was lost: a connect
-/// failed, or the connection read its end or an error (the server closed
-/// it or died). Each channel has its own, so a late report from an old
+/// failed, the connection read its end or an error (the server closed it
+/// or died), or hyper let it go (an HTTP/2 keep-alive ping unanswered, a
+/// `GOAWAY`). Each channel has its own, so a late report from an old
 /// connection never marks a newer one.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
@@ -90,8 +91,8 @@ impl Service<Uri> for WatchingConnector {
     }
 }
 
-/// A connection that marks its [`Health`] lost when it reads its end or
-/// fails.
+/// A connection that marks its [`Health`] lost when it reads its end,
+/// fails, or is dropped.
 #[derive(Debug)]
 pub(crate) struct WatchedIo {
     io: TcpStream,
@@ -103,6 +104,14 @@ impl WatchedIo {
         if let Poll::Ready(Err(_)) = polled {
             self.health.mark_lost();
         }
+    }
+}
+
+impl Drop for WatchedIo {
+    // hyper drops the connection when it is done with it for any reason;
+    // a channel dropped by us no longer reads its health.
+    fn drop(&mut self) {
+        self.health.mark_lost();
     }
 }
 

@@ -8,10 +8,13 @@
 //! | `instance.rs` | one instance's tonic `Channel`, ready only while connected |
 //! | `connector.rs` | the connector that sees a connection lost |
 //! | `none_ready.rs` | calls fail once no instance has been ready for a while |
+//! | `tests.rs` | the connector and `NoneReady`, unit-tested |
 
 mod connector;
 mod instance;
 mod none_ready;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::future::Future;
@@ -60,11 +63,16 @@ const CALLS_BUFFERED: usize = 1024;
 /// * **An instance that dies without deregistering.** Its connection
 ///   reads its end (or an error), or a connect to it fails: from then on
 ///   it is not ready, and no new call goes to it. It is connected to again
-///   with a backoff (0.1 s doubling up to 5 s), and gets calls once a
-///   connection is up, or until the registry drops it. Calls already sent
-///   to it when it died fail (`Unavailable` or `Unknown`, as tonic
-///   reports a lost connection); they are not retried, as their request
-///   may have reached the server.
+///   (at once, then after 0.1 s doubling up to 5 s, while calls come), and
+///   gets calls again once a connection is up, until the registry drops
+///   it. Calls already sent to it when it died fail (`Unknown` "transport
+///   error" or `Unavailable`, as tonic reports a lost connection); they
+///   are not retried, as their request may have reached the server. A
+///   host that vanishes without closing its connections (powered off, cut
+///   off) is only noticed when the connection fails: set the endpoint's
+///   `http2_keep_alive_interval` (and `keep_alive_timeout`) to notice it
+///   within those. A connect is limited by the endpoint's connect
+///   timeout, or to 10 s without one.
 /// * **No instance ready.** Calls wait for one, up to 5 seconds; after
 ///   that, until one is ready, each call fails at once with
 ///   `Unavailable` ("no instance of ... is ready").
