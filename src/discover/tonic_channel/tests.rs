@@ -116,3 +116,11 @@ async fn calls_wait_for_an_instance_then_fail_until_one_is_ready() {
     let waited = tokio::time::timeout(Duration::from_secs(4), service.ready()).await;
     assert!(waited.is_err(), "waits again");
 }
+
+#[test]
+fn the_channel_is_send_sync_clone_debug() {
+    fn check<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    fn check_future<T: Send + 'static>() {}
+    check::<super::GrpcChannel>();
+    check_future::<super::GrpcResponseFuture>();
+}
