@@ -52,8 +52,10 @@ const CALLS_BUFFERED: usize = 1024;
 /// * **Connections.** Each instance gets its own tonic `Channel` made
 ///   from the [`Endpoint`] your closure returns for it (scheme, TLS,
 ///   timeouts, HTTP/2 and TCP keep-alives are yours; the endpoint's local
-///   address is not used). It connects when the instance is listed, not
-///   at its first call. The closure runs once per insert (the first list,
+///   address is not used). The balancer runs while calls wait, so the
+///   first call connects to the instances listed and goes out over the
+///   first connection up; a call is only sent over a connection that is
+///   up. The closure runs once per insert (the first list,
 ///   then every instance that joins or changes weight or tags). An
 ///   instance whose endpoint fails to build is never called (warning
 ///   through `tracing`). A drained instance (weight 0) is not connected.
@@ -78,7 +80,8 @@ const CALLS_BUFFERED: usize = 1024;
 ///   `Unavailable` ("no instance of ... is ready").
 /// * **Tasks.** A task (spawned with [`tokio::spawn`], so make the
 ///   channel inside a Tokio runtime) runs the balancer, and tonic spawns
-///   one per connection. They all end when the channel (every clone) is
+///   two per instance connected (its channel's and the connection's).
+///   They all end when the channel (every clone) is
 ///   dropped: the balancer's task drops the stream, and with it the
 ///   resolver's watch of the service. When the resolver shuts down the
 ///   stream ends and the channel keeps the instances it has.
