@@ -43,7 +43,7 @@
 //! | [`resolver`] | client side: [`Resolve`], [`RedisResolver`], [`StaticResolver`], [`BoxResolver`](resolver::BoxResolver), the cache |
 //! | [`balance`] | pickers: `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, tag filters |
 //! | `https` | HTTPS and mTLS to instances, verified against the service's name (feature `rustls`) |
-//! | [`discover`] | a service's changes as a `Stream` (`RedisResolver::changes`) and as a `tower::discover::Discover` (feature `tower-discover`); a tonic `Channel` that follows the registry (feature `tonic`) |
+//! | [`discover`] | a service's changes as a `Stream` (`RedisResolver::changes`) and as a `tower::discover::Discover` (feature `tower-discover`); a `GrpcChannel` for tonic clients that follows the registry and routes around dead instances (feature `tonic`) |
 //! | [`layer`] | the tower layer for hyper, reqwest and reqwest-middleware |
 //! | `metrics` | what the crate records through the `metrics` facade, and the names (feature `metrics`) |
 //! | [`schema`] | the Redis keyspace: native and Hertz-compatible |
@@ -83,7 +83,7 @@
 //! | | `options.rs`, `error.rs` | `HostHeader`, the options, `DiscoveryError` |
 //! | `discover/` | `changes.rs`, `diff.rs`, `change.rs` | `InstanceChanges` (`RedisResolver::changes`): one service's changes as a stream; the merge of two sorted lists into removes and inserts; `InstanceChange`, `InstanceAddr` (the key) |
 //! | | `tower_discover.rs` | `DiscoverInstances` (`into_discover`): the stream as a `tower::discover::Discover` for `tower::balance` (feature `tower-discover`) |
-//! | | `tonic_channel.rs` | `balance_channel`, `forward_changes`, `RedisResolver::tonic_channel`: a tonic `Channel` fed by one forwarding task (feature `tonic`) |
+//! | | `tonic_channel/` | `GrpcChannel` (`RedisResolver::tonic_channel`): tower's p2c balancer over one tonic `Channel` per instance, each ready only while connected; the connector that sees a connection lost; calls failing once none is ready (feature `tonic`) |
 //! | `https/` | `mod.rs`, `builder.rs`, `server_name.rs` | `ServiceTls` (feature `rustls`): the connector, its builder (roots, client certificates), the service name read back from the routed URI |
 //! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, `TagFilter`; `load.rs` what load-aware pickers read (`PeakEwma`, `Loads`); `rng.rs`, `lookup.rs` their helpers |
 //! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; their Lua scripts |

@@ -1,125 +1,31 @@
-//! `RedisResolver::tonic_channel` and `forward_changes` against real tonic
-//! servers on loopback ports, registered in a real, private redis-server
-//! (tests/support). No protoc: the servers answer one hand-written unary
-//! method through tonic's generic server with a codec of raw bytes.
+//! `RedisResolver::tonic_channel` (`GrpcChannel`) against real tonic
+//! servers on loopback ports (tests/support/grpc.rs, no protoc),
+//! registered in a real, private redis-server (tests/support).
 
 mod support;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use http::uri::PathAndQuery;
-use redis_discovery::discover::forward_changes;
+use redis_discovery::discover::GrpcChannel;
 use redis_discovery::{Instance, RedisResolver};
+use support::grpc::{GrpcServer, RawCodec, METHOD};
+use support::http_server::RefusingPort;
 use support::{eventually, init_tracing, registry, RedisServer, DEADLINE};
-use tokio::sync::oneshot;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
-use tonic::{Request, Response, Status};
+use tonic::transport::Endpoint;
+use tonic::{Code, Request, Status};
 
 const SERVICE: &str = "greeter";
-const METHOD: &str = "/who.Who/Name";
-
-/// Messages are their bytes as they are: no protobuf, so no protoc.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-/// A tonic server whose one method answers with the server's name and
-/// counts its calls. Stops (gracefully) when dropped.
-struct GrpcServer {
-    name: &'static str,
-    addr: SocketAddr,
-    calls: Arc<AtomicUsize>,
-    _stop: oneshot::Sender<()>,
-}
-
-impl GrpcServer {
-    async fn start(name: &'static str) -> GrpcServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
-        let service = tower::service_fn(move |request: http::Request<tonic::body::Body>| {
-            let counted = counted.clone();
-            async move {
-                let method = tower::service_fn(move |_: Request<Bytes>| {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    async move { Ok::<_, Status>(Response::new(Bytes::from_static(name.as_bytes()))) }
-                });
-                let mut grpc = tonic::server::Grpc::new(RawCodec);
-                Ok::<_, Infallible>(grpc.unary(method, request).await)
-            }
-        });
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(Server::builder().serve_with_incoming_shutdown(
-            service,
-            TcpIncoming::from(listener),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        GrpcServer {
-            name,
-            addr,
-            calls,
-            _stop: stop,
-        }
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    fn instance(&self) -> Instance {
-        Instance::new(self.addr.to_string()).expect("valid address")
-    }
-}
 
 fn endpoint(instance: &Instance) -> Result<Endpoint, tonic::transport::Error> {
     Endpoint::from_shared(format!("http://{}", instance.addr()))
 }
 
 /// One call through `channel`; the name of the server that answered.
-async fn call(channel: &Channel) -> Result<String, Status> {
+async fn call(channel: &GrpcChannel) -> Result<String, Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     let answer = tokio::time::timeout(DEADLINE, async move {
         grpc.ready()
@@ -138,7 +44,7 @@ async fn call(channel: &Channel) -> Result<String, Status> {
 }
 
 /// Calls until `done` holds; every call must succeed.
-async fn call_until(channel: &Channel, what: &str, done: impl Fn() -> bool) {
+async fn call_until(channel: &GrpcChannel, what: &str, done: impl Fn() -> bool) {
     eventually(what, || async {
         for _ in 0..10 {
             call(channel).await.expect("no call fails");
@@ -177,15 +83,17 @@ async fn the_channel_follows_the_registry() {
     .await;
     assert_eq!(c.calls(), 0, "c is not registered yet");
 
-    // A third one registered gets calls.
-    let registered = std::time::Instant::now();
+    // A third one registered gets a call, within the (generous) deadline.
+    let registered = Instant::now();
     let _reg_c = registry.register(SERVICE, c.instance()).await.unwrap();
-    call_until(&channel, "calls reach c once registered", || c.calls() > 0).await;
-    // Measured, not asserted: a busy machine may take longer.
-    eprintln!(
-        "c got calls {:?} after its registration",
-        registered.elapsed()
-    );
+    eventually("a call reaches c once registered", || async {
+        call(&channel).await.expect("no call fails");
+        (c.calls() > 0).then_some(())
+    })
+    .await;
+    let delay = registered.elapsed();
+    eprintln!("c got its first call {delay:?} after its registration");
+    assert!(delay < DEADLINE, "c got no call within {DEADLINE:?}");
 
     // `a` deregisters but keeps serving (a graceful exit): no call fails,
     // and once the channel has dropped it none reaches it.
@@ -216,10 +124,184 @@ async fn the_channel_follows_the_registry() {
         b.calls() > before.1 && c.calls() > before.2,
         "b and c share the calls"
     );
+    // Its connection closes once it is removed.
+    eventually("a's connection closes", || async {
+        (a.connections() == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_resolver_ends_the_task_and_the_channel_keeps_its_servers() {
+async fn killing_one_without_deregistering_keeps_calls_succeeding() {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let mut a = GrpcServer::start("a").await;
+    let b = GrpcServer::start("b").await;
+    // Both stay registered: `a`'s lease is kept alive after it dies.
+    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    call_until(&channel, "calls reach both a and b", || {
+        a.calls() > 0 && b.calls() > 0
+    })
+    .await;
+
+    a.kill().await;
+    let killed = Instant::now();
+    // Right at the kill, a call may still be sent to `a` before its
+    // connection is seen closed: count those, until 20 in a row succeed.
+    let mut failed = 0;
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(
+            killed.elapsed() < DEADLINE,
+            "calls keep failing after the kill"
+        );
+        match call(&channel).await {
+            Ok(answer) => {
+                assert_eq!(answer, b.name);
+                in_a_row += 1;
+            }
+            Err(status) => {
+                eprintln!("call failed right at the kill: {status}");
+                failed += 1;
+                in_a_row = 0;
+            }
+        }
+    }
+    eprintln!(
+        "{failed} call(s) failed right at the kill; settled after {:?}",
+        killed.elapsed()
+    );
+    assert!(failed <= 3, "{failed} calls failed at the kill");
+
+    // Settled: every call succeeds, while `a` is still registered.
+    for _ in 0..200 {
+        assert_eq!(call(&channel).await.expect("no call fails"), b.name);
+    }
+    let listed = resolver.fetch(SERVICE).await.unwrap();
+    assert!(
+        listed
+            .instances()
+            .iter()
+            .any(|i| i.addr() == a.addr.to_string()),
+        "a is still registered: the channel routed around it by itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_under_concurrent_calls_fails_only_calls_in_flight() {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let mut a = GrpcServer::start("a").await;
+    let b = GrpcServer::start("b").await;
+    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    call_until(&channel, "calls reach both a and b", || {
+        a.calls() > 0 && b.calls() > 0
+    })
+    .await;
+
+    // Four callers, each one call at a time, while `a` dies.
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (channel, ok, failed, stop) =
+                (channel.clone(), ok.clone(), failed.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    match call(&channel).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        Err(status) => {
+                            eprintln!("concurrent call failed at the kill: {status}");
+                            failed.fetch_add(1, Ordering::SeqCst)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    let until = |n: usize| {
+        let ok = ok.clone();
+        async move {
+            eventually("calls go on", || async {
+                (ok.load(Ordering::SeqCst) >= n).then_some(())
+            })
+            .await
+        }
+    };
+    until(200).await;
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "no call fails before the kill"
+    );
+    a.kill().await;
+    let after = ok.load(Ordering::SeqCst);
+    until(after + 400).await;
+    stop.store(true, Ordering::SeqCst);
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let failed = failed.load(Ordering::SeqCst);
+    eprintln!(
+        "{failed} of {} concurrent calls failed at the kill",
+        ok.load(Ordering::SeqCst) + failed
+    );
+    // At most the calls in flight (four callers), and a few sent before
+    // the connection was seen closed.
+    assert!(failed <= 12, "{failed} calls failed at the kill");
+    for _ in 0..100 {
+        assert_eq!(
+            call(&channel).await.expect("no call fails once settled"),
+            b.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_once_no_instance_is_up() {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let refusing = RefusingPort::new();
+    let instance = Instance::new(refusing.addr().to_string()).unwrap();
+    let _reg = registry.register(SERVICE, instance).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+
+    // The call waits a while for an instance, then fails: no hang.
+    let started = Instant::now();
+    let status = call(&channel).await.expect_err("no instance is up");
+    eprintln!("failed after {:?}: {status}", started.elapsed());
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    // The next ones fail without waiting again.
+    let started = Instant::now();
+    let status = call(&channel).await.expect_err("no instance is up");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A server up again gets the calls.
+    let a = GrpcServer::start("a").await;
+    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    eventually("calls succeed once a is up", || async {
+        call(&channel).await.ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_channel_closes_its_connections() {
     init_tracing();
     let redis = RedisServer::start();
     let registry = registry(&redis).await;
@@ -227,42 +309,44 @@ async fn dropping_the_resolver_ends_the_task_and_the_channel_keeps_its_servers()
     let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
     let resolver = resolver(&redis).await;
 
-    let changes = resolver.changes(SERVICE).await.unwrap();
-    let (channel, sender) = Channel::balance_channel(16);
-    let forwarding = tokio::spawn(forward_changes(changes, endpoint, sender));
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    let clone = channel.clone();
     assert_eq!(call(&channel).await.unwrap(), "a");
-
-    drop(resolver);
-    tokio::time::timeout(DEADLINE, forwarding)
-        .await
-        .expect("the forwarding task ends when the resolver is dropped")
-        .expect("the forwarding task does not panic");
-    // The last list stands: the channel still calls `a`.
-    assert_eq!(call(&channel).await.unwrap(), "a");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_channel_ends_the_task() {
-    init_tracing();
-    let redis = RedisServer::start();
-    let registry = registry(&redis).await;
-    let a = GrpcServer::start("a").await;
-    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
-    let resolver = resolver(&redis).await;
-
-    let changes = resolver.changes(SERVICE).await.unwrap();
-    let (channel, sender) = Channel::balance_channel(16);
-    let forwarding = tokio::spawn(forward_changes(changes, endpoint, sender));
-    assert_eq!(call(&channel).await.unwrap(), "a");
-
-    // Nothing changes in the registry: the task is waiting on the stream
-    // when the channel goes, and must notice.
+    assert_eq!(a.connections(), 1, "one connection per instance");
     drop(channel);
-    tokio::time::timeout(DEADLINE, forwarding)
-        .await
-        .expect("the forwarding task ends when the channel is dropped")
-        .expect("the forwarding task does not panic");
+    assert_eq!(call(&clone).await.unwrap(), "a", "a clone keeps working");
+
+    // Nothing changes in the registry: the balancer's task is waiting
+    // when the last clone goes, and must end, and its connections close.
+    drop(clone);
+    eventually("the channel's connection closes", || async {
+        (a.connections() == 0).then_some(())
+    })
+    .await;
     drop(resolver);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_resolver_then_the_channel_ends_everything() {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let a = GrpcServer::start("a").await;
+    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    assert_eq!(call(&channel).await.unwrap(), "a");
+
+    // The last list stands: the channel still calls `a`.
+    drop(resolver);
+    for _ in 0..10 {
+        assert_eq!(call(&channel).await.unwrap(), "a");
+    }
+    drop(channel);
+    eventually("the channel's connection closes", || async {
+        (a.connections() == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,4 +375,5 @@ async fn an_endpoint_that_fails_to_build_is_skipped() {
         assert_eq!(call(&channel).await.unwrap(), "a");
     }
     assert_eq!(b.calls(), 0);
+    assert_eq!(b.connections(), 0);
 }

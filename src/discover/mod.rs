@@ -1,7 +1,7 @@
 //! A service's instances as a stream of changes, and as a
 //! `tower::discover::Discover` for `tower::balance` (feature
-//! `tower-discover`), and as a tonic `Channel` that follows the registry
-//! (feature `tonic`).
+//! `tower-discover`), and as a [`GrpcChannel`] for tonic clients that
+//! follows the registry (feature `tonic`).
 //!
 //! The [tower layer](crate::layer) picks an instance per request from the
 //! resolver's snapshot. Clients that keep their own per-instance state (a
@@ -32,7 +32,7 @@
 //! | `diff.rs` | the merge of two sorted lists into changes |
 //! | `changes.rs` | `InstanceChanges`, `RedisResolver::changes` |
 //! | `tower_discover.rs` | `DiscoverInstances`, `InstanceChanges::into_discover` |
-//! | `tonic_channel.rs` | `balance_channel`, `forward_changes`, `RedisResolver::tonic_channel` |
+//! | `tonic_channel/` | `GrpcChannel`, `RedisResolver::tonic_channel` |
 
 mod change;
 mod changes;
@@ -47,6 +47,6 @@ mod tower_discover;
 pub use self::change::{InstanceAddr, InstanceChange};
 pub use self::changes::InstanceChanges;
 #[cfg(feature = "tonic")]
-pub use self::tonic_channel::{balance_channel, forward_changes};
+pub use self::tonic_channel::{GrpcChannel, GrpcResponseFuture};
 #[cfg(feature = "tower-discover")]
 pub use self::tower_discover::DiscoverInstances;

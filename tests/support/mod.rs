@@ -7,6 +7,7 @@
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod faults;
+pub mod grpc;
 pub mod http_server;
 pub mod list_watch;
 pub mod load;

@@ -1,0 +1,237 @@
+//! [`GrpcChannel`]: a channel for tonic clients that balances over a
+//! service's instances in the registry, follows them, and routes around
+//! an instance whose connection is lost (feature `tonic`).
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `mod.rs` | `GrpcChannel`, `RedisResolver::tonic_channel` |
+//! | `instance.rs` | one instance's tonic `Channel`, ready only while connected |
+//! | `connector.rs` | the connector that sees a connection lost |
+//! | `none_ready.rs` | calls fail once no instance has been ready for a while |
+//! | `tests.rs` | the connector and `NoneReady`, unit-tested |
+
+mod connector;
+mod instance;
+mod none_ready;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ::tonic::body::Body;
+use ::tonic::transport::Endpoint;
+use tower::balance::p2c::Balance;
+use tower::buffer::Buffer;
+use tower::load::{CompleteOnResponse, PendingRequests};
+use tower::BoxError;
+use tower_service::Service;
+
+use self::instance::{Call, InstanceChannel};
+use self::none_ready::NoneReady;
+use super::changes::InstanceChanges;
+use crate::error::ResolveError;
+use crate::instance::{Instance, ServiceName};
+use crate::resolver::RedisResolver;
+
+/// How many calls may wait for the balancer; more wait in `poll_ready`
+/// (as with tonic's own channel, whose default this is).
+const CALLS_BUFFERED: usize = 1024;
+
+/// A gRPC channel over a service's instances that follows the registry:
+/// give it to any tonic client (`GreeterClient::new(channel)`,
+/// `tonic::client::Grpc::new(channel)`); clone it freely, clones share
+/// the connections. Feature `tonic`.
+///
+/// Made by [`RedisResolver::tonic_channel`], or by [`GrpcChannel::new`]
+/// from an [`InstanceChanges`] stream.
+///
+/// * **Connections.** Each instance gets its own tonic `Channel` made
+///   from the [`Endpoint`] your closure returns for it (scheme, TLS,
+///   timeouts, HTTP/2 and TCP keep-alives are yours; the endpoint's local
+///   address is not used). The balancer runs while calls wait, so the
+///   first call connects to the instances listed and goes out over the
+///   first connection up; a call is only sent over a connection that is
+///   up. The closure runs once per insert (the first list,
+///   then every instance that joins or changes weight or tags). An
+///   instance whose endpoint fails to build is never called (warning
+///   through `tracing`). A drained instance (weight 0) is not connected.
+/// * **Balancing.** Calls go to the less loaded (fewer calls waiting for
+///   their response) of two ready instances picked at random (tower's
+///   power of two choices); weights are not used.
+/// * **An instance that dies without deregistering.** Its connection
+///   reads its end (or an error), or a connect to it fails: from then on
+///   it is not ready, and no new call goes to it. It is connected to again
+///   (at once, then after 0.1 s doubling up to 5 s, while calls come), and
+///   gets calls again once a connection is up, until the registry drops
+///   it. Calls already sent to it when it died fail (`Unknown` "transport
+///   error" or `Unavailable`, as tonic reports a lost connection); they
+///   are not retried, as their request may have reached the server. A
+///   host that vanishes without closing its connections (powered off, cut
+///   off) is only noticed when the connection fails: set the endpoint's
+///   `http2_keep_alive_interval` (and `keep_alive_timeout`) to notice it
+///   within those. A connect is limited by the endpoint's connect
+///   timeout, or to 10 s without one.
+/// * **No instance ready.** Calls wait for one, up to 5 seconds; after
+///   that, until one is ready, each call fails at once with
+///   `Unavailable` ("no instance of ... is ready").
+/// * **Tasks.** A task (spawned with [`tokio::spawn`], so make the
+///   channel inside a Tokio runtime) runs the balancer, and tonic spawns
+///   two per instance connected (its channel's and the connection's).
+///   They all end when the channel (every clone) is
+///   dropped: the balancer's task drops the stream, and with it the
+///   resolver's watch of the service. When the resolver shuts down the
+///   stream ends and the channel keeps the instances it has.
+///
+/// ```no_run
+/// use redis_discovery::discover::GrpcChannel;
+/// use tonic::transport::Endpoint;
+/// # use redis_discovery::RedisResolver;
+///
+/// # async fn run(resolver: RedisResolver) -> Result<(), redis_discovery::ResolveError> {
+/// let changes = resolver.changes("greeter").await?;
+/// let channel = GrpcChannel::new(changes, |instance| {
+///     Endpoint::from_shared(format!("http://{}", instance.addr()))
+///         .map(|endpoint| endpoint.timeout(std::time::Duration::from_secs(5)))
+/// });
+/// // `channel` goes to a generated client: `GreeterClient::new(channel)`.
+/// let client = tonic::client::Grpc::new(channel);
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct GrpcChannel {
+    service: ServiceName,
+    buffer: Buffer<http::Request<Body>, Call>,
+}
+
+/// How long calls wait for an instance to be ready before failing.
+const NONE_READY_WAIT: Duration = Duration::from_secs(5);
+
+impl GrpcChannel {
+    /// A channel over `changes`' instances; `endpoint` makes each
+    /// instance's [`Endpoint`]. See [`GrpcChannel`] for what it does and
+    /// spawns. Call it inside a Tokio runtime.
+    pub fn new<F, E>(changes: InstanceChanges, endpoint: F) -> GrpcChannel
+    where
+        F: Fn(&Instance) -> Result<Endpoint, E> + Send + 'static,
+        E: fmt::Display + 'static,
+    {
+        let service = changes.service().clone();
+        let named = service.clone();
+        let discover = changes.into_discover(move |instance: Instance| {
+            let channel = match endpoint(&instance) {
+                Ok(made) => InstanceChannel::new(instance.addr(), made),
+                Err(error) => {
+                    tracing::warn!(
+                        service = %named,
+                        addr = instance.addr(),
+                        error = %error,
+                        "no tonic endpoint for this instance: never called"
+                    );
+                    InstanceChannel::unusable(instance.addr())
+                }
+            };
+            PendingRequests::new(channel, CompleteOnResponse::default())
+        });
+        let balance = NoneReady::new(Balance::new(discover), service.clone(), NONE_READY_WAIT);
+        GrpcChannel {
+            service,
+            buffer: Buffer::new(balance, CALLS_BUFFERED),
+        }
+    }
+
+    /// The service whose instances this channel calls.
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
+}
+
+impl Service<http::Request<Body>> for GrpcChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = GrpcResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.buffer.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> GrpcResponseFuture {
+        GrpcResponseFuture {
+            inner: self.buffer.call(request),
+        }
+    }
+}
+
+impl fmt::Debug for GrpcChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcChannel")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a call through a [`GrpcChannel`]. Feature `tonic`.
+    pub struct GrpcResponseFuture {
+        #[pin]
+        inner: tower::buffer::future::ResponseFuture<Call>,
+    }
+}
+
+impl Future for GrpcResponseFuture {
+    type Output = Result<http::Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl fmt::Debug for GrpcResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl RedisResolver {
+    /// A [`GrpcChannel`] over `service`'s instances that follows the
+    /// registry: [`changes`](Self::changes) given to
+    /// [`GrpcChannel::new`], whose docs say how it balances, what it does
+    /// when an instance dies, what it spawns and when that ends. Fails
+    /// like [`watch`](Self::watch). Feature `tonic`.
+    ///
+    /// ```no_run
+    /// use tonic::transport::Endpoint;
+    /// # use redis_discovery::RedisResolver;
+    ///
+    /// # async fn run() -> Result<(), redis_discovery::ResolveError> {
+    /// let resolver = RedisResolver::connect("redis://127.0.0.1:6379").await?;
+    /// let channel = resolver
+    ///     .tonic_channel("greeter", |instance| {
+    ///         Endpoint::from_shared(format!("http://{}", instance.addr()))
+    ///     })
+    ///     .await?;
+    /// // A generated client takes it: `GreeterClient::new(channel)`.
+    /// let client = tonic::client::Grpc::new(channel);
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn tonic_channel<S, F, E>(
+        &self,
+        service: S,
+        endpoint: F,
+    ) -> Result<GrpcChannel, ResolveError>
+    where
+        S: TryInto<ServiceName>,
+        S::Error: Into<ResolveError>,
+        F: Fn(&Instance) -> Result<Endpoint, E> + Send + 'static,
+        E: fmt::Display + 'static,
+    {
+        Ok(GrpcChannel::new(self.changes(service).await?, endpoint))
+    }
+}
