@@ -1,6 +1,6 @@
-//! A tonic server that registers itself on start and deregisters on
-//! Ctrl-C or SIGTERM; examples/tonic_client.rs calls it through the
-//! registry.
+//! A tonic server that registers itself on start; on Ctrl-C or SIGTERM
+//! it deregisters, then drains its calls and stops.
+//! examples/tonic_client.rs calls it through the registry.
 //!
 //! ```sh
 //! cargo run --example tonic_server --features tonic                    # "example.who", a free port
@@ -63,14 +63,29 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .await?;
     eprintln!("serving {service} on {addr} (Ctrl-C to stop)");
 
-    Server::builder()
-        .serve_with_incoming_shutdown(routes, TcpIncoming::from(listener), shutdown_signal())
-        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 
-    // Deregister before exiting, so clients stop calling this instance now
-    // rather than when its lease runs out.
-    registration.deregister().await?;
-    eprintln!("deregistered {addr}");
+    let mut server = tokio::spawn(Server::builder().serve_with_incoming_shutdown(
+        routes,
+        TcpIncoming::from(listener),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::select! {
+        served = &mut server => return Ok(served??),
+        () = shutdown_signal() => {}
+    }
+
+    // Deregister first, while still serving: clients stop sending new
+    // calls here (once they see the change), and the calls already sent
+    // are still answered. Then drain: stop accepting, finish the calls in
+    // flight, close.
+    let deregistered = registration.deregister().await;
+    let _ = stop.send(());
+    server.await??;
+    deregistered?;
+    eprintln!("deregistered {addr}, then stopped");
     Ok(())
 }
 
