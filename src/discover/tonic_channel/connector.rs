@@ -27,9 +27,19 @@ use tower_service::Service;
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     lost: AtomicBool,
+    /// A response came over the connection: the server behind it works.
+    answered: AtomicBool,
 }
 
 impl Health {
+    pub(crate) fn answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_answered(&self) {
+        self.answered.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use ::tonic::body::Body;
 use ::tonic::transport::{Channel, Endpoint};
 use ::tonic::Status;
@@ -21,6 +23,11 @@ use super::connector::{Health, WatchingConnector};
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two connects to an instance that fails them.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a connection must live (or a response come over it) before
+/// the backoff starts over: a server that accepts connections and drops
+/// them at once (crash-looping behind its listener, a proxy without a
+/// backend) gets the backoff too, rather than a reconnect per call.
+const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// The limit on one connect when the endpoint sets no connect timeout:
 /// a silent address must not keep the instance connecting for minutes.
 const CONNECT_LIMIT: Duration = Duration::from_secs(10);
@@ -52,6 +59,14 @@ enum State {
 struct Up {
     channel: Channel,
     health: Arc<Health>,
+    since: Instant,
+}
+
+impl Up {
+    /// Whether this connection proved itself: lived a while, or answered.
+    fn was_stable(&self) -> bool {
+        self.health.answered() || self.since.elapsed() >= STABLE_AFTER
+    }
 }
 
 impl InstanceChannel {
@@ -74,6 +89,23 @@ impl InstanceChannel {
         }
     }
 
+    /// The connection is lost: connect again at once if it had proved
+    /// itself, else after the backoff.
+    fn lost(&mut self, stable: bool) {
+        if stable {
+            self.backoff = FIRST_BACKOFF;
+            self.reconnect();
+        } else {
+            self.back_off();
+        }
+    }
+
+    fn back_off(&mut self) {
+        let wait = self.backoff;
+        self.backoff = self.backoff.saturating_mul(2).min(MAX_BACKOFF);
+        self.state = State::Waiting(Box::pin(tokio::time::sleep(wait)));
+    }
+
     fn reconnect(&mut self) {
         self.state = match &self.endpoint {
             Some(endpoint) => State::Connecting(connect(endpoint.clone())),
@@ -91,7 +123,11 @@ fn connect(endpoint: Endpoint) -> BoxFuture<Result<Up, BoxError>> {
         let channel = tokio::time::timeout(limit, endpoint.connect_with_connector(connector))
             .await
             .map_err(|_| BoxError::from("connect timed out"))??;
-        Ok(Up { channel, health })
+        Ok(Up {
+            channel,
+            health,
+            since: Instant::now(),
+        })
     })
 }
 
@@ -105,28 +141,28 @@ impl Service<http::Request<Body>> for InstanceChannel {
             match &mut self.state {
                 State::Unusable => return Poll::Pending,
                 State::Up(up) if up.health.is_lost() => {
-                    tracing::debug!(addr = %self.addr, "tonic instance connection lost: connecting again");
-                    self.reconnect();
+                    let stable = up.was_stable();
+                    tracing::debug!(addr = %self.addr, stable, retry_in = ?(!stable).then_some(self.backoff), "tonic instance connection lost: connecting again");
+                    self.lost(stable);
                 }
                 State::Up(up) => match up.channel.poll_ready(cx) {
                     Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(error)) => {
-                        tracing::debug!(addr = %self.addr, %error, "tonic instance channel failed: connecting again");
-                        self.reconnect();
+                        let stable = up.was_stable();
+                        tracing::debug!(addr = %self.addr, %error, stable, "tonic instance channel failed: connecting again");
+                        self.lost(stable);
                     }
                 },
                 State::Connecting(connecting) => match connecting.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(up)) => {
-                        self.backoff = FIRST_BACKOFF;
-                        self.state = State::Up(up);
-                    }
+                    // The backoff starts over only once the connection
+                    // proves itself (`Up::was_stable`): a connect is only
+                    // TCP and the HTTP/2 preface.
+                    Poll::Ready(Ok(up)) => self.state = State::Up(up),
                     Poll::Ready(Err(error)) => {
                         tracing::debug!(addr = %self.addr, %error, retry_in = ?self.backoff, "tonic instance connect failed");
-                        let wait = self.backoff;
-                        self.backoff = self.backoff.saturating_mul(2).min(MAX_BACKOFF);
-                        self.state = State::Waiting(Box::pin(tokio::time::sleep(wait)));
+                        self.back_off();
                     }
                 },
                 State::Waiting(sleep) => {
@@ -143,7 +179,12 @@ impl Service<http::Request<Body>> for InstanceChannel {
         match &mut self.state {
             State::Up(up) => {
                 let call = up.channel.call(request);
-                Box::pin(async move { call.await.map_err(Into::into) })
+                let health = up.health.clone();
+                Box::pin(async move {
+                    let response = call.await?;
+                    health.mark_answered();
+                    Ok(response)
+                })
             }
             // Only when called without being ready, against the contract.
             _ => Box::pin(std::future::ready(Err(Status::unavailable(

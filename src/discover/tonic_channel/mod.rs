@@ -7,12 +7,12 @@
 //! | `mod.rs` | `GrpcChannel`, `RedisResolver::tonic_channel` |
 //! | `instance.rs` | one instance's tonic `Channel`, ready only while connected |
 //! | `connector.rs` | the connector that sees a connection lost |
-//! | `none_ready.rs` | calls fail once no instance has been ready for a while |
+//! | `driver.rs` | the task that runs the balancer and queues the calls |
 //! | `tests.rs` | the connector and `NoneReady`, unit-tested |
 
 mod connector;
+mod driver;
 mod instance;
-mod none_ready;
 #[cfg(test)]
 mod tests;
 
@@ -24,14 +24,14 @@ use std::time::Duration;
 
 use ::tonic::body::Body;
 use ::tonic::transport::Endpoint;
+use tokio::sync::oneshot;
 use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
 use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::BoxError;
 use tower_service::Service;
 
-use self::instance::{Call, InstanceChannel};
-use self::none_ready::NoneReady;
+use self::driver::{BoxFuture, Dispatched, Handle, Waits};
+use self::instance::InstanceChannel;
 use super::changes::InstanceChanges;
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
@@ -106,11 +106,16 @@ const CALLS_BUFFERED: usize = 1024;
 #[derive(Clone)]
 pub struct GrpcChannel {
     service: ServiceName,
-    buffer: Buffer<http::Request<Body>, Call>,
+    handle: Handle<http::Request<Body>, http::Response<Body>>,
 }
 
-/// How long calls wait for an instance to be ready before failing.
-const NONE_READY_WAIT: Duration = Duration::from_secs(5);
+/// How long calls wait for an instance to be ready before failing, and
+/// how long each waits once they fail.
+const WAITS: Waits = Waits {
+    none_ready: Duration::from_secs(5),
+    grace: Duration::from_secs(1),
+    idle_gap: Duration::from_secs(1),
+};
 
 impl GrpcChannel {
     /// A channel over `changes`' instances; `endpoint` makes each
@@ -138,10 +143,10 @@ impl GrpcChannel {
             };
             PendingRequests::new(channel, CompleteOnResponse::default())
         });
-        let balance = NoneReady::new(Balance::new(discover), service.clone(), NONE_READY_WAIT);
+        let balance = Balance::new(discover);
         GrpcChannel {
+            handle: Handle::spawn(balance, service.clone(), WAITS, CALLS_BUFFERED),
             service,
-            buffer: Buffer::new(balance, CALLS_BUFFERED),
         }
     }
 
@@ -157,12 +162,12 @@ impl Service<http::Request<Body>> for GrpcChannel {
     type Future = GrpcResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.buffer.poll_ready(cx)
+        self.handle.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<Body>) -> GrpcResponseFuture {
         GrpcResponseFuture {
-            inner: self.buffer.call(request),
+            state: Sending::Queued(self.handle.call(request)),
         }
     }
 }
@@ -175,19 +180,33 @@ impl fmt::Debug for GrpcChannel {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The response of a call through a [`GrpcChannel`]. Feature `tonic`.
-    pub struct GrpcResponseFuture {
-        #[pin]
-        inner: tower::buffer::future::ResponseFuture<Call>,
-    }
+/// The response of a call through a [`GrpcChannel`]. Feature `tonic`.
+pub struct GrpcResponseFuture {
+    state: Sending,
+}
+
+enum Sending {
+    /// Waiting for the driver to send the call.
+    Queued(oneshot::Receiver<Dispatched<http::Response<Body>>>),
+    /// Sent: waiting for its response.
+    Sent(BoxFuture<Result<http::Response<Body>, BoxError>>),
 }
 
 impl Future for GrpcResponseFuture {
     type Output = Result<http::Response<Body>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                Sending::Queued(queued) => match std::task::ready!(Pin::new(queued).poll(cx)) {
+                    Ok(Ok(sent)) => this.state = Sending::Sent(sent),
+                    Ok(Err(error)) => return Poll::Ready(Err(error)),
+                    Err(_) => return Poll::Ready(Err("the channel's driver is gone".into())),
+                },
+                Sending::Sent(sent) => return sent.as_mut().poll(cx),
+            }
+        }
     }
 }
 
