@@ -217,3 +217,47 @@ impl AsyncWrite for Counted {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+/// A port that accepts connections and closes each at once (a server
+/// crash-looping behind its listener, a proxy without a backend): a
+/// connect succeeds, the connection ends right after. Counts the accepts.
+/// Stops when dropped.
+pub struct ClosingPort {
+    pub addr: SocketAddr,
+    accepts: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ClosingPort {
+    pub async fn start() -> ClosingPort {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let counted = accepts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        ClosingPort {
+            addr,
+            accepts,
+            task,
+        }
+    }
+
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+
+    pub fn instance(&self) -> Instance {
+        Instance::new(self.addr.to_string()).expect("valid address")
+    }
+}
+
+impl Drop for ClosingPort {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

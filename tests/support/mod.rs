@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod faults;
 pub mod grpc;
+#[cfg(feature = "tonic")]
+pub mod grpc_channel;
 pub mod http_server;
 pub mod list_watch;
 pub mod load;
