@@ -2,6 +2,7 @@
 //! and [`RedisResolver::changes`], which makes one.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -92,7 +93,20 @@ pub struct InstanceChanges {
     /// sender is gone (the resolver shut down), so it is never polled
     /// after it completed.
     next: Option<ReusableBoxFuture<'static, Waited>>,
+    /// Makes a new watch of the service when the sender is gone while
+    /// its source lives (`None`: it does not), for streams that follow
+    /// the service for good (`GrpcChannel`'s).
+    resubscribe: Option<Resubscribe>,
+    /// The new watch being made.
+    again: Option<ReusableBoxFuture<'static, Option<watch::Receiver<Snapshot>>>>,
 }
+
+/// A new watch of the service, or `None` when its source is gone for good.
+pub(crate) type Resubscribe = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Option<watch::Receiver<Snapshot>>> + Send>>
+        + Send
+        + Sync,
+>;
 
 impl InstanceChanges {
     /// The changes of the snapshots `snapshots` receives: first its
@@ -107,7 +121,18 @@ impl InstanceChanges {
             service,
             diff,
             next: Some(ReusableBoxFuture::new(wait(snapshots))),
+            resubscribe: None,
+            again: None,
         }
+    }
+
+    /// When the watch ends, `resubscribe` makes a new one and the stream
+    /// goes on from it, telling the changes from the last list told (so
+    /// nothing is inserted twice, and what left meanwhile is removed); it
+    /// ends when `resubscribe` gives `None`.
+    pub(crate) fn resubscribing(mut self, resubscribe: Resubscribe) -> Self {
+        self.resubscribe = Some(resubscribe);
+        self
     }
 
     /// The service whose instances these are.
@@ -131,13 +156,30 @@ impl Stream for InstanceChanges {
             if let Some(change) = this.diff.next() {
                 return Poll::Ready(Some(change));
             }
+            if let Some(again) = this.again.as_mut() {
+                let made = ready!(again.poll(cx));
+                this.again = None;
+                let Some(mut snapshots) = made else {
+                    return Poll::Ready(None);
+                };
+                let snapshot = snapshots.borrow_and_update().clone();
+                this.next = Some(ReusableBoxFuture::new(wait(snapshots)));
+                this.diff.towards(snapshot);
+                continue;
+            }
             let Some(next) = this.next.as_mut() else {
                 return Poll::Ready(None);
             };
             let (changed, mut snapshots) = ready!(next.poll(cx));
             if changed.is_err() {
                 this.next = None;
-                return Poll::Ready(None);
+                match &this.resubscribe {
+                    Some(resubscribe) => {
+                        this.again = Some(ReusableBoxFuture::new(resubscribe()));
+                        continue;
+                    }
+                    None => return Poll::Ready(None),
+                }
             }
             // Cloned out at once: the resolver sends under a lock that a
             // held borrow would block.
@@ -150,7 +192,7 @@ impl Stream for InstanceChanges {
 
 impl FusedStream for InstanceChanges {
     fn is_terminated(&self) -> bool {
-        self.next.is_none() && self.diff.is_idle()
+        self.next.is_none() && self.again.is_none() && self.diff.is_idle()
     }
 }
 

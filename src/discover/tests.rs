@@ -205,6 +205,31 @@ async fn the_discover_adapter_keys_by_address_and_makes_one_service_per_insert()
     assert_eq!(made, 2);
 }
 
+#[tokio::test]
+async fn a_resubscribing_stream_goes_on_from_a_new_watch_with_the_changes_since() {
+    let (tx, rx) = watch::channel(snap(&[("h:1", 1), ("h:2", 1)]));
+    let (tx2, rx2) = watch::channel(snap(&[("h:2", 1), ("h:3", 1)]));
+    let next = std::sync::Mutex::new(Some(rx2));
+    let mut changes = InstanceChanges::new(rx).resubscribing(Box::new(move || {
+        let made = next.lock().unwrap().take();
+        Box::pin(async move { made })
+    }));
+    let first: Vec<_> = (&mut changes).take(2).collect().await;
+    assert_eq!(short(&first), ["+h:1/1", "+h:2/1"]);
+    // The watch ends (an evicted entry): the stream goes on from the new
+    // one, with the changes from the last list told.
+    drop(tx);
+    let since: Vec<_> = (&mut changes).take(2).collect().await;
+    assert_eq!(short(&since), ["-h:1/1", "+h:3/1"]);
+    assert!(!changes.is_terminated());
+    tx2.send_replace(snap(&[("h:3", 1)]));
+    assert_eq!(short(&[changes.next().await.unwrap()]), ["-h:2/1"]);
+    // No new watch to be had: the end.
+    drop(tx2);
+    assert_eq!(changes.next().await, None);
+    assert!(changes.is_terminated());
+}
+
 /// Balancers are moved into tasks and behind `tower::buffer`.
 #[test]
 fn streams_are_send_sync_and_unpin() {

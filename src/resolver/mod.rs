@@ -221,6 +221,8 @@ use std::sync::Arc;
 pub use self::boxed::BoxResolver;
 pub use self::builder::ResolverBuilder;
 pub use self::redis_resolver::RedisResolver;
+#[cfg(feature = "tonic")]
+pub(crate) use self::redis_resolver::WeakResolver;
 /// For the layer's unit tests: snapshots as a cache makes them.
 #[cfg(test)]
 pub(crate) use self::snapshot::{CacheLink, UseFlag};

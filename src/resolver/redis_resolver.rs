@@ -3,6 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+#[cfg(feature = "tonic")]
+use std::sync::Weak;
 
 use tokio::sync::watch;
 
@@ -62,6 +64,19 @@ struct ResolverHandle {
     engine: Arc<ResolverEngine>,
 }
 
+/// A [`RedisResolver`] that does not keep it alive (its clones do).
+#[cfg(feature = "tonic")]
+#[derive(Clone)]
+pub(crate) struct WeakResolver(Weak<ResolverHandle>);
+
+#[cfg(feature = "tonic")]
+impl WeakResolver {
+    /// The resolver, unless its last clone was dropped.
+    pub(crate) fn upgrade(&self) -> Option<RedisResolver> {
+        self.0.upgrade().map(|handle| RedisResolver { handle })
+    }
+}
+
 impl Drop for ResolverHandle {
     fn drop(&mut self) {
         self.engine.close();
@@ -94,6 +109,12 @@ impl RedisResolver {
         Ok(RedisResolver {
             handle: Arc::new(ResolverHandle { engine }),
         })
+    }
+
+    /// A handle that does not keep the resolver alive.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn downgrade(&self) -> WeakResolver {
+        WeakResolver(Arc::downgrade(&self.handle))
     }
 
     fn engine(&self) -> &Arc<ResolverEngine> {

@@ -32,10 +32,10 @@ use tower_service::Service;
 
 use self::driver::{BoxFuture, Dispatched, Handle, Waits};
 use self::instance::InstanceChannel;
-use super::changes::InstanceChanges;
+use super::changes::{InstanceChanges, Resubscribe};
 use crate::error::ResolveError;
 use crate::instance::{Instance, ServiceName};
-use crate::resolver::RedisResolver;
+use crate::resolver::{RedisResolver, WeakResolver};
 
 /// How many calls may wait for the balancer; more wait in `poll_ready`
 /// (as with tonic's own channel, whose default this is).
@@ -251,6 +251,40 @@ impl RedisResolver {
         F: Fn(&Instance) -> Result<Endpoint, E> + Send + 'static,
         E: fmt::Display + 'static,
     {
-        Ok(GrpcChannel::new(self.changes(service).await?, endpoint))
+        let changes = self.changes(service).await?;
+        let again = resubscribe(self.downgrade(), changes.service().clone());
+        Ok(GrpcChannel::new(changes.resubscribing(again), endpoint))
     }
+}
+
+/// How long to wait before watching the service again after a failure.
+const RESUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
+/// A new watch of `service` when the stream's ends while the resolver
+/// lives (its cache entry was evicted): retried while Redis cannot be
+/// read, given up once the resolver is dropped or shut down. Holds the
+/// resolver only while asking it, so the channel does not keep it alive.
+fn resubscribe(resolver: WeakResolver, service: ServiceName) -> Resubscribe {
+    Box::new(move || {
+        let (resolver, service) = (resolver.clone(), service.clone());
+        Box::pin(async move {
+            loop {
+                let watched = match resolver.upgrade() {
+                    Some(resolver) => resolver.watch(service.clone()).await,
+                    None => return None,
+                };
+                match watched {
+                    Ok(snapshots) => {
+                        tracing::debug!(%service, "tonic channel: watching the service again");
+                        return Some(snapshots);
+                    }
+                    Err(ResolveError::Shutdown) => return None,
+                    Err(error) => {
+                        tracing::warn!(%service, %error, retry_in = ?RESUBSCRIBE_RETRY, "tonic channel: cannot watch the service again");
+                        tokio::time::sleep(RESUBSCRIBE_RETRY).await;
+                    }
+                }
+            }
+        })
+    })
 }
