@@ -7,11 +7,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use redis_discovery::Instance;
 use support::grpc::{ClosingPort, GrpcServer};
 use support::grpc_channel::{call, call_until, endpoint, resolver, SERVICE};
 use support::http_server::RefusingPort;
 use support::{eventually, init_tracing, registry, RedisServer};
-use redis_discovery::Instance;
 use tonic::Code;
 
 /// Scenario: no instance up for long enough that calls fail; then one is
@@ -123,7 +123,9 @@ async fn a_server_that_drops_its_connections_gets_a_backoff() {
     }
     let took = started.elapsed();
     let accepts = bad.accepts();
-    eprintln!("{failed} of {calls} calls failed in {took:?}; the bad port accepted {accepts} connections");
+    eprintln!(
+        "{failed} of {calls} calls failed in {took:?}; the bad port accepted {accepts} connections"
+    );
     assert!(failed * 20 <= calls, "{failed} of {calls} calls failed");
     // Backoff from 0.1 s doubling: about log2(10 * seconds) connects.
     let bound = 10 + 2 * took.as_secs() as usize;

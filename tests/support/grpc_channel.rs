@@ -56,4 +56,3 @@ pub async fn resolver(server: &RedisServer) -> RedisResolver {
         .await
         .expect("resolver connects")
 }
-

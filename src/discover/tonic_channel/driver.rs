@@ -150,10 +150,9 @@ where
                 Some(queued) => {
                     // A gap with no call waiting: the count starts over.
                     let now = Instant::now();
-                    if self
-                        .idle_since
-                        .is_some_and(|idle| now.saturating_duration_since(idle) >= self.waits.idle_gap)
-                    {
+                    if self.idle_since.is_some_and(|idle| {
+                        now.saturating_duration_since(idle) >= self.waits.idle_gap
+                    }) {
                         (self.stretch, self.failing) = (None, false);
                     }
                     self.idle_since = None;

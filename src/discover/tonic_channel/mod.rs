@@ -52,39 +52,61 @@ const CALLS_BUFFERED: usize = 1024;
 /// * **Connections.** Each instance gets its own tonic `Channel` made
 ///   from the [`Endpoint`] your closure returns for it (scheme, TLS,
 ///   timeouts, HTTP/2 and TCP keep-alives are yours; the endpoint's local
-///   address is not used). The balancer runs while calls wait, so the
-///   first call connects to the instances listed and goes out over the
-///   first connection up; a call is only sent over a connection that is
-///   up. The closure runs once per insert (the first list,
-///   then every instance that joins or changes weight or tags). An
-///   instance whose endpoint fails to build is never called (warning
-///   through `tracing`). A drained instance (weight 0) is not connected.
-/// * **Balancing.** Calls go to the less loaded (fewer calls waiting for
-///   their response) of two ready instances picked at random (tower's
-///   power of two choices); weights are not used.
+///   address is not used). The balancer runs in its own task, whether or
+///   not calls come: instances are connected as soon as they are listed,
+///   and dropped (their connection closed) as soon as the registry drops
+///   them; a call is only sent over a connection that is up. The closure
+///   runs once per insert (the first list, then every instance that
+///   joins or changes weight or tags). An instance whose endpoint fails
+///   to build is never called (warning through `tracing`). A drained
+///   instance (weight 0) is not connected.
+/// * **Balancing.** Calls go to the less loaded of two ready instances
+///   picked at random (tower's power of two choices); weights are not
+///   used. An instance's load is its calls waiting for their response
+///   *headers*: a server-streaming call counts until its response starts,
+///   not while its messages stream.
 /// * **An instance that dies without deregistering.** Its connection
 ///   reads its end (or an error), or a connect to it fails: from then on
 ///   it is not ready, and no new call goes to it. It is connected to again
-///   (at once, then after 0.1 s doubling up to 5 s, while calls come), and
-///   gets calls again once a connection is up, until the registry drops
-///   it. Calls already sent to it when it died fail (`Unknown` "transport
-///   error" or `Unavailable`, as tonic reports a lost connection); they
-///   are not retried, as their request may have reached the server. A
-///   host that vanishes without closing its connections (powered off, cut
-///   off) is only noticed when the connection fails: set the endpoint's
-///   `http2_keep_alive_interval` (and `keep_alive_timeout`) to notice it
-///   within those. A connect is limited by the endpoint's connect
+///   at once if its connection had proved itself (lived 1 s, or answered
+///   a call), else after 0.1 s doubling up to 5 s (so a server that
+///   accepts connections and drops them is not hammered, nor preferred
+///   as a fresh, unloaded instance), and gets calls again once a
+///   connection is up, until the registry drops it. Calls already sent
+///   to it when it died fail (`Unknown` "transport error",
+///   `Unavailable`, or `Cancelled`, as tonic and hyper report a lost
+///   connection); they are not retried, as their request may have
+///   reached the server. A connect is limited by the endpoint's connect
 ///   timeout, or to 10 s without one.
-/// * **No instance ready.** Calls wait for one, up to 5 seconds; after
-///   that, until one is ready, each call fails at once with
-///   `Unavailable` ("no instance of ... is ready").
+/// * **A host that vanishes without closing its connections** (powered
+///   off, cut off) is only noticed when its connection fails. An idle
+///   ready instance's connection is checked when a call picks it. Set the
+///   endpoint's `http2_keep_alive_interval` and `keep_alive_timeout` to
+///   notice it within those, and `keep_alive_while_idle(true)`: without
+///   it, pings are sent only while calls are open, and an idle
+///   connection to a vanished host is found dead only by the next calls
+///   (which then fail).
+/// * **No instance ready.** Calls wait for one, up to 5 seconds, counted
+///   from the first of calls waiting one after the other (a gap of 1 s
+///   with no call waiting starts the count over). Past that, until an
+///   instance is ready, calls fail with `Unavailable` ("no instance of
+///   ... is ready") after waiting at most 1 s each (about one connect),
+///   so the calls waiting do not pile up. An instance ready while no
+///   call waits takes the next call at once.
+/// * **The registry.** The channel follows the service until it is
+///   dropped. From [`RedisResolver::tonic_channel`], it watches the
+///   service again if its watch ends while the resolver lives (an entry
+///   evicted from a full cache), going on with the changes since. When
+///   the resolver is dropped or shut down, the channel keeps the
+///   instances it has.
 /// * **Tasks.** A task (spawned with [`tokio::spawn`], so make the
-///   channel inside a Tokio runtime) runs the balancer, and tonic spawns
+///   channel inside a Tokio runtime) runs the balancer and queues the
+///   calls (1024 at most; more wait in `poll_ready`), and tonic spawns
 ///   two per instance connected (its channel's and the connection's).
-///   They all end when the channel (every clone) is
-///   dropped: the balancer's task drops the stream, and with it the
-///   resolver's watch of the service. When the resolver shuts down the
-///   stream ends and the channel keeps the instances it has.
+///   They all end when the channel (every clone) is dropped and the
+///   calls queued are answered: the balancer's task drops the stream,
+///   and with it the resolver's watch of the service. It sleeps between
+///   events (a call, a change, a connection up).
 ///
 /// ```no_run
 /// use redis_discovery::discover::GrpcChannel;
@@ -181,6 +203,13 @@ impl fmt::Debug for GrpcChannel {
 }
 
 /// The response of a call through a [`GrpcChannel`]. Feature `tonic`.
+///
+/// # Cancel safety
+///
+/// Dropping it while the call is queued (no instance ready yet) drops
+/// the call unsent: no instance sees it. Dropping it after the call was
+/// sent resets its HTTP/2 stream, as with tonic's own channel: the server
+/// may have received (and acted on) the request.
 pub struct GrpcResponseFuture {
     state: Sending,
 }
@@ -240,6 +269,12 @@ impl RedisResolver {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`changes`](Self::changes): dropping the future before it
+    /// completes makes no channel (and spawns nothing); a read it started
+    /// goes on and caches the service as an ordinary cached service.
     pub async fn tonic_channel<S, F, E>(
         &self,
         service: S,

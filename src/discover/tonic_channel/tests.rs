@@ -191,7 +191,9 @@ async fn an_instance_ready_while_no_call_waits_takes_the_next_call_at_once() {
 async fn a_call_whose_caller_left_is_not_sent() {
     let toggle = Toggle::default();
     let mut handle = driven(&toggle);
-    std::future::poll_fn(|cx| handle.poll_ready(cx)).await.unwrap();
+    std::future::poll_fn(|cx| handle.poll_ready(cx))
+        .await
+        .unwrap();
     drop(handle.call(()));
     toggle.set(true);
     let (outcome, _) = call(&mut handle).await;
