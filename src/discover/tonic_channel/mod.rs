@@ -8,7 +8,7 @@
 //! | `instance.rs` | one instance's tonic `Channel`, ready only while connected |
 //! | `connector.rs` | the connector that sees a connection lost |
 //! | `driver.rs` | the task that runs the balancer and queues the calls |
-//! | `tests.rs` | the connector and `NoneReady`, unit-tested |
+//! | `tests.rs` | the connector and the driver's waits, unit-tested |
 
 mod connector;
 mod driver;
