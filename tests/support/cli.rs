@@ -25,18 +25,46 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub fn spawn(url: &str, args: &[&str]) -> Child {
-    Command::new(BIN)
+/// A running CLI process, killed when dropped: a test that fails must not
+/// leave it running.
+pub struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Already exited (the test waited for it): nothing to do.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn spawn(url: &str, args: &[&str]) -> Running {
+    let child = Command::new(BIN)
         .args(["--redis", url])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the CLI")
+        .expect("spawn the CLI");
+    Running(child)
 }
 
 /// A `register` sidecar for `orders` at `addr`, once it says it registered.
-pub fn sidecar(url: &str, addr: &str) -> Child {
+pub fn sidecar(url: &str, addr: &str) -> Running {
     let mut child = spawn(
         url,
         &[
