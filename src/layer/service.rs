@@ -14,6 +14,7 @@ use super::response::DiscoverResponse;
 use super::router::Route;
 use super::BoxError;
 use crate::instance::ServiceName;
+use crate::metrics::Stopwatch;
 
 /// Sends requests flagged for discovery to an instance of the service named
 /// by their URI host; passes other requests through untouched.
@@ -152,9 +153,10 @@ where
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 // Not `in_scope`: its closure would move the request once more.
                 let entered = span.enter();
+                let started = Stopwatch::start();
                 let fut = self.inner.call(req);
                 drop(entered);
-                ResponseFuture::call(fut, picked, options.rules, retry, span)
+                ResponseFuture::call(fut, picked, started, options.rules, retry, span)
             }
             Some(Err(e)) => ResponseFuture::failed(e),
             // Miss: the ready inner service waits in the future for the resolve.

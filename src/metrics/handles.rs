@@ -94,23 +94,31 @@ fn host_port(addr: &str) -> (&str, &str) {
 /// The time an attempt or a read took; reads no clock without the feature.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stopwatch {
+    /// `None`: not started (no `Instant` to spare; the size is the same).
     #[cfg(feature = "metrics")]
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
 }
 
 impl Stopwatch {
+    /// Not started: for a future that may never send an attempt, without
+    /// a clock read.
+    pub(crate) const IDLE: Stopwatch = Stopwatch {
+        #[cfg(feature = "metrics")]
+        started: None,
+    };
+
     #[inline]
     pub(crate) fn start() -> Self {
         Stopwatch {
             #[cfg(feature = "metrics")]
-            started: std::time::Instant::now(),
+            started: Some(std::time::Instant::now()),
         }
     }
 
     #[inline]
     fn seconds(&self) -> f64 {
         #[cfg(feature = "metrics")]
-        return self.started.elapsed().as_secs_f64();
+        return self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         #[cfg(not(feature = "metrics"))]
         0.0
     }
