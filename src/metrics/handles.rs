@@ -27,6 +27,9 @@ mod off {
     #[derive(Clone, Default)]
     pub(super) struct Counter;
     impl Counter {
+        pub(super) const fn noop() -> Self {
+            Counter
+        }
         #[inline(always)]
         pub(super) fn increment(&self, _: u64) {}
     }
@@ -226,7 +229,11 @@ pub(crate) struct LayerServiceMetrics {
 impl LayerServiceMetrics {
     pub(crate) fn new(service: &str) -> Self {
         LayerServiceMetrics {
-            retries: AttemptClass::handles(service, &[], |l| counter(RETRIES, l)),
+            // A retry follows a failure: no series without `error.type`.
+            retries: AttemptClass::ALL.map(|class| match class.error_type() {
+                Some(error) => counter(RETRIES, &[(SERVICE, service), (ERROR_TYPE, error)]),
+                None => Counter::noop(),
+            }),
             budget_exhausted: counter(RETRIES_BUDGET_EXHAUSTED, &[(SERVICE, service)]),
         }
     }
