@@ -231,3 +231,41 @@ async fn a_timed_out_attempt_is_a_timeout() {
     assert_eq!(took.len(), 1);
     assert!(took[0] >= timeout.as_secs_f64(), "{took:?}");
 }
+
+/// The reqwest middleware runs the layer's future: its attempts and
+/// retries are counted the same.
+#[cfg(feature = "reqwest-middleware")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middlewares_attempts_are_counted() {
+    use redis_discovery::layer::Discover;
+
+    let recorded = recorder();
+    let service = "metrics-middleware";
+    let refusing = RefusingPort::new();
+    let server = FaultServer::start(Fault::Healthy).await.unwrap();
+    let long = Duration::from_secs(600);
+    let layer = DiscoveryLayer::builder(resolver(service, &[refusing.addr(), server.addr()]))
+        .balance(RoundRobin::new())
+        .retry_budget(RetryBudget::unlimited())
+        .outlier_detection(OutlierDetection::new().ejection_time(long, long))
+        .build();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(layer.middleware())
+        .build();
+    for _ in 0..6 {
+        let sent = client
+            .get(format!("http://{service}/"))
+            .with_extension(Discover)
+            .send();
+        let response = tokio::time::timeout(support::DEADLINE, sent)
+            .await
+            .expect("the request ends")
+            .expect("a response");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+    }
+    let refused = attempts(recorded, service, refusing.addr(), Some("refused"));
+    assert_eq!(refused.len(), 1);
+    assert_eq!(attempts(recorded, service, server.addr(), None).len(), 6);
+    assert_eq!(retries(recorded, service, "refused"), 1);
+    assert_eq!(ejections(recorded, service, refusing.addr()), (1, 0));
+}
