@@ -63,6 +63,10 @@ impl AttemptRules {
     /// A request that certainly did not reach a server (no connection) is
     /// retried whatever its method; one that may have (a lost connection,
     /// a timeout, a gateway-error response) only if idempotent.
+    ///
+    /// Inlined for responses (a class nothing reads costs nothing); a
+    /// failure's source chain is walked out of line.
+    #[inline]
     pub(crate) fn judge(&self, ended: Ended<'_>, idempotent: bool) -> Verdict {
         use AttemptClass as Class;
         let (outcome, retry, class) = match ended {
@@ -71,17 +75,28 @@ impl AttemptRules {
             }
             Ended::Response(_) => (Outcome::Success, false, Class::Ok),
             Ended::TimedOut => (Outcome::GatewayFailure, idempotent, Class::TimedOut),
-            Ended::Failed(error) => match classify(error) {
-                Failure::Refused => (Outcome::Refused, true, Class::Refused),
-                Failure::Connect => (Outcome::GatewayFailure, true, Class::Connect),
-                Failure::ConnectionLost => (
-                    Outcome::GatewayFailure,
-                    idempotent && self.retry_lost_connections,
-                    Class::ConnectionLost,
-                ),
-                Failure::TimedOut => (Outcome::GatewayFailure, idempotent, Class::TimedOut),
-                Failure::Other => (Outcome::Other, false, Class::Other),
-            },
+            Ended::Failed(error) => return self.judge_failure(error, idempotent),
+        };
+        Verdict {
+            outcome,
+            retry,
+            class,
+        }
+    }
+
+    #[inline(never)]
+    fn judge_failure(&self, error: &(dyn StdError + 'static), idempotent: bool) -> Verdict {
+        use AttemptClass as Class;
+        let (outcome, retry, class) = match classify(error) {
+            Failure::Refused => (Outcome::Refused, true, Class::Refused),
+            Failure::Connect => (Outcome::GatewayFailure, true, Class::Connect),
+            Failure::ConnectionLost => (
+                Outcome::GatewayFailure,
+                idempotent && self.retry_lost_connections,
+                Class::ConnectionLost,
+            ),
+            Failure::TimedOut => (Outcome::GatewayFailure, idempotent, Class::TimedOut),
+            Failure::Other => (Outcome::Other, false, Class::Other),
         };
         Verdict {
             outcome,
