@@ -17,6 +17,8 @@
 //! * `retries off` / `retries on` (the default: keeps that replay copy).
 //!
 //! `cargo bench --bench layer -- --warm-up-time 1 --measurement-time 3`
+//! (with `--features metrics`, `BENCH_RECORDER=atomic` installs a
+//! recorder first: see `common::install_recorder`)
 //!
 //! [`StaticResolver`]: redis_discovery::resolver::StaticResolver
 //! [`RedisResolver`]: redis_discovery::RedisResolver
@@ -37,6 +39,7 @@ use support::RedisServer;
 use tower::Layer;
 
 fn layer_overhead(c: &mut Criterion) {
+    common::install_recorder();
     // The service in a real Redis, as `common::resolver` has it.
     let server = RedisServer::start();
     let rt = tokio::runtime::Runtime::new().expect("runtime");

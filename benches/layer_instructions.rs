@@ -19,6 +19,8 @@
 //! `redis-clones`: as `redis-off`, each request through a clone of the
 //! service (`svc.clone().oneshot(req)`).
 //! Only the requests are counted (`--toggle-collect`), not the setup.
+//! With `--features metrics`, `BENCH_RECORDER=debugging` or `atomic`
+//! installs a recorder first (see `common::install_recorder`).
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -75,6 +77,7 @@ fn main() {
         return;
     };
     let mode = args.first().map_or("on", String::as_str);
+    common::install_recorder();
     match mode {
         "bare" => run(&mut Noop),
         "off" => through_layer(resolver(), false, false),

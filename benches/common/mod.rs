@@ -99,3 +99,67 @@ pub async fn redis_resolver(url: String) -> (RedisResolver, Vec<Registration>) {
     assert_eq!(snapshot.len(), 10);
     (resolver, registrations)
 }
+
+/// With `BENCH_RECORDER` set (feature `metrics`), installs a global
+/// recorder before any layer is built, to measure what recording costs:
+/// `debugging` (`metrics-util`'s, which keeps every value: short runs
+/// only) or `atomic` (a counter's and a histogram's count and sum in
+/// atomics, as cheap as a recorder gets).
+pub fn install_recorder() {
+    let Ok(which) = std::env::var("BENCH_RECORDER") else {
+        return;
+    };
+    #[cfg(feature = "metrics")]
+    match which.as_str() {
+        "debugging" => metrics_util::debugging::DebuggingRecorder::new()
+            .install()
+            .expect("the first recorder"),
+        "atomic" => metrics::set_global_recorder(atomic::Atomic).expect("the first recorder"),
+        other => panic!("BENCH_RECORDER={other}: expected debugging or atomic"),
+    }
+    #[cfg(not(feature = "metrics"))]
+    panic!("BENCH_RECORDER={which} needs --features metrics");
+}
+
+/// The `atomic` recorder of [`install_recorder`].
+#[cfg(feature = "metrics")]
+mod atomic {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    pub struct Atomic;
+
+    #[derive(Default)]
+    struct Sum {
+        count: AtomicU64,
+        sum: AtomicU64,
+    }
+
+    impl HistogramFn for Sum {
+        fn record(&self, value: f64) {
+            self.count.fetch_add(1, Ordering::Relaxed);
+            // Whole nanoseconds: one atomic add, no f64 CAS loop.
+            self.sum.fetch_add((value * 1e9) as u64, Ordering::Relaxed);
+        }
+    }
+
+    impl Recorder for Atomic {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(AtomicU64::new(0)))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(AtomicU64::new(0)))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Sum::default()))
+        }
+    }
+}

@@ -130,6 +130,8 @@ impl InstanceChanges {
     /// goes on from it, telling the changes from the last list told (so
     /// nothing is inserted twice, and what left meanwhile is removed); it
     /// ends when `resubscribe` gives `None`.
+    // Only `tonic_channel` keeps a stream going across watches.
+    #[cfg_attr(not(feature = "tonic"), allow(dead_code))]
     pub(crate) fn resubscribing(mut self, resubscribe: Resubscribe) -> Self {
         self.resubscribe = Some(resubscribe);
         self

@@ -23,6 +23,7 @@ use super::verdict::{AttemptRules, Ended};
 use super::BoxError;
 use crate::balance::TagFilter;
 use crate::instance::ServiceName;
+use crate::metrics::{AttemptClass, Stopwatch};
 
 pin_project! {
     /// The future of a request through the discovery layer. Not boxed: on a
@@ -44,6 +45,10 @@ pin_project! {
         // The attempt counted in the instance's load, if the balancer
         // reads load; dropping it ends the attempt.
         load: Option<AttemptLoad>,
+        // When the attempt under way was sent, for its duration metric
+        // (no clock, no size without feature `metrics`). An attempt
+        // dropped unfinished records nothing.
+        started: Stopwatch,
         rules: Option<AttemptRules>,
         // What a retry or a cache miss needs; boxed, as a hit without a
         // possible retry needs none of it.
@@ -81,6 +86,9 @@ pub(crate) struct Retry<S, Req> {
     /// A copy of the request to send if this attempt fails.
     pub replay: Option<Req>,
     pub attempts: Attempts,
+    /// How the attempt before the pending retry ended: counted as a
+    /// retry once the retry is sent.
+    pub reason: Option<AttemptClass>,
     pub idempotent: bool,
     pub key: Option<u64>,
     /// The request's own tag filter, if it has one.
@@ -97,6 +105,7 @@ where
             timer: None,
             picked: None,
             load: None,
+            started: Stopwatch::IDLE,
             rules: None,
             retry: None,
             span,
@@ -107,16 +116,18 @@ where
         Self::new(State::Call { fut }, tracing::Span::none())
     }
 
-    /// The first attempt, sent to `picked`.
+    /// The first attempt, sent to `picked` at `started`.
     pub(crate) fn call(
         fut: S::Future,
         picked: Picked,
+        started: Stopwatch,
         rules: AttemptRules,
         retry: Option<Box<Retry<S, Req>>>,
         span: tracing::Span,
     ) -> Self {
         ResponseFuture {
             load: picked.start(),
+            started,
             picked: Some(picked),
             rules: Some(rules),
             retry,
@@ -161,6 +172,7 @@ where
             pending: None,
             replay: None,
             attempts: Attempts::new(),
+            reason: None,
             idempotent: req.is_idempotent(Internal),
             key,
             filter: req.tag_filter(Internal).cloned(),
@@ -195,18 +207,21 @@ where
         Ok(())
     }
 
-    /// After the attempt sent to `failed` ended so that a retry is allowed:
-    /// the instance for the next attempt, with the request routed to it.
-    /// `None` when there is no copy, no instance left, or no budget.
-    fn next_attempt(&mut self, failed: &Picked) -> Option<Picked> {
+    /// After the attempt sent to `failed` ended (as `reason`) so that a
+    /// retry is allowed: the instance for the next attempt, with the
+    /// request routed to it. `None` when there is no copy, no instance
+    /// left, or no budget.
+    fn next_attempt(&mut self, failed: &Picked, reason: AttemptClass) -> Option<Picked> {
         let req = self.replay.take()?;
         self.attempts.failed(failed);
         let picked = self.router().pick_retry(self.request(), failed)?;
         if !self.router().options().budget.withdraw() {
+            failed.service_metrics().budget_exhausted();
             tracing::debug!(service = %failed.service(), "retry budget spent: not retrying");
             return None;
         }
         self.route(Box::new(req), &picked).ok()?;
+        self.reason = Some(reason);
         Some(picked)
     }
 }
@@ -261,6 +276,7 @@ where
                         Err(e) => Ended::Failed(&**e),
                     };
                     let verdict = rules.judge(ended, idempotent);
+                    failed.measure(verdict.class, *this.started);
                     failed.record(verdict.outcome);
                     if let Some(load) = this.load.take() {
                         // A quick 500 must not make the instance look fast
@@ -271,7 +287,7 @@ where
                         load.end(verdict.outcome != Outcome::Success || server_error);
                     }
                     let next = match retry {
-                        Some(retry) if verdict.retry => retry.next_attempt(&failed),
+                        Some(retry) if verdict.retry => retry.next_attempt(&failed, verdict.class),
                         _ => None,
                     };
                     let Some(picked) = next else {
@@ -330,10 +346,18 @@ where
                     let Some(req) = retry.pending.take() else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    let started = this
+                        .picked
+                        .as_ref()
+                        .map_or(Stopwatch::IDLE, Picked::stopwatch);
                     let fut = {
                         let _entered = this.span.enter();
                         inner.call(*req)
                     };
+                    *this.started = started;
+                    if let (Some(reason), Some(picked)) = (retry.reason.take(), &*this.picked) {
+                        picked.service_metrics().retry(reason);
+                    }
                     *this.load = this.picked.as_ref().and_then(Picked::start);
                     this.state.set(State::Call { fut });
                 }

@@ -15,6 +15,7 @@ use super::outlier::InstanceState;
 use super::picker_cache::PickerEntry;
 use crate::balance::{Loads, PeakEwma, TagFilter};
 use crate::instance::ServiceName;
+use crate::metrics::{AttemptClass, LayerServiceMetrics, Stopwatch};
 use crate::resolver::Snapshot;
 
 /// What one request asks of the router.
@@ -94,6 +95,29 @@ impl Picked {
                 .outliers
                 .record(state, outcome, addr, &entry.states, entry.usable);
         }
+    }
+
+    /// The attempt sent to this instance at `started` ended as `class`:
+    /// one histogram update through the instance's own handle.
+    #[inline]
+    pub(crate) fn measure(&self, class: AttemptClass, started: Stopwatch) {
+        if let Some(state) = self.state() {
+            state.metrics.attempt(class, started);
+        }
+    }
+
+    /// Started when an attempt is sent to this instance, for its duration:
+    /// reads the clock only when a recorder takes it.
+    #[inline]
+    pub(crate) fn stopwatch(&self) -> Stopwatch {
+        self.state()
+            .map_or(Stopwatch::IDLE, |state| state.metrics.stopwatch())
+    }
+
+    /// The metric handles of the instance's service (retries).
+    #[inline]
+    pub(crate) fn service_metrics(&self) -> &LayerServiceMetrics {
+        self.entry.outliers.metrics()
     }
 
     /// An attempt is sent to this instance: counts it in flight until the

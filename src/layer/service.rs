@@ -152,9 +152,10 @@ where
                 let span = tracing::debug_span!("discovery", service = %picked.service(), instance = %picked.authority());
                 // Not `in_scope`: its closure would move the request once more.
                 let entered = span.enter();
+                let started = picked.stopwatch();
                 let fut = self.inner.call(req);
                 drop(entered);
-                ResponseFuture::call(fut, picked, options.rules, retry, span)
+                ResponseFuture::call(fut, picked, started, options.rules, retry, span)
             }
             Some(Err(e)) => ResponseFuture::failed(e),
             // Miss: the ready inner service waits in the future for the resolve.

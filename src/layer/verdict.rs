@@ -11,6 +11,7 @@ use http::StatusCode;
 
 use super::failure::{classify, Failure};
 use super::pick::Outcome;
+use crate::metrics::AttemptClass;
 
 /// How one attempt ends: the rules of the options the future copies, so a
 /// request needs no reference to the layer to judge its attempts.
@@ -52,6 +53,8 @@ pub(crate) struct Verdict {
     /// Whether the request may go to another instance (if its body can be
     /// replayed, an instance is left, and the budget allows).
     pub retry: bool,
+    /// How the attempt ended, for its metrics (and a retry's reason).
+    pub class: AttemptClass,
 }
 
 impl AttemptRules {
@@ -60,25 +63,46 @@ impl AttemptRules {
     /// A request that certainly did not reach a server (no connection) is
     /// retried whatever its method; one that may have (a lost connection,
     /// a timeout, a gateway-error response) only if idempotent.
+    ///
+    /// Inlined for responses (a class nothing reads costs nothing); a
+    /// failure's source chain is walked out of line.
+    #[inline]
     pub(crate) fn judge(&self, ended: Ended<'_>, idempotent: bool) -> Verdict {
-        let (outcome, retry) = match ended {
+        use AttemptClass as Class;
+        let (outcome, retry, class) = match ended {
             Ended::Response(status) if (self.is_failure)(status) => {
-                (Outcome::GatewayFailure, idempotent)
+                (Outcome::GatewayFailure, idempotent, Class::FailureStatus)
             }
-            Ended::Response(_) => (Outcome::Success, false),
-            Ended::TimedOut => (Outcome::GatewayFailure, idempotent),
-            Ended::Failed(error) => match classify(error) {
-                Failure::Refused => (Outcome::Refused, true),
-                Failure::Connect => (Outcome::GatewayFailure, true),
-                Failure::ConnectionLost => (
-                    Outcome::GatewayFailure,
-                    idempotent && self.retry_lost_connections,
-                ),
-                Failure::TimedOut => (Outcome::GatewayFailure, idempotent),
-                Failure::Other => (Outcome::Other, false),
-            },
+            Ended::Response(_) => (Outcome::Success, false, Class::Ok),
+            Ended::TimedOut => (Outcome::GatewayFailure, idempotent, Class::TimedOut),
+            Ended::Failed(error) => return self.judge_failure(error, idempotent),
         };
-        Verdict { outcome, retry }
+        Verdict {
+            outcome,
+            retry,
+            class,
+        }
+    }
+
+    #[inline(never)]
+    fn judge_failure(&self, error: &(dyn StdError + 'static), idempotent: bool) -> Verdict {
+        use AttemptClass as Class;
+        let (outcome, retry, class) = match classify(error) {
+            Failure::Refused => (Outcome::Refused, true, Class::Refused),
+            Failure::Connect => (Outcome::GatewayFailure, true, Class::Connect),
+            Failure::ConnectionLost => (
+                Outcome::GatewayFailure,
+                idempotent && self.retry_lost_connections,
+                Class::ConnectionLost,
+            ),
+            Failure::TimedOut => (Outcome::GatewayFailure, idempotent, Class::TimedOut),
+            Failure::Other => (Outcome::Other, false, Class::Other),
+        };
+        Verdict {
+            outcome,
+            retry,
+            class,
+        }
     }
 }
 
@@ -96,6 +120,7 @@ mod tests {
             let v = rules.judge(ended, idempotent);
             (v.outcome, v.retry)
         };
+        let class = |ended| rules.judge(ended, true).class;
         use Outcome::*;
         let ok = Ended::Response(StatusCode::OK);
         assert_eq!(judge(ok, true), (Success, false));
@@ -132,6 +157,25 @@ mod tests {
             ..rules
         };
         assert!(!strict.judge(Ended::Failed(&reset), true).retry);
+        assert_eq!(strict.judge(e500, true).class, AttemptClass::FailureStatus);
+
+        // The metrics' classes: a response the classifier accepts (even a
+        // 404 or 500) is no error.
+        assert_eq!(class(ok), AttemptClass::Ok);
+        assert_eq!(class(e404), AttemptClass::Ok);
+        assert_eq!(class(e500), AttemptClass::Ok);
+        let e503 = Ended::Response(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(class(e503), AttemptClass::FailureStatus);
+        assert_eq!(class(Ended::TimedOut), AttemptClass::TimedOut);
+        let client_timeout = Error::from(ErrorKind::TimedOut);
+        assert_eq!(
+            class(Ended::Failed(&client_timeout)),
+            AttemptClass::TimedOut
+        );
+        assert_eq!(class(Ended::Failed(&refused)), AttemptClass::Refused);
+        assert_eq!(class(Ended::Failed(&unreachable)), AttemptClass::Connect);
+        assert_eq!(class(Ended::Failed(&reset)), AttemptClass::ConnectionLost);
+        assert_eq!(class(Ended::Failed(&other)), AttemptClass::Other);
         assert_eq!(strict.judge(e500, true).outcome, GatewayFailure);
     }
 }

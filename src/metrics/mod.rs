@@ -51,11 +51,10 @@
 
 mod handles;
 
-#[allow(unused_imports)] // wired in one piece at a time
 pub(crate) use handles::{
-    cache_metrics, heartbeat_failed, heartbeats_failed, redis_error, registrations,
-    subscription_reconnected, AttemptClass, CacheMetrics, InstanceMetrics, LayerServiceMetrics,
-    RedisOperation, RegistrationGauge, Stopwatch,
+    cache_metrics, heartbeats_failed, redis_error, registrations, subscription_reconnected,
+    AttemptClass, CacheMetrics, InstanceMetrics, LayerServiceMetrics, RedisOperation,
+    RegistrationGauge, Stopwatch,
 };
 
 /// One attempt of a discovered request (histogram, seconds).

@@ -14,6 +14,7 @@ pub mod http_server;
 pub mod list_watch;
 pub mod load;
 pub mod outage;
+pub mod recorder;
 
 use std::collections::HashMap;
 use std::future::Future;

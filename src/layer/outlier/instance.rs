@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::balance::InstanceLoad;
+use crate::metrics::InstanceMetrics;
 
 /// The latest ejection time representable (ms since the router's epoch):
 /// 48 bits, about 8 900 years.
@@ -79,7 +80,6 @@ impl Ejection {
 /// What the layer knows of one instance of a service, shared by the picker
 /// entries that list it (and by the attempts in flight to it), and kept
 /// across snapshot changes while the instance is listed.
-#[derive(Default)]
 pub(crate) struct InstanceState {
     /// An [`Ejection`], packed.
     ejection: AtomicU64,
@@ -87,9 +87,21 @@ pub(crate) struct InstanceState {
     failures: AtomicU32,
     /// Requests in flight and latency, for load-aware balancers.
     pub(crate) load: InstanceLoad,
+    /// Its metric handles, prepared once here rather than per request.
+    pub(crate) metrics: InstanceMetrics,
 }
 
 impl InstanceState {
+    /// The state of the instance at `addr` of `service`, as first seen.
+    pub(super) fn new(service: &str, addr: &str) -> Self {
+        InstanceState {
+            ejection: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+            load: InstanceLoad::default(),
+            metrics: InstanceMetrics::new(service, addr),
+        }
+    }
+
     pub(super) fn ejection(&self) -> (u64, Ejection) {
         let word = self.ejection.load(Ordering::Acquire);
         (word, Ejection::unpack(word))
@@ -174,7 +186,7 @@ mod tests {
 
     #[test]
     fn failures_saturate() {
-        let state = InstanceState::default();
+        let state = InstanceState::new("orders", "10.0.0.1:80");
         state.failures.store(u32::MAX - 1, Ordering::Relaxed);
         assert_eq!(state.failed(), u32::MAX);
         assert_eq!(state.failed(), u32::MAX);

@@ -12,6 +12,7 @@ use super::instance::{Ejection, InstanceState, MAX_MS};
 use super::OutlierDetection;
 use crate::instance::ServiceName;
 use crate::layer::pick::Outcome;
+use crate::metrics::LayerServiceMetrics;
 
 /// How often panic mode is logged at most, per service.
 const PANIC_LOG_EVERY_MS: u64 = 10_000;
@@ -45,6 +46,8 @@ pub(crate) struct ServiceOutliers {
     /// come from was read: used when a picker entry is built, never on a
     /// request's path.
     instances: Mutex<Listed>,
+    /// The service's metric handles (retries), prepared once here.
+    metrics: LayerServiceMetrics,
 }
 
 /// The states of a service's listed instances.
@@ -59,6 +62,7 @@ struct Listed {
 impl ServiceOutliers {
     pub(super) fn new(name: ServiceName, config: OutlierDetection, epoch: Instant) -> Self {
         ServiceOutliers {
+            metrics: LayerServiceMetrics::new(name.as_str()),
             name,
             config,
             epoch,
@@ -73,7 +77,8 @@ impl ServiceOutliers {
         self.instances.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The states of the instances at `addrs`, made for those not known.
+    /// The states of the instances at `addrs`, made for those not known
+    /// (with their metric handles: once per instance, not per request).
     pub(crate) fn states<'a>(
         &self,
         addrs: impl Iterator<Item = &'a str>,
@@ -82,9 +87,19 @@ impl ServiceOutliers {
         addrs
             .map(|addr| match instances.get(addr) {
                 Some(state) => state.clone(),
-                None => instances.entry(addr.into()).or_default().clone(),
+                None => {
+                    let state = Arc::new(InstanceState::new(self.name.as_str(), addr));
+                    instances.insert(addr.into(), state.clone());
+                    state
+                }
             })
             .collect()
+    }
+
+    /// The service's metric handles.
+    #[inline]
+    pub(crate) fn metrics(&self) -> &LayerServiceMetrics {
+        &self.metrics
     }
 
     /// The service's current list, read at `read_at`, is `listed`, `usable`
@@ -163,6 +178,7 @@ impl ServiceOutliers {
             };
             if state.replace_ejection(word, ended) {
                 self.ejected.fetch_sub(1, Ordering::AcqRel);
+                state.metrics.ejection_ended();
             }
         }
         false
@@ -327,6 +343,7 @@ impl ServiceOutliers {
             };
             if state.replace_ejection(word, ejected) {
                 state.reset_failures();
+                state.metrics.ejected();
                 tracing::warn!(
                     service = %self.name,
                     addr,

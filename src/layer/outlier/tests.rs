@@ -9,6 +9,8 @@ use super::{InstanceState, OutlierDetection, Outliers, ServiceOutliers};
 use crate::instance::ServiceName;
 use crate::layer::pick::Outcome::{self, GatewayFailure, Other, Refused, Success};
 
+#[cfg(feature = "metrics")]
+mod metrics;
 mod routed;
 
 /// A service of `n` instances `10.0.0.<i>:80`, their states.

@@ -7,16 +7,14 @@
 //! outage test makes Redis fail (the `redis.errors` and
 //! `subscription.reconnects` counters have no service label).
 
-mod support;
-
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use crate::support::http_server::spawn_server;
+use crate::support::recorder::{outage, recorder};
+use crate::support::{eventually, registry, RedisServer};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use redis_discovery::layer::{DiscoverExt, DiscoveryLayer};
 use redis_discovery::metrics::{
     CACHE_LOOKUPS, HEARTBEAT_FAILURES, OPERATION, REDIS_ERRORS, REGISTRATIONS, RESOLVE_DURATION,
@@ -24,130 +22,44 @@ use redis_discovery::metrics::{
 };
 use redis_discovery::resolver::{RedisResolver, Resolve};
 use redis_discovery::{Instance, ServiceName};
-use support::http_server::spawn_server;
-use support::{eventually, registry, RedisServer};
 use tower::{Layer, ServiceExt};
 
-/// A metric: its name and its labels, sorted.
-type Key = (String, Vec<(String, String)>);
-
-/// Everything recorded so far. The debugging recorder's snapshot resets
-/// what it reads (counters and gauges to 0, histograms emptied), so each
-/// read is added to what earlier reads found.
-#[derive(Default)]
-struct Recorded {
-    counters: HashMap<Key, u64>,
-    gauges: HashMap<Key, f64>,
-    histograms: HashMap<Key, usize>,
-}
-
-fn snapshotter() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder.install().expect("no other recorder installed");
-        snapshotter
-    })
-}
-
-/// Installs the recorder, once per process: before any resolver or registry
-/// (their handles come from the recorder installed when they are made).
-fn install() {
-    snapshotter();
-}
-
-/// What has been recorded up to now.
-fn recorded() -> MutexGuard<'static, Recorded> {
-    static RECORDED: OnceLock<Mutex<Recorded>> = OnceLock::new();
-    let mut recorded = RECORDED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
-        let (_, key) = key.into_parts();
-        let mut labels: Vec<(String, String)> = key
-            .labels()
-            .map(|l| (l.key().to_owned(), l.value().to_owned()))
-            .collect();
-        labels.sort();
-        let key = (key.name().to_owned(), labels);
-        match value {
-            DebugValue::Counter(n) => *recorded.counters.entry(key).or_default() += n,
-            DebugValue::Gauge(v) if key.0 == SNAPSHOT_STALENESS => {
-                // Set, not moved: read as 0 when not set since the last
-                // read (a real age is never exactly 0).
-                if v.0 != 0.0 {
-                    recorded.gauges.insert(key, v.0);
-                }
-            }
-            // Moved up and down: each read holds the change since the last.
-            DebugValue::Gauge(v) => *recorded.gauges.entry(key).or_default() += v.0,
-            DebugValue::Histogram(values) => {
-                *recorded.histograms.entry(key).or_default() += values.len()
-            }
-        }
-    }
-    recorded
-}
-
-fn key(name: &str, labels: &[(&str, &str)]) -> Key {
-    let mut labels: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    labels.sort();
-    (name.to_owned(), labels)
-}
-
 fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    recorded()
-        .counters
-        .get(&key(name, labels))
-        .copied()
-        .unwrap_or(0)
-}
-
-fn gauge(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    recorded().gauges.get(&key(name, labels)).copied()
+    recorder().counter(name, labels)
 }
 
 fn histogram_count(name: &str, labels: &[(&str, &str)]) -> usize {
-    recorded()
-        .histograms
-        .get(&key(name, labels))
-        .copied()
-        .unwrap_or(0)
+    recorder().histogram(name, labels).len()
 }
 
 /// (hits, misses) of a service in the resolver's cache.
-fn lookups(service: &str) -> (u64, u64) {
+pub(crate) fn lookups(service: &str) -> (u64, u64) {
     let hits = counter(CACHE_LOOKUPS, &[(SERVICE, service), (RESULT, "hit")]);
     let misses = counter(CACHE_LOOKUPS, &[(SERVICE, service), (RESULT, "miss")]);
     (hits, misses)
 }
 
-fn reads(service: &str) -> usize {
+pub(crate) fn reads(service: &str) -> usize {
     histogram_count(RESOLVE_DURATION, &[(SERVICE, service)])
 }
 
-fn staleness(service: &str) -> Option<f64> {
-    gauge(SNAPSHOT_STALENESS, &[(SERVICE, service)])
+pub(crate) fn staleness(service: &str) -> Option<f64> {
+    recorder().gauge_set(SNAPSHOT_STALENESS, &[(SERVICE, service)])
 }
 
-fn registrations(service: &str) -> Option<f64> {
-    gauge(REGISTRATIONS, &[(SERVICE, service)])
+pub(crate) fn registrations(service: &str) -> f64 {
+    recorder().gauge_moved(REGISTRATIONS, &[(SERVICE, service)])
 }
 
-fn redis_errors(operation: &str) -> u64 {
+pub(crate) fn redis_errors(operation: &str) -> u64 {
     counter(REDIS_ERRORS, &[(OPERATION, operation)])
 }
 
-fn heartbeat_failures(service: &str) -> u64 {
+pub(crate) fn heartbeat_failures(service: &str) -> u64 {
     counter(HEARTBEAT_FAILURES, &[(SERVICE, service)])
 }
 
-fn reconnects() -> u64 {
+pub(crate) fn reconnects() -> u64 {
     counter(SUBSCRIPTION_RECONNECTS, &[])
 }
 
@@ -168,11 +80,11 @@ async fn quiet_resolver(server: &RedisServer) -> RedisResolver {
 
 #[tokio::test]
 async fn registrations_count_the_instances_kept_alive() {
-    install();
+    recorder();
     let server = RedisServer::start();
     let registry = registry(&server).await;
     let service = "mreg-orders";
-    assert_eq!(registrations(service), None, "nothing registered yet");
+    assert_eq!(registrations(service), 0.0, "nothing registered yet");
     let one = registry
         .register(service, Instance::new("10.0.0.1:80").unwrap())
         .await
@@ -181,7 +93,7 @@ async fn registrations_count_the_instances_kept_alive() {
         .register(service, Instance::new("10.0.0.2:80").unwrap())
         .await
         .unwrap();
-    assert_eq!(registrations(service), Some(2.0));
+    assert_eq!(registrations(service), 2.0);
     // The same address again takes the lease over: still two.
     let two_again = registry
         .register(
@@ -190,16 +102,16 @@ async fn registrations_count_the_instances_kept_alive() {
         )
         .await
         .unwrap();
-    assert_eq!(registrations(service), Some(2.0));
+    assert_eq!(registrations(service), 2.0);
     assert!(one.deregister().await.unwrap());
-    assert_eq!(registrations(service), Some(1.0));
+    assert_eq!(registrations(service), 1.0);
     // A detached handle ends nothing.
     assert!(!two.deregister().await.unwrap());
-    assert_eq!(registrations(service), Some(1.0));
+    assert_eq!(registrations(service), 1.0);
     // A dropped handle deregisters in the background.
     drop(two_again);
     eventually("the dropped registration to be counted out", || async {
-        (registrations(service) == Some(0.0)).then_some(())
+        (registrations(service) == 0.0).then_some(())
     })
     .await;
     // By address, and at shutdown.
@@ -211,16 +123,16 @@ async fn registrations_count_the_instances_kept_alive() {
         .register(service, Instance::new("10.0.0.4:80").unwrap())
         .await
         .unwrap();
-    assert_eq!(registrations(service), Some(2.0));
+    assert_eq!(registrations(service), 2.0);
     assert!(registry.deregister(service, "10.0.0.3:80").await.unwrap());
-    assert_eq!(registrations(service), Some(1.0));
+    assert_eq!(registrations(service), 1.0);
     registry.shutdown().await.unwrap();
-    assert_eq!(registrations(service), Some(0.0));
+    assert_eq!(registrations(service), 0.0);
 }
 
 #[tokio::test]
 async fn resolves_count_hits_misses_and_reads() {
-    install();
+    recorder();
     let server = RedisServer::start();
     let registry = registry(&server).await;
     let service = "mcache-orders";
@@ -269,7 +181,7 @@ async fn resolves_count_hits_misses_and_reads() {
 /// reused its picker without a lookup (`Snapshot::mark_used`), never both.
 #[tokio::test]
 async fn layer_requests_count_one_lookup_each() {
-    install();
+    recorder();
     let server = RedisServer::start();
     let registry = registry(&server).await;
     let service = "mlayer-orders";
@@ -296,7 +208,8 @@ async fn layer_requests_count_one_lookup_each() {
 
 #[tokio::test]
 async fn an_outage_counts_errors_staleness_heartbeat_failures_and_one_reconnect() {
-    install();
+    recorder();
+    let _alone = outage().await;
     let mut server = RedisServer::start();
     let registry = registry(&server).await;
     let service = "mout-orders";
@@ -320,7 +233,7 @@ async fn an_outage_counts_errors_staleness_heartbeat_failures_and_one_reconnect(
         (reads(service) >= 3).then_some(())
     })
     .await;
-    assert_eq!(reconnects(), 0, "connected once");
+    let reconnected = reconnects();
     assert_eq!(heartbeat_failures(service), 0);
     let (read_errors, subscribe_errors, heartbeat_errors) = (
         redis_errors("read"),
@@ -354,11 +267,16 @@ async fn an_outage_counts_errors_staleness_heartbeat_failures_and_one_reconnect(
     })
     .await;
     assert!(failed_calls >= 2);
-    assert_eq!(
-        heartbeat_failures(service),
-        2 * (redis_errors("heartbeat") - heartbeat_errors)
-    );
-    assert_eq!(reconnects(), 0, "not back yet");
+    // Read between two heartbeats: a call failing while the counters are
+    // read counts its error before its failures.
+    eventually("two heartbeat failures per failed call", || async {
+        let calls = redis_errors("heartbeat") - heartbeat_errors;
+        let failures = heartbeat_failures(service);
+        let settled = redis_errors("heartbeat") - heartbeat_errors == calls;
+        (settled && failures == 2 * calls).then_some(())
+    })
+    .await;
+    assert_eq!(reconnects(), reconnected, "not back yet");
     // The cached list is still served, and hits still count.
     let (hits, misses) = lookups(service);
     assert_eq!(resolver.cached(service).map(|s| s.len()), Some(2));
@@ -366,7 +284,7 @@ async fn an_outage_counts_errors_staleness_heartbeat_failures_and_one_reconnect(
 
     server.restart();
     eventually("the event connection to be re-established", || async {
-        (reconnects() == 1).then_some(())
+        (reconnects() == reconnected + 1).then_some(())
     })
     .await;
     // Confirmed by Redis again: the next read sets a small age.
@@ -374,6 +292,6 @@ async fn an_outage_counts_errors_staleness_heartbeat_failures_and_one_reconnect(
         staleness(service).filter(|&age| age < 1.0)
     })
     .await;
-    assert_eq!(reconnects(), 1, "one reconnect per loss");
-    assert_eq!(registrations(service), Some(2.0), "still registered");
+    assert_eq!(reconnects(), reconnected + 1, "one reconnect per loss");
+    assert_eq!(registrations(service), 2.0, "still registered");
 }
