@@ -45,9 +45,10 @@
 //!
 //! Cost: on a request, one histogram update per attempt, through a handle
 //! prepared once per instance, and one counter update on a cache hit,
-//! through a handle prepared once per service; two clock reads per attempt.
-//! Handles are prepared from the recorder installed when the layer or
-//! resolver first sees the instance or service.
+//! through a handle prepared once per service; two clock reads per attempt
+//! (none when the handles were prepared without a recorder). Handles are
+//! prepared from the recorder installed when the layer or resolver first
+//! sees the instance or service: install the recorder first.
 
 mod handles;
 
