@@ -81,9 +81,11 @@ fn watcher_serves_its_resolver_metrics() {
     );
     let out = lines(&mut watch);
     wait_for_line(&out, "watching orders");
-    // The periodic re-read is a read of the service from Redis.
-    metric_line(port, "redis_discovery_resolve_duration");
-    metric_line(port, "redis_discovery_snapshot_staleness");
+    // The periodic re-read is a read of the service from Redis: a
+    // histogram with buckets, in seconds.
+    metric_line(port, "redis_discovery_resolve_duration_seconds_bucket{");
+    metric_line(port, "redis_discovery_snapshot_staleness_seconds{");
+    metric_line(port, "redis_discovery_cache_lookups_total{");
 
     sigterm(&watch);
     assert!(wait_exit(&mut watch).success());

@@ -4,6 +4,7 @@
 //! nothing, and no clock is read.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[cfg(feature = "metrics")]
@@ -140,6 +141,7 @@ pub(crate) enum AttemptClass {
 }
 
 impl AttemptClass {
+    #[cfg(test)]
     const ALL: [AttemptClass; 7] = [
         AttemptClass::Ok,
         AttemptClass::FailureStatus,
@@ -162,24 +164,57 @@ impl AttemptClass {
             AttemptClass::Other => Some("other"),
         }
     }
+}
 
-    fn handles<T>(service: &str, more: Labels<'_>, make: impl Fn(Labels<'_>) -> T) -> [T; 7] {
-        Self::ALL.map(|class| {
-            let mut labels = vec![(SERVICE, service)];
-            labels.extend_from_slice(more);
-            if let Some(error) = class.error_type() {
-                labels.push((ERROR_TYPE, error));
-            }
-            make(&labels)
-        })
+/// One handle per attempt class: the success's made at once (the common
+/// case, read with no check), each failure's on its first use, so an
+/// instance that never fails adds no failure series to the exporter.
+struct ByClass<T> {
+    /// `None` for a metric that has no success series (retries).
+    ok: Option<T>,
+    /// By class, less one (the success).
+    failed: [OnceLock<T>; 6],
+    name: &'static str,
+    /// The labels every class shares.
+    labels: Box<[(&'static str, Box<str>)]>,
+    make: fn(&'static str, Labels<'_>) -> T,
+}
+
+impl<T> ByClass<T> {
+    fn new(
+        name: &'static str,
+        labels: Labels<'_>,
+        with_ok: bool,
+        make: fn(&'static str, Labels<'_>) -> T,
+    ) -> Self {
+        ByClass {
+            ok: with_ok.then(|| make(name, labels)),
+            failed: Default::default(),
+            name,
+            labels: labels.iter().map(|&(k, v)| (k, v.into())).collect(),
+            make,
+        }
+    }
+
+    #[inline]
+    fn get(&self, class: AttemptClass) -> Option<&T> {
+        let Some(failed) = (class as usize).checked_sub(1) else {
+            return self.ok.as_ref();
+        };
+        let slot = self.failed.get(failed)?;
+        Some(slot.get_or_init(|| {
+            let mut labels: Vec<(&'static str, &str)> =
+                self.labels.iter().map(|(k, v)| (*k, &**v)).collect();
+            labels.extend(class.error_type().map(|e| (ERROR_TYPE, e)));
+            (self.make)(self.name, &labels)
+        }))
     }
 }
 
 /// One instance's handles in a layer: made when the layer first lists the
 /// instance, kept while it stays listed.
 pub(crate) struct InstanceMetrics {
-    /// By [`AttemptClass`].
-    attempts: [Histogram; 7],
+    attempts: ByClass<Histogram>,
     ejections: Counter,
     ejections_ended: Counter,
     /// Whether a recorder was installed when the handles were made: if
@@ -211,16 +246,18 @@ fn records(histogram: &Histogram) -> bool {
 impl InstanceMetrics {
     pub(crate) fn new(service: &str, addr: &str) -> Self {
         let (host, port) = host_port(addr);
-        let instance = [(SERVER_ADDRESS, host), (SERVER_PORT, port)];
-        let with_service = [(SERVICE, service), instance[0], instance[1]];
-        let attempts =
-            AttemptClass::handles(service, &instance, |l| histogram(ATTEMPT_DURATION, l));
+        let labels = [
+            (SERVICE, service),
+            (SERVER_ADDRESS, host),
+            (SERVER_PORT, port),
+        ];
+        let attempts = ByClass::new(ATTEMPT_DURATION, &labels, true, histogram);
         InstanceMetrics {
             #[cfg(feature = "metrics")]
-            timed: records(&attempts[0]),
+            timed: attempts.ok.as_ref().is_some_and(records),
             attempts,
-            ejections: counter(EJECTIONS, &with_service),
-            ejections_ended: counter(EJECTIONS_ENDED, &with_service),
+            ejections: counter(EJECTIONS, &labels),
+            ejections_ended: counter(EJECTIONS_ENDED, &labels),
         }
     }
 
@@ -238,7 +275,9 @@ impl InstanceMetrics {
     /// An attempt to this instance ended as `class`, `took` after it started.
     #[inline]
     pub(crate) fn attempt(&self, class: AttemptClass, took: Stopwatch) {
-        self.attempts[class as usize].record(took.seconds());
+        if let Some(histogram) = self.attempts.get(class) {
+            histogram.record(took.seconds());
+        }
     }
 
     pub(crate) fn ejected(&self) {
@@ -259,7 +298,7 @@ impl fmt::Debug for InstanceMetrics {
 /// One service's handles in a layer.
 pub(crate) struct LayerServiceMetrics {
     /// By [`AttemptClass`] of the failed attempt.
-    retries: [Counter; 7],
+    retries: ByClass<Counter>,
     budget_exhausted: Counter,
 }
 
@@ -267,17 +306,16 @@ impl LayerServiceMetrics {
     pub(crate) fn new(service: &str) -> Self {
         LayerServiceMetrics {
             // A retry follows a failure: no series without `error.type`.
-            retries: AttemptClass::ALL.map(|class| match class.error_type() {
-                Some(error) => counter(RETRIES, &[(SERVICE, service), (ERROR_TYPE, error)]),
-                None => Counter::noop(),
-            }),
+            retries: ByClass::new(RETRIES, &[(SERVICE, service)], false, counter),
             budget_exhausted: counter(RETRIES_BUDGET_EXHAUSTED, &[(SERVICE, service)]),
         }
     }
 
     /// A request is sent again after an attempt that ended as `reason`.
     pub(crate) fn retry(&self, reason: AttemptClass) {
-        self.retries[reason as usize].increment(1);
+        if let Some(counter) = self.retries.get(reason) {
+            counter.increment(1);
+        }
     }
 
     /// The retry budget refused a retry.

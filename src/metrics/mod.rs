@@ -24,18 +24,18 @@
 //!
 //! | metric | kind | labels | meaning |
 //! | --- | --- | --- | --- |
-//! | `http.client.request.duration` | histogram, s | `service`, `server.address`, `server.port`, `error.type` (failed attempts only) | one per attempt of a discovered request, from sending to response headers or failure; its count is the attempts per instance and outcome |
-//! | `redis_discovery.retries` | counter | `service`, `error.type` | a request sent again to another instance, by what the failed attempt showed |
+//! | `http.client.request.duration` | histogram, s | `service`, `server.address`, `server.port`, `error.type` (failed attempts only) | one per attempt of a discovered request (OpenTelemetry counts each retry as a request), from sending to response headers or failure; its count is the attempts per instance and outcome |
+//! | `redis_discovery.retries` | counter | `service`, `error.type` | a request sent again to another instance, by what its failed attempt showed |
 //! | `redis_discovery.retries.budget_exhausted` | counter | `service` | a retry the retry budget refused |
 //! | `redis_discovery.ejections` | counter | `service`, `server.address`, `server.port` | an instance ejected by outlier detection |
-//! | `redis_discovery.ejections.ended` | counter | `service`, `server.address`, `server.port` | an ejection that ran out (the instance is picked again) |
-//! | `redis_discovery.cache.lookups` | counter | `service`, `result` (`hit`, `miss`) | a request or lookup answered from the resolver's cache, or one that waited for Redis |
-//! | `redis_discovery.resolve.duration` | histogram, s | `service` | one read of a service's instances from Redis (a miss or a refresh) |
-//! | `redis_discovery.snapshot.staleness` | gauge, s | `service` | how old the cached list is: time since Redis last confirmed it, set on every read and refresh attempt |
-//! | `redis_discovery.redis.errors` | counter | `operation` | a Redis command or connection that failed, by operation |
-//! | `redis_discovery.subscription.reconnects` | counter | | the resolver's pub/sub connection re-established |
+//! | `redis_discovery.ejections.ended` | counter | `service`, `server.address`, `server.port` | an ejection that ended: ran out (seen by the first request after it) or its instance left the list; ejections − ended = ejected now |
+//! | `redis_discovery.cache.lookups` | counter | `service`, `result` (`hit`, `miss`) | a lookup of the service answered from the resolver's cache, or one that waited for Redis: one per request through the layer and one per retry (a retry looks again), one per `resolve` call, and per `cached` call that finds the service cached |
+//! | `redis_discovery.resolve.duration` | histogram, s | `service` | one read of a service's instances from Redis (a miss, an event, a refresh), either way |
+//! | `redis_discovery.snapshot.staleness` | gauge, s | `service` | time since Redis last confirmed the cached list, set after every read attempt (so sampled: every refresh interval while Redis is down) |
+//! | `redis_discovery.redis.errors` | counter | `operation` (`read`, `subscribe`, `register`, `heartbeat`, `deregister`) | a failed Redis call (a heartbeat call renews up to 1 000 instances of a service) |
+//! | `redis_discovery.subscription.reconnects` | counter | | the resolver's pub/sub connection re-established after a loss |
 //! | `redis_discovery.registrations` | gauge | `service` | instances this process keeps registered |
-//! | `redis_discovery.heartbeat.failures` | counter | `service` | a lease renewal of a registered instance that failed |
+//! | `redis_discovery.heartbeat.failures` | counter | `service` | a failed lease renewal of a registered instance |
 //!
 //! Label values: `error.type` is one of `refused`, `connect`,
 //! `connection_lost`, `timeout`, `failure_status` (a response the layer's
@@ -48,7 +48,9 @@
 //! through a handle prepared once per service; two clock reads per attempt
 //! (none when the handles were prepared without a recorder). Handles are
 //! prepared from the recorder installed when the layer or resolver first
-//! sees the instance or service: install the recorder first.
+//! sees the instance or service (a failure's, on its first occurrence):
+//! install the recorder first. The README's Metrics section says what the
+//! counts add up to, and what records nothing.
 
 mod handles;
 

@@ -144,6 +144,7 @@ impl ServiceOutliers {
                 if state.replace_ejection(word, Ejection::RETIRED) {
                     if ejection.counted {
                         self.ejected.fetch_sub(1, Ordering::AcqRel);
+                        state.metrics.ejection_ended();
                     }
                     break;
                 }

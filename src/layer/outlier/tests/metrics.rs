@@ -1,6 +1,6 @@
 //! What outlier detection records (feature `metrics`): an ejection when
-//! one is stored, its end when the first look after it sees it ended, and
-//! nothing when an ejected instance is no longer listed.
+//! one is stored, its end when the first look after it sees it ended or
+//! when the ejected instance is no longer listed, once either way.
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::MetricKind;
@@ -69,7 +69,7 @@ async fn an_ejection_and_its_end_are_counted_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_instance_no_longer_listed_ends_no_ejection() {
+async fn an_ejected_instance_no_longer_listed_ends_its_ejection_once() {
     let (fleet, snapshotter) = recorded_fleet();
     fleet.record(3, Refused);
     assert_eq!(counts(&snapshotter), ([0, 0, 0, 1], [0; 4]));
@@ -77,6 +77,8 @@ async fn an_instance_no_longer_listed_ends_no_ejection() {
     fleet
         .service
         .retain_listed(listed.iter().map(String::as_str), 3, Instant::now());
+    // Ended with its listing: ejections less ended ones are those in force.
+    assert_eq!(counts(&snapshotter), ([0; 4], [0, 0, 0, 1]));
     advance(3600 * SECOND).await;
     assert!(!fleet.ejected(3));
     fleet.record(3, Refused); // retired: ejects nothing
