@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use redis_discovery::Instance;
 use support::grpc::GrpcServer;
-use support::grpc_channel::{call, call_until, endpoint, resolver, SERVICE};
+use support::grpc_channel::{
+    call, call_until, endpoint, resolver, two_servers, TwoServers, SERVICE,
+};
 use support::http_server::RefusingPort;
 use support::{eventually, init_tracing, registry, RedisServer, DEADLINE};
 use tonic::Code;
@@ -86,20 +88,17 @@ async fn the_channel_follows_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_without_deregistering_keeps_calls_succeeding() {
-    init_tracing();
-    let redis = RedisServer::start();
-    let registry = registry(&redis).await;
-    let mut a = GrpcServer::start("a").await;
-    let b = GrpcServer::start("b").await;
     // Both stay registered: `a`'s lease is kept alive after it dies.
-    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
-    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
-    let resolver = resolver(&redis).await;
-    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
-    call_until(&channel, "calls reach both a and b", || {
-        a.calls() > 0 && b.calls() > 0
-    })
-    .await;
+    let TwoServers {
+        redis: _redis,
+        registry: _registry,
+        mut a,
+        b,
+        reg_a: _reg_a,
+        reg_b: _reg_b,
+        resolver,
+        channel,
+    } = two_servers().await;
 
     a.kill().await;
     let killed = Instant::now();
@@ -146,19 +145,16 @@ async fn killing_one_without_deregistering_keeps_calls_succeeding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_under_concurrent_calls_fails_only_calls_in_flight() {
-    init_tracing();
-    let redis = RedisServer::start();
-    let registry = registry(&redis).await;
-    let mut a = GrpcServer::start("a").await;
-    let b = GrpcServer::start("b").await;
-    let _reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
-    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
-    let resolver = resolver(&redis).await;
-    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
-    call_until(&channel, "calls reach both a and b", || {
-        a.calls() > 0 && b.calls() > 0
-    })
-    .await;
+    let TwoServers {
+        redis: _redis,
+        registry: _registry,
+        mut a,
+        b,
+        reg_a: _reg_a,
+        reg_b: _reg_b,
+        resolver: _resolver,
+        channel,
+    } = two_servers().await;
 
     // Four callers, each one call at a time, while `a` dies.
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis_discovery::Instance;
 use support::grpc::{ClosingPort, GrpcServer};
-use support::grpc_channel::{call, call_until, endpoint, resolver, SERVICE};
+use support::grpc_channel::{call, endpoint, resolver, two_servers, TwoServers, SERVICE};
 use support::http_server::RefusingPort;
 use support::{eventually, init_tracing, registry, RedisServer};
 use tonic::Code;
@@ -71,19 +71,16 @@ async fn a_call_after_an_idle_gap_waits_the_whole_period() {
 /// without waiting for a call (before, at the next call).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_closes_the_connection_without_a_call() {
-    init_tracing();
-    let redis = RedisServer::start();
-    let registry = registry(&redis).await;
-    let a = GrpcServer::start("a").await;
-    let b = GrpcServer::start("b").await;
-    let reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
-    let _reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
-    let resolver = resolver(&redis).await;
-    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
-    call_until(&channel, "calls reach both a and b", || {
-        a.calls() > 0 && b.calls() > 0
-    })
-    .await;
+    let TwoServers {
+        redis: _redis,
+        registry: _registry,
+        a,
+        b,
+        reg_a,
+        reg_b: _reg_b,
+        resolver: _resolver,
+        channel,
+    } = two_servers().await;
 
     assert!(reg_a.deregister().await.unwrap());
     eventually("a's connection closes, no call made", || async {

@@ -6,12 +6,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use redis_discovery::discover::GrpcChannel;
-use redis_discovery::{Instance, RedisResolver};
+use redis_discovery::{Instance, RedisRegistry, RedisResolver, Registration};
 use tonic::transport::Endpoint;
 use tonic::{Request, Status};
 
-use super::grpc::{RawCodec, METHOD};
-use super::{eventually, RedisServer, DEADLINE};
+use super::grpc::{GrpcServer, RawCodec, METHOD};
+use super::{eventually, init_tracing, registry, RedisServer, DEADLINE};
 
 pub const SERVICE: &str = "greeter";
 
@@ -55,4 +55,44 @@ pub async fn resolver(server: &RedisServer) -> RedisResolver {
         .connect()
         .await
         .expect("resolver connects")
+}
+
+/// Servers `a` and `b` registered as [`SERVICE`] in a private Redis, and a
+/// channel that has called both: where most tonic tests start. Fields are
+/// kept alive as long as the value (the registrations keep the leases).
+pub struct TwoServers {
+    pub redis: RedisServer,
+    pub registry: RedisRegistry,
+    pub a: GrpcServer,
+    pub b: GrpcServer,
+    pub reg_a: Registration,
+    pub reg_b: Registration,
+    pub resolver: RedisResolver,
+    pub channel: GrpcChannel,
+}
+
+pub async fn two_servers() -> TwoServers {
+    init_tracing();
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let a = GrpcServer::start("a").await;
+    let b = GrpcServer::start("b").await;
+    let reg_a = registry.register(SERVICE, a.instance()).await.unwrap();
+    let reg_b = registry.register(SERVICE, b.instance()).await.unwrap();
+    let resolver = resolver(&redis).await;
+    let channel = resolver.tonic_channel(SERVICE, endpoint).await.unwrap();
+    call_until(&channel, "calls reach both a and b", || {
+        a.calls() > 0 && b.calls() > 0
+    })
+    .await;
+    TwoServers {
+        redis,
+        registry,
+        a,
+        b,
+        reg_a,
+        reg_b,
+        resolver,
+        channel,
+    }
 }
