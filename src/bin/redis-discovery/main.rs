@@ -3,6 +3,7 @@
 
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
+mod check;
 mod metrics_endpoint;
 mod problem;
 
@@ -81,9 +82,10 @@ enum Command {
         metrics: MetricsListen,
     },
     /// Register an instance and keep it alive until SIGINT/SIGTERM (a sidecar
-    /// for services not written in Rust), then deregister it.
+    /// for services not written in Rust), then deregister it. With --check or
+    /// --check-tcp, it is registered only while the check passes.
     #[command(
-        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5\n  redis-discovery register orders 10.0.0.7:8080 --metrics-listen 127.0.0.1:9464"
+        after_help = "Example:\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a --ttl 15 --heartbeat 5\n  redis-discovery register orders 10.0.0.7:8080 --metrics-listen 127.0.0.1:9464\n  redis-discovery register orders 10.0.0.7:8080 --check http://10.0.0.7:8080/health --check-interval 5s --check-timeout 2s\n  redis-discovery register orders 10.0.0.7:8080 --check-tcp 10.0.0.7:8080"
     )]
     Register {
         /// The service name.
@@ -102,6 +104,8 @@ enum Command {
         /// Heartbeat interval in seconds (default 5, Hertz schema 30).
         #[arg(long)]
         heartbeat: Option<u64>,
+        #[command(flatten)]
+        check: check::CheckArgs,
         #[command(flatten)]
         metrics: MetricsListen,
     },
@@ -223,10 +227,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
             tags,
             ttl,
             heartbeat,
+            check,
             metrics,
         } => {
+            // Before anything else: a wrong flag fails at once.
+            let checker = check.checker()?;
             metrics.install()?;
-            register::register(g, &service, &addr, weight, &tags, ttl, heartbeat).await
+            let options = register::Options {
+                weight,
+                tags: &tags,
+                ttl,
+                heartbeat,
+                checker: checker.as_ref(),
+            };
+            register::register(g, &service, &addr, options).await
         }
         Command::Deregister { service, addr } => register::deregister(g, &service, &addr).await,
     }
