@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -55,7 +55,8 @@ pub const BODY: &[u8] = b"ok";
 #[derive(Debug)]
 pub struct FaultServer {
     addr: SocketAddr,
-    fault: Fault,
+    // Shared with the connections, so `set_fault` changes the next answer.
+    fault: Arc<Mutex<Fault>>,
     requests: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -68,7 +69,8 @@ impl FaultServer {
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, fault, requests.clone(), stopped));
+        let fault = Arc::new(Mutex::new(fault));
+        let task = tokio::spawn(serve(listener, fault.clone(), requests.clone(), stopped));
         Ok(FaultServer {
             addr,
             fault,
@@ -85,7 +87,13 @@ impl FaultServer {
 
     /// How it answers.
     pub fn fault(&self) -> Fault {
-        self.fault
+        *self.fault.lock().unwrap()
+    }
+
+    /// Answers every request from now on as `fault` says (a health endpoint
+    /// that turns unhealthy and back).
+    pub fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
     }
 
     /// Requests it has read so far (answered or not).
@@ -115,7 +123,7 @@ impl Drop for FaultServer {
 /// stopping the loop ends them.
 async fn serve(
     listener: tokio::net::TcpListener,
-    fault: Fault,
+    fault: Arc<Mutex<Fault>>,
     requests: Arc<AtomicU64>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -136,10 +144,11 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let requests = requests.clone();
+        let fault = fault.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
                 let nth = requests.fetch_add(1, Ordering::Relaxed);
-                answer(fault, nth)
+                answer(*fault.lock().unwrap(), nth)
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -94,7 +94,9 @@ impl CheckArgs {
         };
         let interval = self.check_interval.unwrap_or(Duration::from_secs(5));
         if interval < Duration::from_millis(100) {
-            return Err(format!("--check-interval {interval:?} is below the minimum of 100ms").into());
+            return Err(
+                format!("--check-interval {interval:?} is below the minimum of 100ms").into(),
+            );
         }
         let timeout = self
             .check_timeout
@@ -118,11 +120,11 @@ fn http_uri(url: &str) -> Result<Uri, Error> {
     // The URL is not repeated in errors: it may hold a password.
     let uri: Uri = url
         .parse()
-        .map_err(|e| format!("--check: not a valid URL: {e}"))?;
+        .map_err(|e| format!("--check: not a URL like http://HOST:PORT/PATH ({e})"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => return Err("--check: https:// is not supported; use http://".into()),
-        _ => return Err("--check: the URL must start with http://".into()),
+        _ => return Err("--check: not a URL like http://HOST:PORT/PATH".into()),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("--check: the URL has no host".into());
@@ -201,7 +203,9 @@ mod tests {
     fn check_urls() {
         assert!(http_uri("http://127.0.0.1:8080/health").is_ok());
         assert!(http_uri("http://localhost").is_ok());
-        let https = http_uri("https://127.0.0.1/health").unwrap_err().to_string();
+        let https = http_uri("https://127.0.0.1/health")
+            .unwrap_err()
+            .to_string();
         assert!(https.contains("https:// is not supported"), "{https}");
         for bad in ["127.0.0.1:8080/health", "ftp://x/", "http://", "not a url"] {
             assert!(http_uri(bad).is_err(), "{bad:?}");

@@ -130,7 +130,9 @@ impl Checked<'_> {
                         out!("check passed: registering");
                         passing = Some(true);
                     }
-                    let start = self.registry.register(self.service.clone(), self.instance.clone());
+                    let start = self
+                        .registry
+                        .register(self.service.clone(), self.instance.clone());
                     let started = tokio::select! {
                         started = start => started,
                         _ = &mut stop => break,
@@ -170,14 +172,22 @@ impl Checked<'_> {
         // As without a check: a failure here is the command's error.
         if let Some(registered) = registration {
             registered.deregister().await.map_err(registry_failed(g))?;
-            out!("deregistered {} from {}", self.instance.addr(), self.service);
+            out!(
+                "deregistered {} from {}",
+                self.instance.addr(),
+                self.service
+            );
         }
         Ok(())
     }
 
     async fn deregister(&self, g: &Global, registration: Registration) -> Result<(), Error> {
         match registration.deregister().await {
-            Ok(_) => out!("deregistered {} from {}", self.instance.addr(), self.service),
+            Ok(_) => out!(
+                "deregistered {} from {}",
+                self.instance.addr(),
+                self.service
+            ),
             // The heartbeat has stopped: the entry goes when its lease ends.
             Err(e) => tracing::warn!(
                 service = %self.service,
