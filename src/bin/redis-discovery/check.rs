@@ -57,7 +57,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug)]
 enum Probe {
     Http {
-        client: Client<HttpConnector, String>,
+        // Boxed: the client is large, and there is one `Probe` per process.
+        client: Box<Client<HttpConnector, String>>,
         uri: Uri,
     },
     Tcp(String),
@@ -78,11 +79,14 @@ impl CheckArgs {
         let probe = match (&self.check, &self.check_tcp) {
             (Some(url), _) => Probe::Http {
                 uri: http_uri(url)?,
-                client: Client::builder(TokioExecutor::new())
-                    // The answer's body is not read, so a connection is
-                    // never reused: a check opens its own, as a client would.
-                    .pool_max_idle_per_host(0)
-                    .build_http(),
+                client: Box::new(
+                    Client::builder(TokioExecutor::new())
+                        // The answer's body is not read, so a connection is
+                        // never reused: a check opens its own, as a client
+                        // would.
+                        .pool_max_idle_per_host(0)
+                        .build_http(),
+                ),
             },
             (None, Some(addr)) => {
                 // Checked like an instance address: HOST:PORT, nothing else.
