@@ -25,6 +25,10 @@ fn listed(url: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sidecar's line once it is in Redis ("deregistered" contains
+/// "registered").
+const REGISTERED: &str = "heartbeating until";
+
 fn wait_listed(url: &str, addr: &str, present: bool) {
     let what = format!("{addr} {} orders", if present { "in" } else { "out of" });
     eventually_sync(&what, || {
@@ -64,19 +68,24 @@ fn http_check_moves_the_instance_in_and_out_of_rotation() {
         ],
     );
     let out = lines(&mut sidecar);
-    wait_for_line(&out, "check failed (status 503): not registering");
+    // A check may also time out on a busy machine: match any reason.
+    let first = wait_for_line(&out, "): not registering");
+    assert!(
+        first == "check failed (status 503): not registering" || first.contains("timed out"),
+        "{first}"
+    );
     assert!(listed(&url).is_empty());
 
     server.set_fault(Fault::Healthy);
     wait_for_line(&out, "check passed: registering");
-    wait_for_line(&out, "registered");
+    wait_for_line(&out, REGISTERED);
     wait_listed(&url, &addr, true);
 
     // Out of rotation within about one interval (20 s allowed for a busy
     // machine; the time is printed to see the real figure).
     server.set_fault(Fault::Failing);
     let failed = Instant::now();
-    wait_for_line(&out, "check failed (status 503): deregistering");
+    wait_for_line(&out, "): deregistering");
     wait_for_line(&out, "deregistered");
     wait_listed(&url, &addr, false);
     eprintln!(
@@ -86,7 +95,7 @@ fn http_check_moves_the_instance_in_and_out_of_rotation() {
 
     server.set_fault(Fault::Healthy);
     wait_for_line(&out, "check passed: registering");
-    wait_for_line(&out, "registered");
+    wait_for_line(&out, REGISTERED);
     wait_listed(&url, &addr, true);
 
     sigterm(&sidecar);
@@ -124,7 +133,7 @@ fn tcp_check_registers_only_an_open_port() {
     let mut accepted = sidecar(&open_addr);
     let accepted_out = lines(&mut accepted);
     wait_for_line(&accepted_out, "check passed: registering");
-    wait_for_line(&accepted_out, "registered");
+    wait_for_line(&accepted_out, REGISTERED);
     wait_listed(&url, &open_addr, true);
     // Both have checked by now; only the open port is in.
     assert_eq!(listed(&url), vec![open_addr.clone()]);
