@@ -91,7 +91,7 @@
 //! | `instance/` | `mod.rs`, `name.rs`, `tags.rs`, `address.rs`, `policy.rs` | `Instance`; `ServiceName`; `Tags`; address checks; the address policy |
 //! | `error/` | `mod.rs`, `redis_failure.rs` | the error enums; `RedisFailure`, what Redis or the connection said |
 //! | `bin/redis-discovery/` | one file a command | the CLI (feature `cli`) |
-//! | `metrics/` | `mod.rs`, `handles.rs` | the metric names and their table; the handles, prepared once per instance or service (empty without feature `metrics`) |
+//! | `metrics/` | `mod.rs`, `handles.rs`, `resolver_registry.rs` | the metric names and their table; the handles, prepared once per instance or service (empty without feature `metrics`): the layer's, the resolver's and registry's |
 //! | `time.rs` | | deadline arithmetic that cannot panic |
 //!
 //! ## Redis URLs

@@ -1,56 +1,55 @@
-//! The handles the crate records through. Each is prepared once, where the
-//! instance or service is first seen, so a request only updates a handle.
+//! The handles the crate records through, and the layer's (the resolver's
+//! and registry's are in `resolver_registry.rs`). Each is prepared once,
+//! where the instance or service is first seen, so a request only updates
+//! a handle.
 //! Without the `metrics` feature they are empty types whose methods do
 //! nothing, and no clock is read.
 
 use std::fmt;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 #[cfg(feature = "metrics")]
-use ::metrics::{Counter, Gauge, Histogram};
+pub(super) use ::metrics::{Counter, Gauge, Histogram};
 
 #[cfg(not(feature = "metrics"))]
-use off::{Counter, Gauge, Histogram};
+pub(super) use off::{Counter, Gauge, Histogram};
 
 use super::{
-    ATTEMPT_DURATION, CACHE_LOOKUPS, EJECTIONS, EJECTIONS_ENDED, ERROR_TYPE, HEARTBEAT_FAILURES,
-    OPERATION, REDIS_ERRORS, REGISTRATIONS, RESOLVE_DURATION, RESULT, RETRIES,
-    RETRIES_BUDGET_EXHAUSTED, SERVER_ADDRESS, SERVER_PORT, SERVICE, SNAPSHOT_STALENESS,
-    SUBSCRIPTION_RECONNECTS,
+    ATTEMPT_DURATION, EJECTIONS, EJECTIONS_ENDED, ERROR_TYPE, RETRIES, RETRIES_BUDGET_EXHAUSTED,
+    SERVER_ADDRESS, SERVER_PORT, SERVICE,
 };
 
 /// Without the feature: handles that record nothing.
 #[cfg(not(feature = "metrics"))]
 mod off {
     #[derive(Clone, Default)]
-    pub(super) struct Counter;
+    pub(in crate::metrics) struct Counter;
     impl Counter {
-        pub(super) const fn noop() -> Self {
+        pub(in crate::metrics) const fn noop() -> Self {
             Counter
         }
         #[inline(always)]
-        pub(super) fn increment(&self, _: u64) {}
+        pub(in crate::metrics) fn increment(&self, _: u64) {}
     }
     #[derive(Clone, Default)]
-    pub(super) struct Gauge;
+    pub(in crate::metrics) struct Gauge;
     impl Gauge {
         #[inline(always)]
-        pub(super) fn increment(&self, _: f64) {}
+        pub(in crate::metrics) fn increment(&self, _: f64) {}
         #[inline(always)]
-        pub(super) fn decrement(&self, _: f64) {}
+        pub(in crate::metrics) fn decrement(&self, _: f64) {}
         #[inline(always)]
-        pub(super) fn set(&self, _: f64) {}
+        pub(in crate::metrics) fn set(&self, _: f64) {}
     }
     #[derive(Clone, Default)]
-    pub(super) struct Histogram;
+    pub(in crate::metrics) struct Histogram;
     impl Histogram {
         #[inline(always)]
-        pub(super) fn record(&self, _: f64) {}
+        pub(in crate::metrics) fn record(&self, _: f64) {}
     }
 }
 
-type Labels<'a> = &'a [(&'static str, &'a str)];
+pub(super) type Labels<'a> = &'a [(&'static str, &'a str)];
 
 #[cfg(feature = "metrics")]
 fn owned(labels: Labels<'_>) -> Vec<::metrics::Label> {
@@ -61,27 +60,27 @@ fn owned(labels: Labels<'_>) -> Vec<::metrics::Label> {
 }
 
 #[cfg(feature = "metrics")]
-fn counter(name: &'static str, labels: Labels<'_>) -> Counter {
+pub(super) fn counter(name: &'static str, labels: Labels<'_>) -> Counter {
     ::metrics::counter!(name, owned(labels))
 }
 #[cfg(feature = "metrics")]
-fn gauge(name: &'static str, labels: Labels<'_>) -> Gauge {
+pub(super) fn gauge(name: &'static str, labels: Labels<'_>) -> Gauge {
     ::metrics::gauge!(name, owned(labels))
 }
 #[cfg(feature = "metrics")]
-fn histogram(name: &'static str, labels: Labels<'_>) -> Histogram {
+pub(super) fn histogram(name: &'static str, labels: Labels<'_>) -> Histogram {
     ::metrics::histogram!(name, owned(labels))
 }
 #[cfg(not(feature = "metrics"))]
-fn counter(_: &'static str, _: Labels<'_>) -> Counter {
+pub(super) fn counter(_: &'static str, _: Labels<'_>) -> Counter {
     Counter
 }
 #[cfg(not(feature = "metrics"))]
-fn gauge(_: &'static str, _: Labels<'_>) -> Gauge {
+pub(super) fn gauge(_: &'static str, _: Labels<'_>) -> Gauge {
     Gauge
 }
 #[cfg(not(feature = "metrics"))]
-fn histogram(_: &'static str, _: Labels<'_>) -> Histogram {
+pub(super) fn histogram(_: &'static str, _: Labels<'_>) -> Histogram {
     Histogram
 }
 
@@ -118,7 +117,7 @@ impl Stopwatch {
     }
 
     #[inline]
-    fn seconds(&self) -> f64 {
+    pub(super) fn seconds(&self) -> f64 {
         #[cfg(feature = "metrics")]
         return self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         #[cfg(not(feature = "metrics"))]
@@ -328,124 +327,6 @@ impl fmt::Debug for LayerServiceMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LayerServiceMetrics")
             .finish_non_exhaustive()
-    }
-}
-
-/// One service's handles in a resolver's cache.
-pub(crate) struct CacheMetrics {
-    hits: Counter,
-    misses: Counter,
-    resolve: Histogram,
-    staleness: Gauge,
-}
-
-/// The handles of `service` in a resolver's cache.
-pub(crate) fn cache_metrics(service: &str) -> CacheMetrics {
-    let service = [(SERVICE, service)];
-    let result = |r| [service[0], (RESULT, r)];
-    CacheMetrics {
-        hits: counter(CACHE_LOOKUPS, &result("hit")),
-        misses: counter(CACHE_LOOKUPS, &result("miss")),
-        resolve: histogram(RESOLVE_DURATION, &service),
-        staleness: gauge(SNAPSHOT_STALENESS, &service),
-    }
-}
-
-impl CacheMetrics {
-    /// A request or lookup answered from the cache.
-    #[inline]
-    pub(crate) fn hit(&self) {
-        self.hits.increment(1);
-    }
-
-    /// A request or lookup that waited for Redis.
-    pub(crate) fn miss(&self) {
-        self.misses.increment(1);
-    }
-
-    /// A read of the service's instances from Redis ended (either way).
-    pub(crate) fn resolved(&self, took: Stopwatch) {
-        self.resolve.record(took.seconds());
-    }
-
-    /// How long ago Redis last confirmed the cached list.
-    pub(crate) fn staleness(&self, age: Duration) {
-        self.staleness.set(age.as_secs_f64());
-    }
-}
-
-impl fmt::Debug for CacheMetrics {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheMetrics").finish_non_exhaustive()
-    }
-}
-
-/// What a failed Redis call was doing (`operation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RedisOperation {
-    /// Reading a service's instances.
-    Read,
-    /// The resolver's pub/sub connection or its subscriptions.
-    Subscribe,
-    /// Registering an instance.
-    Register,
-    /// Renewing registered instances' leases.
-    Heartbeat,
-    /// Deregistering an instance.
-    Deregister,
-}
-
-impl RedisOperation {
-    fn label(self) -> &'static str {
-        match self {
-            RedisOperation::Read => "read",
-            RedisOperation::Subscribe => "subscribe",
-            RedisOperation::Register => "register",
-            RedisOperation::Heartbeat => "heartbeat",
-            RedisOperation::Deregister => "deregister",
-        }
-    }
-}
-
-/// A Redis call failed. Rare: the handle is looked up each time.
-pub(crate) fn redis_error(operation: RedisOperation) {
-    counter(REDIS_ERRORS, &[(OPERATION, operation.label())]).increment(1);
-}
-
-/// The resolver's pub/sub connection was re-established.
-pub(crate) fn subscription_reconnected() {
-    counter(SUBSCRIPTION_RECONNECTS, &[]).increment(1);
-}
-
-/// `instances` lease renewals of `service`'s instances failed at once (one
-/// failed call renews up to a thousand): one handle lookup for them all.
-pub(crate) fn heartbeats_failed(service: &str, instances: u64) {
-    counter(HEARTBEAT_FAILURES, &[(SERVICE, service)]).increment(instances);
-}
-
-/// Counts one registered instance in `redis_discovery.registrations` while
-/// it lives: up when made, down when dropped (through the same handle, so
-/// the pair always matches).
-pub(crate) struct RegistrationGauge {
-    gauge: Gauge,
-}
-
-/// Counts one registered instance of `service` until the guard drops.
-pub(crate) fn registrations(service: &str) -> RegistrationGauge {
-    let gauge = gauge(REGISTRATIONS, &[(SERVICE, service)]);
-    gauge.increment(1.0);
-    RegistrationGauge { gauge }
-}
-
-impl Drop for RegistrationGauge {
-    fn drop(&mut self) {
-        self.gauge.decrement(1.0);
-    }
-}
-
-impl fmt::Debug for RegistrationGauge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistrationGauge").finish_non_exhaustive()
     }
 }
 

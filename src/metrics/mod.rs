@@ -53,11 +53,12 @@
 //! counts add up to, and what records nothing.
 
 mod handles;
+mod resolver_registry;
 
-pub(crate) use handles::{
+pub(crate) use handles::{AttemptClass, InstanceMetrics, LayerServiceMetrics, Stopwatch};
+pub(crate) use resolver_registry::{
     cache_metrics, heartbeats_failed, redis_error, registrations, subscription_reconnected,
-    AttemptClass, CacheMetrics, InstanceMetrics, LayerServiceMetrics, RedisOperation,
-    RegistrationGauge, Stopwatch,
+    CacheMetrics, RedisOperation, RegistrationGauge,
 };
 
 /// One attempt of a discovered request (histogram, seconds).

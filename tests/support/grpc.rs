@@ -24,6 +24,8 @@ use tonic::{Request, Response, Status};
 // The examples' codec and method: the tests call what a user copies.
 #[path = "../../examples/raw_codec/mod.rs"]
 mod raw_codec;
+// Not every test binary that includes the support calls the method.
+#[allow(unused_imports)]
 pub use raw_codec::{RawCodec, METHOD};
 
 /// A tonic server whose one method answers with the server's name; counts
