@@ -1,5 +1,6 @@
 //! `redis-discovery`: list, watch, register and deregister service
-//! instances in a Redis registry.
+//! instances in a Redis registry, override them as an operator, and proxy
+//! HTTP to them for clients not written in Rust.
 
 #![warn(unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
@@ -22,7 +23,7 @@ use redis_discovery::{Instance, KeySchema, RedisRegistry, Tags};
 #[derive(Debug, Parser)]
 #[command(name = "redis-discovery", version, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders --json\n  redis-discovery watch orders\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a\n  redis-discovery deregister orders 10.0.0.7:8080"
+    after_help = "Examples:\n  redis-discovery list\n  redis-discovery list orders --json\n  redis-discovery watch orders\n  redis-discovery register orders 10.0.0.7:8080 --weight 20 --tag zone=a\n  redis-discovery drain orders 10.0.0.7:8080\n  redis-discovery proxy --listen 127.0.0.1:15001"
 )]
 struct Cli {
     #[command(flatten)]
@@ -109,14 +110,71 @@ enum Command {
         #[command(flatten)]
         metrics: MetricsListen,
     },
-    /// Remove an instance now.
-    #[command(after_help = "Example:\n  redis-discovery deregister orders 10.0.0.7:8080")]
+    /// Remove an instance's entry now. While its owner (a server or a
+    /// `register` sidecar) is alive, its next heartbeat registers it again:
+    /// to take a live instance out of rotation, use `drain`.
+    #[command(
+        long_about = "Remove an instance's entry now.\n\nWhile its owner (a server or a `register` sidecar) is alive, its next heartbeat (within its heartbeat interval, 5 s by default) registers it again, so this only removes instances whose owner is gone. To take a live instance out of rotation in a way heartbeats do not undo, use `drain`.",
+        after_help = "Example:\n  redis-discovery deregister orders 10.0.0.7:8080\n  redis-discovery drain orders 10.0.0.7:8080   # for a live instance"
+    )]
     Deregister {
         /// The service name.
         service: String,
         /// The instance address, host:port.
         addr: String,
     },
+    /// Take an instance out of rotation (weight 0) until `undrain`, whatever
+    /// its owner's heartbeats write.
+    #[command(after_help = "Example:\n  redis-discovery drain orders 10.0.0.7:8080")]
+    Drain {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+    },
+    /// Remove the operator's override of an instance (drain, weight or
+    /// disable): it is served as its owner registered it again.
+    #[command(after_help = "Example:\n  redis-discovery undrain orders 10.0.0.7:8080")]
+    Undrain {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+    },
+    /// Serve an instance with this weight until `undrain`, whatever its
+    /// owner registered.
+    #[command(after_help = "Example:\n  redis-discovery weight orders 10.0.0.7:8080 5")]
+    Weight {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+        /// The weight; 0 drains.
+        weight: u32,
+    },
+    /// Hide an instance from every resolver until `undrain`, whatever its
+    /// owner's heartbeats write.
+    #[command(after_help = "Example:\n  redis-discovery disable orders 10.0.0.7:8080")]
+    Disable {
+        /// The service name.
+        service: String,
+        /// The instance address, host:port.
+        addr: String,
+    },
+    /// List the operator's overrides, of one service or of all.
+    #[command(
+        after_help = "Examples:\n  redis-discovery overrides\n  redis-discovery overrides orders --json"
+    )]
+    Overrides {
+        /// The service whose overrides to list; all services if omitted.
+        service: Option<String>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Proxy HTTP requests for `http://SERVICE/...` to the service's
+    /// instances, for clients not written in Rust.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// The resolver's allow-list: entries outside it are skipped with a warning.
@@ -165,6 +223,8 @@ macro_rules! out {
 
 // After `out!`, which they use.
 mod list;
+mod overrides;
+mod proxy;
 mod register;
 mod watch;
 
@@ -176,7 +236,10 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // The redis crate's own warnings (a cluster node it could
                 // not reach) repeat the one-line error the command prints.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,redis=error")),
+                // The proxy's access log is on by default.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,redis=error,access=info")
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -243,6 +306,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             register::register(g, &service, &addr, options).await
         }
         Command::Deregister { service, addr } => register::deregister(g, &service, &addr).await,
+        Command::Drain { service, addr } => overrides::drain(g, &service, &addr).await,
+        Command::Undrain { service, addr } => overrides::undrain(g, &service, &addr).await,
+        Command::Weight {
+            service,
+            addr,
+            weight,
+        } => overrides::weight(g, &service, &addr, weight).await,
+        Command::Disable { service, addr } => overrides::disable(g, &service, &addr).await,
+        Command::Overrides { service, json } => overrides::list(g, service.as_deref(), json).await,
+        Command::Proxy(args) => proxy::run(g, args).await,
     }
 }
 
