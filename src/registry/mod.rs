@@ -94,6 +94,15 @@
 //! value, and once a deregistration has removed an instance no heartbeat
 //! writes it again (a round in flight is waited for before the removal).
 //!
+//! # Operator overrides
+//!
+//! [`RedisRegistry::set_override`] drains an instance, changes its weight
+//! or hides it ([`Override`]) whoever registered it, in a way its owner's
+//! heartbeats do not undo, until [`RedisRegistry::clear_override`]
+//! (native schema only; the Hertz schema refuses). Resolvers apply it
+//! within milliseconds, and it expires with the service's keys once the
+//! service is gone.
+//!
 //! # Cancel safety
 //!
 //! Every async method may be dropped before it returns (a `timeout`, a
@@ -123,10 +132,12 @@ mod builder;
 mod ending;
 mod heartbeat;
 mod lease;
+mod overrides;
 mod registration;
 mod renewal;
 
 pub use builder::RegistryBuilder;
+pub use overrides::Override;
 pub use registration::Registration;
 
 use std::collections::HashMap;
