@@ -15,7 +15,12 @@ pub(crate) async fn drain(g: &Global, service: &str, addr: &str) -> Result<(), E
 pub(crate) async fn undrain(g: &Global, service: &str, addr: &str) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
     refuse_hertz(g)?;
-    let cleared = async { connect(g).await?.clear_override(service.clone(), addr).await };
+    let cleared = async {
+        connect(g)
+            .await?
+            .clear_override(service.clone(), addr)
+            .await
+    };
     if cleared.await.map_err(registry_failed(g))? {
         out!("undrained {service} {addr}");
     } else {
@@ -25,9 +30,22 @@ pub(crate) async fn undrain(g: &Global, service: &str, addr: &str) -> Result<(),
 }
 
 /// `weight SERVICE ADDR N`.
-pub(crate) async fn weight(g: &Global, service: &str, addr: &str, weight: u32) -> Result<(), Error> {
+pub(crate) async fn weight(
+    g: &Global,
+    service: &str,
+    addr: &str,
+    weight: u32,
+) -> Result<(), Error> {
     let detail = format!(" weight={weight}");
-    set(g, service, addr, Override::Weight(weight), "weighted", &detail).await
+    set(
+        g,
+        service,
+        addr,
+        Override::Weight(weight),
+        "weighted",
+        &detail,
+    )
+    .await
 }
 
 /// `disable SERVICE ADDR`: hidden from resolvers until `undrain`.
@@ -89,7 +107,12 @@ async fn set(
 ) -> Result<(), Error> {
     let service = ServiceName::new(service)?;
     refuse_hertz(g)?;
-    let set = async { connect(g).await?.set_override(service.clone(), addr, value).await };
+    let set = async {
+        connect(g)
+            .await?
+            .set_override(service.clone(), addr, value)
+            .await
+    };
     if set.await.map_err(registry_failed(g))? {
         out!("{done} {service} {addr}{detail}");
     } else {
