@@ -554,3 +554,60 @@ async fn a_drain_removes_the_instance_from_a_tower_discover() {
         }
     }
 }
+
+/// On a Redis Cluster: the overrides key shares its service's slot (the
+/// scripts' keys), the listing reads every node, and events from every
+/// node reach the resolver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overrides_work_on_a_cluster() {
+    let cluster = support::RedisCluster::start(3);
+    let registry = RedisRegistry::builder(cluster.url())
+        .lease_ttl(Duration::from_secs(3))
+        .heartbeat_interval(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let resolver = RedisResolver::builder(cluster.url())
+        .refresh_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    // One service per node.
+    let names: Vec<String> = (0..3)
+        .map(|node| {
+            (0..1000)
+                .map(|i| format!("svc-{i}"))
+                .find(|n| cluster.node_of(&format!("sd:{{{n}}}:instances")) == node)
+                .unwrap()
+        })
+        .collect();
+    let mut registrations = Vec::new();
+    for name in &names {
+        let instance = Instance::new("10.0.0.1:80").unwrap();
+        registrations.push(registry.register(name.as_str(), instance).await.unwrap());
+        let service = redis_discovery::ServiceName::new(name.as_str()).unwrap();
+        resolver.resolve(&service).await.unwrap();
+        registry
+            .set_override(name.as_str(), "10.0.0.1:80", Override::drain())
+            .await
+            .unwrap();
+    }
+    for name in &names {
+        eventually("the drain by event from its node", || async {
+            let snapshot = resolver.cached(name)?;
+            (snapshot.instances()[0].weight() == 0).then_some(())
+        })
+        .await;
+    }
+    let mut listed: Vec<String> = registry
+        .all_overrides()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(s, _, _)| s.to_string())
+        .collect();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
