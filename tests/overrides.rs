@@ -611,3 +611,29 @@ async fn overrides_work_on_a_cluster() {
     expected.sort();
     assert_eq!(listed, expected);
 }
+
+/// The operator user the README's draft names: the server user's write
+/// commands plus `HGETALL` and `SMEMBERS` to list.
+#[tokio::test]
+async fn an_operator_user_with_the_documented_commands_is_enough() {
+    let redis = RedisServer::start();
+    let acl = "ACL SETUSER operator on >pw resetkeys ~sd:* resetchannels &sd:* -@all +evalsha +eval +time +hget +hset +hdel +zscore +zrevrange +pexpireat +publish +hgetall +smembers +ping";
+    redis.cmd::<()>(&acl.split(' ').collect::<Vec<_>>());
+    let registry = registry(&redis).await;
+    let _a = registry
+        .register("orders", Instance::new("10.0.0.1:80").unwrap())
+        .await
+        .unwrap();
+    let url = redis.url().replace("redis://", "redis://operator:pw@");
+    let operator = RedisRegistry::connect(url).await.unwrap();
+    assert!(operator
+        .set_override("orders", "10.0.0.1:80", Override::drain())
+        .await
+        .unwrap());
+    assert_eq!(operator.overrides("orders").await.unwrap().len(), 1);
+    assert_eq!(operator.all_overrides().await.unwrap().len(), 1);
+    assert!(operator
+        .clear_override("orders", "10.0.0.1:80")
+        .await
+        .unwrap());
+}

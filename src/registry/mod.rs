@@ -94,14 +94,9 @@
 //! value, and once a deregistration has removed an instance no heartbeat
 //! writes it again (a round in flight is waited for before the removal).
 //!
-//! # Operator overrides
-//!
-//! [`RedisRegistry::set_override`] drains an instance, changes its weight
-//! or hides it ([`Override`]) whoever registered it, in a way its owner's
-//! heartbeats do not undo, until [`RedisRegistry::clear_override`]
-//! (native schema only; the Hertz schema refuses). Resolvers apply it
-//! within milliseconds, and it expires with the service's keys once the
-//! service is gone.
+//! [`RedisRegistry::set_override`] drains, reweights or hides any instance
+//! ([`Override`], native schema) until [`RedisRegistry::clear_override`],
+//! whatever its owner's heartbeats write.
 //!
 //! # Cancel safety
 //!
