@@ -151,3 +151,22 @@ async fn inputs_are_checked_and_every_service_is_listed() {
         10
     );
 }
+
+/// A set that fails (here: a leases key of another type, written by
+/// hand) writes nothing, so it cannot leave an overrides key that never
+/// expires (Redis does not roll a failed script back).
+#[tokio::test]
+async fn a_failed_set_leaves_no_key_without_expiry() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    redis.cmd::<()>(&["SET", "sd:{orders}:leases", "not a sorted set"]);
+    let failed = registry
+        .set_override("orders", "10.0.0.7:8080", Override::drain())
+        .await;
+    assert!(
+        matches!(failed, Err(RegistryError::Redis { .. })),
+        "{failed:?}"
+    );
+    let exists: i64 = redis.cmd(&["EXISTS", "sd:{orders}:overrides"]);
+    assert_eq!(exists, 0, "half an override written");
+}
