@@ -54,11 +54,14 @@ impl Override {
     /// Reads the stored form; `None` for anything else (a value written
     /// by hand, or by a later version with kinds this one does not know):
     /// resolvers then serve the instance as registered.
+    ///
+    /// Other fields beside `weight` or `disabled` are ignored: a later
+    /// version that adds one (a reason, an author) must not bring a
+    /// drained or disabled instance back into this version's rotation.
     pub(crate) fn from_json(json: &[u8]) -> Option<Self> {
         /// Longer than any override this crate writes.
         const MAX_LEN: usize = 256;
         #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
         struct Stored {
             weight: Option<u32>,
             disabled: Option<bool>,
@@ -262,6 +265,15 @@ mod tests {
         ] {
             assert_eq!(Override::from_json(value.to_json().as_bytes()), Some(value));
         }
+        // A field a later version may add does not undo the override.
+        assert_eq!(
+            Override::from_json(br#"{"weight":0,"reason":"disk swap"}"#),
+            Some(Override::drain())
+        );
+        assert_eq!(
+            Override::from_json(br#"{"disabled":true,"by":"ops"}"#),
+            Some(Override::Disabled)
+        );
         assert_eq!(Override::drain().to_json(), r#"{"weight":0}"#);
         for unreadable in [
             &br#"{}"#[..],
