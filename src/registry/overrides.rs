@@ -99,9 +99,12 @@ impl RedisRegistry {
     /// heartbeats, until [`clear_override`](Self::clear_override). It
     /// replaces the instance's previous override, if any.
     ///
-    /// The address need not be registered now: the override waits for it.
-    /// Returns whether an instance at `addr` is registered now (a `false`
-    /// may be a typo). Fails with [`RegistryError::OverridesUnsupported`]
+    /// The address need not be registered now: the override waits for it
+    /// as long as the service's keys live (a minute after the latest
+    /// lease of any of its instances; a minute from now if none has one,
+    /// so an override set before a service's first instance starts is
+    /// gone if that takes longer). Returns whether an instance at `addr`
+    /// is registered now (a `false` may be a typo). Fails with [`RegistryError::OverridesUnsupported`]
     /// in the Hertz schema and with [`RegistryError::Invalid`] for a name
     /// or address the registry refuses, writing nothing.
     ///
