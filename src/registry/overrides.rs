@@ -206,7 +206,7 @@ impl RedisRegistry {
         let stored = timed(self.state.call_deadline(), (), call).await?;
         let mut all = Vec::new();
         for (name, stored) in stored {
-            // A name written by hand that is no service name: skipped.
+            // Only service names are read (see `Keyspace::all_overrides`).
             let Ok(service) = ServiceName::new(&name) else {
                 continue;
             };

@@ -141,6 +141,9 @@ impl Keyspace {
             .arg(services_key(prefix))
             .query_async(conn)
             .await?;
+        // A name written by hand that is no service name is not read: its
+        // key could be anything (`a}b` makes `PREFIX:{a}b}:overrides`).
+        names.retain(|name| ServiceName::new(name).is_ok());
         names.sort();
         names.dedup();
         // Each key on its own (keys of other services live in other

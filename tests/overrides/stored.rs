@@ -170,3 +170,25 @@ async fn a_failed_set_leaves_no_key_without_expiry() {
     let exists: i64 = redis.cmd(&["EXISTS", "sd:{orders}:overrides"]);
     assert_eq!(exists, 0, "half an override written");
 }
+
+/// A name in the services index that is no service name (written by
+/// hand) is skipped, not read: its key may hold anything, and one bad
+/// member must not fail the whole listing.
+#[tokio::test]
+async fn a_junk_name_in_the_index_does_not_fail_the_listing() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _o = registry
+        .register("orders", Instance::new("10.0.0.1:80").unwrap())
+        .await
+        .unwrap();
+    registry
+        .set_override("orders", "10.0.0.1:80", Override::drain())
+        .await
+        .unwrap();
+    redis.cmd::<()>(&["SADD", "sd:services", "a}b"]);
+    redis.cmd::<()>(&["SET", "sd:{a}b}:overrides", "not a hash"]);
+    let all = registry.all_overrides().await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].1, "10.0.0.1:80");
+}
