@@ -30,7 +30,9 @@ use crate::schema::KeySchema;
 #[non_exhaustive]
 pub enum Override {
     /// Serve the instance with this weight instead of the registered one;
-    /// `0` drains it: listed, never picked.
+    /// `0` drains it: listed, never picked. An instance whose owner
+    /// registers weight 0 (draining itself: shutting down, not ready)
+    /// stays drained whatever this weight: a drain from either side holds.
     Weight(u32),
     /// Hide the instance from every resolver, as if it were not
     /// registered.

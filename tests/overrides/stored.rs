@@ -192,3 +192,43 @@ async fn a_junk_name_in_the_index_does_not_fail_the_listing() {
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].1, "10.0.0.1:80");
 }
+
+/// An owner that drains itself (weight 0: shutting down, not ready) stays
+/// drained under an operator's weight; its registered weight back, the
+/// operator's weight applies again.
+#[tokio::test]
+async fn an_owners_own_drain_holds_under_an_operators_weight() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let addr = "10.0.0.7:8080";
+    let owned = registry
+        .register("orders", Instance::new(addr).unwrap())
+        .await
+        .unwrap();
+    registry
+        .set_override("orders", addr, Override::Weight(5))
+        .await
+        .unwrap();
+    owned
+        .update(Instance::new(addr).unwrap().with_weight(0))
+        .await
+        .unwrap();
+    let resolver = resolver(&redis.url()).await;
+    let fetched = resolver.fetch("orders").await.unwrap();
+    assert_eq!(
+        fetched.instances()[0].weight(),
+        0,
+        "the owner's drain holds"
+    );
+    let listed = resolver.list("orders").await.unwrap();
+    assert_eq!(listed[0].instance.weight(), 0);
+    assert_eq!(listed[0].registered_weight, None);
+
+    owned
+        .update(Instance::new(addr).unwrap().with_weight(10))
+        .await
+        .unwrap();
+    let listed = resolver.list("orders").await.unwrap();
+    assert_eq!(listed[0].instance.weight(), 5, "the operator's weight");
+    assert_eq!(listed[0].registered_weight, Some(10));
+}
