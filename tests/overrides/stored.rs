@@ -232,3 +232,21 @@ async fn an_owners_own_drain_holds_under_an_operators_weight() {
     assert_eq!(listed[0].instance.weight(), 5, "the operator's weight");
     assert_eq!(listed[0].registered_weight, Some(10));
 }
+
+/// An overrides key of another type (written by hand) is read as no
+/// overrides: the service stays resolvable. The listing fails on it, so
+/// an operator sees it.
+#[tokio::test]
+async fn an_overrides_key_of_another_type_does_not_break_resolving() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = registry
+        .register("orders", Instance::new("10.0.0.7:8080").unwrap())
+        .await
+        .unwrap();
+    redis.cmd::<()>(&["SET", "sd:{orders}:overrides", "not a hash"]);
+    let resolver = resolver(&redis.url()).await;
+    let fetched = resolver.fetch("orders").await.unwrap();
+    assert_eq!(fetched.instances()[0].weight(), 10);
+    assert!(registry.overrides("orders").await.is_err());
+}
