@@ -125,8 +125,10 @@ impl RedisRegistry {
     /// # Cancel safety
     ///
     /// One script call, atomic in Redis: dropping the future leaves the
-    /// override written whole or not at all. Setting it again is harmless
-    /// (no event when nothing changes).
+    /// override written whole or not at all. So does a timeout (a
+    /// [`RegistryError`] after the call was sent): the override may be
+    /// written all the same. Setting it again is harmless (no event when
+    /// nothing changes).
     pub async fn set_override<S>(
         &self,
         service: S,
