@@ -3,7 +3,8 @@
 //! access log line.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -78,10 +79,10 @@ impl Proxy {
             target: "access",
             client = %client.ip(),
             %method,
-            service = service.as_ref().map_or("-", Authority::host),
-            path = path.as_ref().map_or("/", PathAndQuery::as_str),
+            service = %service.as_ref().map_or("-", Authority::host),
+            path = %path.as_ref().map_or("/", PathAndQuery::as_str),
             status = response.status().as_u16(),
-            ms = started.elapsed().as_secs_f64() * 1e3,
+            ms = %Millis(started.elapsed()),
             error = error.as_ref().map(tracing::field::display),
         );
         response
@@ -139,6 +140,9 @@ impl Proxy {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                // The proxy speaks HTTP/1.1 (or HTTP/2) to its client,
+                // whatever the instance spoke.
+                parts.version = Version::HTTP_11;
                 Answer {
                     response: Response::from_parts(parts, Either::Left(body)),
                     service: Some(service),
@@ -169,5 +173,14 @@ impl From<Response<AnswerBody>> for Answer {
             service: None,
             error: None,
         }
+    }
+}
+
+/// A duration in milliseconds with 3 decimals, for the access log.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1e3)
     }
 }

@@ -33,8 +33,9 @@ use crate::{resolver, Allow, Error, Global};
 )]
 pub(crate) struct ProxyArgs {
     /// The address to serve on (port 0: any free port, printed at start).
-    #[arg(long, default_value = "127.0.0.1:15001")]
-    listen: SocketAddr,
+    // Not `listen`: `--metrics-listen`'s field has that id.
+    #[arg(long = "listen", default_value = "127.0.0.1:15001")]
+    serve_on: SocketAddr,
     /// How to pick an instance.
     #[arg(long, value_enum, default_value_t = Balancing::WeightedRandom)]
     balance: Balancing,
@@ -113,7 +114,7 @@ impl ProxyArgs {
             filter = Some(filter.unwrap_or_else(TagFilter::new).with(key, value));
         }
         let limits = Limits {
-            listen: self.listen,
+            listen: self.serve_on,
             max_connections: self.max_connections,
             drain_timeout: self.drain_timeout,
         };
