@@ -5,28 +5,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use redis_discovery::{Instance, Registration};
 use support::cli::{sigterm, wait_exit, wait_for_line};
-use support::proxy::{read, Generated, Proxy, ProxyConnection, Upstream};
-use support::{registry, RedisServer};
+use support::proxy::{read, register, start_proxy, Generated, ProxyConnection, Upstream};
+use support::RedisServer;
 
 const MIB: usize = 1024 * 1024;
-
-async fn register(redis: &RedisServer, addr: SocketAddr) -> Registration {
-    registry(redis)
-        .await
-        .register("orders", Instance::from_socket_addr(addr).unwrap())
-        .await
-        .unwrap()
-}
-
-fn start_proxy(redis: &RedisServer, args: &[&str]) -> Proxy {
-    tokio::task::block_in_place(|| Proxy::start(&redis.url(), args))
-}
 
 /// Uploads `bytes` to /upload; the instance's count of what it read.
 async fn upload(client: &mut ProxyConnection, bytes: usize) -> String {
@@ -58,7 +43,7 @@ async fn download(client: &mut ProxyConnection, bytes: usize) -> usize {
 async fn ten_mib_up_and_down_stream_through_without_being_held() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
-    let _orders = register(&redis, upstream.addr()).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
     let proxy = start_proxy(&redis, &[]);
     let mut client = ProxyConnection::open(proxy.addr).await;
     // Warm up: buffers and allocator arenas at their working size.
@@ -78,7 +63,7 @@ async fn ten_mib_up_and_down_stream_through_without_being_held() {
 async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
-    let _orders = register(&redis, upstream.addr()).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
     let mut proxy = start_proxy(&redis, &[]);
     let mut tasks = Vec::new();
     for _ in 0..3 {
@@ -102,18 +87,30 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     let status = tokio::task::block_in_place(|| wait_exit(&mut proxy.process));
     assert_eq!(status.code(), Some(0));
     tokio::task::block_in_place(|| wait_for_line(&proxy.out, "proxy stopped"));
+    // One access line per request, through `tracing` (target `access`).
+    let log = proxy.log();
+    let served = log
+        .iter()
+        .filter(|l| {
+            l.contains(" access: client=127.0.0.1 method=GET service=orders path=/slow/1500 status=200 ms=")
+        })
+        .count();
+    assert_eq!(served, 3, "{log:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_timeout_cuts_requests_that_never_end() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
-    let _orders = register(&redis, upstream.addr()).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
     let mut proxy = start_proxy(&redis, &["--drain-timeout", "300ms"]);
     let addr = proxy.addr;
     let hanging = tokio::spawn(async move {
         let mut client = ProxyConnection::open(addr).await;
-        client.get("/hang", Some("orders")).await.map(|r| r.status())
+        client
+            .get("/hang", Some("orders"))
+            .await
+            .map(|r| r.status())
     });
     support::eventually("the request at the instance", || {
         let n = upstream.requests();
@@ -132,7 +129,7 @@ async fn the_drain_timeout_cuts_requests_that_never_end() {
 async fn h2c_clients_are_served_over_http_1_1_upstream() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
-    let _orders = register(&redis, upstream.addr()).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
     let proxy = start_proxy(&redis, &[]);
     let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (mut sender, connection) =

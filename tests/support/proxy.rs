@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -29,7 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+use redis_discovery::{Instance, Registration};
+
 use super::cli::{lines, spawn, wait_for_line, Running};
+use super::{registry, RedisServer, DEADLINE};
 
 /// A request as an [`Upstream`] saw it.
 #[derive(Debug, Clone)]
@@ -201,6 +204,48 @@ impl Body for Generated {
     }
 }
 
+/// Registers `addr` in `service` with `weight`.
+pub async fn register(
+    redis: &RedisServer,
+    service: &str,
+    addr: SocketAddr,
+    weight: u32,
+) -> Registration {
+    registry(redis)
+        .await
+        .register(
+            service,
+            Instance::from_socket_addr(addr)
+                .unwrap()
+                .with_weight(weight),
+        )
+        .await
+        .unwrap()
+}
+
+pub fn start_proxy(redis: &RedisServer, args: &[&str]) -> Proxy {
+    tokio::task::block_in_place(|| Proxy::start(&redis.url(), args))
+}
+
+/// Waits until the proxy routes `service` to all `n` instances.
+pub async fn wait_routed(proxy: SocketAddr, service: &str, n: usize) {
+    let mut client = ProxyConnection::open(proxy).await;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + DEADLINE;
+    while seen.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{service} not routed to {n} instances"
+        );
+        let (status, body) = read(client.get("/", Some(service)).await.unwrap()).await;
+        if status == 200 {
+            seen.insert(body);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// The `redis-discovery proxy` process on a free port, once it listens.
 pub struct Proxy {
     pub process: Running,
@@ -224,7 +269,10 @@ impl Proxy {
         let stderr = process.stderr.take().expect("piped stderr");
         let kept = log.clone();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 kept.lock().unwrap().push(line);
             }
         });
@@ -273,13 +321,21 @@ impl ProxyConnection {
     }
 
     /// Sends a request with an empty body.
-    pub async fn get(&mut self, uri: &str, host: Option<&str>) -> hyper::Result<Response<Incoming>> {
+    pub async fn get(
+        &mut self,
+        uri: &str,
+        host: Option<&str>,
+    ) -> hyper::Result<Response<Incoming>> {
         let mut builder = Request::get(uri);
         if let Some(host) = host {
             builder = builder.header(http::header::HOST, host);
         }
-        self.send(builder.body(Full::new(Bytes::new()).boxed_unsync()).unwrap())
-            .await
+        self.send(
+            builder
+                .body(Full::new(Bytes::new()).boxed_unsync())
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn send(

@@ -51,7 +51,9 @@ pub(crate) fn refused(refusal: &Refusal<'_>) -> Response<AnswerBody> {
 pub(crate) fn not_a_service(host: &str) -> Response<AnswerBody> {
     text(
         StatusCode::FORBIDDEN,
-        format!("{host} is not a registered service (only http://SERVICE/ with no port is proxied)\n"),
+        format!(
+            "{host} is not a registered service (only http://SERVICE/ with no port is proxied)\n"
+        ),
     )
 }
 

@@ -2,8 +2,8 @@
 //! through the `DiscoveryLayer` over hyper-util's pooled client; and the
 //! access log line.
 
-use std::net::SocketAddr;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::header::HOST;

@@ -166,7 +166,10 @@ mod tests {
             ("upgrade", "h2c"),
             ("x-kept", "yes"),
         ] {
-            headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
         }
         strip_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
@@ -185,7 +188,10 @@ mod tests {
 
         let v6 = Downstream::new("[2001:db8::1]:5555".parse().unwrap());
         let route = v6.route("orders", "orders").unwrap();
-        assert_eq!(route.forwarded, "for=\"[2001:db8::1]\";proto=http;host=orders");
+        assert_eq!(
+            route.forwarded,
+            "for=\"[2001:db8::1]\";proto=http;host=orders"
+        );
         let mut headers = HeaderMap::new();
         headers.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
         headers.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));

@@ -64,12 +64,12 @@ impl Registered {
             return Known::Service;
         }
         let name = host.to_ascii_lowercase();
-        if let Some(known) = self.from_listing(&name) {
+        if let Some(known) = self.listed_answer(&name) {
             return known;
         }
         let _turn = self.reading.lock().await;
         // Another request may have listed while this one waited.
-        if let Some(known) = self.from_listing(&name) {
+        if let Some(known) = self.listed_answer(&name) {
             return known;
         }
         let listed = self.resolver.services().await;
@@ -99,7 +99,7 @@ impl Registered {
     }
 
     /// The answer of a fresh listing; `None` if it must be read again.
-    fn from_listing(&self, name: &str) -> Option<Known> {
+    fn listed_answer(&self, name: &str) -> Option<Known> {
         let listing = self.lock();
         let fresh = listing.read_at.is_some_and(|at| at.elapsed() < FRESH);
         (fresh || listing.names.contains(name)).then(|| answer(&listing, name))

@@ -87,7 +87,10 @@ pub(crate) async fn serve(proxy: Proxy, limits: Limits) -> Result<(), Error> {
     }
     drop(listener);
     let open = graceful.count();
-    out!("proxy stopping: draining {open} connections (at most {:?})", limits.drain_timeout);
+    out!(
+        "proxy stopping: draining {open} connections (at most {:?})",
+        limits.drain_timeout
+    );
     match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
         Ok(()) => out!("proxy stopped"),
         Err(_) => {
