@@ -80,6 +80,8 @@ async fn sigterm_finishes_requests_in_flight_then_exits_0() {
     .await;
     sigterm(&proxy.process);
     tokio::task::block_in_place(|| wait_for_line(&proxy.out, "proxy stopping"));
+    // It no longer accepts: the listener is closed before that line.
+    assert!(tokio::net::TcpStream::connect(proxy.addr).await.is_err());
     for task in tasks {
         let (status, body) = task.await.unwrap();
         assert_eq!((status, body), (200, upstream.addr().to_string()));
