@@ -21,6 +21,9 @@ use crate::{shutdown_signal, Error};
 /// an idle keep-alive connection is kept (hyper's HTTP/1 header timer runs
 /// while it waits for the next request too).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an HTTP/2 connection is pinged (hyper closes it when a ping
+/// goes unanswered for 20 s).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// After a failed `accept` (out of file descriptors), the pause before the
 /// next, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -39,7 +42,12 @@ pub(crate) async fn serve(proxy: Proxy, limits: Limits) -> Result<(), Error> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    // HTTP/2 has no header timer: pings find connections whose client is
+    // gone (an idle live one stays, within --max-connections).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let stop = shutdown_signal();
