@@ -238,9 +238,9 @@ fn measure(
     let wall = started.elapsed();
     Ok(Run {
         wrk,
-        cpu: measure::cpu_of(&pids).saturating_sub(cpu),
+        cpu: measure::cpu_of(&pids).since(cpu),
         wrk_cpu: children_cpu().saturating_sub(wrk_cpu),
-        upstreams_cpu: measure::cpu(own).saturating_sub(upstreams_cpu),
+        upstreams_cpu: measure::cpu(own).since(upstreams_cpu).total(),
         machine_cpu: measure::machine_busy().saturating_sub(machine_cpu),
         wall,
         served: served()

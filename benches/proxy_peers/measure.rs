@@ -98,22 +98,52 @@ fn duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// CPU time (user + system) `pid` has used, or zero if it is gone.
-pub fn cpu(pid: u32) -> Duration {
+/// CPU time, user and system apart.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Cpu {
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    pub fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// CPU time `pid` has used, or zero if it is gone.
+pub fn cpu(pid: u32) -> Cpu {
     let Some(fields) = stat_fields(pid) else {
-        return Duration::ZERO;
+        return Cpu::default();
     };
     // After the name: state (3) … utime (14), stime (15).
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    ticks_to_duration(ticks)
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<u64>().ok())
+            .map_or(Duration::ZERO, ticks_to_duration)
+    };
+    Cpu {
+        user: ticks(11),
+        system: ticks(12),
+    }
 }
 
 /// CPU time of these processes together.
-pub fn cpu_of(pids: &[u32]) -> Duration {
-    pids.iter().map(|&pid| cpu(pid)).sum()
+pub fn cpu_of(pids: &[u32]) -> Cpu {
+    pids.iter()
+        .map(|&pid| cpu(pid))
+        .fold(Cpu::default(), |a, b| Cpu {
+            user: a.user + b.user,
+            system: a.system + b.system,
+        })
 }
 
 /// CPU time of every core together, busy (not idle, not waiting for I/O),

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use super::measure::WrkReport;
+use super::measure::{Cpu, WrkReport};
 
 /// One `wrk` run against one contender.
 #[derive(Clone, Debug)]
 pub struct Run {
     pub wrk: WrkReport,
     /// The contender's CPU time over the run.
-    pub cpu: Duration,
+    pub cpu: Cpu,
     /// `wrk`'s CPU time.
     pub wrk_cpu: Duration,
     /// This process's CPU time: the upstream servers.
@@ -25,7 +25,12 @@ pub struct Run {
 impl Run {
     /// The contender's CPU time per response, in microseconds.
     pub fn cpu_per_request_us(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.wrk.requests.max(1) as f64
+        per_request_us(self.cpu.total(), self.wrk.requests)
+    }
+
+    /// The user-space part of it.
+    pub fn user_per_request_us(&self) -> f64 {
+        per_request_us(self.cpu.user, self.wrk.requests)
     }
 
     /// Each upstream's share of the requests, in percent.
@@ -40,7 +45,7 @@ impl Run {
     /// Cores busy with other work than this bench's processes (other
     /// users of the shared machine, the kernel's own).
     pub fn others_cores(&self) -> f64 {
-        let ours = self.cpu + self.wrk_cpu + self.upstreams_cpu;
+        let ours = self.cpu.total() + self.wrk_cpu + self.upstreams_cpu;
         self.machine_cpu.saturating_sub(ours).as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
     }
 
@@ -52,15 +57,17 @@ impl Run {
 /// One line per run, as they come.
 pub fn run_line(round: usize, name: &str, run: &Run) {
     println!(
-        "round {round:>2}  {name:<22} {:>9.0} req/s  p50 {:>8}  p99 {:>8}  {:>6.1} µs CPU/req  \
+        "round {round:>2}  {name:<22} {:>9.0} req/s  p50 {:>8}  p99 {:>8}  {:>5.1} µs CPU/req \
+         ({:>4.1} user)  \
          shares {}  errors {}  CPU: contender {:.2}, wrk {:.2}, upstreams {:.2}, others {:.2} cores",
         run.wrk.per_second,
         ms(run.wrk.p50),
         ms(run.wrk.p99),
         run.cpu_per_request_us(),
+        run.user_per_request_us(),
         shares(&run.shares()),
         run.errors(),
-        cores(run.cpu, run.wall),
+        cores(run.cpu.total(), run.wall),
         cores(run.wrk_cpu, run.wall),
         cores(run.upstreams_cpu, run.wall),
         run.others_cores(),
@@ -84,9 +91,9 @@ pub fn summary(names: &[&str], runs: &[Vec<Run>], weights: &[u32], baseline: Opt
         shares(&expected)
     );
     println!(
-        "| contender | req/s | × nginx | p50 | p99 | p99 × nginx | CPU µs/req | × nginx | shares | errors |"
+        "| contender | req/s | × nginx | p50 | p99 | p99 × nginx | CPU µs/req | × nginx | of it user | shares | errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
     let base = baseline.and_then(|b| runs.get(b));
     for (name, runs) in names.iter().zip(runs) {
         let ratio = |f: fn(&Run) -> f64| match base {
@@ -105,7 +112,7 @@ pub fn summary(names: &[&str], runs: &[Vec<Run>], weights: &[u32], baseline: Opt
             })
             .collect();
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
+            "| {name} | {:.0} | {} | {} | {} | {} | {:.1} | {} | {:.1} | {} | {} |",
             median(runs.iter().map(|r| r.wrk.per_second)),
             ratio(|r| r.wrk.per_second),
             ms(seconds(median(
@@ -117,6 +124,7 @@ pub fn summary(names: &[&str], runs: &[Vec<Run>], weights: &[u32], baseline: Opt
             ratio(|r| r.wrk.p99.as_secs_f64()),
             median(runs.iter().map(Run::cpu_per_request_us)),
             ratio(Run::cpu_per_request_us),
+            median(runs.iter().map(Run::user_per_request_us)),
             shares(&shares_median),
             runs.iter().map(Run::errors).sum::<u64>(),
         );
@@ -136,6 +144,10 @@ pub fn median(values: impl Iterator<Item = f64>) -> f64 {
     } else {
         (values[mid - 1] + values[mid]) / 2.0
     }
+}
+
+fn per_request_us(cpu: Duration, requests: u64) -> f64 {
+    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
 }
 
 fn seconds(s: f64) -> Duration {
