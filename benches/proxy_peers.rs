@@ -41,6 +41,11 @@
 //! and the temporary directory removed, at the end, on error, and on
 //! SIGINT/SIGTERM (after the run in progress); the contenders also get
 //! SIGTERM if this process dies.
+//!
+//! Profiling: `PROXY_PEERS_WRAP='valgrind --tool=callgrind --trace-children=yes
+//! --callgrind-out-file=/tmp/cg.%p'` starts every contender under that
+//! command (the CPU figures are then the tool's); `perf record -p PID`
+//! attaches to a running one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -188,7 +193,12 @@ fn start() -> Result<(), BoxError> {
         .collect::<Result<Vec<_>, _>>()?;
     header(&settings);
     for contender in &contenders {
-        measure(contender, &upstreams, WARM_UP, settings.connections)?;
+        let warm_up = measure(contender, &upstreams, WARM_UP, settings.connections)?;
+        println!(
+            "warm-up  {:<22} {} requests",
+            contender.kind.name(),
+            warm_up.wrk.requests
+        );
     }
     let mut runs: Vec<Vec<Run>> = contenders.iter().map(|_| Vec::new()).collect();
     for round in 0..settings.rounds {

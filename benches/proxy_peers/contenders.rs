@@ -89,6 +89,9 @@ impl Contender {
             Kind::Haproxy => haproxy(addr, setup)?,
             Kind::Proxy => proxy(addr, setup),
         };
+        if let Some(wrapper) = std::env::var_os(WRAP) {
+            command = wrapped(&wrapper.to_string_lossy(), &command)?;
+        }
         let out = fs::File::create(&log)?;
         command
             .stdin(Stdio::null())
@@ -133,6 +136,32 @@ impl Contender {
         )
         .into())
     }
+}
+
+/// The environment variable with a command every contender is started
+/// under, e.g. `valgrind --tool=callgrind --trace-children=yes`: for
+/// profiling (the figures then measure the contender under the tool).
+pub const WRAP: &str = "PROXY_PEERS_WRAP";
+
+/// `command` run by `wrapper` (a program and its arguments, split on
+/// whitespace), with the same arguments and environment.
+fn wrapped(wrapper: &str, command: &Command) -> Result<Command, BoxError> {
+    let mut words = wrapper.split_whitespace();
+    let program = words
+        .next()
+        .ok_or_else(|| format!("{WRAP} is set but empty"))?;
+    let mut outer = Command::new(program);
+    outer
+        .args(words)
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => outer.env(key, value),
+            None => outer.env_remove(key),
+        };
+    }
+    Ok(outer)
 }
 
 /// One GET with `Host: SERVICE` over a fresh connection: the status line.
