@@ -306,7 +306,8 @@ fn proxy(addr: SocketAddr, setup: &Setup<'_>) -> Command {
 }
 
 /// A child process that is stopped when dropped (SIGTERM, then SIGKILL
-/// after 5 s), and that gets SIGTERM if this process dies first.
+/// after 5 s, 60 s under [`WRAP`]), and that gets SIGTERM if this process
+/// dies first.
 pub struct Process {
     child: Child,
 }
@@ -352,7 +353,13 @@ impl Drop for Process {
             // SAFETY: plain syscall on our own child's pid.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Under a profiler, exiting (writing its data) takes longer.
+        let grace = if std::env::var_os(WRAP).is_some() {
+            60
+        } else {
+            5
+        };
+        let deadline = Instant::now() + Duration::from_secs(grace);
         while self.running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
