@@ -37,6 +37,7 @@ pub fn decode_entry(schema: KeySchema, field: &str, value: &[u8]) -> Result<Inst
     keyspace.decode(&RawEntry {
         field: field.to_owned(),
         value: Some(value.to_vec()),
+        override_value: None,
         lease_left: None,
     })
 }

@@ -62,6 +62,7 @@
 //! | | `lease.rs` | one registration's state, shared by its handle and the heartbeat |
 //! | | `heartbeat.rs`, `renewal.rs` | the one heartbeat task; one round of upserts |
 //! | | `ending.rs` | deregistration on drop and on shutdown |
+//! | | `overrides.rs` | `Override`, the operator's overrides: set, clear, list |
 //! | `resolver/` | `mod.rs` | the `Resolve` trait |
 //! | | `redis_resolver.rs` | `RedisResolver`, the public face of the cached resolver |
 //! | | `builder.rs` | `ResolverBuilder` |
@@ -86,7 +87,7 @@
 //! | | `tonic_channel/` | `GrpcChannel` (`RedisResolver::tonic_channel`): tower's p2c balancer over one tonic `Channel` per instance, each ready only while connected; the connector that sees a connection lost; calls failing once none is ready (feature `tonic`) |
 //! | `https/` | `mod.rs`, `builder.rs`, `server_name.rs` | `ServiceTls` (feature `rustls`): the connector, its builder (roots, client certificates), the service name read back from the routed URI |
 //! | `balance/` | one file a balancer | `WeightedRandom`, `RoundRobin`, `ConsistentHash`, `LeastLoaded`, `TagFilter`; `load.rs` what load-aware pickers read (`PeakEwma`, `Loads`); `rng.rs`, `lookup.rs` their helpers |
-//! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; their Lua scripts |
+//! | `schema/` | `mod.rs`, `native.rs`, `hertz.rs`, `overrides.rs`, `script.rs` | `KeySchema` and the keyspace calls; the two keyspaces; the operator's overrides (native); running Lua scripts |
 //! | `connection/` | `redis_url.rs`, `endpoint.rs`, `link.rs`, `options.rs`, `timed.rs`, `failover_sign.rs` | URL parsing and redaction; connecting (single, Sentinel, Cluster); the connection; the options both builders share; the one timeout helper; failover signs |
 //! | `instance/` | `mod.rs`, `name.rs`, `tags.rs`, `address.rs`, `policy.rs` | `Instance`; `ServiceName`; `Tags`; address checks; the address policy |
 //! | `error/` | `mod.rs`, `redis_failure.rs` | the error enums; `RedisFailure`, what Redis or the connection said |
@@ -151,7 +152,7 @@ mod time;
 pub use connection::{redact as redact_url, Timeouts};
 pub use error::{RedisFailure, RegistryError, ResolveError, ValidationError};
 pub use instance::{AddressProblem, EntryError, Instance, ServiceName, Tags, TagsIter};
-pub use registry::{RedisRegistry, Registration};
+pub use registry::{Override, RedisRegistry, Registration};
 pub use resolver::{RedisResolver, Resolve, Snapshot, StaticResolver};
 pub use schema::KeySchema;
 

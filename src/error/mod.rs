@@ -145,6 +145,10 @@ pub enum RegistryError {
         "the registry operation ended before it finished (is the Tokio runtime shutting down?)"
     )]
     Interrupted,
+    /// An operator override was asked of a registry in the Hertz schema,
+    /// whose one hash per service has no room for it. Nothing was written.
+    #[error("the Hertz schema has no room for operator overrides; use the native schema, or change (or stop) the instance's own registration")]
+    OverridesUnsupported,
 }
 
 /// Reading the instances of a service failed.

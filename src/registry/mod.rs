@@ -94,6 +94,10 @@
 //! value, and once a deregistration has removed an instance no heartbeat
 //! writes it again (a round in flight is waited for before the removal).
 //!
+//! [`RedisRegistry::set_override`] drains, reweights or hides any instance
+//! ([`Override`], native schema) until [`RedisRegistry::clear_override`],
+//! whatever its owner's heartbeats write.
+//!
 //! # Cancel safety
 //!
 //! Every async method may be dropped before it returns (a `timeout`, a
@@ -123,10 +127,12 @@ mod builder;
 mod ending;
 mod heartbeat;
 mod lease;
+mod overrides;
 mod registration;
 mod renewal;
 
 pub use builder::RegistryBuilder;
+pub use overrides::Override;
 pub use registration::Registration;
 
 use std::collections::HashMap;

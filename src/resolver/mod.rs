@@ -44,7 +44,10 @@
 //!   Cluster is one connection: one Redis 6 node switches all of it).
 //!   Corrupt entries, and entries the [address policy](#the-address-policy)
 //!   refuses, are skipped with one warning each, naming the service and the
-//!   field, while they stay (not one per read).
+//!   field, while they stay (not one per read). The operator's
+//!   [overrides](crate::Override) are read with the entries (`HMGET`, so
+//!   the same read-only user reads them) and applied: an overridden weight
+//!   replaces the registered one, a disabled instance is left out.
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
 //! * **Bounded waits.** A caller that misses waits at most the connect
@@ -79,7 +82,8 @@
 //!   not simply replace the list: an instance of the previous list that a
 //!   read misses stays listed until its last known lease runs out (the
 //!   lease deadline read with it last time, counted from the start of
-//!   that read), unless a `deregister` or `expire` event named it. In
+//!   that read), unless a `deregister` or `expire` event named it or the
+//!   read found it disabled by an override (then it leaves at once). In
 //!   short, outside a recovery grace an instance leaves a client's view
 //!   when Redis says it was deregistered or expired, or at the first read
 //!   after its last known lease has run out (an event, the periodic

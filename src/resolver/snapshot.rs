@@ -326,6 +326,10 @@ pub struct Listed {
     /// Time left on its lease (native schema), or on the whole service
     /// hash (Hertz schema); `None` if Redis reported no expiry.
     pub lease_left: Option<Duration>,
+    /// The weight its owner registered, when an operator's
+    /// [`Override`](crate::Override) replaced it (`instance` has the
+    /// weight served); `None` without an override.
+    pub registered_weight: Option<u32>,
 }
 
 #[cfg(test)]

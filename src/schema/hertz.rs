@@ -90,6 +90,7 @@ pub(super) async fn read(conn: &mut Connection, service: &ServiceName) -> RedisR
         .map(|(field, value)| RawEntry {
             field,
             value: Some(value),
+            override_value: None,
             lease_left,
         })
         .collect();

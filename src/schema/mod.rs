@@ -11,13 +11,20 @@
 //!   | --- | --- | --- |
 //!   | `sd:{svc}:instances` | HASH | field = `host:port`, value = JSON `{"service_name","addr","weight","tags"}` |
 //!   | `sd:{svc}:leases` | ZSET | member = `host:port`, score = lease deadline (ms since the epoch, Redis `TIME`) |
-//!   | `sd:{svc}:events` | pub/sub channel | JSON `{"event":"register"\|"update"\|"deregister"\|"expire","addr":…}` |
+//!   | `sd:{svc}:overrides` | HASH | the operator's overrides: field = `host:port`, value = JSON `{"weight":N}` (0: drained) or `{"disabled":true}` |
+//!   | `sd:{svc}:events` | pub/sub channel | JSON `{"event":"register"\|"update"\|"deregister"\|"expire"\|"override","addr":…}` |
 //!   | `sd:services` | SET | names of services that have had an instance |
 //!
 //!   `sd:services` is only for listing: every register and heartbeat adds
 //!   the name (best-effort, as it may live on another cluster node than the
 //!   service), a deregister of the last instance removes it, and a listing
 //!   leaves out names whose keys have expired.
+//!
+//!   Heartbeats never write `sd:{svc}:overrides`
+//!   ([`RedisRegistry::set_override`](crate::RedisRegistry::set_override)
+//!   does): an override outlives its instance's re-registrations and
+//!   deregistration, and expires with the service's other keys, a minute
+//!   after the latest lease. Resolvers read it with the instances.
 //!
 //! * [`KeySchema::Hertz`]: exactly what hertz-contrib's Redis registry
 //!   reads and writes, so Go Hertz and Rust services can share a registry:
@@ -33,6 +40,7 @@
 
 mod hertz;
 mod native;
+mod overrides;
 mod script;
 
 use std::fmt;
@@ -115,6 +123,9 @@ pub(crate) struct RawEntry {
     pub field: String,
     /// The stored value, if the hash still has one.
     pub value: Option<Vec<u8>>,
+    /// The operator's override of the instance as stored, if any (native
+    /// schema).
+    pub override_value: Option<Vec<u8>>,
     /// Time left on the lease (native), or on the whole hash (Hertz).
     pub lease_left: Option<Duration>,
 }
@@ -349,50 +360,4 @@ fn validate_prefix(prefix: &str) -> Result<(), ValidationError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes() {
-        assert!(Keyspace::new(KeySchema::Native, "sd").is_ok());
-        assert!(Keyspace::new(KeySchema::Native, "team-a:sd").is_ok());
-        for bad in ["", "a b", "{x}", "a*", &"p".repeat(65)] {
-            assert!(Keyspace::new(KeySchema::Native, bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn key_names() {
-        assert_eq!(native::instances("sd", "orders"), "sd:{orders}:instances");
-        assert_eq!(native::leases("sd", "orders"), "sd:{orders}:leases");
-        assert_eq!(native::events("sd", "orders"), "sd:{orders}:events");
-        assert_eq!(native::services_key("sd"), "sd:services");
-        let ks = Keyspace::new(KeySchema::Native, "team:sd").unwrap();
-        let channel = ks.events_channel("orders").unwrap();
-        assert_eq!(ks.service_of_channel(&channel), Some("orders"));
-        assert_eq!(ks.service_of_channel("sd:{orders}:events"), None);
-        assert_eq!(ks.service_of_channel("team:sd:{orders}:leases"), None);
-        assert_eq!(
-            hertz::key("hertz.test.demo"),
-            "/hertz/hertz.test.demo/server"
-        );
-    }
-
-    #[test]
-    fn one_upsert_code_per_entry() {
-        assert_eq!(
-            Upserted::from_codes(vec![0, 1, 2], 3).unwrap(),
-            [Upserted::Renewed, Upserted::Created, Upserted::Updated]
-        );
-        // Another count (a proxy, another script) is an error, not a guess.
-        assert!(Upserted::from_codes(vec![1], 2).is_err());
-        assert!(Upserted::from_codes(vec![1, 1], 1).is_err());
-    }
-
-    #[test]
-    fn schema_names() {
-        assert_eq!("hertz".parse::<KeySchema>().unwrap(), KeySchema::Hertz);
-        assert_eq!(KeySchema::default().to_string(), "native");
-        assert!("etcd".parse::<KeySchema>().is_err());
-    }
-}
+mod tests;

@@ -30,6 +30,20 @@ pub(super) fn service_of_events<'a>(prefix: &str, channel: &'a str) -> Option<&'
         .strip_suffix("}:events")
 }
 
+/// The operator's overrides of a service's instances (see `overrides.rs`).
+pub(super) fn overrides(prefix: &str, service: &str) -> String {
+    format!("{prefix}:{{{service}}}:overrides")
+}
+
+/// The keys of the upsert and read scripts: instances, leases, overrides.
+fn service_keys(prefix: &str, service: &str) -> [String; 3] {
+    [
+        instances(prefix, service),
+        leases(prefix, service),
+        overrides(prefix, service),
+    ]
+}
+
 pub(super) fn services_key(prefix: &str) -> String {
     format!("{prefix}:services")
 }
@@ -38,15 +52,16 @@ pub(super) fn services_key(prefix: &str) -> String {
 /// of instances of one service (the registry sends at most
 /// [`UPSERT_BATCH`](super::UPSERT_BATCH) per call).
 ///
-/// KEYS: instances, leases. ARGV: ttl ms, events channel, then addr, json
-/// for each instance. Returns one code per instance, in order: 0 renewed,
+/// KEYS: instances, leases, overrides. ARGV: ttl ms, events channel, then
+/// addr, json for each instance. Returns one code per instance, in order: 0 renewed,
 /// 1 created, 2 updated.
 ///
 /// The lease deadline comes from Redis `TIME`, one clock for every client.
 /// Expired leases of the service are pruned (at most 100 per call, so one
 /// call stays short; the call's own instances are renewed, not pruned) and
-/// announced as `expire` events. Both keys expire a grace period after the
-/// latest lease, so a dead service leaves nothing. Each instance's state is
+/// announced as `expire` events. The keys (the operator's overrides too,
+/// if any) expire a grace period after the latest lease, so a dead
+/// service leaves nothing. Each instance's state is
 /// read before anything is written, so its code and its `register` or
 /// `update` event are what one call for it alone would give.
 const UPSERT: &str = r#"
@@ -83,6 +98,7 @@ local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local gc = tonumber(last[2]) + 60000
 redis.call('PEXPIREAT', KEYS[1], gc)
 redis.call('PEXPIREAT', KEYS[2], gc)
+redis.call('PEXPIREAT', KEYS[3], gc)
 for k, code in ipairs(codes) do
   local addr = ARGV[1 + 2 * k]
   if code == 1 then
@@ -104,19 +120,22 @@ if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 the
 return 1
 "#;
 
-/// Read-only: the live leases joined with their entries.
+/// Read-only: the live leases joined with their entries and the
+/// operator's overrides.
 ///
-/// KEYS: instances, leases. Returns `{now, exists, addr1, deadline1,
-/// json1, …}` where `exists` is 1 if the leases key exists (0 after a
-/// `FLUSHALL`, a restart or a failover that lost it: the resolver's
-/// recovery grace, see `resolver::recovery`) and a missing json is nil
-/// (false in Lua). HMGET is chunked because
-/// Lua's `unpack` is limited to a few thousand values.
+/// KEYS: instances, leases, overrides. Returns `{now, exists, addr1,
+/// deadline1, json1, override1, …}` where `exists` is 1 if the leases key
+/// exists (0 after a `FLUSHALL`, a restart or a failover that lost it: the
+/// resolver's recovery grace, see `resolver::recovery`) and a missing json
+/// or override is nil (false in Lua). Only `HMGET`s and `EXISTS`, so a
+/// read-only ACL user with the commands the README lists runs it. HMGET is
+/// chunked because Lua's `unpack` is limited to a few thousand values.
 const READ: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = redis.call('ZRANGEBYSCORE', KEYS[2], now, '+inf', 'WITHSCORES')
 local out = {now, redis.call('EXISTS', KEYS[2])}
+local overridden = redis.call('EXISTS', KEYS[3]) == 1
 local chunk = 1000
 for i = 1, #live / 2, chunk do
   local addrs = {}
@@ -124,11 +143,16 @@ for i = 1, #live / 2, chunk do
     addrs[#addrs + 1] = live[2 * j - 1]
   end
   local values = redis.call('HMGET', KEYS[1], unpack(addrs))
+  local overrides = {}
+  if overridden then
+    overrides = redis.call('HMGET', KEYS[3], unpack(addrs))
+  end
   for k = 1, #addrs do
     local j = i + k - 1
     out[#out + 1] = live[2 * j - 1]
     out[#out + 1] = live[2 * j]
     out[#out + 1] = values[k]
+    out[#out + 1] = overrides[k] or false
   end
 end
 return out
@@ -151,8 +175,9 @@ pub(super) async fn upsert(
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
     let channel = events(prefix, s);
     let args = with_entries(&[&ttl_ms, &channel], entries);
+    let keys = service_keys(prefix, s);
     UPSERT_SCRIPT
-        .run(&[&instances(prefix, s), &leases(prefix, s)], &args, conn)
+        .run(&keys.each_ref().map(String::as_str), &args, conn)
         .await
 }
 
@@ -209,8 +234,9 @@ pub(super) async fn read(
     service: &ServiceName,
 ) -> RedisResult<ReadReply> {
     let s = service.as_str();
+    let keys = service_keys(prefix, s);
     let reply: Vec<redis::Value> = READ_SCRIPT
-        .run_read_only(&[&instances(prefix, s), &leases(prefix, s)], &[], conn)
+        .run_read_only(&keys.each_ref().map(String::as_str), &[], conn)
         .await?;
     let mut values = reply.into_iter();
     let (Some(now), Some(exists)) = (values.next(), values.next()) else {
@@ -221,14 +247,15 @@ pub(super) async fn read(
     };
     let now: i64 = redis::from_redis_value(now)?;
     let exists: i64 = redis::from_redis_value(exists)?;
-    let mut entries = Vec::with_capacity(values.len() / 3);
-    while let (Some(field), Some(deadline), Some(value)) =
-        (values.next(), values.next(), values.next())
+    let mut entries = Vec::with_capacity(values.len() / 4);
+    while let (Some(field), Some(deadline), Some(value), Some(override_value)) =
+        (values.next(), values.next(), values.next(), values.next())
     {
         let deadline: i64 = redis::from_redis_value(deadline)?;
         entries.push(RawEntry {
             field: redis::from_redis_value(field)?,
             value: redis::from_redis_value(value)?,
+            override_value: redis::from_redis_value(override_value)?,
             lease_left: Some(Duration::from_millis(
                 u64::try_from(deadline.saturating_sub(now)).unwrap_or(0),
             )),

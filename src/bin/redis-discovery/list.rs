@@ -72,8 +72,13 @@ pub(crate) async fn list_instances(
             .lease_left
             .map(|d| format!("{:.1}s", d.as_secs_f64()))
             .unwrap_or_else(|| "-".into());
+        // An operator's override replaced the registered weight.
+        let overridden = l
+            .registered_weight
+            .map(|w| format!("  (override; registered {w})"))
+            .unwrap_or_default();
         out!(
-            "{:<30} {:>6} {:>10}  {}",
+            "{:<30} {:>6} {:>10}  {}{overridden}",
             l.instance.addr(),
             l.instance.weight(),
             lease,
@@ -90,5 +95,6 @@ fn listed_json(l: &Listed) -> serde_json::Value {
         "weight": l.instance.weight(),
         "tags": l.instance.tags(),
         "lease_left_ms": l.lease_left.map(|d| d.as_millis() as u64),
+        "registered_weight": l.registered_weight,
     })
 }

@@ -3,7 +3,7 @@
 //! with what a read brings ([`Read`]), what an event says ([`Event`]) and
 //! what the read task is asked next ([`Completed`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -33,6 +33,9 @@ pub(crate) struct Read {
     /// The listed instances, each with the deadline of its lease (native
     /// schema; `None` where there is no per-instance lease).
     pub instances: Vec<(Instance, Option<Instant>)>,
+    /// Instances that Redis lists but an operator's override disables:
+    /// present, so not kept from the previous list as missed ones are.
+    pub hidden: HashSet<Box<str>>,
     /// When the read started.
     pub read_at: Instant,
     /// The entry's [event generation](super::CacheEntry::begin_read) when the read
@@ -121,8 +124,8 @@ impl ReadState {
     /// The list a read makes, given the `previous` list (the rule of the
     /// module docs of `resolver`): every instance the read lists, except
     /// those an event removed after the read started; plus every instance
-    /// of the previous list that the read does not list and that no event
-    /// removed, until the later of its last known lease and the end of a
+    /// of the previous list that the read does not list, that no event
+    /// removed and that no override [hides](Read::hidden), until the later of its last known lease and the end of a
     /// running recovery grace (the resolver's, [`Read::grace_end`], or the
     /// service's), but no longer than one grace after a read first missed
     /// it. Returns the list and the earliest such deadline among
@@ -161,7 +164,7 @@ impl ReadState {
             // it (an `expire` it ignores leaves a live lease missing).
             let keys_lost = !exist && self.keys_seen && !self.in_grace(None, now);
             let live_lost = !self.in_grace(read.grace_end, now)
-                && self.misses_a_live_lease(previous, &leases, now);
+                && self.misses_a_live_lease(previous, &leases, &read.hidden, now);
             if keys_lost || live_lost {
                 self.start_grace(read.grace, now);
             }
@@ -175,8 +178,11 @@ impl ReadState {
             let Some(&lease) = self.leases.get(addr) else {
                 continue; // removed by an event
             };
-            if leases.contains_key(addr) || self.removed.contains_key(addr) {
-                continue; // listed by this read, or removed by an event
+            if leases.contains_key(addr)
+                || self.removed.contains_key(addr)
+                || read.hidden.contains(addr)
+            {
+                continue; // listed by this read, removed by an event, or disabled
             }
             let missed_since = self.missed.get(addr).copied().unwrap_or(now);
             let grace_end = grace_end.map(|end| end.min(later(missed_since, read.grace)));
@@ -238,17 +244,19 @@ impl ReadState {
     }
 
     /// Whether an instance of `previous` that the read did not list
-    /// (`listed`) has a known lease that has not run out at `now`, and no
-    /// event removed it.
+    /// (`listed`) nor found disabled (`hidden`) has a known lease that has
+    /// not run out at `now`, and no event removed it.
     fn misses_a_live_lease(
         &self,
         previous: &[Instance],
         listed: &HashMap<Box<str>, Option<Instant>>,
+        hidden: &HashSet<Box<str>>,
         now: Instant,
     ) -> bool {
         previous.iter().any(|instance| {
             let addr = instance.addr();
             !listed.contains_key(addr)
+                && !hidden.contains(addr)
                 && !self.removed.contains_key(addr)
                 && self
                     .leases

@@ -230,3 +230,28 @@ async fn removals_announced_while_a_read_runs_are_bounded() {
     cache.complete(&e, Ok(leased(&e, &[("h:1", 10)])));
     assert_eq!(listed(&e), ["h:1", "h:3"]);
 }
+
+/// An instance an override disables is hidden at once, though its lease
+/// runs (not kept as a missed one, no grace started), and back when the
+/// override goes.
+#[tokio::test(start_paused = true)]
+async fn a_disabled_instance_is_hidden_while_its_lease_runs_and_back_after() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
+    e.on_event(Event::Other, None); // `override`
+    let mut disabled = leased(&e, &[("h:1", 10)]);
+    disabled.hidden.insert(Box::from("h:2"));
+    let done = cache.complete(&e, Ok(disabled));
+    assert_eq!(listed(&e), ["h:1"]);
+    assert_eq!(done.recheck, None, "nothing kept");
+    // No grace was started: a later read missing h:1 for real keeps it
+    // only for its lease, and h:2 stays hidden.
+    let mut again = leased(&e, &[("h:1", 10)]);
+    again.hidden.insert(Box::from("h:2"));
+    cache.complete(&e, Ok(again));
+    assert_eq!(listed(&e), ["h:1"]);
+    e.on_event(Event::Other, None);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 10), ("h:2", 10)])));
+    assert_eq!(listed(&e), ["h:1", "h:2"], "enabled again");
+}

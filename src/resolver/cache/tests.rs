@@ -18,6 +18,7 @@ pub(super) fn read(addrs: &[&str]) -> Read {
             .iter()
             .map(|a| (Instance::new(a).unwrap(), None))
             .collect(),
+        hidden: Default::default(),
         read_at: Instant::now(),
         generation: 0,
         keys_exist: None,
@@ -87,6 +88,7 @@ pub(super) fn leased(e: &CacheEntry, leases: &[(&str, u64)]) -> Read {
                 (Instance::new(a).unwrap(), Some(deadline))
             })
             .collect(),
+        hidden: Default::default(),
         read_at: now,
         generation: e.begin_read(),
         keys_exist: Some(true),

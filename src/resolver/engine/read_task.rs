@@ -3,6 +3,7 @@
 //! schedules the re-read that drops kept instances, and records outages
 //! for the recovery grace.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::SemaphorePermit;
@@ -121,19 +122,24 @@ impl ResolverEngine {
         let answered = Instant::now();
         self.recovery.answered(answered);
         let leased = self.keyspace.schema() == KeySchema::Native;
-        let instances = self
-            .decode(service, entries, Some(entry.skipped()))
-            .map(|(instance, lease_left)| {
-                // Counted from the start of the read: a little early, never
-                // late.
-                let deadline = lease_left
-                    .filter(|_| leased)
-                    .and_then(|left| read_at.checked_add(left));
-                (instance, deadline)
-            })
-            .collect();
+        let mut instances = Vec::new();
+        let mut hidden = HashSet::new();
+        for decoded in self.decode(service, entries, Some(entry.skipped())) {
+            if decoded.disabled {
+                hidden.insert(Box::from(decoded.instance.addr()));
+                continue;
+            }
+            // Counted from the start of the read: a little early, never
+            // late.
+            let deadline = decoded
+                .lease_left
+                .filter(|_| leased)
+                .and_then(|left| read_at.checked_add(left));
+            instances.push((decoded.instance, deadline));
+        }
         Ok(Read {
             instances,
+            hidden,
             read_at,
             generation,
             keys_exist,

@@ -11,6 +11,7 @@ use crate::connection::{self, CallError};
 use crate::error::{RedisFailure, ResolveError};
 use crate::instance::{Instance, ServiceName};
 use crate::metrics::{redis_error, RedisOperation};
+use crate::registry::Override;
 use crate::resolver::cache::CacheEntry;
 use crate::resolver::skipped::{self, SkippedEntries};
 use crate::resolver::snapshot::{Listed, Snapshot};
@@ -24,7 +25,11 @@ impl ResolverEngine {
     ) -> Result<Snapshot, ResolveError> {
         let read_at = Instant::now();
         let raw = self.read(service).await?.entries;
-        let instances: Vec<Instance> = self.decode_uncached(service, raw).map(|(i, _)| i).collect();
+        let instances: Vec<Instance> = self
+            .decode_uncached(service, raw)
+            .filter(|d| !d.disabled)
+            .map(|d| d.instance)
+            .collect();
         Ok(Snapshot::read_at_instant(
             service.clone(),
             instances,
@@ -41,9 +46,11 @@ impl ResolverEngine {
         let raw = self.read(service).await?.entries;
         let mut listed: Vec<Listed> = self
             .decode_uncached(service, raw)
-            .map(|(instance, lease_left)| Listed {
-                instance,
-                lease_left,
+            .filter(|d| !d.disabled)
+            .map(|d| Listed {
+                instance: d.instance,
+                lease_left: d.lease_left,
+                registered_weight: d.registered_weight,
             })
             .collect();
         listed.sort_by(|a, b| a.instance.addr().cmp(b.instance.addr()));
@@ -96,7 +103,7 @@ impl ResolverEngine {
         &self,
         service: &ServiceName,
         raw: Vec<RawEntry>,
-    ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
+    ) -> impl Iterator<Item = Decoded> {
         let entry = self.cache.get(service.as_str());
         self.decode(service, raw, entry.as_deref().map(CacheEntry::skipped))
     }
@@ -104,17 +111,19 @@ impl ResolverEngine {
     /// Decodes entries, skipping corrupt ones and those the address policy
     /// refuses: with one warning per entry while it stays if `warned` (the
     /// cache entry's memory) is given, else with a warning at this read.
+    /// The operator's overrides are applied; disabled instances are
+    /// returned marked, for the cache to hide.
     pub(super) fn decode(
         &self,
         service: &ServiceName,
         raw: Vec<RawEntry>,
         warned: Option<&SkippedEntries>,
-    ) -> impl Iterator<Item = (Instance, Option<Duration>)> {
+    ) -> impl Iterator<Item = Decoded> {
         let mut skipped = Vec::new();
         let mut decoded = Vec::with_capacity(raw.len());
         for entry in raw {
             match self.keyspace.decode(&entry) {
-                Ok(instance) => decoded.push((instance, entry.lease_left)),
+                Ok(instance) => decoded.push(Decoded::new(instance, &entry)),
                 Err(error) => skipped.push((entry.field, error)),
             }
         }
@@ -123,6 +132,44 @@ impl ResolverEngine {
             None => skipped::warn_all(service, skipped),
         }
         decoded.into_iter()
+    }
+}
+
+/// One decoded entry, with the operator's override applied.
+pub(super) struct Decoded {
+    /// The instance as resolvers serve it (an overridden weight applied).
+    pub(super) instance: Instance,
+    /// Time left on its lease.
+    pub(super) lease_left: Option<Duration>,
+    /// The weight its owner registered, when an override replaced it.
+    pub(super) registered_weight: Option<u32>,
+    /// An override hides it.
+    pub(super) disabled: bool,
+}
+
+impl Decoded {
+    /// An override that this version cannot read is ignored: the
+    /// instance is served as registered (the registry's listing warns
+    /// about it).
+    fn new(instance: Instance, entry: &RawEntry) -> Self {
+        let overridden = entry
+            .override_value
+            .as_deref()
+            .and_then(Override::from_json);
+        let registered = instance.weight();
+        let (instance, registered_weight, disabled) = match overridden {
+            Some(Override::Weight(weight)) => {
+                (instance.with_weight(weight), Some(registered), false)
+            }
+            Some(Override::Disabled) => (instance, None, true),
+            None => (instance, None, false),
+        };
+        Decoded {
+            instance,
+            lease_left: entry.lease_left,
+            registered_weight,
+            disabled,
+        }
     }
 }
 
