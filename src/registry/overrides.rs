@@ -30,7 +30,9 @@ use crate::schema::KeySchema;
 #[non_exhaustive]
 pub enum Override {
     /// Serve the instance with this weight instead of the registered one;
-    /// `0` drains it: listed, never picked.
+    /// `0` drains it: listed, never picked. An instance whose owner
+    /// registers weight 0 (draining itself: shutting down, not ready)
+    /// stays drained whatever this weight: a drain from either side holds.
     Weight(u32),
     /// Hide the instance from every resolver, as if it were not
     /// registered.
@@ -54,11 +56,14 @@ impl Override {
     /// Reads the stored form; `None` for anything else (a value written
     /// by hand, or by a later version with kinds this one does not know):
     /// resolvers then serve the instance as registered.
+    ///
+    /// Other fields beside `weight` or `disabled` are ignored: a later
+    /// version that adds one (a reason, an author) must not bring a
+    /// drained or disabled instance back into this version's rotation.
     pub(crate) fn from_json(json: &[u8]) -> Option<Self> {
         /// Longer than any override this crate writes.
         const MAX_LEN: usize = 256;
         #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
         struct Stored {
             weight: Option<u32>,
             disabled: Option<bool>,
@@ -96,9 +101,12 @@ impl RedisRegistry {
     /// heartbeats, until [`clear_override`](Self::clear_override). It
     /// replaces the instance's previous override, if any.
     ///
-    /// The address need not be registered now: the override waits for it.
-    /// Returns whether an instance at `addr` is registered now (a `false`
-    /// may be a typo). Fails with [`RegistryError::OverridesUnsupported`]
+    /// The address need not be registered now: the override waits for it
+    /// as long as the service's keys live (a minute after the latest
+    /// lease of any of its instances; a minute from now if none has one,
+    /// so an override set before a service's first instance starts is
+    /// gone if that takes longer). Returns whether an instance at `addr`
+    /// is registered now (a `false` may be a typo). Fails with [`RegistryError::OverridesUnsupported`]
     /// in the Hertz schema and with [`RegistryError::Invalid`] for a name
     /// or address the registry refuses, writing nothing.
     ///
@@ -117,8 +125,10 @@ impl RedisRegistry {
     /// # Cancel safety
     ///
     /// One script call, atomic in Redis: dropping the future leaves the
-    /// override written whole or not at all. Setting it again is harmless
-    /// (no event when nothing changes).
+    /// override written whole or not at all. So does a timeout (a
+    /// [`RegistryError`] after the call was sent): the override may be
+    /// written all the same. Setting it again is harmless (no event when
+    /// nothing changes).
     pub async fn set_override<S>(
         &self,
         service: S,
@@ -200,7 +210,7 @@ impl RedisRegistry {
         let stored = timed(self.state.call_deadline(), (), call).await?;
         let mut all = Vec::new();
         for (name, stored) in stored {
-            // A name written by hand that is no service name: skipped.
+            // Only service names are read (see `Keyspace::all_overrides`).
             let Ok(service) = ServiceName::new(&name) else {
                 continue;
             };
@@ -262,6 +272,15 @@ mod tests {
         ] {
             assert_eq!(Override::from_json(value.to_json().as_bytes()), Some(value));
         }
+        // A field a later version may add does not undo the override.
+        assert_eq!(
+            Override::from_json(br#"{"weight":0,"reason":"disk swap"}"#),
+            Some(Override::drain())
+        );
+        assert_eq!(
+            Override::from_json(br#"{"disabled":true,"by":"ops"}"#),
+            Some(Override::Disabled)
+        );
         assert_eq!(Override::drain().to_json(), r#"{"weight":0}"#);
         for unreadable in [
             &br#"{}"#[..],

@@ -47,7 +47,8 @@
 //!   field, while they stay (not one per read). The operator's
 //!   [overrides](crate::Override) are read with the entries (`HMGET`, so
 //!   the same read-only user reads them) and applied: an overridden weight
-//!   replaces the registered one, a disabled instance is left out.
+//!   replaces the registered one (but not an owner's own drain, weight
+//!   0), a disabled instance is left out.
 //! * **Single flight.** At most one read per service runs at a time. Callers
 //!   that miss join the running read and all get its result.
 //! * **Bounded waits.** A caller that misses waits at most the connect

@@ -328,7 +328,8 @@ pub struct Listed {
     pub lease_left: Option<Duration>,
     /// The weight its owner registered, when an operator's
     /// [`Override`](crate::Override) replaced it (`instance` has the
-    /// weight served); `None` without an override.
+    /// weight served); `None` without an override, and when the owner
+    /// registered weight 0 (its own drain holds).
     pub registered_weight: Option<u32>,
 }
 

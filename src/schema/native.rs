@@ -130,6 +130,9 @@ return 1
 /// or override is nil (false in Lua). Only `HMGET`s and `EXISTS`, so a
 /// read-only ACL user with the commands the README lists runs it. HMGET is
 /// chunked because Lua's `unpack` is limited to a few thousand values.
+/// An overrides key that is no hash (written by hand) is read as no
+/// overrides: it must not make the service unresolvable (the registry's
+/// listing of overrides fails on it, so an operator sees it).
 const READ: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -145,7 +148,13 @@ for i = 1, #live / 2, chunk do
   local values = redis.call('HMGET', KEYS[1], unpack(addrs))
   local overrides = {}
   if overridden then
-    overrides = redis.call('HMGET', KEYS[3], unpack(addrs))
+    overrides = redis.pcall('HMGET', KEYS[3], unpack(addrs))
+    if overrides.err then
+      if not string.find(overrides.err, 'WRONGTYPE', 1, true) then
+        return redis.error_reply(overrides.err)
+      end
+      overridden, overrides = false, {}
+    end
   end
   for k = 1, #addrs do
     local j = i + k - 1

@@ -27,21 +27,25 @@ use crate::instance::ServiceName;
 /// expires a grace period (60 s, as in the upsert script) after the
 /// service's latest lease, or from now if it has none. Returns 1 if an
 /// instance at the address holds a live lease now, else 0.
+///
+/// Everything that can fail (a key of another type) is read before the
+/// first write: Redis does not roll a script back, and an `HSET` whose
+/// `PEXPIREAT` never ran would leave a key that never expires.
 const SET: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local last = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 local gc = now + 60000
 if last[2] and tonumber(last[2]) + 60000 > now then
   gc = tonumber(last[2]) + 60000
 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('PEXPIREAT', KEYS[1], gc)
 if old ~= ARGV[2] then
   redis.call('PUBLISH', ARGV[3], '{"event":"override","addr":"' .. ARGV[1] .. '"}')
 end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
 if score and tonumber(score) >= now then return 1 end
 return 0
 "#;
@@ -137,6 +141,9 @@ impl Keyspace {
             .arg(services_key(prefix))
             .query_async(conn)
             .await?;
+        // A name written by hand that is no service name is not read: its
+        // key could be anything (`a}b` makes `PREFIX:{a}b}:overrides`).
+        names.retain(|name| ServiceName::new(name).is_ok());
         names.sort();
         names.dedup();
         // Each key on its own (keys of other services live in other

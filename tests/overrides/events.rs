@@ -86,3 +86,43 @@ async fn a_drain_removes_the_instance_from_a_tower_discover() {
         }
     }
 }
+
+/// Disabling a service's only instance empties the cached list, yet the
+/// service stays subscribed (not a negative entry): the clear comes back
+/// by its event, with refresh and negative-cache times of an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_instance_disabled_then_enabled_comes_back_by_event() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = registry
+        .register("orders", Instance::new("10.0.0.7:8080").unwrap())
+        .await
+        .unwrap();
+    let resolver = RedisResolver::builder(redis.url())
+        .refresh_interval(Duration::from_secs(3600))
+        .negative_ttl(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let orders = redis_discovery::ServiceName::new("orders").unwrap();
+    assert_eq!(resolver.resolve(&orders).await.unwrap().len(), 1);
+    registry
+        .set_override("orders", "10.0.0.7:8080", Override::Disabled)
+        .await
+        .unwrap();
+    eventually("the only instance hidden", || async {
+        resolver
+            .cached("orders")
+            .is_some_and(|s| s.instances().is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(registry
+        .clear_override("orders", "10.0.0.7:8080")
+        .await
+        .unwrap());
+    eventually("back by the clear's event", || async {
+        (cached_weight(&resolver, "10.0.0.7:8080") == Some(10)).then_some(())
+    })
+    .await;
+}

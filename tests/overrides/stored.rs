@@ -151,3 +151,102 @@ async fn inputs_are_checked_and_every_service_is_listed() {
         10
     );
 }
+
+/// A set that fails (here: a leases key of another type, written by
+/// hand) writes nothing, so it cannot leave an overrides key that never
+/// expires (Redis does not roll a failed script back).
+#[tokio::test]
+async fn a_failed_set_leaves_no_key_without_expiry() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    redis.cmd::<()>(&["SET", "sd:{orders}:leases", "not a sorted set"]);
+    let failed = registry
+        .set_override("orders", "10.0.0.7:8080", Override::drain())
+        .await;
+    assert!(
+        matches!(failed, Err(RegistryError::Redis { .. })),
+        "{failed:?}"
+    );
+    let exists: i64 = redis.cmd(&["EXISTS", "sd:{orders}:overrides"]);
+    assert_eq!(exists, 0, "half an override written");
+}
+
+/// A name in the services index that is no service name (written by
+/// hand) is skipped, not read: its key may hold anything, and one bad
+/// member must not fail the whole listing.
+#[tokio::test]
+async fn a_junk_name_in_the_index_does_not_fail_the_listing() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _o = registry
+        .register("orders", Instance::new("10.0.0.1:80").unwrap())
+        .await
+        .unwrap();
+    registry
+        .set_override("orders", "10.0.0.1:80", Override::drain())
+        .await
+        .unwrap();
+    redis.cmd::<()>(&["SADD", "sd:services", "a}b"]);
+    redis.cmd::<()>(&["SET", "sd:{a}b}:overrides", "not a hash"]);
+    let all = registry.all_overrides().await.unwrap();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].1, "10.0.0.1:80");
+}
+
+/// An owner that drains itself (weight 0: shutting down, not ready) stays
+/// drained under an operator's weight; its registered weight back, the
+/// operator's weight applies again.
+#[tokio::test]
+async fn an_owners_own_drain_holds_under_an_operators_weight() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let addr = "10.0.0.7:8080";
+    let owned = registry
+        .register("orders", Instance::new(addr).unwrap())
+        .await
+        .unwrap();
+    registry
+        .set_override("orders", addr, Override::Weight(5))
+        .await
+        .unwrap();
+    owned
+        .update(Instance::new(addr).unwrap().with_weight(0))
+        .await
+        .unwrap();
+    let resolver = resolver(&redis.url()).await;
+    let fetched = resolver.fetch("orders").await.unwrap();
+    assert_eq!(
+        fetched.instances()[0].weight(),
+        0,
+        "the owner's drain holds"
+    );
+    let listed = resolver.list("orders").await.unwrap();
+    assert_eq!(listed[0].instance.weight(), 0);
+    assert_eq!(listed[0].registered_weight, None);
+
+    owned
+        .update(Instance::new(addr).unwrap().with_weight(10))
+        .await
+        .unwrap();
+    let listed = resolver.list("orders").await.unwrap();
+    assert_eq!(listed[0].instance.weight(), 5, "the operator's weight");
+    assert_eq!(listed[0].registered_weight, Some(10));
+}
+
+/// An overrides key of another type (written by hand) is read as no
+/// overrides: the service stays resolvable. The listing fails on it, so
+/// an operator sees it.
+#[tokio::test]
+async fn an_overrides_key_of_another_type_does_not_break_resolving() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = registry
+        .register("orders", Instance::new("10.0.0.7:8080").unwrap())
+        .await
+        .unwrap();
+    redis.cmd::<()>(&["SET", "sd:{orders}:overrides", "not a hash"]);
+    let resolver = resolver(&redis.url()).await;
+    let fetched = resolver.fetch("orders").await.unwrap();
+    assert_eq!(fetched.instances()[0].weight(), 10);
+    assert!(registry.overrides("orders").await.is_err());
+}

@@ -14,6 +14,8 @@ pub mod http_server;
 pub mod list_watch;
 pub mod load;
 pub mod outage;
+#[cfg(feature = "cli")]
+pub mod proxy;
 pub mod recorder;
 
 use std::collections::HashMap;

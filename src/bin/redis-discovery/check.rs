@@ -36,7 +36,7 @@ pub(crate) struct CheckArgs {
 }
 
 /// `5s`, `500ms`, `2m`, `1h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

@@ -78,7 +78,9 @@ pub(crate) async fn list(g: &Global, service: Option<&str>, json: bool) -> Resul
                 let mut row = serde_json::json!({"service": s.as_str(), "addr": addr});
                 match value {
                     Override::Weight(w) => row["weight"] = (*w).into(),
-                    _ => row["disabled"] = true.into(),
+                    Override::Disabled => row["disabled"] = true.into(),
+                    // A kind added later: named, not taken for another.
+                    other => row["override"] = other.to_string().into(),
                 }
                 row
             })

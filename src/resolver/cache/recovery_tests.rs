@@ -171,3 +171,18 @@ async fn graces_that_follow_one_another_keep_a_missed_instance_one_grace_at_most
         tokio::time::advance(Duration::from_secs(3)).await;
     }
 }
+
+/// A read during a recovery grace that finds an instance disabled by an
+/// override drops it at once: Redis answered for it, it is not missed.
+#[tokio::test(start_paused = true)]
+async fn during_a_recovery_grace_a_disabled_instance_leaves_at_once() {
+    let cache = Cache::new(None, NEGATIVE_TTL);
+    let (e, _) = cache.get_or_insert(&name("a"), || None, 0);
+    cache.complete(&e, Ok(leased(&e, &[("h:1", 3), ("h:2", 3)])));
+    let grace_end = Instant::now() + Duration::from_secs(10);
+    let mut back = recovering(leased(&e, &[("h:1", 3)]), true, Some(grace_end));
+    back.hidden.insert(Box::from("h:2"));
+    let done = cache.complete(&e, Ok(back));
+    assert_eq!(listed(&e), ["h:1"]);
+    assert_eq!(done.recheck, None, "nothing kept");
+}

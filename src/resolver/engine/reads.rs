@@ -158,11 +158,14 @@ impl Decoded {
             .and_then(Override::from_json);
         let registered = instance.weight();
         let (instance, registered_weight, disabled) = match overridden {
-            Some(Override::Weight(weight)) => {
+            // An owner's own drain (weight 0: shutting down, not ready)
+            // wins over an operator's weight, as the operator's drain wins
+            // over the owner's weight: a drain from either side holds.
+            Some(Override::Weight(weight)) if registered != 0 => {
                 (instance.with_weight(weight), Some(registered), false)
             }
             Some(Override::Disabled) => (instance, None, true),
-            None => (instance, None, false),
+            Some(Override::Weight(_)) | None => (instance, None, false),
         };
         Decoded {
             instance,

@@ -1,0 +1,113 @@
+//! The accept loop: HTTP/1.1 and h2c on one port, at most
+//! `--max-connections` connections, and a graceful drain on SIGINT/SIGTERM.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::forwarding::Proxy;
+use super::headers::Downstream;
+use super::Limits;
+use crate::{shutdown_signal, Error};
+
+/// How long a client may take to send a request's headers, and how long
+/// an idle keep-alive connection is kept (hyper's HTTP/1 header timer runs
+/// while it waits for the next request too).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an HTTP/2 connection is pinged (hyper closes it when a ping
+/// goes unanswered for 20 s).
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// After a failed `accept` (out of file descriptors), the pause before the
+/// next, so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Serves until SIGINT/SIGTERM, then stops accepting and waits up to the
+/// drain timeout for the requests in flight.
+pub(crate) async fn serve(proxy: Proxy, limits: Limits) -> Result<(), Error> {
+    let listener = TcpListener::bind(proxy.listen())
+        .await
+        .map_err(|e| format!("--listen {}: {e}", proxy.listen()))?;
+    let local = listener.local_addr()?;
+    out!("proxy listening on {local}");
+    let proxy = Arc::new(proxy);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    // HTTP/2 has no header timer: pings find connections whose client is
+    // gone (an idle live one stays, within --max-connections).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        // At the limit, stop accepting: the kernel's backlog holds the
+        // next connections until one ends.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot?,
+            _ = &mut stop => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        // One `Arc` clone per request.
+        let connection = Arc::new((proxy.clone(), Downstream::new(peer)));
+        let service = service_fn(move |req| {
+            let connection = connection.clone();
+            async move {
+                let (proxy, client) = &*connection;
+                Ok::<_, Infallible>(proxy.handle(client, req).await)
+            }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Errors are the client's (a reset, a malformed request, a
+            // header timeout): nothing to do but close.
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    out!(
+        "proxy stopping: draining {open} connections (at most {:?})",
+        limits.drain_timeout
+    );
+    match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => out!("proxy stopped"),
+        Err(_) => {
+            tracing::warn!(
+                timeout = ?limits.drain_timeout,
+                "requests still in flight at the end of the drain timeout were cut"
+            );
+            out!("proxy stopped (drain timeout reached)");
+        }
+    }
+    Ok(())
+}

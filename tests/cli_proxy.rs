@@ -1,0 +1,312 @@
+//! `redis-discovery proxy`: curl-style requests reach the instances by
+//! weight, a killed instance fails no GET, and errors, headers, `/healthz` and the connection limit are as documented.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::http_server::RefusingPort;
+use support::proxy::{raw, read, register, start_proxy, wait_routed, ProxyConnection, Upstream};
+use support::{eventually, RedisServer, DEADLINE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_and_absolute_form_requests_reach_instances_by_weight() {
+    let redis = RedisServer::start();
+    let upstreams = [
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    ];
+    let weights = [1u32, 3, 6];
+    let mut registrations = Vec::new();
+    for (u, w) in upstreams.iter().zip(weights) {
+        registrations.push(register(&redis, "orders", u.addr(), w).await);
+    }
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 3).await;
+    for u in &upstreams {
+        u.take_seen();
+    }
+
+    const PER_FORM: usize = 1500;
+    let counts: Arc<std::sync::Mutex<HashMap<String, u64>>> = Arc::default();
+    let mut tasks = Vec::new();
+    // Two connections per form: `curl -H 'Host: orders' PROXY/v1/items`
+    // and `curl -x PROXY http://orders/v1/items`.
+    for (uri, host) in [
+        ("/v1/items", Some("orders")),
+        ("/v1/items", Some("orders")),
+        ("http://orders/v1/items", None),
+        ("http://orders/v1/items", None),
+    ] {
+        let (addr, counts) = (proxy.addr, counts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = ProxyConnection::open(addr).await;
+            for _ in 0..PER_FORM / 2 {
+                let (status, body) = read(client.get(uri, host).await.unwrap()).await;
+                assert_eq!(status, 200, "{body}");
+                *counts.lock().unwrap().entry(body).or_default() += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let counts = counts.lock().unwrap().clone();
+    let n = (2 * PER_FORM) as f64;
+    for (u, w) in upstreams.iter().zip(weights) {
+        let p = f64::from(w) / 10.0;
+        let got = counts.get(&u.addr().to_string()).copied().unwrap_or(0) as f64;
+        let sd = (n * p * (1.0 - p)).sqrt();
+        assert!(
+            (got - n * p).abs() <= 5.0 * sd,
+            "weight {w}: {got} of {n}, expected {} ± {}",
+            n * p,
+            5.0 * sd
+        );
+    }
+    // The instances saw the requests in origin-form, with `Host: orders`.
+    for u in &upstreams {
+        for seen in u.take_seen() {
+            assert_eq!(seen.uri, "/v1/items");
+            assert_eq!(seen.headers["host"], "orders");
+        }
+    }
+    drop(registrations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_fails_no_get() {
+    let redis = RedisServer::start();
+    let mut upstreams = vec![
+        Upstream::start().await,
+        Upstream::start().await,
+        Upstream::start().await,
+    ];
+    let mut registrations = Vec::new();
+    for u in &upstreams {
+        registrations.push(register(&redis, "orders", u.addr(), 10).await);
+    }
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 3).await;
+
+    let (ok, failed, stop) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (ok, failed, stop, addr) = (ok.clone(), failed.clone(), stop.clone(), proxy.addr);
+        tasks.push(tokio::spawn(async move {
+            let mut client = ProxyConnection::open(addr).await;
+            while !stop.load(Ordering::SeqCst) {
+                match client.get("/v1/items", Some("orders")).await {
+                    Ok(response) if response.status() == 200 => {
+                        read(response).await;
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => {
+                        eprintln!("failed GET: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        client = ProxyConnection::open(addr).await;
+                    }
+                }
+            }
+        }));
+    }
+    eventually("GETs before the kill", || {
+        let ok = ok.load(Ordering::SeqCst);
+        async move { (ok >= 200).then_some(()) }
+    })
+    .await;
+    // Killed, not deregistered: its entry stays until its lease ends.
+    let mut killed = upstreams.remove(0);
+    killed.crash().await;
+    let after = ok.load(Ordering::SeqCst);
+    eventually("GETs after the kill", || {
+        let ok = ok.load(Ordering::SeqCst);
+        async move { (ok >= after + 1000).then_some(()) }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let log = proxy.log();
+    let failures: Vec<_> = log.iter().filter(|l| !l.contains("status=200")).collect();
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "{failures:#?}");
+    drop(registrations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_stripped_and_forwarding_headers_added() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    upstream.take_seen();
+
+    let answer = raw(
+        proxy.addr,
+        "GET http://orders/hop?x=1 HTTP/1.1\r\nHost: orders\r\n\
+         Connection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp5\r\nTE: trailers\r\n\
+         Upgrade: websocket\r\nX-Forwarded-For: 10.9.8.7\r\nX-Kept: yes\r\n\r\n",
+    )
+    .await;
+    let (head, _) = answer.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nx-kept: yes"), "{head}");
+    for stripped in ["x-secret", "keep-alive", "proxy-authenticate", "upgrade"] {
+        assert!(
+            !head.contains(&format!("\r\n{stripped}:")),
+            "{stripped} in {head}"
+        );
+    }
+
+    let seen = upstream.take_seen();
+    assert_eq!(seen.len(), 1);
+    let seen = &seen[0];
+    assert_eq!(seen.uri, "/hop?x=1");
+    let h = &seen.headers;
+    for stripped in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "upgrade",
+        "transfer-encoding",
+    ] {
+        assert!(
+            !h.contains_key(stripped),
+            "{stripped} reached the instance: {h:?}"
+        );
+    }
+    assert_eq!(h["host"], "orders");
+    assert_eq!(h["x-kept"], "yes");
+    assert_eq!(h["x-forwarded-for"], "10.9.8.7, 127.0.0.1");
+    assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_http_answers() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let refusing = RefusingPort::new();
+    let _slow = register(&redis, "slow", upstream.addr(), 10).await;
+    // A known service with no instance that may be picked.
+    let _drained = register(&redis, "drained", upstream.addr(), 0).await;
+    let _refusing = register(&redis, "refusing", refusing.addr(), 10).await;
+    let proxy = start_proxy(&redis, &["--attempt-timeout", "300ms"]);
+    let mut client = ProxyConnection::open(proxy.addr).await;
+
+    let response = client.get("/", Some("drained")).await.unwrap();
+    assert_eq!(response.headers()["retry-after"], "5");
+    let (status, body) = read(response).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "no live instance of service drained\n")
+    );
+
+    let (status, body) = read(client.get("/", Some("refusing")).await.unwrap()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (502, "no instance of service refusing answered\n")
+    );
+
+    let (status, body) = read(client.get("/hang", Some("slow")).await.unwrap()).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body, "no instance of service slow answered within 300ms\n");
+
+    let answer = raw(proxy.addr, "GET /v1 HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = raw(
+        proxy.addr,
+        "CONNECT orders:80 HTTP/1.1\r\nHost: orders:80\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let answer = raw(
+        proxy.addr,
+        "GET https://slow/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_for_the_proxy_itself_only() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    let own = proxy.addr.to_string();
+    for host in [None, Some(own.as_str()), Some("localhost")] {
+        let mut client = ProxyConnection::open(proxy.addr).await;
+        let (status, body) = read(client.get("/healthz", host).await.unwrap()).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{host:?}");
+    }
+    // `Host: orders`: the service's own /healthz.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let (status, body) = read(client.get("/healthz", Some("orders")).await.unwrap()).await;
+    assert_eq!((status, body), (200, upstream.addr().to_string()));
+    assert_eq!(upstream.take_seen()[0].uri, "/healthz");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_the_next_connection_waits() {
+    let redis = RedisServer::start();
+    let proxy = start_proxy(&redis, &["--max-connections", "2"]);
+    // Two connections, each proven accepted by an answer.
+    let mut first = ProxyConnection::open(proxy.addr).await;
+    let mut second = ProxyConnection::open(proxy.addr).await;
+    for client in [&mut first, &mut second] {
+        let (status, _) = read(client.get("/healthz", None).await.unwrap()).await;
+        assert_eq!(status, 200);
+    }
+    // The third waits in the backlog: no answer while both are open.
+    let third = tokio::spawn(async move {
+        let mut client = ProxyConnection::open(proxy.addr).await;
+        read(client.get("/healthz", None).await.unwrap()).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    drop(first);
+    let (status, _) = tokio::time::timeout(DEADLINE, third)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(second);
+}
+
+#[test]
+fn flags_are_validated() {
+    let redis = "redis://127.0.0.1:1";
+    for (args, error) in [
+        (&["--max-connections", "0"][..], "--max-connections 0"),
+        (&["--attempt-timeout", "0s"][..], "--attempt-timeout"),
+        (&["--drain-timeout", "2h"][..], "--drain-timeout"),
+        (&["--tag", "zone"][..], "--tag \"zone\""),
+        (&["--balance", "fastest"][..], "fastest"),
+    ] {
+        let mut all = vec!["proxy"];
+        all.extend_from_slice(args);
+        let out = support::cli::cli(redis, &all);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = support::cli::stderr(&out);
+        assert!(stderr.contains(error), "{args:?}: {stderr}");
+    }
+    let help = support::cli::cli(redis, &["proxy", "--help"]);
+    assert!(help.status.success());
+    assert!(support::cli::stdout(&help).contains("--max-connections"));
+}

@@ -1,0 +1,91 @@
+//! `redis-discovery proxy` is no open proxy: a host that is not a
+//! registered service is refused (403) without connecting anywhere, a
+//! flood of made-up hosts costs Redis next to nothing, and a service
+//! registered after the proxy started is reachable within a second.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::proxy::{read, register, start_proxy, wait_routed, ProxyConnection, Upstream};
+use support::{eventually, RedisServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_that_are_not_services_are_refused_without_connecting() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    // A server the proxy must never connect to.
+    let bystander = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = bystander.local_addr().unwrap().port();
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    upstream.take_seen();
+
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let absolute = format!("http://127.0.0.1:{port}/");
+    let localhost = format!("localhost:{port}");
+    let with_port = format!("orders:{port}");
+    let cases = [
+        (absolute.as_str(), None),
+        ("/", Some(localhost.as_str())),
+        ("/", Some(with_port.as_str())),
+        ("http://example.com/", None),
+        ("/", Some("unknown-service")),
+    ];
+    for (uri, host) in cases {
+        let (status, body) = read(client.get(uri, host).await.unwrap()).await;
+        assert_eq!(status, 403, "{uri} {host:?}: {body}");
+        assert!(body.contains("is not a registered service"), "{body}");
+        assert_eq!(body.lines().count(), 1, "{body}");
+    }
+    // Nothing connected to the bystander (a connection would be queued).
+    let accepted = tokio::time::timeout(Duration::from_millis(200), bystander.accept()).await;
+    assert!(accepted.is_err(), "the proxy connected to a non-service");
+    // Nor did `orders:PORT` reach orders.
+    assert!(upstream.take_seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_hosts_lists_the_registry_at_most_once_a_second() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    let (listings, reads) = (redis.calls("smembers"), redis.calls("evalsha"));
+    let started = Instant::now();
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    for i in 0..300 {
+        let host = format!("made-up-{i}");
+        let (status, _) = read(client.get("/", Some(&host)).await.unwrap()).await;
+        assert_eq!(status, 403, "{host}");
+    }
+    let seconds = started.elapsed().as_secs();
+    let listed = redis.calls("smembers") - listings;
+    assert!(listed <= seconds + 2, "{listed} listings in {seconds} s");
+    // No resolver read per made-up host (a periodic refresh may run).
+    let read_ = redis.calls("evalsha") - reads;
+    assert!(read_ <= 2 * seconds + 4, "{read_} reads in {seconds} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_registered_after_a_refusal_is_reachable_soon() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let proxy = start_proxy(&redis, &[]);
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let (status, _) = read(client.get("/", Some("late")).await.unwrap()).await;
+    assert_eq!(status, 403);
+    let _late = register(&redis, "late", upstream.addr(), 10).await;
+    eventually("late to be proxied", || {
+        let addr = proxy.addr;
+        async move {
+            let mut client = ProxyConnection::open(addr).await;
+            let (status, _) = read(client.get("/", Some("late")).await.ok()?).await;
+            (status == 200).then_some(())
+        }
+    })
+    .await;
+}
