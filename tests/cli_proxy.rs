@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::http_server::RefusingPort;
-use support::proxy::{raw, read, register, start_proxy, wait_routed, ProxyConnection, Upstream};
+use support::proxy::{
+    raw, read, register, start_proxy, wait_routed, Proxy, ProxyConnection, Upstream,
+};
 use support::{eventually, RedisServer, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,6 +289,25 @@ async fn at_the_connection_limit_the_next_connection_waits() {
         .unwrap();
     assert_eq!(status, 200);
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_does_not_stall_requests() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = tokio::task::block_in_place(|| Proxy::start_stderr_unread(&redis.url(), &[]));
+    wait_routed(proxy.addr, "orders", 1).await;
+    // Each access line is over 100 bytes: 2000 fill a 64 KiB pipe three
+    // times over. Written in line, the log would block the proxy.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    for i in 0..2000 {
+        let answer = tokio::time::timeout(DEADLINE, client.get("/v1/items", Some("orders")))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} stalled"));
+        let (status, _) = read(answer.unwrap()).await;
+        assert_eq!(status, 200);
+    }
 }
 
 #[test]
