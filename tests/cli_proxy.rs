@@ -246,6 +246,31 @@ async fn errors_are_http_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_post_whose_connection_is_refused_goes_to_another_instance() {
+    use http_body_util::BodyExt;
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let refusing = RefusingPort::new();
+    // Nearly every first pick is the refusing port.
+    let _refusing = register(&redis, "orders", refusing.addr(), 100).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 1).await;
+    let proxy = start_proxy(&redis, &[]);
+    // No warm-up GET: it would get the refusing port ejected first.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    // A body with a length up to 64 KiB is held, so it can be sent again.
+    for bytes in [1, 1000, 64 * 1024] {
+        for _ in 0..10 {
+            let request = http::Request::post("/upload")
+                .header("host", "orders")
+                .body(support::proxy::Generated(bytes).boxed_unsync())
+                .unwrap();
+            let (status, body) = read(client.send(request).await.unwrap()).await;
+            assert_eq!((status, body), (200, bytes.to_string()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_for_the_proxy_itself_only() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;

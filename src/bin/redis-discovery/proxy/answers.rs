@@ -57,6 +57,15 @@ pub(crate) fn not_a_service(host: &str) -> Response<AnswerBody> {
     )
 }
 
+/// 400: the client's body (of known length, read before sending) could
+/// not be read whole.
+pub(crate) fn body_unread() -> Response<AnswerBody> {
+    text(
+        StatusCode::BAD_REQUEST,
+        "the request body could not be read whole\n",
+    )
+}
+
 /// 503 with `Retry-After`.
 pub(crate) fn unavailable(line: String) -> Response<AnswerBody> {
     let mut response = text(StatusCode::SERVICE_UNAVAILABLE, line);

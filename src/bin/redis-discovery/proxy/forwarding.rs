@@ -135,7 +135,17 @@ impl Proxy {
         parts.headers.remove(HOST);
         parts.version = Version::HTTP_11;
         client.add_forwarding(&mut parts.headers, route.forwarded);
-        let req = Request::from_parts(parts, ForwardBody::new(body));
+        let body = match ForwardBody::new(body).await {
+            Ok(body) => body,
+            Err(e) => {
+                return Answer {
+                    response: answers::body_unread(),
+                    service: Some(service),
+                    error: Some(e.into()),
+                }
+            }
+        };
+        let req = Request::from_parts(parts, body);
         match self.upstream.clone().oneshot(req).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
