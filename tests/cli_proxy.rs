@@ -342,6 +342,7 @@ fn flags_are_validated() {
         (&["--max-connections", "0"][..], "--max-connections 0"),
         (&["--attempt-timeout", "0s"][..], "--attempt-timeout"),
         (&["--drain-timeout", "2h"][..], "--drain-timeout"),
+        (&["--idle-timeout", "0s"][..], "--idle-timeout"),
         (&["--tag", "zone"][..], "--tag \"zone\""),
         (&["--balance", "fastest"][..], "fastest"),
     ] {

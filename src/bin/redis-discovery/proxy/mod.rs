@@ -5,12 +5,14 @@
 //! [`server`], which host a request is for in [`target`], whether that
 //! host is a service in [`registered`], the request's way through the
 //! layer in [`forwarding`] (headers in [`headers`], bodies in [`body`]),
-//! and the proxy's own answers in [`answers`].
+//! the proxy's own answers in [`answers`], and when a connection is idle
+//! in [`idle`].
 
 mod answers;
 mod body;
 mod forwarding;
 mod headers;
+mod idle;
 mod registered;
 mod server;
 mod target;
@@ -53,6 +55,11 @@ pub(crate) struct ProxyArgs {
     /// or 504 is answered; 1ms to 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
     attempt_timeout: Duration,
+    /// Close a client connection (HTTP/2, or HTTP/1 between requests)
+    /// once no request has been in flight for this long, freeing its
+    /// --max-connections slot; 1ms to 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    idle_timeout: Duration,
     /// After SIGINT/SIGTERM, how long requests in flight may take to
     /// finish before their connections are closed; 1ms to 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
@@ -79,6 +86,7 @@ enum Balancing {
 pub(crate) struct Limits {
     pub(crate) listen: SocketAddr,
     pub(crate) max_connections: usize,
+    pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -100,6 +108,7 @@ impl ProxyArgs {
         }
         for (flag, value) in [
             ("--attempt-timeout", self.attempt_timeout),
+            ("--idle-timeout", self.idle_timeout),
             ("--drain-timeout", self.drain_timeout),
         ] {
             if !(SHORTEST..=LONGEST).contains(&value) {
@@ -116,6 +125,7 @@ impl ProxyArgs {
         let limits = Limits {
             listen: self.serve_on,
             max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
         };
         Ok((limits, filter))
