@@ -271,6 +271,31 @@ async fn a_small_post_whose_connection_is_refused_goes_to_another_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_that_never_arrives_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &["--idle-timeout", "300ms"]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    let before = upstream.requests();
+    // 3 of 10 bytes, then nothing: a slow client holds no instance.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: orders\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(upstream.requests(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_for_the_proxy_itself_only() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;

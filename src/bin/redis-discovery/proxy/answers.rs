@@ -66,6 +66,15 @@ pub(crate) fn body_unread() -> Response<AnswerBody> {
     )
 }
 
+/// 408: a body of known length, held before sending, did not arrive
+/// within `--idle-timeout`.
+pub(crate) fn body_timeout() -> Response<AnswerBody> {
+    text(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time\n",
+    )
+}
+
 /// 503 with `Retry-After`.
 pub(crate) fn unavailable(line: String) -> Response<AnswerBody> {
     let mut response = text(StatusCode::SERVICE_UNAVAILABLE, line);

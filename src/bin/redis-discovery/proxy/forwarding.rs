@@ -32,6 +32,8 @@ pub(crate) struct Proxy {
     upstream: Upstream,
     registered: Registered,
     listen: SocketAddr,
+    /// How long a held body may take to arrive (`--idle-timeout`).
+    body_timeout: Duration,
 }
 
 impl Proxy {
@@ -50,6 +52,7 @@ impl Proxy {
             upstream: layer.layer(client),
             registered: Registered::new(resolver),
             listen: limits.listen,
+            body_timeout: limits.idle_timeout,
         }
     }
 
@@ -135,17 +138,24 @@ impl Proxy {
         parts.headers.remove(HOST);
         parts.version = Version::HTTP_11;
         client.add_forwarding(&mut parts.headers, route.forwarded);
-        let body = match ForwardBody::new(body).await {
-            Ok(body) => body,
-            Err(e) => {
-                return Answer {
-                    response: answers::body_unread(),
-                    service: Some(service),
-                    error: Some(e.into()),
-                }
-            }
-        };
-        let req = Request::from_parts(parts, body);
+        // A client that sends a small body slowly holds its connection,
+        // not an instance's: bounded like nginx's `client_body_timeout`.
+        let (response, error): (_, BoxError) =
+            match tokio::time::timeout(self.body_timeout, ForwardBody::new(body)).await {
+                Ok(Ok(body)) => return self.send(Request::from_parts(parts, body), service).await,
+                Ok(Err(e)) => (answers::body_unread(), e.into()),
+                Err(elapsed) => (answers::body_timeout(), elapsed.into()),
+            };
+        Answer {
+            response,
+            service: Some(service),
+            error: Some(error),
+        }
+    }
+
+    /// Sends a request through the layer.
+    async fn send(&self, req: Request<ForwardBody>, service: Authority) -> Answer {
+        let host = service.host();
         match self.upstream.clone().oneshot(req).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
