@@ -89,3 +89,31 @@ async fn a_service_registered_after_a_refusal_is_reachable_soon() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_services_are_served_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    // Its heartbeats would fail: nothing to renew while Redis is down.
+    drop(orders);
+    tokio::task::block_in_place(|| redis.stop());
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    // Through more than one of the resolver's refreshes (every 10 s),
+    // which fail: its last known instances are served.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(12) {
+        let (status, body) = read(client.get("/v1", Some("orders")).await.unwrap()).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, upstream.addr().to_string().as_str())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A host the proxy does not know: 503, not 403 (it cannot tell).
+    let response = client.get("/", Some("unknown")).await.unwrap();
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert_eq!(read(response).await.0, 503);
+}
