@@ -360,6 +360,40 @@ async fn a_stderr_nobody_reads_does_not_stall_requests() {
     }
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_limit_is_raised_for_max_connections() {
+    let redis = RedisServer::start();
+    // Started with a soft limit of 256, as `ulimit -Sn 256` would.
+    let script = format!(
+        "ulimit -Sn 256 && exec {} --redis {} proxy --listen 127.0.0.1:0",
+        support::cli::BIN,
+        redis.url()
+    );
+    let mut process = support::cli::Running::from(
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = support::cli::lines(&mut process);
+    support::cli::wait_for_line(&out, "proxy listening on ");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (numbers[0], numbers[1]);
+    // 2 per connection of the default 1024, and 64, as far as allowed.
+    assert_eq!(soft, hard.min(2 * 1024 + 64), "{line}");
+}
+
 #[test]
 fn flags_are_validated() {
     let redis = "redis://127.0.0.1:1";

@@ -135,6 +135,7 @@ impl ProxyArgs {
 /// `proxy`: serves until SIGINT/SIGTERM, then drains.
 pub(crate) async fn run(g: &Global, args: ProxyArgs) -> Result<(), Error> {
     let (limits, filter) = args.validate()?;
+    raise_open_file_limit(limits.max_connections);
     args.metrics.install()?;
     let resolver = resolver(g, &args.allow, Duration::from_secs(10)).await?;
     let builder = DiscoveryLayer::builder(resolver.clone())
@@ -156,4 +157,25 @@ pub(crate) async fn run(g: &Global, args: ProxyArgs) -> Result<(), Error> {
     let served = server::serve(proxy, limits).await;
     resolver.shutdown().await;
     served
+}
+
+/// Raises the soft limit of open files towards what `--max-connections`
+/// may use (a client connection and one to an instance each, and a few
+/// for Redis and the listener), as far as the hard limit allows: a soft
+/// limit of 1024 would otherwise fail accepts and connects (EMFILE) long
+/// before the connection limit.
+fn raise_open_file_limit(max_connections: usize) {
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2)
+        .saturating_add(64);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit (ulimit -n) is below what --max-connections may use"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
