@@ -211,3 +211,32 @@ async fn a_request_longer_than_the_idle_timeout_is_not_cut() {
     let (status, body) = read(client.get("/slow/1500", Some("orders")).await.unwrap()).await;
     assert_eq!((status, body), (200, upstream.addr().to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_logged_499() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    let addr = proxy.addr;
+    let hanging = tokio::spawn(async move {
+        let mut client = ProxyConnection::open(addr).await;
+        let _ = client.get("/hang", Some("orders")).await;
+    });
+    support::eventually("the request at the instance", || {
+        let n = upstream.requests();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    // The client goes away (its connection closes) before any answer.
+    hanging.abort();
+    support::eventually("a 499 access line", || {
+        let log = proxy.log();
+        async move {
+            log.iter()
+                .any(|l| l.contains("service=orders path=/hang status=499"))
+                .then_some(())
+        }
+    })
+    .await;
+}
