@@ -271,6 +271,33 @@ async fn a_small_post_whose_connection_is_refused_goes_to_another_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_post_whose_connect_hangs_goes_to_another_instance() {
+    use http_body_util::BodyExt;
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    // A port whose accept queue is full: SYNs to it are dropped, so a
+    // connect hangs (as to a host that is gone).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let _queued = tokio::net::TcpStream::connect(full.local_addr().unwrap())
+        .await
+        .unwrap();
+    let _hanging = register(&redis, "orders", full.local_addr().unwrap(), 100).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 1).await;
+    let proxy = start_proxy(&redis, &[]);
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    for _ in 0..3 {
+        let request = http::Request::post("/upload")
+            .header("host", "orders")
+            .body(support::proxy::Generated(100).boxed_unsync())
+            .unwrap();
+        let (status, body) = read(client.send(request).await.unwrap()).await;
+        assert_eq!((status, body.as_str()), (200, "100"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_body_that_never_arrives_is_answered_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let redis = RedisServer::start();

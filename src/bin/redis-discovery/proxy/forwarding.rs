@@ -26,6 +26,10 @@ use super::Limits;
 
 type Upstream = DiscoveryService<Client<HttpConnector, ForwardBody>>;
 
+/// How long a connection to an instance may take: a lost SYN is sent
+/// again after 1 s, then 3 s (Envoy's default is 5 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What every connection shares: the layer over the client, and which
 /// hosts are services.
 pub(crate) struct Proxy {
@@ -41,6 +45,10 @@ impl Proxy {
         let mut connector = HttpConnector::new();
         // Requests are small and latency matters.
         connector.set_nodelay(true);
+        // A connection not made in time is a connect failure, which the
+        // layer retries elsewhere whatever the method (nothing was sent),
+        // rather than an attempt timeout (idempotent requests only).
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT.min(limits.attempt_timeout)));
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -86,6 +86,7 @@ enum Balancing {
 pub(crate) struct Limits {
     pub(crate) listen: SocketAddr,
     pub(crate) max_connections: usize,
+    pub(crate) attempt_timeout: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
 }
@@ -125,6 +126,7 @@ impl ProxyArgs {
         let limits = Limits {
             listen: self.serve_on,
             max_connections: self.max_connections,
+            attempt_timeout: self.attempt_timeout,
             idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
         };
@@ -142,7 +144,7 @@ pub(crate) async fn run(g: &Global, args: ProxyArgs) -> Result<(), Error> {
         // Every request the proxy sends is for a service: no flag needed
         // (and no extension map allocated per request).
         .discover_all(true)
-        .attempt_timeout(Some(args.attempt_timeout))
+        .attempt_timeout(Some(limits.attempt_timeout))
         .outlier_detection(OutlierDetection::new());
     let builder = match filter {
         Some(filter) => builder.tag_filter(filter),
