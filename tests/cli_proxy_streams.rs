@@ -195,6 +195,29 @@ async fn an_idle_h2c_connection_is_closed_and_frees_its_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_and_frees_its_slot() {
+    use tokio::io::AsyncReadExt;
+    let redis = RedisServer::start();
+    let proxy = start_proxy(
+        &redis,
+        &["--max-connections", "1", "--idle-timeout", "300ms"],
+    );
+    // Not a byte: HTTP/1's header timer never starts (the protocol is not
+    // known yet), so only the idle timeout ends it.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(support::DEADLINE, silent.read(&mut byte))
+        .await
+        .expect("the silent connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let answer = tokio::time::timeout(support::DEADLINE, client.get("/healthz", None))
+        .await
+        .expect("the next connection was not served");
+    assert_eq!(support::proxy::read(answer.unwrap()).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_longer_than_the_idle_timeout_is_not_cut() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
