@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::http_server::RefusingPort;
-use support::proxy::{raw, read, register, start_proxy, wait_routed, ProxyConnection, Upstream};
+use support::proxy::{
+    raw, read, register, start_proxy, wait_routed, Proxy, ProxyConnection, Upstream,
+};
 use support::{eventually, RedisServer, DEADLINE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,6 +246,83 @@ async fn errors_are_http_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_post_whose_connection_is_refused_goes_to_another_instance() {
+    use http_body_util::BodyExt;
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let refusing = RefusingPort::new();
+    // Nearly every first pick is the refusing port.
+    let _refusing = register(&redis, "orders", refusing.addr(), 100).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 1).await;
+    let proxy = start_proxy(&redis, &[]);
+    // No warm-up GET: it would get the refusing port ejected first.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    // A body with a length up to 64 KiB is held, so it can be sent again.
+    for bytes in [1, 1000, 64 * 1024] {
+        for _ in 0..10 {
+            let request = http::Request::post("/upload")
+                .header("host", "orders")
+                .body(support::proxy::Generated(bytes).boxed_unsync())
+                .unwrap();
+            let (status, body) = read(client.send(request).await.unwrap()).await;
+            assert_eq!((status, body), (200, bytes.to_string()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_post_whose_connect_hangs_goes_to_another_instance() {
+    use http_body_util::BodyExt;
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    // A port whose accept queue is full: SYNs to it are dropped, so a
+    // connect hangs (as to a host that is gone).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(0).unwrap();
+    let _queued = tokio::net::TcpStream::connect(full.local_addr().unwrap())
+        .await
+        .unwrap();
+    let _hanging = register(&redis, "orders", full.local_addr().unwrap(), 100).await;
+    let _orders = register(&redis, "orders", upstream.addr(), 1).await;
+    let proxy = start_proxy(&redis, &[]);
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    for _ in 0..3 {
+        let request = http::Request::post("/upload")
+            .header("host", "orders")
+            .body(support::proxy::Generated(100).boxed_unsync())
+            .unwrap();
+        let (status, body) = read(client.send(request).await.unwrap()).await;
+        assert_eq!((status, body.as_str()), (200, "100"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_that_never_arrives_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &["--idle-timeout", "300ms"]);
+    wait_routed(proxy.addr, "orders", 1).await;
+    let before = upstream.requests();
+    // 3 of 10 bytes, then nothing: a slow client holds no instance.
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: orders\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(upstream.requests(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_for_the_proxy_itself_only() {
     let redis = RedisServer::start();
     let upstream = Upstream::start().await;
@@ -289,6 +368,59 @@ async fn at_the_connection_limit_the_next_connection_waits() {
     drop(second);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_does_not_stall_requests() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = tokio::task::block_in_place(|| Proxy::start_stderr_unread(&redis.url(), &[]));
+    wait_routed(proxy.addr, "orders", 1).await;
+    // Each access line is over 100 bytes: 2000 fill a 64 KiB pipe three
+    // times over. Written in line, the log would block the proxy.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    for i in 0..2000 {
+        let answer = tokio::time::timeout(DEADLINE, client.get("/v1/items", Some("orders")))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} stalled"));
+        let (status, _) = read(answer.unwrap()).await;
+        assert_eq!(status, 200);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_limit_is_raised_for_max_connections() {
+    let redis = RedisServer::start();
+    // Started with a soft limit of 256, as `ulimit -Sn 256` would.
+    let script = format!(
+        "ulimit -Sn 256 && exec {} --redis {} proxy --listen 127.0.0.1:0",
+        support::cli::BIN,
+        redis.url()
+    );
+    let mut process = support::cli::Running::from(
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = support::cli::lines(&mut process);
+    support::cli::wait_for_line(&out, "proxy listening on ");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (soft, hard) = (numbers[0], numbers[1]);
+    // 2 per connection of the default 1024, and 64, as far as allowed.
+    assert_eq!(soft, hard.min(2 * 1024 + 64), "{line}");
+}
+
 #[test]
 fn flags_are_validated() {
     let redis = "redis://127.0.0.1:1";
@@ -296,6 +428,7 @@ fn flags_are_validated() {
         (&["--max-connections", "0"][..], "--max-connections 0"),
         (&["--attempt-timeout", "0s"][..], "--attempt-timeout"),
         (&["--drain-timeout", "2h"][..], "--drain-timeout"),
+        (&["--idle-timeout", "0s"][..], "--idle-timeout"),
         (&["--tag", "zone"][..], "--tag \"zone\""),
         (&["--balance", "fastest"][..], "fastest"),
     ] {

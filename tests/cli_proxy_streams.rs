@@ -150,3 +150,116 @@ async fn h2c_clients_are_served_over_http_1_1_upstream() {
     assert_eq!(last.uri, "/v1/items");
     assert_eq!(last.headers["host"], "orders");
 }
+
+/// An h2c connection to `proxy` and the task that drives it (it ends when
+/// the connection closes).
+async fn h2c(
+    proxy: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2c_connection_is_closed_and_frees_its_slot() {
+    let redis = RedisServer::start();
+    let proxy = start_proxy(
+        &redis,
+        &["--max-connections", "1", "--idle-timeout", "300ms"],
+    );
+    let (mut sender, connection) = h2c(proxy.addr).await;
+    let request = http::Request::get(format!("http://{}/healthz", proxy.addr))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (status, _) = read(sender.send_request(request).await.unwrap()).await;
+    assert_eq!(status, 200);
+    // Idle, it is closed (GOAWAY) though the client keeps it, ...
+    tokio::time::timeout(support::DEADLINE, connection)
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap()
+        .unwrap();
+    // ... and its slot serves the next client.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let answer = tokio::time::timeout(support::DEADLINE, client.get("/healthz", None))
+        .await
+        .expect("the next connection was not served");
+    assert_eq!(read(answer.unwrap()).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_and_frees_its_slot() {
+    use tokio::io::AsyncReadExt;
+    let redis = RedisServer::start();
+    let proxy = start_proxy(
+        &redis,
+        &["--max-connections", "1", "--idle-timeout", "300ms"],
+    );
+    // Not a byte: HTTP/1's header timer never starts (the protocol is not
+    // known yet), so only the idle timeout ends it.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(support::DEADLINE, silent.read(&mut byte))
+        .await
+        .expect("the silent connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let answer = tokio::time::timeout(support::DEADLINE, client.get("/healthz", None))
+        .await
+        .expect("the next connection was not served");
+    assert_eq!(support::proxy::read(answer.unwrap()).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_idle_timeout_is_not_cut() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &["--idle-timeout", "200ms"]);
+    let (mut sender, _connection) = h2c(proxy.addr).await;
+    let request = http::Request::get("http://orders/slow/1500")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (status, body) = read(sender.send_request(request).await.unwrap()).await;
+    assert_eq!((status, body), (200, upstream.addr().to_string()));
+    // HTTP/1.1 too.
+    let mut client = ProxyConnection::open(proxy.addr).await;
+    let (status, body) = read(client.get("/slow/1500", Some("orders")).await.unwrap()).await;
+    assert_eq!((status, body), (200, upstream.addr().to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_logged_499() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start().await;
+    let _orders = register(&redis, "orders", upstream.addr(), 10).await;
+    let proxy = start_proxy(&redis, &[]);
+    let addr = proxy.addr;
+    let hanging = tokio::spawn(async move {
+        let mut client = ProxyConnection::open(addr).await;
+        let _ = client.get("/hang", Some("orders")).await;
+    });
+    support::eventually("the request at the instance", || {
+        let n = upstream.requests();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    // The client goes away (its connection closes) before any answer.
+    hanging.abort();
+    support::eventually("a 499 access line", || {
+        let log = proxy.log();
+        async move {
+            log.iter()
+                .any(|l| l.contains("service=orders path=/hang status=499"))
+                .then_some(())
+        }
+    })
+    .await;
+}

@@ -42,6 +42,13 @@ impl std::ops::DerefMut for Running {
     }
 }
 
+/// A CLI process started some other way (under `sh -c` with limits).
+impl From<Child> for Running {
+    fn from(child: Child) -> Running {
+        Running(child)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         // Already exited (the test waited for it): nothing to do.

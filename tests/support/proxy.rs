@@ -254,12 +254,25 @@ pub struct Proxy {
     /// Its stderr lines (the access log), read as they come so that the
     /// pipe never fills and blocks it.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Its stderr when nobody reads it ([`Proxy::start_stderr_unread`]):
+    /// kept open, so the pipe fills.
+    _unread: Option<std::process::ChildStderr>,
 }
 
 impl Proxy {
     /// Starts `proxy --listen 127.0.0.1:0 ARGS` against the Redis at `url`.
     /// Blocks (call it outside the runtime or in `block_in_place`).
     pub fn start(url: &str, args: &[&str]) -> Proxy {
+        Proxy::start_with(url, args, true)
+    }
+
+    /// [`Proxy::start`], with a stderr pipe that nobody reads: once it
+    /// is full, writing to it blocks.
+    pub fn start_stderr_unread(url: &str, args: &[&str]) -> Proxy {
+        Proxy::start_with(url, args, false)
+    }
+
+    fn start_with(url: &str, args: &[&str], read_stderr: bool) -> Proxy {
         use std::io::BufRead;
         let mut all = vec!["proxy", "--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
@@ -267,15 +280,20 @@ impl Proxy {
         let out = lines(&mut process);
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = process.stderr.take().expect("piped stderr");
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                kept.lock().unwrap().push(line);
-            }
-        });
+        let mut unread = None;
+        if read_stderr {
+            let kept = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    kept.lock().unwrap().push(line);
+                }
+            });
+        } else {
+            unread = Some(stderr);
+        }
         let line = wait_for_line(&out, "proxy listening on ");
         let addr = line.rsplit(' ').next().unwrap().parse().unwrap();
         Proxy {
@@ -283,6 +301,7 @@ impl Proxy {
             addr,
             out,
             log,
+            _unread: unread,
         }
     }
 

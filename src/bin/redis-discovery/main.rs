@@ -228,9 +228,20 @@ mod proxy;
 mod register;
 mod watch;
 
+/// The most log lines waiting for a slow stderr; more are dropped.
+const LOG_QUEUE_LINES: usize = 8192;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     use std::io::IsTerminal as _;
+    // Log lines (the proxy's access log) go to stderr from a thread of
+    // their own through a bounded queue that drops lines when full: a
+    // stderr nobody reads must not stall requests.
+    let (log_writer, log_flushed) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("redis-discovery-log")
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -241,11 +252,15 @@ async fn main() -> ExitCode {
                     tracing_subscriber::EnvFilter::new("warn,redis=error,access=info")
                 }),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    match run(cli).await {
+    let ran = run(cli).await;
+    // The lines still queued are written (for at most a second) before
+    // the error line, which goes straight to stderr.
+    drop(log_flushed);
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`| head`): stop quietly, like other tools.
         Err(e)

@@ -57,6 +57,24 @@ pub(crate) fn not_a_service(host: &str) -> Response<AnswerBody> {
     )
 }
 
+/// 400: the client's body (of known length, read before sending) could
+/// not be read whole.
+pub(crate) fn body_unread() -> Response<AnswerBody> {
+    text(
+        StatusCode::BAD_REQUEST,
+        "the request body could not be read whole\n",
+    )
+}
+
+/// 408: a body of known length, held before sending, did not arrive
+/// within `--idle-timeout`.
+pub(crate) fn body_timeout() -> Response<AnswerBody> {
+    text(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time\n",
+    )
+}
+
 /// 503 with `Retry-After`.
 pub(crate) fn unavailable(line: String) -> Response<AnswerBody> {
     let mut response = text(StatusCode::SERVICE_UNAVAILABLE, line);

@@ -5,12 +5,14 @@
 //! [`server`], which host a request is for in [`target`], whether that
 //! host is a service in [`registered`], the request's way through the
 //! layer in [`forwarding`] (headers in [`headers`], bodies in [`body`]),
-//! and the proxy's own answers in [`answers`].
+//! the proxy's own answers in [`answers`], and when a connection is idle
+//! in [`idle`].
 
 mod answers;
 mod body;
 mod forwarding;
 mod headers;
+mod idle;
 mod registered;
 mod server;
 mod target;
@@ -53,6 +55,11 @@ pub(crate) struct ProxyArgs {
     /// or 504 is answered; 1ms to 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "15s")]
     attempt_timeout: Duration,
+    /// Close a client connection (HTTP/2, or HTTP/1 between requests)
+    /// once no request has been in flight for this long, freeing its
+    /// --max-connections slot; 1ms to 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    idle_timeout: Duration,
     /// After SIGINT/SIGTERM, how long requests in flight may take to
     /// finish before their connections are closed; 1ms to 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
@@ -79,6 +86,8 @@ enum Balancing {
 pub(crate) struct Limits {
     pub(crate) listen: SocketAddr,
     pub(crate) max_connections: usize,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
     pub(crate) drain_timeout: Duration,
 }
 
@@ -100,6 +109,7 @@ impl ProxyArgs {
         }
         for (flag, value) in [
             ("--attempt-timeout", self.attempt_timeout),
+            ("--idle-timeout", self.idle_timeout),
             ("--drain-timeout", self.drain_timeout),
         ] {
             if !(SHORTEST..=LONGEST).contains(&value) {
@@ -116,6 +126,8 @@ impl ProxyArgs {
         let limits = Limits {
             listen: self.serve_on,
             max_connections: self.max_connections,
+            attempt_timeout: self.attempt_timeout,
+            idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
         };
         Ok((limits, filter))
@@ -125,13 +137,14 @@ impl ProxyArgs {
 /// `proxy`: serves until SIGINT/SIGTERM, then drains.
 pub(crate) async fn run(g: &Global, args: ProxyArgs) -> Result<(), Error> {
     let (limits, filter) = args.validate()?;
+    raise_open_file_limit(limits.max_connections);
     args.metrics.install()?;
     let resolver = resolver(g, &args.allow, Duration::from_secs(10)).await?;
     let builder = DiscoveryLayer::builder(resolver.clone())
         // Every request the proxy sends is for a service: no flag needed
         // (and no extension map allocated per request).
         .discover_all(true)
-        .attempt_timeout(Some(args.attempt_timeout))
+        .attempt_timeout(Some(limits.attempt_timeout))
         .outlier_detection(OutlierDetection::new());
     let builder = match filter {
         Some(filter) => builder.tag_filter(filter),
@@ -146,4 +159,25 @@ pub(crate) async fn run(g: &Global, args: ProxyArgs) -> Result<(), Error> {
     let served = server::serve(proxy, limits).await;
     resolver.shutdown().await;
     served
+}
+
+/// Raises the soft limit of open files towards what `--max-connections`
+/// may use (a client connection and one to an instance each, and a few
+/// for Redis and the listener), as far as the hard limit allows: a soft
+/// limit of 1024 would otherwise fail accepts and connects (EMFILE) long
+/// before the connection limit.
+fn raise_open_file_limit(max_connections: usize) {
+    let wanted = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2)
+        .saturating_add(64);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit (ulimit -n) is below what --max-connections may use"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }

@@ -1,5 +1,6 @@
 //! The accept loop: HTTP/1.1 and h2c on one port, at most
-//! `--max-connections` connections, and a graceful drain on SIGINT/SIGTERM.
+//! `--max-connections` connections, idle ones closed, and a graceful
+//! drain on SIGINT/SIGTERM.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,9 +9,10 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+
+use super::idle::Activity;
 
 use super::forwarding::Proxy;
 use super::headers::Downstream;
@@ -43,13 +45,15 @@ pub(crate) async fn serve(proxy: Proxy, limits: Limits) -> Result<(), Error> {
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     // HTTP/2 has no header timer: pings find connections whose client is
-    // gone (an idle live one stays, within --max-connections).
+    // gone, and the idle timeout closes live ones that ask nothing.
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_PING_INTERVAL);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // `true` once the drain has begun: every connection shuts down
+    // gracefully (HTTP/2 GOAWAY; HTTP/1 closes after its response).
+    let (draining, drain) = watch::channel(false);
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -71,36 +75,62 @@ pub(crate) async fn serve(proxy: Proxy, limits: Limits) -> Result<(), Error> {
             _ = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
         // One `Arc` clone per request.
-        let connection = Arc::new((proxy.clone(), Downstream::new(peer)));
+        let connection = Arc::new((proxy.clone(), Downstream::new(peer), activity.clone()));
         let service = service_fn(move |req| {
             let connection = connection.clone();
             async move {
-                let (proxy, client) = &*connection;
+                let (proxy, client, activity) = &*connection;
+                let _busy = activity.busy();
                 Ok::<_, Infallible>(proxy.handle(client, req).await)
             }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let mut drain = drain.clone();
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
-            // Errors are the client's (a reset, a malformed request, a
-            // header timeout): nothing to do but close.
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended");
+            tokio::pin!(connection);
+            let mut closing = false;
+            loop {
+                let idle_at = activity.idle_at(idle_timeout);
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        // Errors are the client's (a reset, a malformed
+                        // request, a header timeout): nothing to do but close.
+                        if let Err(e) = ended {
+                            tracing::debug!(%peer, error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = drain.wait_for(|&d| d), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = tokio::time::sleep_until(idle_at), if !closing => {
+                        if activity.is_idle(idle_timeout) {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
             }
             drop(slot);
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let _ = draining.send(true);
+    let max = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let open = limits.max_connections - slots.available_permits();
     out!(
         "proxy stopping: draining {open} connections (at most {:?})",
         limits.drain_timeout
     );
-    match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
-        Ok(()) => out!("proxy stopped"),
+    // Every connection gives its slot back when it ends.
+    match tokio::time::timeout(limits.drain_timeout, slots.acquire_many(max)).await {
+        Ok(_) => out!("proxy stopped"),
         Err(_) => {
             tracing::warn!(
                 timeout = ?limits.drain_timeout,
