@@ -212,6 +212,7 @@ mod boxed;
 mod builder;
 mod cache;
 mod engine;
+mod events;
 mod pubsub;
 mod recovery;
 mod redis_resolver;
@@ -225,6 +226,7 @@ use std::sync::Arc;
 
 pub use self::boxed::BoxResolver;
 pub use self::builder::ResolverBuilder;
+pub use self::events::{ChangeKind, RegistryChange, RegistryEvent, RegistryEvents};
 pub use self::redis_resolver::RedisResolver;
 #[cfg(feature = "tonic")]
 pub(crate) use self::redis_resolver::WeakResolver;

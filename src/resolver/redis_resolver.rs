@@ -242,6 +242,14 @@ impl RedisResolver {
         self.engine().watch(&service).await
     }
 
+    /// Every change event the registry publishes, across services (native
+    /// schema): one pub/sub connection of its own (`PSUBSCRIBE
+    /// PREFIX:*:events`), reconnected with backoff; after a reconnect the
+    /// stream yields [`RegistryEvent::Missed`](super::RegistryEvent::Missed).
+    pub async fn events(&self) -> Result<super::RegistryEvents, ResolveError> {
+        super::events::subscribe(None).await
+    }
+
     /// The number of services in the cache.
     pub fn cached_services(&self) -> usize {
         self.engine().cached_services()

@@ -175,6 +175,10 @@ enum Command {
     /// Proxy HTTP requests for `http://SERVICE/...` to the service's
     /// instances, for clients not written in Rust.
     Proxy(proxy::ProxyArgs),
+    /// Serve a web console of the registry: services, instances, leases,
+    /// live events, and the operator's actions behind a token.
+    #[cfg(feature = "console")]
+    Console(console::ConsoleArgs),
 }
 
 /// The resolver's allow-list: entries outside it are skipped with a warning.
@@ -222,6 +226,8 @@ macro_rules! out {
 }
 
 // After `out!`, which they use.
+#[cfg(feature = "console")]
+mod console;
 mod list;
 mod overrides;
 mod proxy;
@@ -331,6 +337,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Disable { service, addr } => overrides::disable(g, &service, &addr).await,
         Command::Overrides { service, json } => overrides::list(g, service.as_deref(), json).await,
         Command::Proxy(args) => proxy::run(g, args).await,
+        #[cfg(feature = "console")]
+        Command::Console(args) => console::run(g, args).await,
     }
 }
 
