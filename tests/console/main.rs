@@ -1,2 +1,13 @@
 //! The web console (`redis-discovery console`): its API, its security, and
 //! its page driven in headless chromium through chromedriver.
+//!
+//! The page tests need `chromium` and `chromedriver` on PATH (`apt-get
+//! install chromium chromium-driver`); their screenshots go to
+//! `target/tmp/console-screenshots/`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod page;
+mod security;

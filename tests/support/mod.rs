@@ -4,8 +4,12 @@
 //! Never touches the Redis on 127.0.0.1:6379.
 #![allow(dead_code)]
 
+#[cfg(feature = "console")]
+pub mod browser;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "console")]
+pub mod console;
 pub mod faults;
 pub mod grpc;
 #[cfg(feature = "tonic")]

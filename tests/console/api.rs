@@ -1,0 +1,223 @@
+//! The console's read API and its live stream, against a real Redis and
+//! registrations made with the library's registry.
+
+use redis_discovery::Override;
+use serde_json::{json, Value};
+
+use crate::support::console::{now_ms, register, start_console};
+use crate::support::{eventually, registry, RedisServer};
+
+/// The one entry of `list` whose `key` is `value`.
+fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|v| v[key] == json!(value))
+}
+
+/// A `now_ms` the console stamped: this host's clock, within a minute.
+fn assert_now(body: &Value) {
+    let now = body["now_ms"].as_u64().expect("now_ms is a number");
+    assert!(now.abs_diff(now_ms()) < 60_000, "now_ms {now} is off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_describes_the_console_and_its_registry() {
+    let redis = RedisServer::start();
+    let console = start_console(&redis, &[]);
+    let info = console.get_json("/api/info").await;
+    assert_eq!(info["version"], json!(env!("CARGO_PKG_VERSION")), "{info}");
+    assert_eq!(info["read_only"], json!(true), "no token: read-only");
+    assert_eq!(info["schema"], json!("native"));
+    assert_eq!(info["prefix"], json!("sd"));
+    assert_eq!(info["redis"], json!(redis.url()));
+    assert_eq!(info["overrides"], json!(true));
+    assert_now(&info);
+
+    let health = console.get("/healthz").await;
+    assert_eq!((health.status, health.body.trim()), (200, "ok"));
+    let page = console.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<html")
+            || page.body.contains("<!doctype")
+            || page.body.contains("<!DOCTYPE")
+    );
+    for asset in ["/assets/app.js", "/assets/style.css", "/assets/favicon.svg"] {
+        assert_eq!(console.get(asset).await.status, 200, "GET {asset}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_and_a_service_show_instances_weights_overrides_and_leases() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = register(&registry, "orders", "127.0.0.1:7001", 20, &[("zone", "a")]).await;
+    let _b = register(&registry, "orders", "127.0.0.1:7002", 10, &[]).await;
+    let _p = register(&registry, "payments", "127.0.0.1:7101", 5, &[]).await;
+    registry
+        .set_override("orders", "127.0.0.1:7002", Override::drain())
+        .await
+        .unwrap();
+    // An override waiting for its instance.
+    registry
+        .set_override("orders", "127.0.0.1:7009", Override::Weight(5))
+        .await
+        .unwrap();
+    let console = start_console(&redis, &[]);
+
+    let services = eventually("both services listed", || async {
+        let body = console.get_json("/api/services").await;
+        (body["services"].as_array()?.len() == 2).then_some(body)
+    })
+    .await;
+    assert_now(&services);
+    let names: Vec<&Value> = services["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["service"])
+        .collect();
+    assert_eq!(
+        names,
+        [&json!("orders"), &json!("payments")],
+        "sorted by name"
+    );
+    let orders = find(&services["services"], "service", "orders").unwrap();
+    assert_eq!(orders["live"], json!(2), "{orders}");
+    assert_eq!(orders["drained"], json!(1), "{orders}");
+    assert_eq!(orders["total_weight"], json!(20), "{orders}");
+    assert!(
+        orders["last_change_ms"].is_u64() || orders["last_change_ms"].is_null(),
+        "{orders}"
+    );
+
+    let detail = console.get_json("/api/services/orders").await;
+    assert_now(&detail);
+    assert_eq!(detail["service"], json!("orders"));
+    let a = find(&detail["instances"], "addr", "127.0.0.1:7001").expect("7001 listed");
+    assert_eq!(a["weight"], json!(20), "{a}");
+    assert!(
+        a["registered_weight"] == json!(20) || a["registered_weight"].is_null(),
+        "{a}"
+    );
+    assert_eq!(a["override"], Value::Null, "{a}");
+    assert_eq!(a["tags"], json!({"zone": "a"}), "{a}");
+    assert_eq!(a["health"], json!("live"), "{a}");
+    // A 3 s lease, renewed every 500 ms.
+    let lease = a["lease_expires_ms"].as_u64().expect("a lease deadline");
+    let now = detail["now_ms"].as_u64().unwrap();
+    assert!(
+        lease > now && lease <= now + 3_500,
+        "lease {lease}, now {now}"
+    );
+    let b = find(&detail["instances"], "addr", "127.0.0.1:7002").expect("7002 listed");
+    assert_eq!(b["weight"], json!(0), "{b}");
+    assert_eq!(b["registered_weight"], json!(10), "{b}");
+    assert_eq!(b["override"], json!({"weight": 0}), "{b}");
+    assert_eq!(b["health"], json!("drained"), "{b}");
+    assert_eq!(
+        detail["pending_overrides"],
+        json!([{"addr": "127.0.0.1:7009", "override": {"weight": 5}}])
+    );
+
+    let unknown = console.get("/api/services/nosuch").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(unknown.error(), "unknown service nosuch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_list_what_the_registry_published_newest_first() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let console = start_console(&redis, &[]);
+    // The console hears only what is published after it subscribed: its
+    // stream's hello says it is up, the first registration may still race
+    // the subscription, so register until one is seen.
+    let mut port = 7200;
+    let first = eventually("a registration in /api/events", || {
+        port += 1;
+        let addr = format!("127.0.0.1:{port}");
+        let (registry, console) = (&registry, &console);
+        async move {
+            let registration = register(registry, "inventory", &addr, 10, &[]).await;
+            let events = console.get_json("/api/events").await;
+            let seen = events["events"]
+                .as_array()?
+                .iter()
+                .any(|e| e["addr"] == json!(addr));
+            seen.then_some(registration)
+        }
+    })
+    .await;
+    let addr = "127.0.0.1:7250";
+    let _kept = [first, register(&registry, "inventory", addr, 10, &[]).await];
+    registry
+        .set_override("inventory", addr, Override::drain())
+        .await
+        .unwrap();
+    let events = eventually("the override in /api/events", || async {
+        let body = console.get_json("/api/events").await;
+        let newest = body["events"].as_array()?.first()?.clone();
+        (newest["event"] == json!("override")).then_some(body)
+    })
+    .await;
+    assert_now(&events);
+    let list = events["events"].as_array().unwrap();
+    let newest = &list[0];
+    assert_eq!(newest["service"], json!("inventory"), "{newest}");
+    assert_eq!(newest["addr"], json!(addr), "{newest}");
+    assert_eq!(newest["source"], json!("registry"), "{newest}");
+    assert!(
+        newest["at_ms"].is_u64() && newest["id"].is_u64(),
+        "{newest}"
+    );
+    let register_event = list
+        .iter()
+        .find(|e| e["event"] == json!("register") && e["addr"] == json!(addr))
+        .expect("its registration listed");
+    assert!(
+        register_event["id"].as_u64() < newest["id"].as_u64(),
+        "newest first"
+    );
+    let ids: Vec<u64> = list.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+
+    let one = console.get_json("/api/events?limit=1").await;
+    assert_eq!(one["events"].as_array().map(Vec::len), Some(1), "{one}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_says_hello_first_then_tells_of_a_new_service() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let console = start_console(&redis, &[]);
+    let mut stream = console.stream().await;
+    let hello = stream.next().await;
+    assert_eq!(hello.name, "hello", "the first event: {hello:?}");
+    assert_eq!(hello.data["read_only"], json!(true), "{hello:?}");
+    assert_now(&hello.data);
+
+    // Registered until its summary comes: the console's subscription may
+    // not be up the moment the stream answers.
+    let mut kept = Vec::new();
+    let mut port = 7300;
+    let services = loop {
+        port += 1;
+        kept.push(register(&registry, "shipping", &format!("127.0.0.1:{port}"), 10, &[]).await);
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            stream.next_matching("services", |d| {
+                find(&d["services"], "service", "shipping").is_some()
+            }),
+        )
+        .await;
+        if let Ok(event) = waited {
+            break event;
+        }
+        assert!(
+            port < 7305,
+            "no services event naming shipping after 5 registrations"
+        );
+    };
+    assert_now(&services.data);
+    let shipping = find(&services.data["services"], "service", "shipping").unwrap();
+    assert!(shipping["live"].as_u64() >= Some(1), "{shipping}");
+}

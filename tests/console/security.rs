@@ -1,0 +1,284 @@
+//! The console's actions refuse what they must, before touching Redis, and
+//! its token never shows.
+
+use std::process::{Command, Stdio};
+
+use http::Method;
+use serde_json::json;
+
+use crate::support::cli::{stderr, stdout, wait_exit, BIN};
+use crate::support::console::{action_path, register, start_console, Console, TOKEN};
+use crate::support::{registry, RedisServer};
+
+const ACTIONS: [&str; 4] = ["drain", "undrain", "weight", "deregister"];
+const ADDR: &str = "127.0.0.1:7001";
+
+/// What the actions may change in Redis: the overrides and the entries.
+fn state(redis: &RedisServer) -> (Vec<(String, String)>, Vec<String>) {
+    (
+        Console::overrides(redis, "orders"),
+        Console::entries(redis, "orders"),
+    )
+}
+
+/// The body each action takes.
+fn body(action: &str) -> &'static str {
+    if action == "weight" {
+        r#"{"weight":5}"#
+    } else {
+        ""
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_without_the_right_token_or_from_another_site_change_nothing() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = register(&registry, "orders", ADDR, 10, &[]).await;
+    let console = start_console(&redis, &["--token", TOKEN]);
+    let before = state(&redis);
+    assert_eq!(before.1, [ADDR]);
+    let wrong = format!("{TOKEN}x");
+    let origin = console.base.clone();
+
+    for action in ACTIONS {
+        let path = action_path("orders", ADDR, action);
+        let body = body(action);
+
+        let reply = console.post(&path, None, body).await;
+        assert_eq!(reply.status, 401, "{action} without a token: {reply:?}");
+        assert_eq!(reply.error(), "this action needs the console's token");
+        let challenge = reply
+            .headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap_or_default());
+        assert!(
+            challenge.is_some_and(|v| v.starts_with("Bearer")),
+            "{reply:?}"
+        );
+
+        let reply = console.post(&path, Some(&wrong), body).await;
+        assert_eq!(reply.status, 403, "{action} with a wrong token: {reply:?}");
+        assert_eq!(reply.error(), "wrong token");
+
+        // Another site's page: refused whether it has the token or not.
+        let bearer = format!("Bearer {TOKEN}");
+        for headers in [
+            vec![("origin", "http://evil.example")],
+            vec![
+                ("origin", "http://evil.example"),
+                ("authorization", bearer.as_str()),
+            ],
+            vec![
+                ("sec-fetch-site", "cross-site"),
+                ("authorization", bearer.as_str()),
+            ],
+            vec![("origin", "null"), ("authorization", bearer.as_str())],
+        ] {
+            let reply = console.request(Method::POST, &path, &headers, body).await;
+            assert_eq!(reply.status, 403, "{action} {headers:?}: {reply:?}");
+            assert_eq!(reply.error(), "cross-site request refused", "{headers:?}");
+        }
+
+        let reply = console.get(&path).await;
+        assert_eq!(reply.status, 405, "GET {path}: {reply:?}");
+
+        // DNS rebinding: a page of evil.example that resolves to loopback.
+        let headers = [("host", "evil.example"), ("authorization", bearer.as_str())];
+        let reply = console.request(Method::POST, &path, &headers, body).await;
+        assert_eq!(
+            reply.status, 403,
+            "{action} with Host: evil.example: {reply:?}"
+        );
+
+        assert_eq!(
+            state(&redis),
+            before,
+            "{action}: Redis changed by a refused action"
+        );
+    }
+
+    let reply = console
+        .request(Method::GET, "/api/info", &[("host", "evil.example")], "")
+        .await;
+    assert_eq!(
+        reply.status, 403,
+        "GET /api/info with Host: evil.example: {reply:?}"
+    );
+    for host in [
+        "localhost",
+        "127.0.0.1",
+        "[::1]:8500",
+        &console.addr.to_string(),
+    ] {
+        let reply = console
+            .request(Method::GET, "/api/info", &[("host", host)], "")
+            .await;
+        assert_eq!(reply.status, 200, "Host: {host}: {reply:?}");
+    }
+
+    // The page's own requests (same origin, with the token) are served.
+    let drain = action_path("orders", ADDR, "drain");
+    let bearer = format!("Bearer {TOKEN}");
+    let headers = [
+        ("origin", origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("authorization", &bearer),
+    ];
+    let reply = console.request(Method::POST, &drain, &headers, "").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json(), json!({"ok": true, "registered": true}));
+    assert_eq!(
+        Console::overrides(&redis, "orders"),
+        [(ADDR.to_owned(), r#"{"weight":0}"#.to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_and_unknown_instances_are_refused_with_reasons() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = register(&registry, "orders", ADDR, 10, &[]).await;
+    let console = start_console(&redis, &["--token", TOKEN]);
+    let before = state(&redis);
+    let weight = action_path("orders", ADDR, "weight");
+    for bad in [
+        "",
+        "nonsense",
+        r#"{"weight":-1}"#,
+        r#"{"weight":10001}"#,
+        r#"{"weight":"5"}"#,
+    ] {
+        let reply = console.post(&weight, Some(TOKEN), bad).await;
+        assert_eq!(reply.status, 400, "weight {bad:?}: {reply:?}");
+        assert!(!reply.error().is_empty(), "{reply:?}");
+    }
+    let reply = console
+        .post(
+            &action_path("orders", "127.0.0.1:7999", "deregister"),
+            Some(TOKEN),
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, 404, "{reply:?}");
+    assert!(reply.error().contains("is not registered in"), "{reply:?}");
+    assert_eq!(state(&redis), before);
+
+    // An override for an address not registered yet waits for it.
+    let reply = console
+        .post(
+            &action_path("orders", "127.0.0.1:7998", "drain"),
+            Some(TOKEN),
+            "",
+        )
+        .await;
+    assert_eq!(
+        reply.json(),
+        json!({"ok": true, "registered": false}),
+        "{reply:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_console_refuses_every_action() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = register(&registry, "orders", ADDR, 10, &[]).await;
+    for args in [&[][..], &["--read-only"][..]] {
+        let console = start_console(&redis, args);
+        let before = state(&redis);
+        for action in ACTIONS {
+            let reply = console
+                .post(
+                    &action_path("orders", ADDR, action),
+                    Some(TOKEN),
+                    body(action),
+                )
+                .await;
+            assert_eq!(reply.status, 403, "{args:?} {action}: {reply:?}");
+            assert_eq!(reply.error(), "read-only console: started without --token");
+        }
+        assert_eq!(state(&redis), before, "{args:?}: Redis changed");
+        assert_eq!(
+            console.get_json("/api/info").await["read_only"],
+            json!(true)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_beyond_loopback_without_a_token_refuses_to_start() {
+    let redis = RedisServer::start();
+    // It must refuse before binding, so 0.0.0.0 is never actually opened.
+    let mut child = Command::new(BIN)
+        .args(["--redis", &redis.url(), "console", "--listen", "0.0.0.0:0"])
+        .env_remove("REDIS_DISCOVERY_CONSOLE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the console");
+    let status = tokio::task::block_in_place(|| wait_exit(&mut child));
+    let output = child.wait_with_output().expect("its output");
+    assert_eq!(status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--token"), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("listening"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_shows_in_output_help_or_api() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _a = register(&registry, "orders", ADDR, 10, &[]).await;
+    let console = tokio::task::block_in_place(|| {
+        Console::start_with_env(&redis, &["--token", TOKEN], &[("RUST_LOG", "trace")])
+    });
+    for action in ["drain", "undrain", "weight"] {
+        let path = action_path("orders", ADDR, action);
+        let reply = console.post(&path, Some(TOKEN), body(action)).await;
+        assert_eq!(reply.status, 200, "{action}: {reply:?}");
+        console
+            .post(&path, Some("not-the-token-at-all"), body(action))
+            .await;
+        console.post(&path, None, body(action)).await;
+    }
+    for path in [
+        "/api/info",
+        "/api/services",
+        "/api/services/orders",
+        "/api/events",
+        "/",
+    ] {
+        let reply = console.get(path).await;
+        assert!(!reply.body.contains(TOKEN), "GET {path} shows the token");
+    }
+    let output = console.output();
+    assert!(output.contains("console listening on"), "{output}");
+    assert!(
+        !output.contains(TOKEN),
+        "the token in the console's output:\n{output}"
+    );
+
+    // `--help` with the token in the environment.
+    let help = Command::new(BIN)
+        .args(["console", "--help"])
+        .env("REDIS_DISCOVERY_CONSOLE_TOKEN", TOKEN)
+        .output()
+        .expect("run --help");
+    let text = format!("{}{}", stdout(&help), stderr(&help));
+    assert!(text.contains("--token"), "{text}");
+    assert!(!text.contains(TOKEN), "the token in --help:\n{text}");
+
+    // The token from the environment works like --token.
+    let from_env = tokio::task::block_in_place(|| {
+        Console::start_with_env(&redis, &[], &[("REDIS_DISCOVERY_CONSOLE_TOKEN", TOKEN)])
+    });
+    let reply = from_env
+        .post(&action_path("orders", ADDR, "undrain"), Some(TOKEN), "")
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(!from_env.output().contains(TOKEN));
+}
