@@ -78,8 +78,12 @@
   // Server time -> our local wall clock, for display.
   const localDate = (ms) => new Date(ms - state.skewMs);
 
+  // "10:24:03" today, "Nov 29 10:24:03" before.
   function formatClock(ms) {
-    return localDate(ms).toLocaleTimeString([], { hour12: false });
+    const d = localDate(ms);
+    const time = d.toLocaleTimeString([], { hour12: false });
+    if (d.toDateString() === new Date().toDateString()) return time;
+    return d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + time;
   }
 
   const serviceHref = (name) => '#/service/' + encodeURIComponent(name);
@@ -230,11 +234,11 @@
   // ---------------------------------------------------------------- services view
 
   const SERVICE_COLUMNS = [
-    { key: 'name', label: 'Service', testid: 'svc-name', value: (s) => s.service },
-    { key: 'live', label: 'Live', testid: 'svc-live', value: (s) => s.live, num: true },
-    { key: 'drained', label: 'Drained', testid: 'svc-drained', value: (s) => s.drained, num: true },
-    { key: 'weight', label: 'Total weight', testid: 'svc-weight', value: (s) => s.total_weight, num: true },
-    { key: 'changed', label: 'Last change', testid: 'svc-changed', value: (s) => s.last_change_ms, num: true },
+    { key: 'name', label: 'Service', value: (s) => s.service },
+    { key: 'live', label: 'Live', value: (s) => s.live, num: true },
+    { key: 'drained', label: 'Drained', value: (s) => s.drained, num: true },
+    { key: 'weight', label: 'Total weight', short: 'Weight', value: (s) => s.total_weight, num: true },
+    { key: 'changed', label: 'Last change', short: 'Changed', value: (s) => s.last_change_ms, num: true },
   ];
 
   function buildServicesView(view) {
@@ -248,8 +252,12 @@
 
     const headRow = el('tr');
     for (const col of SERVICE_COLUMNS) {
+      // Narrow screens show the short label (CSS picks one).
+      const label = col.short
+        ? [el('span', { class: 'label-full', text: col.label }), el('span', { class: 'label-short', text: col.short })]
+        : [col.label];
       const th = el('th', { scope: 'col', 'data-sort': col.key, class: col.num ? 'num' : null },
-        el('button', { type: 'button', class: 'sort-btn', text: col.label }));
+        el('button', { type: 'button', class: 'sort-btn', 'aria-label': 'Sort by ' + col.label.toLowerCase() }, ...label));
       th.addEventListener('click', () => {
         const s = state.sort;
         state.sort = { key: col.key, dir: s.key === col.key ? -s.dir : 1 };
@@ -461,7 +469,7 @@
     const buttons = el('div', { class: 'btn-row' });
     const panel = el('div', { class: 'inline-panel', hidden: true });
     const button = (testid, label, cls, onClick) => {
-      const b = el('button', { type: 'button', class: 'btn ' + cls, testid, 'data-action': testid, text: label });
+      const b = el('button', { type: 'button', class: 'btn small ' + cls, testid, 'data-action': testid, text: label });
       b.addEventListener('click', onClick);
       return b;
     };
@@ -642,8 +650,12 @@
 
   function eventItem(ev) {
     const kind = String(ev.event);
-    const time = el('time', { class: 'ev-time mono', datetime: localDate(ev.at_ms).toISOString(), text: formatClock(ev.at_ms) });
-    time.title = localDate(ev.at_ms).toLocaleString();
+    const time = el('time', { class: 'ev-time mono' });
+    if (Number.isFinite(ev.at_ms)) {
+      time.dateTime = localDate(ev.at_ms).toISOString();
+      time.textContent = formatClock(ev.at_ms);
+      time.title = localDate(ev.at_ms).toLocaleString();
+    }
     return el('li', { 'data-event': kind, 'data-service': ev.service, 'data-addr': ev.addr },
       el('span', { class: 'badge badge-' + kind.replace(/[^a-z]/g, ''), text: kind }),
       el('a', { class: 'ev-service', href: serviceHref(ev.service), text: ev.service }),
