@@ -536,6 +536,7 @@
     } else {
       const why = (res.body && res.body.error) || 'HTTP ' + res.status;
       showMessage('Refused: ' + why, 'error');
+      if (res.status === 401 || why === 'wrong token') $('[data-testid="token-input"]').focus();
     }
     if (state.route.view === 'service' && state.route.name === service) refreshView();
   }
