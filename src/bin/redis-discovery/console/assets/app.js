@@ -20,6 +20,7 @@
     filter: '',
     service: null,         // last /api/services/{name} body for the shown service
     events: [],            // newest first, at most EVENTS_CAP
+    liveDuringFetch: null, // registry events that arrive while /api/events is in flight
   };
 
   // ---------------------------------------------------------------- small helpers
@@ -209,6 +210,7 @@
         const body = await getJSON('/api/services/' + encodeURIComponent(route.name));
         if (seq === state.routeSeq) applyService(body);
       } else {
+        state.liveDuringFetch = [];
         const body = await getJSON('/api/events?limit=' + EVENTS_CAP);
         if (seq === state.routeSeq) applyEventList(body.events || []);
       }
@@ -351,6 +353,7 @@
         el('span', { class: 'count', id: 'instances-count' }),
         el('span', { class: 'muted small', id: 'service-changed' })),
       el('p', { class: 'error', id: 'view-error', hidden: true }),
+      el('div', { id: 'service-body' },
       el('div', { class: 'card table-wrap' },
         el('table', { testid: 'instances-table', class: 'table stack' },
           el('thead', {}, el('tr', {},
@@ -369,18 +372,24 @@
         el('section', { class: 'card pad', testid: 'pending-overrides', 'aria-labelledby': 'pending-h' },
           el('h2', { id: 'pending-h', text: 'Pending overrides' }),
           el('p', { class: 'muted small', text: 'Overrides for addresses with no listed instance: disabled, or not registered yet.' }),
-          el('ul', { class: 'pending', id: 'pending-list' }))));
+          el('ul', { class: 'pending', id: 'pending-list' })))));
   }
 
+  // Unknown (yet): say so; a `service` event for it fills the view in later.
   function showServiceMissing(text) {
     const box = $('#view-error');
-    if (box) { box.textContent = text; box.hidden = false; box.classList.add('soft'); }
+    if (!box) return;
+    box.textContent = text + '. It appears here once an instance registers.';
+    box.hidden = false;
+    box.classList.add('soft');
+    $('#service-body').hidden = true;
   }
 
   function applyService(body) {
     if (state.route.view !== 'service' || body.service !== state.route.name) return;
     state.service = body;
     clearViewError();
+    $('#service-body').hidden = false;
     renderInstances(body.instances || []);
     renderChart(body.instances || []);
     renderPending(body.pending_overrides || []);
@@ -444,7 +453,7 @@
     if (inst.lease_expires_ms === null || inst.lease_expires_ms === undefined) {
       delete leaseTd.dataset.leaseMs;
       leaseTd.textContent = 'none';
-      leaseTd.title = 'no lease: registered without expiry';
+      leaseTd.title = 'no lease';
     } else {
       leaseTd.dataset.leaseMs = inst.lease_expires_ms;
       leaseTd.title = 'expires ' + localDate(inst.lease_expires_ms).toLocaleString();
@@ -474,6 +483,7 @@
       return b;
     };
     const closePanel = () => { panel.hidden = true; panel.replaceChildren(); };
+    panel.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closePanel(); });
 
     buttons.append(
       button('action-drain', 'Drain', '', () => runAction(addr, 'drain')),
@@ -629,8 +639,12 @@
       el('p', { class: 'empty', id: 'events-empty', hidden: true, text: 'No events yet. Changes to the registry appear here as they happen.' }));
   }
 
+  // The fetched list, plus whatever the stream delivered while it was in flight.
   function applyEventList(events) {
-    state.events = events.slice(0, EVENTS_CAP);
+    const fetched = new Set(events.map((e) => e.id));
+    const live = (state.liveDuringFetch || []).filter((e) => !fetched.has(e.id));
+    state.liveDuringFetch = null;
+    state.events = live.concat(events).slice(0, EVENTS_CAP);
     const list = $('#events-list');
     if (!list) return;
     clearViewError();
@@ -639,6 +653,7 @@
   }
 
   function addEvent(ev) {
+    if (state.liveDuringFetch) state.liveDuringFetch.unshift(ev);
     if (state.events.some((x) => x.id === ev.id)) return;
     state.events.unshift(ev);
     if (state.events.length > EVENTS_CAP) state.events.length = EVENTS_CAP;
