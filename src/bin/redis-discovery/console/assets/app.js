@@ -124,6 +124,7 @@
   function applyInfo(info) {
     state.info = info;
     $('[data-testid="read-only-banner"]').hidden = !info.read_only;
+    document.body.classList.toggle('read-only', !!info.read_only); // hides the actions column
     const meta = $('#meta');
     meta.replaceChildren();
     const items = [['Redis', info.redis], ['prefix', info.prefix], ['schema', info.schema], ['version', info.version]];
