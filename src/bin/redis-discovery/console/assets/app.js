@@ -89,6 +89,33 @@
 
   const serviceHref = (name) => '#/service/' + encodeURIComponent(name);
 
+  // Puts one row per item in `tbody`, in order, reusing the row already there
+  // for the same key: live updates then keep focus, open inputs and hover.
+  function reconcileRows(tbody, items, keyOf, create, fill) {
+    const existing = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
+    items.forEach((item, i) => {
+      const key = keyOf(item);
+      let tr = existing.get(key);
+      existing.delete(key);
+      if (!tr) {
+        tr = create(key);
+        tr.dataset.key = key;
+      }
+      fill(tr, item);
+      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
+    });
+    for (const tr of existing.values()) tr.remove();
+  }
+
+  // "12s ago" text that the ticker keeps current (data-ago-ms).
+  function setAgo(node, ms, prefix) {
+    const known = ms !== null && ms !== undefined;
+    if (known) node.dataset.agoMs = ms; else delete node.dataset.agoMs;
+    node.dataset.agoPrefix = prefix || '';
+    node.title = known ? localDate(ms).toLocaleString() : '';
+    node.textContent = known || !prefix ? (prefix || '') + formatAgo(ms) : '';
+  }
+
   // ---------------------------------------------------------------- HTTP
 
   async function getJSON(path) {
@@ -311,7 +338,7 @@
     const all = state.services.services || [];
     const needle = state.filter.trim().toLowerCase();
     const shown = sortedServices(all.filter((s) => s.service.toLowerCase().includes(needle)));
-    tbody.replaceChildren(...shown.map(serviceRow));
+    reconcileRows(tbody, shown, (s) => s.service, serviceRow, fillServiceRow);
     $('#services-count').textContent = needle ? shown.length + ' of ' + all.length : String(all.length);
     const empty = $('#services-empty');
     empty.hidden = shown.length > 0;
@@ -320,27 +347,22 @@
       : 'No service matches “' + state.filter.trim() + '”.';
   }
 
-  function serviceRow(s) {
-    const tr = el('tr', { 'data-service': s.service });
-    if (s.drained > 0) tr.classList.add('has-drained');
-    tr.append(
-      el('td', { testid: 'svc-name', 'data-label': 'Service' }, el('a', { href: serviceHref(s.service), text: s.service })),
-      el('td', { testid: 'svc-live', 'data-label': 'Live', class: 'num', text: s.live }),
-      el('td', { testid: 'svc-drained', 'data-label': 'Drained', class: 'num' + (s.drained > 0 ? ' warn' : ''), text: s.drained }),
-      el('td', { testid: 'svc-weight', 'data-label': 'Total weight', class: 'num', text: s.total_weight }),
-      agoCell({ testid: 'svc-changed', 'data-label': 'Last change', class: 'num muted' }, s.last_change_ms));
-    return tr;
+  function serviceRow(name) {
+    return el('tr', { 'data-service': name },
+      el('td', { testid: 'svc-name', 'data-label': 'Service' }, el('a', { href: serviceHref(name), text: name })),
+      el('td', { testid: 'svc-live', 'data-label': 'Live', class: 'num' }),
+      el('td', { testid: 'svc-drained', 'data-label': 'Drained', class: 'num' }),
+      el('td', { testid: 'svc-weight', 'data-label': 'Total weight', class: 'num' }),
+      el('td', { testid: 'svc-changed', 'data-label': 'Last change', class: 'num muted' }));
   }
 
-  // A cell whose "12s ago" text the ticker keeps current.
-  function agoCell(attrs, ms) {
-    const td = el('td', attrs);
-    if (ms !== null && ms !== undefined) {
-      td.dataset.agoMs = ms;
-      td.title = localDate(ms).toLocaleString();
-    }
-    td.textContent = formatAgo(ms);
-    return td;
+  function fillServiceRow(tr, s) {
+    const [, live, drained, weight, changed] = tr.children;
+    live.textContent = s.live;
+    drained.textContent = s.drained;
+    drained.classList.toggle('warn', s.drained > 0);
+    weight.textContent = s.total_weight;
+    setAgo(changed, s.last_change_ms);
   }
 
   // ---------------------------------------------------------------- service view
@@ -394,31 +416,14 @@
     renderInstances(body.instances || []);
     renderChart(body.instances || []);
     renderPending(body.pending_overrides || []);
-    const changed = $('#service-changed');
-    if (body.last_change_ms !== null && body.last_change_ms !== undefined) {
-      changed.dataset.agoMs = body.last_change_ms;
-      changed.dataset.agoPrefix = 'changed ';
-      changed.textContent = 'changed ' + formatAgo(body.last_change_ms);
-    } else {
-      delete changed.dataset.agoMs;
-      changed.textContent = '';
-    }
+    setAgo($('#service-changed'), body.last_change_ms, 'changed ');
     applyActionAvailability();
   }
 
   // Rows are keyed by address and updated in place, so an open weight input
   // or a deregister confirmation survives the live updates.
   function renderInstances(instances) {
-    const tbody = $('#instances-body');
-    const existing = new Map([...tbody.children].map((tr) => [tr.dataset.addr, tr]));
-    instances.forEach((inst, i) => {
-      let tr = existing.get(inst.addr);
-      existing.delete(inst.addr);
-      if (!tr) tr = instanceRow(inst.addr);
-      fillInstanceRow(tr, inst);
-      if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null);
-    });
-    for (const tr of existing.values()) tr.remove();
+    reconcileRows($('#instances-body'), instances, (x) => x.addr, instanceRow, fillInstanceRow);
     $('#instances-empty').hidden = instances.length > 0;
     const live = instances.filter((x) => x.health !== 'drained').length;
     $('#instances-count').textContent = instances.length + ' listed' + (instances.length > live ? ', ' + (instances.length - live) + ' drained' : '');
