@@ -52,6 +52,9 @@
 
   const serverNow = () => Date.now() + state.skewMs;
 
+  // A fetch answer can arrive after a newer stream message: keep the newer.
+  const isOlder = (body, shown) => !!shown && body.now_ms < shown.now_ms;
+
   function noteClock(body) {
     if (body && typeof body.now_ms === 'number') state.skewMs = body.now_ms - Date.now();
   }
@@ -309,6 +312,7 @@
   }
 
   function applyServices(body) {
+    if (isOlder(body, state.services)) return;
     state.services = body;
     if (state.route.view === 'services') renderServicesRows();
   }
@@ -410,6 +414,7 @@
 
   function applyService(body) {
     if (state.route.view !== 'service' || body.service !== state.route.name) return;
+    if (isOlder(body, state.service)) return;
     state.service = body;
     clearViewError();
     $('#service-body').hidden = false;
@@ -507,15 +512,16 @@
       'aria-label': 'New weight for ' + addr, inputmode: 'numeric', required: true,
     });
     input.value = current ? current.weight : '';
-    const form = el('form', { class: 'inline-form' },
+    // novalidate: out-of-range numbers go to the server, whose refusal is shown.
+    const form = el('form', { class: 'inline-form', novalidate: true },
       input,
       el('button', { type: 'submit', class: 'btn primary', testid: 'weight-apply', text: 'Apply' }),
       el('button', { type: 'button', class: 'btn ghost', 'data-cancel': '', text: 'Cancel' }));
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       const n = Number(input.value);
-      if (input.value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 10000) {
-        showMessage('Refused: a weight is a whole number from 0 to 10000', 'error');
+      if (input.value.trim() === '' || !Number.isFinite(n)) {
+        showMessage('A weight is a whole number from 0 to 10000.', 'error');
         input.focus();
         return;
       }
@@ -688,17 +694,15 @@
 
   // ---------------------------------------------------------------- live stream
 
-  let stream = null;
   let retryMs = 1000;
 
   function connect() {
-    stream = new EventSource('/api/stream');
+    const stream = new EventSource('/api/stream');
     stream.onopen = () => { retryMs = 1000; };
     stream.onerror = () => {
       setConnection(false);
       // EventSource retries by itself unless the server refused it (e.g. 503): then we do.
       if (stream.readyState === EventSource.CLOSED) {
-        stream = null;
         setTimeout(connect, retryMs);
         retryMs = Math.min(retryMs * 2, 30000);
       }
