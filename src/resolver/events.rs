@@ -85,6 +85,8 @@ impl fmt::Debug for RegistryEvents {
 }
 
 /// Placeholder until the subscription lands.
-pub(super) async fn subscribe(_service_hint: Option<&ServiceName>) -> Result<RegistryEvents, ResolveError> {
+pub(super) async fn subscribe(
+    _service_hint: Option<&ServiceName>,
+) -> Result<RegistryEvents, ResolveError> {
     Ok(RegistryEvents { _private: () })
 }

@@ -1,0 +1,313 @@
+//! What the console knows of the registry: each service's instances as
+//! last read, and the feed of events, newest last. Pure data: the reads
+//! that fill it are in [`super::watcher`].
+
+use std::collections::{BTreeMap, VecDeque};
+
+use std::time::Duration;
+
+use redis_discovery::resolver::Listed;
+use redis_discovery::{Instance, Override, ServiceName, Tags};
+use serde::Serialize;
+
+/// The most services shown; more are left out with a warning, so a
+/// registry with a runaway number of names cannot grow the console.
+pub(super) const MAX_SERVICES: usize = 1000;
+/// The most events kept for the feed.
+pub(super) const MAX_EVENTS: usize = 500;
+/// A removal, addition or change that a registry event for the same
+/// instance announced this recently is not announced again by the console.
+const ANNOUNCED_WITHIN_MS: u64 = 30_000;
+/// Lease expiries that moved less than this are the same lease (reads at
+/// different moments compute it a few milliseconds apart).
+const LEASE_JITTER_MS: u64 = 1_000;
+
+/// One instance as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct InstanceView {
+    pub(super) addr: String,
+    pub(super) weight: u32,
+    pub(super) registered_weight: Option<u32>,
+    #[serde(rename = "override")]
+    pub(super) overridden: Option<OverrideView>,
+    pub(super) tags: Tags,
+    pub(super) lease_expires_ms: Option<u64>,
+    pub(super) health: &'static str,
+}
+
+/// An operator's override, as JSON: `{"weight":N}` or `{"disabled":true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub(super) enum OverrideView {
+    Weight { weight: u32 },
+    Disabled { disabled: bool },
+}
+
+impl OverrideView {
+    /// `None` for a kind this console does not know.
+    pub(super) fn of(value: Override) -> Option<Self> {
+        match value {
+            Override::Weight(weight) => Some(OverrideView::Weight { weight }),
+            Override::Disabled => Some(OverrideView::Disabled { disabled: true }),
+            _ => None,
+        }
+    }
+}
+
+/// An override whose address has no listed instance (disabled, or not
+/// registered yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct PendingOverride {
+    pub(super) addr: String,
+    #[serde(rename = "override")]
+    pub(super) overridden: OverrideView,
+}
+
+/// An instance as a read lists it (the library's `Listed`, which only it
+/// builds).
+#[derive(Debug, Clone)]
+pub(super) struct ReadInstance {
+    pub(super) instance: Instance,
+    pub(super) lease_left: Option<Duration>,
+    pub(super) registered_weight: Option<u32>,
+}
+
+impl From<Listed> for ReadInstance {
+    fn from(l: Listed) -> Self {
+        ReadInstance {
+            instance: l.instance,
+            lease_left: l.lease_left,
+            registered_weight: l.registered_weight,
+        }
+    }
+}
+
+/// One read of a service: its listed instances and its overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ServiceRead {
+    pub(super) instances: Vec<InstanceView>,
+    pub(super) pending_overrides: Vec<PendingOverride>,
+}
+
+impl ServiceRead {
+    /// Joins a read's listed instances with the service's overrides.
+    pub(super) fn new(
+        listed: Vec<ReadInstance>,
+        overrides: Vec<(String, Override)>,
+        now_ms: u64,
+    ) -> Self {
+        let mut overrides: BTreeMap<String, OverrideView> = overrides
+            .into_iter()
+            .filter_map(|(addr, value)| Some((addr, OverrideView::of(value)?)))
+            .collect();
+        let instances = listed
+            .into_iter()
+            .map(|l| {
+                let addr = l.instance.addr().to_owned();
+                InstanceView {
+                    overridden: overrides.remove(&addr),
+                    weight: l.instance.weight(),
+                    registered_weight: l.registered_weight,
+                    tags: l.instance.tags().clone(),
+                    lease_expires_ms: l.lease_left.map(|left| {
+                        now_ms.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+                    }),
+                    health: if l.instance.weight() == 0 {
+                        "drained"
+                    } else {
+                        "live"
+                    },
+                    addr,
+                }
+            })
+            .collect();
+        let pending_overrides = overrides
+            .into_iter()
+            .map(|(addr, overridden)| PendingOverride { addr, overridden })
+            .collect();
+        ServiceRead {
+            instances,
+            pending_overrides,
+        }
+    }
+}
+
+/// A service as the console last read it.
+#[derive(Debug, Clone)]
+pub(super) struct ServiceState {
+    pub(super) read: ServiceRead,
+    pub(super) last_change_ms: Option<u64>,
+}
+
+/// One entry of the events feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(super) struct EventView {
+    pub(super) id: u64,
+    pub(super) at_ms: u64,
+    pub(super) service: String,
+    pub(super) event: &'static str,
+    pub(super) addr: String,
+    pub(super) source: &'static str,
+}
+
+/// What a new read changed, for the live streams.
+#[derive(Debug, Default)]
+pub(super) struct Changed {
+    /// The service's view changed (instances, overrides, leases).
+    pub(super) service: bool,
+    /// Its summary row changed (or it appeared or went).
+    pub(super) summary: bool,
+    /// Events the console added to the feed.
+    pub(super) events: Vec<EventView>,
+}
+
+/// The registry as the console knows it.
+#[derive(Debug, Default)]
+pub(super) struct Model {
+    services: BTreeMap<ServiceName, ServiceState>,
+    events: VecDeque<EventView>,
+    next_id: u64,
+}
+
+impl Model {
+    pub(super) fn services(&self) -> &BTreeMap<ServiceName, ServiceState> {
+        &self.services
+    }
+
+    pub(super) fn service(&self, name: &ServiceName) -> Option<&ServiceState> {
+        self.services.get(name)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub(super) fn events(&self, limit: usize) -> impl Iterator<Item = &EventView> {
+        self.events.iter().rev().take(limit)
+    }
+
+    /// Adds an event to the feed (dropping the oldest past
+    /// [`MAX_EVENTS`]) and returns it.
+    pub(super) fn record(
+        &mut self,
+        service: &ServiceName,
+        event: &'static str,
+        addr: &str,
+        source: &'static str,
+        at_ms: u64,
+    ) -> EventView {
+        self.next_id = self.next_id.saturating_add(1);
+        let view = EventView {
+            id: self.next_id,
+            at_ms,
+            service: service.to_string(),
+            event,
+            addr: addr.to_owned(),
+            source,
+        };
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(view.clone());
+        view
+    }
+
+    /// Whether a registry event about this instance came recently.
+    fn announced(&self, service: &ServiceName, addr: &str, now_ms: u64) -> bool {
+        let service = service.as_str();
+        self.events
+            .iter()
+            .rev()
+            .take_while(|e| now_ms.saturating_sub(e.at_ms) <= ANNOUNCED_WITHIN_MS)
+            .any(|e| e.source == "registry" && e.addr == addr && e.service == service)
+    }
+
+    /// Stores a new read of `service` and says what changed. Changes no
+    /// registry event announced (an instance whose lease ran out with no
+    /// one to announce it, a Hertz registry, a lost message) are added to
+    /// the feed as the console's. `false` from `room` when the service is
+    /// new and [`MAX_SERVICES`] are shown already.
+    pub(super) fn apply(
+        &mut self,
+        service: &ServiceName,
+        read: ServiceRead,
+        now_ms: u64,
+    ) -> Changed {
+        let mut changed = Changed::default();
+        let old = match self.services.get(service) {
+            Some(state) => state.read.clone(),
+            None if self.services.len() >= MAX_SERVICES => return changed,
+            None => {
+                changed.summary = true;
+                changed.service = true;
+                ServiceRead::default()
+            }
+        };
+        let before: BTreeMap<&str, &InstanceView> =
+            old.instances.iter().map(|i| (i.addr.as_str(), i)).collect();
+        let after: BTreeMap<&str, &InstanceView> = read
+            .instances
+            .iter()
+            .map(|i| (i.addr.as_str(), i))
+            .collect();
+        let mut unannounced = Vec::new();
+        for (addr, now) in &after {
+            match before.get(addr) {
+                None => unannounced.push(("register", *addr)),
+                Some(was) if !same_instance(was, now) => unannounced.push(("update", *addr)),
+                Some(was) if !same_lease(was, now) => changed.service = true,
+                Some(_) => {}
+            }
+        }
+        for addr in before.keys().filter(|a| !after.contains_key(*a)) {
+            unannounced.push(("expire", *addr));
+        }
+        if !unannounced.is_empty() || old.pending_overrides != read.pending_overrides {
+            changed.service = true;
+            changed.summary = true;
+        }
+        let unannounced: Vec<(&'static str, String)> = unannounced
+            .into_iter()
+            .filter(|(_, addr)| !self.announced(service, addr, now_ms))
+            .map(|(event, addr)| (event, addr.to_owned()))
+            .collect();
+        for (event, addr) in unannounced {
+            changed
+                .events
+                .push(self.record(service, event, &addr, "console", now_ms));
+        }
+        let state = self
+            .services
+            .entry(service.clone())
+            .or_insert_with(|| ServiceState {
+                read: ServiceRead::default(),
+                last_change_ms: None,
+            });
+        if changed.summary {
+            state.last_change_ms = Some(now_ms);
+        }
+        state.read = read;
+        changed
+    }
+
+    /// Forgets a service the registry no longer lists. `true` if it was
+    /// shown.
+    pub(super) fn forget(&mut self, service: &ServiceName) -> bool {
+        self.services.remove(service).is_some()
+    }
+}
+
+/// The same instance apart from its lease.
+fn same_instance(a: &InstanceView, b: &InstanceView) -> bool {
+    a.weight == b.weight
+        && a.registered_weight == b.registered_weight
+        && a.overridden == b.overridden
+        && a.tags == b.tags
+}
+
+fn same_lease(a: &InstanceView, b: &InstanceView) -> bool {
+    match (a.lease_expires_ms, b.lease_expires_ms) {
+        (Some(a), Some(b)) => a.abs_diff(b) < LEASE_JITTER_MS,
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+use std::time::Duration;
+
+use redis_discovery::{Instance, Override, ServiceName};
+
+use super::*;
+
+fn name(s: &str) -> ServiceName {
+    ServiceName::new(s).expect("name")
+}
+
+fn listed(addr: &str, weight: u32, lease_ms: u64) -> ReadInstance {
+    ReadInstance {
+        instance: Instance::new(addr).expect("addr").with_weight(weight),
+        lease_left: Some(Duration::from_millis(lease_ms)),
+        registered_weight: None,
+    }
+}
+
+fn read(instances: Vec<ReadInstance>, now: u64) -> ServiceRead {
+    ServiceRead::new(instances, Vec::new(), now)
+}
+
+#[test]
+fn unannounced_changes_become_console_events() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_000), 1_000);
+    assert!(changed.service && changed.summary);
+    assert_eq!(changed.events.len(), 1);
+    assert_eq!(
+        (changed.events[0].event, changed.events[0].source),
+        ("register", "console")
+    );
+
+    // The instance is gone and no event said so: its lease ran out.
+    let changed = model.apply(&orders, read(Vec::new(), 20_000), 20_000);
+    assert_eq!(changed.events.len(), 1);
+    assert_eq!(changed.events[0].event, "expire");
+    assert_eq!(model.events(10).count(), 2);
+}
+
+#[test]
+fn announced_changes_are_not_repeated() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    model.record(&orders, "register", "h:1", "registry", 1_000);
+    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_100), 1_100);
+    assert!(changed.summary);
+    assert!(changed.events.is_empty());
+    model.record(&orders, "deregister", "h:1", "registry", 2_000);
+    let changed = model.apply(&orders, read(Vec::new(), 2_100), 2_100);
+    assert!(changed.summary && changed.events.is_empty());
+}
+
+#[test]
+fn a_renewed_lease_changes_the_service_not_the_summary() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 0), 0);
+    // Same expiry a moment later: nothing changed.
+    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 14_800)], 200), 200);
+    assert!(!changed.service && !changed.summary);
+    // Renewed by a heartbeat: the countdown jumps.
+    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 5_000), 5_000);
+    assert!(changed.service && !changed.summary && changed.events.is_empty());
+}
+
+#[test]
+fn overrides_join_their_instances_or_wait() {
+    let overrides = vec![
+        ("h:1".to_owned(), Override::drain()),
+        ("h:9".to_owned(), Override::Disabled),
+    ];
+    let read = ServiceRead::new(vec![listed("h:1", 0, 1_000)], overrides, 0);
+    assert_eq!(
+        read.instances[0].overridden,
+        Some(OverrideView::Weight { weight: 0 })
+    );
+    assert_eq!(read.instances[0].health, "drained");
+    assert_eq!(read.pending_overrides.len(), 1);
+    assert_eq!(read.pending_overrides[0].addr, "h:9");
+    let json = serde_json::to_value(&read.pending_overrides[0]).expect("json");
+    assert_eq!(json["override"]["disabled"], true);
+}
+
+#[test]
+fn the_feed_and_the_services_are_bounded() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    for i in 0..(MAX_EVENTS + 10) {
+        model.record(
+            &orders,
+            "update",
+            &format!("h:{}", i % 60_000 + 1),
+            "registry",
+            0,
+        );
+    }
+    assert_eq!(model.events(usize::MAX).count(), MAX_EVENTS);
+    for i in 0..(MAX_SERVICES + 5) {
+        model.apply(&name(&format!("s{i}")), ServiceRead::default(), 0);
+    }
+    assert_eq!(model.services().len(), MAX_SERVICES);
+}
