@@ -1,11 +1,13 @@
 //! The console's read API and its live stream, against a real Redis and
 //! registrations made with the library's registry.
 
-use redis_discovery::Override;
+use std::time::{Duration, Instant};
+
+use redis_discovery::{Override, RedisRegistry, Registration};
 use serde_json::{json, Value};
 
-use crate::support::console::{now_ms, register, start_console};
-use crate::support::{eventually, registry, RedisServer};
+use crate::support::console::{now_ms, register, start_console, Console};
+use crate::support::{eventually, registry, RedisServer, DEADLINE};
 
 /// The one entry of `list` whose `key` is `value`.
 fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
@@ -16,6 +18,46 @@ fn find<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
 fn assert_now(body: &Value) {
     let now = body["now_ms"].as_u64().expect("now_ms is a number");
     assert!(now.abs_diff(now_ms()) < 60_000, "now_ms {now} is off");
+}
+
+/// Registers a new instance of `service` (ports from `port` + 1) every
+/// 2 s until the console's feed lists one as the registry's event: the
+/// console may subscribe after it says it listens, and hears only what
+/// is published after that. The registrations, to keep.
+async fn until_subscribed(
+    console: &Console,
+    registry: &RedisRegistry,
+    service: &str,
+    mut port: u16,
+) -> Vec<Registration> {
+    let mut kept = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        port += 1;
+        let addr = format!("127.0.0.1:{port}");
+        kept.push(register(registry, service, &addr, 10, &[]).await);
+        let heard = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let events = console.get_json("/api/events").await;
+                let listed = events["events"].as_array().is_some_and(|list| {
+                    list.iter()
+                        .any(|e| e["addr"] == json!(addr) && e["source"] == json!("registry"))
+                });
+                if listed {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        if heard.is_ok() {
+            return kept;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no registration of {service} in /api/events as the registry's within {DEADLINE:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,27 +170,9 @@ async fn events_list_what_the_registry_published_newest_first() {
     let redis = RedisServer::start();
     let registry = registry(&redis).await;
     let console = start_console(&redis, &[]);
-    // The console hears only what is published after it subscribed: its
-    // stream's hello says it is up, the first registration may still race
-    // the subscription, so register until one is seen.
-    let mut port = 7200;
-    let first = eventually("a registration in /api/events", || {
-        port += 1;
-        let addr = format!("127.0.0.1:{port}");
-        let (registry, console) = (&registry, &console);
-        async move {
-            let registration = register(registry, "inventory", &addr, 10, &[]).await;
-            let events = console.get_json("/api/events").await;
-            let seen = events["events"]
-                .as_array()?
-                .iter()
-                .any(|e| e["addr"] == json!(addr));
-            seen.then_some(registration)
-        }
-    })
-    .await;
+    let first = until_subscribed(&console, &registry, "inventory", 7200).await;
     let addr = "127.0.0.1:7250";
-    let _kept = [first, register(&registry, "inventory", addr, 10, &[]).await];
+    let _kept = (first, register(&registry, "inventory", addr, 10, &[]).await);
     registry
         .set_override("inventory", addr, Override::drain())
         .await
@@ -220,4 +244,25 @@ async fn the_stream_says_hello_first_then_tells_of_a_new_service() {
     assert_now(&services.data);
     let shipping = find(&services.data["services"], "service", "shipping").unwrap();
     assert!(shipping["live"].as_u64() >= Some(1), "{shipping}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_64_streams_are_served_at_once() {
+    let redis = RedisServer::start();
+    let console = start_console(&redis, &[]);
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        let mut stream = console.stream().await;
+        assert_eq!(stream.next().await.name, "hello");
+        open.push(stream);
+    }
+    let refused = console.try_stream().await.err();
+    assert_eq!(refused, Some(503), "the 65th stream");
+    // A closed one frees its place.
+    drop(open.pop());
+    let mut again = eventually("a place for a new stream", || async {
+        console.try_stream().await.ok()
+    })
+    .await;
+    assert_eq!(again.next().await.name, "hello");
 }

@@ -142,13 +142,7 @@ async fn bad_bodies_and_unknown_instances_are_refused_with_reasons() {
     let console = start_console(&redis, &["--token", TOKEN]);
     let before = state(&redis);
     let weight = action_path("orders", ADDR, "weight");
-    for bad in [
-        "",
-        "nonsense",
-        r#"{"weight":-1}"#,
-        r#"{"weight":10001}"#,
-        r#"{"weight":"5"}"#,
-    ] {
+    for bad in ["", "nonsense", r#"{"weight":-1}"#, r#"{"weight":"5"}"#] {
         let reply = console.post(&weight, Some(TOKEN), bad).await;
         assert_eq!(reply.status, 400, "weight {bad:?}: {reply:?}");
         assert!(!reply.error().is_empty(), "{reply:?}");
@@ -177,6 +171,19 @@ async fn bad_bodies_and_unknown_instances_are_refused_with_reasons() {
         json!({"ok": true, "registered": false}),
         "{reply:?}"
     );
+
+    // The contract's range is 0..=10000 (last: a server that takes more
+    // writes it).
+    let before = state(&redis);
+    let reply = console
+        .post(&weight, Some(TOKEN), r#"{"weight":10001}"#)
+        .await;
+    assert_eq!(reply.status, 400, "weight 10001: {reply:?}");
+    assert_eq!(state(&redis), before);
+    let reply = console
+        .post(&weight, Some(TOKEN), r#"{"weight":10000}"#)
+        .await;
+    assert_eq!(reply.status, 200, "weight 10000: {reply:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,4 +288,32 @@ async fn the_token_never_shows_in_output_help_or_api() {
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(!from_env.output().contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hertz_schema_lists_instances_and_has_no_overrides() {
+    let redis = RedisServer::start();
+    let hertz = redis_discovery::RedisRegistry::builder(redis.url())
+        .schema(redis_discovery::KeySchema::Hertz)
+        .connect()
+        .await
+        .unwrap();
+    let _a = register(&hertz, "orders", ADDR, 10, &[]).await;
+    let console = start_console(&redis, &["--schema", "hertz", "--token", TOKEN]);
+    let info = console.get_json("/api/info").await;
+    assert_eq!(info["schema"], json!("hertz"), "{info}");
+    assert_eq!(info["overrides"], json!(false), "{info}");
+    let detail = console.get_json("/api/services/orders").await;
+    assert_eq!(detail["instances"][0]["addr"], json!(ADDR), "{detail}");
+    for action in ["drain", "undrain", "weight"] {
+        let reply = console
+            .post(
+                &action_path("orders", ADDR, action),
+                Some(TOKEN),
+                body(action),
+            )
+            .await;
+        assert_eq!(reply.status, 409, "{action}: {reply:?}");
+        assert_eq!(reply.error(), "the Hertz schema has no overrides");
+    }
 }

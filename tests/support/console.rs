@@ -193,8 +193,16 @@ impl Console {
         }
     }
 
-    /// Opens `GET /api/stream`.
+    /// Opens `GET /api/stream`, expecting 200.
     pub async fn stream(&self) -> Stream {
+        match self.try_stream().await {
+            Ok(stream) => stream,
+            Err(status) => panic!("GET /api/stream: {status}"),
+        }
+    }
+
+    /// Opens `GET /api/stream`: the stream, or the status if not 200.
+    pub async fn try_stream(&self) -> Result<Stream, u16> {
         let request = Request::get(self.url("/api/stream"))
             .header("accept", "text/event-stream")
             .body(Full::new(Bytes::new()).boxed_unsync())
@@ -203,7 +211,9 @@ impl Console {
             .await
             .expect("the stream answers within the deadline")
             .expect("the stream answers");
-        assert_eq!(response.status(), 200, "GET /api/stream");
+        if response.status() != 200 {
+            return Err(response.status().as_u16());
+        }
         let content_type = response
             .headers()
             .get("content-type")
@@ -214,10 +224,10 @@ impl Console {
             content_type.starts_with("text/event-stream"),
             "content-type {content_type:?}"
         );
-        Stream {
+        Ok(Stream {
             body: response.into_body(),
             buffer: String::new(),
-        }
+        })
     }
 
     /// The overrides HASH of `service` (prefix `sd`), field -> value.
