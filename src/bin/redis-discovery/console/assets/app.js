@@ -9,6 +9,7 @@
 
   const TOKEN_KEY = 'redis-discovery-console-token';
   const EVENTS_CAP = 500;
+  const INFO_EVERY_MS = 10000; // /api/info is polled: the stream does not say when Redis stops answering
 
   const state = {
     info: null,            // GET /api/info
@@ -155,6 +156,7 @@
     state.info = info;
     $('[data-testid="read-only-banner"]').hidden = !info.read_only;
     document.body.classList.toggle('read-only', !!info.read_only); // hides the actions column
+    $('#unreachable-banner').hidden = info.reachable !== false;
     const meta = $('#meta');
     meta.replaceChildren();
     const items = [['Redis', info.redis], ['prefix', info.prefix], ['schema', info.schema], ['version', info.version]];
@@ -745,6 +747,7 @@
     loadInfo();
     connect();
     setInterval(tick, 1000);
+    setInterval(loadInfo, INFO_EVERY_MS);
   }
 
   start();
