@@ -18,7 +18,8 @@
     routeSeq: 0,           // bumps on each navigation: late answers for an old view are dropped
     services: null,        // last /api/services body
     sort: { key: 'name', dir: 1 },
-    filter: '',
+    filter: '',            // services filter
+    eventsFilter: '',
     service: null,         // last /api/services/{name} body for the shown service
     events: [],            // newest first, at most EVENTS_CAP
     liveDuringFetch: null, // registry events that arrive while /api/events is in flight
@@ -49,6 +50,12 @@
     const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
     return node;
+  }
+
+  // Typing fires `input`; a WebDriver clear() only `change`: listen to both.
+  function onEdit(input, fn) {
+    input.addEventListener('input', fn);
+    input.addEventListener('change', fn);
   }
 
   // A fresh copy of a <template> from index.html.
@@ -285,7 +292,7 @@
     view.append(template('tpl-services'));
     const filter = $('#services-filter');
     filter.value = state.filter;
-    filter.addEventListener('input', () => { state.filter = filter.value; renderServicesRows(); });
+    onEdit(filter, () => { state.filter = filter.value; renderServicesRows(); });
     for (const th of view.querySelectorAll('th[data-sort]')) {
       th.addEventListener('click', () => {
         const key = th.dataset.sort;
@@ -577,6 +584,19 @@
   function buildEventsView(view) {
     document.title = 'Events · redis-discovery console';
     view.append(template('tpl-events'));
+    const filter = $('#events-filter');
+    filter.value = state.eventsFilter;
+    onEdit(filter, () => {
+      state.eventsFilter = filter.value;
+      for (const li of $('#events-list').children) applyEventFilter(li);
+    });
+  }
+
+  // Hides an event's line unless its service, address or kind contains the filter text.
+  function applyEventFilter(li) {
+    const needle = state.eventsFilter.trim().toLowerCase();
+    const d = li.dataset;
+    li.hidden = !!needle && ![d.service, d.addr, d.event].some((v) => (v || '').toLowerCase().includes(needle));
   }
 
   // The fetched list, plus whatever the stream delivered while it was in flight.
@@ -612,12 +632,14 @@
       time.textContent = formatClock(ev.at_ms);
       time.title = localDate(ev.at_ms).toLocaleString();
     }
-    return el('li', { 'data-event': kind, 'data-service': ev.service, 'data-addr': ev.addr },
+    const li = el('li', { 'data-event': kind, 'data-service': ev.service, 'data-addr': ev.addr },
       el('span', { class: 'badge badge-' + kind.replace(/[^a-z]/g, ''), text: kind }),
       el('a', { class: 'ev-service', href: serviceHref(ev.service), text: ev.service }),
       el('span', { class: 'ev-addr mono', text: ev.addr }),
       ev.source === 'console' ? el('span', { class: 'ev-source', title: 'seen by the console in a read; no event announced it', text: 'seen by console' }) : null,
       time);
+    applyEventFilter(li);
+    return li;
   }
 
   // ---------------------------------------------------------------- live stream
