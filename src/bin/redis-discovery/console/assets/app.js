@@ -9,6 +9,7 @@
 
   const TOKEN_KEY = 'redis-discovery-console-token';
   const EVENTS_CAP = 500;
+  const INFO_EVERY_MS = 10000; // /api/info is polled: the stream does not say when Redis stops answering
 
   const state = {
     info: null,            // GET /api/info
@@ -17,7 +18,8 @@
     routeSeq: 0,           // bumps on each navigation: late answers for an old view are dropped
     services: null,        // last /api/services body
     sort: { key: 'name', dir: 1 },
-    filter: '',
+    filter: '',            // services filter
+    eventsFilter: '',
     service: null,         // last /api/services/{name} body for the shown service
     events: [],            // newest first, at most EVENTS_CAP
     liveDuringFetch: null, // registry events that arrive while /api/events is in flight
@@ -49,6 +51,15 @@
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
     return node;
   }
+
+  // Typing fires `input`; a WebDriver clear() only `change`: listen to both.
+  function onEdit(input, fn) {
+    input.addEventListener('input', fn);
+    input.addEventListener('change', fn);
+  }
+
+  // A fresh copy of a <template> from index.html.
+  const template = (id) => document.getElementById(id).content.cloneNode(true);
 
   const serverNow = () => Date.now() + state.skewMs;
 
@@ -155,6 +166,7 @@
     state.info = info;
     $('[data-testid="read-only-banner"]').hidden = !info.read_only;
     document.body.classList.toggle('read-only', !!info.read_only); // hides the actions column
+    $('#unreachable-banner').hidden = info.reachable !== false;
     const meta = $('#meta');
     meta.replaceChildren();
     const items = [['Redis', info.redis], ['prefix', info.prefix], ['schema', info.schema], ['version', info.version]];
@@ -266,49 +278,28 @@
 
   // ---------------------------------------------------------------- services view
 
-  const SERVICE_COLUMNS = [
-    { key: 'name', label: 'Service', value: (s) => s.service },
-    { key: 'live', label: 'Live', value: (s) => s.live, num: true },
-    { key: 'drained', label: 'Drained', value: (s) => s.drained, num: true },
-    { key: 'weight', label: 'Total weight', short: 'Weight', value: (s) => s.total_weight, num: true },
-    { key: 'changed', label: 'Last change', short: 'Changed', value: (s) => s.last_change_ms, num: true },
-  ];
+  // How each sortable column (th[data-sort]) orders services.
+  const SORT_VALUE = {
+    name: (s) => s.service,
+    live: (s) => s.live,
+    drained: (s) => s.drained,
+    weight: (s) => s.total_weight,
+    changed: (s) => s.last_change_ms,
+  };
 
   function buildServicesView(view) {
     document.title = 'Services · redis-discovery console';
-    const filter = el('input', {
-      id: 'services-filter', testid: 'services-filter', type: 'search',
-      placeholder: 'Filter services', autocomplete: 'off', spellcheck: 'false',
-    });
+    view.append(template('tpl-services'));
+    const filter = $('#services-filter');
     filter.value = state.filter;
-    filter.addEventListener('input', () => { state.filter = filter.value; renderServicesRows(); });
-
-    const headRow = el('tr');
-    for (const col of SERVICE_COLUMNS) {
-      // Narrow screens show the short label (CSS picks one).
-      const label = col.short
-        ? [el('span', { class: 'label-full', text: col.label }), el('span', { class: 'label-short', text: col.short })]
-        : [col.label];
-      const th = el('th', { scope: 'col', 'data-sort': col.key, class: col.num ? 'num' : null },
-        el('button', { type: 'button', class: 'sort-btn', 'aria-label': 'Sort by ' + col.label.toLowerCase() }, ...label));
+    onEdit(filter, () => { state.filter = filter.value; renderServicesRows(); });
+    for (const th of view.querySelectorAll('th[data-sort]')) {
       th.addEventListener('click', () => {
-        const s = state.sort;
-        state.sort = { key: col.key, dir: s.key === col.key ? -s.dir : 1 };
+        const key = th.dataset.sort;
+        state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
         renderServicesRows();
       });
-      headRow.append(th);
     }
-
-    view.append(
-      el('div', { class: 'view-head' },
-        el('h1', { text: 'Services' }),
-        el('span', { class: 'count', id: 'services-count' }),
-        el('label', { class: 'filter' }, el('span', { class: 'sr-only', text: 'Filter services' }), filter)),
-      el('p', { class: 'error', id: 'view-error', hidden: true }),
-      el('div', { class: 'card table-wrap' },
-        el('table', { testid: 'services-table', class: 'table services' },
-          el('thead', {}, headRow), el('tbody', { id: 'services-body' }))),
-      el('p', { class: 'empty', id: 'services-empty', hidden: true }));
   }
 
   function applyServices(body) {
@@ -318,11 +309,11 @@
   }
 
   function sortedServices(list) {
-    const col = SERVICE_COLUMNS.find((c) => c.key === state.sort.key) || SERVICE_COLUMNS[0];
+    const value = SORT_VALUE[state.sort.key] || SORT_VALUE.name;
     const dir = state.sort.dir;
     return list.slice().sort((a, b) => {
-      const va = col.value(a);
-      const vb = col.value(b);
+      const va = value(a);
+      const vb = value(b);
       if (va === vb) return a.service < b.service ? -1 : 1;
       if (va === null || va === undefined) return 1;   // unknown times last, either way
       if (vb === null || vb === undefined) return -1;
@@ -373,33 +364,8 @@
 
   function buildServiceView(view, name) {
     document.title = name + ' · redis-discovery console';
-    view.append(
-      el('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, el('a', { href: '#/', text: 'Services' }), ' / '),
-      el('div', { class: 'view-head' },
-        el('h1', { testid: 'service-title', text: name }),
-        el('span', { class: 'count', id: 'instances-count' }),
-        el('span', { class: 'muted small', id: 'service-changed' })),
-      el('p', { class: 'error', id: 'view-error', hidden: true }),
-      el('div', { id: 'service-body' },
-      el('div', { class: 'card table-wrap' },
-        el('table', { testid: 'instances-table', class: 'table stack' },
-          el('thead', {}, el('tr', {},
-            el('th', { scope: 'col', text: 'Address' }),
-            el('th', { scope: 'col', class: 'num', text: 'Weight' }),
-            el('th', { scope: 'col', text: 'Tags' }),
-            el('th', { scope: 'col', class: 'num', text: 'Lease left' }),
-            el('th', { scope: 'col', text: 'Health' }),
-            el('th', { scope: 'col', class: 'actions-col', text: 'Actions' }))),
-          el('tbody', { id: 'instances-body' }))),
-      el('p', { class: 'empty', id: 'instances-empty', hidden: true, text: 'No instances listed now.' }),
-      el('div', { class: 'grid-2' },
-        el('section', { class: 'card pad', 'aria-labelledby': 'chart-h' },
-          el('h2', { id: 'chart-h', text: 'Traffic split by weight' }),
-          el('div', { id: 'chart-box' })),
-        el('section', { class: 'card pad', testid: 'pending-overrides', 'aria-labelledby': 'pending-h' },
-          el('h2', { id: 'pending-h', text: 'Pending overrides' }),
-          el('p', { class: 'muted small', text: 'Overrides for addresses with no listed instance: disabled, or not registered yet.' }),
-          el('ul', { class: 'pending', id: 'pending-list' })))));
+    view.append(template('tpl-service'));
+    $('[data-testid="service-title"]').textContent = name;
   }
 
   // Unknown (yet): say so; a `service` event for it fills the view in later.
@@ -435,14 +401,17 @@
   }
 
   function instanceRow(addr) {
-    const tr = el('tr', { 'data-addr': addr });
-    tr.append(
-      el('td', { testid: 'inst-addr', 'data-label': 'Address', class: 'mono', text: addr }),
-      el('td', { class: 'num', 'data-label': 'Weight' }),
-      el('td', { testid: 'inst-tags', 'data-label': 'Tags' }),
-      el('td', { testid: 'inst-lease', 'data-label': 'Lease left', class: 'num mono' }),
-      el('td', { testid: 'inst-health', 'data-label': 'Health' }),
-      el('td', { class: 'actions-col', 'data-label': 'Actions' }, actionsFor(addr)));
+    const tr = template('tpl-instance').firstElementChild;
+    tr.dataset.addr = addr;
+    tr.firstElementChild.textContent = addr;
+    const panel = $('.inline-panel', tr);
+    const close = () => { panel.hidden = true; panel.replaceChildren(); };
+    panel.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') close(); });
+    const on = (action, fn) => $('[data-action="' + action + '"]', tr).addEventListener('click', fn);
+    on('drain', () => runAction(addr, 'drain'));
+    on('undrain', () => runAction(addr, 'undrain'));
+    on('weight', () => openWeightPanel(panel, addr, close));
+    on('deregister', () => openConfirmPanel(panel, addr, close));
     return tr;
   }
 
@@ -484,39 +453,13 @@
 
   // ---------------------------------------------------------------- actions
 
-  function actionsFor(addr) {
-    const box = el('div', { class: 'actions' });
-    const buttons = el('div', { class: 'btn-row' });
-    const panel = el('div', { class: 'inline-panel', hidden: true });
-    const button = (testid, label, cls, onClick) => {
-      const b = el('button', { type: 'button', class: 'btn small ' + cls, testid, 'data-action': testid, text: label });
-      b.addEventListener('click', onClick);
-      return b;
-    };
-    const closePanel = () => { panel.hidden = true; panel.replaceChildren(); };
-    panel.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closePanel(); });
-
-    buttons.append(
-      button('action-drain', 'Drain', '', () => runAction(addr, 'drain')),
-      button('action-undrain', 'Undrain', '', () => runAction(addr, 'undrain')),
-      button('action-weight', 'Weight…', '', () => openWeightPanel(panel, addr, closePanel)),
-      button('action-deregister', 'Deregister', 'danger', () => openConfirmPanel(panel, addr, closePanel)));
-    box.append(buttons, panel);
-    return box;
-  }
-
   function openWeightPanel(panel, addr, close) {
     const current = state.service && (state.service.instances || []).find((x) => x.addr === addr);
-    const input = el('input', {
-      type: 'number', min: 0, max: 10000, step: 1, testid: 'weight-input', class: 'weight-input',
-      'aria-label': 'New weight for ' + addr, inputmode: 'numeric', required: true,
-    });
+    panel.replaceChildren(template('tpl-weight-form'));
+    const form = $('form', panel);
+    const input = $('input', form);
+    input.setAttribute('aria-label', 'New weight for ' + addr);
     input.value = current ? current.weight : '';
-    // novalidate: out-of-range numbers go to the server, whose refusal is shown.
-    const form = el('form', { class: 'inline-form', novalidate: true },
-      input,
-      el('button', { type: 'submit', class: 'btn primary', testid: 'weight-apply', text: 'Apply' }),
-      el('button', { type: 'button', class: 'btn ghost', 'data-cancel': '', text: 'Cancel' }));
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       const n = Number(input.value);
@@ -529,20 +472,18 @@
       runAction(addr, 'weight', { weight: n });
     });
     $('[data-cancel]', form).addEventListener('click', close);
-    panel.replaceChildren(form);
     panel.hidden = false;
     input.focus();
     input.select();
   }
 
   function openConfirmPanel(panel, addr, close) {
-    const yes = el('button', { type: 'button', class: 'btn danger solid', testid: 'confirm-yes', text: 'Deregister' });
-    const no = el('button', { type: 'button', class: 'btn ghost', testid: 'confirm-no', text: 'Cancel' });
-    yes.addEventListener('click', () => { close(); runAction(addr, 'deregister'); });
-    no.addEventListener('click', close);
-    panel.replaceChildren(el('span', { class: 'confirm-text', text: 'Remove ' + addr + ' now?' }), yes, no);
+    panel.replaceChildren(template('tpl-confirm'));
+    $('.confirm-text', panel).textContent = 'Remove ' + addr + ' now?';
+    $('[data-testid="confirm-yes"]', panel).addEventListener('click', () => { close(); runAction(addr, 'deregister'); });
+    $('[data-testid="confirm-no"]', panel).addEventListener('click', close);
     panel.hidden = false;
-    no.focus();
+    $('[data-testid="confirm-no"]', panel).focus();
   }
 
   const ACTION_DONE = { drain: 'Drained', undrain: 'Undrained', weight: 'Set the weight of', deregister: 'Deregistered' };
@@ -569,7 +510,7 @@
     const readOnly = !info || info.read_only;
     const noOverrides = info && info.overrides === false;
     for (const b of document.querySelectorAll('[data-action]')) {
-      const needsOverrides = b.dataset.action !== 'action-deregister';
+      const needsOverrides = b.dataset.action !== 'deregister';
       const off = readOnly || (needsOverrides && noOverrides);
       b.disabled = off;
       b.title = readOnly ? 'Read-only console: started without --token'
@@ -642,13 +583,20 @@
 
   function buildEventsView(view) {
     document.title = 'Events · redis-discovery console';
-    view.append(
-      el('div', { class: 'view-head' },
-        el('h1', { text: 'Events' }),
-        el('span', { class: 'muted small', text: 'live, newest first, last ' + EVENTS_CAP })),
-      el('p', { class: 'error', id: 'view-error', hidden: true }),
-      el('div', { class: 'card' }, el('ul', { testid: 'events-list', class: 'events', id: 'events-list' })),
-      el('p', { class: 'empty', id: 'events-empty', hidden: true, text: 'No events yet. Changes to the registry appear here as they happen.' }));
+    view.append(template('tpl-events'));
+    const filter = $('#events-filter');
+    filter.value = state.eventsFilter;
+    onEdit(filter, () => {
+      state.eventsFilter = filter.value;
+      for (const li of $('#events-list').children) applyEventFilter(li);
+    });
+  }
+
+  // Hides an event's line unless its service, address or kind contains the filter text.
+  function applyEventFilter(li) {
+    const needle = state.eventsFilter.trim().toLowerCase();
+    const d = li.dataset;
+    li.hidden = !!needle && ![d.service, d.addr, d.event].some((v) => (v || '').toLowerCase().includes(needle));
   }
 
   // The fetched list, plus whatever the stream delivered while it was in flight.
@@ -684,12 +632,14 @@
       time.textContent = formatClock(ev.at_ms);
       time.title = localDate(ev.at_ms).toLocaleString();
     }
-    return el('li', { 'data-event': kind, 'data-service': ev.service, 'data-addr': ev.addr },
+    const li = el('li', { 'data-event': kind, 'data-service': ev.service, 'data-addr': ev.addr },
       el('span', { class: 'badge badge-' + kind.replace(/[^a-z]/g, ''), text: kind }),
       el('a', { class: 'ev-service', href: serviceHref(ev.service), text: ev.service }),
       el('span', { class: 'ev-addr mono', text: ev.addr }),
       ev.source === 'console' ? el('span', { class: 'ev-source', title: 'seen by the console in a read; no event announced it', text: 'seen by console' }) : null,
       time);
+    applyEventFilter(li);
+    return li;
   }
 
   // ---------------------------------------------------------------- live stream
@@ -745,6 +695,7 @@
     loadInfo();
     connect();
     setInterval(tick, 1000);
+    setInterval(loadInfo, INFO_EVERY_MS);
   }
 
   start();
