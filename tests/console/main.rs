@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod actions;
 mod api;
 mod page;
 mod security;
