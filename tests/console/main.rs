@@ -10,5 +10,7 @@ mod support;
 
 mod actions;
 mod api;
+mod hooks;
 mod page;
+mod page_actions;
 mod security;
