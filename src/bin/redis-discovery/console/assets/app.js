@@ -169,7 +169,8 @@
     $('#unreachable-banner').hidden = info.reachable !== false;
     const meta = $('#meta');
     meta.replaceChildren();
-    const items = [['Redis', info.redis], ['prefix', info.prefix], ['schema', info.schema], ['version', info.version]];
+    const prefix = info.schema === 'hertz' ? null : info.prefix; // Hertz keys have no prefix
+    const items = [['Redis', info.redis], ['prefix', prefix], ['schema', info.schema], ['version', info.version]];
     for (const [k, v] of items) {
       if (v === undefined || v === null) continue;
       meta.append(el('span', { class: 'meta-item' }, el('span', { class: 'meta-key', text: k }), ' ', el('span', { text: v })));
@@ -338,7 +339,7 @@
     const empty = $('#services-empty');
     empty.hidden = shown.length > 0;
     empty.textContent = all.length === 0
-      ? 'No services registered' + (state.info ? ' under prefix ' + state.info.prefix : '') + '.'
+      ? 'No services registered' + (state.info && state.info.schema !== 'hertz' ? ' under prefix ' + state.info.prefix : '') + '.'
       : 'No service matches “' + state.filter.trim() + '”.';
   }
 
