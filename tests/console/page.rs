@@ -11,7 +11,7 @@ use crate::hooks::{event_item, instance, service_row};
 use crate::support::browser::{testid, Browser};
 use crate::support::cli::{lines, spawn, wait_for_line};
 use crate::support::console::{register, start_console, TOKEN};
-use crate::support::{registry, RedisServer};
+use crate::support::{eventually, registry, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_page_lists_services_and_shows_a_new_one_within_a_second() {
@@ -70,6 +70,35 @@ async fn the_services_page_lists_services_and_shows_a_new_one_within_a_second() 
         .await;
     assert_eq!(same_page, json!(true), "the page reloaded");
     println!("new service to row on the page: {latencies:?}");
+
+    // The filter keeps the matching rows; a column header sorts by it.
+    browser.type_into(&testid("services-filter"), "pay").await;
+    eventually("only payments shown", || async {
+        (shown_services(&browser).await == ["payments"]).then_some(())
+    })
+    .await;
+    browser.type_into(&testid("services-filter"), "").await;
+    let all = eventually("every service shown again", || async {
+        let shown = shown_services(&browser).await;
+        (shown.len() == 5).then_some(shown)
+    })
+    .await;
+    assert_eq!(
+        all,
+        ["billing", "inventory", "orders", "payments", "shipping"],
+        "by name first"
+    );
+    browser.click(r#"th[data-sort="weight"]"#).await;
+    let by_weight = eventually("the rows sorted by weight", || async {
+        let shown = shown_services(&browser).await;
+        let ends = (shown.first()?.clone(), shown.last()?.clone());
+        let sorted = ends == ("orders".into(), "payments".into())
+            || ends == ("payments".into(), "orders".into());
+        sorted.then_some(shown)
+    })
+    .await;
+    println!("sorted by weight: {by_weight:?}");
+    browser.screenshot("services-sorted").await;
     // The issue's target is 1 s. The median of three is asserted: a busy
     // machine may stall one measurement, a design that waits for the
     // re-read (a minute here) fails all three.
@@ -80,6 +109,22 @@ async fn the_services_page_lists_services_and_shows_a_new_one_within_a_second() 
     );
     assert_eq!(browser.alert().await, None);
     browser.close().await;
+}
+
+/// The services of the rows shown (not filtered out), in order.
+async fn shown_services(browser: &Browser) -> Vec<String> {
+    let shown = browser
+        .js(
+            "return Array.from(document.querySelectorAll(arguments[0]))
+                 .filter(r => r.getClientRects().length > 0)
+                 .map(r => r.dataset.service);",
+            vec![json!(format!(
+                "{} tr[data-service]",
+                testid("services-table")
+            ))],
+        )
+        .await;
+    serde_json::from_value(shown).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
