@@ -370,3 +370,31 @@ async fn events_fail_when_redis_is_unreachable_then() {
     let error = resolver.events().await.unwrap_err();
     assert!(matches!(error, ResolveError::Connect { .. }), "{error:?}");
 }
+
+/// Redis compares a subscribed pattern literally with the user's channel
+/// rules: `&sd:*` lets a user subscribe to every events channel, not
+/// `PSUBSCRIBE sd:{*}:events`, as the docs of `events` say.
+#[tokio::test]
+async fn the_redis_user_needs_psubscribe_and_the_pattern_itself() {
+    init_tracing();
+    let server = RedisServer::start();
+    let broad = read_only_user(&server, "broad", true);
+    server.cmd::<()>(&["ACL", "SETUSER", "broad", "+psubscribe"]);
+    let resolver = RedisResolver::connect(broad).await.unwrap();
+    match resolver.events().await {
+        Err(ResolveError::Connect { source, .. }) => {
+            assert_eq!(source.code(), Some("NOPERM"), "{source}")
+        }
+        other => panic!("expected NOPERM, got {other:?}"),
+    }
+    let narrow = read_only_user(&server, "narrow", true);
+    server.cmd::<()>(&["ACL", "SETUSER", "narrow", "+psubscribe", "&sd:{*}:events"]);
+    let resolver = RedisResolver::connect(narrow).await.unwrap();
+    let mut events = resolver.events().await.unwrap();
+    server.cmd::<()>(&[
+        "PUBLISH",
+        "sd:{acl}:events",
+        r#"{"event":"register","addr":"10.0.36.1:80"}"#,
+    ]);
+    expect(&mut events, ChangeKind::Register, "acl", "10.0.36.1:80").await;
+}
