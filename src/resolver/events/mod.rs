@@ -30,7 +30,8 @@ const CAPACITY: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ChangeKind {
-    /// An instance was registered (new entry).
+    /// An instance was registered: a new entry, or one its heartbeat
+    /// re-created after Redis lost it (a restart, a `FLUSHALL`).
     Register,
     /// A registered instance changed its weight or tags.
     Update,
