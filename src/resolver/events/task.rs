@@ -12,7 +12,7 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{ErrorKind, RedisError, RedisResult, ServerErrorKind};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{wire, RegistryEvent};
 use crate::connection::{self, check_member, Events};
@@ -73,7 +73,6 @@ pub(super) async fn run(
                     Ok(subscribed) => {
                         tracing::info!("registry events: subscribed again (events published meanwhile are missed)");
                         owed = true;
-                        backoff = MIN_BACKOFF;
                         subscribed
                     }
                     Err(error) => {
@@ -90,14 +89,22 @@ pub(super) async fn run(
                 }
             }
         };
-        match serve(&engine, &sender, &mut owed, subscribed).await {
-            Ok(()) => return,
-            Err(error) => {
-                redis_error(RedisOperation::Subscribe);
-                owed = true;
-                tracing::warn!(%error, "registry events: connection lost, reconnecting");
-            }
+        let served_since = Instant::now();
+        let Err(error) = serve(&engine, &sender, &mut owed, subscribed).await else {
+            return; // the reader or the resolver is gone
+        };
+        redis_error(RedisOperation::Subscribe);
+        owed = true;
+        tracing::warn!(%error, "registry events: connection lost, reconnecting");
+        // A connection that dies as soon as it is made (a server that
+        // drops its clients) is not retried in a tight loop.
+        if served_since.elapsed() > MAX_BACKOFF {
+            backoff = MIN_BACKOFF;
         }
+        if !pause(&engine, &sender, backoff).await {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
