@@ -270,3 +270,37 @@ async fn hertz_service_listing_is_refused_on_a_cluster() {
         .unwrap();
     assert_eq!(snapshot.instances()[0].addr(), "10.0.0.9:8888");
 }
+
+/// PUBLISH reaches every node of a cluster: the events stream, subscribed
+/// on one node, sees the changes of services on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_stream_sees_services_on_every_node() {
+    use redis_discovery::resolver::{ChangeKind, RegistryEvent};
+    init_tracing();
+    let cluster = RedisCluster::start(3);
+    let registry = registry(&cluster).await;
+    let resolver = resolver(&cluster).await;
+    let mut events = resolver.events().await.unwrap();
+    let mut held = Vec::new();
+    for node in 0..3 {
+        let name = service_on(&cluster, node, "stream");
+        let addr = format!("10.0.40.{}:80", node + 1);
+        held.push(
+            registry
+                .register(name.as_str(), instance(&addr))
+                .await
+                .unwrap(),
+        );
+        let event = tokio::time::timeout(support::DEADLINE, events.next())
+            .await
+            .expect("an event within the deadline");
+        match event {
+            Some(RegistryEvent::Changed(change)) => assert_eq!(
+                (change.kind, change.service.as_str(), change.addr.as_str()),
+                (ChangeKind::Register, name.as_str(), addr.as_str())
+            ),
+            other => panic!("expected the register of {name} on node {node}, got {other:?}"),
+        }
+    }
+    drop(held);
+}

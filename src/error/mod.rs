@@ -226,6 +226,10 @@ pub enum ResolveError {
     /// The resolver was shut down.
     #[error("the resolver has been shut down")]
     Shutdown,
+    /// [`RedisResolver::events`](crate::RedisResolver::events) on the
+    /// Hertz schema, which publishes no change events.
+    #[error("the Hertz schema publishes no change events; use the native schema, or re-read the services periodically")]
+    EventsUnsupported,
 }
 
 // `S: TryInto<ServiceName>` arguments also take a `ServiceName` itself,

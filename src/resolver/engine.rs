@@ -223,6 +223,25 @@ impl ResolverEngine {
         self.cancel.cancelled()
     }
 
+    /// Whether the resolver has been shut down or dropped.
+    pub(super) fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// The Redis URL, without its password, for errors.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Keeps a task started after the resolver (an events stream's), so
+    /// that [`shutdown`](Self::shutdown) waits for it too. Finished tasks
+    /// are let go here: the list holds the live ones only.
+    pub(super) fn track(&self, task: JoinHandle<()>) {
+        let mut tasks = self.lock_tasks();
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
+    }
+
     /// The engine's settings and state, for the facade's `Debug`.
     pub(super) fn describe(&self, d: &mut fmt::DebugStruct<'_, '_>) {
         d.field("url", &self.url)

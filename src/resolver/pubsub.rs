@@ -19,12 +19,12 @@ use crate::metrics::{redis_error, subscription_reconnected, RedisOperation};
 use crate::time::after;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest reconnect delay: short, so the resolver resubscribes (and
 /// its recovery grace starts) within a second of Redis coming back; a
 /// refused connection costs next to nothing, and this is one connection
 /// per resolver.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Channels per SUBSCRIBE command.
 const BATCH: usize = 1000;
 

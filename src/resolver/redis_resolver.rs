@@ -242,12 +242,64 @@ impl RedisResolver {
         self.engine().watch(&service).await
     }
 
-    /// Every change event the registry publishes, across services (native
-    /// schema): one pub/sub connection of its own (`PSUBSCRIBE
-    /// PREFIX:*:events`), reconnected with backoff; after a reconnect the
-    /// stream yields [`RegistryEvent::Missed`](super::RegistryEvent::Missed).
+    /// Every change event the registry publishes, across services,
+    /// services registered later included (native schema): for consoles,
+    /// audit logs and dashboards. The cache does not need it (it has its
+    /// own event connection).
+    ///
+    /// ```no_run
+    /// use redis_discovery::resolver::{RedisResolver, RegistryEvent};
+    ///
+    /// # async fn run() -> Result<(), redis_discovery::ResolveError> {
+    /// let resolver = RedisResolver::connect("redis://127.0.0.1:6379").await?;
+    /// let mut events = resolver.events().await?;
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         RegistryEvent::Changed(change) => {
+    ///             println!("{}: {} {}", change.service, change.kind, change.addr);
+    ///         }
+    ///         RegistryEvent::Missed => println!("events were lost: re-reading every service"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// The stream has a pub/sub connection of its own, subscribed with
+    /// `PSUBSCRIBE PREFIX:{*}:events`. This returns once Redis confirmed
+    /// the subscription (within the connect timeout plus the command
+    /// timeout; a Cluster's seeds are tried in turn), and fails if it
+    /// cannot: [`ResolveError::Connect`]. Its Redis user needs
+    /// `+psubscribe` and, since Redis matches a subscribed pattern
+    /// literally against the user's channel rules, that very pattern
+    /// (`&sd:{*}:events`) or `allchannels`: `&sd:*` is not enough.
+    ///
+    /// A task owned by the stream forwards the events; when the connection
+    /// is lost (it is pinged every refresh interval, since a pub/sub
+    /// connection is otherwise silent), it reconnects with backoff (100 ms
+    /// to 1 s) and, subscribed again, yields
+    /// [`RegistryEvent::Missed`](super::RegistryEvent::Missed): what was
+    /// published meanwhile is lost. A reader more than 1024 events behind
+    /// loses events too, and gets a `Missed` instead of them. Messages that
+    /// are not valid events (an unknown kind, an invalid service name or
+    /// address) are skipped.
+    ///
+    /// The task ends, and the connection closes, when the stream is
+    /// dropped or the resolver is shut down or dropped (then
+    /// [`next`](super::RegistryEvents::next) returns `None`);
+    /// [`shutdown`](Self::shutdown) waits for it.
+    ///
+    /// Hertz schema: no events exist; fails with
+    /// [`ResolveError::EventsUnsupported`] without connecting. A resolver
+    /// shut down fails with [`ResolveError::Shutdown`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves nothing behind: the connection opened so
+    /// far closes, and the task starts only when the future completes.
     pub async fn events(&self) -> Result<super::RegistryEvents, ResolveError> {
-        super::events::subscribe(None).await
+        super::events::subscribe(self.engine()).await
     }
 
     /// The number of services in the cache.

@@ -6,6 +6,7 @@ mod support;
 mod access;
 mod bounds;
 mod entries;
+mod events;
 mod lifecycle;
 mod outage;
 

@@ -253,9 +253,10 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // The redis crate's own warnings (a cluster node it could
                 // not reach) repeat the one-line error the command prints.
-                // The proxy's access log is on by default.
+                // The proxy's access log and the console's actions are
+                // logged by default.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,redis=error,access=info")
+                    tracing_subscriber::EnvFilter::new("warn,redis=error,access=info,console=info")
                 }),
         )
         .with_writer(log_writer)

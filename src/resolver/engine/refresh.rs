@@ -9,22 +9,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::ResolverEngine;
 use crate::resolver::cache::Event;
+use crate::resolver::events::wire::EventMessage;
+use crate::resolver::events::ChangeKind;
 use crate::resolver::skipped;
 use crate::time::after;
 
 /// The most characters of a change event logged (anyone who may publish
 /// on the channel chooses its size).
 const MAX_LOGGED_EVENT_CHARS: usize = 512;
-
-/// A change event as published by the registry's scripts:
-/// `{"event":"register"|"update"|"deregister"|"expire","addr":"host:port"}`.
-#[derive(serde::Deserialize)]
-struct EventMessage<'a> {
-    #[serde(borrow)]
-    event: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    addr: std::borrow::Cow<'a, str>,
-}
 
 impl ResolverEngine {
     /// An event arrived on `channel`: refresh its service if cached.
@@ -40,11 +32,13 @@ impl ResolverEngine {
             tracing::trace!(service, event, "change event");
         }
         if let Some(entry) = self.cache.get(service) {
-            let message = serde_json::from_slice::<EventMessage<'_>>(payload).ok();
-            let event = match &message {
-                Some(m) if matches!(&*m.event, "register" | "update") => Event::Listed(&m.addr),
-                Some(m) if m.event == "deregister" => Event::Removed(&m.addr),
-                Some(m) if m.event == "expire" => Event::Expired(&m.addr),
+            let message = EventMessage::parse(payload);
+            let event = match message.as_ref().map(|m| (m.kind(), m.addr())) {
+                Some((Some(ChangeKind::Register | ChangeKind::Update), addr)) => {
+                    Event::Listed(addr)
+                }
+                Some((Some(ChangeKind::Deregister), addr)) => Event::Removed(addr),
+                Some((Some(ChangeKind::Expire), addr)) => Event::Expired(addr),
                 _ => Event::Other,
             };
             entry.on_event(event, self.recovery.grace_end(Instant::now()));

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::{self, HeaderMap};
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::listener::Peer;
 use super::routes::error;
 use super::state::Console;
 
@@ -29,11 +31,13 @@ struct WeightBody {
 
 pub(super) async fn action(
     State(console): State<Arc<Console>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Path((service, addr, action)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if let Err(refused) = authorize(&console, &headers) {
+        tracing::info!(target: "console", %peer, service, addr, action, ?refused, "refused");
         return refused.into_response();
     }
     let service = match ServiceName::new(&service) {
@@ -75,7 +79,7 @@ pub(super) async fn action(
     };
     match done {
         Ok(registered) => {
-            tracing::info!(target: "console", %service, addr, action, "done");
+            tracing::info!(target: "console", %peer, %service, addr, action, "done");
             console.pending.mark(Some(service));
             Json(json!({"ok": true, "registered": registered})).into_response()
         }
@@ -84,7 +88,7 @@ pub(super) async fn action(
             error(StatusCode::CONFLICT, "the Hertz schema has no overrides")
         }
         Err(e) => {
-            tracing::warn!(target: "console", %service, addr, action, error = %e, "failed");
+            tracing::warn!(target: "console", %peer, %service, addr, action, error = %e, "failed");
             error(StatusCode::BAD_GATEWAY, &format!("Redis: {e}"))
         }
     }

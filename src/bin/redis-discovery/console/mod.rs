@@ -138,8 +138,11 @@ pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
         }
     });
     let router = routes::router(console.clone(), loopback);
-    let serving = axum::serve(listener::LimitedListener::new(listener), router)
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let serving = axum::serve(
+        listener::LimitedListener::new(listener),
+        router.into_make_service_with_connect_info::<listener::Peer>(),
+    )
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
     let served = tokio::select! {
         served = serving => served.map_err(Error::from),
         () = async { stop.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => Ok(()),
