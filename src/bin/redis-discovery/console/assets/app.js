@@ -148,7 +148,7 @@
   // POST an action; resolves to {ok, status, body}, never throws.
   async function postAction(path, payload) {
     const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
-    const token = sessionStorage.getItem(TOKEN_KEY);
+    const token = loadToken();
     if (token) headers.Authorization = 'Bearer ' + token;
     try {
       const res = await fetch(path, { method: 'POST', headers, body: JSON.stringify(payload || {}) });
@@ -182,14 +182,28 @@
     try { applyInfo(await getJSON('/api/info')); } catch (_) { /* the stream's reconnect retries */ }
   }
 
+  // The token lives in this tab's sessionStorage; where storage is refused
+  // (some private modes) in memory until the page closes.
+  let tokenInMemory = '';
+
+  function loadToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { return tokenInMemory; }
+  }
+
+  function saveToken(value) {
+    tokenInMemory = value;
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* kept in memory */ }
+  }
+
   function setupToken() {
     const input = $('[data-testid="token-input"]');
-    input.value = sessionStorage.getItem(TOKEN_KEY) || '';
+    input.value = loadToken();
     $('#token-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       const value = input.value.trim();
-      if (value) sessionStorage.setItem(TOKEN_KEY, value);
-      else sessionStorage.removeItem(TOKEN_KEY);
+      saveToken(value);
       showMessage(value ? 'Token saved for this tab.' : 'Token cleared.', 'ok');
     });
   }
