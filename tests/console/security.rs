@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::support::cli::{stderr, stdout, wait_exit, BIN};
 use crate::support::console::{action_path, register, start_console, Console, TOKEN};
-use crate::support::{registry, RedisServer};
+use crate::support::{eventually, registry, RedisServer};
 
 const ACTIONS: [&str; 4] = ["drain", "undrain", "weight", "deregister"];
 const ADDR: &str = "127.0.0.1:7001";
@@ -303,8 +303,12 @@ async fn the_hertz_schema_lists_instances_and_has_no_overrides() {
     let info = console.get_json("/api/info").await;
     assert_eq!(info["schema"], json!("hertz"), "{info}");
     assert_eq!(info["overrides"], json!(false), "{info}");
-    let detail = console.get_json("/api/services/orders").await;
-    assert_eq!(detail["instances"][0]["addr"], json!(ADDR), "{detail}");
+    // 404 until the console's first read.
+    eventually("the Hertz instance listed", || async {
+        let reply = console.get("/api/services/orders").await;
+        (reply.status == 200 && reply.json()["instances"][0]["addr"] == json!(ADDR)).then_some(())
+    })
+    .await;
     for action in ["drain", "undrain", "weight"] {
         let reply = console
             .post(
