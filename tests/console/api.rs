@@ -284,6 +284,42 @@ async fn the_stream_says_hello_first_then_tells_of_a_new_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_feed_keeps_the_latest_500_and_serves_200_by_default() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let console = start_console(&redis, &[]);
+    let first = until_subscribed(&console, &registry, "inventory", 7600).await;
+    let addr = "127.0.0.1:7650";
+    let _kept = (first, register(&registry, "inventory", addr, 10, &[]).await);
+    // 600 overrides, each a change: 600 events.
+    for weight in 1..=600 {
+        registry
+            .set_override("inventory", addr, Override::Weight(weight))
+            .await
+            .unwrap();
+    }
+    // Published after the overrides, so heard after them all.
+    let last = "127.0.0.1:7651";
+    let _last = register(&registry, "inventory", last, 10, &[]).await;
+    let all = eventually("the last registration in the feed", || async {
+        let body = console.get_json("/api/events?limit=1000").await;
+        (body["events"][0]["addr"] == json!(last)).then_some(body)
+    })
+    .await;
+    assert_eq!(
+        all["events"].as_array().map(Vec::len),
+        Some(500),
+        "limit=1000 gives the max"
+    );
+    let default = console.get_json("/api/events").await;
+    assert_eq!(
+        default["events"].as_array().map(Vec::len),
+        Some(200),
+        "the default limit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_64_streams_are_served_at_once() {
     let redis = RedisServer::start();
     let console = start_console(&redis, &[]);

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::hooks::{event_item, instance, service_row};
 use crate::support::browser::{testid, Browser};
 use crate::support::cli::{lines, spawn, wait_for_line};
-use crate::support::console::{register, start_console, TOKEN};
+use crate::support::console::{register, start_console, Console, TOKEN};
 use crate::support::{eventually, registry, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,5 +244,44 @@ async fn registry_data_is_shown_as_text_never_run() {
         json!({"xss": null, "scripts": 0, "images": 0}),
         "markup injected"
     );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reconnects_to_a_restarted_console_and_catches_up() {
+    let redis = RedisServer::start();
+    let registry = registry(&redis).await;
+    let _orders = register(&registry, "orders", "127.0.0.1:7001", 10, &[]).await;
+    let console = start_console(&redis, &[]);
+    let listen = console.addr.to_string();
+    let browser = Browser::start().await;
+    browser.goto(&console.url("/#/")).await;
+    browser.wait_present("orders", &service_row("orders")).await;
+    let status = testid("connection-status");
+    browser
+        .wait_text("the stream live", &status, |t| t == "live")
+        .await;
+
+    drop(console);
+    let shown = browser
+        .wait_text("the page to notice", &status, |t| t != "live")
+        .await;
+    assert!(
+        shown.starts_with("reconnecting"),
+        "connection-status: {shown:?}"
+    );
+    browser.screenshot("reconnecting").await;
+
+    // Registered while the console is down; the page learns of it when
+    // the new console says hello.
+    let _payments = register(&registry, "payments", "127.0.0.1:7101", 5, &[]).await;
+    let _console = tokio::task::block_in_place(|| Console::launch(&redis.url(), &listen, &[], &[]));
+    browser
+        .wait_text("the stream live again", &status, |t| t == "live")
+        .await;
+    browser
+        .wait_present("payments", &service_row("payments"))
+        .await;
+    browser.screenshot("reconnected").await;
     browser.close().await;
 }

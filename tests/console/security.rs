@@ -321,3 +321,48 @@ async fn the_hertz_schema_lists_instances_and_has_no_overrides() {
         assert_eq!(reply.error(), "the Hertz schema has no overrides");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_is_redacted_from_info_and_output() {
+    let redis = RedisServer::start();
+    let password = "hunter2-redis-password";
+    redis.cmd::<()>(&[
+        "ACL",
+        "SETUSER",
+        "console",
+        "on",
+        &format!(">{password}"),
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let url = format!("redis://console:{password}@127.0.0.1:{}", redis.port());
+    let console = tokio::task::block_in_place(|| {
+        Console::launch(
+            &url,
+            "127.0.0.1:0",
+            &["--token", TOKEN],
+            &[("RUST_LOG", "debug")],
+        )
+    });
+    let info = console.get_json("/api/info").await;
+    let shown = info["redis"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !shown.contains(password),
+        "the password in /api/info: {shown}"
+    );
+    assert!(
+        shown.contains(&format!("127.0.0.1:{}", redis.port())),
+        "{shown}"
+    );
+    // It works through that user: an action writes.
+    let reply = console
+        .post(&action_path("orders", ADDR, "drain"), Some(TOKEN), "")
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        !console.output().contains(password),
+        "the password in the output:\n{}",
+        console.output()
+    );
+}

@@ -95,9 +95,15 @@ impl Console {
 
     /// [`Console::start`] with extra environment variables.
     pub fn start_with_env(redis: &RedisServer, args: &[&str], env: &[(&str, &str)]) -> Console {
-        let mut all = vec!["console", "--listen", "127.0.0.1:0"];
+        Console::launch(&redis.url(), "127.0.0.1:0", args, env)
+    }
+
+    /// `console --listen LISTEN ARGS` against the Redis at `url`, with
+    /// extra environment variables; blocks like [`Console::start`].
+    pub fn launch(url: &str, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Console {
+        let mut all = vec!["console", "--listen", listen];
         all.extend_from_slice(args);
-        let (process, output, lines) = spawn_console(&redis.url(), &all, env);
+        let (process, output, lines) = spawn_console(url, &all, env);
         let deadline = Instant::now() + DEADLINE;
         let prefix = "console listening on http://";
         let addr = loop {
