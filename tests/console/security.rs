@@ -172,18 +172,21 @@ async fn bad_bodies_and_unknown_instances_are_refused_with_reasons() {
         "{reply:?}"
     );
 
-    // The contract's range is 0..=10000 (last: a server that takes more
-    // writes it).
+    // Weights are 0..=u32::MAX, as the CLI and the library take.
     let before = state(&redis);
     let reply = console
-        .post(&weight, Some(TOKEN), r#"{"weight":10001}"#)
+        .post(&weight, Some(TOKEN), r#"{"weight":4294967296}"#)
         .await;
-    assert_eq!(reply.status, 400, "weight 10001: {reply:?}");
+    assert_eq!(reply.status, 400, "weight 2^32: {reply:?}");
     assert_eq!(state(&redis), before);
     let reply = console
-        .post(&weight, Some(TOKEN), r#"{"weight":10000}"#)
+        .post(&weight, Some(TOKEN), r#"{"weight":4294967295}"#)
         .await;
-    assert_eq!(reply.status, 200, "weight 10000: {reply:?}");
+    assert_eq!(reply.status, 200, "weight u32::MAX: {reply:?}");
+    assert_eq!(
+        Console::overrides(&redis, "orders"),
+        [(ADDR.to_owned(), r#"{"weight":4294967295}"#.to_owned())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
