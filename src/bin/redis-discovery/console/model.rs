@@ -15,9 +15,17 @@ use serde::Serialize;
 pub(super) const MAX_SERVICES: usize = 1000;
 /// The most events kept for the feed.
 pub(super) const MAX_EVENTS: usize = 500;
-/// A removal, addition or change that a registry event for the same
-/// instance announced this recently is not announced again by the console.
+/// For a service read for the first time: a registry event this recent
+/// announced its instances.
 const ANNOUNCED_WITHIN_MS: u64 = 30_000;
+/// An event that came this long before the previous read may still have
+/// been published after it (a read and a publish race).
+const READ_RACE_MS: u64 = 1_000;
+/// The registry events that announce an instance's arrival, its
+/// departure, and a change of its weight or tags.
+const ARRIVALS: &[&str] = &["register", "update", "override"];
+const DEPARTURES: &[&str] = &["deregister", "expire", "override"];
+const CHANGES: &[&str] = &["update", "override", "register"];
 /// Lease expiries that moved less than this are the same lease (reads at
 /// different moments compute it a few milliseconds apart).
 const LEASE_JITTER_MS: u64 = 1_000;
@@ -137,6 +145,8 @@ impl ServiceRead {
 pub(super) struct ServiceState {
     pub(super) read: ServiceRead,
     pub(super) last_change_ms: Option<u64>,
+    /// When it was last read.
+    read_ms: u64,
 }
 
 /// One entry of the events feed.
@@ -167,6 +177,9 @@ pub(super) struct Model {
     services: BTreeMap<ServiceName, ServiceState>,
     events: VecDeque<EventView>,
     next_id: u64,
+    /// Set after the first read of every service: what that read finds
+    /// was there before the console, not a change to announce.
+    primed: bool,
 }
 
 impl Model {
@@ -209,21 +222,32 @@ impl Model {
         view
     }
 
-    /// Whether a registry event about this instance came recently.
-    fn announced(&self, service: &ServiceName, addr: &str, now_ms: u64) -> bool {
+    /// From now on, changes no event announced go to the feed.
+    pub(super) fn prime(&mut self) {
+        self.primed = true;
+    }
+
+    /// Whether a registry event of one of these kinds about this instance
+    /// came since `since_ms`.
+    fn announced(&self, service: &ServiceName, addr: &str, kinds: &[&str], since_ms: u64) -> bool {
         let service = service.as_str();
         self.events
             .iter()
             .rev()
-            .take_while(|e| now_ms.saturating_sub(e.at_ms) <= ANNOUNCED_WITHIN_MS)
-            .any(|e| e.source == "registry" && e.addr == addr && e.service == service)
+            .take_while(|e| e.at_ms >= since_ms)
+            .any(|e| {
+                e.source == "registry"
+                    && e.addr == addr
+                    && e.service == service
+                    && kinds.contains(&e.event)
+            })
     }
 
     /// Stores a new read of `service` and says what changed. Changes no
-    /// registry event announced (an instance whose lease ran out with no
-    /// one to announce it, a Hertz registry, a lost message) are added to
-    /// the feed as the console's. `false` from `room` when the service is
-    /// new and [`MAX_SERVICES`] are shown already.
+    /// registry event announced since the previous read (an instance
+    /// whose lease ran out with no one to announce it, a Hertz registry,
+    /// a lost message) are added to the feed as the console's. A new
+    /// service is left out when [`MAX_SERVICES`] are shown already.
     pub(super) fn apply(
         &mut self,
         service: &ServiceName,
@@ -231,13 +255,19 @@ impl Model {
         now_ms: u64,
     ) -> Changed {
         let mut changed = Changed::default();
-        let old = match self.services.get(service) {
-            Some(state) => state.read.clone(),
+        let (old, since_ms) = match self.services.get(service) {
+            Some(state) => (
+                state.read.clone(),
+                state.read_ms.saturating_sub(READ_RACE_MS),
+            ),
             None if self.services.len() >= MAX_SERVICES => return changed,
             None => {
                 changed.summary = true;
                 changed.service = true;
-                ServiceRead::default()
+                (
+                    ServiceRead::default(),
+                    now_ms.saturating_sub(ANNOUNCED_WITHIN_MS),
+                )
             }
         };
         let before: BTreeMap<&str, &InstanceView> =
@@ -250,14 +280,16 @@ impl Model {
         let mut unannounced = Vec::new();
         for (addr, now) in &after {
             match before.get(addr) {
-                None => unannounced.push(("register", *addr)),
-                Some(was) if !same_instance(was, now) => unannounced.push(("update", *addr)),
+                None => unannounced.push(("register", ARRIVALS, *addr)),
+                Some(was) if !same_instance(was, now) => {
+                    unannounced.push(("update", CHANGES, *addr))
+                }
                 Some(was) if !same_lease(was, now) => changed.service = true,
                 Some(_) => {}
             }
         }
         for addr in before.keys().filter(|a| !after.contains_key(*a)) {
-            unannounced.push(("expire", *addr));
+            unannounced.push(("expire", DEPARTURES, *addr));
         }
         if !unannounced.is_empty() || old.pending_overrides != read.pending_overrides {
             changed.service = true;
@@ -265,8 +297,9 @@ impl Model {
         }
         let unannounced: Vec<(&'static str, String)> = unannounced
             .into_iter()
-            .filter(|(_, addr)| !self.announced(service, addr, now_ms))
-            .map(|(event, addr)| (event, addr.to_owned()))
+            .filter(|_| self.primed)
+            .filter(|(_, kinds, addr)| !self.announced(service, addr, kinds, since_ms))
+            .map(|(event, _, addr)| (event, addr.to_owned()))
             .collect();
         for (event, addr) in unannounced {
             changed
@@ -279,11 +312,13 @@ impl Model {
             .or_insert_with(|| ServiceState {
                 read: ServiceRead::default(),
                 last_change_ms: None,
+                read_ms: now_ms,
             });
         if changed.summary {
             state.last_change_ms = Some(now_ms);
         }
         state.read = read;
+        state.read_ms = now_ms;
         changed
     }
 

@@ -136,7 +136,9 @@ async fn read_all(console: &Console, told_cap: &mut bool) -> Result<(), Error> {
             console.publish(&name, changed);
         }
     }
-    read_some(console, listed).await
+    read_some(console, listed).await?;
+    console.model().prime();
+    Ok(())
 }
 
 /// Re-reads these services.

@@ -479,7 +479,7 @@
       ev.preventDefault();
       const n = Number(input.value);
       if (input.value.trim() === '' || !Number.isFinite(n)) {
-        showMessage('A weight is a whole number from 0 to 10000.', 'error');
+        showMessage('A weight is a whole number from 0 to 4294967295.', 'error');
         input.focus();
         return;
       }

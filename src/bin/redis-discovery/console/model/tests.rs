@@ -24,6 +24,14 @@ fn read(instances: Vec<ReadInstance>, now: u64) -> ServiceRead {
 fn unannounced_changes_become_console_events() {
     let orders = name("orders");
     let mut model = Model::default();
+    // What the first reads find was there before: not announced.
+    model.apply(
+        &name("payments"),
+        read(vec![listed("h:2", 10, 15_000)], 0),
+        0,
+    );
+    assert_eq!(model.events(10).count(), 0);
+    model.prime();
     let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_000), 1_000);
     assert!(changed.service && changed.summary);
     assert_eq!(changed.events.len(), 1);
@@ -43,6 +51,7 @@ fn unannounced_changes_become_console_events() {
 fn announced_changes_are_not_repeated() {
     let orders = name("orders");
     let mut model = Model::default();
+    model.prime();
     model.record(&orders, "register", "h:1", "registry", 1_000);
     let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_100), 1_100);
     assert!(changed.summary);
@@ -101,4 +110,35 @@ fn the_feed_and_the_services_are_bounded() {
         model.apply(&name(&format!("s{i}")), ServiceRead::default(), 0);
     }
     assert_eq!(model.services().len(), MAX_SERVICES);
+}
+
+#[test]
+fn a_departure_is_announced_only_by_a_departure_event() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    model.prime();
+    model.record(&orders, "register", "h:1", "registry", 1_000);
+    model.apply(&orders, read(vec![listed("h:1", 10, 2_000)], 1_100), 1_100);
+    // Killed: its lease runs out; the register event says nothing of that.
+    let changed = model.apply(&orders, read(Vec::new(), 4_000), 4_000);
+    assert_eq!(changed.events.len(), 1);
+    assert_eq!(
+        (changed.events[0].event, changed.events[0].source),
+        ("expire", "console")
+    );
+    // An event older than the previous read announces nothing new.
+    model.record(&orders, "register", "h:2", "registry", 5_000);
+    model.apply(&orders, read(vec![listed("h:2", 10, 15_000)], 5_100), 5_100);
+    model.apply(
+        &orders,
+        read(vec![listed("h:2", 10, 15_000)], 20_000),
+        20_000,
+    );
+    let changed = model.apply(
+        &orders,
+        read(vec![listed("h:2", 5, 15_000)], 40_000),
+        40_000,
+    );
+    assert_eq!(changed.events.len(), 1);
+    assert_eq!(changed.events[0].event, "update");
 }
