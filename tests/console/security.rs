@@ -183,10 +183,8 @@ async fn bad_bodies_and_unknown_instances_are_refused_with_reasons() {
         .post(&weight, Some(TOKEN), r#"{"weight":4294967295}"#)
         .await;
     assert_eq!(reply.status, 200, "weight u32::MAX: {reply:?}");
-    assert_eq!(
-        Console::overrides(&redis, "orders"),
-        [(ADDR.to_owned(), r#"{"weight":4294967295}"#.to_owned())]
-    );
+    let written: String = redis.cmd(&["HGET", "sd:{orders}:overrides", ADDR]);
+    assert_eq!(written, r#"{"weight":4294967295}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
