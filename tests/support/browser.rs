@@ -31,8 +31,23 @@ static BROWSERS: Semaphore = Semaphore::const_new(2);
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    /// chromedriver's `http://127.0.0.1:PORT`.
+    driver_url: String,
     _permit: SemaphorePermit<'static>,
 }
+
+/// Run in every page before its own scripts: records uncaught errors,
+/// unhandled rejections and `alert`/`confirm`/`prompt` calls, which
+/// [`Browser::close`] then reports.
+const PROBE: &str = r#"
+window.__probe = { errors: [], dialogs: [] };
+window.addEventListener('error', (e) => window.__probe.errors.push(String(e.message)));
+window.addEventListener('unhandledrejection', (e) =>
+  window.__probe.errors.push('unhandled rejection: ' + String(e.reason)));
+for (const name of ['alert', 'confirm', 'prompt']) {
+  window[name] = (text) => { window.__probe.dialogs.push(name + ': ' + String(text)); };
+}
+"#;
 
 /// The path of `name` on PATH, if any.
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -87,9 +102,11 @@ impl Browser {
             let mut browser = Browser {
                 client: connect(&url).await,
                 driver,
+                driver_url: url,
                 _permit: permit,
             };
             browser.set_script_timeout().await;
+            browser.before_each_page(PROBE).await;
             return browser;
         }
         panic!("chromedriver did not start on a free port after 5 attempts");
@@ -225,8 +242,47 @@ impl Browser {
             .ok()
     }
 
-    /// Ends the session (chromium quits), then chromedriver.
+    /// Runs `source` in every page this browser opens from now on, before
+    /// the page's own scripts (CDP `Page.addScriptToEvaluateOnNewDocument`
+    /// through chromedriver).
+    pub async fn before_each_page(&self, source: &str) {
+        let session = bounded("the session id", self.client.session_id())
+            .await
+            .expect("an open session");
+        let url = format!("{}/session/{session}/goog/cdp/execute", self.driver_url);
+        let body = json!({
+            "cmd": "Page.addScriptToEvaluateOnNewDocument",
+            "params": {"source": source},
+        });
+        let request = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+            .expect("a valid request");
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .build(HttpConnector::new());
+        let response = bounded("a CDP command", client.request(request)).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "Page.addScriptToEvaluateOnNewDocument"
+        );
+    }
+
+    /// What the probe recorded in the current page: uncaught errors and
+    /// dialogs opened, as `{"errors": [...], "dialogs": [...]}`.
+    pub async fn probe(&self) -> Value {
+        self.js("return window.__probe || null;", vec![]).await
+    }
+
+    /// Ends the session (chromium quits), then chromedriver. Fails the
+    /// test if the current page had an uncaught error or opened a dialog.
     pub async fn close(mut self) {
+        let probe = self.probe().await;
+        assert_eq!(
+            (&probe["errors"], &probe["dialogs"]),
+            (&json!([]), &json!([])),
+            "the page had errors or opened dialogs: {probe}"
+        );
         let client = self.client.clone();
         let _ = tokio::time::timeout(DEADLINE, client.close()).await;
         kill_group(&mut self.driver);
