@@ -199,6 +199,10 @@ async fn a_killed_sidecar_leaves_the_page_after_its_lease_and_the_events_tell_it
         .wait_present("an expire or deregister event", &gone)
         .await;
     browser.screenshot("events").await;
+    browser.click(&testid("nav-services")).await;
+    browser
+        .wait_present("the services view", &testid("services-table"))
+        .await;
     browser.close().await;
 }
 
@@ -226,6 +230,20 @@ async fn registry_data_is_shown_as_text_never_run() {
     assert!(shown.contains(&format!("note={script}")), "tags: {shown:?}");
     assert!(shown.contains(&format!("pic={image}")), "tags: {shown:?}");
     browser.screenshot("tags-as-text").await;
+    // Read-only: no action can be clicked.
+    let clickable = browser
+        .js(
+            "return Array.from(document.querySelectorAll('[data-testid^=\"action-\"]'))
+                 .filter(b => b.tagName === 'BUTTON' && !b.disabled && b.getClientRects().length > 0)
+                 .length;",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        clickable,
+        json!(0),
+        "action buttons usable on a read-only console"
+    );
 
     // The probe (support::browser) replaces alert() and records calls.
     let probe = browser.probe().await;

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::hooks::{instance, seconds};
 use crate::support::browser::{testid, Browser};
 use crate::support::cli::{lines, spawn, wait_for_line};
-use crate::support::console::{register, start_console, Console, TOKEN};
+use crate::support::console::{action_path, register, start_console, Console, TOKEN};
 use crate::support::{eventually, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,9 +222,17 @@ async fn weight_undrain_and_deregister_from_the_page() {
         .text(&testid("action-message"))
         .await
         .unwrap_or_default();
-    assert!(
-        message.contains("Deregistered"),
-        "action-message: {message:?}"
-    );
+    assert!(message.contains(gone), "action-message: {message:?}");
+
+    // An override for an address with no instance waits, and says so.
+    let waiting = "127.0.0.1:7999";
+    let path = action_path("orders", waiting, "drain");
+    let reply = console.post(&path, Some(TOKEN), "").await;
+    assert_eq!(reply.json()["registered"], json!(false), "{reply:?}");
+    let pending = testid("pending-overrides");
+    browser
+        .wait_text("the pending override", &pending, |t| t.contains(waiting))
+        .await;
+    browser.screenshot("pending-override").await;
     browser.close().await;
 }
