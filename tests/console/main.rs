@@ -11,6 +11,7 @@ mod support;
 mod actions;
 mod api;
 mod hooks;
+mod hostile;
 mod page;
 mod page_actions;
 mod security;
