@@ -9,6 +9,9 @@ use crate::support::{registry, RedisServer};
 
 const ADDR: &str = "127.0.0.1:7001";
 
+/// A request: method, path, headers, body.
+type Case<'a> = (Method, String, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_requests_get_client_errors_and_change_nothing() {
     let redis = RedisServer::start();
@@ -26,7 +29,7 @@ async fn odd_requests_get_client_errors_and_change_nothing() {
     let big_body = format!(r#"{{"weight":5,"pad":"{}"}}"#, "x".repeat(10 << 20));
     let drain = action_path("orders", ADDR, "drain");
     let weight = action_path("orders", ADDR, "weight");
-    let cases: Vec<(Method, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (Method::GET, "/api/services/%FF%FE".into(), vec![], ""),
         (
             Method::GET,
