@@ -21,6 +21,8 @@ pub mod outage;
 #[cfg(feature = "cli")]
 pub mod proxy;
 pub mod recorder;
+#[cfg(feature = "console")]
+pub mod sse;
 
 use std::collections::HashMap;
 use std::future::Future;
