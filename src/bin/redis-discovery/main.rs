@@ -182,7 +182,7 @@ enum Command {
 }
 
 /// The resolver's allow-list: entries outside it are skipped with a warning.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 struct Allow {
     /// Show only instances in this network (CIDR, e.g. 10.0.0.0/8); repeat for more.
     /// Instances at a host name are then skipped too.
@@ -228,6 +228,7 @@ macro_rules! out {
 // After `out!`, which they use.
 #[cfg(feature = "console")]
 mod console;
+mod http_server;
 mod list;
 mod overrides;
 mod proxy;
@@ -252,11 +253,15 @@ async fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // The redis crate's own warnings (a cluster node it could
-                // not reach) repeat the one-line error the command prints.
+                // not reach) repeat the one-line error the command prints;
+                // `redis=` names that crate's targets and, by prefix, this
+                // one's, which `redis_discovery=` takes back.
                 // The proxy's access log and the console's actions are
                 // logged by default.
                 .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("warn,redis=error,access=info,console=info")
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,redis=error,redis_discovery=warn,access=info,console=info",
+                    )
                 }),
         )
         .with_writer(log_writer)

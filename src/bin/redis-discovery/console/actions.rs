@@ -6,6 +6,7 @@
 //! request without the token (401) or with another (403, compared in
 //! constant time). Nothing is written to Redis for a refused request.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -20,7 +21,6 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::listener::Peer;
 use super::routes::error;
 use super::state::Console;
 
@@ -31,18 +31,19 @@ struct WeightBody {
 
 pub(super) async fn action(
     State(console): State<Arc<Console>>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((service, addr, action)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if let Err(refused) = authorize(&console, &headers) {
+        let (service, addr, action) = (clip(&service), clip(&addr), clip(&action));
         tracing::info!(target: "console", %peer, service, addr, action, ?refused, "refused");
         return refused.into_response();
     }
     let service = match ServiceName::new(&service) {
         Ok(service) => service,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let registry = &console.registry;
     let done = match action.as_str() {
@@ -71,7 +72,7 @@ pub(super) async fn action(
         "deregister" => match registry.deregister(service.clone(), &addr).await {
             Ok(false) => {
                 let message = format!("{addr} is not registered in {service}");
-                return error(StatusCode::NOT_FOUND, &message);
+                return error(StatusCode::NOT_FOUND, message);
             }
             done => done,
         },
@@ -83,15 +84,25 @@ pub(super) async fn action(
             console.pending.mark(Some(service));
             Json(json!({"ok": true, "registered": registered})).into_response()
         }
-        Err(RegistryError::Invalid(e)) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(RegistryError::Invalid(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(RegistryError::OverridesUnsupported) => {
             error(StatusCode::CONFLICT, "the Hertz schema has no overrides")
         }
         Err(e) => {
             tracing::warn!(target: "console", %peer, %service, addr, action, error = %e, "failed");
-            error(StatusCode::BAD_GATEWAY, &format!("Redis: {e}"))
+            error(StatusCode::BAD_GATEWAY, format!("Redis: {e}"))
         }
     }
+}
+
+/// The start of what an unauthenticated client sent, for the log.
+fn clip(text: &str) -> &str {
+    const MAX: usize = 128;
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Whether the console shows an instance at `addr` now.
@@ -172,7 +183,11 @@ fn cross_site(headers: &HeaderMap) -> bool {
     };
     let host = headers.get(header::HOST).map(|h| h.as_bytes());
     let origin = origin.as_bytes();
-    match (origin.strip_prefix(b"http://"), host) {
+    // `https://` too: behind a reverse proxy that adds TLS.
+    let origin_host = origin
+        .strip_prefix(b"http://")
+        .or_else(|| origin.strip_prefix(b"https://"));
+    match (origin_host, host) {
         (Some(origin_host), Some(host)) => !origin_host.eq_ignore_ascii_case(host),
         _ => true,
     }

@@ -6,13 +6,13 @@
 //! of the registry in [`model`], kept current by [`watcher`] and shared
 //! through [`state`]; the routes in [`routes`], the actions in
 //! [`actions`], the live stream in [`stream`], the embedded page in
-//! [`assets`], and the connection limit in [`listener`].
+//! [`assets`], and the connections in [`server`].
 
 mod actions;
 mod assets;
-mod listener;
 mod model;
 mod routes;
+mod server;
 mod state;
 mod stream;
 mod watcher;
@@ -33,56 +33,64 @@ use state::Console;
 /// The shortest and longest `--refresh`.
 const REFRESH_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(3600);
-/// After SIGINT/SIGTERM, how long requests in flight may take.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The flags of `console`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  redis-discovery console\n  redis-discovery console --listen 127.0.0.1:8500 --token \"$(cat token)\"\n  REDIS_DISCOVERY_CONSOLE_TOKEN=… redis-discovery console --listen 0.0.0.0:8500"
+    after_help = "Examples:\n  redis-discovery console\n  REDIS_DISCOVERY_CONSOLE_TOKEN=\"$(cat console.token)\" redis-discovery console\n  REDIS_DISCOVERY_CONSOLE_TOKEN=… redis-discovery console --listen 0.0.0.0:8500 --allow-host console.internal"
 )]
 pub(crate) struct ConsoleArgs {
     /// The address to serve on (port 0: any free port, printed at start).
-    /// Loopback unless told otherwise; any other address needs --token.
-    #[arg(long = "listen", default_value = "127.0.0.1:8500")]
+    /// Loopback unless told otherwise; any other address needs a token.
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8500")]
     serve_on: SocketAddr,
     /// The token the page's actions (drain, undrain, weight, deregister)
-    /// must carry; without it the console is read-only.
+    /// must carry: 8 to 1024 visible ASCII characters. Prefer the
+    /// environment variable: a flag shows in `ps`. Without a token the
+    /// console is read-only.
     #[arg(
         long,
         env = "REDIS_DISCOVERY_CONSOLE_TOKEN",
         hide_env_values = true,
-        conflicts_with = "read_only"
+        value_name = "TOKEN",
+        value_parser = TokenParser
     )]
     token: Option<Token>,
-    /// Serve without actions (the default without --token; says so
-    /// explicitly).
+    /// Serve without actions, even with a token (the default without one).
     #[arg(long)]
     read_only: bool,
+    /// A host name the console answers to besides IP addresses and
+    /// `localhost` (the name in the browser's address bar); repeat for
+    /// more. Other names are refused, so that no other site's page can
+    /// read the registry by pointing its own name at this address.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
     /// Re-read every service this often besides change events (lease
     /// countdowns and instances whose lease ran out); 100ms to 1h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     refresh: Duration,
 }
 
-/// The console's token: never printed (`Debug` hides it).
+/// The console's token: never printed (`Debug` hides it, and a refused
+/// one is not quoted in the error).
 #[derive(Clone)]
 pub(crate) struct Token(String);
 
-impl std::str::FromStr for Token {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() < 8 {
-            return Err("a token needs at least 8 characters".into());
-        }
-        if s.chars().any(|c| c.is_control() || c == ' ') {
-            return Err("a token must not contain spaces or control characters".into());
-        }
-        Ok(Token(s.to_owned()))
-    }
-}
-
 impl Token {
+    /// The shortest and longest token.
+    const LENGTHS: std::ops::RangeInclusive<usize> = 8..=1024;
+
+    fn new(text: &str) -> Result<Self, &'static str> {
+        if !Self::LENGTHS.contains(&text.len()) {
+            return Err("a token needs 8 to 1024 characters");
+        }
+        // What a browser can send in a header, and no space to trim.
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token may hold only visible ASCII characters (no spaces)");
+        }
+        Ok(Token(text.to_owned()))
+    }
+
     fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
@@ -94,24 +102,48 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// Parses `--token` without quoting the value in its error (clap's own
+/// "invalid value" errors do).
+#[derive(Debug, Clone, Copy)]
+struct TokenParser;
+
+impl clap::builder::TypedValueParser for TokenParser {
+    type Value = Token;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Token, clap::Error> {
+        let token = value
+            .to_str()
+            .ok_or("a token may hold only visible ASCII characters (no spaces)")
+            .and_then(Token::new);
+        token.map_err(|why| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--token: {why}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 /// `console`: serves until SIGINT/SIGTERM.
 pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
-    let loopback = args.serve_on.ip().is_loopback();
-    if !loopback && args.token.is_none() {
+    if !args.serve_on.ip().is_loopback() && args.token.is_none() {
         return Err(format!(
-            "--listen {}: not a loopback address; the console serves other hosts only with --token (or REDIS_DISCOVERY_CONSOLE_TOKEN)",
+            "--listen {}: not a loopback address; the console serves other hosts only with a token (--token or REDIS_DISCOVERY_CONSOLE_TOKEN)",
             args.serve_on
         )
         .into());
     }
+    let token = if args.read_only { None } else { args.token };
     if !REFRESH_RANGE.contains(&args.refresh) {
         return Err("--refresh must be from 100ms to 1h".into());
     }
-    let allow = Allow {
-        networks: Vec::new(),
-        ports: Vec::new(),
-    };
-    let resolver = resolver(g, &allow, Duration::from_secs(10)).await?;
+    let resolver = resolver(g, &Allow::default(), Duration::from_secs(10)).await?;
     let registry = registry(g).connect().await.map_err(registry_failed(g))?;
     let listener = TcpListener::bind(args.serve_on)
         .await
@@ -120,7 +152,7 @@ pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
     let console = Arc::new(Console::new(
         resolver,
         registry,
-        args.token,
+        token,
         g.prefix.clone(),
         redact_url(&g.redis),
     ));
@@ -137,16 +169,8 @@ pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
             stop.cancel();
         }
     });
-    let router = routes::router(console.clone(), loopback);
-    let serving = axum::serve(
-        listener::LimitedListener::new(listener),
-        router.into_make_service_with_connect_info::<listener::Peer>(),
-    )
-    .with_graceful_shutdown(stop.clone().cancelled_owned());
-    let served = tokio::select! {
-        served = serving => served.map_err(Error::from),
-        () = async { stop.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => Ok(()),
-    };
+    let router = routes::router(console.clone(), args.allow_hosts);
+    let served = server::serve(listener, router, stop.clone().cancelled_owned()).await;
     stop.cancel();
     signalled.abort();
     for task in tasks {
@@ -154,7 +178,5 @@ pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
     }
     console.resolver.shutdown().await;
     let _ = console.registry.shutdown().await;
-    served?;
-    out!("console stopped");
-    Ok(())
+    served
 }

@@ -141,7 +141,7 @@ impl ServiceRead {
 }
 
 /// A service as the console last read it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct ServiceState {
     pub(super) read: ServiceRead,
     pub(super) last_change_ms: Option<u64>,
@@ -169,6 +169,17 @@ pub(super) struct Changed {
     pub(super) summary: bool,
     /// Events the console added to the feed.
     pub(super) events: Vec<EventView>,
+}
+
+impl Changed {
+    /// A service the registry no longer lists.
+    pub(super) fn gone() -> Self {
+        Changed {
+            service: true,
+            summary: true,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// The registry as the console knows it.
@@ -247,20 +258,26 @@ impl Model {
     /// registry event announced since the previous read (an instance
     /// whose lease ran out with no one to announce it, a Hertz registry,
     /// a lost message) are added to the feed as the console's. A new
-    /// service is left out when [`MAX_SERVICES`] are shown already.
+    /// service is left out when [`MAX_SERVICES`] are shown already, and
+    /// when it is empty and not `listed` by the registry's listing.
     pub(super) fn apply(
         &mut self,
         service: &ServiceName,
         read: ServiceRead,
+        listed: bool,
         now_ms: u64,
     ) -> Changed {
         let mut changed = Changed::default();
-        let (old, since_ms) = match self.services.get(service) {
+        let full = self.services.len() >= MAX_SERVICES;
+        let (old, since_ms) = match self.services.get_mut(service) {
             Some(state) => (
-                state.read.clone(),
+                std::mem::take(&mut state.read),
                 state.read_ms.saturating_sub(READ_RACE_MS),
             ),
-            None if self.services.len() >= MAX_SERVICES => return changed,
+            None if full => return changed,
+            // Named by an event, with nothing in it: not shown (a name
+            // anyone can publish must not take a place).
+            None if !listed && read == ServiceRead::default() => return changed,
             None => {
                 changed.summary = true;
                 changed.service = true;
@@ -288,8 +305,13 @@ impl Model {
                 Some(_) => {}
             }
         }
-        for addr in before.keys().filter(|a| !after.contains_key(*a)) {
-            unannounced.push(("expire", DEPARTURES, *addr));
+        for (addr, was) in before.iter().filter(|(a, _)| !after.contains_key(*a)) {
+            // Gone with time left on its lease: removed, not expired.
+            let event = match was.lease_expires_ms {
+                Some(expiry) if expiry > now_ms.saturating_add(LEASE_JITTER_MS) => "deregister",
+                _ => "expire",
+            };
+            unannounced.push((event, DEPARTURES, *addr));
         }
         if !unannounced.is_empty() || old.pending_overrides != read.pending_overrides {
             changed.service = true;
@@ -306,14 +328,7 @@ impl Model {
                 .events
                 .push(self.record(service, event, &addr, "console", now_ms));
         }
-        let state = self
-            .services
-            .entry(service.clone())
-            .or_insert_with(|| ServiceState {
-                read: ServiceRead::default(),
-                last_change_ms: None,
-                read_ms: now_ms,
-            });
+        let state = self.services.entry(service.clone()).or_default();
         if changed.summary {
             state.last_change_ms = Some(now_ms);
         }

@@ -99,28 +99,34 @@ impl Console {
         self.reachable.swap(reachable, Ordering::Relaxed) != reachable
     }
 
-    /// Sends what `changed` says to the live streams.
+    /// Sends what `changed` says of `service` to the live streams (its
+    /// summary row goes with [`publish_services`](Self::publish_services),
+    /// once per pass).
     pub(super) fn publish(&self, service: &ServiceName, changed: Changed) {
-        // No receiver is no error: nobody is watching.
-        let model = self.model();
-        let now = now_ms();
+        // Nobody is watching: nothing to serialize.
+        if self.updates.receiver_count() == 0 {
+            return;
+        }
         for event in &changed.events {
             let _ = self.updates.send(Update::Registry(to_text(event)));
         }
         if changed.service {
-            let body = match model.service(service) {
-                Some(state) => service_body(service, state, now),
-                None => {
-                    json!({"now_ms": now, "service": service.as_str(), "last_change_ms": now, "instances": [], "pending_overrides": []})
-                }
+            let body = {
+                let model = self.model();
+                let empty = ServiceState::default();
+                service_body(service, model.service(service).unwrap_or(&empty), now_ms())
             };
             let _ = self.updates.send(Update::Service(to_text(&body)));
         }
-        if changed.summary {
-            let _ = self
-                .updates
-                .send(Update::Services(to_text(&services_body(&model, now))));
+    }
+
+    /// Sends the services' summaries to the live streams.
+    pub(super) fn publish_services(&self) {
+        if self.updates.receiver_count() == 0 {
+            return;
         }
+        let body = services_body(&self.model(), now_ms());
+        let _ = self.updates.send(Update::Services(to_text(&body)));
     }
 
     /// Adds a registry event to the feed and sends it.

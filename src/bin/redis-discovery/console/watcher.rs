@@ -69,26 +69,39 @@ pub(super) fn spawn(console: Arc<Console>, refresh: Duration) -> Vec<JoinHandle<
 /// Re-reads every service at start and each `refresh`, and the services
 /// events named as soon as they come.
 async fn refresh_loop(console: Arc<Console>, refresh: Duration) {
-    let pending = &console.pending;
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut told_cap = false;
+    let mut reader = Reader {
+        console: &console,
+        told_cap: false,
+        failing: BTreeSet::new(),
+    };
     loop {
         let all = tokio::select! {
             _ = console.stop.cancelled() => return,
             _ = tick.tick() => true,
-            _ = pending.wake.notified() => false,
+            _ = console.pending.wake.notified() => false,
         };
-        let dirty = pending.take();
-        let read = if all || dirty.all {
-            read_all(&console, &mut told_cap).await
-        } else {
-            read_some(&console, dirty.services).await
+        let dirty = console.pending.take();
+        if !all && !dirty.all && dirty.services.is_empty() {
+            continue; // a wake-up whose services the last pass read
+        }
+        // A pass over many services on a slow Redis must not hold up
+        // the exit: the reads are cancel-safe.
+        let read = tokio::select! {
+            _ = console.stop.cancelled() => return,
+            read = async {
+                if all || dirty.all {
+                    reader.read_all().await
+                } else {
+                    reader.read_some(dirty.services, false).await
+                }
+            } => read,
         };
         match read {
             Ok(()) => {
                 if console.set_reachable(true) {
-                    tracing::info!("Redis answers again");
+                    tracing::info!("the registry answers again");
                 }
             }
             Err(error) => {
@@ -100,58 +113,97 @@ async fn refresh_loop(console: Arc<Console>, refresh: Duration) {
     }
 }
 
-/// Lists the services and re-reads each; forgets those no longer listed.
-async fn read_all(console: &Console, told_cap: &mut bool) -> Result<(), Error> {
-    let names = console.resolver.services().await?;
-    let mut listed: Vec<ServiceName> = names
-        .iter()
-        .filter_map(|name| ServiceName::new(name).ok())
-        .collect();
-    if listed.len() > MAX_SERVICES {
-        if !*told_cap {
-            *told_cap = true;
-            tracing::warn!(
-                services = listed.len(),
-                shown = MAX_SERVICES,
-                "the registry lists more services than the console shows"
-            );
-        }
-        listed.truncate(MAX_SERVICES);
-    }
-    let keep: BTreeSet<&ServiceName> = listed.iter().collect();
-    let gone: Vec<ServiceName> = console
-        .model()
-        .services()
-        .keys()
-        .filter(|name| !keep.contains(name))
-        .cloned()
-        .collect();
-    for name in gone {
-        if console.model().forget(&name) {
-            let changed = Changed {
-                summary: true,
-                service: true,
-                events: Vec::new(),
-            };
-            console.publish(&name, changed);
-        }
-    }
-    read_some(console, listed).await?;
-    console.model().prime();
-    Ok(())
+/// The reads of the refresh loop, and what it has warned of.
+struct Reader<'a> {
+    console: &'a Console,
+    told_cap: bool,
+    /// Services whose read failed, warned of once until one succeeds.
+    failing: BTreeSet<ServiceName>,
 }
 
-/// Re-reads these services.
-async fn read_some(
-    console: &Console,
-    services: impl IntoIterator<Item = ServiceName>,
-) -> Result<(), Error> {
-    for service in services {
-        let read = read(console, &service).await?;
-        let changed = console.model().apply(&service, read, now_ms());
-        console.publish(&service, changed);
+impl Reader<'_> {
+    /// Lists the services and re-reads each; forgets those no longer
+    /// listed. Fails if the listing fails.
+    async fn read_all(&mut self) -> Result<(), Error> {
+        let console = self.console;
+        let names = console.resolver.services().await?;
+        let mut listed: Vec<ServiceName> = names
+            .iter()
+            .filter_map(|name| ServiceName::new(name).ok())
+            .collect();
+        if listed.len() > MAX_SERVICES {
+            if !self.told_cap {
+                self.told_cap = true;
+                tracing::warn!(
+                    services = listed.len(),
+                    shown = MAX_SERVICES,
+                    "the registry lists more services than the console shows"
+                );
+            }
+            listed.truncate(MAX_SERVICES);
+        }
+        let keep: BTreeSet<&ServiceName> = listed.iter().collect();
+        let gone: Vec<ServiceName> = console
+            .model()
+            .services()
+            .keys()
+            .filter(|name| !keep.contains(name))
+            .cloned()
+            .collect();
+        let mut summary = false;
+        for name in gone {
+            if console.model().forget(&name) {
+                summary = true;
+                console.publish(&name, Changed::gone());
+            }
+        }
+        if summary {
+            console.publish_services();
+        }
+        self.read_some(listed, true).await?;
+        console.model().prime();
+        Ok(())
     }
-    Ok(())
+
+    /// Re-reads these services: `listed` by the registry's listing (shown
+    /// even with no instance), or named by events (a new one is shown
+    /// only with instances or overrides). A service whose read fails is
+    /// skipped, with one warning until a read of it succeeds; fails only
+    /// if every read failed.
+    async fn read_some(
+        &mut self,
+        services: impl IntoIterator<Item = ServiceName>,
+        listed: bool,
+    ) -> Result<(), Error> {
+        let console = self.console;
+        let (mut summary, mut read_any, mut last_error) = (false, false, None);
+        for service in services {
+            match read(console, &service).await {
+                Ok(read) => {
+                    read_any = true;
+                    if self.failing.remove(&service) {
+                        tracing::info!(%service, "reading the service works again");
+                    }
+                    let changed = console.model().apply(&service, read, listed, now_ms());
+                    summary |= changed.summary;
+                    console.publish(&service, changed);
+                }
+                Err(error) => {
+                    if self.failing.len() < MAX_SERVICES && self.failing.insert(service.clone()) {
+                        tracing::warn!(%service, %error, "reading the service failed; showing what was last read");
+                    }
+                    last_error = Some(error);
+                }
+            }
+        }
+        if summary {
+            console.publish_services();
+        }
+        match last_error {
+            Some(error) if !read_any => Err(error),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One service's instances and overrides.
@@ -169,6 +221,7 @@ async fn read(console: &Console, service: &ServiceName) -> Result<ServiceRead, E
 /// the next re-read.
 async fn events_loop(console: Arc<Console>) {
     let pending = &console.pending;
+    let mut told = false;
     loop {
         let subscribed = tokio::select! {
             _ = console.stop.cancelled() => return,
@@ -176,11 +229,17 @@ async fn events_loop(console: Arc<Console>) {
         };
         match subscribed {
             Ok(events) => {
+                told = false;
                 // Events published before the subscription were missed.
                 pending.mark(None);
                 if !follow(&console, pending, events).await {
                     return;
                 }
+            }
+            // Once: a Redis user without `+psubscribe` fails every time.
+            Err(error) if !told => {
+                told = true;
+                tracing::warn!(%error, "subscribing to the registry's events failed; changes show at the next refresh until it works (retrying)");
             }
             Err(error) => {
                 tracing::debug!(%error, "subscribing to the registry's events failed; retrying");

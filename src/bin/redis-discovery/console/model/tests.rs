@@ -28,11 +28,17 @@ fn unannounced_changes_become_console_events() {
     model.apply(
         &name("payments"),
         read(vec![listed("h:2", 10, 15_000)], 0),
+        true,
         0,
     );
     assert_eq!(model.events(10).count(), 0);
     model.prime();
-    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_000), 1_000);
+    let changed = model.apply(
+        &orders,
+        read(vec![listed("h:1", 10, 15_000)], 1_000),
+        true,
+        1_000,
+    );
     assert!(changed.service && changed.summary);
     assert_eq!(changed.events.len(), 1);
     assert_eq!(
@@ -41,7 +47,7 @@ fn unannounced_changes_become_console_events() {
     );
 
     // The instance is gone and no event said so: its lease ran out.
-    let changed = model.apply(&orders, read(Vec::new(), 20_000), 20_000);
+    let changed = model.apply(&orders, read(Vec::new(), 20_000), true, 20_000);
     assert_eq!(changed.events.len(), 1);
     assert_eq!(changed.events[0].event, "expire");
     assert_eq!(model.events(10).count(), 2);
@@ -53,11 +59,16 @@ fn announced_changes_are_not_repeated() {
     let mut model = Model::default();
     model.prime();
     model.record(&orders, "register", "h:1", "registry", 1_000);
-    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 1_100), 1_100);
+    let changed = model.apply(
+        &orders,
+        read(vec![listed("h:1", 10, 15_000)], 1_100),
+        true,
+        1_100,
+    );
     assert!(changed.summary);
     assert!(changed.events.is_empty());
     model.record(&orders, "deregister", "h:1", "registry", 2_000);
-    let changed = model.apply(&orders, read(Vec::new(), 2_100), 2_100);
+    let changed = model.apply(&orders, read(Vec::new(), 2_100), true, 2_100);
     assert!(changed.summary && changed.events.is_empty());
 }
 
@@ -65,12 +76,22 @@ fn announced_changes_are_not_repeated() {
 fn a_renewed_lease_changes_the_service_not_the_summary() {
     let orders = name("orders");
     let mut model = Model::default();
-    model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 0), 0);
+    model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 0), true, 0);
     // Same expiry a moment later: nothing changed.
-    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 14_800)], 200), 200);
+    let changed = model.apply(
+        &orders,
+        read(vec![listed("h:1", 10, 14_800)], 200),
+        true,
+        200,
+    );
     assert!(!changed.service && !changed.summary);
     // Renewed by a heartbeat: the countdown jumps.
-    let changed = model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 5_000), 5_000);
+    let changed = model.apply(
+        &orders,
+        read(vec![listed("h:1", 10, 15_000)], 5_000),
+        true,
+        5_000,
+    );
     assert!(changed.service && !changed.summary && changed.events.is_empty());
 }
 
@@ -107,7 +128,7 @@ fn the_feed_and_the_services_are_bounded() {
     }
     assert_eq!(model.events(usize::MAX).count(), MAX_EVENTS);
     for i in 0..(MAX_SERVICES + 5) {
-        model.apply(&name(&format!("s{i}")), ServiceRead::default(), 0);
+        model.apply(&name(&format!("s{i}")), ServiceRead::default(), true, 0);
     }
     assert_eq!(model.services().len(), MAX_SERVICES);
 }
@@ -118,9 +139,14 @@ fn a_departure_is_announced_only_by_a_departure_event() {
     let mut model = Model::default();
     model.prime();
     model.record(&orders, "register", "h:1", "registry", 1_000);
-    model.apply(&orders, read(vec![listed("h:1", 10, 2_000)], 1_100), 1_100);
+    model.apply(
+        &orders,
+        read(vec![listed("h:1", 10, 2_000)], 1_100),
+        true,
+        1_100,
+    );
     // Killed: its lease runs out; the register event says nothing of that.
-    let changed = model.apply(&orders, read(Vec::new(), 4_000), 4_000);
+    let changed = model.apply(&orders, read(Vec::new(), 4_000), true, 4_000);
     assert_eq!(changed.events.len(), 1);
     assert_eq!(
         (changed.events[0].event, changed.events[0].source),
@@ -128,17 +154,45 @@ fn a_departure_is_announced_only_by_a_departure_event() {
     );
     // An event older than the previous read announces nothing new.
     model.record(&orders, "register", "h:2", "registry", 5_000);
-    model.apply(&orders, read(vec![listed("h:2", 10, 15_000)], 5_100), 5_100);
+    model.apply(
+        &orders,
+        read(vec![listed("h:2", 10, 15_000)], 5_100),
+        true,
+        5_100,
+    );
     model.apply(
         &orders,
         read(vec![listed("h:2", 10, 15_000)], 20_000),
+        true,
         20_000,
     );
     let changed = model.apply(
         &orders,
         read(vec![listed("h:2", 5, 15_000)], 40_000),
+        true,
         40_000,
     );
     assert_eq!(changed.events.len(), 1);
     assert_eq!(changed.events[0].event, "update");
+}
+
+#[test]
+fn empty_services_named_by_events_are_not_shown() {
+    let mut model = Model::default();
+    model.prime();
+    let changed = model.apply(&name("made-up"), ServiceRead::default(), false, 0);
+    assert!(!changed.summary);
+    assert!(model.services().is_empty());
+    model.apply(&name("listed"), ServiceRead::default(), true, 0);
+    assert_eq!(model.services().len(), 1);
+}
+
+#[test]
+fn a_departure_with_lease_left_is_a_deregistration() {
+    let orders = name("orders");
+    let mut model = Model::default();
+    model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 0), true, 0);
+    model.prime();
+    let changed = model.apply(&orders, read(Vec::new(), 1_000), true, 1_000);
+    assert_eq!(changed.events[0].event, "deregister");
 }
