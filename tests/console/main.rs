@@ -14,4 +14,5 @@ mod hooks;
 mod hostile;
 mod page;
 mod page_actions;
+mod secrets;
 mod security;
