@@ -89,8 +89,20 @@ async fn odd_requests_get_client_errors_and_change_nothing() {
         (Method::DELETE, drain.clone(), auth.to_vec(), ""),
     ];
     for (method, path, headers, body) in &cases {
-        let reply = console.request(method.clone(), path, headers, body).await;
         let shown = &path[..path.len().min(80)];
+        let reply = match console
+            .try_request(method.clone(), path, headers, body)
+            .await
+        {
+            Ok(reply) => reply,
+            // Refusing a 10 MiB body before reading it all, the server
+            // may close the connection while the client still sends.
+            Err(e) if body.len() > 1 << 20 => {
+                println!("{method} {shown} with {} bytes: {e}", body.len());
+                continue;
+            }
+            Err(e) => panic!("{method} {shown}: {e}"),
+        };
         assert!(
             (400..500).contains(&reply.status),
             "{method} {shown}: {} {}",

@@ -14,5 +14,6 @@ mod hooks;
 mod hostile;
 mod page;
 mod page_actions;
+mod recovery;
 mod secrets;
 mod security;

@@ -165,7 +165,7 @@ impl Console {
     }
 
     /// Any request: `headers` as given (a `host` among them replaces the
-    /// one the client would send).
+    /// one the client would send). Panics if it gets no answer.
     pub async fn request(
         &self,
         method: Method,
@@ -173,6 +173,22 @@ impl Console {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Reply {
+        match self.try_request(method.clone(), path, headers, body).await {
+            Ok(reply) => reply,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    /// [`Console::request`], with the error if there was no answer (the
+    /// connection closed while the request was being sent, say); panics
+    /// only after [`DEADLINE`].
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Reply, String> {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(self.url(path));
@@ -194,8 +210,7 @@ impl Console {
             })
         };
         match tokio::time::timeout(DEADLINE, call).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => panic!("{method} {path}: {e}"),
+            Ok(answer) => answer.map_err(|e| e.to_string()),
             Err(_) => panic!("{method} {path}: no answer within {DEADLINE:?}"),
         }
     }
