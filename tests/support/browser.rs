@@ -30,7 +30,7 @@ static BROWSERS: Semaphore = Semaphore::const_new(2);
 /// chromedriver's whole process group (the chromium processes with it).
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    driver: Driver,
     /// chromedriver's `http://127.0.0.1:PORT`.
     driver_url: String,
     _permit: SemaphorePermit<'static>,
@@ -86,18 +86,19 @@ impl Browser {
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..5 {
             let port = free_port();
-            let mut driver = Command::new("chromedriver")
-                .arg(format!("--port={port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                // Its own group: dropping kills chromium along with it.
-                .process_group(0)
-                .spawn()
-                .expect("run chromedriver");
+            let mut driver = Driver(
+                Command::new("chromedriver")
+                    .arg(format!("--port={port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    // Its own group: dropping kills chromium along with it.
+                    .process_group(0)
+                    .spawn()
+                    .expect("run chromedriver"),
+            );
             let url = format!("http://127.0.0.1:{port}");
-            if !driver_ready(&url, &mut driver).await {
-                kill_group(&mut driver);
-                continue;
+            if !driver_ready(&url, &mut driver.0).await {
+                continue; // dropped: killed
             }
             let mut browser = Browser {
                 client: connect(&url).await,
@@ -285,13 +286,17 @@ impl Browser {
         );
         let client = self.client.clone();
         let _ = tokio::time::timeout(DEADLINE, client.close()).await;
-        kill_group(&mut self.driver);
+        kill_group(&mut self.driver.0);
     }
 }
 
-impl Drop for Browser {
+/// The chromedriver process: dropping it (a test failed, even while the
+/// session was being opened) kills its group, chromium with it.
+struct Driver(Child);
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        kill_group(&mut self.driver);
+        kill_group(&mut self.0);
     }
 }
 
