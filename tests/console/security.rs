@@ -291,3 +291,49 @@ async fn allow_host_adds_a_name_and_refuses_the_others() {
         assert_eq!(reply.status, status, "Host: {host}: {reply:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_can_neither_read_the_api_nor_frame_the_page() {
+    let redis = RedisServer::start();
+    let console = start_console(&redis, &["--token", TOKEN]);
+    let evil = [("origin", "http://evil.example")];
+    for path in ["/api/info", "/api/services", "/api/events"] {
+        let reply = console.request(Method::GET, path, &evil, "").await;
+        // No CORS grant: a page of another origin cannot read the answer.
+        assert!(
+            !reply.headers.contains_key("access-control-allow-origin"),
+            "GET {path} from another origin: {reply:?}"
+        );
+    }
+    let preflight = [
+        ("origin", "http://evil.example"),
+        ("access-control-request-method", "POST"),
+        ("access-control-request-headers", "authorization"),
+    ];
+    let drain = action_path("orders", ADDR, "drain");
+    let reply = console
+        .request(Method::OPTIONS, &drain, &preflight, "")
+        .await;
+    assert!(
+        !reply.headers.contains_key("access-control-allow-origin"),
+        "a preflight granted: {reply:?}"
+    );
+    // The page holds the token and its buttons act: no other site may
+    // frame it (clickjacking).
+    let page = console.get("/").await;
+    let csp = page
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let frame_options = page
+        .headers
+        .get("x-frame-options")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        csp.contains("frame-ancestors 'none'") || frame_options.eq_ignore_ascii_case("deny"),
+        "the page can be framed: {:?}",
+        page.headers
+    );
+}
