@@ -251,14 +251,19 @@ async fn main() -> ExitCode {
         .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            // An empty RUST_LOG (exported but unset) means the defaults,
+            // not "log nothing".
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
                 // The redis crate's own warnings (a cluster node it could
                 // not reach) repeat the one-line error the command prints;
                 // `redis=` names that crate's targets and, by prefix, this
                 // one's, which `redis_discovery=` takes back.
                 // The proxy's access log and the console's actions are
                 // logged by default.
-                .unwrap_or_else(|_| {
+                .unwrap_or_else(|| {
                     tracing_subscriber::EnvFilter::new(
                         "warn,redis=error,redis_discovery=warn,access=info,console=info",
                     )
