@@ -91,8 +91,21 @@ impl Token {
         Ok(Token(text.to_owned()))
     }
 
-    fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+    /// Whether `given` is this token, in a time that depends on neither
+    /// the token's bytes nor its length: both are compared padded to the
+    /// longest token (subtle's slice comparison alone returns early on a
+    /// length mismatch).
+    fn matches(&self, given: &[u8]) -> bool {
+        use subtle::ConstantTimeEq as _;
+        const MAX: usize = *Token::LENGTHS.end();
+        if given.len() > MAX {
+            return false; // the client's own length: nothing to hide
+        }
+        let (mut ours, mut theirs) = ([0u8; MAX], [0u8; MAX]);
+        ours[..self.0.len()].copy_from_slice(self.0.as_bytes());
+        theirs[..given.len()].copy_from_slice(given);
+        let same_len = (self.0.len() as u64).ct_eq(&(given.len() as u64));
+        bool::from(ours.ct_eq(&theirs) & same_len)
     }
 }
 
@@ -179,4 +192,25 @@ pub(crate) async fn run(g: &Global, args: ConsoleArgs) -> Result<(), Error> {
     console.resolver.shutdown().await;
     let _ = console.registry.shutdown().await;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    #[test]
+    fn tokens_match_only_themselves() {
+        let token = Token::new("s3cret-token").expect("token");
+        assert!(token.matches(b"s3cret-token"));
+        assert!(!token.matches(b"s3cret-toke"));
+        assert!(!token.matches(b"s3cret-token\0"));
+        assert!(!token.matches(b"S3cret-token"));
+        assert!(!token.matches(&[b'a'; 5000]));
+        assert!(Token::new("short").is_err());
+        assert!(Token::new("has space in it").is_err());
+        assert!(Token::new(&"x".repeat(1025)).is_err());
+        assert!(Token::new(&"x".repeat(1024))
+            .expect("longest")
+            .matches("x".repeat(1024).as_bytes()));
+    }
 }
