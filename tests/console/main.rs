@@ -14,6 +14,7 @@ mod hooks;
 mod hostile;
 mod page;
 mod page_actions;
+mod phone;
 mod recovery;
 mod secrets;
 mod security;

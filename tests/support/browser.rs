@@ -70,6 +70,17 @@ impl Browser {
     /// Starts chromedriver on a free port, waits for its `/status` to say
     /// ready, and opens a headless chromium session (1280x800).
     pub async fn start() -> Browser {
+        Browser::start_with(Screen::Desktop).await
+    }
+
+    /// As [`start`](Self::start), with chromium emulating a phone's
+    /// screen (390x844 CSS pixels, touch): headless chromium does not
+    /// size a window below 500 pixels.
+    pub async fn start_phone() -> Browser {
+        Browser::start_with(Screen::Phone).await
+    }
+
+    async fn start_with(screen: Screen) -> Browser {
         let missing: Vec<&str> = ["chromium", "chromedriver"]
             .into_iter()
             .filter(|name| on_path(name).is_none())
@@ -101,7 +112,7 @@ impl Browser {
                 continue; // dropped: killed
             }
             let mut browser = Browser {
-                client: connect(&url).await,
+                client: connect(&url, screen).await,
                 driver,
                 driver_url: url,
                 _permit: permit,
@@ -343,8 +354,15 @@ async fn driver_ready(url: &str, driver: &mut Child) -> bool {
     false
 }
 
+/// The screen a session emulates.
+#[derive(Debug, Clone, Copy)]
+enum Screen {
+    Desktop,
+    Phone,
+}
+
 /// A WebDriver session on headless chromium.
-async fn connect(url: &str) -> Client {
+async fn connect(url: &str, screen: Screen) -> Client {
     let mut options = json!({
         "args": [
             "--headless=new",
@@ -356,6 +374,11 @@ async fn connect(url: &str) -> Client {
     });
     if Path::new("/usr/bin/chromium").is_file() {
         options["binary"] = json!("/usr/bin/chromium");
+    }
+    if let Screen::Phone = screen {
+        options["mobileEmulation"] = json!({
+            "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3, "touch": true },
+        });
     }
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), json!("chrome"));
