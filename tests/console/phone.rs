@@ -26,7 +26,7 @@ async fn the_page_fits_a_phone_and_its_actions_work_there() {
     let redis = RedisServer::start();
     let registry = registry(&redis).await;
     let addr = "127.0.0.1:7601";
-    let _kept = vec![
+    let _kept = [
         register(&registry, "orders", addr, 10, &[("zone", "eu-west-1a")]).await,
         register(&registry, "orders", "127.0.0.1:7602", 30, &[]).await,
         register(
