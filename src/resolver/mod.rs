@@ -38,7 +38,9 @@
 //!   Redis clock with `TIME`), e.g.
 //!   `ACL SETUSER reader on >PASSWORD ~sd:* &sd:* -@all +@read +time +evalsha_ro +eval_ro +subscribe +unsubscribe +ping`.
 //!   Without the channels (`&sd:*`) the resolver still works, on its
-//!   periodic refresh alone, and says so once in a warning. A server
+//!   periodic refresh alone, and says so once in a warning.
+//!   [`RedisResolver::events`] needs `+psubscribe` and the pattern itself,
+//!   `&sd:{*}:events`, besides. A server
 //!   without `EVALSHA_RO` (Redis 6) is read with `EVALSHA`, decided per
 //!   connection: other servers the process talks to keep `EVALSHA_RO` (a
 //!   Cluster is one connection: one Redis 6 node switches all of it).
