@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use std::time::Duration;
 
-use redis_discovery::resolver::Listed;
+use redis_discovery::resolver::{ChangeKind, Listed};
 use redis_discovery::{Instance, Override, ServiceName, Tags};
 use serde::Serialize;
 
@@ -23,9 +23,21 @@ const ANNOUNCED_WITHIN_MS: u64 = 30_000;
 const READ_RACE_MS: u64 = 1_000;
 /// The registry events that announce an instance's arrival, its
 /// departure, and a change of its weight or tags.
-const ARRIVALS: &[&str] = &["register", "update", "override"];
-const DEPARTURES: &[&str] = &["deregister", "expire", "override"];
-const CHANGES: &[&str] = &["update", "override", "register"];
+const ARRIVALS: &[ChangeKind] = &[
+    ChangeKind::Register,
+    ChangeKind::Update,
+    ChangeKind::Override,
+];
+const DEPARTURES: &[ChangeKind] = &[
+    ChangeKind::Deregister,
+    ChangeKind::Expire,
+    ChangeKind::Override,
+];
+const CHANGES: &[ChangeKind] = &[
+    ChangeKind::Update,
+    ChangeKind::Override,
+    ChangeKind::Register,
+];
 /// Lease expiries that moved less than this are the same lease (reads at
 /// different moments compute it a few milliseconds apart).
 const LEASE_JITTER_MS: u64 = 1_000;
@@ -155,9 +167,25 @@ pub(super) struct EventView {
     pub(super) id: u64,
     pub(super) at_ms: u64,
     pub(super) service: String,
-    pub(super) event: &'static str,
+    #[serde(serialize_with = "kind_name")]
+    pub(super) event: ChangeKind,
     pub(super) addr: String,
-    pub(super) source: &'static str,
+    pub(super) source: Source,
+}
+
+/// Who told of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Source {
+    /// Published on the service's events channel.
+    Registry,
+    /// A change the console saw in a read, which no event announced.
+    Console,
+}
+
+/// A kind by its name on the wire.
+fn kind_name<S: serde::Serializer>(kind: &ChangeKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.as_str())
 }
 
 /// What a new read changed, for the live streams.
@@ -212,9 +240,9 @@ impl Model {
     pub(super) fn record(
         &mut self,
         service: &ServiceName,
-        event: &'static str,
+        event: ChangeKind,
         addr: &str,
-        source: &'static str,
+        source: Source,
         at_ms: u64,
     ) -> EventView {
         self.next_id = self.next_id.saturating_add(1);
@@ -240,14 +268,20 @@ impl Model {
 
     /// Whether a registry event of one of these kinds about this instance
     /// came since `since_ms`.
-    fn announced(&self, service: &ServiceName, addr: &str, kinds: &[&str], since_ms: u64) -> bool {
+    fn announced(
+        &self,
+        service: &ServiceName,
+        addr: &str,
+        kinds: &[ChangeKind],
+        since_ms: u64,
+    ) -> bool {
         let service = service.as_str();
         self.events
             .iter()
             .rev()
             .take_while(|e| e.at_ms >= since_ms)
             .any(|e| {
-                e.source == "registry"
+                e.source == Source::Registry
                     && e.addr == addr
                     && e.service == service
                     && kinds.contains(&e.event)
@@ -297,9 +331,9 @@ impl Model {
         let mut unannounced = Vec::new();
         for (addr, now) in &after {
             match before.get(addr) {
-                None => unannounced.push(("register", ARRIVALS, *addr)),
+                None => unannounced.push((ChangeKind::Register, ARRIVALS, *addr)),
                 Some(was) if !same_instance(was, now) => {
-                    unannounced.push(("update", CHANGES, *addr))
+                    unannounced.push((ChangeKind::Update, CHANGES, *addr))
                 }
                 Some(was) if !same_lease(was, now) => changed.service = true,
                 Some(_) => {}
@@ -308,8 +342,10 @@ impl Model {
         for (addr, was) in before.iter().filter(|(a, _)| !after.contains_key(*a)) {
             // Gone with time left on its lease: removed, not expired.
             let event = match was.lease_expires_ms {
-                Some(expiry) if expiry > now_ms.saturating_add(LEASE_JITTER_MS) => "deregister",
-                _ => "expire",
+                Some(expiry) if expiry > now_ms.saturating_add(LEASE_JITTER_MS) => {
+                    ChangeKind::Deregister
+                }
+                _ => ChangeKind::Expire,
             };
             unannounced.push((event, DEPARTURES, *addr));
         }
@@ -317,7 +353,7 @@ impl Model {
             changed.service = true;
             changed.summary = true;
         }
-        let unannounced: Vec<(&'static str, String)> = unannounced
+        let unannounced: Vec<(ChangeKind, String)> = unannounced
             .into_iter()
             .filter(|_| self.primed)
             .filter(|(_, kinds, addr)| !self.announced(service, addr, kinds, since_ms))
@@ -326,7 +362,7 @@ impl Model {
         for (event, addr) in unannounced {
             changed
                 .events
-                .push(self.record(service, event, &addr, "console", now_ms));
+                .push(self.record(service, event, &addr, Source::Console, now_ms));
         }
         let state = self.services.entry(service.clone()).or_default();
         if changed.summary {

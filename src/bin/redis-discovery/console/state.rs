@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis_discovery::resolver::RedisResolver;
+use redis_discovery::resolver::{ChangeKind, RedisResolver};
 use redis_discovery::{KeySchema, RedisRegistry, ServiceName};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Changed, Model, ServiceState};
+use super::model::{Changed, Model, ServiceState, Source};
 use super::watcher::Pending;
 use super::Token;
 
@@ -99,42 +99,43 @@ impl Console {
         self.reachable.swap(reachable, Ordering::Relaxed) != reachable
     }
 
+    /// Sends an update to the live streams; `make` serializes it, and
+    /// runs only if a stream is open.
+    fn send(&self, make: impl FnOnce() -> Update) {
+        if self.updates.receiver_count() > 0 {
+            // A stream that ended meanwhile is no error.
+            let _ = self.updates.send(make());
+        }
+    }
+
     /// Sends what `changed` says of `service` to the live streams (its
     /// summary row goes with [`publish_services`](Self::publish_services),
     /// once per pass).
     pub(super) fn publish(&self, service: &ServiceName, changed: Changed) {
-        // Nobody is watching: nothing to serialize.
-        if self.updates.receiver_count() == 0 {
-            return;
-        }
         for event in &changed.events {
-            let _ = self.updates.send(Update::Registry(to_text(event)));
+            self.send(|| Update::Registry(to_text(event)));
         }
         if changed.service {
-            let body = {
+            self.send(|| {
                 let model = self.model();
                 let empty = ServiceState::default();
-                service_body(service, model.service(service).unwrap_or(&empty), now_ms())
-            };
-            let _ = self.updates.send(Update::Service(to_text(&body)));
+                let state = model.service(service).unwrap_or(&empty);
+                Update::Service(to_text(&service_body(service, state, now_ms())))
+            });
         }
     }
 
     /// Sends the services' summaries to the live streams.
     pub(super) fn publish_services(&self) {
-        if self.updates.receiver_count() == 0 {
-            return;
-        }
-        let body = services_body(&self.model(), now_ms());
-        let _ = self.updates.send(Update::Services(to_text(&body)));
+        self.send(|| Update::Services(to_text(&services_body(&self.model(), now_ms()))));
     }
 
     /// Adds a registry event to the feed and sends it.
-    pub(super) fn record_event(&self, service: &ServiceName, event: &'static str, addr: &str) {
+    pub(super) fn record_event(&self, service: &ServiceName, kind: ChangeKind, addr: &str) {
         let view = self
             .model()
-            .record(service, event, addr, "registry", now_ms());
-        let _ = self.updates.send(Update::Registry(to_text(&view)));
+            .record(service, kind, addr, Source::Registry, now_ms());
+        self.send(|| Update::Registry(to_text(&view)));
     }
 
     /// The body of `GET /api/info`.
@@ -142,7 +143,7 @@ impl Console {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "read_only": self.read_only(),
-            "schema": match self.schema { KeySchema::Hertz => "hertz", _ => "native" },
+            "schema": self.schema.to_string(),
             "prefix": self.prefix,
             "redis": self.redis,
             "reachable": self.reachable.load(Ordering::Relaxed),

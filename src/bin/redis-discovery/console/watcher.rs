@@ -261,7 +261,7 @@ async fn follow(console: &Console, pending: &Pending, mut events: RegistryEvents
         };
         match event {
             Some(RegistryEvent::Changed(change)) => {
-                console.record_event(&change.service, change.kind.as_str(), &change.addr);
+                console.record_event(&change.service, change.kind, &change.addr);
                 pending.mark(Some(change.service));
             }
             Some(RegistryEvent::Missed) => pending.mark(None),

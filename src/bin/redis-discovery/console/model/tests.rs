@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use redis_discovery::{Instance, Override, ServiceName};
 
+use redis_discovery::resolver::ChangeKind;
+
 use super::*;
 
 fn name(s: &str) -> ServiceName {
@@ -43,13 +45,13 @@ fn unannounced_changes_become_console_events() {
     assert_eq!(changed.events.len(), 1);
     assert_eq!(
         (changed.events[0].event, changed.events[0].source),
-        ("register", "console")
+        (ChangeKind::Register, Source::Console)
     );
 
     // The instance is gone and no event said so: its lease ran out.
     let changed = model.apply(&orders, read(Vec::new(), 20_000), true, 20_000);
     assert_eq!(changed.events.len(), 1);
-    assert_eq!(changed.events[0].event, "expire");
+    assert_eq!(changed.events[0].event, ChangeKind::Expire);
     assert_eq!(model.events(10).count(), 2);
 }
 
@@ -58,7 +60,13 @@ fn announced_changes_are_not_repeated() {
     let orders = name("orders");
     let mut model = Model::default();
     model.prime();
-    model.record(&orders, "register", "h:1", "registry", 1_000);
+    model.record(
+        &orders,
+        ChangeKind::Register,
+        "h:1",
+        Source::Registry,
+        1_000,
+    );
     let changed = model.apply(
         &orders,
         read(vec![listed("h:1", 10, 15_000)], 1_100),
@@ -67,7 +75,13 @@ fn announced_changes_are_not_repeated() {
     );
     assert!(changed.summary);
     assert!(changed.events.is_empty());
-    model.record(&orders, "deregister", "h:1", "registry", 2_000);
+    model.record(
+        &orders,
+        ChangeKind::Deregister,
+        "h:1",
+        Source::Registry,
+        2_000,
+    );
     let changed = model.apply(&orders, read(Vec::new(), 2_100), true, 2_100);
     assert!(changed.summary && changed.events.is_empty());
 }
@@ -120,9 +134,9 @@ fn the_feed_and_the_services_are_bounded() {
     for i in 0..(MAX_EVENTS + 10) {
         model.record(
             &orders,
-            "update",
+            ChangeKind::Update,
             &format!("h:{}", i % 60_000 + 1),
-            "registry",
+            Source::Registry,
             0,
         );
     }
@@ -138,7 +152,13 @@ fn a_departure_is_announced_only_by_a_departure_event() {
     let orders = name("orders");
     let mut model = Model::default();
     model.prime();
-    model.record(&orders, "register", "h:1", "registry", 1_000);
+    model.record(
+        &orders,
+        ChangeKind::Register,
+        "h:1",
+        Source::Registry,
+        1_000,
+    );
     model.apply(
         &orders,
         read(vec![listed("h:1", 10, 2_000)], 1_100),
@@ -150,10 +170,16 @@ fn a_departure_is_announced_only_by_a_departure_event() {
     assert_eq!(changed.events.len(), 1);
     assert_eq!(
         (changed.events[0].event, changed.events[0].source),
-        ("expire", "console")
+        (ChangeKind::Expire, Source::Console)
     );
     // An event older than the previous read announces nothing new.
-    model.record(&orders, "register", "h:2", "registry", 5_000);
+    model.record(
+        &orders,
+        ChangeKind::Register,
+        "h:2",
+        Source::Registry,
+        5_000,
+    );
     model.apply(
         &orders,
         read(vec![listed("h:2", 10, 15_000)], 5_100),
@@ -173,7 +199,7 @@ fn a_departure_is_announced_only_by_a_departure_event() {
         40_000,
     );
     assert_eq!(changed.events.len(), 1);
-    assert_eq!(changed.events[0].event, "update");
+    assert_eq!(changed.events[0].event, ChangeKind::Update);
 }
 
 #[test]
@@ -194,5 +220,20 @@ fn a_departure_with_lease_left_is_a_deregistration() {
     model.apply(&orders, read(vec![listed("h:1", 10, 15_000)], 0), true, 0);
     model.prime();
     let changed = model.apply(&orders, read(Vec::new(), 1_000), true, 1_000);
-    assert_eq!(changed.events[0].event, "deregister");
+    assert_eq!(changed.events[0].event, ChangeKind::Deregister);
+}
+
+#[test]
+fn events_serialize_with_their_wire_names() {
+    let mut model = Model::default();
+    let view = model.record(
+        &name("orders"),
+        ChangeKind::Expire,
+        "h:1",
+        Source::Console,
+        7,
+    );
+    let json = serde_json::to_value(&view).expect("json");
+    assert_eq!(json["event"], "expire");
+    assert_eq!(json["source"], "console");
 }
