@@ -75,6 +75,7 @@ async fn refresh_loop(console: Arc<Console>, refresh: Duration) {
         console: &console,
         told_cap: false,
         failing: BTreeSet::new(),
+        summaries_changed: false,
     };
     loop {
         let all = tokio::select! {
@@ -98,6 +99,10 @@ async fn refresh_loop(console: Arc<Console>, refresh: Duration) {
                 }
             } => read,
         };
+        // One `services` message per pass, whatever it changed.
+        if std::mem::take(&mut reader.summaries_changed) {
+            console.publish_services();
+        }
         match read {
             Ok(()) => {
                 if console.set_reachable(true) {
@@ -119,6 +124,8 @@ struct Reader<'a> {
     told_cap: bool,
     /// Services whose read failed, warned of once until one succeeds.
     failing: BTreeSet<ServiceName>,
+    /// Whether this pass changed a row of the services' summaries.
+    summaries_changed: bool,
 }
 
 impl Reader<'_> {
@@ -150,15 +157,11 @@ impl Reader<'_> {
             .filter(|name| !keep.contains(name))
             .cloned()
             .collect();
-        let mut summary = false;
         for name in gone {
             if console.model().forget(&name) {
-                summary = true;
+                self.summaries_changed = true;
                 console.publish(&name, Changed::gone());
             }
-        }
-        if summary {
-            console.publish_services();
         }
         self.read_some(listed, true).await?;
         console.model().prime();
@@ -176,7 +179,7 @@ impl Reader<'_> {
         listed: bool,
     ) -> Result<(), Error> {
         let console = self.console;
-        let (mut summary, mut read_any, mut last_error) = (false, false, None);
+        let (mut read_any, mut last_error) = (false, None);
         for service in services {
             match read(console, &service).await {
                 Ok(read) => {
@@ -185,7 +188,7 @@ impl Reader<'_> {
                         tracing::info!(%service, "reading the service works again");
                     }
                     let changed = console.model().apply(&service, read, listed, now_ms());
-                    summary |= changed.summary;
+                    self.summaries_changed |= changed.summary;
                     console.publish(&service, changed);
                 }
                 Err(error) => {
@@ -195,9 +198,6 @@ impl Reader<'_> {
                     last_error = Some(error);
                 }
             }
-        }
-        if summary {
-            console.publish_services();
         }
         match last_error {
             Some(error) if !read_any => Err(error),
