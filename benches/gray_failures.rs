@@ -46,6 +46,10 @@ use tower::{Layer, Service, ServiceExt};
 mod errors;
 #[path = "../tests/support/faults.rs"]
 mod faults;
+// The accept loop `faults` runs (its other servers go unused here).
+#[allow(dead_code)]
+#[path = "../tests/support/http_server.rs"]
+mod http_server;
 #[path = "gray_failures/report.rs"]
 mod report;
 #[path = "common/tool.rs"]

@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
+
+use super::http_server::serve_http1;
 
 /// How a [`FaultServer`] answers each request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +71,14 @@ impl FaultServer {
         let requests = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = oneshot::channel();
         let fault = Arc::new(Mutex::new(fault));
-        let task = tokio::spawn(serve(listener, fault.clone(), requests.clone(), stopped));
+        let (f, r) = (fault.clone(), requests.clone());
+        let task = tokio::spawn(serve_http1(listener, stopped, move || {
+            let (fault, requests) = (f.clone(), r.clone());
+            hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
+                let nth = requests.fetch_add(1, Ordering::Relaxed);
+                answer(*fault.lock().unwrap(), nth)
+            })
+        }));
         Ok(FaultServer {
             addr,
             fault,
@@ -116,44 +124,6 @@ impl Drop for FaultServer {
         // Aborting the accept loop drops its `JoinSet`, which aborts every
         // connection task: nothing of the server outlives it.
         self.task.abort();
-    }
-}
-
-/// The accept loop: one task per connection, all in a `JoinSet` so that
-/// stopping the loop ends them.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    fault: Arc<Mutex<Fault>>,
-    requests: Arc<AtomicU64>,
-    mut stopped: oneshot::Receiver<()>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stopped => {
-                connections.shutdown().await;
-                return;
-            }
-            // Reap finished connections so a long run does not pile them up.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // A transient accept error (e.g. out of descriptors): retry.
-                Err(_) => continue,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let requests = requests.clone();
-        let fault = fault.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |_req: hyper::Request<Incoming>| {
-                let nth = requests.fetch_add(1, Ordering::Relaxed);
-                answer(*fault.lock().unwrap(), nth)
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

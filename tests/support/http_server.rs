@@ -1,5 +1,5 @@
-//! HTTP test servers on loopback: one that answers with its own address,
-//! and a port that refuses every connection.
+//! HTTP test servers on loopback: the accept loop they all run, one that
+//! answers with its own address, and a port that refuses every connection.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,46 +12,69 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client, ResponseFuture}
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::{JoinHandle, JoinSet};
 
+/// Serves HTTP/1 on `listener`, each connection in a task of its own with
+/// the service `service_for` makes for it, until `stopped` fires (or its
+/// sender is dropped); then every connection ends before this returns.
+/// Finished connections are reaped, so a long run does not pile them up.
+pub async fn serve_http1<F, S, B>(
+    listener: tokio::net::TcpListener,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    mut service_for: F,
+) where
+    F: FnMut() -> S,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stopped => {
+                connections.shutdown().await;
+                return;
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // A transient accept error (e.g. out of descriptors): retry.
+                Err(_) => continue,
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service_for();
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// An HTTP server on a free loopback port that answers every request with
 /// `ADDR HOST URI`: its own address, the `Host` header and the request URI.
 pub async fn spawn_server() -> (SocketAddr, TestServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut connections = JoinSet::new();
-        loop {
-            let stream = tokio::select! {
-                _ = &mut stopped => {
-                    // Every connection ends before `crash` returns.
-                    connections.shutdown().await;
-                    return;
-                }
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            connections.spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
-                        let host = req
-                            .headers()
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or("")
-                            .to_owned();
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-                            "{addr} {host} {}",
-                            req.uri()
-                        )))))
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve_http1(listener, stopped, move || {
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| async move {
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
+                "{addr} {host} {}",
+                req.uri()
+            )))))
+        })
+    }));
     (
         addr,
         TestServer {

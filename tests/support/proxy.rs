@@ -27,11 +27,12 @@ use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use redis_discovery::{Instance, Registration};
 
 use super::cli::{lines, spawn, wait_for_line, Running};
+use super::http_server::serve_http1;
 use super::{registry, RedisServer, DEADLINE};
 
 /// A request as an [`Upstream`] saw it.
@@ -60,33 +61,15 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(AtomicU64::new(0));
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = oneshot::channel::<()>();
         let (s, r) = (seen.clone(), requests.clone());
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let stream = tokio::select! {
-                    _ = &mut stopped => {
-                        connections.shutdown().await;
-                        return;
-                    }
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                };
+        let task = tokio::spawn(serve_http1(listener, stopped, move || {
+            let (s, r) = (s.clone(), r.clone());
+            hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (s, r) = (s.clone(), r.clone());
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (s, r) = (s.clone(), r.clone());
-                        async move { Ok::<_, Infallible>(answer(addr, req, &s, &r).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+                async move { Ok::<_, Infallible>(answer(addr, req, &s, &r).await) }
+            })
+        }));
         Upstream {
             addr,
             seen,
